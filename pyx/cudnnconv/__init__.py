@@ -1,0 +1,72 @@
+"""cudnnconv: cuDNN convolutions on CuPy arrays.
+
+Public API::
+
+    conv, conv_backward_input, conv_backward_weight, conv_transpose,
+    conv_bias_add_relu, flags, version, build_info, clear_cache, cache_info,
+    last_call, CuDNNError, CuDNNOutOfMemoryError, CaptureError
+
+The package imports on a machine without a GPU (cuDNN's host-side library
+loads without a driver); ``cuda_available()`` says whether calls can run.
+"""
+from cudnnconv import _loader
+
+_loader.preload()
+
+from cudnnconv.core import build as _build  # noqa: E402
+from cudnnconv.core.status import CuDNNError, CuDNNOutOfMemoryError  # noqa: E402
+from cudnnconv.search import CaptureError  # noqa: E402
+from cudnnconv.options import flags  # noqa: E402
+from cudnnconv import _engines, _log  # noqa: E402
+from cudnnconv._engines import EngineUnavailable  # noqa: E402
+from cudnnconv.api import (  # noqa: E402
+    conv, conv_backward_input, conv_backward_weight, conv_transpose, conv_bias_add_relu, last_call)
+
+__version__ = "0.1.0"
+
+if _build.DEBUG:
+    _log.enable_debug_output()
+
+
+def version():
+    """The cuDNN version loaded at run time, e.g. 91900 for 9.19.0."""
+    return _build.runtime_cudnn_version()
+
+
+def build_info():
+    """How this build was configured, and what it runs on: compile-time
+    options, the cuDNN it was compiled against and the one loaded, the
+    engines it contains, and where libcudnn came from."""
+    info = dict(_build.compile_options())
+    info["runtime_cudnn_version"] = _build.runtime_cudnn_version()
+    info["engines"] = _engines.available()
+    info["libcudnn_preloaded_from"] = _loader.preload()
+    info["cudnnconv_version"] = __version__
+    return info
+
+
+def clear_cache():
+    """Forget every cached algorithm choice and reset the statistics."""
+    for c in _engines.caches():
+        c.clear()
+
+
+def cache_info():
+    """Per engine: size, maxsize, hits and misses of its choice cache."""
+    return {c.name: c.info() for c in _engines.caches()}
+
+
+def cuda_available():
+    """Whether a CUDA device and driver are usable from CuPy here."""
+    try:
+        import cupy
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+__all__ = [
+    "conv", "conv_backward_input", "conv_backward_weight", "conv_transpose", "conv_bias_add_relu",
+    "flags", "version", "build_info", "clear_cache", "cache_info", "last_call", "cuda_available",
+    "CuDNNError", "CuDNNOutOfMemoryError", "CaptureError", "EngineUnavailable",
+]

@@ -1,0 +1,73 @@
+"""A bounded, locked, observable LRU cache for algorithm choices (policy tier)."""
+import collections
+import threading
+
+CacheInfo = collections.namedtuple("CacheInfo", "size maxsize hits misses")
+
+
+class AlgoCache:
+    """Maps a ProblemKey to the choice the search made for it.
+
+    Bounded (least recently used entries go first), safe to share between
+    threads (one lock), clearable and observable (size, hits, misses).
+    ``maxsize=None`` means unbounded.
+    """
+
+    def __init__(self, name, maxsize=4096):
+        self.name = name
+        self._maxsize = maxsize
+        self._data = collections.OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key):
+        with self._lock:
+            try:
+                value = self._data[key]
+            except KeyError:
+                self.misses += 1
+                return None
+            self._data.move_to_end(key)
+            self.hits += 1
+            return value
+
+    def peek(self, key):
+        """The entry for ``key`` without counting a hit or a miss."""
+        with self._lock:
+            return self._data.get(key)
+
+    def put(self, key, value):
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            self._evict()
+
+    def _evict(self):
+        if self._maxsize is not None:
+            while len(self._data) > self._maxsize:
+                self._data.popitem(last=False)
+
+    def set_maxsize(self, maxsize):
+        if maxsize is not None and (not isinstance(maxsize, int) or maxsize < 0):
+            raise ValueError("maxsize must be None or a non-negative int, got %r" % (maxsize,))
+        with self._lock:
+            self._maxsize = maxsize
+            self._evict()
+
+    def clear(self):
+        with self._lock:
+            self._data.clear()
+            self.hits = 0
+            self.misses = 0
+
+    def items(self):
+        with self._lock:
+            return list(self._data.items())
+
+    def info(self):
+        with self._lock:
+            return CacheInfo(len(self._data), self._maxsize, self.hits, self.misses)
+
+    def __len__(self):
+        return len(self._data)

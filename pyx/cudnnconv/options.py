@@ -1,0 +1,65 @@
+"""Per-thread default flags and their resolution for one call (policy tier)."""
+import collections
+import contextlib
+import threading
+
+ENGINES = ("auto", "graph", "legacy")
+
+Options = collections.namedtuple(
+    "Options", "benchmark deterministic allow_tf32 workspace_limit engine")
+Options.__doc__ = "The flags of one call, resolved against the thread's defaults."
+
+_DEFAULT = Options(False, False, True, None, "auto")
+_local = threading.local()
+
+
+def current():
+    """This thread's defaults (what ``flags()`` last set, or the built-in ones)."""
+    return getattr(_local, "options", _DEFAULT)
+
+
+def _check_limit(v):
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise ValueError("workspace_limit must be None or a non-negative number of bytes, got %r" % (v,))
+    return int(v)
+
+
+def _check_engine(v):
+    if v not in ENGINES:
+        raise ValueError("engine must be one of %s, got %r" % (", ".join(map(repr, ENGINES)), v))
+    return v
+
+
+def resolve(benchmark=None, deterministic=None, allow_tf32=None, workspace_limit=None, engine=None):
+    """Options for one call: each None takes the thread's default."""
+    d = current()
+    if benchmark is None and deterministic is None and allow_tf32 is None \
+            and workspace_limit is None and engine is None:
+        return d
+    return Options(
+        d.benchmark if benchmark is None else bool(benchmark),
+        d.deterministic if deterministic is None else bool(deterministic),
+        d.allow_tf32 if allow_tf32 is None else bool(allow_tf32),
+        d.workspace_limit if workspace_limit is None else _check_limit(workspace_limit),
+        d.engine if engine is None else _check_engine(engine),
+    )
+
+
+@contextlib.contextmanager
+def flags(benchmark=False, deterministic=False, allow_tf32=True, workspace_limit=None, engine="auto"):
+    """Set this thread's defaults for the calls inside the ``with`` block.
+
+    Like ``torch.backends.cudnn.flags``, every flag takes the value given here
+    (a flag left out takes its default, not the enclosing block's).  Other
+    threads are not affected.  Per-call arguments still win.
+    """
+    new = Options(bool(benchmark), bool(deterministic), bool(allow_tf32),
+                  _check_limit(workspace_limit), _check_engine(engine))
+    old = current()
+    _local.options = new
+    try:
+        yield new
+    finally:
+        _local.options = old

@@ -1,0 +1,149 @@
+"""Build script for cudnnconv.
+
+Compile-time options come from environment variables (see the README's
+table); their defaults live in include/cudnnconv_config.h.  This file only
+finds cuDNN and the CUDA headers and turns the variables into -D flags.
+
+cuDNN is found, in this order:
+  1. $CUDNN_HOME/include and $CUDNN_HOME/lib (or lib64);
+  2. the nvidia-cudnn-cu13 wheel installed in the environment doing the build.
+The CUDA headers (cuda_runtime_api.h, included by cudnn.h) are found under
+$CUDA_HOME/include (default /usr/local/cuda), else in an nvidia-cuda-runtime
+wheel.  No CUDA library is linked: cuDNN and CuPy each carry their own runtime.
+"""
+import glob
+import os
+import sys
+
+from setuptools import Extension, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.join(HERE, "pyx")
+
+
+def _fail(msg):
+    sys.stderr.write("\ncudnnconv build error: %s\n\n" % msg)
+    raise SystemExit(1)
+
+
+def _flag(name, default):
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return None  # keep the header's default
+    if value.lower() in ("1", "on", "yes", "true"):
+        return 1
+    if value.lower() in ("0", "off", "no", "false"):
+        return 0
+    _fail("%s must be 0/1 (or on/off), got %r" % (name, value))
+
+
+def _site_dirs():
+    import site
+    dirs = list(site.getsitepackages()) + [site.getusersitepackages()]
+    dirs += [p for p in sys.path if p.endswith("site-packages")]
+    seen, out = set(), []
+    for d in dirs:
+        if d and os.path.isdir(d) and d not in seen:
+            seen.add(d)
+            out.append(d)
+    return out
+
+
+def find_cudnn():
+    home = os.environ.get("CUDNN_HOME")
+    if home:
+        inc = os.path.join(home, "include")
+        libs = [os.path.join(home, d) for d in ("lib", "lib64", "lib/x86_64-linux-gnu")]
+        libs = [d for d in libs if glob.glob(os.path.join(d, "libcudnn.so*"))]
+        if not os.path.exists(os.path.join(inc, "cudnn.h")) or not libs:
+            _fail("CUDNN_HOME=%s has no include/cudnn.h or lib*/libcudnn.so*" % home)
+        return home, inc, libs[0]
+    for site_dir in _site_dirs():
+        root = os.path.join(site_dir, "nvidia", "cudnn")
+        inc, lib = os.path.join(root, "include"), os.path.join(root, "lib")
+        if os.path.exists(os.path.join(inc, "cudnn.h")) and glob.glob(os.path.join(lib, "libcudnn.so*")):
+            return root, inc, lib
+    _fail("cuDNN not found: install the nvidia-cudnn-cu13 wheel (pip install nvidia-cudnn-cu13) "
+          "into the environment that builds cudnnconv (build with --no-build-isolation), or set CUDNN_HOME")
+
+
+def find_cuda_include():
+    home = os.environ.get("CUDA_HOME") or "/usr/local/cuda"
+    inc = os.path.join(home, "include")
+    if os.path.exists(os.path.join(inc, "cuda_runtime_api.h")):
+        return home, inc
+    for site_dir in _site_dirs():
+        for hdr in glob.glob(os.path.join(site_dir, "nvidia", "*", "include", "cuda_runtime_api.h")):
+            return os.path.dirname(os.path.dirname(hdr)), os.path.dirname(hdr)
+    _fail("cuda_runtime_api.h not found under CUDA_HOME=%s/include nor in an nvidia-cuda-runtime wheel; "
+          "set CUDA_HOME or pip install nvidia-cuda-runtime" % home)
+
+
+def cudnn_soname(lib_dir):
+    for name in ("libcudnn.so.9", "libcudnn.so"):
+        if os.path.exists(os.path.join(lib_dir, name)):
+            return name
+    return os.path.basename(sorted(glob.glob(os.path.join(lib_dir, "libcudnn.so*")))[0])
+
+
+def extensions():
+    from Cython.Build import cythonize
+
+    cudnn_home, cudnn_inc, cudnn_lib = find_cudnn()
+    cuda_home, cuda_inc = find_cuda_include()
+    macros = [
+        ("CUDNNCONV_CUDNN_HOME", '"%s"' % cudnn_home),
+        ("CUDNNCONV_CUDA_HOME", '"%s"' % cuda_home),
+    ]
+    options = {}
+    for name in ("CUDNNCONV_LEGACY_API", "CUDNNCONV_GRAPH_API", "CUDNNCONV_DEBUG"):
+        value = _flag(name, None)
+        if value is not None:
+            macros.append((name, str(value)))
+        options[name] = value
+    limit = os.environ.get("CUDNNCONV_INDEX_LIMIT")
+    if limit:
+        try:
+            if int(limit) < 1:
+                raise ValueError
+        except ValueError:
+            _fail("CUDNNCONV_INDEX_LIMIT must be a positive integer, got %r" % limit)
+        macros.append(("CUDNNCONV_INDEX_LIMIT", "%dLL" % int(limit)))
+
+    common = dict(
+        include_dirs=[os.path.join(HERE, "include"), cudnn_inc, cuda_inc],
+        library_dirs=[cudnn_lib],
+        extra_link_args=["-l:" + cudnn_soname(cudnn_lib), "-Wl,-rpath," + cudnn_lib],
+        extra_compile_args=["-O2", "-Wno-deprecated-declarations", "-Wno-unused-function"],
+        define_macros=macros,
+    )
+    modules = ["core.status", "core.handle", "core.build"]
+    if options["CUDNNCONV_LEGACY_API"] != 0:
+        modules += ["engines.legacy_descriptors", "engines.legacy"]
+    if options["CUDNNCONV_GRAPH_API"] != 0 and os.path.exists(os.path.join(SRC, "cudnnconv", "engines", "graph.pyx")):
+        modules += ["engines.graph"]
+    exts = [
+        Extension("cudnnconv." + m, [os.path.join("pyx", "cudnnconv", *m.split(".")) + ".pyx"], **common)
+        for m in modules
+    ]
+    return cythonize(
+        exts,
+        include_path=[SRC],
+        language_level=3,
+        compiler_directives={"boundscheck": False, "wraparound": False, "embedsignature": True},
+    )
+
+
+setup(
+    name="cudnnconv",
+    version="0.1.0",
+    description="cuDNN convolutions on CuPy arrays: legacy and graph engines, persistent tuning",
+    package_dir={"": "pyx"},
+    packages=["cudnnconv", "cudnnconv.decl", "cudnnconv.core", "cudnnconv.engines"],
+    package_data={"cudnnconv": ["*.pxd", "*/*.pxd"]},
+    ext_modules=extensions(),
+    python_requires=">=3.9",
+    install_requires=["numpy", "cupy-cuda13x", "nvidia-cudnn-cu13"],
+    extras_require={"test": ["pytest", "ml_dtypes"], "bf16": ["ml_dtypes"]},
+    zip_safe=False,
+)
