@@ -120,6 +120,29 @@ def _kw(geom, opts, **extra):
 # forward
 # ---------------------------------------------------------------------------
 
+class _ConvPlan:
+    """What a validated conv() call signature resolved to, kept so that a
+    repeat call with the same shapes, strides, dtypes, devices, parameters
+    and flags skips validation, layout choice and split planning."""
+    __slots__ = ("geom", "y_shape", "layout", "pack_x", "pack_w", "chunks", "repro", "device")
+
+
+_MEMO_MAX = 1024
+_conv_memo = {}
+
+
+def _conv_signature(x, w, b, stride, padding, dilation, groups, opts):
+    """A hashable signature of a conv() call on CuPy arrays, or None when an
+    argument is unhashable (then the call takes the full path)."""
+    sig = (x.shape, x.strides, x.dtype, x.data.device_id, w.shape, w.strides, w.dtype, w.data.device_id,
+           None if b is None else (b.shape, b.dtype, b.data.device_id), stride, padding, dilation, groups, opts)
+    try:
+        hash(sig)
+    except TypeError:
+        return None
+    return sig
+
+
 def conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, out=None,
          benchmark=None, deterministic=None, allow_tf32=None, workspace_limit=None, engine=None):
     """N-d convolution (cross-correlation) like torch.nn.functional.conv1d/2d/3d.
@@ -131,31 +154,62 @@ def conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     ``cudnnconv.flags()`` defaults.  Returns a CuPy array on the input's
     device, channels-last when the input or the weight is.
     """
-    a = _inspect(input=input, weight=weight, bias=bias)
-    opts = _options(benchmark, deterministic, allow_tf32, workspace_limit, engine)
-    geom, y_shape = params.conv_geometry(a["input"].shape, a["weight"].shape, stride, padding, dilation, groups)
-    params.check_bias(a["bias"], y_shape[1])
-    eng = _engines.select(opts)
-    arr, out, device = _prepare(a, out, y_shape)
-    x, w, b = arr["input"], arr["weight"], arr["bias"]
     import cupy
-    with cupy.cuda.Device(device):
-        layout = params.suggest_layout(x, w)
-        xs, ws = params.to_layout(x, layout), params.to_layout(w, layout)
+    opts = _options(benchmark, deterministic, allow_tf32, workspace_limit, engine)
+    eng = _engines.select(opts)
+    plan = sig = None
+    if out is None and type(input) is cupy.ndarray and type(weight) is cupy.ndarray \
+            and (bias is None or type(bias) is cupy.ndarray):
+        sig = _conv_signature(input, weight, bias, stride, padding, dilation, groups, opts)
+        if sig is not None:
+            plan = _conv_memo.get(sig)
+    if plan is None:
+        plan, x, w, b, out = _conv_validate(input, weight, bias, stride, padding, dilation, groups, out, opts)
+        if sig is not None:
+            if len(_conv_memo) >= _MEMO_MAX:
+                _conv_memo.clear()
+            _conv_memo[sig] = plan
+    else:
+        x, w, b = input, weight, bias
+    with cupy.cuda.Device(plan.device):
+        layout = plan.layout
+        xs = params.to_layout(x, layout) if plan.pack_x else x
+        ws = params.to_layout(w, layout) if plan.pack_w else w
+        geom = plan.geom
         if any(geom.same_extra):
             xs = _pad_end(xs, geom.same_extra, layout)
-        y = _result(out, y_shape, x.dtype, layout)
+        y = _result(out, plan.y_shape, x.dtype, layout)
         choices = []
         if y.size:
-            repro = ("conv", [("input", x.shape), ("weight", w.shape)], x.dtype, layout,
-                     _kw(geom, opts, bias=None if b is None else "bias"))
-            for s, n in _chunks(y_shape[0], xs.size, y.size, split.FORWARD_MAX_WORKSIZE):
-                choices.append(eng.run("forward", xs[s:s + n], ws, y[s:s + n], geom, opts, layout, device,
-                                       repro))
+            for s, n in plan.chunks:
+                choices.append(eng.run("forward", xs[s:s + n], ws, y[s:s + n], geom, opts, layout, plan.device,
+                                       plan.repro))
             if b is not None:
                 _add_bias(y, b)
         _record("conv", eng.ENGINE, "direct", choices)
         return _finish(y, out)
+
+
+def _conv_validate(input, weight, bias, stride, padding, dilation, groups, out, opts):
+    """The full argument check of conv(); returns (plan, x, w, b, out)."""
+    a = _inspect(input=input, weight=weight, bias=bias)
+    geom, y_shape = params.conv_geometry(a["input"].shape, a["weight"].shape, stride, padding, dilation, groups)
+    params.check_bias(a["bias"], y_shape[1])
+    arr, out, device = _prepare(a, out, y_shape)
+    x, w, b = arr["input"], arr["weight"], arr["bias"]
+    plan = _ConvPlan()
+    plan.geom, plan.y_shape, plan.device = geom, y_shape, device
+    plan.layout = layout = params.suggest_layout(x, w)
+    plan.pack_x = not params.has_layout(x, layout)
+    plan.pack_w = not params.has_layout(w, layout)
+    in_numel = x.size
+    if any(geom.same_extra):
+        in_numel = x.shape[0] * x.shape[1] * int(numpy.prod([s + e for s, e in zip(x.shape[2:], geom.same_extra)]))
+    size = int(numpy.prod(y_shape))
+    plan.chunks = _chunks(y_shape[0], in_numel, size, split.FORWARD_MAX_WORKSIZE) if size else []
+    plan.repro = ("conv", [("input", x.shape), ("weight", w.shape)], x.dtype, layout,
+                  _kw(geom, opts, bias=None if b is None else "bias"))
+    return plan, x, w, b, out
 
 
 # ---------------------------------------------------------------------------
