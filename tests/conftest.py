@@ -1,0 +1,48 @@
+"""Test policy shared by the CPU suite (tests/) and the GPU suite (tests/gpu/).
+
+GPU tests carry the ``gpu`` marker, usually as a module-level
+``pytestmark = pytest.mark.gpu``.  Without a usable CUDA device and driver
+every such test is skipped with one clear reason, so the CPU suite runs (and
+must pass) on a machine without a GPU.  Everything else runs everywhere.
+
+The ``fake_cuda_array`` fixture builds objects that expose only
+``__cuda_array_interface__``: the public API checks its arguments on that
+metadata alone, so bad-argument tests need no GPU.
+"""
+import pytest
+
+GPU_SKIP_REASON = "needs a CUDA GPU with a working driver"
+
+
+def _cuda_available():
+    import cudnnconv
+    return cudnnconv.cuda_available()
+
+
+def pytest_collection_modifyitems(config, items):
+    gpu_items = [item for item in items if item.get_closest_marker("gpu") is not None]
+    if not gpu_items or _cuda_available():
+        return
+    skip = pytest.mark.skip(reason=GPU_SKIP_REASON)
+    for item in gpu_items:
+        item.add_marker(skip)
+
+
+class FakeCudaArray:
+    """Metadata of a CUDA array and nothing else (no memory behind it)."""
+
+    def __init__(self, shape, typestr="<f4", ptr=0x7F0000000000):
+        self.shape = tuple(shape)
+        self.__cuda_array_interface__ = {
+            "shape": self.shape, "typestr": typestr, "data": (ptr, False),
+            "version": 3, "strides": None,
+        }
+
+    def __repr__(self):
+        return "FakeCudaArray(%s, %s)" % (self.shape, self.__cuda_array_interface__["typestr"])
+
+
+@pytest.fixture
+def fake_cuda_array():
+    """``fake_cuda_array(shape, typestr='<f4')``: see FakeCudaArray."""
+    return FakeCudaArray
