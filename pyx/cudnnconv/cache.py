@@ -11,6 +11,14 @@ class AlgoCache:
     Bounded (least recently used entries go first), safe to share between
     threads (one lock), clearable and observable (size, hits, misses).
     ``maxsize=None`` means unbounded.
+
+    Observers (for the persistent tuning cache, cudnnconv.tuning):
+    ``on_put`` callables are called as ``fn(cache, key, value)`` after each
+    put; ``on_miss`` callables as ``fn(cache, key)`` when a get finds
+    nothing, after which the get looks once more (a read-through fill).
+    Both run outside the lock; both lists are empty by default, and an
+    observer that raises is dropped from neither list but never breaks the
+    cache operation.
     """
 
     def __init__(self, name, maxsize=4096):
@@ -20,8 +28,15 @@ class AlgoCache:
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
+        self.on_put = []
+        self.on_miss = []
 
     def get(self, key):
+        if self.on_miss:
+            with self._lock:
+                found = key in self._data
+            if not found:
+                _notify(self.on_miss, self, key)
         with self._lock:
             try:
                 value = self._data[key]
@@ -42,6 +57,8 @@ class AlgoCache:
             self._data[key] = value
             self._data.move_to_end(key)
             self._evict()
+        if self.on_put:
+            _notify(self.on_put, self, key, value)
 
     def _evict(self):
         if self._maxsize is not None:
@@ -71,3 +88,12 @@ class AlgoCache:
 
     def __len__(self):
         return len(self._data)
+
+
+def _notify(observers, *args):
+    for fn in list(observers):
+        try:
+            fn(*args)
+        except Exception as e:          # an observer never breaks the cache
+            from cudnnconv import _log
+            _log.debug("cache observer %r failed: %s: %s", fn, type(e).__name__, e)

@@ -152,7 +152,10 @@ cdef class _Direction:
         raise NotImplementedError
 
     # The shared part.
-    def candidates(self, LegacyArgs a, opts):
+    def candidates(self, LegacyArgs a, opts, excluded=None):
+        """Ranked choices (see cudnnconv.search).  ``excluded``, when a list,
+        receives (choice, reason) for each result the filters drop (for
+        cudnnconv.explain); the returned list is the same either way."""
         cdef cudnnConvolutionFwdAlgoPerf_t perf[MAX_RESULTS]
         cdef int count = 0
         cdef int n = len(self.algos)
@@ -177,6 +180,20 @@ cdef class _Direction:
         out = []
         for i in range(min(count, MAX_RESULTS)):
             p = perf[i]
+            if excluded is not None:
+                reason = None
+                if p.status != CUDNN_STATUS_SUCCESS:
+                    reason = "cuDNN status %d" % <int>p.status
+                elif opts.deterministic and p.determinism != CUDNN_DETERMINISTIC:
+                    reason = "not deterministic (deterministic=True)"
+                elif limit is not None and p.memory > limit:
+                    reason = "workspace %d > workspace_limit %d" % (p.memory, limit)
+                elif fp32_strict and p.mathType != CUDNN_FMA_MATH:
+                    reason = "not FMA math (float32 with allow_tf32=False)"
+                if reason is not None:
+                    excluded.append((LegacyChoice(self.op, p.algo, p.mathType, p.memory, p.time,
+                                                  p.determinism == CUDNN_DETERMINISTIC, opts.benchmark),
+                                     reason))
             if p.status != CUDNN_STATUS_SUCCESS:
                 continue
             if opts.deterministic and p.determinism != CUDNN_DETERMINISTIC:
