@@ -21,6 +21,11 @@ from cudnnconv import _engines, _log  # noqa: E402
 from cudnnconv._engines import EngineUnavailable  # noqa: E402
 from cudnnconv.api import (  # noqa: E402
     conv, conv_backward_input, conv_backward_weight, conv_transpose, conv_bias_add_relu, last_call)
+from cudnnconv.tuning import save_tuning, load_tuning  # noqa: E402
+from cudnnconv.explain import explain, last_choice  # noqa: E402
+from cudnnconv import tuning as _tuning  # noqa: E402
+
+_tuning._install_from_environment()      # CUDNNCONV_TUNING_CACHE=path: load at first use, add as found
 
 __version__ = "0.1.0"
 
@@ -69,4 +74,5 @@ __all__ = [
     "conv", "conv_backward_input", "conv_backward_weight", "conv_transpose", "conv_bias_add_relu",
     "flags", "version", "build_info", "clear_cache", "cache_info", "last_call", "cuda_available",
     "CuDNNError", "CuDNNOutOfMemoryError", "CaptureError", "EngineUnavailable",
+    "save_tuning", "load_tuning", "explain", "last_choice",
 ]

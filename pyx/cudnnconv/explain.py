@@ -1,0 +1,454 @@
+"""explain() and last_choice(): what the search sees, and what it chose (policy tier).
+
+``explain(input, weight, ...)`` makes the call its arguments describe (with
+benchmark forced on), but where the engine would search it:
+
+* asks the engine's direction for its candidates (``candidates(args, opts,
+  excluded=[...])``: the legacy engine reports each cudnnFind result that
+  its filters drop, and why);
+* times every candidate itself with CUDA events: ``warmup`` runs, then
+  ``k`` timed runs; reports the median and spread (max - min);
+* names the candidate the library would choose (the first in the engine's
+  order that runs: what ``search.try_all`` caches) and the noise-robust
+  choice over the measured medians (``cudnnconv.ranking``);
+* samples CuPy's memory pool (used/total bytes) before, during and after.
+
+The cache is not touched (no get, no put, so neither hits nor misses move)
+unless ``update_cache=True``, which puts the library's choice.
+
+How it gets there: the engines' ``run`` call ``cudnnconv.search.try_all``
+through the module attribute; for the duration of an explain() call on this
+thread, that attribute is a dispatcher that hands this thread's searches to
+explain and every other thread's to the real ``try_all``.
+"""
+import math
+import threading
+
+from cudnnconv import ranking, search
+
+DIRECTIONS = ("forward", "backward_data", "backward_filter", "fused")
+
+_MATH_NAMES = {0: "DEFAULT", 1: "TENSOR_OP", 2: "TENSOR_OP_ALLOW_CONVERSION", 3: "FMA"}
+
+
+# ---------------------------------------------------------------------------
+# The report
+# ---------------------------------------------------------------------------
+
+class Candidate:
+    """One row of a Report."""
+    __slots__ = ("tag", "name", "math_type", "samples", "median_ms", "spread_ms", "workspace",
+                 "deterministic", "notes", "excluded", "reason", "chosen", "robust_choice", "choice")
+
+    def __init__(self, tag, name=None, math_type=None, samples=(), workspace=0, deterministic=None,
+                 notes="", excluded=False, reason="", choice=None):
+        self.tag = tag
+        self.name = name if name is not None else str(tag)
+        self.math_type = math_type
+        self.samples = list(samples)
+        self.median_ms, self.spread_ms = ranking.median_and_spread(self.samples)
+        self.workspace = int(workspace or 0)
+        self.deterministic = deterministic
+        self.notes = notes
+        self.excluded = bool(excluded)
+        self.reason = reason
+        self.chosen = False
+        self.robust_choice = False
+        self.choice = choice
+
+    def as_dict(self):
+        return {"tag": self.tag, "name": self.name, "math_type": self.math_type,
+                "median_ms": None if math.isnan(self.median_ms) else self.median_ms,
+                "spread_ms": None if math.isnan(self.spread_ms) else self.spread_ms,
+                "samples_ms": list(self.samples), "workspace": self.workspace,
+                "deterministic": self.deterministic, "notes": self.notes, "excluded": self.excluded,
+                "reason": self.reason, "chosen": self.chosen, "robust_choice": self.robust_choice}
+
+
+class Report:
+    """What explain() found: ``candidates`` (Candidate rows), ``chosen`` (the
+    row the library would choose, or None), ``memory`` (pool samples) and a
+    title.  ``str(report)`` is a table; ``to_dicts()`` a list of dicts."""
+
+    def __init__(self, title, candidates, chosen_index=None, memory=None, margin=ranking.DEFAULT_MARGIN,
+                 cached=None):
+        self.title = title
+        self.candidates = list(candidates)
+        self.memory = dict(memory or {})
+        self.margin = margin
+        self.cached = cached            # what the cache held for this key before explain (describe() text)
+        if chosen_index is not None:
+            self.candidates[chosen_index].chosen = True
+        timed = [c for c in self.candidates if not c.excluded and not math.isnan(c.median_ms)]
+        best = ranking.choose(timed, margin) if timed else None
+        if best is not None:
+            best.robust_choice = True
+
+    @property
+    def chosen(self):
+        for c in self.candidates:
+            if c.chosen:
+                return c
+        return None
+
+    @property
+    def robust_choice(self):
+        for c in self.candidates:
+            if c.robust_choice:
+                return c
+        return None
+
+    @property
+    def peak_search_bytes(self):
+        """Most pool bytes in use during the search, less those in use before it."""
+        m = self.memory
+        if "used_before" in m and "used_peak" in m:
+            return max(0, m["used_peak"] - m["used_before"])
+        return None
+
+    def to_dicts(self):
+        return [c.as_dict() for c in self.candidates]
+
+    def __repr__(self):
+        ch = self.chosen
+        return "<Report %s: %d candidates, chosen %s>" % (self.title, len(self.candidates),
+                                                          ch.name if ch else None)
+
+    def __str__(self):
+        head = ("", "candidate", "math", "median ms", "spread ms", "workspace", "det", "status")
+        rows = []
+        for c in self.candidates:
+            mark = ("*" if c.chosen else " ") + ("r" if c.robust_choice else " ")
+            status = ("excluded: " + c.reason) if c.excluded else "ok"
+            if c.notes:
+                status += " (" + c.notes + ")"
+            rows.append((mark, c.name, _math_text(c.math_type), _ms(c.median_ms), _ms(c.spread_ms),
+                         _bytes(c.workspace), {True: "yes", False: "no", None: "?"}[c.deterministic], status))
+        widths = [max(len(str(r[i])) for r in [head] + rows) for i in range(len(head))]
+        lines = [self.title]
+        lines.append("  ".join(str(h).ljust(w) for h, w in zip(head, widths)).rstrip())
+        lines.append("  ".join("-" * w for w in widths))
+        for r in rows:
+            lines.append("  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip())
+        ch = self.chosen
+        lines.append("* the library's choice: %s" % (ch.name if ch else "none ran"))
+        rc = self.robust_choice
+        lines.append("r noise-robust choice (median, ties within %g%% to the smaller workspace): %s"
+                     % (self.margin * 100, rc.name if rc else "none"))
+        if self.cached is not None:
+            lines.append("cached before explain: %s" % self.cached)
+        m = self.memory
+        if m:
+            lines.append("memory pool: used %s -> %s (peak %s during the search), total %s -> %s"
+                         % (_bytes(m.get("used_before")), _bytes(m.get("used_after")), _bytes(m.get("used_peak")),
+                            _bytes(m.get("total_before")), _bytes(m.get("total_after"))))
+        return "\n".join(lines)
+
+
+def _math_text(m):
+    if m is None:
+        return "-"
+    if isinstance(m, int):
+        return _MATH_NAMES.get(m, str(m))
+    return str(m)
+
+
+def _ms(v):
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else "%.4f" % v
+
+
+def _bytes(n):
+    if n is None:
+        return "-"
+    n = int(n)
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return "%.1f %s" % (n / size, unit)
+    return "%d B" % n
+
+
+# ---------------------------------------------------------------------------
+# Reading choices of either engine
+# ---------------------------------------------------------------------------
+
+def _tag(choice):
+    for attr in ("tag", "algo"):
+        v = getattr(choice, attr, None)
+        if v is not None:
+            return v
+    return repr(choice)
+
+
+def _name(choice):
+    name = getattr(choice, "name", None)
+    algo = getattr(choice, "algo", None)
+    if name is not None and algo is not None:
+        return "%s(%d)" % (name, algo)
+    if name is not None:
+        return str(name)
+    return str(_tag(choice))
+
+
+def _notes(choice):
+    notes = getattr(choice, "notes", None)
+    if notes is None:
+        return ""
+    if isinstance(notes, (list, tuple, set, frozenset)):
+        return ",".join(str(n) for n in notes)
+    return str(notes)
+
+
+def _row(choice, samples=(), excluded=False, reason=""):
+    return Candidate(_tag(choice), _name(choice), getattr(choice, "math_type", None), samples,
+                     getattr(choice, "workspace", 0), getattr(choice, "deterministic", None), _notes(choice),
+                     excluded, reason, choice)
+
+
+# ---------------------------------------------------------------------------
+# The interception of search.try_all
+# ---------------------------------------------------------------------------
+
+_state = threading.local()
+_patch_lock = threading.Lock()
+_patch_count = 0
+_real_try_all = search.try_all
+
+
+def _dispatch(direction, args, cache, key, opts):
+    handler = getattr(_state, "handler", None)
+    if handler is None:
+        return _real_try_all(direction, args, cache, key, opts)
+    return handler(direction, args, cache, key, opts)
+
+
+class _Intercept:
+    def __init__(self, handler):
+        self.handler = handler
+
+    def __enter__(self):
+        global _patch_count
+        with _patch_lock:
+            if _patch_count == 0:
+                search.try_all = _dispatch
+            _patch_count += 1
+        self.prev = getattr(_state, "handler", None)
+        _state.handler = self.handler
+        from cudnnconv import api
+        self.last = getattr(api._last, "rec", None)
+        return self
+
+    def __exit__(self, *exc):
+        global _patch_count
+        _state.handler = self.prev
+        from cudnnconv import api
+        api._last.rec = self.last            # explain is not a call: last_call() is left as it was
+        with _patch_lock:
+            _patch_count -= 1
+            if _patch_count == 0:
+                search.try_all = _real_try_all
+        return False
+
+
+# ---------------------------------------------------------------------------
+# Running the call
+# ---------------------------------------------------------------------------
+
+def _call(input, weight, grad_output, direction, bias, z, alpha, stride, padding, dilation, groups, flags):
+    """Make the public call that ``direction`` names (its result is thrown away)."""
+    import cupy
+    from cudnnconv import api, params
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, **flags)
+    if direction == "forward":
+        return api.conv(input, weight, bias, **kw)
+    if direction == "fused":
+        if z is None:
+            geom, y_shape = params.conv_geometry(input.shape, weight.shape, stride, padding, dilation, groups)
+            z = cupy.zeros(y_shape, dtype=input.dtype)
+        return api.conv_bias_add_relu(input, weight, z, alpha, bias, fusion="fused", **kw)
+    x_shape = tuple(input) if isinstance(input, (tuple, list)) else tuple(input.shape)
+    w_shape = tuple(weight) if isinstance(weight, (tuple, list)) else tuple(weight.shape)
+    if grad_output is None:
+        geom, y_shape = params.conv_geometry(x_shape, w_shape, stride, padding, dilation, groups)
+        ref = weight if direction == "backward_data" else input
+        grad_output = cupy.random.standard_normal(y_shape).astype(ref.dtype)
+    if direction == "backward_data":
+        return api.conv_backward_input(x_shape, weight, grad_output, **kw)
+    if direction == "backward_filter":
+        return api.conv_backward_weight(input, w_shape, grad_output, **kw)
+    raise ValueError("direction must be one of %s, got %r" % (", ".join(DIRECTIONS), direction))
+
+
+def _pool_sample():
+    import cupy
+    pool = cupy.get_default_memory_pool()
+    return pool.used_bytes(), pool.total_bytes()
+
+
+def _time(direction, args, choice, k, warmup):
+    """k CUDA-event timings (ms) of ``choice``, after ``warmup`` untimed runs."""
+    import cupy
+    for _ in range(warmup):
+        search.run_choice(direction, args, choice)
+    samples = []
+    for _ in range(k):
+        start, end = cupy.cuda.Event(), cupy.cuda.Event()
+        mem = None
+        from cudnnconv import workspace
+        mem = workspace.allocate(choice.workspace)
+        start.record()
+        direction.execute(args, choice, workspace.pointer(mem))
+        end.record()
+        end.synchronize()
+        samples.append(cupy.cuda.get_elapsed_time(start, end))
+        mem = None
+    return samples
+
+
+def _candidates(direction, args, opts):
+    excluded = []
+    try:
+        cands = direction.candidates(args, opts, excluded=excluded)
+    except TypeError:               # an engine whose candidates() takes no excluded=
+        excluded = []
+        cands = direction.candidates(args, opts)
+    return list(cands), excluded
+
+
+class _Explainer:
+    def __init__(self, k, warmup, update_cache, margin):
+        self.k, self.warmup, self.update_cache, self.margin = k, warmup, update_cache, margin
+        self.report = None
+        self.memory = {}
+        self.peak = 0
+
+    def _sample(self):
+        used, total = _pool_sample()
+        self.peak = max(self.peak, used)
+        return used, total
+
+    def __call__(self, direction, args, cache, key, opts):
+        if self.report is not None:
+            # A later chunk of a split batch: run the choice made for the first
+            # (or, for a different key, its cached or first candidate) without timing.
+            choice = self.report_choice if key == self.key else None
+            if choice is None:
+                choice = cache.peek(key) or _candidates(direction, args, opts)[0][0]
+            search.run_choice(direction, args, choice)
+            return choice
+        self.key = key
+        before = cache.peek(key)
+        used0, total0 = self._sample()
+        self.memory.update(used_before=used0, total_before=total0)
+        rows = []
+        try:
+            cands, excluded = _candidates(direction, args, opts)
+        except Exception as e:
+            cands, excluded = [], []
+            rows.append(Candidate("search", "search", excluded=True,
+                                  reason="candidates failed: %s: %s" % (type(e).__name__, e)))
+        self._sample()
+        chosen_index = None
+        chosen = None
+        for choice in cands:
+            try:
+                samples = _time(direction, args, choice, self.k, self.warmup)
+            except Exception as e:
+                rows.append(_row(choice, excluded=True,
+                                 reason="failed to run: %s" % (getattr(e, "name", None) or type(e).__name__)))
+                continue
+            finally:
+                self._sample()
+            rows.append(_row(choice, samples))
+            if chosen is None:
+                chosen, chosen_index = choice, len(rows) - 1
+        for choice, reason in excluded:
+            rows.append(_row(choice, excluded=True, reason=reason))
+        used1, total1 = _pool_sample()
+        self.memory.update(used_after=used1, total_after=total1, used_peak=max(self.peak, used1))
+        title = "cudnnconv.explain: %s, engine %s, %s x%s w%s, dtype code %s, k=%d" % (
+            key.op, key.engine, key.layout, key.input_shape, key.weight_shape, key.dtype, self.k)
+        self.report = Report(title, rows, chosen_index, self.memory, self.margin,
+                             None if before is None else _describe(before))
+        self.report_choice = chosen
+        if chosen is None:
+            raise search.CuDNNError(3000, "explain: no candidate could run this %s convolution (see "
+                                    "the report's reasons: %s)" % (key.op, "; ".join(
+                                        "%s: %s" % (r.name, r.reason) for r in rows)),
+                                    direction.context(args, None))
+        if self.update_cache:
+            cache.put(key, chosen)
+        return chosen
+
+
+def _describe(choice):
+    try:
+        return choice.describe()
+    except Exception:
+        return repr(choice)
+
+
+def explain(input, weight, grad_output=None, *, direction="forward", engine=None, bias=None, z=None,
+            alpha=1.0, stride=1, padding=0, dilation=1, groups=1, k=5, warmup=1, update_cache=False,
+            margin=ranking.DEFAULT_MARGIN, deterministic=None, allow_tf32=None, workspace_limit=None,
+            benchmark=True):
+    """Search the way a call with these arguments would, benchmark forced on, and report.
+
+    ``direction``: 'forward' (``conv(input, weight, bias, ...)``), 'fused'
+    (``conv_bias_add_relu(input, weight, z, alpha, bias, fusion='fused')``;
+    ``z`` defaults to zeros), 'backward_data' (``input`` may be a shape;
+    ``grad_output`` defaults to random data) or 'backward_filter'
+    (``weight`` may be a shape).  The flags are the calls' own.  Every
+    candidate is timed with CUDA events: ``warmup`` runs then ``k`` timed
+    runs.  The cache is left alone unless ``update_cache``.  Returns a Report.
+    """
+    if direction not in DIRECTIONS:
+        raise ValueError("direction must be one of %s, got %r" % (", ".join(DIRECTIONS), direction))
+    k = int(k)
+    if k < 1:
+        raise ValueError("k must be at least 1, got %d" % k)
+    flags = dict(engine=engine, deterministic=deterministic, allow_tf32=allow_tf32,
+                 workspace_limit=workspace_limit, benchmark=True)
+    ex = _Explainer(k, int(warmup), bool(update_cache), margin)
+    with _Intercept(ex):
+        _call(input, weight, grad_output, direction, bias, z, alpha, stride, padding, dilation, groups, flags)
+    if ex.report is None:
+        return Report("cudnnconv.explain: %s (no search: empty problem)" % direction, [])
+    return ex.report
+
+
+class _Peek:
+    def __init__(self):
+        self.choices = []
+
+    def __call__(self, direction, args, cache, key, opts):
+        hit = cache.peek(key)
+        self.choices.append(hit)
+        if hit is None or isinstance(hit, search.NoneRan):
+            # Nothing runs: the caller's output is discarded.
+            raise _Stop()
+        return hit
+
+
+class _Stop(Exception):
+    pass
+
+
+def last_choice(input, weight, grad_output=None, *, direction="forward", engine=None, bias=None, z=None,
+                alpha=1.0, stride=1, padding=0, dilation=1, groups=1, deterministic=None, allow_tf32=None,
+                workspace_limit=None, benchmark=None):
+    """The cached choice for the call these arguments describe, or None; no search, no hit counted.
+
+    Nothing runs on the GPU but the argument packing (the result is not
+    computed).  For a split batch, the first chunk's choice.
+    """
+    if direction not in DIRECTIONS:
+        raise ValueError("direction must be one of %s, got %r" % (", ".join(DIRECTIONS), direction))
+    flags = dict(engine=engine, deterministic=deterministic, allow_tf32=allow_tf32,
+                 workspace_limit=workspace_limit, benchmark=benchmark)
+    peek = _Peek()
+    try:
+        with _Intercept(peek):
+            _call(input, weight, grad_output, direction, bias, z, alpha, stride, padding, dilation, groups, flags)
+    except _Stop:
+        pass
+    return peek.choices[0] if peek.choices else None

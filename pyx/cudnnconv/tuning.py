@@ -1,0 +1,779 @@
+"""The persistent, versioned, shareable tuning cache (policy tier).
+
+``save_tuning(path)`` writes every engine's cached choices to a JSON file;
+``load_tuning(path)`` puts the valid ones back into the engines' caches.
+With ``CUDNNCONV_TUNING_CACHE=path`` in the environment, the file is loaded
+at the first cache lookup and every new choice is merged into it as soon as
+the search makes it.
+
+File format (version 1; see docs/tuning_cache.md)::
+
+    {
+      "format": "cudnnconv-tuning",
+      "version": 1,
+      "environments": {
+        "<env id>": {"cudnn_version": 91900, "gpu_name": "NVIDIA H100 80GB HBM3",
+                     "compute_capability": [9, 0], "sm_count": 132,
+                     "cache_format": 1}
+      },
+      "entries": [
+        {"env": "<env id>", "engine": "legacy",
+         "key": {"op": "forward", "engine": "legacy", "device": 0, "dtype": 0,
+                 "input_shape": [8, 64, 56, 56], ..., "workspace_limit": null,
+                 "extra": []},
+         "record": {"algo": 1, "math_type": 3, "workspace": 0, "time_ms": 0.05,
+                    "deterministic": true, "benchmarked": true}}
+      ]
+    }
+
+* ``key`` holds every ProblemKey field by name; JSON arrays become tuples
+  again on load (every sequence in a key is a tuple), so keys round-trip
+  exactly.  ``extra`` may nest tuples of ints, floats, strs, bools and null.
+* ``environments`` maps an id (any string; the writer uses a digest of the
+  block) to the environment the entries were measured in: the exact cuDNN
+  version, the GPU's name, compute capability and SM count, and cudnnconv's
+  cache-format version (``CACHE_FORMAT``).  An entry is used only when the
+  environment of ``key.device`` in this process equals its block exactly;
+  otherwise it is skipped with a one-line debug note on the 'cudnnconv'
+  logger (the file is shared between machines and cuDNN versions).
+* ``record`` is engine-specific, written and read by the engine's codec:
+  ``choice_to_record(choice[, key]) -> dict or None`` and
+  ``choice_from_record(record[, key]) -> choice or None``.  The legacy codec
+  lives here; the graph engine's is looked up as those two functions in
+  ``cudnnconv.engines.graph``.  Graph records are expected to carry
+  ``plan_json`` (a string, where the plan serialises), ``tag``, ``knobs``
+  and ``workspace``; entries of an engine without a codec here are skipped
+  (and kept in the file).
+
+Loading never crashes and never uses a wrong entry.  A file that is not
+valid JSON, is larger than MAX_FILE_BYTES, has another format or version, or
+has the wrong structure is rejected whole, with ``warnings.warn``.  An
+entry with wrong types, out-of-range values (shapes, huge ints, a workspace
+of 1 TiB or more or over the key's workspace_limit, an algorithm that does
+not exist, a math type that breaks the key's flags), an unknown engine, or a
+plan JSON that names another SM count or cuDNN version than its
+environment, is rejected (one warning per load names how many and why) and
+nothing of it is loaded.
+
+Sharing: a write takes an exclusive ``fcntl.flock`` on ``<path>.lock``,
+re-reads the current file, merges (entries already there are kept unless the
+writer has one for the same environment and key), writes a temporary file in
+the same directory, fsyncs it and ``os.replace``-s it over the file.  So
+readers (which take no lock) only ever see a whole file, and concurrent
+writers lose no entries.
+"""
+import fcntl
+import hashlib
+import json
+import logging
+import math
+import os
+import tempfile
+import threading
+import warnings
+
+from cudnnconv import params
+
+FORMAT = "cudnnconv-tuning"
+FORMAT_VERSION = 1          # the file's layout
+CACHE_FORMAT = 1            # what keys and records mean (bump when ProblemKey or a record changes meaning)
+ENV_VAR = "CUDNNCONV_TUNING_CACHE"
+
+MAX_FILE_BYTES = 64 << 20
+MAX_ENTRIES = 200_000
+MAX_ENVIRONMENTS = 256
+MAX_PLAN_JSON = 4 << 20
+MAX_STR = 256
+MAX_DIM = 1 << 40
+MAX_EXTRA_ITEMS = 64
+MAX_EXTRA_DEPTH = 4
+WORKSPACE_CAP = 1 << 40     # cudnnconv.workspace refuses >= 1 TiB anyway
+
+OPS = ("forward", "fused", "backward_data", "backward_filter")
+ENGINES = ("legacy", "graph")
+LAYOUTS = (params.NCHW, params.CHANNELS_LAST)
+DTYPES = frozenset(params._CUDNN_DTYPE.values())
+_CUDNN_DATA_FLOAT = 0
+_FMA_MATH = 3
+_MATH_TYPES = (0, 1, 2, 3)
+
+_logger = logging.getLogger("cudnnconv")
+
+
+class TuningFileError(ValueError):
+    """The file as a whole cannot be used (the message says why)."""
+
+
+class _BadEntry(ValueError):
+    """One entry cannot be used."""
+
+
+# ---------------------------------------------------------------------------
+# The environment
+# ---------------------------------------------------------------------------
+
+_env_memo = {}
+_env_lock = threading.Lock()
+
+
+def device_environment(device):
+    """The environment block for ``device`` in this process (a dict).
+
+    The one place that asks the GPU (cupy.cuda.runtime.getDeviceProperties)
+    and cuDNN; CPU tests monkeypatch this function.  Memoised per device.
+    """
+    device = int(device)
+    with _env_lock:
+        env = _env_memo.get(device)
+    if env is not None:
+        return dict(env)
+    import cupy
+    from cudnnconv.core import build
+    props = cupy.cuda.runtime.getDeviceProperties(device)
+    name = props["name"]
+    if isinstance(name, bytes):
+        name = name.decode("utf-8", "replace")
+    env = {"cudnn_version": int(build.runtime_cudnn_version()),
+           "gpu_name": str(name).rstrip("\x00"),
+           "compute_capability": [int(props["major"]), int(props["minor"])],
+           "sm_count": int(props["multiProcessorCount"]),
+           "cache_format": CACHE_FORMAT}
+    with _env_lock:
+        _env_memo[device] = env
+    return dict(env)
+
+
+def _env_here(device, memo):
+    """device_environment(device), or None where it cannot be had (memoised in ``memo``)."""
+    if device not in memo:
+        try:
+            memo[device] = device_environment(device)
+        except Exception as e:
+            _logger.debug("tuning cache: no environment for device %d (%s: %s)", device, type(e).__name__, e)
+            memo[device] = None
+    return memo[device]
+
+
+def _check_env_block(env):
+    if not isinstance(env, dict) or set(env) != {"cudnn_version", "gpu_name", "compute_capability",
+                                                 "sm_count", "cache_format"}:
+        raise _BadEntry("environment block must have exactly cudnn_version, gpu_name, compute_capability, "
+                        "sm_count, cache_format")
+    _int(env["cudnn_version"], "cudnn_version", 0, 10 ** 9)
+    _str(env["gpu_name"], "gpu_name")
+    cc = env["compute_capability"]
+    if not isinstance(cc, list) or len(cc) != 2:
+        raise _BadEntry("compute_capability must be [major, minor]")
+    for v in cc:
+        _int(v, "compute_capability", 0, 1000)
+    _int(env["sm_count"], "sm_count", 1, 1 << 20)
+    _int(env["cache_format"], "cache_format", 0, 1 << 20)
+    return env
+
+
+def env_id(env):
+    """A short stable id for an environment block (a digest of its canonical JSON)."""
+    return hashlib.sha256(_canon(env).encode()).hexdigest()[:16]
+
+
+def _canon(obj):
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+# ---------------------------------------------------------------------------
+# Checked values
+# ---------------------------------------------------------------------------
+
+def _int(v, what, lo, hi):
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise _BadEntry("%s must be an int in [%d, %d], got %s" % (what, lo, hi, _short_repr(v)))
+    return v
+
+
+def _bool(v, what):
+    if not isinstance(v, bool):
+        raise _BadEntry("%s must be true or false, got %s" % (what, _short_repr(v)))
+    return v
+
+
+def _str(v, what, maxlen=MAX_STR):
+    if not isinstance(v, str) or len(v) > maxlen:
+        raise _BadEntry("%s must be a string of at most %d characters" % (what, maxlen))
+    return v
+
+
+def _float(v, what, lo, hi):
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise _BadEntry("%s must be a number, got %s" % (what, _short_repr(v)))
+    v = float(v)
+    if not math.isfinite(v) or not lo <= v <= hi:
+        raise _BadEntry("%s must be finite in [%g, %g], got %r" % (what, lo, hi, v))
+    return v
+
+
+def _short_repr(v):
+    r = repr(v) if not isinstance(v, int) or abs(v) < 10 ** 30 else "<int of %d bits>" % v.bit_length()
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
+def _int_tuple(v, what, n_lo, n_hi, lo, hi):
+    if not isinstance(v, list) or not n_lo <= len(v) <= n_hi:
+        raise _BadEntry("%s must be a list of %d to %d ints" % (what, n_lo, n_hi))
+    return tuple(_int(x, what, lo, hi) for x in v)
+
+
+def _extra_from_json(v, depth=0):
+    if depth > MAX_EXTRA_DEPTH:
+        raise _BadEntry("extra nests too deep")
+    if isinstance(v, list):
+        if len(v) > MAX_EXTRA_ITEMS:
+            raise _BadEntry("extra has too many items")
+        return tuple(_extra_from_json(x, depth + 1) for x in v)
+    if v is None or isinstance(v, bool):
+        return v
+    if isinstance(v, int):
+        return _int(v, "extra", -(1 << 62), 1 << 62)
+    if isinstance(v, float):
+        return _float(v, "extra", -1e300, 1e300)
+    if isinstance(v, str):
+        return _str(v, "extra")
+    raise _BadEntry("extra holds a %s" % type(v).__name__)
+
+
+def _to_json(v):
+    if isinstance(v, tuple):
+        return [_to_json(x) for x in v]
+    return v
+
+
+# ---------------------------------------------------------------------------
+# Keys
+# ---------------------------------------------------------------------------
+
+def key_to_json(key):
+    """A ProblemKey as a JSON-ready dict (tuples become lists)."""
+    return {f: _to_json(getattr(key, f)) for f in params.ProblemKey._fields}
+
+
+def key_from_json(d):
+    """The ProblemKey a dict written by key_to_json stands for, checked; _BadEntry otherwise."""
+    if not isinstance(d, dict) or set(d) != set(params.ProblemKey._fields):
+        raise _BadEntry("key must have exactly the fields %s" % (", ".join(params.ProblemKey._fields),))
+    op = d["op"]
+    if op not in OPS:
+        raise _BadEntry("unknown op %s" % _short_repr(op))
+    engine = d["engine"]
+    if engine not in ENGINES:
+        raise _BadEntry("unknown engine %s in key" % _short_repr(engine))
+    device = _int(d["device"], "device", 0, 1023)
+    dtype = _int(d["dtype"], "dtype", 0, 1000)
+    if dtype not in DTYPES:
+        raise _BadEntry("unknown dtype code %d" % dtype)
+    xs = _int_tuple(d["input_shape"], "input_shape", 3, 5, 0, MAX_DIM)
+    ws = _int_tuple(d["weight_shape"], "weight_shape", 3, 5, 0, MAX_DIM)
+    if len(xs) != len(ws):
+        raise _BadEntry("input_shape and weight_shape differ in rank")
+    nsp = len(xs) - 2
+    layout = d["layout"]
+    if layout not in LAYOUTS:
+        raise _BadEntry("unknown layout %s" % _short_repr(layout))
+    padding = _int_tuple(d["padding"], "padding", nsp, nsp, 0, MAX_DIM)
+    stride = _int_tuple(d["stride"], "stride", nsp, nsp, 1, MAX_DIM)
+    dilation = _int_tuple(d["dilation"], "dilation", nsp, nsp, 1, MAX_DIM)
+    groups = _int(d["groups"], "groups", 1, MAX_DIM)
+    det = _bool(d["deterministic"], "deterministic")
+    tf32 = _bool(d["allow_tf32"], "allow_tf32")
+    limit = d["workspace_limit"]
+    if limit is not None:
+        limit = _int(limit, "workspace_limit", 0, 1 << 62)
+    if not isinstance(d["extra"], list):
+        raise _BadEntry("extra must be a list")
+    extra = _extra_from_json(d["extra"])
+    return params.ProblemKey(op, engine, device, dtype, xs, ws, layout, padding, stride, dilation, groups,
+                             det, tf32, limit, extra)
+
+
+# ---------------------------------------------------------------------------
+# Engine codecs
+# ---------------------------------------------------------------------------
+
+_LEGACY_ALGO_COUNT = {"forward": 8, "fused": 8, "backward_data": 6, "backward_filter": 7}
+_LEGACY_RECORD_FIELDS = {"algo", "math_type", "workspace", "time_ms", "deterministic", "benchmarked"}
+
+
+def legacy_choice_to_record(choice, key=None):
+    """A LegacyChoice as a record dict, or None for anything else."""
+    from cudnnconv.engines.legacy import LegacyChoice
+    if not isinstance(choice, LegacyChoice):
+        return None
+    return {"algo": choice.algo, "math_type": choice.math_type, "workspace": choice.workspace,
+            "time_ms": choice.time_ms if math.isfinite(choice.time_ms) else -1.0,
+            "deterministic": choice.deterministic, "benchmarked": choice.benchmarked}
+
+
+def check_legacy_record(record, key):
+    """Raise _BadEntry unless ``record`` is a valid legacy record for ``key``."""
+    if not isinstance(record, dict) or set(record) != _LEGACY_RECORD_FIELDS:
+        raise _BadEntry("legacy record must have exactly %s" % ", ".join(sorted(_LEGACY_RECORD_FIELDS)))
+    _int(record["algo"], "algo", 0, _LEGACY_ALGO_COUNT[key.op] - 1)
+    if key.op == "backward_filter" and record["algo"] == 4:
+        raise _BadEntry("backward_filter WINOGRAD (4) is not an algorithm cudnnconv runs")
+    math_type = _int(record["math_type"], "math_type", 0, 3)
+    ws = _int(record["workspace"], "workspace", 0, WORKSPACE_CAP - 1)
+    if key.workspace_limit is not None and ws > key.workspace_limit:
+        raise _BadEntry("workspace %d exceeds the key's workspace_limit %d" % (ws, key.workspace_limit))
+    _float(record["time_ms"], "time_ms", -1.0, 1e9)
+    det = _bool(record["deterministic"], "deterministic")
+    _bool(record["benchmarked"], "benchmarked")
+    if key.deterministic and not det:
+        raise _BadEntry("a non-deterministic algorithm for a deterministic=True key")
+    if key.dtype == _CUDNN_DATA_FLOAT and not key.allow_tf32 and math_type != _FMA_MATH:
+        raise _BadEntry("float32 with allow_tf32=False needs FMA math, got math type %d" % math_type)
+
+
+def legacy_choice_from_record(record, key):
+    """The LegacyChoice a checked record stands for."""
+    from cudnnconv.engines.legacy import LegacyChoice
+    check_legacy_record(record, key)
+    return LegacyChoice(key.op, record["algo"], record["math_type"], record["workspace"], record["time_ms"],
+                        record["deterministic"], record["benchmarked"])
+
+
+def _graph_module():
+    try:
+        from cudnnconv import _engines
+    except Exception:
+        return None
+    return _engines.graph
+
+
+def _call_codec(fn, obj, key):
+    """Call a codec that takes (obj) or (obj, key)."""
+    try:
+        import inspect
+        nparams = len(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        nparams = 2
+    return fn(obj, key) if nparams >= 2 else fn(obj)
+
+
+def codec(engine):
+    """(to_record, from_record) for ``engine``, or None where this build has none."""
+    if engine == "legacy":
+        return legacy_choice_to_record, legacy_choice_from_record
+    if engine == "graph":
+        mod = _graph_module()
+        to_rec = getattr(mod, "choice_to_record", None)
+        from_rec = getattr(mod, "choice_from_record", None)
+        if callable(to_rec) and callable(from_rec):
+            return (lambda c, k: _call_codec(to_rec, c, k)), (lambda r, k: _call_codec(from_rec, r, k))
+    return None
+
+
+_SM_KEYS = ("smcount", "sm_count", "multiprocessorcount", "numsms", "num_sms", "nsms", "sms")
+_VERSION_KEYS = ("cudnnversion", "cudnn_version")
+
+
+def _walk_json(obj, depth=0):
+    if depth > 64:
+        return
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield k, v
+            yield from _walk_json(v, depth + 1)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _walk_json(v, depth + 1)
+
+
+def check_graph_record(record, key, env):
+    """Structural checks of a graph record, done here whatever the graph codec does.
+
+    A ``plan_json`` must be a string of at most MAX_PLAN_JSON characters that
+    parses as JSON, and any SM-count or cuDNN-version field inside it must
+    equal the entry's environment (a plan JSON edited to another SM count is
+    rejected here, not left to cuDNN's NOT_SUPPORTED_ARCH_MISMATCH).
+    """
+    if not isinstance(record, dict) or len(record) > 64:
+        raise _BadEntry("graph record must be a dict of at most 64 fields")
+    if "workspace" in record:
+        ws = _int(record["workspace"], "workspace", 0, WORKSPACE_CAP - 1)
+        if key.workspace_limit is not None and ws > key.workspace_limit:
+            raise _BadEntry("workspace %d exceeds the key's workspace_limit %d" % (ws, key.workspace_limit))
+    if "tag" in record:
+        _str(record["tag"], "tag", 4096)
+    if "sm_count" in record and record["sm_count"] != env["sm_count"]:
+        raise _BadEntry("record sm_count %s != environment %d" % (_short_repr(record["sm_count"]), env["sm_count"]))
+    plan = record.get("plan_json")
+    if plan is not None:
+        _str(plan, "plan_json", MAX_PLAN_JSON)
+        try:
+            parsed = json.loads(plan, parse_constant=_no_constant)
+        except (ValueError, RecursionError) as e:
+            raise _BadEntry("plan_json is not valid JSON (%s)" % type(e).__name__)
+        for k, v in _walk_json(parsed):
+            kl = str(k).lower().replace("-", "_")
+            if kl.replace("_", "") in (s.replace("_", "") for s in _SM_KEYS):
+                if isinstance(v, int) and not isinstance(v, bool) and v != env["sm_count"]:
+                    raise _BadEntry("plan_json names %s=%d but the environment has sm_count %d"
+                                    % (k, v, env["sm_count"]))
+            elif kl.replace("_", "") in (s.replace("_", "") for s in _VERSION_KEYS):
+                if isinstance(v, int) and not isinstance(v, bool) and v != env["cudnn_version"]:
+                    raise _BadEntry("plan_json names %s=%d but the environment has cuDNN %d"
+                                    % (k, v, env["cudnn_version"]))
+
+
+def _no_constant(name):
+    raise ValueError("%s is not allowed" % name)
+
+
+# ---------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------
+
+class _Parsed:
+    """A file's checked contents: environments by id and good entries."""
+
+    def __init__(self):
+        self.envs = {}          # id -> block
+        self.entries = []       # (env block, key, engine, record, raw entry dict)
+        self.bad = []           # reasons, one per rejected part
+
+
+def _read_bytes(path):
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        return None
+    if len(data) > MAX_FILE_BYTES:
+        raise TuningFileError("larger than %d bytes" % MAX_FILE_BYTES)
+    return data
+
+
+def _parse(data):
+    """Check the file's structure and every entry; TuningFileError when the file as a whole is bad."""
+    try:
+        doc = json.loads(data.decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise TuningFileError("not valid JSON (%s: %s)" % (type(e).__name__, str(e)[:80])) from None
+    if not isinstance(doc, dict):
+        raise TuningFileError("the top level is not an object")
+    if doc.get("format") != FORMAT:
+        raise TuningFileError("format is %s, not %r" % (_short_repr(doc.get("format")), FORMAT))
+    if doc.get("version") != FORMAT_VERSION or isinstance(doc.get("version"), bool):
+        raise TuningFileError("format version %s is not %d (this cudnnconv reads only version %d)"
+                              % (_short_repr(doc.get("version")), FORMAT_VERSION, FORMAT_VERSION))
+    envs, entries = doc.get("environments"), doc.get("entries")
+    if not isinstance(envs, dict) or not isinstance(entries, list):
+        raise TuningFileError("'environments' must be an object and 'entries' a list")
+    if len(envs) > MAX_ENVIRONMENTS or len(entries) > MAX_ENTRIES:
+        raise TuningFileError("more than %d environments or %d entries" % (MAX_ENVIRONMENTS, MAX_ENTRIES))
+    out = _Parsed()
+    for eid, block in envs.items():
+        try:
+            _str(eid, "environment id")
+            out.envs[eid] = _check_env_block(block)
+        except _BadEntry as e:
+            out.bad.append("environment %s: %s" % (_short_repr(eid), e))
+    for i, ent in enumerate(entries):
+        try:
+            if not isinstance(ent, dict) or set(ent) != {"env", "engine", "key", "record"}:
+                raise _BadEntry("an entry must have exactly env, engine, key, record")
+            eid = ent["env"]
+            if not isinstance(eid, str) or eid not in out.envs:
+                raise _BadEntry("unknown or bad environment id %s" % _short_repr(eid))
+            env = out.envs[eid]
+            engine = ent["engine"]
+            if engine not in ENGINES:
+                raise _BadEntry("unknown engine %s" % _short_repr(engine))
+            key = key_from_json(ent["key"])
+            if key.engine != engine:
+                raise _BadEntry("entry engine %s but key engine %s" % (engine, key.engine))
+            record = ent["record"]
+            if engine == "legacy":
+                check_legacy_record(record, key)
+            else:
+                check_graph_record(record, key, env)
+            out.entries.append((env, key, engine, record, ent))
+        except _BadEntry as e:
+            out.bad.append("entry %d: %s" % (i, e))
+    return out
+
+
+def read_tuning_file(path):
+    """The checked contents of ``path`` (a _Parsed), None when there is no file.
+
+    Raises TuningFileError when the file as a whole is unusable.
+    """
+    data = _read_bytes(path)
+    if data is None:
+        return None
+    return _parse(data)
+
+
+def _warn(path, what):
+    warnings.warn("cudnnconv tuning cache %s: %s" % (path, what), RuntimeWarning, stacklevel=3)
+
+
+def _warn_bad_parts(path, parsed):
+    if parsed.bad:
+        shown = "; ".join(parsed.bad[:3]) + ("; ..." if len(parsed.bad) > 3 else "")
+        _warn(path, "rejected %d bad part(s), loaded nothing from them: %s" % (len(parsed.bad), shown))
+
+
+# Loading must not write back what it loads.
+_quiet = threading.local()
+
+
+def _engine_cache(engine):
+    from cudnnconv import _engines
+    mod = _engines.legacy if engine == "legacy" else _engines.graph
+    return None if mod is None else mod.CACHE
+
+
+def load_tuning(path, *, override=False):
+    """Load the valid entries of a tuning file into the engines' caches.
+
+    Entries for another environment (cuDNN version, GPU name, compute
+    capability, SM count, cache format) are skipped with a debug note; bad
+    parts are rejected with a warning.  An entry never replaces a choice
+    already in the cache unless ``override``.  Returns the number of entries
+    loaded.  Never raises for the file's contents (OSError other than a
+    missing file is reported as a warning too).
+    """
+    path = os.fspath(path)
+    try:
+        parsed = read_tuning_file(path)
+    except TuningFileError as e:
+        _warn(path, "rejected: %s" % e)
+        return 0
+    except OSError as e:
+        _warn(path, "could not be read: %s" % e)
+        return 0
+    if parsed is None:
+        return 0
+    _warn_bad_parts(path, parsed)
+    loaded = skipped = 0
+    memo = {}
+    bad = []
+    _quiet.on = True
+    try:
+        for env, key, engine, record, _raw in parsed.entries:
+            here = _env_here(key.device, memo)
+            if here != env:
+                skipped += 1
+                _logger.debug("tuning cache: skipped %s %s entry for %s (measured with %s; here %s)",
+                              engine, key.op, _key_text(key), _env_text(env), _env_text(here))
+                continue
+            cod = codec(engine)
+            cache = _engine_cache(engine)
+            if cod is None or cache is None:
+                skipped += 1
+                _logger.debug("tuning cache: skipped %s entry (no %s codec in this build)", engine, engine)
+                continue
+            try:
+                choice = cod[1](record, key)
+            except _BadEntry as e:
+                bad.append("%s: %s" % (_key_text(key), e))
+                continue
+            except Exception as e:          # a codec must not break loading; a failed plan is a miss
+                _logger.debug("tuning cache: %s entry for %s did not load (%s: %s); it is a miss",
+                              engine, _key_text(key), type(e).__name__, e)
+                continue
+            if choice is None:
+                continue
+            if override or cache.peek(key) is None:
+                cache.put(key, choice)
+                loaded += 1
+    finally:
+        _quiet.on = False
+    if bad:
+        _warn(path, "rejected %d entr(ies): %s" % (len(bad), "; ".join(bad[:3])))
+    _logger.debug("tuning cache %s: loaded %d entries, skipped %d", path, loaded, skipped)
+    return loaded
+
+
+def _key_text(key):
+    return "%s %s x%s w%s" % (key.op, key.layout, key.input_shape, key.weight_shape)
+
+
+def _env_text(env):
+    if env is None:
+        return "no device"
+    return "cuDNN %s on %s (sm_%s%s, %s SMs)" % (env.get("cudnn_version"), env.get("gpu_name"),
+                                                 *env.get("compute_capability", ["?", "?"]), env.get("sm_count"))
+
+
+# ---------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------
+
+def _records_from_caches(only=None):
+    """[(env, key, engine, record)] for the engines' cached choices (or ``only``: [(key, choice)])."""
+    from cudnnconv import _engines
+    pairs = []
+    if only is not None:
+        pairs = list(only)
+    else:
+        for mod in (_engines.legacy, _engines.graph):
+            if mod is not None:
+                pairs.extend(mod.CACHE.items())
+    memo = {}
+    out = []
+    for key, choice in pairs:
+        if not isinstance(key, params.ProblemKey) or key.engine not in ENGINES:
+            continue
+        cod = codec(key.engine)
+        if cod is None:
+            continue
+        try:
+            record = cod[0](choice, key)
+        except Exception as e:
+            _logger.debug("tuning cache: could not encode %r (%s: %s)", choice, type(e).__name__, e)
+            continue
+        if record is None:
+            continue
+        env = _env_here(key.device, memo)
+        if env is None:
+            continue
+        out.append((env, key, key.engine, record))
+    return out
+
+
+def _identity(env, key):
+    return _canon(env) + "|" + _canon(key_to_json(key))
+
+
+def _merge_write(path, new_records):
+    """Merge ``new_records`` into the file at ``path`` under its lock, atomically."""
+    path = os.path.abspath(os.fspath(path))
+    directory = os.path.dirname(path) or "."
+    lock_path = path + ".lock"
+    with open(lock_path, "a+") as lockf:
+        fcntl.flock(lockf.fileno(), fcntl.LOCK_EX)
+        try:
+            merged = {}
+            try:
+                parsed = read_tuning_file(path)
+            except TuningFileError as e:
+                _warn(path, "the existing file is unusable (%s); it is replaced" % e)
+                parsed = None
+            except OSError as e:
+                _warn(path, "the existing file could not be read (%s); it is replaced" % e)
+                parsed = None
+            if parsed is not None:
+                for env, key, engine, record, _raw in parsed.entries:
+                    merged[_identity(env, key)] = (env, key, engine, record)
+            for env, key, engine, record in new_records:
+                merged[_identity(env, key)] = (env, key, engine, record)
+            items = list(merged.values())[-MAX_ENTRIES:]
+            envs = {}
+            entries = []
+            for env, key, engine, record in items:
+                eid = env_id(env)
+                envs[eid] = env
+                entries.append({"env": eid, "engine": engine, "key": key_to_json(key), "record": record})
+            doc = {"format": FORMAT, "version": FORMAT_VERSION, "environments": envs, "entries": entries}
+            text = json.dumps(doc, indent=1, sort_keys=True)
+            if len(text) > MAX_FILE_BYTES:
+                raise ValueError("the tuning file would exceed %d bytes; not written" % MAX_FILE_BYTES)
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(text)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+                raise
+            return len(entries)
+        finally:
+            fcntl.flock(lockf.fileno(), fcntl.LOCK_UN)
+
+
+def save_tuning(path):
+    """Merge every cached choice of every engine into the tuning file at ``path``.
+
+    Entries already in the file (from other processes, other machines) are
+    kept.  Returns the number of entries the file holds afterwards.
+    """
+    return _merge_write(path, _records_from_caches())
+
+
+# ---------------------------------------------------------------------------
+# CUDNNCONV_TUNING_CACHE: load at first use, append as found
+# ---------------------------------------------------------------------------
+
+class _AutoFile:
+    """Connects the engines' caches to one file: loads it on the first cache
+    miss, merges every new choice into it."""
+
+    def __init__(self, path):
+        self.path = path
+        self.loaded = False
+        self.lock = threading.Lock()
+        self.caches = []
+
+    def attach(self, caches):
+        for c in caches:
+            if c not in self.caches:
+                self.caches.append(c)
+                c.on_miss.append(self.on_miss)
+                c.on_put.append(self.on_put)
+
+    def detach(self):
+        for c in self.caches:
+            for lst, fn in ((c.on_miss, self.on_miss), (c.on_put, self.on_put)):
+                while fn in lst:
+                    lst.remove(fn)
+        self.caches = []
+
+    def on_miss(self, cache, key):
+        if self.loaded:
+            return
+        with self.lock:
+            if self.loaded:
+                return
+            self.loaded = True
+            load_tuning(self.path)
+
+    def on_put(self, cache, key, value):
+        if getattr(_quiet, "on", False):
+            return
+        records = _records_from_caches(only=[(key, value)])
+        if records:
+            try:
+                _merge_write(self.path, records)
+            except Exception as e:
+                _warn(self.path, "could not add an entry (%s: %s)" % (type(e).__name__, e))
+
+
+_auto = None
+
+
+def enable_autosave(path):
+    """Load ``path`` at the first cache lookup and merge new choices into it
+    (what CUDNNCONV_TUNING_CACHE does).  ``None`` turns it off."""
+    global _auto
+    from cudnnconv import _engines
+    if _auto is not None:
+        _auto.detach()
+        _auto = None
+    if path:
+        _auto = _AutoFile(os.path.abspath(os.fspath(path)))
+        _auto.attach(_engines.caches())
+    return _auto
+
+
+def _install_from_environment():
+    path = os.environ.get(ENV_VAR)
+    if path:
+        try:
+            enable_autosave(path)
+        except Exception as e:
+            warnings.warn("cudnnconv: %s=%s could not be used: %s" % (ENV_VAR, path, e), RuntimeWarning)
