@@ -109,7 +109,7 @@ def try_all(direction, args, cache, key, opts):
         _log.debug("%s: chose %s for %s", direction.op, choice.describe(), _key_text(key))
         return choice
     err = _none_ran(direction, args, failures)
-    if not isinstance(err, MemoryError) and not any(isinstance(e, MemoryError) for _, e in failures):
+    if not only_default and not any(isinstance(e, MemoryError) for _, e in failures):
         cache.put(key, NoneRan(err.status, err.message))
     raise err
 
