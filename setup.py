@@ -121,7 +121,7 @@ def extensions():
     if options["CUDNNCONV_LEGACY_API"] != 0:
         modules += ["engines.legacy_descriptors", "engines.legacy"]
     if options["CUDNNCONV_GRAPH_API"] != 0 and os.path.exists(os.path.join(SRC, "cudnnconv", "engines", "graph.pyx")):
-        modules += ["engines.graph"]
+        modules += ["engines.graph_descriptors", "engines.graph"]
     exts = [
         Extension("cudnnconv." + m, [os.path.join("pyx", "cudnnconv", *m.split(".")) + ".pyx"], **common)
         for m in modules

@@ -1,5 +1,16 @@
-"""Which engines this build has, and which one a call uses."""
+"""Which engines this build has, and which one a call uses.
+
+engine='graph' and engine='legacy' name a module.  engine='auto' (the
+default) is ``AUTO``: the graph engine where it can run, else the legacy one.
+It tries the graph engine first; when that fails for a problem with a
+CuDNNError other than out-of-memory (no engine config can run it), it runs
+the legacy engine instead and remembers the decision for that problem, so
+the graph engine is not tried again on every call.
+"""
+import threading
+
 from cudnnconv.core import build
+from cudnnconv.core.status import CuDNNError
 
 legacy = None
 graph = None
@@ -8,7 +19,7 @@ if build.LEGACY_API:
 if build.GRAPH_API:
     try:
         from cudnnconv.engines import graph
-    except ImportError:          # the graph engine's module is not built yet
+    except ImportError:          # the graph engine's module is not built
         graph = None
 
 
@@ -20,9 +31,79 @@ def available():
     return [name for name, mod in (("graph", graph), ("legacy", legacy)) if mod is not None]
 
 
+def _fallback_key(op, x, w, geom, opts, layout, device):
+    # What decides whether the graph engine can run a problem (pointer
+    # alignment is left out: a refused problem is refused at any alignment
+    # often enough, and this key only chooses an engine, never a plan).
+    return (op, device, str(x.dtype), tuple(x.shape), tuple(w.shape), layout, geom.padding, geom.stride,
+            geom.dilation, bool(opts.deterministic), bool(opts.allow_tf32), opts.workspace_limit)
+
+
+class AutoEngine:
+    """engine='auto': graph where it can run, else legacy (per problem)."""
+
+    def __init__(self, first, second, maxsize=4096):
+        self.first = first
+        self.second = second
+        self._fallback = {}          # fallback key -> the graph engine's error text
+        self._maxsize = maxsize
+        self._lock = threading.Lock()
+        self._local = threading.local()
+
+    @property
+    def ENGINE(self):
+        """The engine the last call on this thread ran (for last_call())."""
+        return getattr(self._local, "engine", self.first.ENGINE)
+
+    @property
+    def CACHE(self):
+        return self.first.CACHE
+
+    def fallbacks(self):
+        """The problems that run on the legacy engine, with the reason."""
+        with self._lock:
+            return dict(self._fallback)
+
+    def clear(self):
+        with self._lock:
+            self._fallback.clear()
+
+    def run(self, op, x, w, y, geom, opts, layout, device, repro=None, z=None, bias=None, alpha=1.0):
+        key = None
+        if self._fallback:
+            key = _fallback_key(op, x, w, geom, opts, layout, device)
+            if key in self._fallback:
+                self._local.engine = self.second.ENGINE
+                return self.second.run(op, x, w, y, geom, opts, layout, device, repro, z=z, bias=bias,
+                                       alpha=alpha)
+        try:
+            choice = self.first.run(op, x, w, y, geom, opts, layout, device, repro, z=z, bias=bias, alpha=alpha)
+            self._local.engine = self.first.ENGINE
+            return choice
+        except MemoryError:
+            raise
+        except CuDNNError as e:
+            if key is None:
+                key = _fallback_key(op, x, w, geom, opts, layout, device)
+            with self._lock:
+                if len(self._fallback) >= self._maxsize:
+                    self._fallback.pop(next(iter(self._fallback)))
+                self._fallback[key] = "%s: %s" % (e.name, e.message)
+            from cudnnconv import _log
+            _log.debug("auto: the %s engine cannot run this %s problem (%s); using %s",
+                       self.first.ENGINE, op, e.name, self.second.ENGINE)
+        self._local.engine = self.second.ENGINE
+        return self.second.run(op, x, w, y, geom, opts, layout, device, repro, z=z, bias=bias, alpha=alpha)
+
+
+AUTO = AutoEngine(graph, legacy) if (graph is not None and legacy is not None) else None
+
+
 def select(opts):
     name = opts.engine
     if name == "auto":
+        if AUTO is not None:
+            return AUTO
         mod = graph if graph is not None else legacy
         if mod is None:
             raise EngineUnavailable("this build of cudnnconv contains no engine")

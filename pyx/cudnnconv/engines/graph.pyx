@@ -1,0 +1,796 @@
+# cython: language_level=3
+"""The graph engine: cuDNN's backend ("graph") API with a per-thread plan cache.
+
+Map of this file (GRAPH_API.md has the cuDNN side of each step):
+
+* ``GraphArgs``: one call's problem (shapes, layout strides, pointers and
+  their alignment, handle).  Its descriptors are built only on a miss.
+* ``GraphChoice``: one engine config as a *finalized* execution plan, with
+  its tag (``eng62_k2=1_k3=0``), notes, workspace, how it was chosen, and
+  the last variant pack with the pointers it holds.  A cache hit on unchanged
+  pointers executes that pack again: no cuDNN descriptor is created.
+* ``GraphDirection``: this engine's side of the shared search protocol
+  (``cudnnconv.search``): ``candidates`` (heuristics mode A, then FALLBACK,
+  lazily, first that runs wins; with benchmark, every plan timed with CUDA
+  events, median of several runs, fastest first), ``default``, ``execute``
+  and ``context``.  The directions differ only in the operation node they
+  build (``graph_descriptors.conv_operation``) and the fused graph's extra
+  pointwise nodes; the loop, workspace and OOM fallback are shared.
+* ``PlanCache`` / ``GraphCaches``: plans belong to the thread that built
+  them (as PyTorch keeps them), so each thread has its own bounded LRU;
+  ``CACHE`` aggregates them for ``cudnnconv.cache_info()``/``clear_cache()``.
+
+Lifetimes: a plan keeps a reference to the ``Handle`` it was built with, so
+plans are always destroyed before their handle.  At interpreter shutdown
+descriptors are leaked, never destroyed (see graph_descriptors).
+"""
+from libc.stdint cimport int64_t
+from libc.stdlib cimport malloc, free
+
+from cudnnconv.decl.cudnn cimport (
+    cudnnHandle_t, cudnnStatus_t, CUDNN_DATA_FLOAT, CUDNN_DATA_DOUBLE)
+from cudnnconv.decl.cudnn_backend cimport *
+from cudnnconv.core.status cimport check
+from cudnnconv.core.handle cimport Handle, get_handle
+from cudnnconv.engines.graph_descriptors cimport (
+    BackendDescriptor, create, tensor, convolution, conv_operation, pointwise_operation, operation_graph)
+
+import collections
+import threading
+import weakref
+
+from cudnnconv import _log, params, search, workspace
+from cudnnconv.cache import CacheInfo
+from cudnnconv.core.status import CuDNNError, CuDNNOutOfMemoryError
+
+ENGINE = "graph"
+
+cdef enum:
+    UID_X = 1
+    UID_W = 2
+    UID_Y = 3
+    UID_Z = 4
+    UID_B = 5
+    UID_T0 = 101
+    UID_T1 = 102
+    UID_T2 = 103
+    MAX_TENSORS = 5
+    NOTE_CAP = 64            # above every *_TYPE_COUNT of cuDNN 9.x
+    BENCH_REPS = 5
+
+NUMERICAL_NOTES = {0: "TENSOR_CORE", 1: "DOWN_CONVERT_INPUTS", 2: "REDUCED_PRECISION_REDUCTION", 3: "FFT",
+                   4: "NONDETERMINISTIC", 5: "WINOGRAD", 6: "WINOGRAD_TILE_4x4", 7: "WINOGRAD_TILE_6x6",
+                   8: "WINOGRAD_TILE_13x13", 9: "STRICT_NAN_PROP"}
+BEHAVIOR_NOTES = {0: "RUNTIME_COMPILATION", 1: "REQUIRES_FILTER_INT8x32_REORDER",
+                  2: "REQUIRES_BIAS_INT8x32_REORDER", 3: "SUPPORTS_CUDA_GRAPH_NATIVE_API",
+                  4: "CUBLASLT_DEPENDENCY"}
+
+_NOT_SUPPORTED = 3000
+
+
+# ---------------------------------------------------------------------------
+# Key helpers (pure, no GPU)
+# ---------------------------------------------------------------------------
+
+cpdef int64_t alignment(size_t ptr):
+    """The byte alignment we declare for a pointer: min(16, the largest power
+    of two dividing it), never more.  NULL (an empty tensor) counts as 16."""
+    if ptr == 0:
+        return 16
+    cdef size_t low = ptr & (~ptr + 1)
+    return 16 if low >= 16 else <int64_t>low
+
+
+def key_extra(op, ptrs, alpha=1.0):
+    """The graph engine's extension of the shared key: the alignment of each
+    tensor's pointer (x, w, y, and z, bias for fused), and alpha for fused."""
+    al = tuple(alignment(p) for p in ptrs)
+    return al + (float(alpha),) if op == "fused" else al
+
+
+def problem_key(op, device, dtype_code, x_shape, w_shape, layout, geom, opts, ptrs, alpha=1.0):
+    """The cache key of one graph problem (the shared key, extended)."""
+    return params.make_key(op, ENGINE, device, dtype_code, x_shape, w_shape, layout, geom, opts,
+                           key_extra(op, ptrs, alpha))
+
+
+# ---------------------------------------------------------------------------
+# One call's problem
+# ---------------------------------------------------------------------------
+
+cdef class GraphArgs:
+    """Shapes, strides, pointers and the bound handle of one call."""
+    cdef readonly str op
+    cdef readonly int dtype
+    cdef readonly str layout
+    cdef readonly tuple x_shape, w_shape, y_shape, x_strides, w_strides, y_strides, b_shape
+    cdef readonly tuple padding, stride, dilation
+    cdef readonly double alpha
+    cdef int n
+    cdef void* ptrs[MAX_TENSORS]
+    cdef int64_t align[MAX_TENSORS]
+    cdef cudnnHandle_t handle
+    cdef Handle handle_obj
+    cdef readonly BackendDescriptor graph
+    cdef readonly list rejected
+    cdef object keep
+    cdef object repro
+
+    def __cinit__(self):
+        self.rejected = []
+        self.n = 3
+        self.handle = NULL
+        for i in range(MAX_TENSORS):
+            self.ptrs[i] = NULL
+            self.align[i] = 16
+
+    cdef int set_shapes(self, str op, int dtype, str layout, x_shape, w_shape, y_shape, geom,
+                        double alpha) except -1:
+        self.op = op
+        self.dtype = dtype
+        self.layout = layout
+        self.x_shape = tuple(int(s) for s in x_shape)
+        self.w_shape = tuple(int(s) for s in w_shape)
+        self.y_shape = tuple(int(s) for s in y_shape)
+        self.x_strides = params.layout_strides(self.x_shape, layout)
+        self.w_strides = params.layout_strides(self.w_shape, layout)
+        self.y_strides = params.layout_strides(self.y_shape, layout)
+        self.b_shape = (1, self.w_shape[0]) + (1,) * (len(self.w_shape) - 2)
+        self.padding = tuple(int(v) for v in geom.padding)
+        self.stride = tuple(int(v) for v in geom.stride)
+        self.dilation = tuple(int(v) for v in geom.dilation)
+        self.alpha = alpha
+        self.n = 5 if op == "fused" else 3
+        return 0
+
+    cdef list build_ops(self):
+        """The operation nodes: one convolution, or (fused) conv -> +alpha*z
+        -> +bias -> relu, through virtual FLOAT intermediates, in the order
+        that gets the precompiled fused engines."""
+        cdef bint dbl = self.dtype == <int>CUDNN_DATA_DOUBLE
+        cdef int ct = <int>CUDNN_DATA_DOUBLE if dbl else <int>CUDNN_DATA_FLOAT
+        X = tensor(UID_X, self.dtype, self.x_shape, self.x_strides, self.align[0], False)
+        W = tensor(UID_W, self.dtype, self.w_shape, self.w_strides, self.align[1], False)
+        Y = tensor(UID_Y, self.dtype, self.y_shape, self.y_strides, self.align[2], False)
+        conv = convolution(ct, self.padding, self.stride, self.dilation)
+        if self.op != "fused":
+            return [conv_operation(self.op, X, W, Y, conv, dbl)]
+        Z = tensor(UID_Z, self.dtype, self.y_shape, self.y_strides, self.align[3], False)
+        B = tensor(UID_B, self.dtype, self.b_shape, params.layout_strides(self.b_shape, "NCHW"),
+                   self.align[4], False)
+        T0 = tensor(UID_T0, ct, self.y_shape, self.y_strides, 16, True)
+        T1 = tensor(UID_T1, ct, self.y_shape, self.y_strides, 16, True)
+        T2 = tensor(UID_T2, ct, self.y_shape, self.y_strides, 16, True)
+        return [conv_operation("forward", X, W, T0, conv, dbl),
+                pointwise_operation(<int>CUDNN_POINTWISE_ADD, ct, T0, Z, T1, self.alpha),
+                pointwise_operation(<int>CUDNN_POINTWISE_ADD, ct, T1, B, T2, 1.0),
+                pointwise_operation(<int>CUDNN_POINTWISE_RELU_FWD, ct, T2, None, Y, 1.0)]
+
+    cdef BackendDescriptor ensure_graph(self):
+        if self.graph is None:
+            self.graph = operation_graph(self.build_ops(), self.handle)
+        return self.graph
+
+    def describe(self):
+        names = ("x", "w", "y", "z", "bias")
+        shapes = (self.x_shape, self.w_shape, self.y_shape, self.y_shape, self.b_shape)
+        strides = (self.x_strides, self.w_strides, self.y_strides, self.y_strides,
+                   params.layout_strides(self.b_shape, "NCHW"))
+        lines = ["%s: dims=%s strides=%s alignment=%d dtype=%s" % (
+            names[i], shapes[i], strides[i], self.align[i], _DTYPE_NAMES.get(self.dtype, self.dtype))
+            for i in range(self.n)]
+        lines.append("convolution: padding=%s stride=%s dilation=%s groups=%d layout=%s%s" % (
+            self.padding, self.stride, self.dilation, self.x_shape[1] // self.w_shape[1], self.layout,
+            (" alpha=%r" % self.alpha) if self.op == "fused" else ""))
+        return "\n".join(lines)
+
+
+_DTYPE_NAMES = {0: "float32", 1: "float64", 2: "float16", 9: "bfloat16"}
+
+
+# ---------------------------------------------------------------------------
+# Choices: finalized plans
+# ---------------------------------------------------------------------------
+
+cdef class GraphChoice:
+    """One engine config with its finalized plan, as the search saw it."""
+    cdef readonly str op
+    cdef readonly int engine_index
+    cdef readonly tuple knobs
+    cdef readonly str tag
+    cdef readonly object workspace
+    cdef readonly tuple notes
+    cdef readonly tuple behavior
+    cdef readonly str how
+    cdef readonly double time_ms
+    cdef readonly bint benchmarked
+    cdef BackendDescriptor plan
+    cdef int64_t ws_size
+    cdef int n
+    cdef int64_t uids[MAX_TENSORS]
+    cdef void* last_ptrs[MAX_TENSORS]
+    cdef void* last_ws
+    cdef BackendDescriptor last_vp
+    cdef object ws_mem          # the workspace kept with a cached entry
+
+    @property
+    def deterministic(self):
+        return "NONDETERMINISTIC" not in self.notes
+
+    cdef int run(self, cudnnHandle_t h, void** ptrs, void* ws) except -1:
+        """Execute on these pointers; reuse the last variant pack when they
+        and the workspace are unchanged."""
+        cdef int i
+        cdef bint same = self.last_vp is not None and ws == self.last_ws
+        cdef BackendDescriptor vp
+        if same:
+            for i in range(self.n):
+                if ptrs[i] != self.last_ptrs[i]:
+                    same = False
+                    break
+        if not same:
+            vp = create(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR)
+            vp.set_int64s(CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, self.uids, self.n)
+            vp.set_ptrs(CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, ptrs, self.n)
+            vp.set_ptrs(CUDNN_ATTR_VARIANT_PACK_WORKSPACE, &ws, 1)
+            vp.finalize()
+            self.last_vp = vp
+            for i in range(self.n):
+                self.last_ptrs[i] = ptrs[i]
+            self.last_ws = ws
+        vp = self.last_vp
+        with nogil:
+            check(cudnnBackendExecute(h, self.plan.ptr, vp.ptr))
+        return 0
+
+    def describe(self):
+        return "%s ws=%d (%s)" % (self.tag, self.ws_size, self.how)
+
+    def as_dict(self):
+        return {"engine": ENGINE, "op": self.op, "engine_index": self.engine_index, "knobs": dict(self.knobs),
+                "tag": self.tag, "workspace": self.ws_size, "numerical_notes": list(self.notes),
+                "behavior_notes": list(self.behavior), "how": self.how,
+                "time_ms": self.time_ms if self.benchmarked else -1.0, "deterministic": self.deterministic,
+                "benchmarked": self.benchmarked}
+
+    def __repr__(self):
+        return "GraphChoice(%s %s)" % (self.op, self.describe())
+
+
+cdef list _heuristic_configs(BackendDescriptor graph, int mode):
+    """The engine configs heuristics ``mode`` proposes, best first.  A mode
+    that proposes nothing, or refuses the graph, gives an empty list."""
+    cdef BackendDescriptor heur
+    cdef int64_t count = 0
+    cdef int64_t got = 0
+    cdef cudnnBackendDescriptor_t* arr
+    cdef BackendDescriptor cfg
+    try:
+        heur = create(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR)
+        heur.set_desc(CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, graph)
+        heur.set_enum(CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, mode)
+        heur.finalize()
+        check(cudnnBackendGetAttribute(heur.ptr, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR,
+                                       0, &count, NULL))
+    except MemoryError:
+        raise
+    except CuDNNError as e:
+        _log.debug("graph: heuristics mode %d refused the graph (%s: %s)", mode, e.name, e.message)
+        return []
+    if count <= 0:
+        return []
+    cfgs = [create(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR) for _ in range(count)]
+    arr = <cudnnBackendDescriptor_t*>malloc(count * sizeof(cudnnBackendDescriptor_t))
+    if arr == NULL:
+        raise MemoryError()
+    try:
+        for i in range(count):
+            cfg = cfgs[i]
+            arr[i] = cfg.ptr
+        check(cudnnBackendGetAttribute(heur.ptr, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR,
+                                       count, &got, <void*>arr))
+    finally:
+        free(arr)
+    for i in range(got):
+        cfg = cfgs[i]
+        cfg.finalized = True
+    return cfgs[:got]
+
+
+cdef tuple _config_info(BackendDescriptor cfg):
+    """(global index, knobs, numerical notes, behavior notes, workspace) of a config."""
+    cdef int64_t count = 0
+    cdef int buf[NOTE_CAP]
+    cdef int n
+    cdef BackendDescriptor eng = create(CUDNN_BACKEND_ENGINE_DESCRIPTOR)
+    cdef BackendDescriptor kc
+    cdef cudnnBackendDescriptor_t karr[NOTE_CAP]
+    check(cudnnBackendGetAttribute(cfg.ptr, CUDNN_ATTR_ENGINECFG_ENGINE, CUDNN_TYPE_BACKEND_DESCRIPTOR,
+                                   1, &count, <void*>&eng.ptr))
+    eng.finalized = True
+    idx = eng.get_int64(CUDNN_ATTR_ENGINE_GLOBAL_INDEX)
+    n = eng.get_enums(CUDNN_ATTR_ENGINE_NUMERICAL_NOTE, CUDNN_TYPE_NUMERICAL_NOTE, buf, NOTE_CAP)
+    notes = tuple(NUMERICAL_NOTES.get(buf[i], str(buf[i])) for i in range(min(n, NOTE_CAP)))
+    n = eng.get_enums(CUDNN_ATTR_ENGINE_BEHAVIOR_NOTE, CUDNN_TYPE_BEHAVIOR_NOTE, buf, NOTE_CAP)
+    behavior = tuple(BEHAVIOR_NOTES.get(buf[i], str(buf[i])) for i in range(min(n, NOTE_CAP)))
+    check(cudnnBackendGetAttribute(cfg.ptr, CUDNN_ATTR_ENGINECFG_KNOB_CHOICES, CUDNN_TYPE_BACKEND_DESCRIPTOR,
+                                   0, &count, NULL))
+    knobs = []
+    if count > 0:
+        count = min(count, NOTE_CAP)
+        kcs = [create(CUDNN_BACKEND_KNOB_CHOICE_DESCRIPTOR) for _ in range(count)]
+        for i in range(count):
+            kc = kcs[i]
+            karr[i] = kc.ptr
+        check(cudnnBackendGetAttribute(cfg.ptr, CUDNN_ATTR_ENGINECFG_KNOB_CHOICES, CUDNN_TYPE_BACKEND_DESCRIPTOR,
+                                       count, &count, <void*>karr))
+        for i in range(count):
+            kc = kcs[i]
+            kc.get_enums(CUDNN_ATTR_KNOB_CHOICE_KNOB_TYPE, CUDNN_TYPE_KNOB_TYPE, buf, 1)
+            knobs.append((buf[0], kc.get_int64(CUDNN_ATTR_KNOB_CHOICE_KNOB_VALUE)))
+    knobs.sort()
+    ws = cfg.get_int64(CUDNN_ATTR_ENGINECFG_WORKSPACE_SIZE)
+    return idx, tuple(knobs), notes, behavior, ws
+
+
+def make_tag(idx, knobs):
+    """A stable, readable id of a config: eng62_k2=1_k3=0."""
+    return "eng%d" % idx + "".join("_k%d=%d" % kv for kv in knobs)
+
+
+def keep_config(notes, int dtype, opts, workspace_size):
+    """Whether the flags allow a config with these notes (PyTorch's
+    filterEngineConfigs): never DOWN_CONVERT_INPUTS; deterministic -> no
+    NONDETERMINISTIC; fp32 without TF32 -> no TENSOR_CORE; within the
+    workspace limit."""
+    if "DOWN_CONVERT_INPUTS" in notes:
+        return False
+    if opts.deterministic and "NONDETERMINISTIC" in notes:
+        return False
+    if dtype == <int>CUDNN_DATA_FLOAT and not opts.allow_tf32 and "TENSOR_CORE" in notes:
+        return False
+    if opts.workspace_limit is not None and workspace_size > opts.workspace_limit:
+        return False
+    return True
+
+
+cdef GraphChoice _make_choice(GraphArgs a, BackendDescriptor cfg, str how, opts, set seen):
+    """A finalized plan for ``cfg``, or None when the flags drop it or cuDNN
+    refuses to finalize it (recorded in ``a.rejected``)."""
+    cdef GraphChoice c
+    cdef BackendDescriptor plan
+    try:
+        idx, knobs, notes, behavior, cfg_ws = _config_info(cfg)
+    except CuDNNError as e:
+        a.rejected.append(("config?", e.name))
+        return None
+    tag = make_tag(idx, knobs)
+    if tag in seen:
+        return None
+    seen.add(tag)
+    if not keep_config(notes, a.dtype, opts, cfg_ws):
+        return None
+    try:
+        plan = create(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR)
+        plan.set_handle(CUDNN_ATTR_EXECUTION_PLAN_HANDLE, a.handle)
+        plan.set_desc(CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, cfg)
+        plan.finalize()
+        ws = plan.get_int64(CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE)
+    except CuDNNError as e:
+        a.rejected.append((tag, e.name))
+        _log.debug("graph: %s: plan %s refused at finalize (%s)", a.op, tag, e.name)
+        return None
+    if opts.workspace_limit is not None and ws > opts.workspace_limit:
+        return None
+    plan.keep(a.handle_obj)        # the plan dies before its handle
+    plan.text = tag
+    c = GraphChoice.__new__(GraphChoice)
+    c.op = a.op
+    c.engine_index = idx
+    c.knobs = knobs
+    c.tag = tag
+    c.ws_size = ws
+    c.workspace = ws
+    c.notes = notes
+    c.behavior = behavior
+    c.how = how
+    c.time_ms = -1.0
+    c.benchmarked = False
+    c.plan = plan
+    c.n = a.n
+    c.uids[0] = UID_X
+    c.uids[1] = UID_W
+    c.uids[2] = UID_Y
+    c.uids[3] = UID_Z
+    c.uids[4] = UID_B
+    c.last_vp = None
+    c.ws_mem = None
+    return c
+
+
+def _heuristic_choices(GraphArgs a, opts):
+    """Mode A's configs, then FALLBACK's (queried only when needed), as
+    finalized plans, filtered by the flags, each config once."""
+    cdef GraphChoice c
+    seen = set()
+    for mode, how in ((<int>CUDNN_HEUR_MODE_A, "heuristic"), (<int>CUDNN_HEUR_MODE_FALLBACK, "fallback")):
+        for cfg in _heuristic_configs(a.graph, mode):
+            c = _make_choice(a, cfg, how, opts, seen)
+            if c is not None:
+                yield c
+
+
+cdef double _median(list v):
+    v = sorted(v)
+    cdef int n = len(v)
+    return v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])
+
+
+def _benchmark(GraphArgs a, opts):
+    """Every plan of A + FALLBACK within the workspace budget, timed with CUDA
+    events (one warm-up, then the median of BENCH_REPS runs), fastest first."""
+    import cupy
+    cdef GraphChoice c
+    cdef void* wsp
+    plans = list(_heuristic_choices(a, opts))
+    budget = workspace.search_budget(opts.workspace_limit)
+    plans = [c for c in plans if c.ws_size <= budget]
+    mem, nbytes = workspace.allocate_for_search([c.ws_size for c in plans], budget)
+    plans = [c for c in plans if c.ws_size <= nbytes]
+    wsp = <void*><size_t>workspace.pointer(mem)
+    stream = cupy.cuda.get_current_stream()
+    start, end = cupy.cuda.Event(), cupy.cuda.Event()
+    timed = []
+    try:
+        for c in plans:
+            try:
+                c.run(a.handle, a.ptrs, wsp)
+                times = []
+                for _ in range(BENCH_REPS):
+                    start.record(stream)
+                    c.run(a.handle, a.ptrs, wsp)
+                    end.record(stream)
+                    end.synchronize()
+                    times.append(cupy.cuda.get_elapsed_time(start, end))
+            except (CuDNNError, MemoryError) as e:
+                a.rejected.append((c.tag, getattr(e, "name", type(e).__name__)))
+                continue
+            c.time_ms = _median(times)
+            c.benchmarked = True
+            c.how = "benchmark"
+            c.last_vp = None          # it held the search workspace's pointer
+            timed.append(c)
+    finally:
+        mem = None                    # the search workspace goes back to the pool now
+    timed.sort(key=lambda ch: ch.time_ms)
+    _log.debug("graph: %s: benchmarked %d plans: %s", a.op, len(timed),
+               ", ".join("%s %.4f ms" % (ch.tag, ch.time_ms) for ch in timed[:8]))
+    return timed
+
+
+cdef class GraphDirection:
+    """The graph engine's side of the shared search (cudnnconv.search)."""
+    cdef readonly str op
+
+    def __init__(self, op):
+        self.op = op
+
+    def candidates(self, GraphArgs a, opts):
+        try:
+            a.ensure_graph()
+        except CuDNNError as e:
+            raise e.add_context(self.context(a, None))
+        if opts.benchmark:
+            return _benchmark(a, opts)
+        return _heuristic_choices(a, opts)
+
+    def default(self, GraphArgs a, opts):
+        """deterministic without benchmark: the first deterministic config
+        that runs (the graph API has no 'default algorithm')."""
+        failures = []
+        for c in self.candidates(a, opts):
+            try:
+                search.run_choice(self, a, c)
+                return c
+            except (MemoryError, CuDNNError) as e:
+                failures.append(e)
+                a.rejected.append((c.tag, getattr(e, "name", type(e).__name__)))
+        if failures and all(isinstance(e, MemoryError) for e in failures):
+            raise CuDNNOutOfMemoryError(4004, "every deterministic config ran out of memory",
+                                        self.context(a, None))
+        raise CuDNNError(_NOT_SUPPORTED, "no deterministic engine config could run this %s convolution"
+                         % self.op, self.context(a, None))
+
+    def execute(self, GraphArgs a, GraphChoice c, size_t ws_ptr):
+        c.run(a.handle, a.ptrs, <void*>ws_ptr)
+
+    def context(self, GraphArgs a, choice):
+        text = "engine: graph, op: %s" % self.op
+        if choice is not None:
+            text += ", config: %s" % choice.describe()
+        text += "\n" + a.describe()
+        if a.rejected:
+            text += "\nrefused: " + ", ".join("%s (%s)" % r for r in a.rejected[:16])
+        if a.repro is not None:
+            text += "\nrepro: " + params.repro(*a.repro)
+        return text
+
+
+DIRECTIONS = {op: GraphDirection(op) for op in ("forward", "fused", "backward_data", "backward_filter")}
+
+
+# ---------------------------------------------------------------------------
+# The per-thread plan cache
+# ---------------------------------------------------------------------------
+
+cdef class PlanCache:
+    """One thread's bounded LRU of plans (the AlgoCache protocol: get, peek,
+    put, clear, info, set_maxsize).  The lock only guards against
+    ``clear``/``set_maxsize``/``info`` called from other threads."""
+    cdef object _data
+    cdef object _lock
+    cdef object _maxsize
+    cdef readonly long long hits
+    cdef readonly long long misses
+    cdef readonly str name
+    cdef object __weakref__
+
+    def __init__(self, name="graph", maxsize=1024):
+        self.name = name
+        self._maxsize = maxsize
+        self._data = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    cpdef get(self, key):
+        with self._lock:
+            value = self._data.get(key)
+            if value is None:
+                self.misses += 1
+                return None
+            self._data.move_to_end(key)
+            self.hits += 1
+            return value
+
+    cpdef fast_get(self, key, bint benchmark):
+        """A usable plan for ``key``, counting a hit; None (and nothing
+        counted: the search's get counts) otherwise."""
+        with self._lock:
+            value = self._data.get(key)
+            if type(value) is not GraphChoice or (benchmark and not (<GraphChoice>value).benchmarked):
+                return None
+            self._data.move_to_end(key)
+            self.hits += 1
+            return value
+
+    cpdef count_miss(self):
+        with self._lock:
+            self.misses += 1
+
+    cpdef peek(self, key):
+        with self._lock:
+            return self._data.get(key)
+
+    cpdef put(self, key, value):
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            self._evict()
+
+    cdef _evict(self):
+        if self._maxsize is not None:
+            while len(self._data) > self._maxsize:
+                self._data.popitem(last=False)
+
+    def set_maxsize(self, maxsize):
+        _check_maxsize(maxsize)
+        with self._lock:
+            self._maxsize = maxsize
+            self._evict()
+
+    def clear(self):
+        with self._lock:
+            self._data.clear()
+            self.hits = 0
+            self.misses = 0
+
+    def items(self):
+        with self._lock:
+            return list(self._data.items())
+
+    def info(self):
+        with self._lock:
+            return CacheInfo(len(self._data), self._maxsize, self.hits, self.misses)
+
+    def __len__(self):
+        return len(self._data)
+
+
+def _check_maxsize(maxsize):
+    if maxsize is not None and (isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 0):
+        raise ValueError("maxsize must be None or a non-negative int, got %r" % (maxsize,))
+
+
+class GraphCaches:
+    """All threads' plan caches seen as one: ``info()`` sums sizes, hits and
+    misses over the live threads; ``clear()`` and ``set_maxsize()`` act on
+    every thread's cache (a bound applies to each thread's cache).  get/peek/
+    put act on the calling thread's cache."""
+
+    def __init__(self, name="graph", maxsize=1024):
+        self.name = name
+        self._maxsize = maxsize
+        self._caches = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._local = threading.local()
+
+    def local(self):
+        try:
+            return self._local.cache
+        except AttributeError:
+            pass
+        with self._lock:
+            c = PlanCache(self.name, self._maxsize)
+            self._caches.add(c)
+        self._local.cache = c
+        return c
+
+    def _all(self):
+        with self._lock:
+            return list(self._caches)
+
+    def get(self, key):
+        return self.local().get(key)
+
+    def peek(self, key):
+        return self.local().peek(key)
+
+    def put(self, key, value):
+        self.local().put(key, value)
+
+    def set_maxsize(self, maxsize):
+        _check_maxsize(maxsize)
+        with self._lock:
+            self._maxsize = maxsize
+        for c in self._all():
+            c.set_maxsize(maxsize)
+
+    def clear(self):
+        for c in self._all():
+            c.clear()
+
+    def items(self):
+        return self.local().items()
+
+    def info(self):
+        size = hits = misses = 0
+        for c in self._all():
+            i = c.info()
+            size += i.size
+            hits += i.hits
+            misses += i.misses
+        return CacheInfo(size, self._maxsize, hits, misses)
+
+    def __len__(self):
+        return self.info().size
+
+
+CACHE = GraphCaches("graph")
+
+
+# ---------------------------------------------------------------------------
+# Entry points
+# ---------------------------------------------------------------------------
+
+cdef dict _DTYPE_CODES = {}
+
+
+cdef int _dtype_code(dt) except -1:
+    code = _DTYPE_CODES.get(dt)
+    if code is None:
+        code = _DTYPE_CODES[dt] = params.cudnn_dtype(dt)
+    return code
+
+
+cdef GraphArgs _args(str op, int dtype, x, w, y, geom, opts, str layout, double alpha, Handle h,
+                     cudnnHandle_t hp, repro, void** ptrs, int n):
+    cdef GraphArgs a = GraphArgs.__new__(GraphArgs)
+    a.set_shapes(op, dtype, layout, x.shape, w.shape, y.shape, geom, alpha)
+    for i in range(n):
+        a.ptrs[i] = ptrs[i]
+        a.align[i] = alignment(<size_t>ptrs[i])
+    a.handle = hp
+    a.handle_obj = h
+    a.repro = repro
+    a.keep = (x, w, y)
+    return a
+
+
+def run(str op, x, w, y, geom, opts, str layout, int device, repro=None, z=None, bias=None, double alpha=1.0):
+    """Run one (already split, already packed) problem on the graph engine.
+
+    ``x``, ``w``, ``y`` are in the forward roles whatever the direction
+    (backward data writes ``x``, backward filter writes ``w``; fused:
+    y = relu(conv(x, w) + alpha*z + bias)).  Returns the choice that ran.
+    """
+    cdef void* ptrs[MAX_TENSORS]
+    cdef int n = 3
+    cdef GraphChoice c
+    cdef GraphArgs a
+    cdef PlanCache cache
+    cdef int dtype = _dtype_code(x.dtype)
+    ptrs[0] = <void*><size_t>x.data.ptr
+    ptrs[1] = <void*><size_t>w.data.ptr
+    ptrs[2] = <void*><size_t>y.data.ptr
+    if op == "fused":
+        n = 5
+        ptrs[3] = <void*><size_t>z.data.ptr
+        ptrs[4] = <void*><size_t>bias.data.ptr
+        extra = (alignment(<size_t>ptrs[0]), alignment(<size_t>ptrs[1]), alignment(<size_t>ptrs[2]),
+                 alignment(<size_t>ptrs[3]), alignment(<size_t>ptrs[4]), alpha)
+    else:
+        extra = (alignment(<size_t>ptrs[0]), alignment(<size_t>ptrs[1]), alignment(<size_t>ptrs[2]))
+    key = params.make_key(op, ENGINE, device, dtype, x.shape, w.shape, layout, geom, opts, extra)
+    cdef Handle h = get_handle(device)
+    cdef cudnnHandle_t hp = h.bind(<size_t>_current_stream_ptr())
+    try:
+        cache = CACHE._local.cache
+    except AttributeError:
+        cache = CACHE.local()
+    hit = cache.fast_get(key, opts.benchmark)
+    if hit is not None:
+        c = <GraphChoice>hit
+        try:
+            if c.ws_size > 0 and c.ws_mem is None:
+                c.ws_mem = workspace.allocate(c.ws_size)
+            c.run(hp, ptrs, <void*><size_t>(0 if c.ws_mem is None else c.ws_mem.ptr))
+            return c
+        except MemoryError as e:
+            _log.debug("graph: %s: cached %s ran out of memory; searching again", op, c.tag)
+        except CuDNNError as e:
+            a = _args(op, dtype, x, w, y, geom, opts, layout, alpha, h, hp, repro, ptrs, n)
+            raise e.add_context(DIRECTIONS[op].context(a, c))
+    a = _args(op, dtype, x, w, y, geom, opts, layout, alpha, h, hp, repro, ptrs, n)
+    if op == "fused":
+        a.keep = (x, w, y, z, bias)
+    if opts.deterministic and not opts.benchmark:
+        cache.count_miss()       # try_all does not consult the cache then
+    choice = search.try_all(DIRECTIONS[op], a, cache, key, opts)
+    if type(choice) is GraphChoice:
+        c = <GraphChoice>choice
+        if c.ws_size > 0 and c.ws_mem is None:
+            # Allocated now, outside any capture, and kept with the entry:
+            # a later cached call (or a captured one) uses this pointer.
+            try:
+                c.ws_mem = workspace.allocate(c.ws_size)
+            except MemoryError:
+                pass
+    return choice
+
+
+cdef object _get_current_stream = None
+
+
+cdef size_t _current_stream_ptr() except? 0:
+    global _get_current_stream
+    if _get_current_stream is None:
+        import cupy
+        _get_current_stream = cupy.cuda.get_current_stream
+    return <size_t>_get_current_stream().ptr
+
+
+def validate_problem(op, x_shape, w_shape, y_shape, geom, layout="NCHW", dtype="float32", alpha=1.0,
+                     with_graph=False):
+    """Build and finalize the descriptors of one problem on the host, with no
+    handle and no GPU: tensors, convolution and operation nodes (and, with
+    ``with_graph``, the operation graph).  cuDNN's own shape checks run at
+    finalize, so a bad problem raises CuDNNError (BAD_PARAM with cuDNN's
+    message).  Needs libcuda.so.1 to be loadable.  Returns the descriptors'
+    summaries."""
+    cdef GraphArgs a = GraphArgs.__new__(GraphArgs)
+    a.set_shapes(op, params.cudnn_dtype(dtype), layout, x_shape, w_shape, y_shape, geom, alpha)
+    ops = a.build_ops()
+    out = [(<BackendDescriptor>o).text for o in ops]
+    if with_graph:
+        operation_graph(ops, NULL)
+        out.append("operation graph")
+    return out

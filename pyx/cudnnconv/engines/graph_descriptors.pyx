@@ -1,0 +1,262 @@
+# cython: language_level=3
+"""Backend-API descriptors for the graph engine (tier 2).
+
+``BackendDescriptor`` owns exactly one ``cudnnBackendDescriptor_t``: created
+in ``create``, freed in ``__dealloc__`` (which never raises, and leaks during
+interpreter shutdown, as PyTorch does: cuDNN >= 9.10 has been seen to crash
+when its objects are destroyed while the process tears down).  Its typed
+setters pass each attribute type the way cuDNN expects it (see
+GRAPH_API.md section 0); every status goes through ``check``.
+
+The builders below (tensor, convolution, operations, graph) make the
+descriptors of one problem.  Tensor, convolution and operation descriptors
+finalize without a GPU (cuDNN only needs libcuda.so.1 to be loadable), which
+is how the CPU tests check our descriptors against cuDNN's own shape rules.
+"""
+import sys
+
+from libc.stdint cimport int64_t
+from libc.stdlib cimport malloc, free
+
+from cudnnconv.decl.cudnn cimport cudnnHandle_t, CUDNN_DATA_FLOAT, CUDNN_DATA_DOUBLE, CUDNN_CROSS_CORRELATION
+from cudnnconv.decl.cudnn_backend cimport *
+from cudnnconv.core.status cimport check
+
+_is_finalizing = sys.is_finalizing
+
+DTYPE_NAMES = {0: "float32", 1: "float64", 2: "float16", 9: "bfloat16"}
+
+cdef enum:
+    MAX_DIMS = 8
+    MAX_OPS = 8
+
+
+cdef class BackendDescriptor:
+    """One backend descriptor of one type, finalized at most once."""
+
+    def __cinit__(self):
+        self.ptr = NULL
+        self.kind = -1
+        self.finalized = False
+        self._refs = None
+        self.text = ""
+
+    def __dealloc__(self):
+        if self.ptr == NULL:
+            return
+        fin = _is_finalizing
+        if fin is None or fin():
+            return                   # leak at shutdown, never crash
+        cudnnBackendDestroyDescriptor(self.ptr)
+        self.ptr = NULL
+
+    cdef int keep(self, obj) except -1:
+        if self._refs is None:
+            self._refs = [obj]
+        else:
+            self._refs.append(obj)
+        return 0
+
+    cdef int set_int64s(self, cudnnBackendAttributeName_t name, const int64_t* values, int64_t n) except -1:
+        check(cudnnBackendSetAttribute(self.ptr, name, CUDNN_TYPE_INT64, n, <const void*>values))
+        return 0
+
+    cdef int set_int64(self, cudnnBackendAttributeName_t name, int64_t value) except -1:
+        check(cudnnBackendSetAttribute(self.ptr, name, CUDNN_TYPE_INT64, 1, <const void*>&value))
+        return 0
+
+    cdef int set_enum(self, cudnnBackendAttributeName_t name, cudnnBackendAttributeType_t t, int value) except -1:
+        # cuDNN's enums are 32-bit.
+        check(cudnnBackendSetAttribute(self.ptr, name, t, 1, <const void*>&value))
+        return 0
+
+    cdef int set_bool(self, cudnnBackendAttributeName_t name, bint value) except -1:
+        cdef bint v = value
+        check(cudnnBackendSetAttribute(self.ptr, name, CUDNN_TYPE_BOOLEAN, 1, <const void*>&v))
+        return 0
+
+    cdef int set_scalar(self, cudnnBackendAttributeName_t name, bint as_double, double value) except -1:
+        cdef float f = <float>value
+        cdef double d = value
+        if as_double:
+            check(cudnnBackendSetAttribute(self.ptr, name, CUDNN_TYPE_DOUBLE, 1, <const void*>&d))
+        else:
+            check(cudnnBackendSetAttribute(self.ptr, name, CUDNN_TYPE_FLOAT, 1, <const void*>&f))
+        return 0
+
+    cdef int set_desc(self, cudnnBackendAttributeName_t name, BackendDescriptor d) except -1:
+        check(cudnnBackendSetAttribute(self.ptr, name, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, <const void*>&d.ptr))
+        self.keep(d)
+        return 0
+
+    cdef int set_descs(self, cudnnBackendAttributeName_t name, list ds) except -1:
+        cdef cudnnBackendDescriptor_t arr[MAX_OPS]
+        cdef int n = len(ds)
+        cdef BackendDescriptor d
+        if n > MAX_OPS:
+            raise ValueError("at most %d descriptors per attribute" % MAX_OPS)
+        for i in range(n):
+            d = ds[i]
+            arr[i] = d.ptr
+            self.keep(d)
+        check(cudnnBackendSetAttribute(self.ptr, name, CUDNN_TYPE_BACKEND_DESCRIPTOR, n, <const void*>arr))
+        return 0
+
+    cdef int set_handle(self, cudnnBackendAttributeName_t name, cudnnHandle_t h) except -1:
+        check(cudnnBackendSetAttribute(self.ptr, name, CUDNN_TYPE_HANDLE, 1, <const void*>&h))
+        return 0
+
+    cdef int set_ptrs(self, cudnnBackendAttributeName_t name, void** values, int64_t n) except -1:
+        check(cudnnBackendSetAttribute(self.ptr, name, CUDNN_TYPE_VOID_PTR, n, <const void*>values))
+        return 0
+
+    cdef int finalize(self) except -1:
+        check(cudnnBackendFinalize(self.ptr))
+        self.finalized = True
+        return 0
+
+    cdef int64_t get_int64(self, cudnnBackendAttributeName_t name) except? -1:
+        cdef int64_t v = 0
+        cdef int64_t count = 0
+        check(cudnnBackendGetAttribute(self.ptr, name, CUDNN_TYPE_INT64, 1, &count, <void*>&v))
+        return v
+
+    cdef int get_enums(self, cudnnBackendAttributeName_t name, cudnnBackendAttributeType_t t,
+                       int* out, int capacity) except -1:
+        cdef int64_t count = 0
+        check(cudnnBackendGetAttribute(self.ptr, name, t, capacity, &count, <void*>out))
+        return <int>count
+
+    def __repr__(self):
+        return "<BackendDescriptor type=%d %s%s>" % (self.kind, "finalized " if self.finalized else "", self.text)
+
+
+cdef BackendDescriptor create(cudnnBackendDescriptorType_t kind):
+    cdef BackendDescriptor d = BackendDescriptor.__new__(BackendDescriptor)
+    check(cudnnBackendCreateDescriptor(kind, &d.ptr))
+    d.kind = <int>kind
+    return d
+
+
+cdef int _fill(int64_t* dst, tuple values, int cap, str what) except -1:
+    cdef int n = len(values)
+    if n > cap:
+        raise ValueError("%s has %d entries; at most %d" % (what, n, cap))
+    for i in range(n):
+        dst[i] = values[i]
+    return n
+
+
+cdef BackendDescriptor tensor(int64_t uid, int dtype, tuple dims, tuple strides, int64_t alignment,
+                              bint is_virtual):
+    """A tensor: logical dims (N, C, *spatial), element strides (the layout),
+    a unique id, and the guaranteed byte alignment of its pointer."""
+    cdef int64_t d[MAX_DIMS]
+    cdef int64_t s[MAX_DIMS]
+    cdef int n = _fill(d, dims, MAX_DIMS, "tensor dims")
+    if _fill(s, strides, MAX_DIMS, "tensor strides") != n:
+        raise ValueError("tensor dims %s and strides %s differ in length" % (dims, strides))
+    cdef BackendDescriptor t = create(CUDNN_BACKEND_TENSOR_DESCRIPTOR)
+    t.text = "tensor(uid=%d, dims=%s, strides=%s, dtype=%s, alignment=%d%s)" % (
+        uid, dims, strides, DTYPE_NAMES.get(dtype, dtype), alignment, ", virtual" if is_virtual else "")
+    t.set_enum(CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, dtype)
+    t.set_int64s(CUDNN_ATTR_TENSOR_DIMENSIONS, d, n)
+    t.set_int64s(CUDNN_ATTR_TENSOR_STRIDES, s, n)
+    t.set_int64(CUDNN_ATTR_TENSOR_UNIQUE_ID, uid)
+    t.set_int64(CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, alignment)
+    if is_virtual:
+        t.set_bool(CUDNN_ATTR_TENSOR_IS_VIRTUAL, True)
+    t.finalize()
+    return t
+
+
+cdef BackendDescriptor convolution(int compute_type, tuple padding, tuple stride, tuple dilation):
+    """Cross-correlation over len(padding) spatial dims.  Groups have no
+    attribute: they follow from the tensors' channel dims."""
+    cdef int64_t pad[MAX_DIMS]
+    cdef int64_t st[MAX_DIMS]
+    cdef int64_t dil[MAX_DIMS]
+    cdef int nsp = _fill(pad, padding, 3, "padding")
+    if _fill(st, stride, 3, "stride") != nsp or _fill(dil, dilation, 3, "dilation") != nsp:
+        raise ValueError("padding %s, stride %s and dilation %s must have one entry per spatial dim"
+                         % (padding, stride, dilation))
+    cdef BackendDescriptor c = create(CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR)
+    c.text = "convolution(padding=%s, stride=%s, dilation=%s, compute=%s)" % (
+        padding, stride, dilation, DTYPE_NAMES.get(compute_type, compute_type))
+    c.set_enum(CUDNN_ATTR_CONVOLUTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, compute_type)
+    c.set_enum(CUDNN_ATTR_CONVOLUTION_CONV_MODE, CUDNN_TYPE_CONVOLUTION_MODE, <int>CUDNN_CROSS_CORRELATION)
+    c.set_int64(CUDNN_ATTR_CONVOLUTION_SPATIAL_DIMS, nsp)
+    c.set_int64s(CUDNN_ATTR_CONVOLUTION_PRE_PADDINGS, pad, nsp)
+    c.set_int64s(CUDNN_ATTR_CONVOLUTION_POST_PADDINGS, pad, nsp)
+    c.set_int64s(CUDNN_ATTR_CONVOLUTION_DILATIONS, dil, nsp)
+    c.set_int64s(CUDNN_ATTR_CONVOLUTION_FILTER_STRIDES, st, nsp)
+    c.finalize()
+    return c
+
+
+cdef BackendDescriptor conv_operation(str op, BackendDescriptor x, BackendDescriptor w,
+                                      BackendDescriptor y, BackendDescriptor conv, bint as_double):
+    """One convolution node, alpha = 1 and beta = 0, in the roles of the
+    forward convolution (x input, w filter, y output) whatever the op."""
+    cdef BackendDescriptor o
+    if op == "forward" or op == "fused":
+        o = create(CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR)
+        o.set_desc(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X, x)
+        o.set_desc(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W, w)
+        o.set_desc(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y, y)
+        o.set_desc(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC, conv)
+        o.set_scalar(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA, as_double, 1.0)
+        o.set_scalar(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA, as_double, 0.0)
+    elif op == "backward_data":
+        o = create(CUDNN_BACKEND_OPERATION_CONVOLUTION_BACKWARD_DATA_DESCRIPTOR)
+        o.set_desc(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_DX, x)
+        o.set_desc(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_W, w)
+        o.set_desc(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_DY, y)
+        o.set_desc(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_CONV_DESC, conv)
+        o.set_scalar(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_ALPHA, as_double, 1.0)
+        o.set_scalar(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_BETA, as_double, 0.0)
+    elif op == "backward_filter":
+        o = create(CUDNN_BACKEND_OPERATION_CONVOLUTION_BACKWARD_FILTER_DESCRIPTOR)
+        o.set_desc(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_X, x)
+        o.set_desc(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_DW, w)
+        o.set_desc(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_DY, y)
+        o.set_desc(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_CONV_DESC, conv)
+        o.set_scalar(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_ALPHA, as_double, 1.0)
+        o.set_scalar(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_BETA, as_double, 0.0)
+    else:
+        raise ValueError("unknown convolution op %r" % op)
+    o.text = "%s operation" % op
+    o.finalize()
+    return o
+
+
+cdef BackendDescriptor pointwise_operation(int mode, int math_prec, BackendDescriptor x,
+                                           BackendDescriptor b, BackendDescriptor y, double alpha2):
+    """y = mode(x, alpha2 * b); b may be None for unary modes (ReLU)."""
+    cdef BackendDescriptor pw = create(CUDNN_BACKEND_POINTWISE_DESCRIPTOR)
+    pw.set_enum(CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, mode)
+    pw.set_enum(CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, math_prec)
+    pw.finalize()
+    cdef BackendDescriptor o = create(CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR)
+    o.set_desc(CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, pw)
+    o.set_desc(CUDNN_ATTR_OPERATION_POINTWISE_XDESC, x)
+    if b is not None:
+        o.set_desc(CUDNN_ATTR_OPERATION_POINTWISE_BDESC, b)
+        if alpha2 != 1.0:
+            o.set_scalar(CUDNN_ATTR_OPERATION_POINTWISE_ALPHA2, False, alpha2)
+    o.set_desc(CUDNN_ATTR_OPERATION_POINTWISE_YDESC, y)
+    o.text = "pointwise(mode=%d, alpha2=%r)" % (mode, alpha2)
+    o.finalize()
+    return o
+
+
+cdef BackendDescriptor operation_graph(list ops, cudnnHandle_t handle):
+    """The graph of ``ops``.  The handle attribute is deprecated but needed:
+    without it plans build and then fail at execute (GRAPH_API.md section 4)."""
+    cdef BackendDescriptor g = create(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR)
+    g.set_descs(CUDNN_ATTR_OPERATIONGRAPH_OPS, ops)
+    if handle != NULL:
+        g.set_handle(CUDNN_ATTR_OPERATIONGRAPH_HANDLE, handle)
+    g.text = "operation graph of %d ops" % len(ops)
+    g.finalize()
+    return g
