@@ -1,0 +1,235 @@
+"""Forward convolution against the float64 reference (tests/gpu/reference.py)."""
+import pytest
+
+import cudnnconv
+import reference as ref
+from gpu_cases import DTYPES, ENGINES, FORWARD, LAYOUTS, ids, kwargs
+
+pytestmark = pytest.mark.gpu
+
+cupy = pytest.importorskip("cupy")
+
+
+def _run_forward(engine, case, dtype, layout, benchmark, allow_tf32=False, bias=True):
+    x = ref.random(case.x, dtype, layout)
+    w = ref.random(case.w, dtype, layout)
+    b = ref.random((case.w[0],), dtype) if bias else None
+    expect = ref.conv(x, w, b, **kwargs(case))
+    out = ref.poisoned(expect.shape, dtype, layout)
+    y = cudnnconv.conv(x, w, b, **kwargs(case), out=out, benchmark=benchmark, allow_tf32=allow_tf32,
+                       engine=engine)
+    return x, w, b, y, out, expect
+
+
+@pytest.mark.parametrize("benchmark", [False, True], ids=["heur", "bench"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", FORWARD, ids=ids(FORWARD))
+@pytest.mark.parametrize("engine", ENGINES)
+def test_forward_matches_reference(engine, case, dtype, layout, benchmark):
+    _, _, _, y, out, expect = _run_forward(engine, case, dtype, layout, benchmark)
+    assert y is out
+    assert y.shape == expect.shape
+    err = ref.rel_error(y, expect)
+    assert err <= ref.tolerance(dtype), "relative error %.3g > %.3g (last call: %s)" % (
+        err, ref.tolerance(dtype), cudnnconv.last_call())
+    assert cudnnconv.last_call()["function"] == "conv"
+    assert cudnnconv.last_call()["engine"] == engine
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("case", FORWARD[:4] + FORWARD[10:12], ids=ids(FORWARD[:4] + FORWARD[10:12]))
+@pytest.mark.parametrize("engine", ENGINES)
+def test_forward_result_layout(engine, case, layout):
+    """Without out=, the result comes back in the input's layout."""
+    x = ref.random(case.x, "float32", layout)
+    w = ref.random(case.w, "float32", layout)
+    y = cudnnconv.conv(x, w, **kwargs(case), allow_tf32=False, engine=engine)
+    assert isinstance(y, cupy.ndarray)
+    if layout == "channels_last":
+        assert ref.is_channels_last(y), y.strides
+    else:
+        assert ref.is_nchw(y), y.strides
+    assert ref.rel_error(y, ref.conv(x, w, **kwargs(case))) <= ref.tolerance("float32")
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("engine", ENGINES)
+def test_forward_weight_only_channels_last(engine, layout):
+    """A channels-last weight alone makes the call channels-last (as PyTorch's rule does)."""
+    x = ref.random((2, 8, 9, 9), "float32")
+    w = ref.random((4, 8, 3, 3), "float32", "channels_last")
+    y = cudnnconv.conv(x, w, padding=1, allow_tf32=False, engine=engine)
+    assert ref.is_channels_last(y)
+    assert ref.rel_error(y, ref.conv(x, w, padding=1)) <= ref.tolerance("float32")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("out_layout,in_layout", [("channels_last", "nchw"), ("nchw", "channels_last")])
+@pytest.mark.parametrize("engine", ENGINES)
+def test_forward_out_layout_honoured(engine, out_layout, in_layout, dtype):
+    """out= in the other layout than the inputs: written in place, its strides kept."""
+    case = FORWARD[3]
+    x = ref.random(case.x, dtype, in_layout)
+    w = ref.random(case.w, dtype, in_layout)
+    expect = ref.conv(x, w, **kwargs(case))
+    out = ref.poisoned(expect.shape, dtype, out_layout, value=6e4)
+    strides = out.strides
+    ptr = out.data.ptr
+    y = cudnnconv.conv(x, w, **kwargs(case), out=out, allow_tf32=False, engine=engine)
+    assert y is out and out.strides == strides and out.data.ptr == ptr
+    assert ref.rel_error(out, expect) <= ref.tolerance(dtype)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_forward_out_non_contiguous_view(engine):
+    """out= a strided view into a bigger buffer: only the view is written."""
+    x = ref.random((2, 4, 8, 8), "float64")
+    w = ref.random((6, 4, 3, 3), "float64")
+    expect = ref.conv(x, w, padding=1)
+    big = cupy.full((2, 12, 8, 8), cupy.nan)
+    out = big[:, ::2]
+    y = cudnnconv.conv(x, w, padding=1, out=out, engine=engine)
+    assert y is out
+    assert ref.rel_error(out, expect) <= ref.tolerance("float64")
+    assert bool(cupy.isnan(big[:, 1::2]).all()), "wrote outside the out= view"
+
+
+@pytest.mark.parametrize("case", [FORWARD[2], FORWARD[3], FORWARD[10], FORWARD[13]], ids=lambda c: c.id)
+@pytest.mark.parametrize("benchmark", [False, True], ids=["heur", "bench"])
+@pytest.mark.parametrize("engine", ENGINES)
+def test_forward_tf32(engine, benchmark, case):
+    """allow_tf32=True: fp32 data within TF32's tolerance; allow_tf32=False is checked
+    at fp32 level by every fp32 test above, and its choices must be FMA math."""
+    _, _, _, y, out, expect = _run_forward(engine, case, "float32", "nchw", benchmark, allow_tf32=True)
+    assert ref.rel_error(y, expect) <= ref.tolerance("float32", tf32=True)
+    _, _, _, y, out, expect = _run_forward(engine, case, "float32", "nchw", benchmark, allow_tf32=False)
+    assert ref.rel_error(y, expect) <= ref.tolerance("float32")
+    if engine == "legacy":
+        for c in cudnnconv.last_call()["choices"]:
+            assert c["math_type"] == "FMA_MATH", c
+
+
+@pytest.mark.parametrize("benchmark", [False, True], ids=["heur", "bench"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_forward_deterministic_bitwise(engine, dtype, layout, benchmark):
+    case = FORWARD[13]
+    x = ref.random(case.x, dtype, layout)
+    w = ref.random(case.w, dtype, layout)
+    results = []
+    for _ in range(3):
+        out = ref.poisoned(ref.conv_out_shape(case.x, case.w, **{k: v for k, v in kwargs(case).items()
+                                                                    if k != "groups"}), dtype, layout)
+        cudnnconv.conv(x, w, **kwargs(case), out=out, deterministic=True, benchmark=benchmark,
+                       engine=engine)
+        results.append(ref.bits(out))
+    for r in results[1:]:
+        assert bool((r == results[0]).all()), "deterministic=True gave different bits on a repeat"
+    assert ref.rel_error(out, ref.conv(x, w, **kwargs(case))) <= ref.tolerance(dtype, tf32=True)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("engine", ENGINES)
+def test_forward_torch_tensor_input(engine, dtype, layout):
+    torch = pytest.importorskip("torch")
+    tdt = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
+    x = torch.randn(2, 6, 10, 9, device="cuda", dtype=torch.float64).to(tdt)
+    w = torch.randn(4, 3, 3, 3, device="cuda", dtype=torch.float64).to(tdt)
+    b = torch.randn(4, device="cuda", dtype=torch.float64).to(tdt)
+    if layout == "channels_last":
+        x = x.to(memory_format=torch.channels_last)
+    expect = ref.conv(cupy.asarray(x.double()), cupy.asarray(w.double()), cupy.asarray(b.double()),
+                      padding=1, groups=2)
+    torch.cuda.synchronize()
+    y = cudnnconv.conv(x, w, b, padding=1, groups=2, allow_tf32=False, engine=engine)
+    assert isinstance(y, cupy.ndarray)
+    assert y.dtype == ref.dtype_of(dtype)
+    if layout == "channels_last":
+        assert ref.is_channels_last(y)
+    assert ref.rel_error(y, expect) <= ref.tolerance(dtype)
+    # The torch tensors were read, not modified or moved.
+    assert x.is_cuda and w.is_cuda
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_forward_torch_out(engine):
+    """A PyTorch tensor as out=: the result lands in the tensor's memory."""
+    torch = pytest.importorskip("torch")
+    x = torch.randn(2, 4, 8, 8, device="cuda", dtype=torch.float64)
+    w = torch.randn(5, 4, 3, 3, device="cuda", dtype=torch.float64)
+    out = torch.full((2, 5, 8, 8), float("nan"), device="cuda", dtype=torch.float64)
+    expect = ref.conv(cupy.asarray(x), cupy.asarray(w), padding=1)
+    torch.cuda.synchronize()
+    cudnnconv.conv(x, w, padding=1, out=out, engine=engine)
+    cupy.cuda.get_current_stream().synchronize()
+    assert ref.rel_error(cupy.asarray(out), expect) <= ref.tolerance("float64")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_forward_oom_fallback(engine):
+    """With a CuPy pool limit that rules out the big-workspace algorithms, a
+    benchmarking call still finds one that fits, and its result is correct:
+    first with the big-workspace choice cached (it runs out of memory, so the
+    call searches again), then with an empty cache (the search itself skips
+    what does not fit)."""
+    pool = cupy.get_default_memory_pool()
+    x = ref.random((16, 64, 48, 48), "float32")
+    w = ref.random((64, 64, 5, 5), "float32")
+    expect = ref.conv(x, w, padding=2)
+    out = ref.poisoned(expect.shape, "float32")
+    # What the unconstrained search picks, and how much workspace it wants.
+    cudnnconv.clear_cache()
+    cudnnconv.conv(x, w, padding=2, out=out, benchmark=True, allow_tf32=False, engine=engine)
+    unconstrained = max(c["workspace"] for c in cudnnconv.last_call()["choices"])
+    print("unconstrained choice:", cudnnconv.last_call()["choices"])
+    assert ref.rel_error(out, expect) <= ref.tolerance("float32")
+    cupy.cuda.Device().synchronize()
+    old = pool.get_limit()
+    margin = 1 << 20
+    runs = []
+    try:
+        for clear in (False, True):
+            if clear:
+                cudnnconv.clear_cache()
+            out.fill(cupy.nan)
+            pool.free_all_blocks()
+            pool.set_limit(size=pool.used_bytes() + margin)
+            y = cudnnconv.conv(x, w, padding=2, out=out, benchmark=True, allow_tf32=False, engine=engine)
+            cupy.cuda.Device().synchronize()
+            pool.set_limit(size=old)
+            runs.append((cudnnconv.last_call()["choices"], ref.rel_error(y, expect), y is out))
+    finally:
+        pool.set_limit(size=old)
+        cudnnconv.clear_cache()
+    print("constrained choices:", runs)
+    for choices, err, same in runs:
+        assert same
+        assert all(c["workspace"] <= margin for c in choices), (choices, unconstrained)
+        assert err <= ref.tolerance("float32")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_forward_flags_context(engine):
+    """flags() defaults apply (deterministic + benchmark off) and per-call arguments win."""
+    case = FORWARD[2]
+    x = ref.random(case.x, "float32")
+    w = ref.random(case.w, "float32")
+    expect = ref.conv(x, w, **kwargs(case))
+    with cudnnconv.flags(deterministic=True, allow_tf32=False, engine=engine):
+        y1 = cudnnconv.conv(x, w, **kwargs(case))
+        y2 = cudnnconv.conv(x, w, **kwargs(case))
+    assert bool((ref.bits(y1) == ref.bits(y2)).all())
+    assert ref.rel_error(y1, expect) <= ref.tolerance("float32")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_forward_nonstandard_strides_copied(engine):
+    """Inputs that are neither NCHW- nor channels-last-packed (a slice) still compute right."""
+    xb = ref.random((2, 8, 12, 13), "float32")
+    x = xb[:, 1:7, 1:11, ::2]
+    w = ref.random((4, 6, 3, 3), "float32")[:, :, ::-1]
+    y = cudnnconv.conv(x, w, padding=1, allow_tf32=False, engine=engine)
+    assert ref.rel_error(y, ref.conv(x, w, padding=1)) <= ref.tolerance("float32")
