@@ -601,8 +601,9 @@ def _key_text(key):
 def _env_text(env):
     if env is None:
         return "no device"
-    return "cuDNN %s on %s (sm_%s%s, %s SMs)" % (env.get("cudnn_version"), env.get("gpu_name"),
-                                                 *env.get("compute_capability", ["?", "?"]), env.get("sm_count"))
+    return "cuDNN %s on %s (sm_%s%s, %s SMs, cache format %s)" % (
+        env.get("cudnn_version"), env.get("gpu_name"), *env.get("compute_capability", ["?", "?"]),
+        env.get("sm_count"), env.get("cache_format"))
 
 
 # ---------------------------------------------------------------------------
