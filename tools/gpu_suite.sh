@@ -11,7 +11,8 @@
 # Exits non-zero when any phase fails; prints one summary line per phase.
 #
 # Usage: bash tools/gpu_suite.sh [--bench [bench args...]]
-# Env:   SMALL_INDEX_LIMIT (default 1048576), PYTEST_ARGS (extra pytest args).
+# Env:   SMALL_INDEX_LIMIT (default 1048576), PYTEST_ARGS (extra pytest args),
+#        SUITE_TIMEOUT / SPLIT_TIMEOUT (seconds per pytest phase; 124 = timed out).
 set -u
 set -o pipefail
 
@@ -93,7 +94,8 @@ else
         2>&1 | tee -a "$OUT/env.txt"
     echo "=== pytest tests (CPU + GPU) ==="
     # shellcheck disable=SC2086
-    python3 -m pytest tests -q -ra -p no:cacheprovider --junitxml="$OUT/junit.xml" ${PYTEST_ARGS:-} 2>&1 \
+    timeout "${SUITE_TIMEOUT:-390}" python3 -m pytest tests -q -ra -p no:cacheprovider --durations=20 \
+        --junitxml="$OUT/junit.xml" ${PYTEST_ARGS:-} 2>&1 \
         | tee "$OUT/gpu_suite.log"
     SUITE_RC=$?
     if [ $SUITE_RC -eq 0 ]; then phase suite ok "$(last_summary "$OUT/gpu_suite.log")"
@@ -128,7 +130,8 @@ if not cudnnconv.__file__.startswith("$SMALL/"):
 if limit != $SMALL_INDEX_LIMIT:
     sys.exit("the small-limit copy reports limit %d" % limit)
 PY
-        python3 -m pytest tests/gpu/test_gpu_split.py tests/test_split.py -q -ra -p no:cacheprovider \
+        timeout "${SPLIT_TIMEOUT:-150}" python3 -m pytest tests/gpu/test_gpu_split.py tests/test_split.py \
+            -q -ra -p no:cacheprovider -s \
             --junitxml="$OUT/junit_split.xml"
     ) 2>&1 | tee -a "$OUT/split.log"
     SPLIT_RC=$?

@@ -6,6 +6,11 @@ import cudnnconv
 ENGINES = cudnnconv.build_info()["engines"]
 DTYPES = ["float64", "float32", "float16", "bfloat16"]
 LAYOUTS = ["nchw", "channels_last"]
+# (dtype, benchmark) pairs: every dtype with the heuristic choice, and the two
+# common ones with benchmark=True too (a benchmarking search per problem is the
+# slow part of the suite; the search code is shared by all dtypes).
+DTYPE_BENCH = [(d, False) for d in DTYPES] + [(d, True) for d in ("float32", "float16")]
+DTYPE_BENCH_IDS = ["%s-%s" % (d, "bench" if b else "heur") for d, b in DTYPE_BENCH]
 
 Case = collections.namedtuple("Case", "id x w stride padding dilation groups")
 

@@ -4,7 +4,7 @@ import pytest
 
 import cudnnconv
 import reference as ref
-from gpu_cases import BACKWARD, DTYPES, ENGINES, LAYOUTS, ids, kwargs
+from gpu_cases import DTYPE_BENCH, DTYPE_BENCH_IDS, BACKWARD, DTYPES, ENGINES, LAYOUTS, ids, kwargs
 
 pytestmark = pytest.mark.gpu
 
@@ -15,9 +15,8 @@ def _out_shape(case):
     return ref.conv_out_shape(case.x, case.w, case.stride, case.padding, case.dilation)
 
 
-@pytest.mark.parametrize("benchmark", [False, True], ids=["heur", "bench"])
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype,benchmark", DTYPE_BENCH, ids=DTYPE_BENCH_IDS)
 @pytest.mark.parametrize("case", BACKWARD, ids=ids(BACKWARD))
 @pytest.mark.parametrize("engine", ENGINES)
 def test_backward_input_matches_reference(engine, case, dtype, layout, benchmark):
@@ -33,9 +32,8 @@ def test_backward_input_matches_reference(engine, case, dtype, layout, benchmark
     assert cudnnconv.last_call()["function"] == "conv_backward_input"
 
 
-@pytest.mark.parametrize("benchmark", [False, True], ids=["heur", "bench"])
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype,benchmark", DTYPE_BENCH, ids=DTYPE_BENCH_IDS)
 @pytest.mark.parametrize("case", BACKWARD, ids=ids(BACKWARD))
 @pytest.mark.parametrize("engine", ENGINES)
 def test_backward_weight_matches_reference(engine, case, dtype, layout, benchmark):

@@ -4,7 +4,7 @@ import pytest
 
 import cudnnconv
 import reference as ref
-from gpu_cases import DTYPES, ENGINES, FUSED, LAYOUTS, TRANSPOSE, ids, kwargs
+from gpu_cases import DTYPE_BENCH, DTYPE_BENCH_IDS, DTYPES, ENGINES, FUSED, LAYOUTS, TRANSPOSE, ids, kwargs
 
 pytestmark = pytest.mark.gpu
 
@@ -16,9 +16,8 @@ def _tkw(c):
                 dilation=c.dilation)
 
 
-@pytest.mark.parametrize("benchmark", [False, True], ids=["heur", "bench"])
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype,benchmark", DTYPE_BENCH, ids=DTYPE_BENCH_IDS)
 @pytest.mark.parametrize("case", TRANSPOSE, ids=ids(TRANSPOSE))
 @pytest.mark.parametrize("engine", ENGINES)
 def test_transpose_matches_definition(engine, case, dtype, layout, benchmark):
