@@ -141,6 +141,13 @@ cdef class GraphArgs:
         self.dilation = tuple(int(v) for v in geom.dilation)
         self.alpha = alpha
         self.n = 5 if op == "fused" else 3
+        nsp = len(self.x_shape) - 2
+        if not 1 <= nsp <= 3 or len(self.w_shape) != nsp + 2 or len(self.y_shape) != nsp + 2:
+            raise ValueError("x %s, w %s and y %s must all be (N, C, *spatial) with 1 to 3 spatial dims"
+                             % (self.x_shape, self.w_shape, self.y_shape))
+        if not len(self.padding) == len(self.stride) == len(self.dilation) == nsp:
+            raise ValueError("padding %s, stride %s and dilation %s must have %d entries (one per spatial dim)"
+                             % (self.padding, self.stride, self.dilation, nsp))
         return 0
 
     cdef list build_ops(self):

@@ -1,0 +1,305 @@
+"""The graph engine without a GPU: descriptor finalization through cuDNN's
+own shape checks (with a stub libcuda.so.1, in a subprocess), the cache
+key's alignment, the per-thread plan cache, and the engine-selection rules.
+
+The stub defines the six driver symbols cuDNN's engine library binds at load,
+each returning an error.  It is built into tmp_path and put on the
+LD_LIBRARY_PATH of a child Python only: never loaded in this process.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+
+import cudnnconv
+from cudnnconv import _engines, options, params
+from cudnnconv.core.status import CuDNNError, CuDNNOutOfMemoryError
+
+graph = _engines.graph
+needs_graph = pytest.mark.skipif(graph is None, reason="this build has no graph engine")
+
+STUB_SYMBOLS = ("cuGetErrorString", "cuModuleGetFunction", "cuModuleLoadData", "cuModuleUnload",
+                "cuTensorMapEncodeIm2col", "cuTensorMapEncodeTiled")
+PYX = os.path.dirname(os.path.dirname(os.path.abspath(cudnnconv.__file__)))
+
+
+@pytest.fixture(scope="module")
+def stub_libcuda(tmp_path_factory):
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler to build the stub libcuda.so.1")
+    d = tmp_path_factory.mktemp("stubcuda")
+    src = d / "stub.c"
+    src.write_text("".join("int %s(){return 999;}\n" % s for s in STUB_SYMBOLS))
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(d / "libcuda.so.1"), str(src)], check=True)
+    return str(d)
+
+
+def run_with_stub(stub_dir, code):
+    """Run ``code`` in a child Python with the stub first on the library path;
+    it prints one JSON line, which is returned."""
+    env = dict(os.environ)
+    env["LD_LIBRARY_PATH"] = stub_dir + (":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else "")
+    env["PYTHONPATH"] = PYX + (":" + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    prog = textwrap.dedent("""
+        import json, sys
+        from cudnnconv import params, CuDNNError
+        from cudnnconv.engines import graph
+        def check(op, xs, ws, ys, geom, layout, dtype, alpha=1.0, with_graph=False):
+            try:
+                graph.validate_problem(op, xs, ws, ys, geom, layout, dtype, alpha, with_graph)
+                return ["ok"]
+            except CuDNNError as e:
+                return [e.name, e.message]
+        out = {}
+    """) + textwrap.dedent(code) + "\nprint(json.dumps(out))\n"
+    r = subprocess.run([sys.executable, "-c", prog], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+# Forward problems: (id, x, w, stride, padding, dilation, groups).  1D runs
+# natively as 3-D tensors; groups follow from the dims.
+GRID = [
+    ("1d", (2, 4, 17), (6, 4, 3), 2, 1, 1, 1),
+    ("1d_g2_dil", (2, 4, 15), (4, 2, 3), 1, 2, 2, 2),
+    ("2d", (2, 6, 9, 10), (8, 6, 3, 3), 1, 1, 1, 1),
+    ("2d_s12_g2", (2, 6, 11, 10), (8, 3, 3, 3), (1, 2), (1, 0), (2, 1), 2),
+    ("2d_depthwise", (2, 8, 11, 11), (8, 1, 3, 3), 1, 1, 1, 8),
+    ("2d_1x1_s2", (3, 16, 10, 10), (8, 16, 1, 1), 2, 0, 1, 1),
+    ("3d", (2, 4, 6, 7, 8), (6, 2, 3, 3, 3), 2, 1, 1, 2),
+    ("3d_dil", (2, 2, 7, 7, 7), (4, 2, 2, 2, 3), 1, (0, 1, 2), 2, 1),
+]
+
+
+@needs_graph
+def test_descriptor_grid_finalizes(stub_libcuda):
+    res = run_with_stub(stub_libcuda, """
+        GRID = %r
+        for (name, xs, ws, s, p, d, g) in GRID:
+            geom, ys = params.conv_geometry(xs, ws, s, p, d, g)
+            for layout in ("NCHW", "NHWC"):
+                for dtype in ("float16", "float32", "float64"):
+                    for op in ("forward", "backward_data", "backward_filter"):
+                        out["%%s/%%s/%%s/%%s" %% (name, layout, dtype, op)] = check(op, xs, ws, ys, geom, layout, dtype)
+                out["%%s/%%s/fused" %% (name, layout)] = check("fused", xs, ws, ys, geom, layout, "float16", 0.5)
+        geom, ys = params.conv_geometry((2, 8, 9, 9), (16, 8, 3, 3), 1, 1, 1, 1)
+        out["graph"] = check("forward", (2, 8, 9, 9), (16, 8, 3, 3), ys, geom, "NHWC", "float16", with_graph=True)
+    """ % (GRID,))
+    bad = {k: v for k, v in res.items() if v != ["ok"]}
+    assert not bad, bad
+    assert len(res) == len(GRID) * 2 * 10 + 1
+
+
+@needs_graph
+def test_bad_problems_fail_with_cudnn_message(stub_libcuda):
+    res = run_with_stub(stub_libcuda, """
+        geom, ys = params.conv_geometry((2, 8, 9, 9), (16, 8, 3, 3), 1, 1, 1, 1)
+        out["channels"] = check("forward", (2, 8, 9, 9), (16, 8, 3, 3), (2, 15, 9, 9), geom, "NCHW", "float32")
+        out["spatial"] = check("forward", (2, 8, 9, 9), (16, 8, 3, 3), (2, 16, 5, 9), geom, "NHWC", "float16")
+        out["dgrad_channels"] = check("backward_data", (2, 8, 9, 9), (16, 8, 3, 3), (2, 12, 9, 9), geom,
+                                      "NCHW", "float32")
+        out["wgrad_groups"] = check("backward_filter", (2, 8, 9, 9), (16, 3, 3, 3), (2, 16, 9, 9), geom,
+                                    "NCHW", "float32")
+    """)
+    for k, v in res.items():
+        assert v[0] == "CUDNN_STATUS_BAD_PARAM", (k, v)
+    assert "yDimA[CK_DIM]" in res["channels"][1] or res["channels"][1], res
+
+
+@needs_graph
+def test_validate_problem_rejects_bad_arguments_without_stub():
+    geom, ys = params.conv_geometry((2, 8, 9, 9), (16, 8, 3, 3), 1, 1, 1, 1)
+    with pytest.raises(TypeError):
+        graph.validate_problem("forward", (2, 8, 9, 9), (16, 8, 3, 3), ys, geom, "NCHW", "int32")
+    with pytest.raises(ValueError):
+        graph.validate_problem("forward", (2, 8, 9, 9), (16, 8, 3, 3), ys,
+                               geom._replace(padding=(1, 1, 1)), "NCHW", "float32")
+
+
+# ---------------------------------------------------------------------------
+# The key
+# ---------------------------------------------------------------------------
+
+@needs_graph
+@pytest.mark.parametrize("ptr,expect", [(0, 16), (0x7F0000000000, 16), (0x7F0000000010, 16),
+                                        (0x7F0000000008, 8), (0x7F0000000004, 4), (0x7F0000000002, 2),
+                                        (0x7F0000000006, 2), (0x7F0000000001, 1), (0x7F0000000200, 16)])
+def test_alignment_is_min16_largest_power_of_two(ptr, expect):
+    assert graph.alignment(ptr) == expect
+
+
+@needs_graph
+def test_key_has_op_alignment_and_fusion_params():
+    geom, _ = params.conv_geometry((2, 8, 9, 9), (16, 8, 3, 3), 1, 1, 1, 1)
+    opts = options.resolve()
+    base = 0x7F0000000000
+    k1 = graph.problem_key("forward", 0, 2, (2, 8, 9, 9), (16, 8, 3, 3), "NHWC", geom, opts,
+                           (base, base + 512, base + 1024))
+    assert k1.engine == "graph" and k1.op == "forward"
+    assert k1.extra == (16, 16, 16)
+    k2 = graph.problem_key("forward", 0, 2, (2, 8, 9, 9), (16, 8, 3, 3), "NHWC", geom, opts,
+                           (base + 2, base + 512, base + 1024))
+    assert k2.extra == (2, 16, 16) and k1 != k2
+    # Same alignment, other addresses: the same key (pointers are not in it).
+    k3 = graph.problem_key("forward", 0, 2, (2, 8, 9, 9), (16, 8, 3, 3), "NHWC", geom, opts,
+                           (base + 4096, base + 32, base + 64))
+    assert k3 == k1 and hash(k3) == hash(k1)
+    kb = graph.problem_key("backward_data", 0, 2, (2, 8, 9, 9), (16, 8, 3, 3), "NHWC", geom, opts,
+                           (base, base, base))
+    assert kb != k1
+    f1 = graph.problem_key("fused", 0, 2, (2, 8, 9, 9), (16, 8, 3, 3), "NHWC", geom, opts,
+                           (base,) * 4 + (base + 8,), alpha=1.0)
+    f2 = graph.problem_key("fused", 0, 2, (2, 8, 9, 9), (16, 8, 3, 3), "NHWC", geom, opts,
+                           (base,) * 4 + (base + 8,), alpha=0.5)
+    assert f1.extra == (16, 16, 16, 16, 8, 1.0) and f2.extra[-1] == 0.5 and f1 != f2
+    k4 = graph.problem_key("forward", 0, 2, (2, 8, 9, 9), (16, 8, 3, 3), "NHWC", geom,
+                           options.resolve(allow_tf32=False), (base, base, base))
+    assert k4 != k1
+
+
+@needs_graph
+def test_note_filters():
+    opts = options.resolve()
+    assert graph.keep_config(("TENSOR_CORE",), 0, opts, 0)
+    assert not graph.keep_config(("TENSOR_CORE",), 0, options.resolve(allow_tf32=False), 0)
+    assert graph.keep_config(("TENSOR_CORE",), 2, options.resolve(allow_tf32=False), 0)   # fp16
+    assert not graph.keep_config(("DOWN_CONVERT_INPUTS",), 2, opts, 0)
+    assert not graph.keep_config(("NONDETERMINISTIC",), 2, options.resolve(deterministic=True), 0)
+    assert graph.keep_config(("NONDETERMINISTIC",), 2, opts, 0)
+    assert not graph.keep_config((), 2, options.resolve(workspace_limit=100), 101)
+    assert graph.make_tag(62, ((2, 1), (3, 0))) == "eng62_k2=1_k3=0"
+
+
+# ---------------------------------------------------------------------------
+# The plan cache
+# ---------------------------------------------------------------------------
+
+@needs_graph
+def test_plan_cache_lru_and_stats():
+    c = graph.PlanCache("t", maxsize=2)
+    assert c.get("a") is None
+    c.put("a", 1)
+    c.put("b", 2)
+    assert c.get("a") == 1           # a is now most recent
+    c.put("c", 3)                    # evicts b
+    assert c.peek("b") is None and c.peek("a") == 1 and c.peek("c") == 3
+    i = c.info()
+    assert (i.size, i.maxsize, i.hits, i.misses) == (2, 2, 1, 1)
+    c.set_maxsize(1)
+    assert len(c) == 1 and c.peek("c") == 3
+    with pytest.raises(ValueError):
+        c.set_maxsize(-1)
+    c.clear()
+    assert c.info() == (0, 1, 0, 0)
+    # fast_get only answers with a plan (never a plain value) and counts hits only.
+    c.put("x", 5)
+    assert c.fast_get("x", False) is None and c.info().hits == 0
+
+
+@needs_graph
+def test_caches_are_per_thread_and_aggregate():
+    caches = graph.GraphCaches("g", maxsize=8)
+    caches.put("k", 1)
+    assert caches.get("k") == 1
+    seen = {}
+
+    def other():
+        seen["get"] = caches.get("k")        # another thread's cache: a miss
+        caches.put("k2", 2)
+        seen["info"] = caches.info()
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    assert seen["get"] is None
+    assert seen["info"].size == 2 and seen["info"].hits == 1 and seen["info"].misses == 1
+    caches.set_maxsize(0)
+    assert caches.info().size == 0
+    caches.set_maxsize(4)
+    caches.put("k", 1)
+    caches.clear()
+    assert caches.info() == (0, 4, 0, 0)
+    assert graph.CACHE.name == "graph" and graph.ENGINE == "graph"
+    assert "graph" in cudnnconv.cache_info()
+
+
+# ---------------------------------------------------------------------------
+# Engine selection
+# ---------------------------------------------------------------------------
+
+def test_build_info_lists_engines():
+    engines = cudnnconv.build_info()["engines"]
+    if graph is not None:
+        assert "graph" in engines
+    if _engines.legacy is not None:
+        assert "legacy" in engines
+
+
+def test_select_rules():
+    if graph is not None and _engines.legacy is not None:
+        assert _engines.select(options.resolve(engine="auto")) is _engines.AUTO
+    if graph is not None:
+        assert _engines.select(options.resolve(engine="graph")) is graph
+    if _engines.legacy is not None:
+        assert _engines.select(options.resolve(engine="legacy")) is _engines.legacy
+
+
+class FakeEngine:
+    def __init__(self, name, error=None):
+        self.ENGINE = name
+        self.CACHE = None
+        self.error = error
+        self.calls = 0
+
+    def run(self, op, x, w, y, geom, opts, layout, device, repro=None, z=None, bias=None, alpha=1.0):
+        self.calls += 1
+        if self.error is not None:
+            raise self.error
+        return self.ENGINE
+
+
+class FakeArray:
+    def __init__(self, shape):
+        self.shape = shape
+        self.dtype = "float32"
+
+
+def _auto_call(auto, xs=(1, 2, 5, 5)):
+    geom, ys = params.conv_geometry(xs, (2, 2, 3, 3), 1, 0, 1, 1)
+    return auto.run("forward", FakeArray(xs), FakeArray((2, 2, 3, 3)), FakeArray(ys), geom,
+                    options.resolve(), "NCHW", 0)
+
+
+def test_auto_prefers_first_engine():
+    first, second = FakeEngine("graph"), FakeEngine("legacy")
+    auto = _engines.AutoEngine(first, second)
+    assert _auto_call(auto) == "graph" and auto.ENGINE == "graph"
+    assert second.calls == 0
+
+
+def test_auto_falls_back_once_per_problem_on_cudnn_error():
+    first, second = FakeEngine("graph", CuDNNError(3000, "no config")), FakeEngine("legacy")
+    auto = _engines.AutoEngine(first, second)
+    assert _auto_call(auto) == "legacy" and auto.ENGINE == "legacy"
+    assert _auto_call(auto) == "legacy"
+    assert first.calls == 1 and second.calls == 2          # the decision is remembered
+    assert len(auto.fallbacks()) == 1
+    first.error = None
+    assert _auto_call(auto, (1, 2, 6, 6)) == "graph"        # another problem still tries graph first
+    auto.clear()
+    assert _auto_call(auto) == "graph"
+
+
+def test_auto_does_not_fall_back_on_oom_or_other_errors():
+    for err in (CuDNNOutOfMemoryError(4004, "oom"), MemoryError("pool"), ValueError("bug")):
+        first, second = FakeEngine("graph", err), FakeEngine("legacy")
+        auto = _engines.AutoEngine(first, second)
+        with pytest.raises(type(err)):
+            _auto_call(auto)
+        assert second.calls == 0 and not auto.fallbacks()
