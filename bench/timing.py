@@ -1,0 +1,205 @@
+"""GPU timing, done the way the device's METHOD.md asks.
+
+* Everything runs on one non-default stream per framework, timed with CUDA
+  events on that stream.
+* Warm-up first: the first calls search (benchmark=True) and cache; no
+  search happens inside a timed region or a graph capture.
+* Input sets are rotated: ``calls`` is a list with one callable per input
+  set, and together the sets are larger than the L2 cache, so a small layer
+  is not timed out of L2 with its inputs already resident.
+* Kernel time: the calls (one per set) are captured once into a CUDA graph
+  and the graph is replayed; each replay is timed with events and the median
+  replay divided by the number of calls.  Host cost does not show in it.
+* Eager time per call: the same calls issued from Python, events around a
+  batch of them, median over batches, divided by the batch size.
+* Host time per call: the host clock around the same batches, before the
+  synchronise; for a tiny conv, whose kernels finish before the next call is
+  issued, this is what a call costs.
+* Median of many repeats, never the mean or the minimum.
+
+Two backends share this: CuPy (ours, and the peak matmul) and PyTorch.
+"""
+import statistics
+import time
+
+
+def sets_needed(bytes_per_set, l2_bytes, most=16):
+    """How many input sets to rotate so that they together exceed 3x the L2."""
+    if bytes_per_set <= 0:
+        return 1
+    need = -(-3 * l2_bytes // bytes_per_set)
+    return int(max(1, min(most, need)))
+
+
+def repeats_for(estimate_s, budget_s, least, most):
+    """Repeats that fit ``budget_s`` given one repeat takes ``estimate_s``."""
+    if estimate_s <= 0:
+        return most
+    return int(max(least, min(most, budget_s / estimate_s)))
+
+
+class Measurement(dict):
+    """kernel_ms, eager_ms, host_us (each None where not measured), notes."""
+
+
+class _Backend:
+    name = "?"
+
+    def stream_ctx(self):
+        raise NotImplementedError
+
+    def event(self):
+        raise NotImplementedError
+
+    def elapsed_ms(self, a, b):
+        raise NotImplementedError
+
+    def synchronize(self):
+        raise NotImplementedError
+
+    def capture(self, calls):
+        """A zero-argument function that replays ``calls`` as one graph."""
+        raise NotImplementedError
+
+    # -- shared ---------------------------------------------------------------
+    def measure(self, calls, repeat=50, warmup=3, budget_s=1.0, graph=True):
+        """Kernel, eager and host time per call of rotating ``calls``."""
+        m = Measurement(kernel_ms=None, eager_ms=None, host_us=None, notes=[])
+        with self.stream_ctx():
+            for _ in range(warmup):
+                for c in calls:
+                    c()
+            self.synchronize()
+            # eager: batches of calls, events around each batch
+            per_batch = max(len(calls), 8)
+            t0 = time.perf_counter()
+            self._eager_batch(calls, per_batch)
+            est = time.perf_counter() - t0
+            reps = repeats_for(est, budget_s / 2, 5, repeat)
+            eager, host = [], []
+            for _ in range(reps):
+                ms, hs = self._eager_batch(calls, per_batch)
+                eager.append(ms / per_batch)
+                host.append(hs * 1e6 / per_batch)
+            m["eager_ms"] = statistics.median(eager)
+            m["host_us"] = statistics.median(host)
+            if graph:
+                try:
+                    replay = self.capture(calls)
+                except Exception as e:            # noqa: BLE001 - report, do not die
+                    m["notes"].append("graph capture failed (%s: %s); kernel time not measured"
+                                      % (type(e).__name__, str(e).splitlines()[0][:160]))
+                    self.synchronize()
+                    return m
+                for _ in range(2):
+                    replay()
+                self.synchronize()
+                reps = repeats_for(m["eager_ms"] * len(calls) / 1e3, budget_s / 2, 10, repeat)
+                times = []
+                for _ in range(reps):
+                    a, b = self.event(), self.event()
+                    a.record()
+                    replay()
+                    b.record()
+                    b.synchronize()
+                    times.append(self.elapsed_ms(a, b) / len(calls))
+                m["kernel_ms"] = statistics.median(times)
+                m["kernel_spread"] = (min(times), max(times))
+                del replay
+        return m
+
+    def _eager_batch(self, calls, n):
+        a, b = self.event(), self.event()
+        a.record()
+        h0 = time.perf_counter()
+        for i in range(n):
+            calls[i % len(calls)]()
+        h1 = time.perf_counter()
+        b.record()
+        b.synchronize()
+        return self.elapsed_ms(a, b), h1 - h0
+
+
+class CupyBackend(_Backend):
+    name = "cupy"
+
+    def __init__(self):
+        import cupy
+        self.cupy = cupy
+        self.stream = cupy.cuda.Stream(non_blocking=True)
+
+    def stream_ctx(self):
+        return self.stream
+
+    def event(self):
+        # records on the current stream, which measure() makes self.stream
+        return self.cupy.cuda.Event()
+
+    def elapsed_ms(self, a, b):
+        return self.cupy.cuda.get_elapsed_time(a, b)
+
+    def synchronize(self):
+        self.stream.synchronize()
+
+    def capture(self, calls):
+        s = self.stream
+        s.begin_capture()
+        try:
+            for c in calls:
+                c()
+        finally:
+            graph = s.end_capture()
+        return lambda: graph.launch(s)
+
+
+class TorchBackend(_Backend):
+    name = "torch"
+
+    def __init__(self):
+        import torch
+        self.torch = torch
+        self.stream = torch.cuda.Stream()
+
+    def stream_ctx(self):
+        return self.torch.cuda.stream(self.stream)
+
+    def event(self):
+        return self.torch.cuda.Event(enable_timing=True)
+
+    def elapsed_ms(self, a, b):
+        return a.elapsed_time(b)
+
+    def synchronize(self):
+        self.stream.synchronize()
+
+    def capture(self, calls):
+        torch = self.torch
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g, stream=self.stream):
+            for c in calls:
+                c()
+        return g.replay
+
+
+def measure_peak_fp16(n=8192, repeat=20):
+    """TFLOP/s of an n x n x n fp16 matmul through CuPy (cuBLAS), median of
+    ``repeat`` event-timed runs after warm-up, on random data."""
+    import cupy
+    rs = cupy.random.RandomState(1)
+    a = rs.uniform(-1, 1, (n, n), dtype=cupy.float32).astype(cupy.float16)
+    b = rs.uniform(-1, 1, (n, n), dtype=cupy.float32).astype(cupy.float16)
+    c = cupy.empty((n, n), dtype=cupy.float16)
+    s = cupy.cuda.Stream(non_blocking=True)
+    with s:
+        for _ in range(3):
+            cupy.matmul(a, b, out=c)
+        times = []
+        for _ in range(repeat):
+            e0, e1 = cupy.cuda.Event(), cupy.cuda.Event()
+            e0.record(s)
+            cupy.matmul(a, b, out=c)
+            e1.record(s)
+            e1.synchronize()
+            times.append(cupy.cuda.get_elapsed_time(e0, e1))
+    ms = statistics.median(times)
+    return 2.0 * n ** 3 / (ms * 1e-3) / 1e12

@@ -1,0 +1,393 @@
+"""CPU tests of the benchmark harness (bench/): spec parser, suite layers
+(through cudnnconv.params and cuDNN's host-side descriptors), the JSON
+result schema, the tables and chart from synthetic numbers, and
+--compare-results.  No GPU needed."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from bench import report, runner, spec, suites  # noqa: E402
+from bench.__main__ import main as bench_main  # noqa: E402
+from cudnnconv import params  # noqa: E402
+
+
+# ---------------------------------------------------------------------------
+# spec parser
+# ---------------------------------------------------------------------------
+
+def test_parse_2d_spec_from_the_issue():
+    layer = spec.parse_spec("N=32,C=64,H=56,W=56,K=64,R=3,S=3,pad=1,stride=1,groups=1")
+    assert layer.input_shape() == (32, 64, 56, 56)
+    assert layer.weight_shape() == (64, 64, 3, 3)
+    assert layer.output_shape() == (32, 64, 56, 56)
+    assert layer.pad == (1, 1) and layer.stride == (1, 1) and layer.dilation == (1, 1) and layer.groups == 1
+    assert layer.flops() == 2.0 * 32 * 64 * 56 * 56 * 64 * 9
+
+
+def test_parse_1d_spec_with_s_or_r_for_the_kernel():
+    a = spec.parse_spec("N=8,C=512,L=1000,K=512,S=3,stride=2")
+    b = spec.parse_spec("N=8,C=512,L=1000,K=512,R=3,stride=2")
+    assert a.input_shape() == b.input_shape() == (8, 512, 1000)
+    assert a.weight_shape() == b.weight_shape() == (512, 512, 3)
+    assert a.output_shape() == (8, 512, 499)
+    assert a == b
+
+
+def test_parse_3d_spec():
+    layer = spec.parse_spec("N=2,C=32,D=16,H=32,W=32,K=64,T=3,R=3,S=3,pad=1,stride=2")
+    assert layer.input_shape() == (2, 32, 16, 32, 32)
+    assert layer.weight_shape() == (64, 32, 3, 3, 3)
+    assert layer.output_shape() == (2, 64, 8, 16, 16)
+
+
+def test_parse_dilation_groups_per_dim_values_and_defaults():
+    layer = spec.parse_spec("N=4,C=64,H=28,W=30,K=128,R=3,S=5,pad=2x4,dilation=2,groups=4")
+    assert layer.pad == (2, 4) and layer.dilation == (2, 2) and layer.kernel == (3, 5)
+    assert layer.weight_shape() == (128, 16, 3, 5)
+    assert layer.output_shape() == (4, 128, 28, 30)
+    plain = spec.parse_spec("N=1,C=3,H=8,W=8,K=4")
+    assert plain.kernel == (1, 1) and plain.pad == (0, 0) and plain.groups == 1
+
+
+def test_parse_transpose_and_fused_ops():
+    t = spec.parse_spec("N=2,C=256,H=16,W=16,K=128,R=4,S=4,pad=1,stride=2,op=transpose")
+    assert t.weight_shape() == (256, 128, 4, 4)
+    assert t.output_shape() == (2, 128, 32, 32)
+    x, w, y = t.forward_problem()
+    assert x == (2, 128, 32, 32) and y == (2, 256, 16, 16)
+    f = spec.parse_spec("N=2,C=8,H=8,W=8,K=8,R=3,S=3,pad=1,op=fused")
+    assert f.op == "fused" and f.output_shape() == (2, 8, 8, 8)
+
+
+@pytest.mark.parametrize("layer", [
+    "N=32,C=64,H=56,W=56,K=64,R=3,S=3,pad=1,stride=1,groups=1",
+    "N=8,C=512,L=1000,K=512,S=3,stride=2,dilation=2",
+    "N=2,C=32,D=16,H=32,W=32,K=64,T=3,R=3,S=3,pad=1x1x0,stride=2",
+    "N=2,C=256,H=16,W=16,K=128,R=4,S=4,pad=1,stride=2,op=transpose,opad=1",
+    "N=2,C=8,H=8,W=8,K=8,R=3,S=3,pad=1,op=fused,name=block,count=3",
+])
+def test_spec_round_trips(layer):
+    a = spec.parse_spec(layer)
+    b = spec.parse_spec(a.spec())
+    assert a.spec() == b.spec() and a.name == b.name and a.count == b.count
+
+
+@pytest.mark.parametrize("bad, words", [
+    ("", "empty"),
+    ("C=64,H=56,W=56,K=64", "N= is required"),
+    ("N=1,C=64,H=56,K=64", "needs H= and W="),
+    ("N=1,C=64,H=56,W=56,K=64,R=3,Q=2", "unknown key"),
+    ("N=1,C=64,H=56,W=56,K=64,R=3,R=5", "given twice"),
+    ("N=1,C=64,H=fifty,W=56,K=64", "must be an integer"),
+    ("N=1,C=64,H=56,W=56,K=64,R", "not KEY=VALUE"),
+    ("N=1,C=64,L=100,H=5,K=64", "1D spec"),
+    ("N=1,C=64,L=100,K=64,R=3,S=3", "S= or R=, not both"),
+    ("N=1,C=64,D=4,H=8,K=64", "3D spec needs"),
+    ("N=1,C=64,H=8,W=8,K=64,T=3", "needs D="),
+    ("N=1,C=64,H=8,W=8,K=64,R=9,S=9", "larger than the padded input"),
+    ("N=1,C=64,H=8,W=8,K=64,groups=3", "divisible by groups"),
+    ("N=1,C=64,H=8,W=8,K=64,pad=1x2x3", "1 or 2 values"),
+    ("N=0,C=64,H=8,W=8,K=64", "positive"),
+    ("N=1,C=64,H=8,W=8,K=64,stride=0", "positive"),
+    ("N=1,C=64,H=8,W=8,K=64,op=pool", "op must be"),
+    ("N=1,C=64,H=8,W=8,K=64,opad=1", "only for op=transpose"),
+])
+def test_invalid_specs_raise_spec_error(bad, words):
+    with pytest.raises(spec.SpecError) as e:
+        spec.parse_spec(bad)
+    assert words in str(e.value)
+
+
+def test_layers_file(tmp_path):
+    p = tmp_path / "layers.json"
+    p.write_text(json.dumps({"layers": ["N=1,C=8,H=8,W=8,K=8,R=3,S=3,pad=1",
+                                        {"spec": "N=1,C=8,L=64,K=8,S=3", "name": "mine", "count": 2}]}))
+    layers = spec.load_layers_file(str(p))
+    assert [l.nsp for l in layers] == [2, 1]
+    assert layers[1].name == "mine" and layers[1].count == 2
+    p.write_text(json.dumps([{"nospec": 1}]))
+    with pytest.raises(spec.SpecError):
+        spec.load_layers_file(str(p))
+
+
+# ---------------------------------------------------------------------------
+# suites: every layer a valid convolution, by our params and by cuDNN
+# ---------------------------------------------------------------------------
+
+ALL_SUITE_LAYERS = [(name, layer) for name in suites.SUITES for layer in suites.get(name)]
+
+
+def test_suite_sizes_and_contents():
+    r50 = suites.get("resnet50", 128)
+    assert len(r50) == 23 and sum(l.count for l in r50) == 53      # ResNet-50's 53 convs, 23 distinct
+    assert all(l.n == 128 for l in r50)
+    assert suites.get("resnet50", 4)[0].n == 4
+    mb = suites.get("mobilenet")
+    assert any(l.groups == l.c == l.k > 1 for l in mb) and any(l.kernel == (1, 1) for l in mb)
+    assert all(l.nsp == 3 for l in suites.get("unet3d"))
+    assert any(l.op == "transpose" for l in suites.get("unet3d"))
+    assert all(l.nsp == 1 for l in suites.get("wav2vec")) and len(suites.get("wav2vec")) == 7
+    zoo = suites.get("zoo")
+    assert {l.op for l in zoo} == {"conv", "transpose", "fused"}
+    assert any(any(d > 1 for d in l.dilation) for l in zoo)
+    assert any(1 < l.groups < l.c for l in zoo) and any(l.groups == l.c for l in zoo)
+    assert {l.nsp for l in zoo} == {1, 2, 3}
+    assert all(l.n == 1 for l in suites.get("tiny", 64))               # tiny keeps N=1
+    with pytest.raises(ValueError):
+        suites.get("vgg")
+
+
+def _cudnn_output_dims(layer, dtype_code, layout):
+    """cuDNN's host-side inference of the forward problem's output (1D as 2D
+    with unit height: the legacy API needs 4-D tensors)."""
+    from cudnnconv.engines import legacy_descriptors as ld
+    x, w, _ = layer.forward_problem()
+    geom = layer.geometry()[0]
+    pad, stride, dil = geom.padding, geom.stride, geom.dilation
+    if layer.nsp == 1:
+        x = x[:2] + (1,) + x[2:]
+        w = w[:2] + (1,) + w[2:]
+        pad, stride, dil = (0,) + pad, (1,) + stride, (1,) + dil
+    xd = ld.TensorDescriptor(dtype_code, x, params.layout_strides(x, layout))
+    wd = ld.FilterDescriptor(dtype_code, w, layout)
+    cd = ld.ConvolutionDescriptor(dtype_code, pad, stride, dil, layer.groups)
+    out = ld.forward_output_dims(cd, xd, wd)
+    return out if layer.nsp != 1 else out[:2] + out[3:]
+
+
+@pytest.mark.parametrize("layout", [params.NCHW, params.CHANNELS_LAST])
+@pytest.mark.parametrize("suite, layer", ALL_SUITE_LAYERS, ids=[
+    "%s-%s" % (s, l.name) for s, l in ALL_SUITE_LAYERS])
+def test_suite_layer_is_a_valid_convolution(suite, layer, layout):
+    x, w, y = layer.forward_problem()
+    geom, out = params.conv_geometry(x, w, layer.geometry()[0].stride, layer.geometry()[0].padding,
+                                     layer.geometry()[0].dilation, layer.groups)
+    assert out == y
+    if layer.op == "transpose":
+        assert params.transpose_geometry(layer.input_shape(), layer.weight_shape(), layer.stride, layer.pad,
+                                         layer.opad, layer.groups, layer.dilation)[1] == x
+    assert _cudnn_output_dims(layer, params.cudnn_dtype("float16"), layout) == y
+    assert layer.flops() > 0
+    assert spec.parse_spec(layer.spec()) == layer
+
+
+def test_directions_for_each_op():
+    conv, tr, fu = (spec.parse_spec("N=1,C=8,H=8,W=8,K=8,R=3,S=3,pad=1,op=%s" % op)
+                    for op in ("conv", "transpose", "fused"))
+    assert runner.directions_for(conv, ["fwd", "dgrad", "wgrad"]) == ["fwd", "dgrad", "wgrad"]
+    assert runner.directions_for(conv, ["wgrad"]) == ["wgrad"]
+    assert runner.directions_for(tr, ["fwd", "dgrad"]) == ["fwd"]
+    assert runner.directions_for(fu, ["dgrad"]) == []
+
+
+def test_timing_helpers():
+    from bench import timing
+    assert timing.sets_needed(200 << 20, 50 << 20) == 1
+    assert timing.sets_needed(10 << 20, 50 << 20) == 15
+    assert timing.sets_needed(1, 50 << 20) == 16
+    assert timing.repeats_for(0.01, 1.0, 5, 50) == 50
+    assert timing.repeats_for(1.0, 1.0, 5, 50) == 5
+
+
+def test_describe_choice_reads_legacy_and_graph_shaped_choices():
+    legacy = {"engine": "legacy", "path": "direct", "choices": [
+        {"algo_name": "IMPLICIT_PRECOMP_GEMM", "math_type": "TENSOR_OP_MATH", "workspace": 1024}]}
+    assert runner.describe_choice(legacy) == ("IMPLICIT_PRECOMP_GEMM+TC", 1024, "direct")
+    graph = {"engine": "graph", "path": "fused", "choices": [{"engine_tag": "eng0_k2=3", "workspace_bytes": 7},
+                                                             {"engine_tag": "eng0_k2=3", "workspace_bytes": 9}]}
+    assert runner.describe_choice(graph) == ("eng0_k2=3", 9, "fused")
+    assert runner.describe_choice(None) == (None, None, None)
+
+
+# ---------------------------------------------------------------------------
+# results: schema, tables, chart, comparison (synthetic numbers)
+# ---------------------------------------------------------------------------
+
+def _entry(status="ok", kernel=None, eager=None, host=None, **kw):
+    e = {"status": status, "kernel_ms": kernel, "eager_ms": eager, "host_us": host, "rel_err": None, "notes": []}
+    if status == "ok":
+        e["rel_err"] = 1e-4
+    e.update(kw)
+    return e
+
+
+def _record(layer, direction, ours, torch):
+    return {"layer": layer.name, "spec": layer.spec(with_name=False), "shape": layer.shape_text(), "op": layer.op,
+            "count": layer.count, "direction": direction, "flops": layer.flops(), "input_shape": [],
+            "weight_shape": [], "output_shape": [], "ours": ours, "peers": {"torch": torch}}
+
+
+def synthetic_result(scale=1.0, fail_layer=None):
+    """Two layers x two directions x two engines with made-up times; ours
+    are ``scale`` x torch's, legacy always 2 x torch's."""
+    layers = [spec.parse_spec("N=8,C=64,H=56,W=56,K=64,R=3,S=3,pad=1", name="a"),
+              spec.parse_spec("N=8,C=256,H=14,W=14,K=256,R=1,S=1", name="b", count=3),
+              spec.parse_spec("N=1,C=8,H=8,W=8,K=8,R=3,S=3,pad=1", name="tiny")]
+    recs = []
+    for i, layer in enumerate(layers):
+        for d in ("fwd", "wgrad"):
+            t = 0.5 * (i + 1) if layer.name != "tiny" else 0.01
+            graph = (_entry("FAIL", rel_err=0.5) if layer.name == fail_layer else
+                     _entry(kernel=t * scale, eager=t * scale + 0.01, host=12.0, algo="eng%d" % i, workspace=1 << 20,
+                            path="direct"))
+            recs.append(_record(layer, d, {"graph": graph,
+                                           "legacy": _entry(kernel=2 * t, eager=2 * t, host=20.0, algo="GEMM",
+                                                            workspace=0, path="direct")},
+                                _entry(kernel=t, eager=t + 0.02, host=15.0)))
+    env = {"date": "2026-11-24T00:00:00+00:00", "gpu": "NVIDIA H100 80GB HBM3", "driver": "580 (CUDA 13.0)",
+           "cuda_runtime": "13.0", "cudnn": "9.19.0", "cupy": "14.0.0", "torch": "2.11.0", "jax": None,
+           "sm": "9.0", "gpu_memory_gib": 79.2}
+    config = {"suites": ["synthetic"], "dtype": "float16", "layout": "NHWC", "directions": ["fwd", "wgrad"],
+              "engines": ["graph", "legacy"], "compare": ["torch"]}
+    return report.make_result(config, env, 800.0, recs, ["a note"], wall_s=12.0)
+
+
+def test_synthetic_result_validates_and_round_trips_through_json(tmp_path):
+    res = synthetic_result(0.8)
+    assert report.validate(res)
+    p = tmp_path / "r.json"
+    report.write_json(res, str(p))
+    back = report.load(str(p))
+    assert back["records"] == json.loads(json.dumps(res["records"]))
+    assert back["env"]["gpu"].startswith("NVIDIA H100")
+
+
+def test_summary_numbers():
+    s = synthetic_result(0.8)["summary"]
+    g = s["graph"]["fwd"]
+    assert g["geomean_ratio_kernel"] == pytest.approx(0.8)
+    assert s["legacy"]["wgrad"]["geomean_ratio_kernel"] == pytest.approx(2.0)
+    assert s["legacy"]["fwd"]["over_target"] == ["a", "b", "tiny"]
+    assert g["largest"]["layer"] == "a"
+    flops_a = spec.parse_spec("N=8,C=64,H=56,W=56,K=64,R=3,S=3,pad=1").flops()
+    assert g["largest"]["peak_fraction"] == pytest.approx(flops_a / (0.4e-3) / 1e12 / 800.0)
+    assert g["network_ms"]["ratio"] == pytest.approx(0.8)
+    assert s["graph"]["host"]["layers"][0]["layer"] == "tiny"
+    assert s["graph"]["host"]["geomean_ratio"] == pytest.approx(12.0 / 15.0)
+
+
+@pytest.mark.parametrize("mutate, words", [
+    (lambda r: r.update(schema="other"), "schema must be"),
+    (lambda r: r["env"].pop("cudnn"), "env lacks"),
+    (lambda r: r["config"].pop("dtype"), "config lacks"),
+    (lambda r: r["records"][0].update(direction="sideways"), "direction"),
+    (lambda r: r["records"][0]["ours"]["graph"].update(status="great"), "status must be"),
+    (lambda r: r["records"][0]["ours"]["graph"].update(kernel_ms="fast"), "number or null"),
+    (lambda r: r["records"][0]["ours"]["graph"].update(status="FAIL"), "a FAIL carries no time"),
+    (lambda r: r["records"][0].pop("flops"), "flops"),
+])
+def test_schema_violations_are_caught(mutate, words):
+    res = synthetic_result()
+    mutate(res)
+    with pytest.raises(ValueError) as e:
+        report.validate(res)
+    assert words in str(e.value)
+
+
+def test_fail_shows_in_the_table_never_a_time():
+    res = synthetic_result(0.8, fail_layer="a")
+    text = report.table_text(res)
+    rows = [l for l in text.splitlines() if l.startswith("a 3x3")]
+    assert len(rows) == 2
+    for row in rows:
+        assert "FAIL(5.0e-01)" in row
+        assert "0.400" not in row                # the time our failed run would have had
+    assert res["summary"]["graph"]["fwd"]["failures"] == ["a"]
+    md = report.markdown(res)
+    assert md.count("FAIL(5.0e-01)") == 2 and "| layer | dir |" in md
+
+
+def test_table_columns_and_header():
+    text = report.table_text(synthetic_result(1.1))
+    assert "measured peak: 800 TFLOP/s" in text and "NVIDIA H100" in text and "cuDNN 9.19.0" in text
+    header = [l for l in text.splitlines() if l.startswith("layer")][0]
+    for col in ("graph ms", "legacy ms", "torch ms", "graph/torch", "legacy/torch", "TFLOP/s", "%peak",
+                "algo (graph)", "ws MiB"):
+        assert col in header
+    assert "1.10!" in text                        # over the 1.05 target is flagged
+    assert "note: a note" in text
+
+
+def test_write_all_outputs(tmp_path):
+    paths = report.write_all(synthetic_result(0.9), str(tmp_path), "x")
+    assert os.path.exists(paths["json"]) and os.path.exists(paths["md"])
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert "png" not in paths
+    else:
+        with open(paths["png"], "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_gpu_slug():
+    assert report.gpu_slug("NVIDIA H100 80GB HBM3") == "h100"
+    assert report.gpu_slug("NVIDIA H200") == "h200"
+    assert report.gpu_slug("NVIDIA A100-SXM4-80GB") == "a100"
+    assert report.gpu_slug(None) == "gpu"
+
+
+def test_compare_results_prints_per_layer_ratios(tmp_path, capsys):
+    a, b = synthetic_result(1.0), synthetic_result(0.5)
+    pa, pb = tmp_path / "a.json", tmp_path / "b.json"
+    report.write_json(a, str(pa))
+    report.write_json(b, str(pb))
+    rows = report.compare(a, b)
+    graph = [r for r in rows if r["who"] == "graph"]
+    assert len(graph) == 6 and all(r["ratio"] == pytest.approx(0.5) for r in graph)
+    assert all(r["ratio"] == pytest.approx(1.0) for r in rows if r["who"] in ("legacy", "torch"))
+    assert bench_main(["--compare-results", str(pa), str(pb)]) == 0
+    out = capsys.readouterr().out
+    lines = [l for l in out.splitlines() if l.startswith("3x3 64->64 @56") and " graph " in l]
+    assert len(lines) == 2 and all(l.split()[-1] == "0.500" for l in lines)
+    assert "geomean B/A graph        fwd   0.500 over 3 layers" in out
+    assert "geomean B/A legacy       wgrad 1.000 over 3 layers" in out
+
+
+def test_compare_results_skips_failed_and_unmatched_layers():
+    a, b = synthetic_result(1.0), synthetic_result(0.5, fail_layer="b")
+    b["records"] = b["records"][2:]              # layer a missing from B
+    rows = report.compare(a, b)
+    assert {r["layer"] for r in rows} == {"b", "tiny"}
+    assert not any(r["layer"] == "b" and r["who"] == "graph" for r in rows)
+
+
+def test_cli_list_and_errors(capsys):
+    assert bench_main(["--suite", "tiny", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "tiny3x3" in out and "N=1,C=8,H=8,W=8,K=8" in out
+    assert bench_main(["--layer", "N=1,C=8,H=8,W=8,K=8,Q=1", "--list"]) == 2
+    assert "unknown key" in capsys.readouterr().err
+    assert bench_main(["--list"]) == 2
+    assert bench_main(["--suite", "tiny", "--direction", "up", "--list"]) == 2
+    assert bench_main(["--suite", "tiny", "--dtype", "int8", "--list"]) == 2
+
+
+def test_cli_batch_applies_to_layers_and_suites_but_not_tiny(capsys):
+    assert bench_main(["--suite", "resnet50,tiny", "--layer", "N=2,C=8,H=8,W=8,K=8", "--batch", "16",
+                       "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "N=16,C=3,H=224" in out and "N=16,C=8,H=8,W=8,K=8" in out and "N=1,C=8,H=8,W=8,K=8,R=3" in out
+
+
+def test_python_dash_m_bench_runs_from_a_checkout():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([REPO, os.path.join(REPO, "pyx"), env.get("PYTHONPATH", "")])
+    res = subprocess.run([sys.executable, "-m", "bench", "--suite", "wav2vec", "--list"], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.count("\n") == 7
+
+
+def test_tolerances_cover_every_dtype():
+    for name in set(runner.DTYPES.values()):
+        assert 0 < runner.tolerance(name) < 0.1
+    assert runner.tolerance("float32", allow_tf32=False) < runner.tolerance("float32")
+    assert math.isfinite(runner.tolerance("float16"))
