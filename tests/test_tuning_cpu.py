@@ -52,9 +52,11 @@ def same_choice(a, b):
 def clean(monkeypatch):
     monkeypatch.setattr(tuning, "device_environment", lambda device: dict(ENV))
     tuning.enable_autosave(None)
+    tuning._store.clear()
     CACHE.clear()
     yield
     tuning.enable_autosave(None)
+    tuning._store.clear()
     CACHE.clear()
 
 
@@ -456,6 +458,32 @@ def test_graph_codec_failure_is_a_miss(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------
 # Cache observers and CUDNNCONV_TUNING_CACHE
 # ---------------------------------------------------------------------------
+
+def test_stored_record_and_record_choice_for_per_thread_caches(tmp_path, monkeypatch):
+    # The graph engine's caches have no observer lists: autosave leaves them
+    # alone, and the engine uses stored_record()/record_choice() instead.
+    fake = types.SimpleNamespace(
+        CACHE=types.SimpleNamespace(name="graph", peek=lambda k: None, put=lambda k, v: None, items=lambda: []),
+        choice_to_record=lambda c, k: {"tag": c.tag, "workspace": c.workspace, "knobs": [[0, 1]]},
+        choice_from_record=lambda r, k: FakeGraphChoice(r["tag"], r["workspace"], None))
+    monkeypatch.setattr(_engines, "graph", fake)
+    path = tmp_path / "auto.json"
+    auto = tuning.enable_autosave(path)
+    assert auto.caches == [CACHE]
+    gk = key(0, engine="graph")
+    tuning.record_choice(gk, FakeGraphChoice("eng5", 64, None))
+    CACHE.put(key(1), choice())
+    doc = json.loads(path.read_text())
+    assert sorted(e["engine"] for e in doc["entries"]) == ["graph", "legacy"]
+    tuning.enable_autosave(None)
+    tuning._store.clear()
+    CACHE.clear()
+    auto = tuning.enable_autosave(path)
+    rec = tuning.stored_record(gk)            # the first use loads the file
+    assert auto.loaded and rec == {"tag": "eng5", "workspace": 64, "knobs": [[0, 1]]}
+    assert tuning.stored_record(key(7)) is None
+    assert CACHE.peek(key(1)) is not None
+
 
 def test_cache_observers():
     c = AlgoCache("t")

@@ -221,6 +221,14 @@ def _dispatch(direction, args, cache, key, opts):
     return handler(direction, args, cache, key, opts)
 
 
+def active():
+    """Whether this thread is inside explain() or last_choice().  An engine
+    that answers cache hits before calling search.try_all (the graph
+    engine's fast path) should skip that fast path while this is true, so
+    that explain() sees the search and last_choice() runs nothing."""
+    return getattr(_state, "handler", None) is not None
+
+
 class _Intercept:
     def __init__(self, handler):
         self.handler = handler
@@ -241,6 +249,8 @@ class _Intercept:
         global _patch_count
         _state.handler = self.prev
         from cudnnconv import api
+        rec = getattr(api._last, "rec", None)
+        self.ran = rec[3] if rec is not None and rec is not self.last else []
         api._last.rec = self.last            # explain is not a call: last_call() is left as it was
         with _patch_lock:
             _patch_count -= 1
@@ -409,9 +419,15 @@ def explain(input, weight, grad_output=None, *, direction="forward", engine=None
     flags = dict(engine=engine, deterministic=deterministic, allow_tf32=allow_tf32,
                  workspace_limit=workspace_limit, benchmark=True)
     ex = _Explainer(k, int(warmup), bool(update_cache), margin)
-    with _Intercept(ex):
+    icp = _Intercept(ex)
+    with icp:
         _call(input, weight, grad_output, direction, bias, z, alpha, stride, padding, dilation, groups, flags)
     if ex.report is None:
+        if icp.ran:
+            # The engine answered from its cache before reaching the search.
+            rows = [_row(c) for c in icp.ran[:1]]
+            return Report("cudnnconv.explain: %s (no search ran: the engine served its cached choice; "
+                          "clear_cache() to see the candidates)" % direction, rows, 0, cached=_describe(icp.ran[0]))
         return Report("cudnnconv.explain: %s (no search: empty problem)" % direction, [])
     return ex.report
 
@@ -446,9 +462,13 @@ def last_choice(input, weight, grad_output=None, *, direction="forward", engine=
     flags = dict(engine=engine, deterministic=deterministic, allow_tf32=allow_tf32,
                  workspace_limit=workspace_limit, benchmark=benchmark)
     peek = _Peek()
+    icp = _Intercept(peek)
     try:
-        with _Intercept(peek):
+        with icp:
             _call(input, weight, grad_output, direction, bias, z, alpha, stride, padding, dilation, groups, flags)
     except _Stop:
         pass
-    return peek.choices[0] if peek.choices else None
+    if peek.choices:
+        return peek.choices[0]
+    # An engine that served a cached choice before the search (see active()).
+    return icp.ran[0] if icp.ran else None

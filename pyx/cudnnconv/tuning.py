@@ -525,6 +525,35 @@ def _warn_bad_parts(path, parsed):
 # Loading must not write back what it loads.
 _quiet = threading.local()
 
+# Every checked, environment-matched record loaded in this process, by key:
+# engines whose caches are per-thread (the graph engine) deserialise from
+# here in the thread that needs the plan (stored_record).
+_store = {}
+_store_lock = threading.Lock()
+
+
+def stored_record(key):
+    """The loaded record for ``key`` (a dict, already checked against this
+    process's environment), or None.  With CUDNNCONV_TUNING_CACHE set, the
+    first call loads the file.  For engines with per-thread caches: on a
+    miss, ``choice_from_record(stored_record(key), key)`` in the calling
+    thread, then put it in that thread's cache."""
+    auto = _auto
+    if auto is not None and not auto.loaded:
+        auto.on_miss(None, key)
+    with _store_lock:
+        ent = _store.get(key)
+    return None if ent is None else ent[1]
+
+
+def record_choice(key, choice):
+    """Tell the tuning cache about a new choice (for caches without on_put
+    observers, e.g. the graph engine's per-thread caches): with
+    CUDNNCONV_TUNING_CACHE set it is merged into the file at once."""
+    auto = _auto
+    if auto is not None:
+        auto.on_put(None, key, choice)
+
 
 def _engine_cache(engine):
     from cudnnconv import _engines
@@ -566,6 +595,10 @@ def load_tuning(path, *, override=False):
                 _logger.debug("tuning cache: skipped %s %s entry for %s (measured with %s; here %s)",
                               engine, key.op, _key_text(key), _env_text(env), _env_text(here))
                 continue
+            with _store_lock:
+                if len(_store) < MAX_ENTRIES or key in _store:
+                    if override or key not in _store:
+                        _store[key] = (engine, record)
             cod = codec(engine)
             cache = _engine_cache(engine)
             if cod is None or cache is None:
@@ -722,7 +755,10 @@ class _AutoFile:
 
     def attach(self, caches):
         for c in caches:
-            if c not in self.caches:
+            # Only caches with observer lists (AlgoCache); the graph engine's
+            # per-thread caches call stored_record/record_choice instead.
+            if c not in self.caches and isinstance(getattr(c, "on_miss", None), list) \
+                    and isinstance(getattr(c, "on_put", None), list):
                 self.caches.append(c)
                 c.on_miss.append(self.on_miss)
                 c.on_put.append(self.on_put)
