@@ -16,15 +16,15 @@ def _out_shape(case):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("dtype,benchmark", DTYPE_BENCH, ids=DTYPE_BENCH_IDS)
+@pytest.mark.parametrize("dtype,bench", DTYPE_BENCH, ids=DTYPE_BENCH_IDS)
 @pytest.mark.parametrize("case", BACKWARD, ids=ids(BACKWARD))
 @pytest.mark.parametrize("engine", ENGINES)
-def test_backward_input_matches_reference(engine, case, dtype, layout, benchmark):
+def test_backward_input_matches_reference(engine, case, dtype, layout, bench):
     w = ref.random(case.w, dtype, layout)
     gy = ref.random(_out_shape(case), dtype, layout)
     expect = ref.conv_backward_input(case.x, w, gy, **kwargs(case))
     out = ref.poisoned(case.x, dtype, layout)
-    gx = cudnnconv.conv_backward_input(case.x, w, gy, **kwargs(case), out=out, benchmark=benchmark,
+    gx = cudnnconv.conv_backward_input(case.x, w, gy, **kwargs(case), out=out, benchmark=bench,
                                        allow_tf32=False, engine=engine)
     assert gx is out
     err = ref.rel_error(gx, expect)
@@ -33,15 +33,15 @@ def test_backward_input_matches_reference(engine, case, dtype, layout, benchmark
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("dtype,benchmark", DTYPE_BENCH, ids=DTYPE_BENCH_IDS)
+@pytest.mark.parametrize("dtype,bench", DTYPE_BENCH, ids=DTYPE_BENCH_IDS)
 @pytest.mark.parametrize("case", BACKWARD, ids=ids(BACKWARD))
 @pytest.mark.parametrize("engine", ENGINES)
-def test_backward_weight_matches_reference(engine, case, dtype, layout, benchmark):
+def test_backward_weight_matches_reference(engine, case, dtype, layout, bench):
     x = ref.random(case.x, dtype, layout)
     gy = ref.random(_out_shape(case), dtype, layout)
     expect = ref.conv_backward_weight(x, case.w, gy, **kwargs(case))
     out = ref.poisoned(case.w, dtype, layout)
-    gw = cudnnconv.conv_backward_weight(x, case.w, gy, **kwargs(case), out=out, benchmark=benchmark,
+    gw = cudnnconv.conv_backward_weight(x, case.w, gy, **kwargs(case), out=out, benchmark=bench,
                                         allow_tf32=False, engine=engine)
     assert gw is out
     err = ref.rel_error(gw, expect)
@@ -95,11 +95,11 @@ def test_gradients_consistent_with_forward(engine, case, layout):
     assert abs(lhs - float(cupy.vdot(w, gw))) <= 1e-10 * scale
 
 
-@pytest.mark.parametrize("benchmark", [False, True], ids=["heur", "bench"])
+@pytest.mark.parametrize("bench", [False, True], ids=["heur", "bench"])
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("engine", ENGINES)
-def test_backward_deterministic_bitwise(engine, dtype, layout, benchmark):
+def test_backward_deterministic_bitwise(engine, dtype, layout, bench):
     """deterministic=True: backward results identical bit for bit over repeats
     (a problem big enough that atomics-based algorithms would differ)."""
     case = BACKWARD[-1]
@@ -111,9 +111,9 @@ def test_backward_deterministic_bitwise(engine, dtype, layout, benchmark):
         gx = ref.poisoned(case.x, dtype, layout)
         gw = ref.poisoned(case.w, dtype, layout)
         cudnnconv.conv_backward_input(case.x, w, gy, **kwargs(case), out=gx, deterministic=True,
-                                      benchmark=benchmark, engine=engine)
+                                      benchmark=bench, engine=engine)
         cudnnconv.conv_backward_weight(x, case.w, gy, **kwargs(case), out=gw, deterministic=True,
-                                       benchmark=benchmark, engine=engine)
+                                       benchmark=bench, engine=engine)
         gxs.append(ref.bits(gx))
         gws.append(ref.bits(gw))
     for a in gxs[1:]:
@@ -140,3 +140,27 @@ def test_backward_torch_tensors(engine):
         gw = cudnnconv.conv_backward_weight(x, w.shape, gy, padding=1, allow_tf32=False, engine=engine)
         assert ref.rel_error(gx, ref.conv_backward_input(x.shape, wd, gyd, padding=1)) <= ref.tolerance(name)
         assert ref.rel_error(gw, ref.conv_backward_weight(xd, w.shape, gyd, padding=1)) <= ref.tolerance(name)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_float64_channels_last_computes_in_nchw(engine):
+    """float64 follows PyTorch's layout rule (always NCHW: cuDNN's legacy API
+    refuses channels-last double backward); channels-last float64 arrays are
+    accepted, the results are NCHW and correct, and a channels-last out= is
+    still honoured."""
+    case = BACKWARD[2]
+    x = ref.random(case.x, "float64", "channels_last")
+    w = ref.random(case.w, "float64", "channels_last")
+    gy = ref.random(_out_shape(case), "float64", "channels_last")
+    y = cudnnconv.conv(x, w, **kwargs(case), engine=engine)
+    gx = cudnnconv.conv_backward_input(case.x, w, gy, **kwargs(case), engine=engine)
+    gw = cudnnconv.conv_backward_weight(x, case.w, gy, **kwargs(case), engine=engine)
+    for a in (y, gx, gw):
+        assert ref.is_nchw(a), a.strides
+    assert ref.rel_error(y, ref.conv(x, w, **kwargs(case))) <= 1e-10
+    assert ref.rel_error(gx, ref.conv_backward_input(case.x, w, gy, **kwargs(case))) <= 1e-10
+    assert ref.rel_error(gw, ref.conv_backward_weight(x, case.w, gy, **kwargs(case))) <= 1e-10
+    out = ref.poisoned(case.x, "float64", "channels_last")
+    assert cudnnconv.conv_backward_input(case.x, w, gy, **kwargs(case), out=out, engine=engine) is out
+    assert ref.is_channels_last(out)
+    assert ref.rel_error(out, gx) <= 1e-12

@@ -10,23 +10,23 @@ pytestmark = pytest.mark.gpu
 cupy = pytest.importorskip("cupy")
 
 
-def _run_forward(engine, case, dtype, layout, benchmark, allow_tf32=False, bias=True):
+def _run_forward(engine, case, dtype, layout, bench, allow_tf32=False, bias=True):
     x = ref.random(case.x, dtype, layout)
     w = ref.random(case.w, dtype, layout)
     b = ref.random((case.w[0],), dtype) if bias else None
     expect = ref.conv(x, w, b, **kwargs(case))
     out = ref.poisoned(expect.shape, dtype, layout)
-    y = cudnnconv.conv(x, w, b, **kwargs(case), out=out, benchmark=benchmark, allow_tf32=allow_tf32,
+    y = cudnnconv.conv(x, w, b, **kwargs(case), out=out, benchmark=bench, allow_tf32=allow_tf32,
                        engine=engine)
     return x, w, b, y, out, expect
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("dtype,benchmark", DTYPE_BENCH, ids=DTYPE_BENCH_IDS)
+@pytest.mark.parametrize("dtype,bench", DTYPE_BENCH, ids=DTYPE_BENCH_IDS)
 @pytest.mark.parametrize("case", FORWARD, ids=ids(FORWARD))
 @pytest.mark.parametrize("engine", ENGINES)
-def test_forward_matches_reference(engine, case, dtype, layout, benchmark):
-    _, _, _, y, out, expect = _run_forward(engine, case, dtype, layout, benchmark)
+def test_forward_matches_reference(engine, case, dtype, layout, bench):
+    _, _, _, y, out, expect = _run_forward(engine, case, dtype, layout, bench)
     assert y is out
     assert y.shape == expect.shape
     err = ref.rel_error(y, expect)
@@ -95,25 +95,25 @@ def test_forward_out_non_contiguous_view(engine):
 
 
 @pytest.mark.parametrize("case", [FORWARD[2], FORWARD[3], FORWARD[10], FORWARD[13]], ids=lambda c: c.id)
-@pytest.mark.parametrize("benchmark", [False, True], ids=["heur", "bench"])
+@pytest.mark.parametrize("bench", [False, True], ids=["heur", "bench"])
 @pytest.mark.parametrize("engine", ENGINES)
-def test_forward_tf32(engine, benchmark, case):
+def test_forward_tf32(engine, bench, case):
     """allow_tf32=True: fp32 data within TF32's tolerance; allow_tf32=False is checked
     at fp32 level by every fp32 test above, and its choices must be FMA math."""
-    _, _, _, y, out, expect = _run_forward(engine, case, "float32", "nchw", benchmark, allow_tf32=True)
+    _, _, _, y, out, expect = _run_forward(engine, case, "float32", "nchw", bench, allow_tf32=True)
     assert ref.rel_error(y, expect) <= ref.tolerance("float32", tf32=True)
-    _, _, _, y, out, expect = _run_forward(engine, case, "float32", "nchw", benchmark, allow_tf32=False)
+    _, _, _, y, out, expect = _run_forward(engine, case, "float32", "nchw", bench, allow_tf32=False)
     assert ref.rel_error(y, expect) <= ref.tolerance("float32")
     if engine == "legacy":
         for c in cudnnconv.last_call()["choices"]:
             assert c["math_type"] == "FMA_MATH", c
 
 
-@pytest.mark.parametrize("benchmark", [False, True], ids=["heur", "bench"])
+@pytest.mark.parametrize("bench", [False, True], ids=["heur", "bench"])
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("engine", ENGINES)
-def test_forward_deterministic_bitwise(engine, dtype, layout, benchmark):
+def test_forward_deterministic_bitwise(engine, dtype, layout, bench):
     case = FORWARD[13]
     x = ref.random(case.x, dtype, layout)
     w = ref.random(case.w, dtype, layout)
@@ -121,7 +121,7 @@ def test_forward_deterministic_bitwise(engine, dtype, layout, benchmark):
     for _ in range(3):
         out = ref.poisoned(ref.conv_out_shape(case.x, case.w, **{k: v for k, v in kwargs(case).items()
                                                                     if k != "groups"}), dtype, layout)
-        cudnnconv.conv(x, w, **kwargs(case), out=out, deterministic=True, benchmark=benchmark,
+        cudnnconv.conv(x, w, **kwargs(case), out=out, deterministic=True, benchmark=bench,
                        engine=engine)
         results.append(ref.bits(out))
     for r in results[1:]:
