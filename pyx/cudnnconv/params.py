@@ -181,7 +181,11 @@ def has_layout(a, layout):
 def suggest_layout(x, w):
     """Channels-last when the input or the weight is channels-last (and not
     also plainly contiguous, as a tensor with C == 1 is), else NCHW; the rule
-    of PyTorch's cudnn_conv_suggest_memory_format, extended to 1-D."""
+    of PyTorch's cudnn_conv_suggest_memory_format, extended to 1-D.  Like
+    that rule, float64 is always NCHW: cuDNN's legacy API refuses
+    channels-last double backward convolutions (CUDNN_STATUS_NOT_SUPPORTED)."""
+    if x.dtype == numpy.float64:          # all arrays of a call share its dtype
+        return NCHW
     for a in (x, w):
         if a.ndim >= 3 and has_layout(a, CHANNELS_LAST) and not has_layout(a, NCHW):
             return CHANNELS_LAST

@@ -93,10 +93,15 @@ def try_all(direction, args, cache, key, opts):
             except CuDNNError as e:
                 raise e.add_context(direction.context(args, hit))
     check_not_capturing(direction.op)
-    if only_default:
-        candidates = [direction.default(args, opts)]
-    else:
-        candidates = direction.candidates(args, opts)
+    try:
+        if only_default:
+            candidates = [direction.default(args, opts)]
+        else:
+            candidates = direction.candidates(args, opts)
+    except CuDNNError as e:
+        # cuDNN refused the problem while ranking (get/find, or the default's
+        # workspace query): the error still names the descriptors and a repro.
+        raise e.add_context(direction.context(args, None))
     failures = []
     for choice in candidates:
         try:
