@@ -1,0 +1,271 @@
+"""Warm tuning-cache benchmark: what the persistent cache saves on the first call.
+
+    python3 bench/warm_cache.py --out bench/results/warm_cache [--batch 32] [--dtype float16]
+                                [--engine auto] [--processes 5] [--layers N]
+
+Per distinct ResNet-50 (v1.5, 224x224) forward conv layer, each in a FRESH
+process (so nothing is cached in memory):
+
+* cold: an empty CUDNNCONV_TUNING_CACHE file; the first call with
+  benchmark=True searches (and its result is added to the file);
+* warm: the file the cold run wrote; the first call should find its choice
+  (the cache statistics must show hits and no misses);
+* torch: PyTorch's first call with torch.backends.cudnn.benchmark=True
+  (skipped, with a note, where torch is missing);
+* stability: ``--processes`` fresh processes with no file each choose per
+  layer with benchmark=True; the layers whose choice differs are listed
+  with their times.
+
+"first" is the wall time of the layer's first call (synchronised); "steady"
+the median of ``--repeats`` later calls timed the same way.  Each process
+first runs one tiny unrelated convolution so that CUDA context, cuDNN handle
+and library load are not charged to the first layer.  Results:
+``<out>/warm_cache.json`` and ``<out>/warm_cache.md``.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def resnet50_layers(batch):
+    """[(name, x_shape, w_shape, stride, padding)] for each distinct forward conv of ResNet-50."""
+    seen, out = set(), []
+
+    def add(name, cin, cout, hw, k, stride=1, pad=0):
+        x, w = (batch, cin, hw, hw), (cout, cin, k, k)
+        sig = (x, w, stride, pad)
+        if sig not in seen:
+            seen.add(sig)
+            out.append((name, x, w, stride, pad))
+        return (hw + 2 * pad - k) // stride + 1
+
+    hw = add("conv1", 3, 64, 224, 7, 2, 3)
+    hw = (hw + 2 - 3) // 2 + 1
+    cin = 64
+    for stage, (width, blocks, stride) in enumerate(((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)), 1):
+        for b in range(blocks):
+            s = stride if b == 0 else 1
+            pre = "layer%d.%d" % (stage, b)
+            add(pre + ".conv1", cin, width, hw, 1)
+            o = add(pre + ".conv2", width, width, hw, 3, s, 1)
+            add(pre + ".conv3", width, width * 4, o, 1)
+            if b == 0:
+                add(pre + ".downsample", cin, width * 4, hw, 1, s)
+            cin, hw = width * 4, o
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Children (one fresh process each)
+# ---------------------------------------------------------------------------
+
+def _timed(fn, sync):
+    sync()
+    t0 = time.perf_counter()
+    fn()
+    sync()
+    return (time.perf_counter() - t0) * 1e3
+
+
+def child_cudnnconv(args):
+    import cupy
+    import cudnnconv
+    dtype = getattr(cupy, args.dtype)
+    sync = cupy.cuda.Device().synchronize
+    # Context, handle, library load: not charged to the first layer.
+    t = cupy.ones((1, 1, 4, 4), dtype)
+    cudnnconv.conv(t, cupy.ones((1, 1, 1, 1), dtype), engine=args.engine)
+    sync()
+    base = {k: list(v) for k, v in cudnnconv.cache_info().items()}
+    rows = []
+    for name, xs, ws, stride, pad in resnet50_layers(args.batch)[: args.layers or None]:
+        x = cupy.random.standard_normal(xs).astype(dtype)
+        w = cupy.random.standard_normal(ws).astype(dtype)
+        if args.channels_last:
+            x = cupy.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+            w = cupy.ascontiguousarray(w.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+        call = lambda: cudnnconv.conv(x, w, stride=stride, padding=pad, benchmark=True, engine=args.engine)
+        first = _timed(call, sync)
+        choice = cudnnconv.last_call()["choices"][0]
+        steady = [_timed(call, sync) for _ in range(args.repeats)]
+        rows.append({"layer": name, "x": xs, "w": ws, "first_ms": first, "steady_ms": statistics.median(steady),
+                     "choice": {k: choice.get(k) for k in ("engine", "algo", "algo_name", "tag", "math_type",
+                                                          "workspace", "time_ms")}})
+    info = {k: list(v) for k, v in cudnnconv.cache_info().items()}
+    return {"rows": rows, "cache_info_before": base, "cache_info": info}
+
+
+def child_torch(args):
+    try:
+        import torch
+    except ImportError as e:
+        return {"skipped": "torch is not installed (%s)" % e}
+    if not torch.cuda.is_available():
+        return {"skipped": "torch sees no CUDA device"}
+    torch.backends.cudnn.benchmark = True
+    dtype = getattr(torch, args.dtype)
+    sync = torch.cuda.synchronize
+    F = torch.nn.functional
+    F.conv2d(torch.ones(1, 1, 4, 4, device="cuda", dtype=dtype), torch.ones(1, 1, 1, 1, device="cuda", dtype=dtype))
+    sync()
+    rows = []
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+    for name, xs, ws, stride, pad in resnet50_layers(args.batch)[: args.layers or None]:
+        x = torch.randn(xs, device="cuda", dtype=dtype).to(memory_format=fmt)
+        w = torch.randn(ws, device="cuda", dtype=dtype).to(memory_format=fmt)
+        call = lambda: F.conv2d(x, w, stride=stride, padding=pad)
+        with torch.no_grad():
+            first = _timed(call, sync)
+            steady = [_timed(call, sync) for _ in range(args.repeats)]
+        rows.append({"layer": name, "first_ms": first, "steady_ms": statistics.median(steady)})
+    return {"rows": rows, "torch": torch.__version__, "cudnn": torch.backends.cudnn.version()}
+
+
+# ---------------------------------------------------------------------------
+# Driver
+# ---------------------------------------------------------------------------
+
+def _spawn(args, mode, env_extra=None, drop_env=True):
+    env = dict(os.environ)
+    if drop_env:
+        env.pop("CUDNNCONV_TUNING_CACHE", None)
+    env.update(env_extra or {})
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([repo, os.path.join(repo, "pyx"), env.get("PYTHONPATH", "")])
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", mode, "--batch", str(args.batch), "--dtype",
+           args.dtype, "--engine", args.engine, "--repeats", str(args.repeats), "--layers", str(args.layers)]
+    if args.channels_last:
+        cmd.append("--channels-last")
+    t0 = time.perf_counter()
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout)
+    wall = time.perf_counter() - t0
+    if res.returncode != 0:
+        return {"error": res.stderr[-3000:], "wall_s": wall}
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    out["wall_s"] = wall
+    return out
+
+
+def _ratios(rows):
+    r = [row["first_ms"] / row["steady_ms"] for row in rows if row["steady_ms"] > 0]
+    if not r:
+        return {}
+    return {"median": statistics.median(r), "max": max(r), "min": min(r), "n": len(r),
+            "layers_over_2x": sum(1 for v in r if v > 2.0),
+            "first_total_ms": sum(row["first_ms"] for row in rows),
+            "steady_total_ms": sum(row["steady_ms"] for row in rows)}
+
+
+def _choice_id(c):
+    return json.dumps({k: c.get(k) for k in ("engine", "algo", "tag", "math_type")}, sort_keys=True)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out", default="bench/results/warm_cache")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--dtype", default="float16", choices=("float16", "float32"))
+    p.add_argument("--engine", default="auto", choices=("auto", "graph", "legacy"))
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--layers", type=int, default=0, help="only the first N layers (0: all)")
+    p.add_argument("--processes", type=int, default=5, help="fresh processes for the stability check")
+    p.add_argument("--timeout", type=int, default=900)
+    p.add_argument("--child", choices=("cudnnconv", "torch"))
+    args = p.parse_args(argv)
+    if args.child:
+        out = child_cudnnconv(args) if args.child == "cudnnconv" else child_torch(args)
+        print(json.dumps(out))
+        return 0
+
+    os.makedirs(args.out, exist_ok=True)
+    tmpdir = tempfile.mkdtemp(prefix="warm_cache_")
+    cache_file = os.path.join(tmpdir, "tuning.json")
+    result = {"config": {k: v for k, v in vars(args).items() if k != "child"}}
+    result["cold"] = _spawn(args, "cudnnconv", {"CUDNNCONV_TUNING_CACHE": cache_file})
+    try:
+        with open(cache_file) as f:
+            result["cache_file_entries"] = len(json.load(f)["entries"])
+        result["cache_file_bytes"] = os.path.getsize(cache_file)
+    except (OSError, ValueError, KeyError) as e:
+        result["cache_file_error"] = str(e)
+    result["warm"] = _spawn(args, "cudnnconv", {"CUDNNCONV_TUNING_CACHE": cache_file})
+    result["torch"] = _spawn(args, "torch")
+    stable = [_spawn(args, "cudnnconv") for _ in range(args.processes)]
+    result["stability_runs"] = [{"error": s["error"]} if "error" in s else
+                                {"choices": [r["choice"] for r in s["rows"]]} for s in stable]
+
+    for mode in ("cold", "warm", "torch"):
+        if "rows" in result[mode]:
+            result[mode]["ratios"] = _ratios(result[mode]["rows"])
+    ok = [s for s in stable if "rows" in s]
+    changed = []
+    if ok:
+        for i, row in enumerate(ok[0]["rows"]):
+            picks = [s["rows"][i]["choice"] for s in ok]
+            ids = {_choice_id(c) for c in picks}
+            if len(ids) > 1:
+                times = [s["rows"][i]["steady_ms"] for s in ok]
+                changed.append({"layer": row["layer"], "choices": picks, "steady_ms": times,
+                                "steady_spread_pct": 100.0 * (max(times) - min(times)) / min(times)})
+    result["stability"] = {"processes": len(ok), "layers": len(ok[0]["rows"]) if ok else 0,
+                           "layers_changed": len(changed), "changed": changed}
+    with open(os.path.join(args.out, "warm_cache.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    with open(os.path.join(args.out, "warm_cache.md"), "w") as f:
+        f.write(render_markdown(result))
+    print(render_markdown(result))
+    return 0
+
+
+def render_markdown(res):
+    cfg = res["config"]
+    lines = ["# Warm tuning cache: first call vs steady state", "",
+             "ResNet-50 forward convs, batch %d, %s, engine=%s%s, benchmark=True; each mode in a fresh process."
+             % (cfg["batch"], cfg["dtype"], cfg["engine"], ", channels-last" if cfg["channels_last"] else ""), ""]
+    lines.append("| mode | first/steady median | max | layers > 2x | sum first ms | sum steady ms | cache hits/misses |")
+    lines.append("|---|---|---|---|---|---|---|")
+    for mode in ("cold", "warm", "torch"):
+        r = res.get(mode, {})
+        if "error" in r or "skipped" in r:
+            why = r.get("skipped") or "error: " + ((r.get("error") or "").strip().splitlines() or ["?"])[-1]
+            lines.append("| %s | %s | | | | | |" % (mode, why))
+            continue
+        q = r.get("ratios", {})
+        hm = ""
+        if "cache_info" in r:
+            hm = ", ".join("%s %d/%d" % (k, v[2] - r["cache_info_before"].get(k, [0, 0, 0, 0])[2],
+                                         v[3] - r["cache_info_before"].get(k, [0, 0, 0, 0])[3])
+                           for k, v in r["cache_info"].items())
+        lines.append("| %s | %.2f | %.2f | %d | %.1f | %.1f | %s |" % (
+            mode, q.get("median", float("nan")), q.get("max", float("nan")), q.get("layers_over_2x", -1),
+            q.get("first_total_ms", float("nan")), q.get("steady_total_ms", float("nan")), hm))
+    lines += ["", "Tuning file: %s entries, %s bytes." % (res.get("cache_file_entries"), res.get("cache_file_bytes")), ""]
+    cold, warm, torch = res.get("cold", {}), res.get("warm", {}), res.get("torch", {})
+    if "rows" in cold and "rows" in warm:
+        lines.append("| layer | cold first ms | warm first ms | steady ms | warm first/steady | torch first ms |")
+        lines.append("|---|---|---|---|---|---|")
+        trows = {r["layer"]: r for r in torch.get("rows", [])}
+        for c, w in zip(cold["rows"], warm["rows"]):
+            t = trows.get(c["layer"], {})
+            lines.append("| %s | %.2f | %.2f | %.3f | %.2f | %s |" % (
+                c["layer"], c["first_ms"], w["first_ms"], w["steady_ms"], w["first_ms"] / w["steady_ms"],
+                "%.2f" % t["first_ms"] if t else "-"))
+    st = res.get("stability", {})
+    lines += ["", "## Choice stability", "",
+              "%d fresh processes, %d layers: %d layer(s) chose differently." % (
+                  st.get("processes", 0), st.get("layers", 0), st.get("layers_changed", 0))]
+    for ch in st.get("changed", []):
+        lines.append("- %s: %s; steady ms %s (spread %.1f%%)" % (
+            ch["layer"], sorted({_choice_id(c) for c in ch["choices"]}),
+            ", ".join("%.3f" % t for t in ch["steady_ms"]), ch["steady_spread_pct"]))
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
