@@ -28,13 +28,12 @@ def naive_forward(x, w, stride, padding, dilation):
 
 
 GEOMS = [(1, 0, 1), (2, 1, 1), (1, 2, 2), (3, 1, 2)]
+RNG = numpy.random.default_rng(1)
 
 
 @pytest.mark.parametrize("stride,padding,dilation", GEOMS)
 def test_reference_forward_matches_naive_loops(stride, padding, dilation):
-    rng = numpy.random.default_rng(1)
-    x = rng.standard_normal((2, 3, 7, 8))
-    w = rng.standard_normal((4, 3, 3, 2))
+    x, w = RNG.standard_normal((2, 3, 7, 8)), RNG.standard_normal((4, 3, 3, 2))
     got = demo.ref_forward(numpy, x, w, stride, padding, dilation)
     numpy.testing.assert_allclose(got, naive_forward(x, w, stride, padding, dilation), rtol=1e-12, atol=1e-12)
 
@@ -42,11 +41,9 @@ def test_reference_forward_matches_naive_loops(stride, padding, dilation):
 @pytest.mark.parametrize("stride,padding,dilation", GEOMS)
 def test_reference_backward_is_the_adjoint_of_forward(stride, padding, dilation):
     """<conv(x, w), g> == <x, bwd_input(g)> == <w, bwd_weight(g)>."""
-    rng = numpy.random.default_rng(2)
-    x = rng.standard_normal((2, 3, 9, 8))
-    w = rng.standard_normal((5, 3, 3, 2))
+    x, w = RNG.standard_normal((2, 3, 9, 8)), RNG.standard_normal((5, 3, 3, 2))
     y = demo.ref_forward(numpy, x, w, stride, padding, dilation)
-    g = rng.standard_normal(y.shape)
+    g = RNG.standard_normal(y.shape)
     gx = demo.ref_backward_input(numpy, x.shape, w, g, stride, padding, dilation)
     gw = demo.ref_backward_weight(numpy, x, w.shape, g, stride, padding, dilation)
     assert gx.shape == x.shape and gw.shape == w.shape
