@@ -715,3 +715,107 @@ def test_explain_checks_direction_before_any_gpu_work(fake_cuda_array):
         cudnnconv.explain(fake_cuda_array((1, 3, 8, 8)), fake_cuda_array((4, 3, 3, 3)), direction="sideways")
     with pytest.raises(ValueError, match="direction"):
         cudnnconv.last_choice(fake_cuda_array((1, 3, 8, 8)), fake_cuda_array((4, 3, 3, 3)), direction="up")
+
+
+# ---------------------------------------------------------------------------
+# explain()'s search logic, with a fake direction (no GPU: timing is faked)
+# ---------------------------------------------------------------------------
+
+class FakeDirection:
+    op = "forward"
+
+    def __init__(self, fail=()):
+        self.fail = set(fail)
+        self.ran = []
+
+    def candidates(self, args, opts, excluded=None):
+        if excluded is not None:
+            excluded.append((choice(algo=4, ws=1 << 30), "workspace 1073741824 > workspace_limit 100"))
+        return [choice(algo=a, ws=0) for a in (6, 1, 0)]
+
+    def execute(self, args, c, ws_ptr):
+        if c.algo in self.fail:
+            from cudnnconv.core.status import CuDNNError
+            raise CuDNNError(3000, "refused")
+        self.ran.append(c.algo)
+
+    def context(self, args, c):
+        return "fake"
+
+
+@pytest.fixture
+def fake_timing(monkeypatch):
+    times = {6: [0.30, 0.31, 0.29], 1: [0.20, 0.21, 0.22], 0: [0.5, 0.5, 0.5]}
+
+    def fake_time(direction, args, c, k, warmup):
+        direction.execute(args, c, 0)
+        return times[c.algo][:k]
+    monkeypatch.setattr(explain_mod, "_time", fake_time)
+    monkeypatch.setattr(explain_mod, "_pool_sample", lambda: (100, 200))
+
+
+def test_explainer_reports_every_candidate_and_leaves_the_cache_alone(fake_timing):
+    from cudnnconv.options import Options
+    d = FakeDirection(fail={6})
+    cache = AlgoCache("t")
+    ex = explain_mod._Explainer(3, 1, False, 0.03)
+    opts = Options(True, False, True, 100, "legacy")
+    got = ex(d, None, cache, key(0), opts)
+    r = ex.report
+    assert got.algo == 1 and r.chosen.tag == 1                  # the first in the engine's order that runs
+    assert r.robust_choice.tag == 1
+    rows = {c.tag: c for c in r.candidates}
+    assert rows[6].excluded and "failed to run" in rows[6].reason
+    assert rows[4].excluded and "workspace_limit" in rows[4].reason
+    assert rows[0].median_ms == 0.5 and not rows[0].excluded
+    assert len(cache) == 0 and cache.info().hits == 0 and cache.info().misses == 0
+    assert r.memory["used_before"] == 100 and r.peak_search_bytes == 0
+    assert "IMPLICIT_PRECOMP_GEMM(1)" in str(r)
+
+
+def test_explainer_update_cache_puts_the_choice(fake_timing):
+    from cudnnconv.options import Options
+    cache = AlgoCache("t")
+    ex = explain_mod._Explainer(3, 1, True, 0.03)
+    got = ex(FakeDirection(), None, cache, key(0), Options(True, False, True, None, "legacy"))
+    assert cache.peek(key(0)) is got and got.algo == 6
+
+
+def test_explainer_raises_clearly_when_nothing_runs(fake_timing):
+    from cudnnconv.options import Options
+    ex = explain_mod._Explainer(3, 1, False, 0.03)
+    with pytest.raises(cudnnconv.CuDNNError, match="no candidate could run"):
+        ex(FakeDirection(fail={0, 1, 6}), None, AlgoCache("t"), key(0), Options(True, False, True, None, "legacy"))
+    assert ex.report is not None and all(c.excluded for c in ex.report.candidates)
+
+
+def test_peek_does_not_count_and_ignores_the_default_only_mode():
+    from cudnnconv.options import Options
+    cache = AlgoCache("t")
+    cache.put(key(0), choice())
+    p = explain_mod._Peek()
+    assert p(None, None, cache, key(0), Options(True, False, True, None, "legacy")) is cache.peek(key(0))
+    with pytest.raises(explain_mod._Stop):
+        p(None, None, cache, key(0), Options(False, True, True, None, "legacy"))
+    assert p.choices[1] is None
+    assert cache.info().hits == 0 and cache.info().misses == 0
+
+
+def test_dispatch_sends_other_threads_to_the_real_search(monkeypatch):
+    from cudnnconv import search
+    real = []
+    monkeypatch.setattr(search, "try_all", lambda *a: real.append(a) or "real")
+    original = search.try_all
+    handled = []
+    with explain_mod._Intercept(lambda *a: handled.append(a) or "explained"):
+        assert explain_mod.active()
+        assert search.try_all is explain_mod._dispatch
+        assert search.try_all(1, 2, 3, 4, 5) == "explained"
+        import threading
+        out = []
+        t = threading.Thread(target=lambda: out.append(search.try_all(1, 2, 3, 4, 5)))
+        t.start()
+        t.join()
+        assert out == ["real"]
+    assert not explain_mod.active()
+    assert search.try_all is original

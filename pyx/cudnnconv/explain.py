@@ -211,13 +211,13 @@ def _row(choice, samples=(), excluded=False, reason=""):
 _state = threading.local()
 _patch_lock = threading.Lock()
 _patch_count = 0
-_real_try_all = search.try_all
+_saved = [search.try_all]       # the real try_all while the dispatcher stands in for it
 
 
 def _dispatch(direction, args, cache, key, opts):
     handler = getattr(_state, "handler", None)
     if handler is None:
-        return _real_try_all(direction, args, cache, key, opts)
+        return _saved[0](direction, args, cache, key, opts)
     return handler(direction, args, cache, key, opts)
 
 
@@ -237,6 +237,7 @@ class _Intercept:
         global _patch_count
         with _patch_lock:
             if _patch_count == 0:
+                _saved[0] = search.try_all
                 search.try_all = _dispatch
             _patch_count += 1
         self.prev = getattr(_state, "handler", None)
@@ -255,7 +256,7 @@ class _Intercept:
         with _patch_lock:
             _patch_count -= 1
             if _patch_count == 0:
-                search.try_all = _real_try_all
+                search.try_all = _saved[0]
         return False
 
 
@@ -437,7 +438,9 @@ class _Peek:
         self.choices = []
 
     def __call__(self, direction, args, cache, key, opts):
-        hit = cache.peek(key)
+        # deterministic without benchmark runs only the default algorithm and
+        # never reads the cache: no cached choice applies.
+        hit = None if (opts.deterministic and not opts.benchmark) else cache.peek(key)
         self.choices.append(hit)
         if hit is None or isinstance(hit, search.NoneRan):
             # Nothing runs: the caller's output is discarded.
