@@ -55,6 +55,11 @@ plan JSON that names another SM count or cuDNN version than its
 environment, is rejected (one warning per load names how many and why) and
 nothing of it is loaded.
 
+Engines whose caches have no observer lists (the graph engine keeps one
+cache per thread, and answers hits before the shared search) use two calls
+instead: ``stored_record(key)`` on a miss (the loaded record, to decode in
+the calling thread) and ``record_choice(key, choice)`` after a search.
+
 Sharing: a write takes an exclusive ``fcntl.flock`` on ``<path>.lock``,
 re-reads the current file, merges (entries already there are kept unless the
 writer has one for the same environment and key), writes a temporary file in
@@ -773,11 +778,13 @@ class _AutoFile:
     def on_miss(self, cache, key):
         if self.loaded:
             return
-        with self.lock:
+        with self.lock:              # other threads wait for the load, then find its entries
             if self.loaded:
                 return
-            self.loaded = True
-            load_tuning(self.path)
+            try:
+                load_tuning(self.path)
+            finally:
+                self.loaded = True
 
     def on_put(self, cache, key, value):
         if getattr(_quiet, "on", False):
