@@ -206,8 +206,13 @@ cdef class _Direction:
                                     p.determinism == CUDNN_DETERMINISTIC, opts.benchmark))
         if not out:
             # The default algorithm is deterministic and runs in FMA math for
-            # strict fp32, so it is a valid last resort for every filter.
-            out.append(self.default(a, opts))
+            # strict fp32, so it is a valid last resort for every filter but
+            # the workspace budget, which it must still fit.
+            d = self.default(a, opts)
+            if limit is not None and d.workspace > limit:
+                raise CuDNNError(3000, "no %s algorithm fits workspace_limit=%d bytes (the default, %s, "
+                                 "needs %d)" % (self.op, limit, d.describe(), d.workspace))
+            out.append(d)
         return out
 
     def default(self, LegacyArgs a, opts):
