@@ -79,6 +79,10 @@ def test_transposed_and_fused(dtype, layout):
     y = cudnnconv.conv_transpose(x, w, stride=2, padding=1, output_padding=1, engine="graph", allow_tf32=False)
     _graph_ran("t")
     _check(y, ref.conv_transpose(x, w, stride=2, padding=1, output_padding=1), dtype)
+    # output_padding beyond the padding: the post-padding the graph needs is negative
+    y = cudnnconv.conv_transpose(x, w, stride=2, padding=0, output_padding=1, engine="graph", allow_tf32=False)
+    _graph_ran("t")
+    _check(y, ref.conv_transpose(x, w, stride=2, padding=0, output_padding=1), dtype)
     x = ref.random((2, 16, 10, 10), dtype, layout)
     w = ref.random((16, 16, 3, 3), dtype, layout)
     z = ref.random((2, 16, 10, 10), dtype, layout)
@@ -99,12 +103,14 @@ def test_deterministic_gives_bitwise_repeats():
     outs = []
     for _ in range(3):
         gx = cudnnconv.conv_backward_input(x.shape, w, gy, padding=1, groups=4, deterministic=True, engine="graph")
+        cupy.cuda.get_current_stream().synchronize()
         gw = cudnnconv.conv_backward_weight(x, w.shape, gy, padding=1, groups=4, deterministic=True,
                                             engine="graph")
         assert all(c["deterministic"] for c in cudnnconv.last_call()["choices"])
-        outs.append((ref.bits(gx), ref.bits(gw)))
-    for a, b in outs[1:]:
-        assert bool((a[0] == outs[0][0]).all()) and bool((a[1] == outs[0][1]).all())
+        outs.append((ref.bits(gx), ref.bits(gw), cudnnconv.last_call()["choices"]))
+    for a in outs[1:]:
+        assert bool((a[0] == outs[0][0]).all()), ("dgrad", outs[0][2], a[2])
+        assert bool((a[1] == outs[0][1]).all()), ("wgrad", outs[0][2], a[2])
 
 
 def test_tf32_filter_keeps_fp32_accuracy():
@@ -186,7 +192,8 @@ def test_oom_fallback_under_pool_limit():
     y = cupy.empty(expect.shape, dtype=numpy.float32)
     old = pool.get_limit()
     try:
-        pool.set_limit(size=pool.used_bytes() + 4096)
+        pool.free_all_blocks()
+        pool.set_limit(size=pool.total_bytes() + 4096)
         cudnnconv.conv(x, w, padding=2, out=y, benchmark=False, engine="graph")
     finally:
         pool.set_limit(size=old)

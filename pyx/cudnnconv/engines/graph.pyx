@@ -104,7 +104,7 @@ cdef class GraphArgs:
     cdef readonly int dtype
     cdef readonly str layout
     cdef readonly tuple x_shape, w_shape, y_shape, x_strides, w_strides, y_strides, b_shape
-    cdef readonly tuple padding, stride, dilation
+    cdef readonly tuple padding, post_padding, stride, dilation
     cdef readonly double alpha
     cdef int n
     cdef void* ptrs[MAX_TENSORS]
@@ -148,6 +148,17 @@ cdef class GraphArgs:
         if not len(self.padding) == len(self.stride) == len(self.dilation) == nsp:
             raise ValueError("padding %s, stride %s and dilation %s must have %d entries (one per spatial dim)"
                              % (self.padding, self.stride, self.dilation, nsp))
+        # cuDNN's graph API wants y's size to follow exactly from x's; a
+        # transposed convolution with output_padding gives an x larger than
+        # that.  The pre-padding alone fixes where each output window sits,
+        # so the post-padding is chosen (nearest the symmetric value) to make
+        # the sizes agree; the result is unchanged.
+        post = []
+        for i in range(nsp):
+            effk = self.dilation[i] * (self.w_shape[2 + i] - 1) + 1
+            lo = (self.y_shape[2 + i] - 1) * self.stride[i] + effk - self.x_shape[2 + i] - self.padding[i]
+            post.append(min(max(self.padding[i], lo), lo + self.stride[i] - 1))
+        self.post_padding = tuple(post)
         return 0
 
     cdef list build_ops(self):
@@ -159,7 +170,7 @@ cdef class GraphArgs:
         X = tensor(UID_X, self.dtype, self.x_shape, self.x_strides, self.align[0], False)
         W = tensor(UID_W, self.dtype, self.w_shape, self.w_strides, self.align[1], False)
         Y = tensor(UID_Y, self.dtype, self.y_shape, self.y_strides, self.align[2], False)
-        conv = convolution(ct, self.padding, self.stride, self.dilation)
+        conv = convolution(ct, self.padding, self.post_padding, self.stride, self.dilation)
         if self.op != "fused":
             return [conv_operation(self.op, X, W, Y, conv, dbl)]
         Z = tensor(UID_Z, self.dtype, self.y_shape, self.y_strides, self.align[3], False)
@@ -169,9 +180,9 @@ cdef class GraphArgs:
         T1 = tensor(UID_T1, ct, self.y_shape, self.y_strides, 16, True)
         T2 = tensor(UID_T2, ct, self.y_shape, self.y_strides, 16, True)
         return [conv_operation("forward", X, W, T0, conv, dbl),
-                pointwise_operation(<int>CUDNN_POINTWISE_ADD, ct, T0, Z, T1, self.alpha),
-                pointwise_operation(<int>CUDNN_POINTWISE_ADD, ct, T1, B, T2, 1.0),
-                pointwise_operation(<int>CUDNN_POINTWISE_RELU_FWD, ct, T2, None, Y, 1.0)]
+                pointwise_operation(<int>CUDNN_POINTWISE_ADD, ct, T0, Z, T1, self.alpha, dbl),
+                pointwise_operation(<int>CUDNN_POINTWISE_ADD, ct, T1, B, T2, 1.0, dbl),
+                pointwise_operation(<int>CUDNN_POINTWISE_RELU_FWD, ct, T2, None, Y, 1.0, dbl)]
 
     cdef BackendDescriptor ensure_graph(self):
         if self.graph is None:
@@ -186,8 +197,8 @@ cdef class GraphArgs:
         lines = ["%s: dims=%s strides=%s alignment=%d dtype=%s" % (
             names[i], shapes[i], strides[i], self.align[i], _DTYPE_NAMES.get(self.dtype, self.dtype))
             for i in range(self.n)]
-        lines.append("convolution: padding=%s stride=%s dilation=%s groups=%d layout=%s%s" % (
-            self.padding, self.stride, self.dilation, self.x_shape[1] // self.w_shape[1], self.layout,
+        lines.append("convolution: padding=%s post_padding=%s stride=%s dilation=%s groups=%d layout=%s%s" % (
+            self.padding, self.post_padding, self.stride, self.dilation, self.x_shape[1] // self.w_shape[1], self.layout,
             (" alpha=%r" % self.alpha) if self.op == "fused" else ""))
         return "\n".join(lines)
 

@@ -34,9 +34,11 @@ cdef BackendDescriptor create(cudnnBackendDescriptorType_t kind)
 
 cdef BackendDescriptor tensor(int64_t uid, int dtype, tuple dims, tuple strides, int64_t alignment,
                               bint is_virtual)
-cdef BackendDescriptor convolution(int compute_type, tuple padding, tuple stride, tuple dilation)
+cdef BackendDescriptor convolution(int compute_type, tuple padding, tuple post_padding, tuple stride,
+                                   tuple dilation)
 cdef BackendDescriptor conv_operation(str op, BackendDescriptor x, BackendDescriptor w,
                                       BackendDescriptor y, BackendDescriptor conv, bint as_double)
 cdef BackendDescriptor pointwise_operation(int mode, int math_prec, BackendDescriptor x,
-                                           BackendDescriptor b, BackendDescriptor y, double alpha2)
+                                           BackendDescriptor b, BackendDescriptor y, double alpha2,
+                                           bint as_double)
 cdef BackendDescriptor operation_graph(list ops, cudnnHandle_t handle)

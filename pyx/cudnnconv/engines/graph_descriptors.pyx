@@ -170,24 +170,27 @@ cdef BackendDescriptor tensor(int64_t uid, int dtype, tuple dims, tuple strides,
     return t
 
 
-cdef BackendDescriptor convolution(int compute_type, tuple padding, tuple stride, tuple dilation):
+cdef BackendDescriptor convolution(int compute_type, tuple padding, tuple post_padding, tuple stride,
+                                   tuple dilation):
     """Cross-correlation over len(padding) spatial dims.  Groups have no
     attribute: they follow from the tensors' channel dims."""
     cdef int64_t pad[MAX_DIMS]
+    cdef int64_t post[MAX_DIMS]
     cdef int64_t st[MAX_DIMS]
     cdef int64_t dil[MAX_DIMS]
     cdef int nsp = _fill(pad, padding, 3, "padding")
-    if _fill(st, stride, 3, "stride") != nsp or _fill(dil, dilation, 3, "dilation") != nsp:
+    if _fill(st, stride, 3, "stride") != nsp or _fill(dil, dilation, 3, "dilation") != nsp \
+            or _fill(post, post_padding, 3, "post_padding") != nsp:
         raise ValueError("padding %s, stride %s and dilation %s must have one entry per spatial dim"
                          % (padding, stride, dilation))
     cdef BackendDescriptor c = create(CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR)
-    c.text = "convolution(padding=%s, stride=%s, dilation=%s, compute=%s)" % (
-        padding, stride, dilation, DTYPE_NAMES.get(compute_type, compute_type))
+    c.text = "convolution(padding=%s/%s, stride=%s, dilation=%s, compute=%s)" % (
+        padding, post_padding, stride, dilation, DTYPE_NAMES.get(compute_type, compute_type))
     c.set_enum(CUDNN_ATTR_CONVOLUTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, compute_type)
     c.set_enum(CUDNN_ATTR_CONVOLUTION_CONV_MODE, CUDNN_TYPE_CONVOLUTION_MODE, <int>CUDNN_CROSS_CORRELATION)
     c.set_int64(CUDNN_ATTR_CONVOLUTION_SPATIAL_DIMS, nsp)
     c.set_int64s(CUDNN_ATTR_CONVOLUTION_PRE_PADDINGS, pad, nsp)
-    c.set_int64s(CUDNN_ATTR_CONVOLUTION_POST_PADDINGS, pad, nsp)
+    c.set_int64s(CUDNN_ATTR_CONVOLUTION_POST_PADDINGS, post, nsp)
     c.set_int64s(CUDNN_ATTR_CONVOLUTION_DILATIONS, dil, nsp)
     c.set_int64s(CUDNN_ATTR_CONVOLUTION_FILTER_STRIDES, st, nsp)
     c.finalize()
@@ -231,8 +234,10 @@ cdef BackendDescriptor conv_operation(str op, BackendDescriptor x, BackendDescri
 
 
 cdef BackendDescriptor pointwise_operation(int mode, int math_prec, BackendDescriptor x,
-                                           BackendDescriptor b, BackendDescriptor y, double alpha2):
-    """y = mode(x, alpha2 * b); b may be None for unary modes (ReLU)."""
+                                           BackendDescriptor b, BackendDescriptor y, double alpha2,
+                                           bint as_double):
+    """y = mode(x, alpha2 * b); b may be None for unary modes (ReLU).  alpha2
+    is passed as a double for double math, else as a float."""
     cdef BackendDescriptor pw = create(CUDNN_BACKEND_POINTWISE_DESCRIPTOR)
     pw.set_enum(CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, mode)
     pw.set_enum(CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, math_prec)
@@ -243,7 +248,7 @@ cdef BackendDescriptor pointwise_operation(int mode, int math_prec, BackendDescr
     if b is not None:
         o.set_desc(CUDNN_ATTR_OPERATION_POINTWISE_BDESC, b)
         if alpha2 != 1.0:
-            o.set_scalar(CUDNN_ATTR_OPERATION_POINTWISE_ALPHA2, False, alpha2)
+            o.set_scalar(CUDNN_ATTR_OPERATION_POINTWISE_ALPHA2, as_double, alpha2)
     o.set_desc(CUDNN_ATTR_OPERATION_POINTWISE_YDESC, y)
     o.text = "pointwise(mode=%d, alpha2=%r)" % (mode, alpha2)
     o.finalize()
