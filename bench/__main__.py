@@ -39,6 +39,9 @@ def build_parser():
                    help="stop starting new layers after this many seconds (the outputs are still written)")
     p.add_argument("--out", metavar="DIR", help="write NAME.json, NAME.md and NAME.png here")
     p.add_argument("--name", help="base name of the output files (default GPU_SUITE_DTYPE_LAYOUT)")
+    p.add_argument("--profile-host", type=int, default=0, metavar="CALLS",
+                   help="after the run, profile CALLS eager calls of the first layer on the first engine with "
+                        "cProfile and print where the host time goes")
     p.add_argument("--list", action="store_true", help="print the layers and exit (no GPU needed)")
     p.add_argument("--compare-results", nargs=2, metavar=("A.json", "B.json"),
                    help="print per-layer time ratios B/A of two saved runs and exit")
@@ -154,6 +157,10 @@ def main(argv=None):
     report.validate(result)
     print()
     print(report.table_text(result), flush=True)
+    if args.profile_host and records:
+        print()
+        print(profile_host(run, layers[0], runner.directions_for(layers[0], args.direction)[0], engines[0],
+                           args.profile_host), flush=True)
     if args.out:
         suite = "_".join(args.suite) or "custom"
         base = args.name or "%s_%s_%s_%s" % (report.gpu_slug(env.get("gpu")), suite,
@@ -162,6 +169,38 @@ def main(argv=None):
         paths = report.write_all(result, args.out, base)
         print("wrote " + ", ".join(paths.values()))
     return 0
+
+
+def profile_host(run, layer, direction, engine, calls):
+    """cProfile of ``calls`` eager calls (one input set): where the host
+    time of one call goes, top functions by own time and by cumulative time."""
+    import cProfile
+    import io
+    import pstats
+    from bench import runner
+    from cudnnconv import params
+    sets, _, out_shape = runner.make_sets(layer, direction, run.dtype, run.layout, 0, most=1)
+    out = params.empty_in_layout(out_shape, run.dtype, run.layout if len(out_shape) >= 3 else params.NCHW)
+    call = runner.our_call(layer, direction, sets[0], out, engine, run.allow_tf32)
+    for _ in range(20):
+        call()
+    import cupy
+    cupy.cuda.Device().synchronize()
+    prof = cProfile.Profile()
+    t0 = time.perf_counter()
+    prof.enable()
+    for _ in range(calls):
+        call()
+    prof.disable()
+    dt = time.perf_counter() - t0
+    cupy.cuda.Device().synchronize()
+    buf = io.StringIO()
+    buf.write("host profile: %s %s engine=%s, %d calls, %.1f us/call under cProfile\n"
+              % (layer.shape_text(), direction, engine, calls, dt * 1e6 / calls))
+    st = pstats.Stats(prof, stream=buf)
+    st.sort_stats("tottime").print_stats(18)
+    st.sort_stats("cumulative").print_stats(25)
+    return buf.getvalue()
 
 
 if __name__ == "__main__":
