@@ -399,8 +399,11 @@ def test_repro_shapes_and_names():
             "conv_backward_input"][0]
     assert ast.literal_eval(call.args[0]) == (2, 3, 8)
     assert call.keywords == []
-    line = params.repro("conv_bias_add_relu", [("input", (1, 2, 5, 5)), ("alpha", None)], "float32",
-                        params.NCHW, [("fusion", "auto")])
+    # Scalars and None are literals, so the repro runs as written.
+    line = params.repro("conv_bias_add_relu", [("input", (1, 2, 5, 5)), ("alpha", 0.5), ("bias", None)],
+                        "float32", params.NCHW, [("fusion", "auto")])
     call = [n for n in ast.walk(ast.parse(line)) if isinstance(n, ast.Call)
             and getattr(n.func, "attr", "") == "conv_bias_add_relu"][0]
-    assert isinstance(call.args[1], ast.Name) and call.args[1].id == "alpha"
+    assert ast.literal_eval(call.args[1]) == 0.5
+    assert ast.literal_eval(call.args[2]) is None
+    assert not [n for n in ast.walk(call) if isinstance(n, ast.Name) and n.id not in ("cupy", "cudnnconv")]

@@ -107,6 +107,14 @@ def _chunks(n, in_numel, out_numel, max_worksize):
     return split.plan_batch_split(n, in_numel, out_numel, max_worksize, build.INDEX_LIMIT)
 
 
+def _positional(*named):
+    """Repro entries for positional array arguments; a trailing None is dropped."""
+    out = [(name, a if a is None or isinstance(a, tuple) else tuple(a.shape)) for name, a in named]
+    while out and out[-1][1] is None:
+        out.pop()
+    return out
+
+
 def _kw(geom, opts, **extra):
     kw = list(extra.items()) + [("stride", geom.stride), ("padding", geom.padding),
                                 ("dilation", geom.dilation), ("groups", geom.groups)]
@@ -207,8 +215,8 @@ def _conv_validate(input, weight, bias, stride, padding, dilation, groups, out, 
         in_numel = x.shape[0] * x.shape[1] * int(numpy.prod([s + e for s, e in zip(x.shape[2:], geom.same_extra)]))
     size = int(numpy.prod(y_shape))
     plan.chunks = _chunks(y_shape[0], in_numel, size, split.FORWARD_MAX_WORKSIZE) if size else []
-    plan.repro = ("conv", [("input", x.shape), ("weight", w.shape)], x.dtype, layout,
-                  _kw(geom, opts, bias=None if b is None else "bias"))
+    plan.repro = ("conv", _positional(("input", x.shape), ("weight", w.shape), ("bias", b)), x.dtype, layout,
+                  _kw(geom, opts))
     return plan, x, w, b, out
 
 
@@ -320,9 +328,9 @@ def conv_transpose(input, weight, bias=None, stride=1, padding=0, output_padding
         y = _result(out, y_shape, x.dtype, layout)
         choices = []
         if y.size:
-            repro = ("conv_transpose", [("input", x.shape), ("weight", w.shape)], x.dtype, layout,
-                     _kw(geom, opts, bias=None if b is None else "bias",
-                         output_padding=tuple(int(v) for v in params.spatial_tuple(
+            repro = ("conv_transpose", _positional(("input", x.shape), ("weight", w.shape), ("bias", b)),
+                     x.dtype, layout,
+                     _kw(geom, opts, output_padding=tuple(int(v) for v in params.spatial_tuple(
                              output_padding, geom.nsp, "output_padding", 0))))
             for s, n in _chunks(y_shape[0], y.size, xs.size, split.BACKWARD_INPUT_MAX_WORKSIZE):
                 choices.append(eng.run("backward_data", y[s:s + n], ws, xs[s:s + n], geom, opts, layout, device,
@@ -380,7 +388,7 @@ def conv_bias_add_relu(input, weight, z, alpha, bias, stride=1, padding=0, dilat
         # out may alias z (an in-place residual): then compute into a fresh array.
         y = _result(None if (out is not None and params.overlaps(out, zz)) else out, y_shape, x.dtype, layout)
         repro = ("conv_bias_add_relu", [("input", x.shape), ("weight", w.shape), ("z", y_shape),
-                                        ("alpha", None), ("bias", None if b is None else (y_shape[1],))],
+                                        ("alpha", alpha), ("bias", None if b is None else tuple(b.shape))],
                  x.dtype, layout, _kw(geom, opts, fusion=fusion))
         chunks = _chunks(y_shape[0], xs.size, y.size, split.FORWARD_MAX_WORKSIZE) if y.size else []
         path, choices = "fused", []

@@ -459,17 +459,17 @@ def _rand_expr(shape, dtype, layout):
 def repro(fn, arrays, dtype, layout, call_kwargs):
     """A one-line Python snippet that repeats a call on fresh random data.
 
-    ``arrays`` is [(argname, shape or None)], ``call_kwargs`` the keyword
-    arguments after them, already normalised.
+    ``arrays`` lists the positional arguments as (name, value): a tuple is
+    the shape of a random array (or, for a name ending in ``_shape``, the
+    shape itself); anything else (a scalar, None) is written as a literal.
+    ``call_kwargs`` are the keyword arguments after them, already normalised.
     """
     head = "import cupy, cudnnconv" + (", ml_dtypes" if numpy.dtype(dtype).name == "bfloat16" else "")
     args = []
-    for name, shape in arrays:
-        if shape is None:
-            args.append(name)
-        elif isinstance(shape, tuple) and name.endswith("_shape"):
-            args.append(repr(shape))
+    for name, value in arrays:
+        if isinstance(value, tuple) and not name.endswith("_shape"):
+            args.append(_rand_expr(value, dtype, layout))     # an array of this shape
         else:
-            args.append(_rand_expr(shape, dtype, layout))
+            args.append(repr(value))                          # a shape, a scalar or None
     kw = ", ".join("%s=%r" % kv for kv in call_kwargs)
     return "%s; cudnnconv.%s(%s%s)" % (head, fn, ", ".join(args), (", " + kw) if kw else "")
