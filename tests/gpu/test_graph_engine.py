@@ -184,22 +184,28 @@ def test_uncached_call_during_capture_raises_capture_error():
 
 
 def test_oom_fallback_under_pool_limit():
-    pool = cupy.get_default_memory_pool()
     x = ref.random((8, 64, 32, 32), "float32")
     w = ref.random((64, 64, 5, 5), "float32")
     expect = ref.conv(x, w, padding=2)
-    cudnnconv.clear_cache()
     y = cupy.empty(expect.shape, dtype=numpy.float32)
-    old = pool.get_limit()
+    cupy.cuda.get_current_stream().synchronize()
+    cudnnconv.clear_cache()
+    # A fresh pool with a 4 KiB limit serves the workspace: every config that
+    # needs more runs out of memory and the search moves on.
+    pool = cupy.cuda.MemoryPool()
+    pool.set_limit(size=4096)
+    cupy.cuda.set_allocator(pool.malloc)
     try:
-        pool.free_all_blocks()
-        pool.set_limit(size=pool.total_bytes() + 4096)
-        cudnnconv.conv(x, w, padding=2, out=y, benchmark=False, engine="graph")
+        cudnnconv.conv(x, w, padding=2, out=y, benchmark=False, allow_tf32=False, engine="graph")
+        c = cudnnconv.last_call()["choices"][0]
     finally:
-        pool.set_limit(size=old)
-    c = cudnnconv.last_call()["choices"][0]
-    assert c["workspace"] <= 4096
-    _check(y, expect, "float32", True)
+        cupy.cuda.set_allocator(cupy.get_default_memory_pool().malloc)
+    assert c["workspace"] <= 4096, c
+    _check(y, expect, "float32")
+    y.fill(float("nan"))
+    cudnnconv.conv(x, w, padding=2, out=y, allow_tf32=False, engine="graph")      # the cached plan, default pool
+    _check(y, expect, "float32")
+    cudnnconv.clear_cache()
 
 
 def test_threads_match_serial():
