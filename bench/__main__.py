@@ -120,7 +120,8 @@ def main(argv=None):
     layout = params.CHANNELS_LAST if args.layout == "nhwc" else params.NCHW
     allow_tf32 = args.tf32 == "on"
     env = report.environment()
-    peak = timing.measure_peak_fp16()
+    peak, peak_sustained = timing.measure_peak_fp16()
+    env["peak_sustained_tflops"] = peak_sustained
     run = runner.Runner(dtype, layout, engines, args.compare, repeat=args.repeat, budget_s=args.budget,
                         allow_tf32=allow_tf32)
     notes += run.notes
