@@ -54,6 +54,8 @@ def clear_cache():
     """Forget every cached algorithm choice and reset the statistics."""
     for c in _engines.caches():
         c.clear()
+    if _engines.AUTO is not None:
+        _engines.AUTO.clear()   # and auto's per-problem graph->legacy fallbacks
 
 
 def cache_info():

@@ -85,9 +85,10 @@ def _bias_shape(k, ndim):
 
 
 def _add_bias(y, b):
-    """y += b over the channel dim, computed in fp32 for 16-bit data."""
+    """y += b over the channel dim, in one kernel (CuPy computes float16
+    arithmetic in float32 and rounds once); bfloat16 goes through float32."""
     bb = b.reshape(_bias_shape(b.shape[0], y.ndim))
-    if y.dtype.itemsize == 2:
+    if y.dtype.name == "bfloat16":
         y[...] = (y.astype(numpy.float32) + bb.astype(numpy.float32)).astype(y.dtype)
     else:
         y += bb
@@ -125,31 +126,141 @@ def _kw(geom, opts, **extra):
 
 
 # ---------------------------------------------------------------------------
-# forward
+# Call plans: what a validated call signature resolves to
 # ---------------------------------------------------------------------------
+#
+# The first call with a given signature (the shapes, strides, dtypes and
+# devices of its CuPy arrays and of ``out``, its scalar parameters and its
+# resolved flags) runs every check and records the outcome in a _Plan.  A
+# repeat call skips validation, layout choice and split planning: it only
+# hashes the signature, checks that ``out`` does not overlap an input (with
+# spans precomputed from the strides) and runs.  Calls with arrays that are
+# not CuPy arrays, or with unhashable parameters (lists), take the full path.
 
-class _ConvPlan:
-    """What a validated conv() call signature resolved to, kept so that a
-    repeat call with the same shapes, strides, dtypes, devices, parameters
-    and flags skips validation, layout choice and split planning."""
-    __slots__ = ("geom", "y_shape", "layout", "pack_x", "pack_w", "chunks", "repro", "device")
+class _Plan:
+    __slots__ = ("fn", "device", "layout", "geom", "shape", "pack", "chunks", "repro", "out_direct",
+                 "spans", "out_span", "names", "pad", "extra")
 
 
-_MEMO_MAX = 1024
-_conv_memo = {}
+_MEMO_MAX = 2048
+_memo = {}
 
 
-def _conv_signature(x, w, b, stride, padding, dilation, groups, opts):
-    """A hashable signature of a conv() call on CuPy arrays, or None when an
-    argument is unhashable (then the call takes the full path)."""
-    sig = (x.shape, x.strides, x.dtype, x.data.device_id, w.shape, w.strides, w.dtype, w.data.device_id,
-           None if b is None else (b.shape, b.dtype, b.data.device_id), stride, padding, dilation, groups, opts)
+def _signature(fn, arrays, out, scalars, opts):
+    import cupy
+    nd = cupy.ndarray
+    metas = []
+    for a in arrays:
+        if a is None:
+            metas.append(None)
+        elif type(a) is nd:
+            metas.append((a.shape, a.strides, a.dtype, a.data.device_id))
+        else:
+            return None
+    if out is None:
+        om = None
+    elif type(out) is nd:
+        om = (out.shape, out.strides, out.dtype, out.data.device_id)
+    else:
+        return None
+    sig = (fn, tuple(metas), om, scalars, opts)
     try:
         hash(sig)
     except TypeError:
         return None
     return sig
 
+
+def _remember(sig, plan):
+    if sig is not None:
+        if len(_memo) >= _MEMO_MAX:
+            _memo.clear()
+        _memo[sig] = plan
+
+
+def _rel_span(a):
+    if a is None or a.size == 0:
+        return None
+    lo, hi = params._span(a)
+    return (lo - a.data.ptr, hi - a.data.ptr)
+
+
+def _new_plan(fn, names, arrays, out, device, layout, geom, shape, pack, chunks, repro, may_alias=()):
+    plan = _Plan()
+    plan.fn, plan.device, plan.layout, plan.geom, plan.shape = fn, device, layout, geom, shape
+    plan.pack, plan.chunks, plan.repro, plan.names = pack, chunks, repro, names
+    plan.out_direct = out is not None and params.has_layout(out, layout)
+    plan.out_span = None if out is None else _rel_span(out)
+    plan.spans = tuple(None if n in may_alias else _rel_span(a) for n, a in zip(names, arrays))
+    plan.pad = any(geom.same_extra)
+    plan.extra = None
+    return plan
+
+
+def _check_overlap(plan, arrays, out):
+    """The fast path's overlap check: out against each input, by address."""
+    if out is None or plan.out_span is None:
+        return
+    op = out.data.ptr
+    olo, ohi = op + plan.out_span[0], op + plan.out_span[1]
+    for a, span, name in zip(arrays, plan.spans, plan.names):
+        if span is not None:
+            p = a.data.ptr
+            if p + span[0] < ohi and olo < p + span[1]:
+                raise ValueError("out overlaps %s: the result would overwrite its own input" % name)
+
+
+class _NullContext:
+    __slots__ = ()
+
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+_NULL = _NullContext()
+
+
+def _on_device(device):
+    """Make ``device`` current for the call (a no-op when it already is)."""
+    import cupy
+    if cupy.cuda.runtime.getDevice() == device:
+        return _NULL
+    return cupy.cuda.Device(device)
+
+
+def _packed(plan, i, a):
+    return params.to_layout(a, plan.layout) if plan.pack[i] else a
+
+
+def _output(plan, out, dtype):
+    return out if plan.out_direct else params.empty_in_layout(plan.shape, dtype, plan.layout)
+
+
+def _run_chunks(eng, op, plan, x, w, y, opts, z=None, bias=None, alpha=1.0):
+    """Run ``op`` over the plan's batch chunks (x, y and z are split, w not)."""
+    chunks = plan.chunks
+    if len(chunks) == 1:
+        return [eng.run(op, x, w, y, plan.geom, opts, plan.layout, plan.device, plan.repro,
+                        z=z, bias=bias, alpha=alpha)]
+    return [eng.run(op, x[s:s + n], w, y[s:s + n], plan.geom, opts, plan.layout, plan.device, plan.repro,
+                    z=None if z is None else z[s:s + n], bias=bias, alpha=alpha)
+            for s, n in chunks]
+
+
+def _lookup(fn, arrays, out, scalars, opts):
+    sig = _signature(fn, arrays, out, scalars, opts)
+    plan = _memo.get(sig) if sig is not None else None
+    if plan is not None:
+        _check_overlap(plan, arrays, out)
+    return sig, plan
+
+
+# ---------------------------------------------------------------------------
+# forward
+# ---------------------------------------------------------------------------
 
 def conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, out=None,
          benchmark=None, deterministic=None, allow_tf32=None, workspace_limit=None, engine=None):
@@ -162,62 +273,42 @@ def conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     ``cudnnconv.flags()`` defaults.  Returns a CuPy array on the input's
     device, channels-last when the input or the weight is.
     """
-    import cupy
     opts = _options(benchmark, deterministic, allow_tf32, workspace_limit, engine)
     eng = _engines.select(opts)
-    plan = sig = None
-    if out is None and type(input) is cupy.ndarray and type(weight) is cupy.ndarray \
-            and (bias is None or type(bias) is cupy.ndarray):
-        sig = _conv_signature(input, weight, bias, stride, padding, dilation, groups, opts)
-        if sig is not None:
-            plan = _conv_memo.get(sig)
+    arrays = (input, weight, bias)
+    sig, plan = _lookup("conv", arrays, out, (stride, padding, dilation, groups), opts)
     if plan is None:
-        plan, x, w, b, out = _conv_validate(input, weight, bias, stride, padding, dilation, groups, out, opts)
-        if sig is not None:
-            if len(_conv_memo) >= _MEMO_MAX:
-                _conv_memo.clear()
-            _conv_memo[sig] = plan
-    else:
-        x, w, b = input, weight, bias
-    with cupy.cuda.Device(plan.device):
-        layout = plan.layout
-        xs = params.to_layout(x, layout) if plan.pack_x else x
-        ws = params.to_layout(w, layout) if plan.pack_w else w
-        geom = plan.geom
+        a = _inspect(input=input, weight=weight, bias=bias)
+        geom, y_shape = params.conv_geometry(a["input"].shape, a["weight"].shape, stride, padding, dilation,
+                                             groups)
+        params.check_bias(a["bias"], y_shape[1])
+        arr, out, device = _prepare(a, out, y_shape)
+        arrays = x, w, b = arr["input"], arr["weight"], arr["bias"]
+        layout = params.suggest_layout(x, w)
+        in_numel = x.size
         if any(geom.same_extra):
-            xs = _pad_end(xs, geom.same_extra, layout)
-        y = _result(out, plan.y_shape, x.dtype, layout)
+            in_numel = x.shape[0] * x.shape[1] * int(numpy.prod([s + e for s, e in zip(x.shape[2:],
+                                                                                        geom.same_extra)]))
+        size = int(numpy.prod(y_shape))
+        chunks = _chunks(y_shape[0], in_numel, size, split.FORWARD_MAX_WORKSIZE) if size else []
+        repro = ("conv", _positional(("input", x.shape), ("weight", w.shape), ("bias", b)), x.dtype, layout,
+                 _kw(geom, opts))
+        plan = _new_plan("conv", ("input", "weight", "bias"), arrays, out, device, layout, geom, y_shape,
+                         (not params.has_layout(x, layout), not params.has_layout(w, layout)), chunks, repro)
+        _remember(sig, plan)
+    x, w, b = arrays
+    with _on_device(plan.device):
+        xs, ws = _packed(plan, 0, x), _packed(plan, 1, w)
+        if plan.pad:
+            xs = _pad_end(xs, plan.geom.same_extra, plan.layout)
+        y = _output(plan, out, x.dtype)
         choices = []
-        if y.size:
-            for s, n in plan.chunks:
-                choices.append(eng.run("forward", xs[s:s + n], ws, y[s:s + n], geom, opts, layout, plan.device,
-                                       plan.repro))
+        if plan.chunks:
+            choices = _run_chunks(eng, "forward", plan, xs, ws, y, opts)
             if b is not None:
                 _add_bias(y, b)
         _record("conv", eng.ENGINE, "direct", choices)
         return _finish(y, out)
-
-
-def _conv_validate(input, weight, bias, stride, padding, dilation, groups, out, opts):
-    """The full argument check of conv(); returns (plan, x, w, b, out)."""
-    a = _inspect(input=input, weight=weight, bias=bias)
-    geom, y_shape = params.conv_geometry(a["input"].shape, a["weight"].shape, stride, padding, dilation, groups)
-    params.check_bias(a["bias"], y_shape[1])
-    arr, out, device = _prepare(a, out, y_shape)
-    x, w, b = arr["input"], arr["weight"], arr["bias"]
-    plan = _ConvPlan()
-    plan.geom, plan.y_shape, plan.device = geom, y_shape, device
-    plan.layout = layout = params.suggest_layout(x, w)
-    plan.pack_x = not params.has_layout(x, layout)
-    plan.pack_w = not params.has_layout(w, layout)
-    in_numel = x.size
-    if any(geom.same_extra):
-        in_numel = x.shape[0] * x.shape[1] * int(numpy.prod([s + e for s, e in zip(x.shape[2:], geom.same_extra)]))
-    size = int(numpy.prod(y_shape))
-    plan.chunks = _chunks(y_shape[0], in_numel, size, split.FORWARD_MAX_WORKSIZE) if size else []
-    plan.repro = ("conv", _positional(("input", x.shape), ("weight", w.shape), ("bias", b)), x.dtype, layout,
-                  _kw(geom, opts))
-    return plan, x, w, b, out
 
 
 # ---------------------------------------------------------------------------
@@ -229,29 +320,40 @@ def conv_backward_input(input_shape, weight, grad_output, stride=1, padding=0, d
                         engine=None):
     """Gradient of ``conv`` with respect to its input (like
     torch.nn.grad.conv2d_input): returns an array of ``input_shape``."""
-    a = _inspect(weight=weight, grad_output=grad_output)
     opts = _options(benchmark, deterministic, allow_tf32, workspace_limit, engine)
-    geom = params.backward_input_geometry(input_shape, a["weight"].shape, a["grad_output"].shape,
-                                          stride, padding, dilation, groups)
-    x_shape = tuple(int(s) for s in input_shape)
     eng = _engines.select(opts)
-    arr, out, device = _prepare(a, out, x_shape)
-    w, gy = arr["weight"], arr["grad_output"]
-    import cupy
-    with cupy.cuda.Device(device):
+    arrays = (weight, grad_output)
+    try:
+        scalars = (tuple(input_shape), stride, padding, dilation, groups)
+    except TypeError:
+        scalars = None
+    sig, plan = _lookup("conv_backward_input", arrays, out, scalars, opts) if scalars else (None, None)
+    if plan is None:
+        a = _inspect(weight=weight, grad_output=grad_output)
+        geom = params.backward_input_geometry(input_shape, a["weight"].shape, a["grad_output"].shape,
+                                              stride, padding, dilation, groups)
+        x_shape = tuple(int(s) for s in input_shape)
+        arr, out, device = _prepare(a, out, x_shape)
+        arrays = w, gy = arr["weight"], arr["grad_output"]
         layout = params.suggest_layout(gy, w)
-        ws, gys = params.to_layout(w, layout), params.to_layout(gy, layout)
-        gx = _result(out, x_shape, w.dtype, layout)
+        size = int(numpy.prod(x_shape))
+        chunks = (_chunks(x_shape[0], size, gy.size, split.BACKWARD_INPUT_MAX_WORKSIZE)
+                  if size and gy.size else [])
+        repro = ("conv_backward_input", [("input_shape", x_shape), ("weight", w.shape),
+                                         ("grad_output", gy.shape)], w.dtype, layout, _kw(geom, opts))
+        plan = _new_plan("conv_backward_input", ("weight", "grad_output"), arrays, out, device, layout, geom,
+                         x_shape, (not params.has_layout(w, layout), not params.has_layout(gy, layout)),
+                         chunks, repro)
+        _remember(sig, plan)
+    w, gy = arrays
+    with _on_device(plan.device):
+        ws, gys = _packed(plan, 0, w), _packed(plan, 1, gy)
+        gx = _output(plan, out, w.dtype)
         choices = []
-        if gx.size:
-            if gys.size == 0:
-                gx.fill(0)
-            else:
-                repro = ("conv_backward_input", [("input_shape", x_shape), ("weight", w.shape),
-                                                 ("grad_output", gy.shape)], w.dtype, layout, _kw(geom, opts))
-                for s, n in _chunks(x_shape[0], gx.size, gys.size, split.BACKWARD_INPUT_MAX_WORKSIZE):
-                    choices.append(eng.run("backward_data", gx[s:s + n], ws, gys[s:s + n], geom, opts, layout,
-                                           device, repro))
+        if plan.chunks:
+            choices = _run_chunks(eng, "backward_data", plan, gx, ws, gys, opts)
+        elif gx.size:
+            gx.fill(0)          # an empty grad_output contributes nothing
         _record("conv_backward_input", eng.ENGINE, "direct", choices)
         return _finish(gx, out)
 
@@ -266,36 +368,48 @@ def conv_backward_weight(input, weight_shape, grad_output, stride=1, padding=0, 
     float32 for float16/bfloat16 (in the dtype itself otherwise), then
     written into the result.
     """
-    a = _inspect(input=input, grad_output=grad_output)
     opts = _options(benchmark, deterministic, allow_tf32, workspace_limit, engine)
-    geom = params.backward_weight_geometry(a["input"].shape, weight_shape, a["grad_output"].shape,
-                                           stride, padding, dilation, groups)
-    w_shape = tuple(int(s) for s in weight_shape)
     eng = _engines.select(opts)
-    arr, out, device = _prepare(a, out, w_shape)
-    x, gy = arr["input"], arr["grad_output"]
-    import cupy
-    with cupy.cuda.Device(device):
+    arrays = (input, grad_output)
+    try:
+        scalars = (tuple(weight_shape), stride, padding, dilation, groups)
+    except TypeError:
+        scalars = None
+    sig, plan = _lookup("conv_backward_weight", arrays, out, scalars, opts) if scalars else (None, None)
+    if plan is None:
+        a = _inspect(input=input, grad_output=grad_output)
+        geom = params.backward_weight_geometry(a["input"].shape, weight_shape, a["grad_output"].shape,
+                                               stride, padding, dilation, groups)
+        w_shape = tuple(int(s) for s in weight_shape)
+        arr, out, device = _prepare(a, out, w_shape)
+        arrays = x, gy = arr["input"], arr["grad_output"]
         layout = params.suggest_layout(x, gy)
-        xs, gys = params.to_layout(x, layout), params.to_layout(gy, layout)
-        gw = _result(out, w_shape, x.dtype, layout)
+        chunks = (_chunks(x.shape[0], x.size, gy.size, split.BACKWARD_WEIGHT_MAX_WORKSIZE)
+                  if x.shape[0] else [])
+        repro = ("conv_backward_weight", [("input", x.shape), ("weight_shape", w_shape),
+                                          ("grad_output", gy.shape)], x.dtype, layout, _kw(geom, opts))
+        plan = _new_plan("conv_backward_weight", ("input", "grad_output"), arrays, out, device, layout, geom,
+                         w_shape, (not params.has_layout(x, layout), not params.has_layout(gy, layout)),
+                         chunks, repro)
+        _remember(sig, plan)
+    x, gy = arrays
+    with _on_device(plan.device):
+        xs, gys = _packed(plan, 0, x), _packed(plan, 1, gy)
+        gw = _output(plan, out, x.dtype)
         choices = []
-        if x.shape[0] == 0:
-            gw.fill(0)
+        if not plan.chunks:
+            gw.fill(0)          # an empty batch contributes nothing
+        elif len(plan.chunks) == 1:
+            choices = _run_chunks(eng, "backward_filter", plan, xs, gw, gys, opts)
         else:
-            repro = ("conv_backward_weight", [("input", x.shape), ("weight_shape", w_shape),
-                                              ("grad_output", gy.shape)], x.dtype, layout, _kw(geom, opts))
-            chunks = _chunks(x.shape[0], xs.size, gys.size, split.BACKWARD_WEIGHT_MAX_WORKSIZE)
-            if len(chunks) == 1:
-                choices.append(eng.run("backward_filter", xs, gw, gys, geom, opts, layout, device, repro))
-            else:
-                acc = cupy.zeros(w_shape, dtype=split.accumulation_dtype(x.dtype))
-                part = params.empty_in_layout(w_shape, x.dtype, layout)
-                for s, n in chunks:
-                    choices.append(eng.run("backward_filter", xs[s:s + n], part, gys[s:s + n], geom, opts,
-                                           layout, device, repro))
-                    acc += part.astype(acc.dtype) if part.dtype != acc.dtype else part
-                gw[...] = acc.astype(x.dtype) if acc.dtype != x.dtype else acc
+            import cupy
+            acc = cupy.zeros(plan.shape, dtype=split.accumulation_dtype(x.dtype))
+            part = params.empty_in_layout(plan.shape, x.dtype, plan.layout)
+            for s, n in plan.chunks:
+                choices.append(eng.run("backward_filter", xs[s:s + n], part, gys[s:s + n], plan.geom, opts,
+                                       plan.layout, plan.device, plan.repro))
+                acc += part.astype(acc.dtype) if part.dtype != acc.dtype else part
+            gw[...] = acc.astype(x.dtype) if acc.dtype != x.dtype else acc
         _record("conv_backward_weight", eng.ENGINE, "direct", choices)
         return _finish(gw, out)
 
@@ -313,28 +427,35 @@ def conv_transpose(input, weight, bias=None, stride=1, padding=0, output_padding
     It is the backward-input computation of the forward convolution whose
     output is ``input``: the roles are swapped, as the seed notes.
     """
-    a = _inspect(input=input, weight=weight, bias=bias)
     opts = _options(benchmark, deterministic, allow_tf32, workspace_limit, engine)
-    geom, y_shape = params.transpose_geometry(a["input"].shape, a["weight"].shape, stride, padding,
-                                              output_padding, groups, dilation)
-    params.check_bias(a["bias"], y_shape[1])
     eng = _engines.select(opts)
-    arr, out, device = _prepare(a, out, y_shape)
-    x, w, b = arr["input"], arr["weight"], arr["bias"]
-    import cupy
-    with cupy.cuda.Device(device):
+    arrays = (input, weight, bias)
+    sig, plan = _lookup("conv_transpose", arrays, out, (stride, padding, output_padding, groups, dilation), opts)
+    if plan is None:
+        a = _inspect(input=input, weight=weight, bias=bias)
+        geom, y_shape = params.transpose_geometry(a["input"].shape, a["weight"].shape, stride, padding,
+                                                  output_padding, groups, dilation)
+        params.check_bias(a["bias"], y_shape[1])
+        arr, out, device = _prepare(a, out, y_shape)
+        arrays = x, w, b = arr["input"], arr["weight"], arr["bias"]
         layout = params.suggest_layout(x, w)
-        xs, ws = params.to_layout(x, layout), params.to_layout(w, layout)
-        y = _result(out, y_shape, x.dtype, layout)
+        size = int(numpy.prod(y_shape))
+        chunks = _chunks(y_shape[0], size, x.size, split.BACKWARD_INPUT_MAX_WORKSIZE) if size else []
+        opad = params.spatial_tuple(output_padding, geom.nsp, "output_padding", 0)
+        repro = ("conv_transpose", _positional(("input", x.shape), ("weight", w.shape), ("bias", b)),
+                 x.dtype, layout, _kw(geom, opts, output_padding=opad))
+        plan = _new_plan("conv_transpose", ("input", "weight", "bias"), arrays, out, device, layout, geom,
+                         y_shape, (not params.has_layout(x, layout), not params.has_layout(w, layout)),
+                         chunks, repro)
+        _remember(sig, plan)
+    x, w, b = arrays
+    with _on_device(plan.device):
+        xs, ws = _packed(plan, 0, x), _packed(plan, 1, w)
+        y = _output(plan, out, x.dtype)
         choices = []
-        if y.size:
-            repro = ("conv_transpose", _positional(("input", x.shape), ("weight", w.shape), ("bias", b)),
-                     x.dtype, layout,
-                     _kw(geom, opts, output_padding=tuple(int(v) for v in params.spatial_tuple(
-                             output_padding, geom.nsp, "output_padding", 0))))
-            for s, n in _chunks(y_shape[0], y.size, xs.size, split.BACKWARD_INPUT_MAX_WORKSIZE):
-                choices.append(eng.run("backward_data", y[s:s + n], ws, xs[s:s + n], geom, opts, layout, device,
-                                       repro))
+        if plan.chunks:
+            # forward roles: the transposed output is the convolution's input
+            choices = _run_chunks(eng, "backward_data", plan, y, ws, xs, opts)
             if b is not None:
                 _add_bias(y, b)
         _record("conv_transpose", eng.ENGINE, "direct", choices)
@@ -364,39 +485,55 @@ def conv_bias_add_relu(input, weight, z, alpha, bias, stride=1, padding=0, dilat
         raise ValueError("fusion must be one of %s, got %r" % (FUSION_MODES, fusion))
     if z is None:
         raise TypeError("z must be an array of the output's shape (use conv() with bias for no residual)")
-    a = _inspect(input=input, weight=weight, z=z, bias=bias)
     try:
         alpha = float(alpha)
     except (TypeError, ValueError):
         raise TypeError("alpha must be a real number, got %r" % (alpha,)) from None
     opts = _options(benchmark, deterministic, allow_tf32, workspace_limit, engine)
-    geom, y_shape = params.conv_geometry(a["input"].shape, a["weight"].shape, stride, padding, dilation, groups)
-    if tuple(a["z"].shape) != y_shape:
-        raise ValueError("z must have the output's shape %s, got %s" % (y_shape, tuple(a["z"].shape)))
-    params.check_bias(a["bias"], y_shape[1])
     eng = _engines.select(opts)
-    arr, out, device = _prepare(a, out, y_shape, may_alias=("z",))
-    x, w, zz, b = arr["input"], arr["weight"], arr["z"], arr["bias"]
-    import cupy
-    with cupy.cuda.Device(device):
+    arrays = (input, weight, z, bias)
+    sig, plan = _lookup("conv_bias_add_relu", arrays, out, (stride, padding, dilation, groups, alpha, fusion),
+                        opts)
+    if plan is None:
+        a = _inspect(input=input, weight=weight, z=z, bias=bias)
+        geom, y_shape = params.conv_geometry(a["input"].shape, a["weight"].shape, stride, padding, dilation,
+                                             groups)
+        if tuple(a["z"].shape) != y_shape:
+            raise ValueError("z must have the output's shape %s, got %s" % (y_shape, tuple(a["z"].shape)))
+        params.check_bias(a["bias"], y_shape[1])
+        arr, out, device = _prepare(a, out, y_shape, may_alias=("z",))
+        arrays = x, w, zz, b = arr["input"], arr["weight"], arr["z"], arr["bias"]
         layout = params.suggest_layout(x, w)
-        xs, ws = params.to_layout(x, layout), params.to_layout(w, layout)
+        size = int(numpy.prod(y_shape))
+        in_numel = x.size
         if any(geom.same_extra):
-            xs = _pad_end(xs, geom.same_extra, layout)
-        zs = params.to_layout(zz, layout)
-        bs = cupy.zeros((y_shape[1],), dtype=x.dtype) if b is None else cupy.ascontiguousarray(b)
-        # out may alias z (an in-place residual): then compute into a fresh array.
-        y = _result(None if (out is not None and params.overlaps(out, zz)) else out, y_shape, x.dtype, layout)
+            in_numel = x.shape[0] * x.shape[1] * int(numpy.prod([s + e for s, e in zip(x.shape[2:],
+                                                                                        geom.same_extra)]))
+        chunks = _chunks(y_shape[0], in_numel, size, split.FORWARD_MAX_WORKSIZE) if size else []
         repro = ("conv_bias_add_relu", [("input", x.shape), ("weight", w.shape), ("z", y_shape),
                                         ("alpha", alpha), ("bias", None if b is None else tuple(b.shape))],
                  x.dtype, layout, _kw(geom, opts, fusion=fusion))
-        chunks = _chunks(y_shape[0], xs.size, y.size, split.FORWARD_MAX_WORKSIZE) if y.size else []
+        plan = _new_plan("conv_bias_add_relu", ("input", "weight", "z", "bias"), arrays, out, device, layout,
+                         geom, y_shape, (not params.has_layout(x, layout), not params.has_layout(w, layout),
+                                         not params.has_layout(zz, layout)), chunks, repro, may_alias=("z",))
+        # out may alias z (an in-place residual): then compute into a fresh array.
+        if out is not None and params.overlaps(out, zz):
+            plan.out_direct = False
+        _remember(sig, plan)
+    x, w, zz, b = arrays
+    import cupy
+    with _on_device(plan.device):
+        xs, ws, zs = _packed(plan, 0, x), _packed(plan, 1, w), _packed(plan, 2, zz)
+        if plan.pad:
+            xs = _pad_end(xs, plan.geom.same_extra, plan.layout)
+        bs = cupy.zeros((plan.shape[1],), dtype=x.dtype) if b is None else cupy.ascontiguousarray(b)
+        y = _output(plan, out, x.dtype)
+        if plan.out_direct and params.overlaps(out, zz):     # an in-place residual this time
+            y = params.empty_in_layout(plan.shape, x.dtype, plan.layout)
         path, choices = "fused", []
-        if fusion != "composed" and y.size:
+        if fusion != "composed" and plan.chunks:
             try:
-                for s, n in chunks:
-                    choices.append(eng.run("fused", xs[s:s + n], ws, y[s:s + n], geom, opts, layout, device,
-                                           repro, z=zs[s:s + n], bias=bs, alpha=alpha))
+                choices = _run_chunks(eng, "fused", plan, xs, ws, y, opts, z=zs, bias=bs, alpha=alpha)
             except CuDNNError as e:
                 if fusion == "fused":
                     raise
@@ -405,9 +542,8 @@ def conv_bias_add_relu(input, weight, z, alpha, bias, stride=1, padding=0, dilat
                 path, choices = "composed", []
         else:
             path = "composed"
-        if path == "composed" and y.size:
-            for s, n in chunks:
-                choices.append(eng.run("forward", xs[s:s + n], ws, y[s:s + n], geom, opts, layout, device, repro))
+        if path == "composed" and plan.chunks:
+            choices = _run_chunks(eng, "forward", plan, xs, ws, y, opts)
             _compose_bias_add_relu(y, zs, alpha, bs)
         from cudnnconv import _log
         _log.debug("conv_bias_add_relu ran the %s path on the %s engine", path, eng.ENGINE)

@@ -87,16 +87,21 @@ def inspect_array(obj, name):
         cai = obj.__cuda_array_interface__
     except Exception:        # absent, or a property that refuses (torch bf16)
         cai = None
+    has_dlpack = hasattr(obj, "__dlpack__") and hasattr(obj, "__dlpack_device__")
     if isinstance(cai, dict):
         try:
             shape = tuple(int(s) for s in cai["shape"])
             dtype = numpy.dtype(cai["typestr"])
         except Exception as e:
             raise TypeError("%s has an invalid __cuda_array_interface__: %s" % (name, e)) from None
-        return ArrayArg(name, obj, shape, dtype)
-    if hasattr(obj, "__dlpack__") and hasattr(obj, "__dlpack_device__"):
+        # The array interface has no bfloat16: PyTorch reports it as raw
+        # 2-byte void ('<V2').  DLPack names it, so take that route then.
+        if dtype.kind != "V" or not has_dlpack:
+            return ArrayArg(name, obj, shape, dtype)
+    if has_dlpack:
         if int(obj.__dlpack_device__()[0]) in (2, 13):       # kDLCUDA, kDLCUDAManaged
-            a = ArrayArg(name, obj, None, None).materialize()
+            import cupy
+            a = cupy.from_dlpack(obj)
             return ArrayArg(name, a, tuple(a.shape), a.dtype)
         raise _host_type_error(name, obj)
     raise TypeError("%s must be a CUDA array (cupy.ndarray or an object with __cuda_array_interface__), "
