@@ -439,14 +439,17 @@ def conv_transpose(input, weight, bias=None, stride=1, padding=0, output_padding
         arr, out, device = _prepare(a, out, y_shape)
         arrays = x, w, b = arr["input"], arr["weight"], arr["bias"]
         layout = params.suggest_layout(x, w)
-        size = int(numpy.prod(y_shape))
-        chunks = _chunks(y_shape[0], size, x.size, split.BACKWARD_INPUT_MAX_WORKSIZE) if size else []
         opad = params.spatial_tuple(output_padding, geom.nsp, "output_padding", 0)
+        crop = _transpose_crop(x.shape, w.shape, geom, opad)
+        size = int(numpy.prod(crop[1] if crop else y_shape))
+        chunks = (_chunks(y_shape[0], size, x.size, split.BACKWARD_INPUT_MAX_WORKSIZE)
+                  if int(numpy.prod(y_shape)) else [])
         repro = ("conv_transpose", _positional(("input", x.shape), ("weight", w.shape), ("bias", b)),
                  x.dtype, layout, _kw(geom, opts, output_padding=opad))
-        plan = _new_plan("conv_transpose", ("input", "weight", "bias"), arrays, out, device, layout, geom,
-                         y_shape, (not params.has_layout(x, layout), not params.has_layout(w, layout)),
-                         chunks, repro)
+        plan = _new_plan("conv_transpose", ("input", "weight", "bias"), arrays, out, device, layout,
+                         crop[0] if crop else geom, y_shape,
+                         (not params.has_layout(x, layout), not params.has_layout(w, layout)), chunks, repro)
+        plan.extra = crop
         _remember(sig, plan)
     x, w, b = arrays
     with _on_device(plan.device):
@@ -455,11 +458,41 @@ def conv_transpose(input, weight, bias=None, stride=1, padding=0, output_padding
         choices = []
         if plan.chunks:
             # forward roles: the transposed output is the convolution's input
-            choices = _run_chunks(eng, "backward_data", plan, y, ws, xs, opts)
+            if plan.extra is None:
+                choices = _run_chunks(eng, "backward_data", plan, y, ws, xs, opts)
+            else:
+                full = params.empty_in_layout(plan.extra[1], x.dtype, plan.layout)
+                choices = _run_chunks(eng, "backward_data", plan, full, ws, xs, opts)
+                _crop_into(y, full, plan.extra[2])
             if b is not None:
                 _add_bias(y, b)
         _record("conv_transpose", eng.ENGINE, "direct", choices)
         return _finish(y, out)
+
+
+def _transpose_crop(x_shape, w_shape, geom, opad):
+    """None, or (geometry, full_shape, padding) when some output_padding is
+    >= its stride (allowed while it is < the dilation).  Then the output is
+    not a size whose forward convolution gives back the input, which cuDNN's
+    legacy backward-data refuses.  We compute instead the unpadded transposed
+    convolution (padding 0, no output padding: always consistent) and crop
+    it: output[i] = full[i + padding], zero where nothing reaches."""
+    if all(o < s for o, s in zip(opad, geom.stride)):
+        return None
+    full_sp = tuple((i - 1) * s + d * (k - 1) + 1
+                    for i, s, d, k in zip(x_shape[2:], geom.stride, geom.dilation, w_shape[2:]))
+    full_shape = (x_shape[0], w_shape[1] * geom.groups) + full_sp
+    return geom._replace(padding=(0,) * geom.nsp), full_shape, geom.padding
+
+
+def _crop_into(y, full, padding):
+    y.fill(0)
+    dst, src = [slice(None), slice(None)], [slice(None), slice(None)]
+    for o, f, p in zip(y.shape[2:], full.shape[2:], padding):
+        n = max(0, min(o, f - p))
+        dst.append(slice(0, n))
+        src.append(slice(p, p + n))
+    y[tuple(dst)] = full[tuple(src)]
 
 
 # ---------------------------------------------------------------------------

@@ -20,29 +20,12 @@ def _t(v, n):
     return tuple(v) if isinstance(v, tuple) else (v,) * n
 
 
-def _opad_reaches_stride(c):
-    n = len(c.x) - 2
-    return any(o >= s for o, s in zip(_t(c.output_padding, n), _t(c.stride, n)))
-
-
-# Known library bug (found on the H100, cuDNN 9.19): output_padding >= stride
-# (allowed when it is below the dilation) makes the forward convolution of the
-# transposed output floor(output_padding/stride) elements longer than the
-# input, and cuDNN's legacy backward-data refuses the mismatched grad_output
-# (CUDNN_STATUS_BAD_PARAM: is_valid_spatial_dim).  The fix belongs in
-# api.conv_transpose: zero-pad the input at the end by that many elements
-# (those grad_output positions contribute nothing), as _pad_end does for 'same'.
-LEGACY_OPAD_BUG = ("legacy conv_transpose with output_padding >= stride: cuDNN BAD_PARAM "
-                   "(grad_output one short of the forward size; api must zero-pad the input's end)")
-
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("dtype,bench", DTYPE_BENCH, ids=DTYPE_BENCH_IDS)
 @pytest.mark.parametrize("case", TRANSPOSE, ids=ids(TRANSPOSE))
 @pytest.mark.parametrize("engine", ENGINES)
 def test_transpose_matches_definition(engine, case, dtype, layout, bench, request):
-    if engine == "legacy" and _opad_reaches_stride(case):
-        request.applymarker(pytest.mark.xfail(strict=True, raises=cudnnconv.CuDNNError, reason=LEGACY_OPAD_BUG))
     x = ref.random(case.x, dtype, layout)
     w = ref.random(case.w, dtype, layout)
     b = ref.random((case.w[1] * case.groups,), dtype)
