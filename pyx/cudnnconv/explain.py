@@ -190,12 +190,17 @@ def _name(choice):
 
 
 def _notes(choice):
-    notes = getattr(choice, "notes", None)
-    if notes is None:
-        return ""
-    if isinstance(notes, (list, tuple, set, frozenset)):
-        return ",".join(str(n) for n in notes)
-    return str(notes)
+    """The numerical notes, then the behavior notes (graph engine), as one string."""
+    parts = []
+    for attr in ("notes", "behavior"):
+        notes = getattr(choice, attr, None)
+        if notes is None:
+            continue
+        if isinstance(notes, (list, tuple, set, frozenset)):
+            parts.extend(str(n) for n in notes)
+        elif notes:
+            parts.append(str(notes))
+    return ",".join(parts)
 
 
 def _row(choice, samples=(), excluded=False, reason=""):

@@ -39,7 +39,7 @@ import collections
 import threading
 import weakref
 
-from cudnnconv import _log, params, search, workspace
+from cudnnconv import _log, explain, options, params, ranking, search, tuning, workspace
 from cudnnconv.cache import CacheInfo
 from cudnnconv.core.status import CuDNNError, CuDNNOutOfMemoryError
 
@@ -56,7 +56,6 @@ cdef enum:
     UID_T2 = 103
     MAX_TENSORS = 5
     NOTE_CAP = 64            # above every *_TYPE_COUNT of cuDNN 9.x
-    BENCH_REPS = 5
 
 NUMERICAL_NOTES = {0: "TENSOR_CORE", 1: "DOWN_CONVERT_INPUTS", 2: "REDUCED_PRECISION_REDUCTION", 3: "FFT",
                    4: "NONDETERMINISTIC", 5: "WINOGRAD", 6: "WINOGRAD_TILE_4x4", 7: "WINOGRAD_TILE_6x6",
@@ -66,6 +65,14 @@ BEHAVIOR_NOTES = {0: "RUNTIME_COMPILATION", 1: "REQUIRES_FILTER_INT8x32_REORDER"
                   4: "CUBLASLT_DEPENDENCY"}
 
 _NOT_SUPPORTED = 3000
+
+# Benchmark mode (settable: ``cudnnconv.engines.graph.BENCH_REPS = 9``):
+# each plan runs BENCH_WARMUP times untimed, then BENCH_REPS timed runs; its
+# time is their median, and the plans are ordered by cudnnconv.ranking
+# (near-ties within BENCH_MARGIN go to the smaller workspace, then the tag).
+BENCH_REPS = 5
+BENCH_WARMUP = 1
+BENCH_MARGIN = ranking.DEFAULT_MARGIN
 
 
 # ---------------------------------------------------------------------------
@@ -113,11 +120,13 @@ cdef class GraphArgs:
     cdef Handle handle_obj
     cdef readonly BackendDescriptor graph
     cdef readonly list rejected
+    cdef readonly list excluded      # (ExcludedConfig or GraphChoice, reason) for explain()
     cdef object keep
     cdef object repro
 
     def __cinit__(self):
         self.rejected = []
+        self.excluded = []
         self.n = 3
         self.handle = NULL
         for i in range(MAX_TENSORS):
@@ -222,6 +231,8 @@ cdef class GraphChoice:
     cdef readonly str how
     cdef readonly double time_ms
     cdef readonly bint benchmarked
+    cdef readonly tuple samples     # the timed runs (ms) of a benchmarked plan
+    cdef public object plan_json    # the plan's JSON once read (choice_to_record), or None
     cdef BackendDescriptor plan
     cdef int64_t ws_size
     cdef int n
@@ -356,20 +367,45 @@ def make_tag(idx, knobs):
     return "eng%d" % idx + "".join("_k%d=%d" % kv for kv in knobs)
 
 
-def keep_config(notes, int dtype, opts, workspace_size):
-    """Whether the flags allow a config with these notes (PyTorch's
-    filterEngineConfigs): never DOWN_CONVERT_INPUTS; deterministic -> no
-    NONDETERMINISTIC; fp32 without TF32 -> no TENSOR_CORE; within the
-    workspace limit."""
+def exclude_reason(notes, int dtype, opts, workspace_size):
+    """Why the flags drop a config with these notes (PyTorch's
+    filterEngineConfigs), or None when they keep it: never
+    DOWN_CONVERT_INPUTS; deterministic -> no NONDETERMINISTIC; fp32 without
+    TF32 -> no TENSOR_CORE; within the workspace limit."""
     if "DOWN_CONVERT_INPUTS" in notes:
-        return False
+        return "DOWN_CONVERT_INPUTS is never used"
     if opts.deterministic and "NONDETERMINISTIC" in notes:
-        return False
+        return "deterministic=True drops NONDETERMINISTIC"
     if dtype == <int>CUDNN_DATA_FLOAT and not opts.allow_tf32 and "TENSOR_CORE" in notes:
-        return False
+        return "allow_tf32=False drops TENSOR_CORE on float32"
     if opts.workspace_limit is not None and workspace_size > opts.workspace_limit:
-        return False
-    return True
+        return "workspace %d > workspace_limit %d" % (workspace_size, opts.workspace_limit)
+    return None
+
+
+def keep_config(notes, int dtype, opts, workspace_size):
+    """Whether the flags allow a config with these notes (see exclude_reason)."""
+    return exclude_reason(notes, dtype, opts, workspace_size) is None
+
+
+class ExcludedConfig:
+    """An engine config the search did not time (for explain()): its tag,
+    notes and workspace as the config states them."""
+    __slots__ = ("tag", "engine_index", "knobs", "notes", "behavior", "workspace")
+
+    def __init__(self, tag, engine_index, knobs, notes, behavior, workspace):
+        self.tag, self.engine_index, self.knobs = tag, engine_index, knobs
+        self.notes, self.behavior, self.workspace = notes, behavior, workspace
+
+    @property
+    def deterministic(self):
+        return "NONDETERMINISTIC" not in self.notes
+
+    def describe(self):
+        return "%s ws=%d (excluded)" % (self.tag, self.workspace)
+
+    def __repr__(self):
+        return "ExcludedConfig(%s)" % self.describe()
 
 
 cdef GraphChoice _make_choice(GraphArgs a, BackendDescriptor cfg, str how, opts, set seen):
@@ -386,7 +422,9 @@ cdef GraphChoice _make_choice(GraphArgs a, BackendDescriptor cfg, str how, opts,
     if tag in seen:
         return None
     seen.add(tag)
-    if not keep_config(notes, a.dtype, opts, cfg_ws):
+    reason = exclude_reason(notes, a.dtype, opts, cfg_ws)
+    if reason is not None:
+        a.excluded.append((ExcludedConfig(tag, idx, knobs, notes, behavior, cfg_ws), reason))
         return None
     try:
         plan = create(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR)
@@ -396,9 +434,13 @@ cdef GraphChoice _make_choice(GraphArgs a, BackendDescriptor cfg, str how, opts,
         ws = plan.get_int64(CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE)
     except CuDNNError as e:
         a.rejected.append((tag, e.name))
+        a.excluded.append((ExcludedConfig(tag, idx, knobs, notes, behavior, cfg_ws),
+                           "failed to finalize: %s" % e.name))
         _log.debug("graph: %s: plan %s refused at finalize (%s)", a.op, tag, e.name)
         return None
     if opts.workspace_limit is not None and ws > opts.workspace_limit:
+        a.excluded.append((ExcludedConfig(tag, idx, knobs, notes, behavior, ws),
+                           "plan workspace %d > workspace_limit %d" % (ws, opts.workspace_limit)))
         return None
     plan.keep(a.handle_obj)        # the plan dies before its handle
     plan.text = tag
@@ -414,6 +456,8 @@ cdef GraphChoice _make_choice(GraphArgs a, BackendDescriptor cfg, str how, opts,
     c.how = how
     c.time_ms = -1.0
     c.benchmarked = False
+    c.samples = ()
+    c.plan_json = None
     c.plan = plan
     c.n = a.n
     c.uids[0] = UID_X
@@ -446,14 +490,24 @@ cdef double _median(list v):
 
 def _benchmark(GraphArgs a, opts):
     """Every plan of A + FALLBACK within the workspace budget, timed with CUDA
-    events (one warm-up, then the median of BENCH_REPS runs), fastest first."""
+    events (BENCH_WARMUP untimed runs, then the median of BENCH_REPS runs),
+    in cudnnconv.ranking's noise-robust order (fastest first; near-ties
+    within BENCH_MARGIN to the smaller workspace, then the tag)."""
     import cupy
     cdef GraphChoice c
     cdef void* wsp
+    cdef int reps = max(1, int(BENCH_REPS))
+    cdef int warm = max(0, int(BENCH_WARMUP))
     plans = list(_heuristic_choices(a, opts))
     budget = workspace.search_budget(opts.workspace_limit)
+    for c in plans:
+        if c.ws_size > budget:
+            a.excluded.append((c, "workspace %d > the search budget %d" % (c.ws_size, budget)))
     plans = [c for c in plans if c.ws_size <= budget]
     mem, nbytes = workspace.allocate_for_search([c.ws_size for c in plans], budget)
+    for c in plans:
+        if c.ws_size > nbytes:
+            a.excluded.append((c, "workspace %d > the %d bytes the search could allocate" % (c.ws_size, nbytes)))
     plans = [c for c in plans if c.ws_size <= nbytes]
     wsp = <void*><size_t>workspace.pointer(mem)
     stream = cupy.cuda.get_current_stream()
@@ -462,9 +516,10 @@ def _benchmark(GraphArgs a, opts):
     try:
         for c in plans:
             try:
-                c.run(a.handle, a.ptrs, wsp)
+                for _ in range(warm):
+                    c.run(a.handle, a.ptrs, wsp)
                 times = []
-                for _ in range(BENCH_REPS):
+                for _ in range(reps):
                     start.record(stream)
                     c.run(a.handle, a.ptrs, wsp)
                     end.record(stream)
@@ -472,7 +527,10 @@ def _benchmark(GraphArgs a, opts):
                     times.append(cupy.cuda.get_elapsed_time(start, end))
             except (CuDNNError, MemoryError) as e:
                 a.rejected.append((c.tag, getattr(e, "name", type(e).__name__)))
+                a.excluded.append((c, "failed to run: %s" % getattr(e, "name", type(e).__name__)))
+                c.last_vp = None
                 continue
+            c.samples = tuple(times)
             c.time_ms = _median(times)
             c.benchmarked = True
             c.how = "benchmark"
@@ -480,7 +538,7 @@ def _benchmark(GraphArgs a, opts):
             timed.append(c)
     finally:
         mem = None                    # the search workspace goes back to the pool now
-    timed.sort(key=lambda ch: ch.time_ms)
+    timed = ranking.rank(timed, BENCH_MARGIN)
     _log.debug("graph: %s: benchmarked %d plans: %s", a.op, len(timed),
                ", ".join("%s %.4f ms" % (ch.tag, ch.time_ms) for ch in timed[:8]))
     return timed
@@ -493,14 +551,23 @@ cdef class GraphDirection:
     def __init__(self, op):
         self.op = op
 
-    def candidates(self, GraphArgs a, opts):
+    def candidates(self, GraphArgs a, opts, excluded=None):
+        """Ranked choices.  ``excluded``, a list, receives (config, reason)
+        for every config the search dropped (flags, workspace, failed to
+        finalize or to run); the candidates are then a list, not lazy."""
         try:
             a.ensure_graph()
         except CuDNNError as e:
             raise e.add_context(self.context(a, None))
         if opts.benchmark:
-            return _benchmark(a, opts)
-        return _heuristic_choices(a, opts)
+            out = _benchmark(a, opts)
+        else:
+            out = _heuristic_choices(a, opts)
+            if excluded is not None:
+                out = list(out)
+        if excluded is not None:
+            excluded.extend(a.excluded)
+        return out
 
     def default(self, GraphArgs a, opts):
         """deterministic without benchmark: the first deterministic config
@@ -754,7 +821,9 @@ def run(str op, x, w, y, geom, opts, str layout, int device, repro=None, z=None,
         cache = CACHE._local.cache
     except AttributeError:
         cache = CACHE.local()
-    hit = cache.fast_get(key, opts.benchmark)
+    # explain() and last_choice() must see the search: no fast path for them.
+    cdef bint explaining = _explain_active()
+    hit = None if explaining else cache.fast_get(key, opts.benchmark)
     if hit is not None:
         c = <GraphChoice>hit
         try:
@@ -772,7 +841,14 @@ def run(str op, x, w, y, geom, opts, str layout, int device, repro=None, z=None,
         a.keep = (x, w, y, z, bias)
     if opts.deterministic and not opts.benchmark:
         cache.count_miss()       # try_all does not consult the cache then
+        prior = None
+    else:
+        prior = cache.peek(key)
+        if not explaining and not _usable(prior, opts.benchmark):
+            prior = _from_tuning_file(key, cache, opts.benchmark)
     choice = search.try_all(DIRECTIONS[op], a, cache, key, opts)
+    if choice is not prior and type(choice) is GraphChoice and not explaining:
+        tuning.record_choice(key, choice)      # CUDNNCONV_TUNING_CACHE: merged into the file now
     if type(choice) is GraphChoice:
         c = <GraphChoice>choice
         if c.ws_size > 0 and c.ws_mem is None:
@@ -783,6 +859,294 @@ def run(str op, x, w, y, geom, opts, str layout, int device, repro=None, z=None,
             except MemoryError:
                 pass
     return choice
+
+
+cdef object _explain_active = explain.active
+
+
+cdef bint _usable(value, bint benchmark):
+    return type(value) is GraphChoice and (not benchmark or (<GraphChoice>value).benchmarked)
+
+
+cdef object _from_tuning_file(key, PlanCache cache, bint benchmark):
+    """On a miss: the tuning file's record for ``key`` (tuning.stored_record,
+    which also loads CUDNNCONV_TUNING_CACHE at first use), decoded in this
+    thread and put in this thread's cache.  Returns what the cache holds
+    now; a record that does not decode is a miss (the search runs)."""
+    try:
+        rec = tuning.stored_record(key)
+    except Exception as e:
+        _log.debug("graph: tuning cache lookup failed (%s: %s)", type(e).__name__, e)
+        return cache.peek(key)
+    now = cache.peek(key)                 # the first lookup may have loaded the file into this cache
+    if rec is None or _usable(now, benchmark):
+        return now
+    try:
+        c = choice_from_record(rec, key)
+    except Exception as e:
+        _log.debug("graph: stored plan for %s did not load (%s: %s); searching", key.op, type(e).__name__, e)
+        return now
+    if c is None or not _usable(c, benchmark):
+        return now
+    cache.put(key, c)
+    return c
+
+
+# ---------------------------------------------------------------------------
+# The tuning-file codec (cudnnconv.tuning): a plan as a record and back
+# ---------------------------------------------------------------------------
+
+# cuDNN statuses that mean "this serialised plan is not for this process"
+# (GRAPH_API.md section 6): a miss, never a crash.
+PLAN_MISMATCH_STATUSES = (1002, 1003, 3007)
+_RECORD_FIELDS = frozenset(("plan_json", "tag", "engine_index", "knobs", "workspace", "numerical_notes",
+                            "behavior_notes", "how", "time_ms", "benchmarked", "digest"))
+_MAX_KNOBS = NOTE_CAP
+
+
+cdef str _plan_json(BackendDescriptor plan):
+    """The plan's JSON (CUDNN_ATTR_EXECUTION_PLAN_JSON_REPRESENTATION)."""
+    cdef int64_t n = 0
+    cdef int64_t got = 0
+    cdef char* buf
+    check(cudnnBackendGetAttribute(plan.ptr, CUDNN_ATTR_EXECUTION_PLAN_JSON_REPRESENTATION, CUDNN_TYPE_CHAR,
+                                   0, &n, NULL))
+    if n <= 0 or n > tuning.MAX_PLAN_JSON + 1:
+        raise ValueError("plan JSON of %d bytes" % n)
+    buf = <char*>malloc(n + 1)
+    if buf == NULL:
+        raise MemoryError()
+    try:
+        check(cudnnBackendGetAttribute(plan.ptr, CUDNN_ATTR_EXECUTION_PLAN_JSON_REPRESENTATION, CUDNN_TYPE_CHAR,
+                                       n, &got, <void*>buf))
+        if got < 0 or got > n:
+            got = n
+        buf[got] = 0
+        text = (<bytes>buf[:got]).decode("utf-8")
+    finally:
+        free(buf)
+    return text.rstrip("\x00")
+
+
+cdef BackendDescriptor _plan_from_json(str text, cudnnHandle_t hp):
+    """A finalized plan from its JSON: create, SET the JSON, SET the handle
+    (cuDNN 9.19 segfaults without it), finalize."""
+    cdef bytes raw = text.encode("utf-8")
+    cdef const char* p = raw
+    cdef BackendDescriptor plan = create(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR)
+    check(cudnnBackendSetAttribute(plan.ptr, CUDNN_ATTR_EXECUTION_PLAN_JSON_REPRESENTATION, CUDNN_TYPE_CHAR,
+                                   len(raw), <const void*>p))
+    plan.set_handle(CUDNN_ATTR_EXECUTION_PLAN_HANDLE, hp)
+    plan.finalize()
+    return plan
+
+
+cdef BackendDescriptor _engine_config(BackendDescriptor graph, int64_t idx, knobs):
+    """An ENGINECFG for engine ``idx`` of ``graph`` with these knob choices."""
+    cdef cudnnBackendDescriptor_t karr[NOTE_CAP]
+    cdef BackendDescriptor kc
+    cdef int n = len(knobs)
+    eng = create(CUDNN_BACKEND_ENGINE_DESCRIPTOR)
+    eng.set_desc(CUDNN_ATTR_ENGINE_OPERATION_GRAPH, graph)
+    eng.set_int64(CUDNN_ATTR_ENGINE_GLOBAL_INDEX, idx)
+    eng.finalize()
+    cfg = create(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR)
+    cfg.set_desc(CUDNN_ATTR_ENGINECFG_ENGINE, eng)
+    if n > NOTE_CAP:
+        raise ValueError("too many knobs")
+    kcs = []
+    for i in range(n):
+        kt, kv = knobs[i]
+        kc = create(CUDNN_BACKEND_KNOB_CHOICE_DESCRIPTOR)
+        kc.set_enum(CUDNN_ATTR_KNOB_CHOICE_KNOB_TYPE, CUDNN_TYPE_KNOB_TYPE, int(kt))
+        kc.set_int64(CUDNN_ATTR_KNOB_CHOICE_KNOB_VALUE, int(kv))
+        kc.finalize()
+        kcs.append(kc)
+        karr[i] = kc.ptr
+        cfg.keep(kc)
+    if n:
+        check(cudnnBackendSetAttribute(cfg.ptr, CUDNN_ATTR_ENGINECFG_KNOB_CHOICES, CUDNN_TYPE_BACKEND_DESCRIPTOR,
+                                       n, <const void*>karr))
+    cfg.finalize()
+    return cfg
+
+
+def record_digest(key, plan_json, tag):
+    """A digest tying a record to its key: a plan (whose JSON holds its own
+    shapes) copied under another key is a miss, not a run on wrong shapes."""
+    import hashlib
+    text = tuning._canon(tuning.key_to_json(key)) + "|" + str(tag) + "|" + (plan_json or "")
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def check_record(record):
+    """Raise ValueError unless ``record`` has the graph record's fields and types (host only)."""
+    if not isinstance(record, dict) or not set(record) <= _RECORD_FIELDS:
+        raise ValueError("graph record fields must be among %s" % ", ".join(sorted(_RECORD_FIELDS)))
+    for f in ("tag", "engine_index", "knobs", "workspace"):
+        if f not in record:
+            raise ValueError("graph record lacks %s" % f)
+    tag = record["tag"]
+    idx = record["engine_index"]
+    if not isinstance(tag, str) or len(tag) > 4096:
+        raise ValueError("tag must be a string")
+    if isinstance(idx, bool) or not isinstance(idx, int) or not 0 <= idx < (1 << 31):
+        raise ValueError("engine_index must be a small non-negative int")
+    knobs = record["knobs"]
+    if not isinstance(knobs, list) or len(knobs) > _MAX_KNOBS:
+        raise ValueError("knobs must be a list of at most %d [type, value] pairs" % _MAX_KNOBS)
+    out = []
+    for kv in knobs:
+        if not isinstance(kv, list) or len(kv) != 2 or any(isinstance(v, bool) or not isinstance(v, int)
+                                                          for v in kv):
+            raise ValueError("a knob must be [type, value] ints")
+        if not 0 <= kv[0] < (1 << 31) or not -(1 << 62) <= kv[1] < (1 << 62):
+            raise ValueError("knob out of range")
+        out.append((kv[0], kv[1]))
+    if make_tag(idx, sorted(out)) != tag:
+        raise ValueError("tag %r does not match engine_index and knobs" % tag)
+    ws = record["workspace"]
+    if isinstance(ws, bool) or not isinstance(ws, int) or not 0 <= ws < tuning.WORKSPACE_CAP:
+        raise ValueError("workspace must be an int in [0, 1 TiB)")
+    for f in ("numerical_notes", "behavior_notes"):
+        v = record.get(f, [])
+        if not isinstance(v, list) or len(v) > NOTE_CAP or not all(isinstance(n, str) and len(n) < 64 for n in v):
+            raise ValueError("%s must be a list of short strings" % f)
+    pj = record.get("plan_json")
+    if pj is not None and not isinstance(pj, str):
+        raise ValueError("plan_json must be a string or null")
+    if not isinstance(record.get("benchmarked", False), bool):
+        raise ValueError("benchmarked must be a bool")
+    t = record.get("time_ms", -1.0)
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not -1.0 <= t <= 1e9:
+        raise ValueError("time_ms must be a number in [-1, 1e9]")
+    how = record.get("how", "heuristic")
+    if how not in ("heuristic", "fallback", "benchmark"):
+        raise ValueError("how must be heuristic, fallback or benchmark")
+    return tuple(sorted(out))
+
+
+def choice_to_record(choice, key=None):
+    """A GraphChoice as a tuning-file record (None for anything else): the
+    plan's JSON (null where it does not serialise), the tag, engine index and
+    knobs (to rebuild the config where the JSON cannot be loaded), the
+    workspace, the notes, how it was chosen and its time."""
+    cdef GraphChoice c
+    if type(choice) is not GraphChoice:
+        return None
+    c = <GraphChoice>choice
+    if c.plan_json is None:
+        try:
+            c.plan_json = _plan_json(c.plan)
+        except Exception as e:
+            _log.debug("graph: plan %s does not serialise (%s: %s)", c.tag, type(e).__name__, e)
+            c.plan_json = ""
+    pj = c.plan_json or None
+    rec = {"plan_json": pj, "tag": c.tag, "engine_index": int(c.engine_index),
+           "knobs": [[int(k), int(v)] for k, v in c.knobs], "workspace": int(c.ws_size),
+           "numerical_notes": list(c.notes), "behavior_notes": list(c.behavior), "how": c.how,
+           "time_ms": float(c.time_ms) if c.benchmarked else -1.0, "benchmarked": bool(c.benchmarked)}
+    if key is not None:
+        rec["digest"] = record_digest(key, pj, c.tag)
+    return rec
+
+
+def _key_opts(key):
+    return options.Options(True, bool(key.deterministic), bool(key.allow_tf32), key.workspace_limit, ENGINE)
+
+
+cdef GraphArgs _args_from_key(key, Handle h, cudnnHandle_t hp):
+    """The problem a key names, with no arrays (for rebuilding a config)."""
+    cdef GraphArgs a = GraphArgs.__new__(GraphArgs)
+    nsp = len(key.input_shape) - 2
+    geom, y_shape = params.conv_geometry(key.input_shape, key.weight_shape, key.stride, key.padding,
+                                         key.dilation, key.groups)
+    n = 5 if key.op == "fused" else 3
+    if len(key.extra) < n or (key.op == "fused" and len(key.extra) < 6):
+        raise ValueError("key.extra lacks the alignments")
+    alpha = float(key.extra[5]) if key.op == "fused" else 1.0
+    a.set_shapes(key.op, key.dtype, key.layout, key.input_shape, key.weight_shape, y_shape, geom, alpha)
+    for i in range(n):
+        al = key.extra[i]
+        if isinstance(al, bool) or not isinstance(al, int) or al not in (1, 2, 4, 8, 16):
+            raise ValueError("bad alignment in key.extra")
+        a.align[i] = al
+    a.handle = hp
+    a.handle_obj = h
+    return a
+
+
+def choice_from_record(record, key):
+    """The GraphChoice a record stands for, finalized in the calling thread
+    with its handle, or None (a miss).  The plan is loaded from its JSON; if
+    that fails (another cuDNN, schema or SM count: statuses 1002, 1003,
+    3007, or any other refusal) the config is rebuilt from the engine index
+    and knobs on the key's operation graph.  Raises ValueError for a record
+    that is malformed or was written for another key."""
+    cdef GraphChoice c
+    cdef BackendDescriptor plan = None
+    cdef Handle h
+    cdef cudnnHandle_t hp
+    cdef GraphArgs a
+    if key is None or getattr(key, "engine", None) != ENGINE:
+        return None
+    knobs = check_record(record)
+    pj = record.get("plan_json")
+    if "digest" in record and record["digest"] != record_digest(key, pj, record["tag"]):
+        raise ValueError("the record's digest does not match its key")
+    h = get_handle(int(key.device))
+    hp = h.bind(_current_stream_ptr())
+    opts = _key_opts(key)
+    how = record.get("how", "heuristic")
+    if pj:
+        try:
+            plan = _plan_from_json(pj, hp)
+        except CuDNNError as e:
+            _log.debug("graph: stored plan %s did not deserialise (%s%s); rebuilding its config", record["tag"],
+                       e.name, ", a version/arch mismatch" if e.status in PLAN_MISMATCH_STATUSES else "")
+            plan = None
+    if plan is None:
+        a = _args_from_key(key, h, hp)
+        a.ensure_graph()
+        cfg = _engine_config(a.graph, record["engine_index"], knobs)
+        c = _make_choice(a, cfg, how, opts, set())
+        if c is None or c.tag != record["tag"]:
+            return None
+    else:
+        ws = plan.get_int64(CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE)
+        if key.workspace_limit is not None and ws > key.workspace_limit:
+            return None
+        notes = tuple(record.get("numerical_notes", ()))
+        if exclude_reason(notes, key.dtype, opts, ws) is not None:
+            return None
+        plan.keep(h)
+        plan.text = record["tag"]
+        c = GraphChoice.__new__(GraphChoice)
+        c.op = key.op
+        c.engine_index = record["engine_index"]
+        c.knobs = knobs
+        c.tag = record["tag"]
+        c.ws_size = ws
+        c.workspace = ws
+        c.notes = notes
+        c.behavior = tuple(record.get("behavior_notes", ()))
+        c.plan = plan
+        c.plan_json = pj
+        c.n = 5 if key.op == "fused" else 3
+        c.uids[0] = UID_X
+        c.uids[1] = UID_W
+        c.uids[2] = UID_Y
+        c.uids[3] = UID_Z
+        c.uids[4] = UID_B
+        c.last_vp = None
+        c.ws_mem = None
+    c.how = how
+    c.benchmarked = bool(record.get("benchmarked", False))
+    c.time_ms = float(record.get("time_ms", -1.0)) if c.benchmarked else -1.0
+    c.samples = ()
+    if pj and c.plan_json is None:
+        c.plan_json = pj
+    return c
 
 
 cdef object _get_current_stream = None
