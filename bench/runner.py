@@ -114,6 +114,9 @@ def describe_choice(last):
             if c.get(key) is not None:
                 name = str(c[key])
                 break
+        knobs = c.get("knobs")
+        if knobs and isinstance(knobs, dict):      # graph engine: the config is the engine plus its knobs
+            name = "%s{%s}" % (name, ",".join("%s=%s" % kv for kv in sorted(knobs.items(), key=str)))
         math_type = c.get("math_type")
         if math_type and isinstance(math_type, str) and "TENSOR" in math_type:
             name = "%s+TC" % name

@@ -203,6 +203,9 @@ def test_describe_choice_reads_legacy_and_graph_shaped_choices():
     graph = {"engine": "graph", "path": "fused", "choices": [{"engine_tag": "eng0_k2=3", "workspace_bytes": 7},
                                                              {"engine_tag": "eng0_k2=3", "workspace_bytes": 9}]}
     assert runner.describe_choice(graph) == ("eng0_k2=3", 9, "fused")
+    knobs = {"engine": "graph", "path": "direct", "choices": [{"tag": "eng62", "knobs": {"SPLIT_K": 2, "TILE": 5},
+                                                                "workspace": 131}]}
+    assert runner.describe_choice(knobs) == ("eng62{SPLIT_K=2,TILE=5}", 131, "direct")
     assert runner.describe_choice(None) == (None, None, None)
 
 
