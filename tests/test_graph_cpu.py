@@ -17,7 +17,7 @@ import threading
 import pytest
 
 import cudnnconv
-from cudnnconv import _engines, options, params
+from cudnnconv import _engines, options, params, ranking
 from cudnnconv.core.status import CuDNNError, CuDNNOutOfMemoryError
 
 graph = _engines.graph
@@ -303,3 +303,67 @@ def test_auto_does_not_fall_back_on_oom_or_other_errors():
         with pytest.raises(type(err)):
             _auto_call(auto)
         assert second.calls == 0 and not auto.fallbacks()
+
+
+# ---------------------------------------------------------------------------
+# Exclusion reasons and the tuning-file record (host only)
+# ---------------------------------------------------------------------------
+
+@needs_graph
+def test_exclude_reason_names_the_flag():
+    assert graph.exclude_reason(("TENSOR_CORE",), 0, options.resolve(), 0) is None
+    assert "allow_tf32" in graph.exclude_reason(("TENSOR_CORE",), 0, options.resolve(allow_tf32=False), 0)
+    assert "deterministic" in graph.exclude_reason(("NONDETERMINISTIC",), 2,
+                                                   options.resolve(deterministic=True), 0)
+    assert "DOWN_CONVERT" in graph.exclude_reason(("DOWN_CONVERT_INPUTS",), 2, options.resolve(), 0)
+    assert "workspace_limit" in graph.exclude_reason((), 2, options.resolve(workspace_limit=100), 101)
+    ex = graph.ExcludedConfig("eng3_k2=1", 3, ((2, 1),), ("NONDETERMINISTIC",), ("RUNTIME_COMPILATION",), 64)
+    assert not ex.deterministic and "eng3" in ex.describe()
+
+
+def _record(**kw):
+    rec = {"plan_json": "{}", "tag": "eng62_k2=1_k3=0", "engine_index": 62, "knobs": [[3, 0], [2, 1]],
+           "workspace": 128, "numerical_notes": ["TENSOR_CORE"], "behavior_notes": [], "how": "benchmark",
+           "time_ms": 0.05, "benchmarked": True}
+    rec.update(kw)
+    return rec
+
+
+@needs_graph
+def test_graph_record_checks():
+    assert graph.check_record(_record()) == ((2, 1), (3, 0))
+    assert graph.check_record({"tag": "eng1", "engine_index": 1, "knobs": [], "workspace": 0}) == ()
+    bad = [_record(tag="eng61_k2=1_k3=0"),            # tag disagrees with index/knobs
+           _record(knobs=[[2, True]]), _record(knobs=[[2]]), _record(knobs="x"),
+           _record(engine_index=-1), _record(engine_index=True), _record(workspace=1 << 41),
+           _record(workspace=-1), _record(plan_json=5), _record(how="guess"), _record(time_ms=float("inf")),
+           _record(benchmarked=1), _record(numerical_notes=[1]), _record(extra=1), "record", None]
+    for r in bad:
+        with pytest.raises(ValueError):
+            graph.check_record(r)
+    r = _record()
+    del r["workspace"]
+    with pytest.raises(ValueError):
+        graph.check_record(r)
+
+
+@needs_graph
+def test_graph_record_digest_ties_plan_to_key():
+    k1 = params.ProblemKey("forward", "graph", 0, 0, (2, 8, 9, 9), (16, 8, 3, 3), "NCHW", (1, 1), (1, 1), (1, 1),
+                           1, False, True, None, (16, 16, 16))
+    k2 = k1._replace(input_shape=(2, 8, 10, 9))
+    d = graph.record_digest(k1, "{}", "eng0")
+    assert d == graph.record_digest(k1, "{}", "eng0")
+    assert d != graph.record_digest(k2, "{}", "eng0")
+    assert d != graph.record_digest(k1, "{ }", "eng0") and d != graph.record_digest(k1, "{}", "eng1")
+    # A record written for another key is refused before any cuDNN call.
+    with pytest.raises(ValueError, match="digest"):
+        graph.choice_from_record(_record(digest=graph.record_digest(k2, "{}", "eng62_k2=1_k3=0")), k1)
+    assert graph.choice_from_record(_record(), k1._replace(engine="legacy")) is None
+    assert graph.choice_to_record(object()) is None
+
+
+@needs_graph
+def test_graph_benchmark_settings_are_module_level():
+    assert graph.BENCH_REPS == 5 and graph.BENCH_WARMUP >= 1
+    assert graph.BENCH_MARGIN == ranking.DEFAULT_MARGIN

@@ -819,3 +819,50 @@ def test_dispatch_sends_other_threads_to_the_real_search(monkeypatch):
         assert out == ["real"]
     assert not explain_mod.active()
     assert search.try_all is original
+
+
+# ---------------------------------------------------------------------------
+# Graph entries of another environment, and forgetting loaded records
+# ---------------------------------------------------------------------------
+
+def _graph_doc(tmp_path, plan):
+    doc = _good(tmp_path)
+    return _graph_entry(doc, {"tag": "eng0", "engine_index": 0, "knobs": [], "workspace": 0,
+                              "plan_json": json.dumps(plan)})
+
+
+def test_graph_entry_of_another_environment_is_skipped_quietly_whatever_its_plan_says(tmp_path):
+    # A real file from another machine: environment block and plan JSON agree with each other, not with us.
+    doc = _graph_doc(tmp_path, {"multiProcessorCount": 114, "cudnnVersion": 91000})
+    other = dict(ENV, sm_count=114, cudnn_version=91000)
+    doc["environments"] = {"other": other, **doc["environments"]}
+    doc["entries"][0]["env"] = "other"
+    path = write(tmp_path, doc)
+    assert load_no_warning(path) == 1                  # the two legacy entries' other one loads
+    assert tuning.stored_record(tuning.key_from_json(doc["entries"][0]["key"])) is None
+
+
+def test_graph_plan_contradicting_this_environment_is_rejected_with_a_warning(tmp_path):
+    doc = _graph_doc(tmp_path, {"multiProcessorCount": 114})
+    with pytest.warns(RuntimeWarning, match="multiProcessorCount"):
+        tuning.load_tuning(write(tmp_path, doc))
+    assert tuning.stored_record(tuning.key_from_json(doc["entries"][0]["key"])) is None
+
+
+def test_graph_plan_matching_this_environment_is_stored(tmp_path):
+    doc = _graph_doc(tmp_path, {"multiProcessorCount": ENV["sm_count"], "cudnnVersion": ENV["cudnn_version"]})
+    tuning.load_tuning(write(tmp_path, doc))
+    k = tuning.key_from_json(doc["entries"][0]["key"])
+    assert tuning.stored_record(k)["tag"] == "eng0"
+    tuning.forget_records("legacy")
+    assert tuning.stored_record(k) is not None
+    tuning.forget_records("graph")
+    assert tuning.stored_record(k) is None
+
+
+def test_a_later_load_replaces_a_stored_record(tmp_path):
+    doc = _graph_doc(tmp_path, {"a": 1})
+    tuning.load_tuning(write(tmp_path, doc, "a.json"))
+    doc["entries"][0]["record"]["workspace"] = 64
+    tuning.load_tuning(write(tmp_path, doc, "b.json"))
+    assert tuning.stored_record(tuning.key_from_json(doc["entries"][0]["key"]))["workspace"] == 64

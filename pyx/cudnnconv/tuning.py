@@ -397,7 +397,10 @@ def check_graph_record(record, key, env):
     A ``plan_json`` must be a string of at most MAX_PLAN_JSON characters that
     parses as JSON, and any SM-count or cuDNN-version field inside it must
     equal the entry's environment (a plan JSON edited to another SM count is
-    rejected here, not left to cuDNN's NOT_SUPPORTED_ARCH_MISMATCH).
+    rejected here, not left to cuDNN's NOT_SUPPORTED_ARCH_MISMATCH).  With
+    ``env`` None only the structure is checked: load_tuning checks an entry
+    against its environment only once that environment is this process's
+    (an entry for another environment is skipped quietly, whatever it holds).
     """
     if not isinstance(record, dict) or len(record) > 64:
         raise _BadEntry("graph record must be a dict of at most 64 fields")
@@ -407,7 +410,7 @@ def check_graph_record(record, key, env):
             raise _BadEntry("workspace %d exceeds the key's workspace_limit %d" % (ws, key.workspace_limit))
     if "tag" in record:
         _str(record["tag"], "tag", 4096)
-    if "sm_count" in record and record["sm_count"] != env["sm_count"]:
+    if env is not None and "sm_count" in record and record["sm_count"] != env["sm_count"]:
         raise _BadEntry("record sm_count %s != environment %d" % (_short_repr(record["sm_count"]), env["sm_count"]))
     plan = record.get("plan_json")
     if plan is not None:
@@ -416,6 +419,8 @@ def check_graph_record(record, key, env):
             parsed = json.loads(plan, parse_constant=_no_constant)
         except (ValueError, RecursionError) as e:
             raise _BadEntry("plan_json is not valid JSON (%s)" % type(e).__name__)
+        if env is None:
+            return
         for k, v in _walk_json(parsed):
             kl = str(k).lower().replace("-", "_")
             if kl.replace("_", "") in (s.replace("_", "") for s in _SM_KEYS):
@@ -499,7 +504,7 @@ def _parse(data):
             if engine == "legacy":
                 check_legacy_record(record, key)
             else:
-                check_graph_record(record, key, env)
+                check_graph_record(record, key, None)
             out.entries.append((env, key, engine, record, ent))
         except _BadEntry as e:
             out.bad.append("entry %d: %s" % (i, e))
@@ -551,6 +556,15 @@ def stored_record(key):
     return None if ent is None else ent[1]
 
 
+def forget_records(engine=None):
+    """Drop the loaded records (of ``engine``, or all) from the store that
+    stored_record reads: after the engine's cache is cleared, its next call
+    searches (cudnnconv.clear_cache() clears the graph engine's records)."""
+    with _store_lock:
+        for k in [k for k, v in _store.items() if engine is None or v[0] == engine]:
+            del _store[k]
+
+
 def record_choice(key, choice):
     """Tell the tuning cache about a new choice (for caches without on_put
     observers, e.g. the graph engine's per-thread caches): with
@@ -600,10 +614,16 @@ def load_tuning(path, *, override=False):
                 _logger.debug("tuning cache: skipped %s %s entry for %s (measured with %s; here %s)",
                               engine, key.op, _key_text(key), _env_text(env), _env_text(here))
                 continue
+            if engine == "graph":
+                try:
+                    check_graph_record(record, key, env)
+                except _BadEntry as e:
+                    bad.append("%s: %s" % (_key_text(key), e))
+                    continue
             with _store_lock:
+                # The latest load wins here: the store holds records, not choices in use.
                 if len(_store) < MAX_ENTRIES or key in _store:
-                    if override or key not in _store:
-                        _store[key] = (engine, record)
+                    _store[key] = (engine, record)
             cod = codec(engine)
             cache = _engine_cache(engine)
             if cod is None or cache is None:

@@ -740,8 +740,11 @@ class GraphCaches:
             c.set_maxsize(maxsize)
 
     def clear(self):
+        """Empty every thread's cache, and forget the graph records loaded
+        from tuning files (they are decoded on a miss): the next call searches."""
         for c in self._all():
             c.clear()
+        tuning.forget_records(ENGINE)
 
     def items(self):
         return self.local().items()
@@ -1079,10 +1082,11 @@ cdef GraphArgs _args_from_key(key, Handle h, cudnnHandle_t hp):
 def choice_from_record(record, key):
     """The GraphChoice a record stands for, finalized in the calling thread
     with its handle, or None (a miss).  The plan is loaded from its JSON; if
-    that fails (another cuDNN, schema or SM count: statuses 1002, 1003,
-    3007, or any other refusal) the config is rebuilt from the engine index
-    and knobs on the key's operation graph.  Raises ValueError for a record
-    that is malformed or was written for another key."""
+    there is none, or cuDNN refuses it, the config is rebuilt from the engine index
+    and knobs on the key's operation graph (a plan refused as made for
+    another cuDNN, schema or SM count -- statuses 1002, 1003, 3007 -- is a
+    miss instead: its record contradicts its environment).  Raises
+    ValueError for a record that is malformed or was written for another key."""
     cdef GraphChoice c
     cdef BackendDescriptor plan = None
     cdef Handle h
@@ -1102,8 +1106,12 @@ def choice_from_record(record, key):
         try:
             plan = _plan_from_json(pj, hp)
         except CuDNNError as e:
-            _log.debug("graph: stored plan %s did not deserialise (%s%s); rebuilding its config", record["tag"],
-                       e.name, ", a version/arch mismatch" if e.status in PLAN_MISMATCH_STATUSES else "")
+            if e.status in PLAN_MISMATCH_STATUSES:
+                # Made for another cuDNN, schema or SM count, though its
+                # environment block says otherwise: the record is wrong; a miss.
+                _log.debug("graph: stored plan %s is for another cuDNN/GPU (%s); a miss", record["tag"], e.name)
+                return None
+            _log.debug("graph: stored plan %s did not deserialise (%s); rebuilding its config", record["tag"], e.name)
             plan = None
     if plan is None:
         a = _args_from_key(key, h, hp)
