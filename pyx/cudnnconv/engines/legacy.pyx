@@ -182,12 +182,14 @@ cdef class _Direction:
             p = perf[i]
             if excluded is not None:
                 reason = None
-                if p.status != CUDNN_STATUS_SUCCESS:
+                # Over the budget first: cudnnFind also marks an algorithm
+                # whose workspace it could not have with a failure status.
+                if limit is not None and p.memory > limit:
+                    reason = "workspace %d > workspace_limit %d" % (p.memory, limit)
+                elif p.status != CUDNN_STATUS_SUCCESS:
                     reason = "cuDNN status %d" % <int>p.status
                 elif opts.deterministic and p.determinism != CUDNN_DETERMINISTIC:
                     reason = "not deterministic (deterministic=True)"
-                elif limit is not None and p.memory > limit:
-                    reason = "workspace %d > workspace_limit %d" % (p.memory, limit)
                 elif fp32_strict and p.mathType != CUDNN_FMA_MATH:
                     reason = "not FMA math (float32 with allow_tf32=False)"
                 if reason is not None:
