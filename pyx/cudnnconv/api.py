@@ -104,6 +104,11 @@ def _pad_end(x, extra, layout):
     return xp
 
 
+def _padded_numel(x_shape, geom):
+    """Elements of the input the engine sees ('same' may pad its end)."""
+    return int(numpy.prod(x_shape[:2] + tuple(s + e for s, e in zip(x_shape[2:], geom.same_extra))))
+
+
 def _chunks(n, in_numel, out_numel, max_worksize):
     return split.plan_batch_split(n, in_numel, out_numel, max_worksize, build.INDEX_LIMIT)
 
@@ -285,10 +290,7 @@ def conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
         arr, out, device = _prepare(a, out, y_shape)
         arrays = x, w, b = arr["input"], arr["weight"], arr["bias"]
         layout = params.suggest_layout(x, w)
-        in_numel = x.size
-        if any(geom.same_extra):
-            in_numel = x.shape[0] * x.shape[1] * int(numpy.prod([s + e for s, e in zip(x.shape[2:],
-                                                                                        geom.same_extra)]))
+        in_numel = _padded_numel(x.shape, geom)
         size = int(numpy.prod(y_shape))
         chunks = _chunks(y_shape[0], in_numel, size, split.FORWARD_MAX_WORKSIZE) if size else []
         repro = ("conv", _positional(("input", x.shape), ("weight", w.shape), ("bias", b)), x.dtype, layout,
@@ -538,10 +540,7 @@ def conv_bias_add_relu(input, weight, z, alpha, bias, stride=1, padding=0, dilat
         arrays = x, w, zz, b = arr["input"], arr["weight"], arr["z"], arr["bias"]
         layout = params.suggest_layout(x, w)
         size = int(numpy.prod(y_shape))
-        in_numel = x.size
-        if any(geom.same_extra):
-            in_numel = x.shape[0] * x.shape[1] * int(numpy.prod([s + e for s, e in zip(x.shape[2:],
-                                                                                        geom.same_extra)]))
+        in_numel = _padded_numel(x.shape, geom)
         chunks = _chunks(y_shape[0], in_numel, size, split.FORWARD_MAX_WORKSIZE) if size else []
         repro = ("conv_bias_add_relu", [("input", x.shape), ("weight", w.shape), ("z", y_shape),
                                         ("alpha", alpha), ("bias", None if b is None else tuple(b.shape))],

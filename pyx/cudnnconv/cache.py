@@ -66,7 +66,7 @@ class AlgoCache:
                 self._data.popitem(last=False)
 
     def set_maxsize(self, maxsize):
-        if maxsize is not None and (not isinstance(maxsize, int) or maxsize < 0):
+        if maxsize is not None and (isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 0):
             raise ValueError("maxsize must be None or a non-negative int, got %r" % (maxsize,))
         with self._lock:
             self._maxsize = maxsize

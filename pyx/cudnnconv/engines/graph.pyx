@@ -40,7 +40,7 @@ import threading
 import weakref
 
 from cudnnconv import _log, explain, options, params, ranking, search, tuning, workspace
-from cudnnconv.cache import CacheInfo
+from cudnnconv.cache import AlgoCache, CacheInfo
 from cudnnconv.core.status import CuDNNError, CuDNNOutOfMemoryError
 
 ENGINE = "graph"
@@ -443,9 +443,14 @@ cdef GraphChoice _make_choice(GraphArgs a, BackendDescriptor cfg, str how, opts,
                            "plan workspace %d > workspace_limit %d" % (ws, opts.workspace_limit)))
         return None
     plan.keep(a.handle_obj)        # the plan dies before its handle
+    return _new_choice(a.op, idx, knobs, tag, ws, notes, behavior, plan, a.n, how)
+
+
+cdef GraphChoice _new_choice(str op, idx, knobs, str tag, ws, notes, behavior, plan, int n, how):
+    """A choice around a finalized plan: fresh, not benchmarked, no variant pack yet."""
     plan.text = tag
-    c = GraphChoice.__new__(GraphChoice)
-    c.op = a.op
+    cdef GraphChoice c = GraphChoice.__new__(GraphChoice)
+    c.op = op
     c.engine_index = idx
     c.knobs = knobs
     c.tag = tag
@@ -459,7 +464,7 @@ cdef GraphChoice _make_choice(GraphArgs a, BackendDescriptor cfg, str how, opts,
     c.samples = ()
     c.plan_json = None
     c.plan = plan
-    c.n = a.n
+    c.n = n
     c.uids[0] = UID_X
     c.uids[1] = UID_W
     c.uids[2] = UID_Y
@@ -608,35 +613,14 @@ DIRECTIONS = {op: GraphDirection(op) for op in ("forward", "fused", "backward_da
 # The per-thread plan cache
 # ---------------------------------------------------------------------------
 
-cdef class PlanCache:
-    """One thread's bounded LRU of plans (the AlgoCache protocol: get, peek,
-    put, clear, info, set_maxsize).  The lock only guards against
-    ``clear``/``set_maxsize``/``info`` called from other threads."""
-    cdef object _data
-    cdef object _lock
-    cdef object _maxsize
-    cdef readonly long long hits
-    cdef readonly long long misses
-    cdef readonly str name
-    cdef object __weakref__
+class PlanCache(AlgoCache):
+    """One thread's finalized plans: the shared LRU of cudnnconv.cache
+    (bounded, locked, observable, clearable) plus the hit path's lookup."""
 
     def __init__(self, name="graph", maxsize=1024):
-        self.name = name
-        self._maxsize = maxsize
-        self._data = collections.OrderedDict()
-        self._lock = threading.Lock()
+        AlgoCache.__init__(self, name, maxsize)
 
-    cpdef get(self, key):
-        with self._lock:
-            value = self._data.get(key)
-            if value is None:
-                self.misses += 1
-                return None
-            self._data.move_to_end(key)
-            self.hits += 1
-            return value
-
-    cpdef fast_get(self, key, bint benchmark):
+    def fast_get(self, key, bint benchmark):
         """A usable plan for ``key``, counting a hit; None (and nothing
         counted: the search's get counts) otherwise."""
         with self._lock:
@@ -647,47 +631,9 @@ cdef class PlanCache:
             self.hits += 1
             return value
 
-    cpdef count_miss(self):
+    def count_miss(self):
         with self._lock:
             self.misses += 1
-
-    cpdef peek(self, key):
-        with self._lock:
-            return self._data.get(key)
-
-    cpdef put(self, key, value):
-        with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            self._evict()
-
-    cdef _evict(self):
-        if self._maxsize is not None:
-            while len(self._data) > self._maxsize:
-                self._data.popitem(last=False)
-
-    def set_maxsize(self, maxsize):
-        _check_maxsize(maxsize)
-        with self._lock:
-            self._maxsize = maxsize
-            self._evict()
-
-    def clear(self):
-        with self._lock:
-            self._data.clear()
-            self.hits = 0
-            self.misses = 0
-
-    def items(self):
-        with self._lock:
-            return list(self._data.items())
-
-    def info(self):
-        with self._lock:
-            return CacheInfo(len(self._data), self._maxsize, self.hits, self.misses)
-
-    def __len__(self):
-        return len(self._data)
 
 
 def _check_maxsize(maxsize):
@@ -804,7 +750,7 @@ def run(str op, x, w, y, geom, opts, str layout, int device, repro=None, z=None,
     cdef int n = 3
     cdef GraphChoice c
     cdef GraphArgs a
-    cdef PlanCache cache
+    cdef object cache
     cdef int dtype = _dtype_code(x.dtype)
     ptrs[0] = <void*><size_t>x.data.ptr
     ptrs[1] = <void*><size_t>w.data.ptr
@@ -871,7 +817,7 @@ cdef bint _usable(value, bint benchmark):
     return type(value) is GraphChoice and (not benchmark or (<GraphChoice>value).benchmarked)
 
 
-cdef object _from_tuning_file(key, PlanCache cache, bint benchmark):
+cdef object _from_tuning_file(key, cache, bint benchmark):
     """On a miss: the tuning file's record for ``key`` (tuning.stored_record,
     which also loads CUDNNCONV_TUNING_CACHE at first use), decoded in this
     thread and put in this thread's cache.  Returns what the cache holds
@@ -1128,26 +1074,9 @@ def choice_from_record(record, key):
         if exclude_reason(notes, key.dtype, opts, ws) is not None:
             return None
         plan.keep(h)
-        plan.text = record["tag"]
-        c = GraphChoice.__new__(GraphChoice)
-        c.op = key.op
-        c.engine_index = record["engine_index"]
-        c.knobs = knobs
-        c.tag = record["tag"]
-        c.ws_size = ws
-        c.workspace = ws
-        c.notes = notes
-        c.behavior = tuple(record.get("behavior_notes", ()))
-        c.plan = plan
+        c = _new_choice(key.op, record["engine_index"], knobs, record["tag"], ws, notes,
+                        tuple(record.get("behavior_notes", ())), plan, 5 if key.op == "fused" else 3, how)
         c.plan_json = pj
-        c.n = 5 if key.op == "fused" else 3
-        c.uids[0] = UID_X
-        c.uids[1] = UID_W
-        c.uids[2] = UID_Y
-        c.uids[3] = UID_Z
-        c.uids[4] = UID_B
-        c.last_vp = None
-        c.ws_mem = None
     c.how = how
     c.benchmarked = bool(record.get("benchmarked", False))
     c.time_ms = float(record.get("time_ms", -1.0)) if c.benchmarked else -1.0
