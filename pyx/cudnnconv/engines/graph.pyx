@@ -446,7 +446,8 @@ cdef GraphChoice _make_choice(GraphArgs a, BackendDescriptor cfg, str how, opts,
     return _new_choice(a.op, idx, knobs, tag, ws, notes, behavior, plan, a.n, how)
 
 
-cdef GraphChoice _new_choice(str op, idx, knobs, str tag, ws, notes, behavior, plan, int n, how):
+cdef GraphChoice _new_choice(str op, idx, knobs, str tag, ws, notes, behavior, BackendDescriptor plan, int n,
+                             how):
     """A choice around a finalized plan: fresh, not benchmarked, no variant pack yet."""
     plan.text = tag
     cdef GraphChoice c = GraphChoice.__new__(GraphChoice)
