@@ -65,14 +65,6 @@ def _prepare(args, out, result_shape, may_alias=()):
     return arrays, out_arr, device
 
 
-def _result(out, shape, dtype, layout):
-    """The array the engine writes: ``out`` itself when it is packed in the
-    compute layout, else a fresh packed array (copied into ``out`` after)."""
-    if out is not None and params.has_layout(out, layout):
-        return out
-    return params.empty_in_layout(shape, dtype, layout)
-
-
 def _finish(y, out):
     if out is not None and y is not out:
         out[...] = y

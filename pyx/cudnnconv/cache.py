@@ -5,6 +5,12 @@ import threading
 CacheInfo = collections.namedtuple("CacheInfo", "size maxsize hits misses")
 
 
+def check_maxsize(maxsize):
+    """A cache bound is None (unbounded) or a non-negative int."""
+    if maxsize is not None and (isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 0):
+        raise ValueError("maxsize must be None or a non-negative int, got %r" % (maxsize,))
+
+
 class AlgoCache:
     """Maps a ProblemKey to the choice the search made for it.
 
@@ -66,8 +72,7 @@ class AlgoCache:
                 self._data.popitem(last=False)
 
     def set_maxsize(self, maxsize):
-        if maxsize is not None and (isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 0):
-            raise ValueError("maxsize must be None or a non-negative int, got %r" % (maxsize,))
+        check_maxsize(maxsize)
         with self._lock:
             self._maxsize = maxsize
             self._evict()

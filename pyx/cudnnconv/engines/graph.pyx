@@ -40,7 +40,7 @@ import threading
 import weakref
 
 from cudnnconv import _log, explain, options, params, ranking, search, tuning, workspace
-from cudnnconv.cache import AlgoCache, CacheInfo
+from cudnnconv.cache import AlgoCache, CacheInfo, check_maxsize
 from cudnnconv.core.status import CuDNNError, CuDNNOutOfMemoryError
 
 ENGINE = "graph"
@@ -411,7 +411,6 @@ class ExcludedConfig:
 cdef GraphChoice _make_choice(GraphArgs a, BackendDescriptor cfg, str how, opts, set seen):
     """A finalized plan for ``cfg``, or None when the flags drop it or cuDNN
     refuses to finalize it (recorded in ``a.rejected``)."""
-    cdef GraphChoice c
     cdef BackendDescriptor plan
     try:
         idx, knobs, notes, behavior, cfg_ws = _config_info(cfg)
@@ -637,11 +636,6 @@ class PlanCache(AlgoCache):
             self.misses += 1
 
 
-def _check_maxsize(maxsize):
-    if maxsize is not None and (isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 0):
-        raise ValueError("maxsize must be None or a non-negative int, got %r" % (maxsize,))
-
-
 class GraphCaches:
     """All threads' plan caches seen as one: ``info()`` sums sizes, hits and
     misses over the live threads; ``clear()`` and ``set_maxsize()`` act on
@@ -680,7 +674,7 @@ class GraphCaches:
         self.local().put(key, value)
 
     def set_maxsize(self, maxsize):
-        _check_maxsize(maxsize)
+        check_maxsize(maxsize)
         with self._lock:
             self._maxsize = maxsize
         for c in self._all():
