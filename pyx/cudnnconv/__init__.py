@@ -4,7 +4,8 @@ Public API::
 
     conv, conv_backward_input, conv_backward_weight, conv_transpose,
     conv_bias_add_relu, flags, version, build_info, clear_cache, cache_info,
-    last_call, CuDNNError, CuDNNOutOfMemoryError, CaptureError
+    last_call, save_tuning, load_tuning, explain, last_choice,
+    benchmark_settings, CuDNNError, CuDNNOutOfMemoryError, CaptureError
 
 The package imports on a machine without a GPU (cuDNN's host-side library
 loads without a driver); ``cuda_available()`` says whether calls can run.
@@ -23,6 +24,7 @@ from cudnnconv.api import (  # noqa: E402
     conv, conv_backward_input, conv_backward_weight, conv_transpose, conv_bias_add_relu, last_call)
 from cudnnconv.tuning import save_tuning, load_tuning  # noqa: E402
 from cudnnconv.explain import explain, last_choice  # noqa: E402
+from cudnnconv.gpu_timing import benchmark_settings  # noqa: E402
 from cudnnconv import tuning as _tuning  # noqa: E402
 
 _tuning._install_from_environment()      # CUDNNCONV_TUNING_CACHE=path: load at first use, add as found
@@ -76,5 +78,5 @@ __all__ = [
     "conv", "conv_backward_input", "conv_backward_weight", "conv_transpose", "conv_bias_add_relu",
     "flags", "version", "build_info", "clear_cache", "cache_info", "last_call", "cuda_available",
     "CuDNNError", "CuDNNOutOfMemoryError", "CaptureError", "EngineUnavailable",
-    "save_tuning", "load_tuning", "explain", "last_choice",
+    "save_tuning", "load_tuning", "explain", "last_choice", "benchmark_settings",
 ]

@@ -6,8 +6,9 @@ benchmark forced on), but where the engine would search it:
 * asks the engine's direction for its candidates (``candidates(args, opts,
   excluded=[...])``: the legacy engine reports each cudnnFind result that
   its filters drop, and why);
-* times every candidate itself with CUDA events: ``warmup`` runs, then
-  ``k`` timed runs; reports the median and spread (max - min);
+* times every candidate itself as the engines do (cudnnconv.gpu_timing:
+  ``warmup`` runs, then ``k`` spin-guarded CUDA-event samples); reports the
+  median and spread (max - min);
 * names the candidate the library would choose (the first in the engine's
   order that runs: what ``search.try_all`` caches) and the noise-robust
   choice over the measured medians (``cudnnconv.ranking``);
@@ -234,6 +235,14 @@ def active():
     return getattr(_state, "handler", None) is not None
 
 
+def intercept_search(handler):
+    """A context manager: while it is open, this thread's searches go to
+    ``handler(direction, args, cache, key, opts)`` instead of
+    ``search.try_all``, and engines skip their cached-call fast paths (see
+    ``active``).  explain(), last_choice() and cudnnconv.warmup use it."""
+    return _Intercept(handler)
+
+
 class _Intercept:
     def __init__(self, handler):
         self.handler = handler
@@ -301,23 +310,15 @@ def _pool_sample():
 
 
 def _time(direction, args, choice, k, warmup):
-    """k CUDA-event timings (ms) of ``choice``, after ``warmup`` untimed runs."""
-    import cupy
-    for _ in range(warmup):
-        search.run_choice(direction, args, choice)
-    samples = []
-    for _ in range(k):
-        start, end = cupy.cuda.Event(), cupy.cuda.Event()
+    """k GPU-time samples (ms) of ``choice`` after ``warmup`` untimed runs,
+    taken as the engines' benchmark takes them (cudnnconv.gpu_timing)."""
+    from cudnnconv import gpu_timing, workspace
+    mem = workspace.allocate(choice.workspace)
+    try:
+        ptr = workspace.pointer(mem)
+        return gpu_timing.time_samples(lambda: direction.execute(args, choice, ptr), k, warmup)
+    finally:
         mem = None
-        from cudnnconv import workspace
-        mem = workspace.allocate(choice.workspace)
-        start.record()
-        direction.execute(args, choice, workspace.pointer(mem))
-        end.record()
-        end.synchronize()
-        samples.append(cupy.cuda.get_elapsed_time(start, end))
-        mem = None
-    return samples
 
 
 def _candidates(direction, args, opts):
@@ -404,8 +405,8 @@ def _describe(choice):
 
 
 def explain(input, weight, grad_output=None, *, direction="forward", engine=None, bias=None, z=None,
-            alpha=1.0, stride=1, padding=0, dilation=1, groups=1, k=5, warmup=1, update_cache=False,
-            margin=ranking.DEFAULT_MARGIN, deterministic=None, allow_tf32=None, workspace_limit=None,
+            alpha=1.0, stride=1, padding=0, dilation=1, groups=1, k=None, warmup=None, update_cache=False,
+            margin=None, deterministic=None, allow_tf32=None, workspace_limit=None,
             benchmark=True):
     """Search the way a call with these arguments would, benchmark forced on, and report.
 
@@ -414,14 +415,19 @@ def explain(input, weight, grad_output=None, *, direction="forward", engine=None
     ``z`` defaults to zeros), 'backward_data' (``input`` may be a shape;
     ``grad_output`` defaults to random data) or 'backward_filter'
     (``weight`` may be a shape).  The flags are the calls' own.  Every
-    candidate is timed with CUDA events: ``warmup`` runs then ``k`` timed
-    runs.  The cache is left alone unless ``update_cache``.  Returns a Report.
+    candidate is timed as the engines' benchmark times it (cudnnconv.gpu_timing):
+    ``warmup`` runs then ``k`` spin-guarded CUDA-event samples; ``k``,
+    ``warmup`` and ``margin`` default to ``benchmark_settings()``.  The cache
+    is left alone unless ``update_cache``.  Returns a Report.
     """
     if direction not in DIRECTIONS:
         raise ValueError("direction must be one of %s, got %r" % (", ".join(DIRECTIONS), direction))
-    k = int(k)
+    from cudnnconv import gpu_timing
+    k = gpu_timing.REPEATS if k is None else int(k)
     if k < 1:
         raise ValueError("k must be at least 1, got %d" % k)
+    warmup = gpu_timing.WARMUP if warmup is None else warmup
+    margin = gpu_timing.MARGIN if margin is None else margin
     flags = dict(engine=engine, deterministic=deterministic, allow_tf32=allow_tf32,
                  workspace_limit=workspace_limit, benchmark=True)
     ex = _Explainer(k, int(warmup), bool(update_cache), margin)

@@ -341,13 +341,13 @@ def test_graph_plan_json_edited_to_another_sm_count_is_a_miss(tmp_path, clean, f
 
 @graph_only
 def test_graph_benchmark_uses_median_of_k_and_ranking(clean, monkeypatch):
-    from cudnnconv.engines import graph
-    monkeypatch.setattr(graph, "BENCH_REPS", 3)
+    from cudnnconv import gpu_timing
+    monkeypatch.setattr(gpu_timing, "REPEATS", 3)
     x, w = _problem()
     r = cudnnconv.explain(x, w, padding=1, engine="graph", k=3)
     assert r.chosen is not None
     assert any(c.notes for c in r.candidates)           # the engines' notes are shown
-    # The library's own benchmark: median of BENCH_REPS runs, chosen through ranking.
+    # The library's own benchmark: median of k (gpu_timing.REPEATS) runs, chosen through ranking.
     cudnnconv.conv(x, w, padding=1, benchmark=True, engine="graph")
     c = cudnnconv.last_choice(x, w, padding=1, engine="graph", benchmark=True)
     assert c.benchmarked and len(c.samples) == 3 and c.time_ms > 0

@@ -39,7 +39,7 @@ import collections
 import threading
 import weakref
 
-from cudnnconv import _log, explain, options, params, ranking, search, tuning, workspace
+from cudnnconv import _log, errata, explain, gpu_timing, options, params, ranking, search, tuning, workspace
 from cudnnconv.cache import AlgoCache, CacheInfo, check_maxsize
 from cudnnconv.core.status import CuDNNError, CuDNNOutOfMemoryError
 
@@ -66,13 +66,10 @@ BEHAVIOR_NOTES = {0: "RUNTIME_COMPILATION", 1: "REQUIRES_FILTER_INT8x32_REORDER"
 
 _NOT_SUPPORTED = 3000
 
-# Benchmark mode (settable: ``cudnnconv.engines.graph.BENCH_REPS = 9``):
-# each plan runs BENCH_WARMUP times untimed, then BENCH_REPS timed runs; its
-# time is their median, and the plans are ordered by cudnnconv.ranking
-# (near-ties within BENCH_MARGIN go to the smaller workspace, then the tag).
-BENCH_REPS = 5
-BENCH_WARMUP = 1
-BENCH_MARGIN = ranking.DEFAULT_MARGIN
+# Benchmark mode: each plan is timed by cudnnconv.gpu_timing (warm-up runs,
+# then the median of k spin-guarded CUDA-event samples; settable with
+# cudnnconv.benchmark_settings), and the plans are ordered by cudnnconv.ranking
+# (near-ties within the margin go to the smaller workspace, then the tag).
 
 
 # ---------------------------------------------------------------------------
@@ -422,6 +419,8 @@ cdef GraphChoice _make_choice(GraphArgs a, BackendDescriptor cfg, str how, opts,
         return None
     seen.add(tag)
     reason = exclude_reason(notes, a.dtype, opts, cfg_ws)
+    if reason is None:
+        reason = errata.graph_reason(a.op, idx, a.dtype, opts.allow_tf32)
     if reason is not None:
         a.excluded.append((ExcludedConfig(tag, idx, knobs, notes, behavior, cfg_ws), reason))
         return None
@@ -493,16 +492,24 @@ cdef double _median(list v):
     return v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])
 
 
+cdef class _PlanRun:
+    """One execute of a plan on the search's pointers (what gpu_timing times)."""
+    cdef GraphChoice c
+    cdef GraphArgs a
+    cdef void* ws
+
+    def __call__(self):
+        self.c.run(self.a.handle, self.a.ptrs, self.ws)
+
+
 def _benchmark(GraphArgs a, opts):
-    """Every plan of A + FALLBACK within the workspace budget, timed with CUDA
-    events (BENCH_WARMUP untimed runs, then the median of BENCH_REPS runs),
-    in cudnnconv.ranking's noise-robust order (fastest first; near-ties
-    within BENCH_MARGIN to the smaller workspace, then the tag)."""
+    """Every plan of A + FALLBACK within the workspace budget, timed by
+    cudnnconv.gpu_timing (warm-up runs, then the median of k spin-guarded
+    CUDA-event samples), in cudnnconv.ranking's noise-robust order (fastest
+    first; near-ties within the margin to the smaller workspace, then the tag)."""
     import cupy
     cdef GraphChoice c
-    cdef void* wsp
-    cdef int reps = max(1, int(BENCH_REPS))
-    cdef int warm = max(0, int(BENCH_WARMUP))
+    cdef _PlanRun runner
     plans = list(_heuristic_choices(a, opts))
     budget = workspace.search_budget(opts.workspace_limit)
     for c in plans:
@@ -514,22 +521,16 @@ def _benchmark(GraphArgs a, opts):
         if c.ws_size > nbytes:
             a.excluded.append((c, "workspace %d > the %d bytes the search could allocate" % (c.ws_size, nbytes)))
     plans = [c for c in plans if c.ws_size <= nbytes]
-    wsp = <void*><size_t>workspace.pointer(mem)
     stream = cupy.cuda.get_current_stream()
-    start, end = cupy.cuda.Event(), cupy.cuda.Event()
     timed = []
     try:
         for c in plans:
+            runner = _PlanRun.__new__(_PlanRun)
+            runner.c = c
+            runner.a = a
+            runner.ws = <void*><size_t>workspace.pointer(mem)
             try:
-                for _ in range(warm):
-                    c.run(a.handle, a.ptrs, wsp)
-                times = []
-                for _ in range(reps):
-                    start.record(stream)
-                    c.run(a.handle, a.ptrs, wsp)
-                    end.record(stream)
-                    end.synchronize()
-                    times.append(cupy.cuda.get_elapsed_time(start, end))
+                times = gpu_timing.time_samples(runner, stream=stream)
             except (CuDNNError, MemoryError) as e:
                 a.rejected.append((c.tag, getattr(e, "name", type(e).__name__)))
                 a.excluded.append((c, "failed to run: %s" % getattr(e, "name", type(e).__name__)))
@@ -542,8 +543,9 @@ def _benchmark(GraphArgs a, opts):
             c.last_vp = None          # it held the search workspace's pointer
             timed.append(c)
     finally:
+        runner = None
         mem = None                    # the search workspace goes back to the pool now
-    timed = ranking.rank(timed, BENCH_MARGIN)
+    timed = ranking.rank(timed, gpu_timing.MARGIN)
     _log.debug("graph: %s: benchmarked %d plans: %s", a.op, len(timed),
                ", ".join("%s %.4f ms" % (ch.tag, ch.time_ms) for ch in timed[:8]))
     return timed
@@ -1036,6 +1038,8 @@ def choice_from_record(record, key):
     if key is None or getattr(key, "engine", None) != ENGINE:
         return None
     knobs = check_record(record)
+    if errata.graph_reason(key.op, record["engine_index"], key.dtype, key.allow_tf32) is not None:
+        return None                       # made before the erratum was known: a miss, the search runs
     pj = record.get("plan_json")
     if "digest" in record and record["digest"] != record_digest(key, pj, record["tag"]):
         raise ValueError("the record's digest does not match its key")

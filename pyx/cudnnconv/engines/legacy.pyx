@@ -9,8 +9,16 @@ It behaves as the seed (PyTorch's Conv_v7.cpp) does:
 * benchmark off: cudnnGet*_v7's ranking; on: cudnnFind*Ex with a search
   workspace as large as the largest algorithm that fits what is free (and the
   user's workspace_limit), released when the search ends;
+* where we go beyond the seed: cudnnFind times each algorithm once, and that
+  single sample flips the choice between processes.  So (``RETIME``, on by
+  default) the algorithms Find kept are timed again by cudnnconv.gpu_timing
+  (the median of k spin-guarded samples, as the graph engine does) and
+  ordered by cudnnconv.ranking.  ``RETIME = False`` keeps Find's own order,
+  exactly as the seed does;
 * results are kept when their status is OK, deterministic when asked, within
-  the workspace limit, and (fp32 without TF32) FMA-only;
+  the workspace limit, and (fp32 without TF32) FMA-only and not in
+  cudnnconv.errata (algorithms that report FMA math but compute at TF32-like
+  precision);
 * deterministic without benchmark uses only the default algorithm.
 
 The direction classes below supply only what differs between directions:
@@ -29,13 +37,14 @@ from cudnnconv.engines.legacy_descriptors cimport (
 
 import cupy
 
-from cudnnconv import params, search, workspace
+from cudnnconv import errata, gpu_timing, params, ranking, search, workspace
 from cudnnconv.cache import AlgoCache
 from cudnnconv.core.status import CuDNNError
 from cudnnconv.engines.legacy_descriptors import MATH_NAMES
 
 ENGINE = "legacy"
 CACHE = AlgoCache("legacy")
+RETIME = True       # time Find's algorithms again (median of k); False: Find's order, as the seed
 
 ALGO_NAMES = {
     "forward": ("IMPLICIT_GEMM", "IMPLICIT_PRECOMP_GEMM", "GEMM", "DIRECT", "FFT", "FFT_TILING",
@@ -51,16 +60,22 @@ cdef enum:
 
 class LegacyChoice:
     """One algorithm as the search saw it: what runs, and how it was chosen."""
-    __slots__ = ("op", "algo", "math_type", "workspace", "time_ms", "deterministic", "benchmarked")
+    __slots__ = ("op", "algo", "math_type", "workspace", "time_ms", "deterministic", "benchmarked", "samples")
 
-    def __init__(self, op, algo, math_type, workspace, time_ms, deterministic, benchmarked):
+    def __init__(self, op, algo, math_type, workspace, time_ms, deterministic, benchmarked, samples=()):
         self.op = op
+        self.samples = tuple(samples)
         self.algo = int(algo)
         self.math_type = int(math_type)
         self.workspace = int(workspace)
         self.time_ms = float(time_ms)
         self.deterministic = bool(deterministic)
         self.benchmarked = bool(benchmarked)
+
+    @property
+    def tag(self):
+        """The fixed order among near-ties (cudnnconv.ranking): the algorithm id."""
+        return self.algo
 
     @property
     def name(self):
@@ -171,10 +186,18 @@ cdef class _Direction:
             ws_ptr = workspace.pointer(mem)
             try:
                 self._find(a, n, &count, perf, <void*>ws_ptr, nbytes)
+                out = self._filter(a, opts, perf, count, excluded)
+                if RETIME and len(out) > 1:
+                    out = self._retime(a, out, ws_ptr, nbytes)
             finally:
                 mem = None          # the search workspace goes back to the pool now
-        else:
-            self._get(a, n, &count, perf)
+            return self._or_default(a, opts, out)
+        self._get(a, n, &count, perf)
+        return self._or_default(a, opts, self._filter(a, opts, perf, count, excluded))
+
+    cdef list _filter(self, LegacyArgs a, opts, cudnnConvolutionFwdAlgoPerf_t* perf, int count, excluded):
+        """The results the flags keep, in cuDNN's order; ``excluded`` (a list
+        or None) receives (choice, reason) for the others."""
         limit = opts.workspace_limit
         fp32_strict = a.dtype == <int>CUDNN_DATA_FLOAT and not a.allow_tf32
         out = []
@@ -192,6 +215,8 @@ cdef class _Direction:
                     reason = "not deterministic (deterministic=True)"
                 elif fp32_strict and p.mathType != CUDNN_FMA_MATH:
                     reason = "not FMA math (float32 with allow_tf32=False)"
+                else:
+                    reason = errata.legacy_reason(self.op, p.algo, a.dtype, a.allow_tf32)
                 if reason is not None:
                     excluded.append((LegacyChoice(self.op, p.algo, p.mathType, p.memory, p.time,
                                                   p.determinism == CUDNN_DETERMINISTIC, opts.benchmark),
@@ -204,8 +229,35 @@ cdef class _Direction:
                 continue
             if fp32_strict and p.mathType != CUDNN_FMA_MATH:
                 continue
+            if fp32_strict and errata.legacy_reason(self.op, p.algo, a.dtype, a.allow_tf32) is not None:
+                continue
             out.append(LegacyChoice(self.op, p.algo, p.mathType, p.memory, p.time,
                                     p.determinism == CUDNN_DETERMINISTIC, opts.benchmark))
+        return out
+
+    def _retime(self, LegacyArgs a, list found, size_t ws_ptr, size_t nbytes):
+        """Find's algorithms timed again (gpu_timing: the median of k
+        samples) on the search workspace, in cudnnconv.ranking's order.  One
+        that fails to run now keeps no samples and ranks last (try_all then
+        meets its failure as it would have)."""
+        stream = cupy.cuda.get_current_stream()
+        wsp = int(ws_ptr)
+        out = []
+        for ch in found:
+            samples = ()
+            if ch.workspace <= nbytes:
+                try:
+                    samples = tuple(gpu_timing.time_samples(lambda ch=ch: self.execute(a, ch, wsp), stream=stream))
+                except (CuDNNError, MemoryError) as e:
+                    samples = ()
+            med, _ = ranking.median_and_spread(samples)
+            out.append(LegacyChoice(ch.op, ch.algo, ch.math_type, ch.workspace,
+                                    med if samples else ch.time_ms, ch.deterministic, ch.benchmarked, samples))
+        return ranking.rank(out, gpu_timing.MARGIN)
+
+    def _or_default(self, LegacyArgs a, opts, list out):
+        """``out``, or (when the filters kept nothing) the default algorithm."""
+        limit = opts.workspace_limit
         if not out:
             # The default algorithm is deterministic and runs in FMA math for
             # strict fp32, so it is a valid last resort for every filter but
