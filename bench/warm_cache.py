@@ -10,6 +10,14 @@ process (so nothing is cached in memory):
   benchmark=True searches (and its result is added to the file);
 * warm: the file the cold run wrote; the first call should find its choice
   (the cache statistics must show hits and no misses);
+* warm+warmup: the same file with CUDNNCONV_TUNING_WARMUP=1: at first use
+  the file is loaded and each loaded entry runs once on scratch arrays
+  (cudnnconv.warmup), so CUDA's lazy kernel loading and the workspace
+  allocation happen then, not at the layer's first call;
+* (--diagnose) warm+eager: the warm file with CUDA_MODULE_LOADING=EAGER, to
+  show how much of the warm first call is CUDA's lazy kernel loading; and
+  warm+warmup+out: warm+warmup with each output allocated before the first
+  call and passed as out=, to show what the output's allocation costs;
 * torch: PyTorch's first call with torch.backends.cudnn.benchmark=True
   (skipped, with a note, where torch is missing);
 * stability: ``--processes`` fresh processes with no file each choose per
@@ -19,7 +27,9 @@ process (so nothing is cached in memory):
 "first" is the wall time of the layer's first call (synchronised); "steady"
 the median of ``--repeats`` later calls timed the same way.  Each process
 first runs one tiny unrelated convolution so that CUDA context, cuDNN handle
-and library load are not charged to the first layer.  Results:
+and library load are not charged to the first layer; its time ("load ms")
+is reported, since in the warm modes it also loads the file (and warms it
+up).  Results:
 ``<out>/warm_cache.json`` and ``<out>/warm_cache.md``.
 """
 import argparse
@@ -79,8 +89,11 @@ def child_cudnnconv(args):
     sync = cupy.cuda.Device().synchronize
     # Context, handle, library load: not charged to the first layer.
     t = cupy.ones((1, 1, 4, 4), dtype)
+    sync()
+    t0 = time.perf_counter()
     cudnnconv.conv(t, cupy.ones((1, 1, 1, 1), dtype), engine=args.engine)
     sync()
+    load_ms = (time.perf_counter() - t0) * 1e3
     base = {k: list(v) for k, v in cudnnconv.cache_info().items()}
     rows = []
     for name, xs, ws, stride, pad in resnet50_layers(args.batch)[: args.layers or None]:
@@ -89,7 +102,18 @@ def child_cudnnconv(args):
         if args.channels_last:
             x = cupy.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
             w = cupy.ascontiguousarray(w.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
-        call = lambda: cudnnconv.conv(x, w, stride=stride, padding=pad, benchmark=True, engine=args.engine)
+        out = None
+        if args.preallocate:
+            # The output made before the first call: its allocation is not charged to it.
+            n, k = xs[0], ws[0]
+            ho = (xs[2] + 2 * pad - ws[2]) // stride + 1
+            wo = (xs[3] + 2 * pad - ws[3]) // stride + 1
+            out = cupy.empty((n, k, ho, wo), dtype)
+            if args.channels_last:
+                out = cupy.empty((n, ho, wo, k), dtype).transpose(0, 3, 1, 2)
+            sync()
+        call = lambda: cudnnconv.conv(x, w, stride=stride, padding=pad, benchmark=True, engine=args.engine,
+                                      out=out)
         first = _timed(call, sync)
         choice = cudnnconv.last_call()["choices"][0]
         steady = [_timed(call, sync) for _ in range(args.repeats)]
@@ -97,7 +121,7 @@ def child_cudnnconv(args):
                      "choice": {k: choice.get(k) for k in ("engine", "algo", "algo_name", "tag", "math_type",
                                                           "workspace", "time_ms")}})
     info = {k: list(v) for k, v in cudnnconv.cache_info().items()}
-    return {"rows": rows, "cache_info_before": base, "cache_info": info}
+    return {"rows": rows, "cache_info_before": base, "cache_info": info, "load_ms": load_ms}
 
 
 def child_torch(args):
@@ -130,10 +154,11 @@ def child_torch(args):
 # Driver
 # ---------------------------------------------------------------------------
 
-def _spawn(args, mode, env_extra=None, drop_env=True):
+def _spawn(args, mode, env_extra=None, drop_env=True, preallocate=False):
     env = dict(os.environ)
     if drop_env:
-        env.pop("CUDNNCONV_TUNING_CACHE", None)
+        for name in ("CUDNNCONV_TUNING_CACHE", "CUDNNCONV_TUNING_WARMUP", "CUDA_MODULE_LOADING"):
+            env.pop(name, None)
     env.update(env_extra or {})
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = os.pathsep.join([repo, os.path.join(repo, "pyx"), env.get("PYTHONPATH", "")])
@@ -141,6 +166,8 @@ def _spawn(args, mode, env_extra=None, drop_env=True):
            args.dtype, "--engine", args.engine, "--repeats", str(args.repeats), "--layers", str(args.layers)]
     if args.channels_last:
         cmd.append("--channels-last")
+    if preallocate:
+        cmd.append("--preallocate")
     t0 = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout)
     wall = time.perf_counter() - t0
@@ -161,6 +188,9 @@ def _ratios(rows):
             "steady_total_ms": sum(row["steady_ms"] for row in rows)}
 
 
+MODES = ("cold", "warm", "warm+warmup", "warm+eager", "warm+warmup+out", "torch")
+
+
 def _choice_id(c):
     return json.dumps({k: c.get(k) for k in ("engine", "algo", "tag", "math_type")}, sort_keys=True)
 
@@ -176,6 +206,10 @@ def main(argv=None):
     p.add_argument("--layers", type=int, default=0, help="only the first N layers (0: all)")
     p.add_argument("--processes", type=int, default=5, help="fresh processes for the stability check")
     p.add_argument("--timeout", type=int, default=900)
+    p.add_argument("--diagnose", action="store_true",
+                   help="also a warm run with CUDA_MODULE_LOADING=EAGER, and a warm+warmup run with the outputs "
+                        "allocated before the first call (out=)")
+    p.add_argument("--preallocate", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--child", choices=("cudnnconv", "torch"))
     args = p.parse_args(argv)
     if args.child:
@@ -195,13 +229,20 @@ def main(argv=None):
     except (OSError, ValueError, KeyError) as e:
         result["cache_file_error"] = str(e)
     result["warm"] = _spawn(args, "cudnnconv", {"CUDNNCONV_TUNING_CACHE": cache_file})
+    result["warm+warmup"] = _spawn(args, "cudnnconv", {"CUDNNCONV_TUNING_CACHE": cache_file,
+                                                       "CUDNNCONV_TUNING_WARMUP": "1"})
+    if args.diagnose:
+        result["warm+eager"] = _spawn(args, "cudnnconv", {"CUDNNCONV_TUNING_CACHE": cache_file,
+                                                          "CUDA_MODULE_LOADING": "EAGER"})
+        result["warm+warmup+out"] = _spawn(args, "cudnnconv", {"CUDNNCONV_TUNING_CACHE": cache_file,
+                                                               "CUDNNCONV_TUNING_WARMUP": "1"}, preallocate=True)
     result["torch"] = _spawn(args, "torch")
     stable = [_spawn(args, "cudnnconv") for _ in range(args.processes)]
     result["stability_runs"] = [{"error": s["error"]} if "error" in s else
                                 {"choices": [r["choice"] for r in s["rows"]]} for s in stable]
 
-    for mode in ("cold", "warm", "torch"):
-        if "rows" in result[mode]:
+    for mode in MODES:
+        if mode in result and "rows" in result[mode]:
             result[mode]["ratios"] = _ratios(result[mode]["rows"])
     ok = [s for s in stable if "rows" in s]
     changed = []
@@ -211,8 +252,19 @@ def main(argv=None):
             ids = {_choice_id(c) for c in picks}
             if len(ids) > 1:
                 times = [s["rows"][i]["steady_ms"] for s in ok]
+                # How far apart the picks are, by the benchmark's own medians:
+                # per process, the pick's time; per distinct pick, its best time.
+                bench = [c.get("time_ms") for c in picks]
+                by_pick = {}
+                for c in picks:
+                    t = c.get("time_ms")
+                    if isinstance(t, (int, float)) and t > 0:
+                        by_pick[_choice_id(c)] = min(t, by_pick.get(_choice_id(c), t))
+                gap = (100.0 * (max(by_pick.values()) - min(by_pick.values())) / min(by_pick.values())
+                       if len(by_pick) > 1 else None)
                 changed.append({"layer": row["layer"], "choices": picks, "steady_ms": times,
-                                "steady_spread_pct": 100.0 * (max(times) - min(times)) / min(times)})
+                                "steady_spread_pct": 100.0 * (max(times) - min(times)) / min(times),
+                                "bench_ms": bench, "pick_gap_pct": gap})
     result["stability"] = {"processes": len(ok), "layers": len(ok[0]["rows"]) if ok else 0,
                            "layers_changed": len(changed), "changed": changed}
     with open(os.path.join(args.out, "warm_cache.json"), "w") as f:
@@ -228,13 +280,16 @@ def render_markdown(res):
     lines = ["# Warm tuning cache: first call vs steady state", "",
              "ResNet-50 forward convs, batch %d, %s, engine=%s%s, benchmark=True; each mode in a fresh process."
              % (cfg["batch"], cfg["dtype"], cfg["engine"], ", channels-last" if cfg["channels_last"] else ""), ""]
-    lines.append("| mode | first/steady median | max | layers > 2x | sum first ms | sum steady ms | cache hits/misses |")
-    lines.append("|---|---|---|---|---|---|---|")
-    for mode in ("cold", "warm", "torch"):
-        r = res.get(mode, {})
+    lines.append("| mode | first/steady median | max | layers > 2x | sum first ms | sum steady ms | load ms "
+                 "| cache hits/misses |")
+    lines.append("|---|---|---|---|---|---|---|---|")
+    for mode in MODES:
+        if mode not in res:
+            continue
+        r = res[mode]
         if "error" in r or "skipped" in r:
             why = r.get("skipped") or "error: " + ((r.get("error") or "").strip().splitlines() or ["?"])[-1]
-            lines.append("| %s | %s | | | | | |" % (mode, why))
+            lines.append("| %s | %s | | | | | | |" % (mode, why))
             continue
         q = r.get("ratios", {})
         hm = ""
@@ -242,28 +297,38 @@ def render_markdown(res):
             hm = ", ".join("%s %d/%d" % (k, v[2] - r["cache_info_before"].get(k, [0, 0, 0, 0])[2],
                                          v[3] - r["cache_info_before"].get(k, [0, 0, 0, 0])[3])
                            for k, v in r["cache_info"].items())
-        lines.append("| %s | %.2f | %.2f | %d | %.1f | %.1f | %s |" % (
+        lines.append("| %s | %.2f | %.2f | %d | %.1f | %.1f | %s | %s |" % (
             mode, q.get("median", float("nan")), q.get("max", float("nan")), q.get("layers_over_2x", -1),
-            q.get("first_total_ms", float("nan")), q.get("steady_total_ms", float("nan")), hm))
+            q.get("first_total_ms", float("nan")), q.get("steady_total_ms", float("nan")),
+            "%.1f" % r["load_ms"] if "load_ms" in r else "-", hm))
     lines += ["", "Tuning file: %s entries, %s bytes." % (res.get("cache_file_entries"), res.get("cache_file_bytes")), ""]
     cold, warm, torch = res.get("cold", {}), res.get("warm", {}), res.get("torch", {})
+    ww = res.get("warm+warmup", {})
     if "rows" in cold and "rows" in warm:
-        lines.append("| layer | cold first ms | warm first ms | steady ms | warm first/steady | torch first ms |")
-        lines.append("|---|---|---|---|---|---|")
+        lines.append("| layer | cold first ms | warm first ms | warm+warmup first ms | steady ms (warm+warmup) "
+                     "| warm first/steady | warm+warmup first/steady | torch first ms |")
+        lines.append("|---|---|---|---|---|---|---|---|")
         trows = {r["layer"]: r for r in torch.get("rows", [])}
+        wwrows = {r["layer"]: r for r in ww.get("rows", [])}
         for c, w in zip(cold["rows"], warm["rows"]):
             t = trows.get(c["layer"], {})
-            lines.append("| %s | %.2f | %.2f | %.3f | %.2f | %s |" % (
-                c["layer"], c["first_ms"], w["first_ms"], w["steady_ms"], w["first_ms"] / w["steady_ms"],
-                "%.2f" % t["first_ms"] if t else "-"))
+            u = wwrows.get(c["layer"])
+            lines.append("| %s | %.2f | %.2f | %s | %s | %.2f | %s | %s |" % (
+                c["layer"], c["first_ms"], w["first_ms"], "%.2f" % u["first_ms"] if u else "-",
+                "%.3f" % u["steady_ms"] if u else "-", w["first_ms"] / w["steady_ms"],
+                "%.2f" % (u["first_ms"] / u["steady_ms"]) if u else "-", "%.2f" % t["first_ms"] if t else "-"))
     st = res.get("stability", {})
     lines += ["", "## Choice stability", "",
               "%d fresh processes, %d layers: %d layer(s) chose differently." % (
                   st.get("processes", 0), st.get("layers", 0), st.get("layers_changed", 0))]
     for ch in st.get("changed", []):
-        lines.append("- %s: %s; steady ms %s (spread %.1f%%)" % (
-            ch["layer"], sorted({_choice_id(c) for c in ch["choices"]}),
-            ", ".join("%.3f" % t for t in ch["steady_ms"]), ch["steady_spread_pct"]))
+        gap = ch.get("pick_gap_pct")
+        lines.append("- %s: %s; benchmark ms of each process's pick %s (the picks' best times differ by %s); "
+                     "steady ms %s (spread %.1f%%)" % (
+                         ch["layer"], sorted({c.get("tag") or c.get("algo_name") or "?" for c in ch["choices"]}),
+                         ", ".join("%.4f" % t if isinstance(t, (int, float)) else "?" for t in ch.get("bench_ms", [])),
+                         "%.1f%%" % gap if gap is not None else "?",
+                         ", ".join("%.3f" % t for t in ch["steady_ms"]), ch["steady_spread_pct"]))
     return "\n".join(lines) + "\n"
 
 

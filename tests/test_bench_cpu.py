@@ -394,3 +394,42 @@ def test_tolerances_cover_every_dtype():
         assert 0 < runner.tolerance(name) < 0.1
     assert runner.tolerance("float32", allow_tf32=False) < runner.tolerance("float32")
     assert math.isfinite(runner.tolerance("float16"))
+
+
+# ---------------------------------------------------------------------------
+# bench/warm_cache.py: its report from synthetic results
+# ---------------------------------------------------------------------------
+
+def test_warm_cache_report_from_synthetic_results():
+    from bench import warm_cache
+    layers = warm_cache.resnet50_layers(32)
+    assert len(layers) == 23 and layers[0][0] == "conv1" and layers[0][1] == (32, 3, 224, 224)
+
+    def rows(first, steady, tags):
+        return [{"layer": name, "first_ms": first, "steady_ms": steady,
+                 "choice": {"engine": "graph", "tag": t, "time_ms": 0.05 if t == "eng1" else 0.052}}
+                for (name, *_), t in zip(layers[:2], tags)]
+
+    info = {"graph": [2, 1024, 2, 0], "legacy": [0, 4096, 0, 0]}
+    base = {"graph": [0, 1024, 0, 0], "legacy": [0, 4096, 0, 0]}
+    res = {"config": {"batch": 32, "dtype": "float16", "engine": "auto", "channels_last": False},
+           "cold": {"rows": rows(100.0, 0.1, ["eng1", "eng1"]), "cache_info": info, "cache_info_before": base,
+                    "load_ms": 40.0},
+           "warm": {"rows": rows(0.3, 0.1, ["eng1", "eng1"]), "cache_info": info, "cache_info_before": base,
+                    "load_ms": 45.0},
+           "warm+warmup": {"rows": rows(0.15, 0.1, ["eng1", "eng1"]), "cache_info": info,
+                           "cache_info_before": base, "load_ms": 60.0},
+           "torch": {"skipped": "torch is not installed"},
+           "stability": {"processes": 2, "layers": 2, "layers_changed": 1,
+                         "changed": [{"layer": "conv1", "choices": [{"tag": "eng1", "time_ms": 0.05},
+                                                                    {"tag": "eng2", "time_ms": 0.052}],
+                                      "steady_ms": [0.1, 0.11], "steady_spread_pct": 10.0,
+                                      "bench_ms": [0.05, 0.052], "pick_gap_pct": 4.0}]}}
+    for mode in ("cold", "warm", "warm+warmup"):
+        res[mode]["ratios"] = warm_cache._ratios(res[mode]["rows"])
+    assert res["warm+warmup"]["ratios"]["median"] == pytest.approx(1.5)
+    assert res["warm"]["ratios"]["layers_over_2x"] == 2
+    text = warm_cache.render_markdown(res)
+    assert "| warm+warmup | 1.50 | 1.50 | 0 | 0.3 | 0.2 | 60.0 | graph 2/0, legacy 0/0 |" in text
+    assert "| torch | torch is not installed |" in text
+    assert "1 layer(s) chose differently" in text and "differ by 4.0%" in text

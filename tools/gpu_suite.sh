@@ -5,9 +5,12 @@
 #      (CPU + GPU tests), with a JUnit XML;
 #   3. build a second copy of the tree with a small CUDNNCONV_INDEX_LIMIT and
 #      run the split tests against it (tests/gpu/test_gpu_split.py);
-#   4. with --bench [ARGS...]: run `python3 -m bench ARGS...` if bench/ exists.
+#   4. with --bench [ARGS...]: run `python3 -m bench ARGS...` if bench/ exists;
+#   5. with WARM_CACHE_ARGS set: run `python3 bench/warm_cache.py $WARM_CACHE_ARGS`
+#      (the warm tuning-cache benchmark, each mode in fresh processes).
 # Everything it writes goes to $OUT (default ./gpu_suite_out): env.txt,
-# build.log, gpu_suite.log, junit.xml, split.log, junit_split.xml, bench.log.
+# build.log, gpu_suite.log, junit.xml, split.log, junit_split.xml, bench.log,
+# warm_cache.log.
 # Exits non-zero when any phase fails; prints one summary line per phase.
 #
 # Usage: bash tools/gpu_suite.sh [--bench [bench args...]]
@@ -155,6 +158,17 @@ if [ $BENCH -eq 1 ]; then
     fi
 fi
 
+# ---- 5. optional warm tuning-cache benchmark -----------------------------------
+WARM_RC=0
+if [ -n "${WARM_CACHE_ARGS:-}" ]; then
+    echo "=== python3 bench/warm_cache.py $WARM_CACHE_ARGS ==="
+    # shellcheck disable=SC2086
+    python3 bench/warm_cache.py $WARM_CACHE_ARGS 2>&1 | tee "$OUT/warm_cache.log"
+    WARM_RC=$?
+    if [ $WARM_RC -eq 0 ]; then phase warm_cache ok "$(grep -E '^\| warm\+warmup \|' "$OUT/warm_cache.log" | head -n 1)"
+    else phase warm_cache FAIL "rc=$WARM_RC"; fi
+fi
+
 # ---- summary -------------------------------------------------------------------
 echo "=== summary ==="
 FAIL=0
@@ -163,5 +177,5 @@ for p in "${ORDER[@]}"; do
     case "${RESULT[$p]}" in FAIL*) FAIL=1 ;; esac
 done | tee "$OUT/summary.txt"
 grep -q '^\[[a-z]*\] FAIL' "$OUT/summary.txt" && exit 1
-[ $BUILD_RC -eq 0 ] && [ $SUITE_RC -eq 0 ] && [ $SPLIT_RC -eq 0 ] && [ $BENCH_RC -eq 0 ] || exit 1
+[ $BUILD_RC -eq 0 ] && [ $SUITE_RC -eq 0 ] && [ $SPLIT_RC -eq 0 ] && [ $BENCH_RC -eq 0 ] && [ $WARM_RC -eq 0 ] || exit 1
 exit 0

@@ -334,6 +334,10 @@ def check_legacy_record(record, key):
         raise _BadEntry("a non-deterministic algorithm for a deterministic=True key")
     if key.dtype == _CUDNN_DATA_FLOAT and not key.allow_tf32 and math_type != _FMA_MATH:
         raise _BadEntry("float32 with allow_tf32=False needs FMA math, got math type %d" % math_type)
+    from cudnnconv import errata
+    why = errata.legacy_reason(key.op, record["algo"], key.dtype, key.allow_tf32)
+    if why is not None:
+        raise _BadEntry(why)
 
 
 def legacy_choice_from_record(record, key):
@@ -410,6 +414,12 @@ def check_graph_record(record, key, env):
             raise _BadEntry("workspace %d exceeds the key's workspace_limit %d" % (ws, key.workspace_limit))
     if "tag" in record:
         _str(record["tag"], "tag", 4096)
+    if "engine_index" in record:
+        idx = _int(record["engine_index"], "engine_index", 0, (1 << 31) - 1)
+        from cudnnconv import errata
+        why = errata.graph_reason(key.op, idx, key.dtype, key.allow_tf32)
+        if why is not None:
+            raise _BadEntry(why)
     if env is not None and "sm_count" in record and record["sm_count"] != env["sm_count"]:
         raise _BadEntry("record sm_count %s != environment %d" % (_short_repr(record["sm_count"]), env["sm_count"]))
     plan = record.get("plan_json")
@@ -580,15 +590,18 @@ def _engine_cache(engine):
     return None if mod is None else mod.CACHE
 
 
-def load_tuning(path, *, override=False):
+def load_tuning(path, *, override=False, warmup=False):
     """Load the valid entries of a tuning file into the engines' caches.
 
     Entries for another environment (cuDNN version, GPU name, compute
     capability, SM count, cache format) are skipped with a debug note; bad
     parts are rejected with a warning.  An entry never replaces a choice
-    already in the cache unless ``override``.  Returns the number of entries
-    loaded.  Never raises for the file's contents (OSError other than a
-    missing file is reported as a warning too).
+    already in the cache unless ``override``.  Graph plans are deserialised
+    now, in the calling thread.  With ``warmup``, each loaded choice also
+    runs once on scratch arrays (cudnnconv.warmup), so that its kernels are
+    loaded and its workspace allocated before its first call.  Returns the
+    number of entries loaded.  Never raises for the file's contents (OSError
+    other than a missing file is reported as a warning too).
     """
     path = os.fspath(path)
     try:
@@ -605,6 +618,7 @@ def load_tuning(path, *, override=False):
     loaded = skipped = 0
     memo = {}
     bad = []
+    put_keys = []
     _quiet.on = True
     try:
         for env, key, engine, record, _raw in parsed.entries:
@@ -644,11 +658,15 @@ def load_tuning(path, *, override=False):
             if override or cache.peek(key) is None:
                 cache.put(key, choice)
                 loaded += 1
+                put_keys.append(key)
     finally:
         _quiet.on = False
     if bad:
         _warn(path, "rejected %d entr(ies): %s" % (len(bad), "; ".join(bad[:3])))
     _logger.debug("tuning cache %s: loaded %d entries, skipped %d", path, loaded, skipped)
+    if warmup and put_keys:
+        from cudnnconv import warmup as _warmup
+        _warmup.warm_up(put_keys)
     return loaded
 
 
@@ -802,7 +820,8 @@ class _AutoFile:
             if self.loaded:
                 return
             try:
-                load_tuning(self.path)
+                from cudnnconv import warmup as _warmup
+                load_tuning(self.path, warmup=_warmup.env_enabled())
             finally:
                 self.loaded = True
 

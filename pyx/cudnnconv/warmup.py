@@ -1,0 +1,152 @@
+"""Warm-up of loaded tuning entries: their first call costs what a steady one does (policy tier).
+
+A tuning file spares the first call its search, but not two costs that
+come with running a choice for the first time in a process:
+
+* CUDA loads a kernel's module at the kernel's first launch (lazy loading,
+  the default since CUDA 12): 5-20 ms for the first kernels of cuDNN's
+  engine libraries, tenths of a millisecond for later ones;
+* the workspace a cached choice keeps is allocated at its first call.
+
+``warm_up(keys)`` pays both now: for each key it makes the engine's own call
+(``engine.run``) on scratch arrays of the key's shapes, dtype, layout and
+pointer alignments, so that the cached choice runs once; then it
+synchronises, so that none of that work is charged to a later call.  It
+never searches: the call goes through the shared search skeleton with a
+handler that runs only the cached choice (``cache.peek``, so the cache's
+hit and miss counts do not move either) and skips a key that has none.
+The results written to the scratch arrays are discarded.
+
+``load_tuning(path, warmup=True)`` and ``CUDNNCONV_TUNING_WARMUP=1`` (with
+CUDNNCONV_TUNING_CACHE) call it for the entries they load.  The cost: one
+run of each loaded problem, and scratch memory up to the largest problem's
+tensors, which stays in CuPy's pool for later arrays.
+"""
+import math
+
+from cudnnconv import _log, options, params, search
+
+ENV_VAR = "CUDNNCONV_TUNING_WARMUP"
+# A key whose tensors need more scratch than this is not warmed up.
+MAX_SCRATCH_BYTES = 4 << 30
+
+_ITEMSIZE = {0: 4, 1: 8, 2: 2, 9: 2}     # cudnnDataType_t -> bytes
+_NUMPY_NAME = {0: "float32", 1: "float64", 2: "float16", 9: "bfloat16"}
+_ROUND = 256
+
+
+class _NotCached(Exception):
+    pass
+
+
+def _run_cached(direction, args, cache, key, opts):
+    """The search handler of a warm-up: run the cached choice, never search."""
+    hit = cache.peek(key)
+    if hit is None or isinstance(hit, search.NoneRan):
+        raise _NotCached()
+    search.run_choice(direction, args, hit)
+    return hit
+
+
+def env_enabled():
+    import os
+    return os.environ.get(ENV_VAR, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _dtype(code):
+    import numpy
+    name = _NUMPY_NAME[code]
+    if name == "bfloat16":
+        import ml_dtypes
+        return numpy.dtype(ml_dtypes.bfloat16)
+    return numpy.dtype(name)
+
+
+def plan_scratch(key):
+    """The arrays a warm-up of ``key`` needs, as [(role, shape, strides in
+    elements, byte offset)], and the scratch bytes in all.  Each array
+    starts on a 256-byte boundary plus its alignment in the key's extra (the
+    graph engine keys on pointer alignment) where that is below 16."""
+    geom, y_shape = params.conv_geometry(key.input_shape, key.weight_shape, key.stride, key.padding,
+                                         key.dilation, key.groups)
+    b_shape = (1, key.weight_shape[0]) + (1,) * (len(key.weight_shape) - 2)
+    roles = [("x", key.input_shape, key.layout), ("w", key.weight_shape, key.layout), ("y", y_shape, key.layout)]
+    if key.op == "fused":
+        roles += [("z", y_shape, key.layout), ("bias", b_shape, params.NCHW)]
+    itemsize = _ITEMSIZE[key.dtype]
+    out, offset = [], 0
+    for i, (role, shape, layout) in enumerate(roles):
+        al = 0
+        if key.engine == "graph" and i < len(key.extra):
+            a = key.extra[i]
+            al = a if isinstance(a, int) and not isinstance(a, bool) and a in (1, 2, 4, 8) else 0
+        out.append((role, tuple(shape), params.layout_strides(shape, layout), offset + al))
+        offset += al + math.prod(shape) * itemsize
+        offset = -(-offset // _ROUND) * _ROUND
+    return geom, out, offset
+
+
+def _arrays(mem, key, plan):
+    import cupy
+    dt = _dtype(key.dtype)
+    out = {}
+    for role, shape, strides, off in plan:
+        out[role] = cupy.ndarray(shape, dt, memptr=mem + off, strides=tuple(s * dt.itemsize for s in strides))
+    return out
+
+
+def _engine_module(name):
+    from cudnnconv import _engines
+    return _engines.legacy if name == "legacy" else _engines.graph if name == "graph" else None
+
+
+def warm_up(keys, max_scratch_bytes=None):
+    """Run the cached choice of each key once on scratch arrays (see the
+    module doc), then synchronise.  Returns {"run": n, "skipped": n}.  Never
+    raises for a key: a key whose choice is not cached, that needs more than
+    ``max_scratch_bytes`` (default MAX_SCRATCH_BYTES), or whose run fails is
+    skipped with a debug note."""
+    import cupy
+    from cudnnconv.explain import intercept_search
+    cap = MAX_SCRATCH_BYTES if max_scratch_bytes is None else int(max_scratch_bytes)
+    run = skipped = 0
+    devices = set()
+    with intercept_search(_run_cached):
+        for key in keys:
+            mod = _engine_module(getattr(key, "engine", None))
+            if mod is None:
+                skipped += 1
+                continue
+            try:
+                geom, plan, nbytes = plan_scratch(key)
+                if nbytes > cap:
+                    skipped += 1
+                    _log.debug("warm-up: %s needs %d scratch bytes (> %d); skipped", _text(key), nbytes, cap)
+                    continue
+                opts = options.Options(True, bool(key.deterministic), bool(key.allow_tf32),
+                                       key.workspace_limit, key.engine)
+                alpha = float(key.extra[5]) if key.engine == "graph" and key.op == "fused" else 1.0
+                with cupy.cuda.Device(key.device):
+                    mem = cupy.cuda.alloc(max(nbytes, 1))
+                    t = _arrays(mem, key, plan)
+                    mod.run(key.op, t["x"], t["w"], t["y"], geom, opts, key.layout, key.device,
+                            z=t.get("z"), bias=t.get("bias"), alpha=alpha)
+                    devices.add(key.device)
+                run += 1
+            except _NotCached:
+                skipped += 1
+                _log.debug("warm-up: no cached choice for %s; skipped", _text(key))
+            except Exception as e:       # a warm-up must never break loading
+                skipped += 1
+                _log.debug("warm-up: %s failed (%s: %s); skipped", _text(key), type(e).__name__, e)
+            finally:
+                mem = t = None
+    for dev in devices:
+        with cupy.cuda.Device(dev):
+            cupy.cuda.get_current_stream().synchronize()
+    _log.debug("warm-up: ran %d loaded entries, skipped %d", run, skipped)
+    return {"run": run, "skipped": skipped}
+
+
+def _text(key):
+    return "%s %s %s x%s w%s" % (key.engine, key.op, key.layout, key.input_shape, key.weight_shape)

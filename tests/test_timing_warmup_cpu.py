@@ -1,0 +1,171 @@
+"""Benchmark settings, the spin length rule and the warm-up's scratch plan, without a GPU."""
+import math
+
+import pytest
+
+import cudnnconv
+from cudnnconv import gpu_timing, options, params, ranking, warmup
+
+
+@pytest.fixture
+def settings():
+    saved = cudnnconv.benchmark_settings()
+    yield
+    cudnnconv.benchmark_settings(**saved)
+
+
+def test_benchmark_settings_defaults_and_round_trip(settings):
+    assert cudnnconv.benchmark_settings() == {"repeats": 5, "warmup": 1, "margin": ranking.DEFAULT_MARGIN}
+    got = cudnnconv.benchmark_settings(repeats=9, warmup=0, margin=0.05)
+    assert got == {"repeats": 9, "warmup": 0, "margin": 0.05}
+    assert (gpu_timing.REPEATS, gpu_timing.WARMUP, gpu_timing.MARGIN) == (9, 0, 0.05)
+    # None leaves a setting as it is.
+    assert cudnnconv.benchmark_settings(repeats=3)["warmup"] == 0
+
+
+@pytest.mark.parametrize("kw", [dict(repeats=0), dict(repeats=True), dict(repeats=2.0), dict(repeats=1001),
+                                dict(warmup=-1), dict(warmup=False), dict(margin=-0.1), dict(margin=1.0),
+                                dict(margin=float("nan")), dict(margin="0.1")])
+def test_benchmark_settings_refuse_bad_values_and_change_nothing(settings, kw):
+    before = cudnnconv.benchmark_settings()
+    with pytest.raises(ValueError):
+        cudnnconv.benchmark_settings(**kw)
+    assert cudnnconv.benchmark_settings() == before
+
+
+def test_spin_length_covers_host_time_within_bounds():
+    assert gpu_timing.spin_ns_for(0.0) == gpu_timing.MIN_SPIN_NS
+    # 100 us of host issue time: 3x that, plus the floor.
+    assert gpu_timing.spin_ns_for(100e-6) == int(3 * 100e3 + gpu_timing.MIN_SPIN_NS)
+    assert gpu_timing.spin_ns_for(1.0) == gpu_timing.MAX_SPIN_NS
+    assert gpu_timing.spin_ns_for(float("nan")) == gpu_timing.MAX_SPIN_NS
+    assert gpu_timing.spin_ns_for(float("inf")) == gpu_timing.MAX_SPIN_NS
+    for h in (1e-6, 1e-5, 3e-5, 2e-4):
+        ns = gpu_timing.spin_ns_for(h)
+        assert gpu_timing.MIN_SPIN_NS <= ns <= gpu_timing.MAX_SPIN_NS and ns > h * 1e9
+
+
+def _key(op="forward", engine="graph", dtype=2, layout=params.CHANNELS_LAST, x=(8, 32, 14, 14),
+         w=(64, 32, 3, 3), extra=None):
+    geom, _ = params.conv_geometry(x, w, 1, 1, 1, 1)
+    opts = options.Options(True, False, True, None, engine)
+    if extra is None:
+        extra = (16, 16, 16) if op != "fused" else (16, 16, 16, 16, 16, 1.0)
+        extra = extra if engine == "graph" else ()
+    return params.make_key(op, engine, 0, dtype, x, w, layout, geom, opts, extra)
+
+
+def test_scratch_plan_sizes_offsets_and_strides():
+    key = _key()
+    geom, plan, nbytes = warmup.plan_scratch(key)
+    roles = [p[0] for p in plan]
+    assert roles == ["x", "w", "y"]
+    sizes = {"x": 8 * 32 * 14 * 14 * 2, "w": 64 * 32 * 9 * 2, "y": 8 * 64 * 14 * 14 * 2}
+    end = 0
+    for role, shape, strides, off in plan:
+        assert off % 256 == 0 and off >= end            # 256-aligned, no overlap
+        assert strides == params.layout_strides(shape, params.CHANNELS_LAST)
+        end = off + math.prod(shape) * 2
+        assert math.prod(shape) * 2 == sizes[role]
+    assert plan[2][1] == (8, 64, 14, 14)
+    assert end <= nbytes < end + 256
+    assert geom.padding == key.padding and geom.stride == key.stride
+
+
+def test_scratch_plan_reproduces_the_keyed_alignment():
+    # The graph engine keys on each pointer's alignment: the scratch pointers must have it exactly.
+    _, plan, _ = warmup.plan_scratch(_key(extra=(2, 16, 4)))
+    assert [off % 256 for _, _, _, off in plan] == [2, 0, 4]
+    # The legacy key has no alignments: everything on 256-byte boundaries.
+    _, plan, _ = warmup.plan_scratch(_key(engine="legacy", dtype=0))
+    assert all(off % 256 == 0 for _, _, _, off in plan)
+
+
+def test_scratch_plan_of_a_fused_key_has_z_and_bias():
+    _, plan, _ = warmup.plan_scratch(_key(op="fused"))
+    assert [p[0] for p in plan] == ["x", "w", "y", "z", "bias"]
+    z, bias = plan[3], plan[4]
+    assert z[1] == plan[2][1] and bias[1] == (1, 64, 1, 1)
+    assert bias[2] == params.layout_strides((1, 64, 1, 1), params.NCHW)
+
+
+def test_warm_up_skips_a_key_of_no_engine_without_touching_the_gpu():
+    key = _key()._replace(engine="nope")
+    assert warmup.warm_up([key]) == {"run": 0, "skipped": 1}
+    assert warmup.warm_up([]) == {"run": 0, "skipped": 0}
+
+
+@pytest.mark.parametrize("value,on", [("1", True), ("true", True), ("ON", True), ("yes", True),
+                                      ("0", False), ("", False), ("no", False), ("2", False)])
+def test_warm_up_environment_switch(monkeypatch, value, on):
+    monkeypatch.setenv(warmup.ENV_VAR, value)
+    assert warmup.env_enabled() is on
+
+
+def test_warm_up_environment_switch_absent(monkeypatch):
+    monkeypatch.delenv(warmup.ENV_VAR, raising=False)
+    assert warmup.env_enabled() is False
+
+
+def test_runs_per_sample_rule():
+    assert gpu_timing.runs_per_sample(1.0) == 1
+    assert gpu_timing.runs_per_sample(gpu_timing.MIN_SAMPLE_MS) == 1
+    assert gpu_timing.runs_per_sample(0.05) == math.ceil(gpu_timing.MIN_SAMPLE_MS / 0.05)
+    assert gpu_timing.runs_per_sample(1e-6) == gpu_timing.MAX_RUNS_PER_SAMPLE
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        assert gpu_timing.runs_per_sample(bad) == 1
+
+
+def test_runs_per_sample_stay_within_what_the_spin_covers():
+    # 1 ms of host time per run: the longest spin covers one run only.
+    assert gpu_timing.runs_per_sample(0.005, host_s=1e-3) == 1
+    # 30 us per run: as many as 3x their issue time fits in the longest spin.
+    r = gpu_timing.runs_per_sample(0.005, host_s=30e-6)
+    assert 1 < r <= gpu_timing.MAX_RUNS_PER_SAMPLE
+    # ... and the spin still lasts 3x the issue time of the r runs.
+    assert gpu_timing.spin_ns_for(30e-6 * r) >= gpu_timing.SPIN_FACTOR * 30e-6 * r * 1e9
+
+
+# ---------------------------------------------------------------------------
+# errata: algorithms that break allow_tf32=False
+# ---------------------------------------------------------------------------
+
+def test_errata_exclude_winograd_nonfused_for_strict_float32_only():
+    from cudnnconv import errata
+    why = errata.legacy_reason("forward", 7, 0, False)
+    assert why.startswith("errata: ") and "WINOGRAD_NONFUSED" in why
+    assert errata.legacy_reason("fused", 7, 0, False) is not None
+    assert errata.legacy_reason("forward", 7, 0, True) is None          # TF32 allowed: it meets TF32's tolerance
+    assert errata.legacy_reason("forward", 7, 2, False) is None         # float16: not a float32 promise
+    assert errata.legacy_reason("forward", 1, 0, False) is None
+
+
+def test_tuning_record_naming_an_erratum_is_rejected():
+    from cudnnconv import tuning
+    key = _key(engine="legacy", dtype=0, layout=params.NCHW)
+    rec = {"algo": 7, "math_type": 3, "workspace": 0, "time_ms": 0.1, "deterministic": True, "benchmarked": True}
+    strict = key._replace(allow_tf32=False)
+    with pytest.raises(ValueError, match="errata"):
+        tuning.check_legacy_record(rec, strict)
+    tuning.check_legacy_record(rec, key)                                # allow_tf32=True: valid
+    tuning.check_legacy_record(dict(rec, algo=1), strict)
+
+
+def test_errata_cover_every_direction_of_the_measured_algorithms():
+    from cudnnconv import errata
+    for op, algo in (("backward_data", 5), ("backward_filter", 5)):
+        assert errata.legacy_reason(op, algo, 0, False) is not None
+    assert errata.legacy_reason("backward_data", 4, 0, False) is None     # WINOGRAD (fused): not measured bad
+    assert errata.graph_reason("backward_filter", 17, 0, False).startswith("errata: ")
+    assert errata.graph_reason("backward_filter", 17, 0, True) is None
+    assert errata.graph_reason("forward", 17, 0, False) is None           # engine ids are per operation
+
+
+def test_graph_record_naming_an_erratum_is_rejected():
+    from cudnnconv import tuning
+    key = _key(op="backward_filter", dtype=0, layout=params.NCHW)._replace(allow_tf32=False)
+    rec = {"tag": "eng17", "engine_index": 17, "knobs": [], "workspace": 0, "plan_json": None}
+    with pytest.raises(ValueError, match="errata"):
+        tuning.check_graph_record(rec, key, None)
+    tuning.check_graph_record(rec, key._replace(allow_tf32=True), None)
+    tuning.check_graph_record(dict(rec, tag="eng0", engine_index=0), key, None)
