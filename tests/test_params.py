@@ -407,3 +407,20 @@ def test_repro_shapes_and_names():
     assert ast.literal_eval(call.args[1]) == 0.5
     assert ast.literal_eval(call.args[2]) is None
     assert not [n for n in ast.walk(call) if isinstance(n, ast.Name) and n.id not in ("cupy", "cudnnconv")]
+
+
+def test_memoized_helpers_agree_with_their_definitions():
+    # cudnn_dtype and layout_strides memoize; the memo must never change an answer.
+    import numpy
+    for dt in ("float32", numpy.float16, numpy.dtype("float64"), "float32"):
+        assert params.cudnn_dtype(dt) == params._CUDNN_DTYPE[numpy.dtype(dt).name]
+    with pytest.raises(TypeError):
+        params.cudnn_dtype("int8")
+    with pytest.raises(TypeError):
+        params.cudnn_dtype("int8")          # a refusal is not memoized into an answer
+    for shape in ((2, 3, 4, 5), (1, 8, 7), (2, 3, 4, 5, 6)):
+        for layout in (params.NCHW, params.CHANNELS_LAST):
+            first = params.layout_strides(shape, layout)
+            assert params.layout_strides(shape, layout) == first == params._layout_strides(shape, layout)
+    assert params.layout_strides([2, 3, 4, 5], params.NCHW) == (60, 20, 5, 1)      # a list: computed, not memoized
+    assert params.layout_strides((2, 3, 4, 5), params.CHANNELS_LAST) == (60, 1, 15, 3)

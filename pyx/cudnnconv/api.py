@@ -6,6 +6,7 @@ indexing needs it, and hand each chunk to an engine's ``run``.  Engines see
 packed arrays in the roles of the forward convolution (x: input, w: filter,
 y: output) whatever the direction.
 """
+import math
 import threading
 
 import numpy
@@ -98,7 +99,7 @@ def _pad_end(x, extra, layout):
 
 def _padded_numel(x_shape, geom):
     """Elements of the input the engine sees ('same' may pad its end)."""
-    return int(numpy.prod(x_shape[:2] + tuple(s + e for s, e in zip(x_shape[2:], geom.same_extra))))
+    return math.prod(x_shape[:2]) * math.prod(s + e for s, e in zip(x_shape[2:], geom.same_extra))
 
 
 def _chunks(n, in_numel, out_numel, max_worksize):
@@ -283,7 +284,7 @@ def conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
         arrays = x, w, b = arr["input"], arr["weight"], arr["bias"]
         layout = params.suggest_layout(x, w)
         in_numel = _padded_numel(x.shape, geom)
-        size = int(numpy.prod(y_shape))
+        size = math.prod(y_shape)
         chunks = _chunks(y_shape[0], in_numel, size, split.FORWARD_MAX_WORKSIZE) if size else []
         repro = ("conv", _positional(("input", x.shape), ("weight", w.shape), ("bias", b)), x.dtype, layout,
                  _kw(geom, opts))
@@ -330,7 +331,7 @@ def conv_backward_input(input_shape, weight, grad_output, stride=1, padding=0, d
         arr, out, device = _prepare(a, out, x_shape)
         arrays = w, gy = arr["weight"], arr["grad_output"]
         layout = params.suggest_layout(gy, w)
-        size = int(numpy.prod(x_shape))
+        size = math.prod(x_shape)
         chunks = (_chunks(x_shape[0], size, gy.size, split.BACKWARD_INPUT_MAX_WORKSIZE)
                   if size and gy.size else [])
         repro = ("conv_backward_input", [("input_shape", x_shape), ("weight", w.shape),
@@ -435,9 +436,9 @@ def conv_transpose(input, weight, bias=None, stride=1, padding=0, output_padding
         layout = params.suggest_layout(x, w)
         opad = params.spatial_tuple(output_padding, geom.nsp, "output_padding", 0)
         crop = _transpose_crop(x.shape, w.shape, geom, opad)
-        size = int(numpy.prod(crop[1] if crop else y_shape))
+        size = math.prod(crop[1] if crop else y_shape)
         chunks = (_chunks(y_shape[0], size, x.size, split.BACKWARD_INPUT_MAX_WORKSIZE)
-                  if int(numpy.prod(y_shape)) else [])
+                  if math.prod(y_shape) else [])
         repro = ("conv_transpose", _positional(("input", x.shape), ("weight", w.shape), ("bias", b)),
                  x.dtype, layout, _kw(geom, opts, output_padding=opad))
         plan = _new_plan("conv_transpose", ("input", "weight", "bias"), arrays, out, device, layout,
@@ -531,7 +532,7 @@ def conv_bias_add_relu(input, weight, z, alpha, bias, stride=1, padding=0, dilat
         arr, out, device = _prepare(a, out, y_shape, may_alias=("z",))
         arrays = x, w, zz, b = arr["input"], arr["weight"], arr["z"], arr["bias"]
         layout = params.suggest_layout(x, w)
-        size = int(numpy.prod(y_shape))
+        size = math.prod(y_shape)
         in_numel = _padded_numel(x.shape, geom)
         chunks = _chunks(y_shape[0], in_numel, size, split.FORWARD_MAX_WORKSIZE) if size else []
         repro = ("conv_bias_add_relu", [("input", x.shape), ("weight", w.shape), ("z", y_shape),

@@ -20,14 +20,27 @@ CHANNELS_LAST = "NHWC"         # (N, *spatial, C) in memory; also NLC / NDHWC
 _CUDNN_DTYPE = {"float32": 0, "float64": 1, "float16": 2, "bfloat16": 9}
 
 
+_DTYPE_CODES = {}          # dtype (object or name) -> code, filled as seen (numpy's dtype.name is slow)
+
+
 def cudnn_dtype(dtype):
     """The cudnnDataType_t code for a NumPy/CuPy dtype, or TypeError."""
+    try:
+        return _DTYPE_CODES[dtype]
+    except (KeyError, TypeError):
+        pass
     name = numpy.dtype(dtype).name
     try:
-        return _CUDNN_DTYPE[name]
+        code = _CUDNN_DTYPE[name]
     except KeyError:
         raise TypeError("unsupported dtype %s: cudnnconv supports float16, bfloat16, "
                         "float32 and float64" % name) from None
+    if len(_DTYPE_CODES) < 64:
+        try:
+            _DTYPE_CODES[dtype] = code
+        except TypeError:
+            pass
+    return code
 
 
 # ---------------------------------------------------------------------------
@@ -161,8 +174,28 @@ def _span(a):
 # Layouts
 # ---------------------------------------------------------------------------
 
+_STRIDES_MEMO = {}
+_STRIDES_MEMO_MAX = 4096
+
+
 def layout_strides(shape, layout):
-    """Element strides of a packed array of ``shape`` in ``layout``."""
+    """Element strides of a packed array of ``shape`` in ``layout`` (memoized:
+    every call's first pass asks for the same few shapes several times)."""
+    try:
+        return _STRIDES_MEMO[(shape, layout)]
+    except (KeyError, TypeError):
+        pass
+    strides = _layout_strides(shape, layout)
+    try:
+        if len(_STRIDES_MEMO) >= _STRIDES_MEMO_MAX:
+            _STRIDES_MEMO.clear()
+        _STRIDES_MEMO[(shape, layout)] = strides
+    except TypeError:           # an unhashable shape (a list): not memoized
+        pass
+    return strides
+
+
+def _layout_strides(shape, layout):
     nd = len(shape)
     order = list(range(nd)) if layout == NCHW else [0] + list(range(2, nd)) + [1]
     strides = [0] * nd
@@ -230,6 +263,8 @@ input is then padded explicitly, as PyTorch does)."""
 
 
 def _as_int(v, what):
+    if type(v) is int:
+        return v
     if isinstance(v, bool) or not isinstance(v, numbers.Integral):
         try:
             if isinstance(v, bool):
@@ -266,6 +301,8 @@ def _check_ndim(x_shape, w_shape, xname="input", wname="weight"):
 
 
 def _check_groups(groups):
+    if type(groups) is int and groups >= 1:
+        return groups
     if isinstance(groups, bool) or not isinstance(groups, numbers.Integral):
         raise TypeError("groups must be an int, got %r" % (groups,))
     if groups < 1:
