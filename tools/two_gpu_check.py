@@ -60,6 +60,17 @@ def check_functions(dev, engine, results):
             gw = cudnnconv.conv_backward_weight(x, w.shape, g, **kw)
             ok &= gw.device.id == dev and rel(gw, reference.conv_backward_weight(x, w.shape, g, stride, pad, 1,
                                                                                   groups)) < 1e-4
+            # conv_transpose: weight (C_in, C_out/groups, *k); here C_in = K of the forward weight.
+            wt = rng.standard_normal((ws[0], ws[1]) + ws[2:], dtype=cupy.float64).astype(cupy.float32)
+            yt = cudnnconv.conv_transpose(g, wt, stride=stride, padding=pad, groups=groups, allow_tf32=False,
+                                          engine=engine)
+            ok &= yt.device.id == dev and rel(yt, reference.conv_transpose(g, wt, None, stride, pad, 0, groups,
+                                                                           1)) < 1e-5
+            z = rng.standard_normal(y.shape, dtype=cupy.float64).astype(cupy.float32)
+            b = rng.standard_normal((ws[0],), dtype=cupy.float64).astype(cupy.float32)
+            yf = cudnnconv.conv_bias_add_relu(x, w, z, 0.5, b, **kw)
+            ok &= yf.device.id == dev and rel(yf, reference.conv_bias_add_relu(x, w, z, 0.5, b, stride, pad, 1,
+                                                                               groups)) < 1e-5
             results.append(("functions", dev, engine, xs, bool(ok)))
 
 
@@ -78,9 +89,21 @@ def thread_worker(dev, engine, n, out):
             res.append(cupy.asnumpy(y) if i < len(arrays) else float(y.sum()))
         cupy.cuda.Device(dev).synchronize()
         out[dev] = res
+        if engine == "graph":        # this thread's own plan cache (freed when the thread ends)
+            from cudnnconv import _engines
+            out[("keys", dev)] = [k for k, _ in _engines.graph.CACHE.local().items()]
+
+
+def _cache_keys(engine):
+    """The keys of each of the engine's caches (the graph engine keeps one per thread)."""
+    from cudnnconv import _engines
+    mod = _engines.legacy if engine == "legacy" else _engines.graph
+    caches = mod.CACHE._all() if engine == "graph" else [mod.CACHE]
+    return [[k for k, _ in c.items()] for c in caches]
 
 
 def check_threads(engine, results):
+    cudnnconv.clear_cache()
     serial = {}
     for dev in (0, 1):
         thread_worker(dev, engine, len(SHAPES), serial)
@@ -91,7 +114,19 @@ def check_threads(engine, results):
     for t in ts:
         t.join()
     ok = all(numpy.array_equal(a, b) for dev in (0, 1) for a, b in zip(serial[dev], par[dev][:len(SHAPES)]))
-    results.append(("threads", engine, bool(ok), repr(cudnnconv.cache_info())))
+    # One entry per (device, key): in every cache, each device has either none or one per shape, and
+    # together the caches hold exactly len(SHAPES) problems on each of the two devices.
+    per_cache = _cache_keys(engine) + [par[("keys", dev)] for dev in (0, 1) if ("keys", dev) in par]
+    every = set()
+    for keys in per_cache:
+        assert len(keys) == len(set(keys))
+        for dev in (0, 1):
+            n = sum(1 for k in keys if k.device == dev)
+            ok &= n in (0, len(SHAPES))
+        every.update(keys)
+    ok &= len(every) == 2 * len(SHAPES) and {k.device for k in every} == {0, 1}
+    results.append(("threads", engine, bool(ok), "caches %s, distinct (device, key) %d; %r"
+                    % ([len(k) for k in per_cache], len(every), cudnnconv.cache_info())))
 
 
 def check_cross_device(results):
