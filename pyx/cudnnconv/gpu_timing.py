@@ -108,7 +108,6 @@ def spin_ns_for(host_s):
 
 
 def _load_spin(device):
-    import cupy
     from cupy.cuda import function
     last = None
     for version, target in _PTX_TARGETS:
@@ -181,7 +180,7 @@ def time_samples(issue, repeats=None, warmup=None, stream=None):
     if stream is None:
         stream = cupy.cuda.get_current_stream()
     host = 50e-6                      # a guess until a run is seen
-    for i in range(w):
+    for _ in range(w):
         t0 = time.perf_counter()
         issue()
         # The first run may pay one-off costs (kernel loading): the last

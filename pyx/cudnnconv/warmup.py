@@ -30,8 +30,7 @@ ENV_VAR = "CUDNNCONV_TUNING_WARMUP"
 # A key whose tensors need more scratch than this is not warmed up.
 MAX_SCRATCH_BYTES = 4 << 30
 
-_ITEMSIZE = {0: 4, 1: 8, 2: 2, 9: 2}     # cudnnDataType_t -> bytes
-_NUMPY_NAME = {0: "float32", 1: "float64", 2: "float16", 9: "bfloat16"}
+_NUMPY_NAME = {code: name for name, code in params._CUDNN_DTYPE.items()}   # cudnnDataType_t -> dtype name
 _ROUND = 256
 
 
@@ -73,7 +72,7 @@ def plan_scratch(key):
     roles = [("x", key.input_shape, key.layout), ("w", key.weight_shape, key.layout), ("y", y_shape, key.layout)]
     if key.op == "fused":
         roles += [("z", y_shape, key.layout), ("bias", b_shape, params.NCHW)]
-    itemsize = _ITEMSIZE[key.dtype]
+    itemsize = _dtype(key.dtype).itemsize
     out, offset = [], 0
     for i, (role, shape, layout) in enumerate(roles):
         al = 0

@@ -486,12 +486,6 @@ def _heuristic_choices(GraphArgs a, opts):
                 yield c
 
 
-cdef double _median(list v):
-    v = sorted(v)
-    cdef int n = len(v)
-    return v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])
-
-
 cdef class _PlanRun:
     """One execute of a plan on the search's pointers (what gpu_timing times)."""
     cdef GraphChoice c
@@ -537,7 +531,7 @@ def _benchmark(GraphArgs a, opts):
                 c.last_vp = None
                 continue
             c.samples = tuple(times)
-            c.time_ms = _median(times)
+            c.time_ms = ranking.median_and_spread(times)[0]
             c.benchmarked = True
             c.how = "benchmark"
             c.last_vp = None          # it held the search workspace's pointer

@@ -203,36 +203,25 @@ cdef class _Direction:
         out = []
         for i in range(min(count, MAX_RESULTS)):
             p = perf[i]
-            if excluded is not None:
-                reason = None
-                # Over the budget first: cudnnFind also marks an algorithm
-                # whose workspace it could not have with a failure status.
-                if limit is not None and p.memory > limit:
-                    reason = "workspace %d > workspace_limit %d" % (p.memory, limit)
-                elif p.status != CUDNN_STATUS_SUCCESS:
-                    reason = "cuDNN status %d" % <int>p.status
-                elif opts.deterministic and p.determinism != CUDNN_DETERMINISTIC:
-                    reason = "not deterministic (deterministic=True)"
-                elif fp32_strict and p.mathType != CUDNN_FMA_MATH:
-                    reason = "not FMA math (float32 with allow_tf32=False)"
-                else:
-                    reason = errata.legacy_reason(self.op, p.algo, a.dtype, a.allow_tf32)
-                if reason is not None:
-                    excluded.append((LegacyChoice(self.op, p.algo, p.mathType, p.memory, p.time,
-                                                  p.determinism == CUDNN_DETERMINISTIC, opts.benchmark),
-                                     reason))
-            if p.status != CUDNN_STATUS_SUCCESS:
-                continue
-            if opts.deterministic and p.determinism != CUDNN_DETERMINISTIC:
-                continue
+            # One reason per dropped result (search time only, so built eagerly).
+            # Over the budget first: cudnnFind also marks an algorithm whose
+            # workspace it could not have with a failure status.
             if limit is not None and p.memory > limit:
-                continue
-            if fp32_strict and p.mathType != CUDNN_FMA_MATH:
-                continue
-            if fp32_strict and errata.legacy_reason(self.op, p.algo, a.dtype, a.allow_tf32) is not None:
-                continue
-            out.append(LegacyChoice(self.op, p.algo, p.mathType, p.memory, p.time,
-                                    p.determinism == CUDNN_DETERMINISTIC, opts.benchmark))
+                reason = "workspace %d > workspace_limit %d" % (p.memory, limit)
+            elif p.status != CUDNN_STATUS_SUCCESS:
+                reason = "cuDNN status %d" % <int>p.status
+            elif opts.deterministic and p.determinism != CUDNN_DETERMINISTIC:
+                reason = "not deterministic (deterministic=True)"
+            elif fp32_strict and p.mathType != CUDNN_FMA_MATH:
+                reason = "not FMA math (float32 with allow_tf32=False)"
+            else:
+                reason = errata.legacy_reason(self.op, p.algo, a.dtype, a.allow_tf32)
+            choice = LegacyChoice(self.op, p.algo, p.mathType, p.memory, p.time,
+                                  p.determinism == CUDNN_DETERMINISTIC, opts.benchmark)
+            if reason is None:
+                out.append(choice)
+            elif excluded is not None:
+                excluded.append((choice, reason))
         return out
 
     def _retime(self, LegacyArgs a, list found, size_t ws_ptr, size_t nbytes):
@@ -248,7 +237,7 @@ cdef class _Direction:
             if ch.workspace <= nbytes:
                 try:
                     samples = tuple(gpu_timing.time_samples(lambda ch=ch: self.execute(a, ch, wsp), stream=stream))
-                except (CuDNNError, MemoryError) as e:
+                except (CuDNNError, MemoryError):
                     samples = ()
             med, _ = ranking.median_and_spread(samples)
             out.append(LegacyChoice(ch.op, ch.algo, ch.math_type, ch.workspace,
