@@ -13,6 +13,7 @@ import numpy
 
 from cudnnconv import options as _flags
 from cudnnconv import params, split, _engines
+from cudnnconv.callplan import CallPlan, conv_plan, rel_span, lookup as _callplan_lookup
 from cudnnconv.core import build
 from cudnnconv.core.status import CuDNNError
 
@@ -129,44 +130,17 @@ def _kw(geom, opts, **extra):
 #
 # The first call with a given signature (the shapes, strides, dtypes and
 # devices of its CuPy arrays and of ``out``, its scalar parameters and its
-# resolved flags) runs every check and records the outcome in a _Plan.  A
+# resolved flags) runs every check and records the outcome in a CallPlan.  A
 # repeat call skips validation, layout choice and split planning: it only
 # hashes the signature, checks that ``out`` does not overlap an input (with
 # spans precomputed from the strides) and runs.  Calls with arrays that are
 # not CuPy arrays, or with unhashable parameters (lists), take the full path.
-
-class _Plan:
-    __slots__ = ("fn", "device", "layout", "geom", "shape", "pack", "chunks", "repro", "out_direct",
-                 "spans", "out_span", "names", "pad", "extra")
-
+# The signature, the overlap check and conv()'s common-case first pass are
+# typed, in callplan.pyx; the full path below is the one source of truth for
+# what is valid (callplan's first pass only ever answers None where it is).
 
 _MEMO_MAX = 2048
 _memo = {}
-
-
-def _signature(fn, arrays, out, scalars, opts):
-    import cupy
-    nd = cupy.ndarray
-    metas = []
-    for a in arrays:
-        if a is None:
-            metas.append(None)
-        elif type(a) is nd:
-            metas.append((a.shape, a.strides, a.dtype, a.data.device_id))
-        else:
-            return None
-    if out is None:
-        om = None
-    elif type(out) is nd:
-        om = (out.shape, out.strides, out.dtype, out.data.device_id)
-    else:
-        return None
-    sig = (fn, tuple(metas), om, scalars, opts)
-    try:
-        hash(sig)
-    except TypeError:
-        return None
-    return sig
 
 
 def _remember(sig, plan):
@@ -176,36 +150,16 @@ def _remember(sig, plan):
         _memo[sig] = plan
 
 
-def _rel_span(a):
-    if a is None or a.size == 0:
-        return None
-    lo, hi = params._span(a)
-    return (lo - a.data.ptr, hi - a.data.ptr)
-
-
 def _new_plan(fn, names, arrays, out, device, layout, geom, shape, pack, chunks, repro, may_alias=()):
-    plan = _Plan()
+    plan = CallPlan()
     plan.fn, plan.device, plan.layout, plan.geom, plan.shape = fn, device, layout, geom, shape
     plan.pack, plan.chunks, plan.repro, plan.names = pack, chunks, repro, names
     plan.out_direct = out is not None and params.has_layout(out, layout)
-    plan.out_span = None if out is None else _rel_span(out)
-    plan.spans = tuple(None if n in may_alias else _rel_span(a) for n, a in zip(names, arrays))
+    plan.out_span = None if out is None else rel_span(out)
+    plan.spans = tuple(None if n in may_alias else rel_span(a) for n, a in zip(names, arrays))
     plan.pad = any(geom.same_extra)
     plan.extra = None
     return plan
-
-
-def _check_overlap(plan, arrays, out):
-    """The fast path's overlap check: out against each input, by address."""
-    if out is None or plan.out_span is None:
-        return
-    op = out.data.ptr
-    olo, ohi = op + plan.out_span[0], op + plan.out_span[1]
-    for a, span, name in zip(arrays, plan.spans, plan.names):
-        if span is not None:
-            p = a.data.ptr
-            if p + span[0] < ohi and olo < p + span[1]:
-                raise ValueError("out overlaps %s: the result would overwrite its own input" % name)
 
 
 class _NullContext:
@@ -249,11 +203,7 @@ def _run_chunks(eng, op, plan, x, w, y, opts, z=None, bias=None, alpha=1.0):
 
 
 def _lookup(fn, arrays, out, scalars, opts):
-    sig = _signature(fn, arrays, out, scalars, opts)
-    plan = _memo.get(sig) if sig is not None else None
-    if plan is not None:
-        _check_overlap(plan, arrays, out)
-    return sig, plan
+    return _callplan_lookup(_memo, fn, arrays, out, scalars, opts)
 
 
 # ---------------------------------------------------------------------------
@@ -275,6 +225,10 @@ def conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     eng = _engines.select(opts)
     arrays = (input, weight, bias)
     sig, plan = _lookup("conv", arrays, out, (stride, padding, dilation, groups), opts)
+    if plan is None and sig is not None:
+        plan = conv_plan(input, weight, bias, stride, padding, dilation, groups, out, opts)
+        if plan is not None:
+            _remember(sig, plan)
     if plan is None:
         a = _inspect(input=input, weight=weight, bias=bias)
         geom, y_shape = params.conv_geometry(a["input"].shape, a["weight"].shape, stride, padding, dilation,

@@ -243,3 +243,101 @@ def test_forward_nonstandard_strides_copied(engine):
     w = ref.random((4, 6, 3, 3), "float32")[:, :, ::-1]
     y = cudnnconv.conv(x, w, padding=1, allow_tf32=False, engine=engine)
     assert ref.rel_error(y, ref.conv(x, w, padding=1)) <= ref.tolerance("float32")
+
+
+# ---------------------------------------------------------------------------
+# conv()'s typed first pass (callplan.conv_plan) against the full path
+# ---------------------------------------------------------------------------
+
+_PLAN_FIELDS = ("fn", "device", "layout", "geom", "shape", "pack", "chunks", "repro", "names", "out_direct",
+                "out_span", "spans", "pad", "extra")
+
+
+def _first_pass_cases():
+    """(x, w, b, kwargs, out) for calls the typed first pass must plan."""
+    r = ref.random
+    cases = []
+    for layout in ("nchw", "channels_last"):
+        for dt in ("float16", "float32", "bfloat16"):
+            x, w = r((2, 8, 9, 10), dt, layout), r((4, 8, 3, 3), dt, layout)
+            cases.append((x, w, None, dict(padding=1), None))
+            cases.append((x, w, r((4,), dt), dict(stride=(2, 1), padding=[1, 0], dilation=2), None))
+            cases.append((x, w, None, dict(padding=1), ref.poisoned((2, 4, 9, 10), dt, layout)))
+    x, w = r((2, 8, 9, 10), "float32"), r((4, 8, 3, 3), "float32", "channels_last")
+    cases.append((x, w, None, {}, None))                                        # weight alone channels-last
+    cases.append((x, r((4, 8, 3, 3), "float32"), None, dict(padding=1),
+                  cupy.empty((2, 4, 18, 10), "float32")[:, :, ::2]))           # a strided out
+    cases.append((r((2, 8, 9, 10), "float64", "channels_last"), r((4, 8, 3, 3), "float64"), None, {}, None))
+    cases.append((r((2, 6, 11), "float32"), r((6, 2, 3), "float32"), None, dict(groups=3, stride=2), None))
+    cases.append((r((1, 4, 5, 6, 7), "float16", "channels_last"), r((8, 4, 3, 3, 3), "float16", "channels_last"),
+                  r((8,), "float16"), dict(padding=(1, 0, 1), stride=[1]), None))
+    xb = r((2, 8, 12, 13), "float32")
+    cases.append((xb[:, 1:7, 1:11, ::2], r((4, 6, 3, 3), "float32")[:, :, ::-1], None, dict(padding=1), None))
+    cases.append((r((0, 3, 5, 5), "float32"), r((2, 3, 3, 3), "float32"), None, {}, None))   # an empty batch
+    return cases
+
+
+def test_fast_first_pass_plans_what_the_full_path_plans(monkeypatch):
+    from cudnnconv import api, callplan, options
+    for x, w, b, kw, out in _first_pass_cases():
+        opts = options.resolve(allow_tf32=False)
+        full_kw = dict(stride=kw.get("stride", 1), padding=kw.get("padding", 0), dilation=kw.get("dilation", 1),
+                       groups=kw.get("groups", 1))
+        fast = callplan.conv_plan(x, w, b, full_kw["stride"], full_kw["padding"], full_kw["dilation"],
+                                  full_kw["groups"], out, opts)
+        assert fast is not None, (x.shape, x.strides, w.shape, kw)
+        # A call with a list parameter is not memoized (a list does not
+        # hash), so it never reaches the typed pass; the full path is asked
+        # with the same values as tuples, which it plans the same way.
+        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()}
+        api._memo.clear()
+        with monkeypatch.context() as m:
+            m.setattr(api, "conv_plan", lambda *a: None)
+            y = cudnnconv.conv(x, w, b, **kw, out=out, allow_tf32=False)
+        (full,) = api._memo.values()
+        for f in _PLAN_FIELDS:
+            assert getattr(fast, f) == getattr(full, f), (f, getattr(fast, f), getattr(full, f), x.shape, kw)
+        # and the call through the typed plan computes the same result
+        api._memo.clear()
+        y2 = cudnnconv.conv(x, w, b, **kw, out=None if out is None else out.copy(), allow_tf32=False)
+        (plan,) = api._memo.values()
+        assert type(plan) is callplan.CallPlan
+        if y.size:
+            assert ref.rel_error(y2, ref.conv(x, w, b, **kw)) <= ref.tolerance(x.dtype.name)
+            assert ref.rel_error(y, ref.conv(x, w, b, **kw)) <= ref.tolerance(x.dtype.name)
+
+
+def test_fast_first_pass_leaves_the_rest_to_the_full_path():
+    """Uncommon and invalid calls get no typed plan (the full path checks and explains them)."""
+    import numpy
+    from cudnnconv import callplan, options
+    opts = options.resolve()
+    r = ref.random
+    x, w = r((2, 8, 9, 10), "float32"), r((4, 8, 3, 3), "float32")
+    def args(x=x, w=w, b=None, stride=1, padding=0, dilation=1, groups=1, out=None):
+        return (x, w, b, stride, padding, dilation, groups, out, opts)
+
+    none_cases = [
+        args(padding="same"),                                  # string padding
+        args(stride=numpy.int64(1)),                           # a numpy int
+        args(stride=True),                                     # a bool
+        args(groups=2),                                        # weight has C/groups = 8, not 4
+        args(w=r((4, 8, 3, 3), "float16")),                    # mixed dtypes
+        args(w=r((4, 4, 3, 3), "float32")),                    # C/groups mismatch
+        args(b=r((5,), "float32")),                            # bias of the wrong size
+        args(out=cupy.empty((2, 4, 7, 7), "float32")),         # out of the wrong shape
+        args(w=r((4, 8, 11, 3), "float32")),                   # kernel larger than the input
+        args(stride=0),                                        # stride 0
+        args(padding=-1),                                      # negative padding
+        args(dilation=(1, 1, 1)),                              # one entry too many
+        args(x=x.get()),                                       # a host array
+    ]
+    assert callplan.conv_plan(*args()) is not None             # the baseline is planned
+    for i, a in enumerate(none_cases):
+        assert callplan.conv_plan(*a) is None, i
+    # out overlapping the input: left to the full path, which refuses it
+    big = r((2, 8, 9, 10), "float32")
+    o = big[:, :4, 1:, 1:]
+    assert callplan.conv_plan(big, r((4, 8, 2, 2), "float32"), None, 1, 0, 1, 1, o, opts) is None
+    with pytest.raises(ValueError, match="overlaps"):
+        cudnnconv.conv(big, r((4, 8, 2, 2), "float32"), out=o)
