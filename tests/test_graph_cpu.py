@@ -370,3 +370,16 @@ def test_graph_benchmark_reads_the_shared_settings():
     from cudnnconv import gpu_timing
     assert graph.gpu_timing is gpu_timing
     assert not any(hasattr(graph, n) for n in ("BENCH_REPS", "BENCH_WARMUP", "BENCH_MARGIN"))
+
+
+def test_call_key_is_the_shared_key():
+    """run() builds its key without params.make_key's frame; it must be that key."""
+    from cudnnconv import options, params
+    from cudnnconv.engines import graph
+    geom, _ = params.conv_geometry((2, 8, 9, 9), (16, 4, 3, 3), (2, 1), 1, (1, 2), 2)
+    for opts in (options.resolve(), options.resolve(deterministic=True, allow_tf32=False, workspace_limit=1 << 20)):
+        for op, extra in (("forward", (16, 16, 8)), ("fused", (16, 16, 16, 16, 16, 0.5))):
+            want = params.make_key(op, graph.ENGINE, 3, 2, (2, 8, 9, 9), (16, 4, 3, 3), "NHWC", geom, opts, extra)
+            got = graph.call_key(op, 3, 2, (2, 8, 9, 9), (16, 4, 3, 3), "NHWC", geom, opts, extra)
+            assert got == want and hash(got) == hash(want) and type(got) is type(want)
+            assert got._asdict() == want._asdict()

@@ -98,6 +98,23 @@ def problem_key(op, device, dtype_code, x_shape, w_shape, layout, geom, opts, pt
                            key_extra(op, ptrs, alpha))
 
 
+cdef object _ProblemKey = params.ProblemKey
+
+
+def call_key(str op, int device, int dtype_code, tuple x_shape, tuple w_shape, str layout, geom, opts,
+             tuple extra):
+    """``params.make_key`` for this engine, built without a Python frame:
+    what ``run`` computes on every call (tests check it is the same key)."""
+    return _call_key(op, device, dtype_code, x_shape, w_shape, layout, geom, opts, extra)
+
+
+cdef inline object _call_key(str op, int device, int dtype_code, tuple x_shape, tuple w_shape, str layout, geom,
+                             opts, tuple extra):
+    return tuple.__new__(_ProblemKey, (op, ENGINE, device, dtype_code, x_shape, w_shape, layout, geom.padding,
+                                       geom.stride, geom.dilation, geom.groups, bool(opts.deterministic),
+                                       bool(opts.allow_tf32), opts.workspace_limit, extra))
+
+
 # ---------------------------------------------------------------------------
 # One call's problem
 # ---------------------------------------------------------------------------
@@ -716,6 +733,14 @@ cdef int _dtype_code(dt) except -1:
     return code
 
 
+cdef object _explain_state = explain._state
+
+
+cdef inline bint _explain_active():
+    """explain.active(), without its Python frame (run's hot path)."""
+    return getattr(_explain_state, "handler", None) is not None
+
+
 cdef GraphArgs _args(str op, int dtype, x, w, y, geom, opts, str layout, double alpha, Handle h,
                      cudnnHandle_t hp, repro, void** ptrs, int n):
     cdef GraphArgs a = GraphArgs.__new__(GraphArgs)
@@ -754,7 +779,7 @@ def run(str op, x, w, y, geom, opts, str layout, int device, repro=None, z=None,
                  alignment(<size_t>ptrs[3]), alignment(<size_t>ptrs[4]), alpha)
     else:
         extra = (alignment(<size_t>ptrs[0]), alignment(<size_t>ptrs[1]), alignment(<size_t>ptrs[2]))
-    key = params.make_key(op, ENGINE, device, dtype, x.shape, w.shape, layout, geom, opts, extra)
+    key = _call_key(op, device, dtype, tuple(x.shape), tuple(w.shape), layout, geom, opts, extra)
     cdef Handle h = get_handle(device)
     cdef cudnnHandle_t hp = h.bind(<size_t>_current_stream_ptr())
     try:
@@ -801,7 +826,6 @@ def run(str op, x, w, y, geom, opts, str layout, int device, repro=None, z=None,
     return choice
 
 
-cdef object _explain_active = explain.active
 
 
 cdef bint _usable(value, bint benchmark):
