@@ -8,8 +8,9 @@ come with running a choice for the first time in a process:
   engine libraries, tenths of a millisecond for later ones;
 * the workspace a cached choice keeps is allocated at its first call.
 
-``warm_up(keys)`` pays both now: for each key it makes the engine's own call
-(``engine.run``) on scratch arrays of the key's shapes, dtype, layout and
+``warm_up(keys)`` pays both now: for each key it makes the call that reaches
+it (the public function of its direction, or for a fused key the engine's
+own ``engine.run``) on scratch arrays of the key's shapes, dtype, layout and
 pointer alignments, so that the cached choice runs once; then it
 synchronises, so that none of that work is charged to a later call.  It
 never searches: the call goes through the shared search skeleton with a
@@ -128,8 +129,9 @@ def warm_up(keys, max_scratch_bytes=None):
                 with cupy.cuda.Device(key.device):
                     mem = cupy.cuda.alloc(max(nbytes, 1))
                     t = _arrays(mem, key, plan)
-                    mod.run(key.op, t["x"], t["w"], t["y"], geom, opts, key.layout, key.device,
-                            z=t.get("z"), bias=t.get("bias"), alpha=alpha)
+                    if not _through_public_function(key, t, geom, opts):
+                        mod.run(key.op, t["x"], t["w"], t["y"], geom, opts, key.layout, key.device,
+                                z=t.get("z"), bias=t.get("bias"), alpha=alpha)
                     devices.add(key.device)
                 run += 1
             except _NotCached:
@@ -145,6 +147,35 @@ def warm_up(keys, max_scratch_bytes=None):
             cupy.cuda.get_current_stream().synchronize()
     _log.debug("warm-up: ran %d loaded entries, skipped %d", run, skipped)
     return {"run": run, "skipped": skipped}
+
+
+def _through_public_function(key, t, geom, opts):
+    """Run a forward, backward-data or backward-filter key through its
+    public function (conv, conv_backward_input, conv_backward_weight) on the
+    scratch arrays, so that the library's Python path runs once too: the
+    interpreter's first executions of a code path are slower than later
+    ones, and the first calls after a load would pay that.  The arrays are
+    in the key's layout and alignments and the parameters are the key's,
+    so the call reaches the key's cached choice (the search is intercepted:
+    it runs that choice, or raises _NotCached).  Returns False for a key
+    this does not cover (fused); ``last_call()`` is left as it was."""
+    from cudnnconv import api
+    if key.op not in ("forward", "backward_data", "backward_filter"):
+        return False
+    kw = dict(stride=key.stride, padding=key.padding, dilation=key.dilation, groups=key.groups,
+              benchmark=True, deterministic=opts.deterministic, allow_tf32=opts.allow_tf32,
+              workspace_limit=opts.workspace_limit, engine=key.engine)
+    saved = getattr(api._last, "rec", None)
+    try:
+        if key.op == "forward":
+            api.conv(t["x"], t["w"], out=t["y"], **kw)
+        elif key.op == "backward_data":
+            api.conv_backward_input(key.input_shape, t["w"], t["y"], out=t["x"], **kw)
+        else:
+            api.conv_backward_weight(t["x"], key.weight_shape, t["y"], out=t["w"], **kw)
+    finally:
+        api._last.rec = saved
+    return True
 
 
 def _text(key):

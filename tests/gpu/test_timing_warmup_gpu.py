@@ -158,9 +158,12 @@ def test_load_with_warm_up_runs_each_entry_without_searching(tmp_path, clean, en
     keys = [k for k, _ in cache.items()]
     assert len(keys) == 3
     before = cudnnconv.cache_info()[engine]
+    last = cudnnconv.last_call()
     assert warmup.warm_up(keys) == {"run": 3, "skipped": 0}
-    # Nothing searched, nothing counted, nothing added.
+    # Nothing searched, nothing counted, nothing added; last_call() untouched
+    # (the warm-up goes through the public functions).
     assert cudnnconv.cache_info()[engine] == before
+    assert cudnnconv.last_call() == last
     # The calls now hit, and compute right (the warm-up's scratch arrays shared nothing with them).
     kw = dict(padding=1, benchmark=True, engine=engine)
     out = ref.poisoned(expect[0].shape, "float32")
