@@ -18,6 +18,15 @@ process (so nothing is cached in memory):
   show how much of the warm first call is CUDA's lazy kernel loading; and
   warm+warmup+out: warm+warmup with each output allocated before the first
   call and passed as out=, to show what the output's allocation costs;
+* warm/net and warm+warmup/net: the same two, in a network's order: every
+  layer's arrays are made first, then one pass calls each layer once (its
+  first call), then ``--repeats`` passes call them again in the same order
+  (its steady calls, median).  That is a forward pass's first iteration
+  against its later ones.  In the modes above, each layer's first call
+  comes right after its arrays are generated (CuPy's random and cast
+  kernels, many Python calls), so the host runs our code with caches the
+  generation has evicted; its steady calls run back to back.  We report
+  both orders;
 * torch: PyTorch's first call with torch.backends.cudnn.benchmark=True
   (skipped, with a note, where torch is missing);
 * stability: ``--processes`` fresh processes with no file each choose per
@@ -25,7 +34,11 @@ process (so nothing is cached in memory):
   with their times.
 
 "first" is the wall time of the layer's first call (synchronised); "steady"
-the median of ``--repeats`` later calls timed the same way.  Each process
+the median of ``--repeats`` later calls timed the same way.  A first call
+happens once per process, so the warm modes run ``--first-runs`` fresh
+processes each and report, per layer, the median over them (a single
+process's first call is one sample: an interrupt or a garbage collection
+in it moves one layer by 0.1-0.3 ms).  Each process
 first runs one tiny unrelated convolution so that CUDA context, cuDNN handle
 and library load are not charged to the first layer; its time ("load ms")
 is reported, since in the warm modes it also loads the file (and warms it
@@ -82,6 +95,15 @@ def _timed(fn, sync):
     return (time.perf_counter() - t0) * 1e3
 
 
+def _row(name, xs, ws, first, steady, choice, after_gen=None):
+    row = {"layer": name, "x": xs, "w": ws, "first_ms": first, "steady_ms": statistics.median(steady),
+           "choice": {k: choice.get(k) for k in ("engine", "algo", "algo_name", "tag", "math_type",
+                                                "workspace", "time_ms")}}
+    if after_gen is not None:
+        row["after_gen_ms"] = after_gen
+    return row
+
+
 def child_cudnnconv(args):
     import cupy
     import cudnnconv
@@ -96,12 +118,17 @@ def child_cudnnconv(args):
     load_ms = (time.perf_counter() - t0) * 1e3
     base = {k: list(v) for k, v in cudnnconv.cache_info().items()}
     rows = []
-    for name, xs, ws, stride, pad in resnet50_layers(args.batch)[: args.layers or None]:
+    prepared = []
+    def make(xs, ws):
         x = cupy.random.standard_normal(xs).astype(dtype)
         w = cupy.random.standard_normal(ws).astype(dtype)
         if args.channels_last:
             x = cupy.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
             w = cupy.ascontiguousarray(w.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+        return x, w
+
+    for name, xs, ws, stride, pad in resnet50_layers(args.batch)[: args.layers or None]:
+        x, w = make(xs, ws)
         out = None
         if args.preallocate:
             # The output made before the first call: its allocation is not charged to it.
@@ -112,14 +139,35 @@ def child_cudnnconv(args):
             if args.channels_last:
                 out = cupy.empty((n, ho, wo, k), dtype).transpose(0, 3, 1, 2)
             sync()
-        call = lambda: cudnnconv.conv(x, w, stride=stride, padding=pad, benchmark=True, engine=args.engine,
-                                      out=out)
+        call = (lambda x=x, w=w, stride=stride, pad=pad, out=out:
+                cudnnconv.conv(x, w, stride=stride, padding=pad, benchmark=True, engine=args.engine, out=out))
+        if args.network_order:
+            prepared.append((name, xs, ws, call))
+            continue
         first = _timed(call, sync)
         choice = cudnnconv.last_call()["choices"][0]
         steady = [_timed(call, sync) for _ in range(args.repeats)]
-        rows.append({"layer": name, "x": xs, "w": ws, "first_ms": first, "steady_ms": statistics.median(steady),
-                     "choice": {k: choice.get(k) for k in ("engine", "algo", "algo_name", "tag", "math_type",
-                                                          "workspace", "time_ms")}})
+        # The control: the same generation work that came before the first
+        # call, then a call with every cache of ours warm (signature memo,
+        # plan, variant pack): what any call costs in this position.
+        make(xs, ws)
+        after_gen = _timed(call, sync)
+        rows.append(_row(name, xs, ws, first, steady, choice, after_gen))
+    if args.network_order:
+        # A network's first iteration, then its later ones: every array made
+        # first; pass 0 makes each layer's first call, in the network's
+        # order; passes 1..repeats time its steady calls, in the same order.
+        sync()
+        firsts, choices = [], []
+        for name, xs, ws, call in prepared:
+            firsts.append(_timed(call, sync))
+            choices.append(cudnnconv.last_call()["choices"][0])
+        steadies = [[] for _ in prepared]
+        for _ in range(args.repeats):
+            for i, (name, xs, ws, call) in enumerate(prepared):
+                steadies[i].append(_timed(call, sync))
+        for (name, xs, ws, call), first, steady, choice in zip(prepared, firsts, steadies, choices):
+            rows.append(_row(name, xs, ws, first, steady, choice))
     info = {k: list(v) for k, v in cudnnconv.cache_info().items()}
     return {"rows": rows, "cache_info_before": base, "cache_info": info, "load_ms": load_ms}
 
@@ -146,7 +194,11 @@ def child_torch(args):
         with torch.no_grad():
             first = _timed(call, sync)
             steady = [_timed(call, sync) for _ in range(args.repeats)]
-        rows.append({"layer": name, "first_ms": first, "steady_ms": statistics.median(steady)})
+            torch.randn(xs, device="cuda", dtype=dtype).to(memory_format=fmt)      # the control (see above)
+            torch.randn(ws, device="cuda", dtype=dtype).to(memory_format=fmt)
+            after_gen = _timed(call, sync)
+        rows.append({"layer": name, "first_ms": first, "steady_ms": statistics.median(steady),
+                     "after_gen_ms": after_gen})
     return {"rows": rows, "torch": torch.__version__, "cudnn": torch.backends.cudnn.version()}
 
 
@@ -154,7 +206,7 @@ def child_torch(args):
 # Driver
 # ---------------------------------------------------------------------------
 
-def _spawn(args, mode, env_extra=None, drop_env=True, preallocate=False):
+def _spawn(args, mode, env_extra=None, drop_env=True, preallocate=False, network_order=False):
     env = dict(os.environ)
     if drop_env:
         for name in ("CUDNNCONV_TUNING_CACHE", "CUDNNCONV_TUNING_WARMUP", "CUDA_MODULE_LOADING"):
@@ -168,6 +220,8 @@ def _spawn(args, mode, env_extra=None, drop_env=True, preallocate=False):
         cmd.append("--channels-last")
     if preallocate:
         cmd.append("--preallocate")
+    if network_order:
+        cmd.append("--network-order")
     t0 = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout)
     wall = time.perf_counter() - t0
@@ -178,17 +232,52 @@ def _spawn(args, mode, env_extra=None, drop_env=True, preallocate=False):
     return out
 
 
+def _merge_runs(runs):
+    """One result from several fresh processes of one mode: per layer, the
+    median first, steady and after-generation times over the processes (a
+    first call happens once per process, so its repeats are processes); the
+    per-process first times are kept.  Cache counts are summed.  A failed
+    process makes the whole mode an error (nothing is dropped quietly)."""
+    bad = [r for r in runs if "rows" not in r]
+    if bad:
+        return bad[0]
+    if len(runs) == 1:
+        return runs[0]
+    out = dict(runs[0])
+    out["processes"] = len(runs)
+    out["load_ms"] = statistics.median(r["load_ms"] for r in runs)
+    out["cache_info"] = {k: [v[0], v[1]] + [sum(r["cache_info"][k][i] for r in runs) for i in (2, 3)]
+                         for k, v in runs[0]["cache_info"].items()}
+    out["cache_info_before"] = {k: [v[0], v[1]] + [sum(r["cache_info_before"][k][i] for r in runs) for i in (2, 3)]
+                                for k, v in runs[0]["cache_info_before"].items()}
+    rows = []
+    for i, row in enumerate(runs[0]["rows"]):
+        each = [r["rows"][i] for r in runs]
+        assert all(e["layer"] == row["layer"] for e in each)
+        merged = dict(row)
+        merged["first_ms"] = statistics.median(e["first_ms"] for e in each)
+        merged["steady_ms"] = statistics.median(e["steady_ms"] for e in each)
+        merged["first_runs_ms"] = [e["first_ms"] for e in each]
+        if all("after_gen_ms" in e for e in each):
+            merged["after_gen_ms"] = statistics.median(e["after_gen_ms"] for e in each)
+        rows.append(merged)
+    out["rows"] = rows
+    return out
+
+
 def _ratios(rows):
     r = [row["first_ms"] / row["steady_ms"] for row in rows if row["steady_ms"] > 0]
     if not r:
         return {}
+    g = [row["after_gen_ms"] / row["steady_ms"] for row in rows if row.get("after_gen_ms") and row["steady_ms"] > 0]
     return {"median": statistics.median(r), "max": max(r), "min": min(r), "n": len(r),
+            "after_gen_median": statistics.median(g) if g else None,
             "layers_over_2x": sum(1 for v in r if v > 2.0),
             "first_total_ms": sum(row["first_ms"] for row in rows),
             "steady_total_ms": sum(row["steady_ms"] for row in rows)}
 
 
-MODES = ("cold", "warm", "warm+warmup", "warm+eager", "warm+warmup+out", "torch")
+MODES = ("cold", "warm", "warm+warmup", "warm+eager", "warm+warmup+out", "warm/net", "warm+warmup/net", "torch")
 
 
 def _choice_id(c):
@@ -205,11 +294,15 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--layers", type=int, default=0, help="only the first N layers (0: all)")
     p.add_argument("--processes", type=int, default=5, help="fresh processes for the stability check")
+    p.add_argument("--first-runs", type=int, default=5,
+                   help="fresh processes per warm mode: a first call happens once per process, so each layer's "
+                        "first (and steady) time is the median over this many processes")
     p.add_argument("--timeout", type=int, default=900)
     p.add_argument("--diagnose", action="store_true",
                    help="also a warm run with CUDA_MODULE_LOADING=EAGER, and a warm+warmup run with the outputs "
                         "allocated before the first call (out=)")
     p.add_argument("--preallocate", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--network-order", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--child", choices=("cudnnconv", "torch"))
     args = p.parse_args(argv)
     if args.child:
@@ -228,14 +321,20 @@ def main(argv=None):
         result["cache_file_bytes"] = os.path.getsize(cache_file)
     except (OSError, ValueError, KeyError) as e:
         result["cache_file_error"] = str(e)
-    result["warm"] = _spawn(args, "cudnnconv", {"CUDNNCONV_TUNING_CACHE": cache_file})
-    result["warm+warmup"] = _spawn(args, "cudnnconv", {"CUDNNCONV_TUNING_CACHE": cache_file,
-                                                       "CUDNNCONV_TUNING_WARMUP": "1"})
+    runs = max(1, args.first_runs)
+    result["warm"] = _merge_runs([_spawn(args, "cudnnconv", {"CUDNNCONV_TUNING_CACHE": cache_file})
+                                  for _ in range(runs)])
+    result["warm+warmup"] = _merge_runs([_spawn(args, "cudnnconv", {"CUDNNCONV_TUNING_CACHE": cache_file,
+                                                                    "CUDNNCONV_TUNING_WARMUP": "1"})
+                                         for _ in range(runs)])
     if args.diagnose:
         result["warm+eager"] = _spawn(args, "cudnnconv", {"CUDNNCONV_TUNING_CACHE": cache_file,
                                                           "CUDA_MODULE_LOADING": "EAGER"})
         result["warm+warmup+out"] = _spawn(args, "cudnnconv", {"CUDNNCONV_TUNING_CACHE": cache_file,
                                                                "CUDNNCONV_TUNING_WARMUP": "1"}, preallocate=True)
+    for mode, extra in (("warm/net", {}), ("warm+warmup/net", {"CUDNNCONV_TUNING_WARMUP": "1"})):
+        result[mode] = _merge_runs([_spawn(args, "cudnnconv", dict(extra, CUDNNCONV_TUNING_CACHE=cache_file),
+                                           network_order=True) for _ in range(runs)])
     result["torch"] = _spawn(args, "torch")
     stable = [_spawn(args, "cudnnconv") for _ in range(args.processes)]
     result["stability_runs"] = [{"error": s["error"]} if "error" in s else
@@ -278,18 +377,20 @@ def main(argv=None):
 def render_markdown(res):
     cfg = res["config"]
     lines = ["# Warm tuning cache: first call vs steady state", "",
-             "ResNet-50 forward convs, batch %d, %s, engine=%s%s, benchmark=True; each mode in a fresh process."
-             % (cfg["batch"], cfg["dtype"], cfg["engine"], ", channels-last" if cfg["channels_last"] else ""), ""]
+             "ResNet-50 forward convs, batch %d, %s, engine=%s%s, benchmark=True; each mode in fresh processes "
+             "(warm modes: per layer the median over %d processes)."
+             % (cfg["batch"], cfg["dtype"], cfg["engine"], ", channels-last" if cfg["channels_last"] else "",
+                cfg.get("first_runs", 1)), ""]
     lines.append("| mode | first/steady median | max | layers > 2x | sum first ms | sum steady ms | load ms "
-                 "| cache hits/misses |")
-    lines.append("|---|---|---|---|---|---|---|---|")
+                 "| cache hits/misses | control: after-generation/steady median |")
+    lines.append("|---|---|---|---|---|---|---|---|---|")
     for mode in MODES:
         if mode not in res:
             continue
         r = res[mode]
         if "error" in r or "skipped" in r:
             why = r.get("skipped") or "error: " + ((r.get("error") or "").strip().splitlines() or ["?"])[-1]
-            lines.append("| %s | %s | | | | | | |" % (mode, why))
+            lines.append("| %s | %s | | | | | | | |" % (mode, why))
             continue
         q = r.get("ratios", {})
         hm = ""
@@ -297,26 +398,32 @@ def render_markdown(res):
             hm = ", ".join("%s %d/%d" % (k, v[2] - r["cache_info_before"].get(k, [0, 0, 0, 0])[2],
                                          v[3] - r["cache_info_before"].get(k, [0, 0, 0, 0])[3])
                            for k, v in r["cache_info"].items())
-        lines.append("| %s | %.2f | %.2f | %d | %.1f | %.1f | %s | %s |" % (
+        ag = q.get("after_gen_median")
+        lines.append("| %s | %.2f | %.2f | %d | %.1f | %.1f | %s | %s | %s |" % (
             mode, q.get("median", float("nan")), q.get("max", float("nan")), q.get("layers_over_2x", -1),
             q.get("first_total_ms", float("nan")), q.get("steady_total_ms", float("nan")),
-            "%.1f" % r["load_ms"] if "load_ms" in r else "-", hm))
+            "%.1f" % r["load_ms"] if "load_ms" in r else "-", hm, "%.2f" % ag if ag is not None else "-"))
     lines += ["", "Tuning file: %s entries, %s bytes." % (res.get("cache_file_entries"), res.get("cache_file_bytes")), ""]
     cold, warm, torch = res.get("cold", {}), res.get("warm", {}), res.get("torch", {})
     ww = res.get("warm+warmup", {})
+    wn = res.get("warm+warmup/net", {})
     if "rows" in cold and "rows" in warm:
         lines.append("| layer | cold first ms | warm first ms | warm+warmup first ms | steady ms (warm+warmup) "
-                     "| warm first/steady | warm+warmup first/steady | torch first ms |")
-        lines.append("|---|---|---|---|---|---|---|---|")
+                     "| warm first/steady | warm+warmup first/steady | warm+warmup/net first/steady "
+                     "| torch first ms |")
+        lines.append("|---|---|---|---|---|---|---|---|---|")
         trows = {r["layer"]: r for r in torch.get("rows", [])}
         wwrows = {r["layer"]: r for r in ww.get("rows", [])}
+        wnrows = {r["layer"]: r for r in wn.get("rows", [])}
         for c, w in zip(cold["rows"], warm["rows"]):
             t = trows.get(c["layer"], {})
             u = wwrows.get(c["layer"])
-            lines.append("| %s | %.2f | %.2f | %s | %s | %.2f | %s | %s |" % (
+            v = wnrows.get(c["layer"])
+            lines.append("| %s | %.2f | %.2f | %s | %s | %.2f | %s | %s | %s |" % (
                 c["layer"], c["first_ms"], w["first_ms"], "%.2f" % u["first_ms"] if u else "-",
                 "%.3f" % u["steady_ms"] if u else "-", w["first_ms"] / w["steady_ms"],
-                "%.2f" % (u["first_ms"] / u["steady_ms"]) if u else "-", "%.2f" % t["first_ms"] if t else "-"))
+                "%.2f" % (u["first_ms"] / u["steady_ms"]) if u else "-",
+                "%.2f" % (v["first_ms"] / v["steady_ms"]) if v else "-", "%.2f" % t["first_ms"] if t else "-"))
     st = res.get("stability", {})
     lines += ["", "## Choice stability", "",
               "%d fresh processes, %d layers: %d layer(s) chose differently." % (

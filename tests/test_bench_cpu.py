@@ -405,10 +405,14 @@ def test_warm_cache_report_from_synthetic_results():
     layers = warm_cache.resnet50_layers(32)
     assert len(layers) == 23 and layers[0][0] == "conv1" and layers[0][1] == (32, 3, 224, 224)
 
-    def rows(first, steady, tags):
-        return [{"layer": name, "first_ms": first, "steady_ms": steady,
-                 "choice": {"engine": "graph", "tag": t, "time_ms": 0.05 if t == "eng1" else 0.052}}
-                for (name, *_), t in zip(layers[:2], tags)]
+    def rows(first, steady, tags, after_gen=None):
+        out = [{"layer": name, "first_ms": first, "steady_ms": steady,
+                "choice": {"engine": "graph", "tag": t, "time_ms": 0.05 if t == "eng1" else 0.052}}
+               for (name, *_), t in zip(layers[:2], tags)]
+        for r in out:
+            if after_gen is not None:
+                r["after_gen_ms"] = after_gen
+        return out
 
     info = {"graph": [2, 1024, 2, 0], "legacy": [0, 4096, 0, 0]}
     base = {"graph": [0, 1024, 0, 0], "legacy": [0, 4096, 0, 0]}
@@ -417,19 +421,43 @@ def test_warm_cache_report_from_synthetic_results():
                     "load_ms": 40.0},
            "warm": {"rows": rows(0.3, 0.1, ["eng1", "eng1"]), "cache_info": info, "cache_info_before": base,
                     "load_ms": 45.0},
-           "warm+warmup": {"rows": rows(0.15, 0.1, ["eng1", "eng1"]), "cache_info": info,
+           "warm+warmup": {"rows": rows(0.15, 0.1, ["eng1", "eng1"], after_gen=0.14), "cache_info": info,
                            "cache_info_before": base, "load_ms": 60.0},
+           "warm+warmup/net": {"rows": rows(0.12, 0.1, ["eng1", "eng1"]), "cache_info": info,
+                               "cache_info_before": base, "load_ms": 61.0},
            "torch": {"skipped": "torch is not installed"},
            "stability": {"processes": 2, "layers": 2, "layers_changed": 1,
                          "changed": [{"layer": "conv1", "choices": [{"tag": "eng1", "time_ms": 0.05},
                                                                     {"tag": "eng2", "time_ms": 0.052}],
                                       "steady_ms": [0.1, 0.11], "steady_spread_pct": 10.0,
                                       "bench_ms": [0.05, 0.052], "pick_gap_pct": 4.0}]}}
-    for mode in ("cold", "warm", "warm+warmup"):
+    for mode in ("cold", "warm", "warm+warmup", "warm+warmup/net"):
         res[mode]["ratios"] = warm_cache._ratios(res[mode]["rows"])
     assert res["warm+warmup"]["ratios"]["median"] == pytest.approx(1.5)
     assert res["warm"]["ratios"]["layers_over_2x"] == 2
     text = warm_cache.render_markdown(res)
-    assert "| warm+warmup | 1.50 | 1.50 | 0 | 0.3 | 0.2 | 60.0 | graph 2/0, legacy 0/0 |" in text
+    assert "| warm+warmup | 1.50 | 1.50 | 0 | 0.3 | 0.2 | 60.0 | graph 2/0, legacy 0/0 | 1.40 |" in text
     assert "| torch | torch is not installed |" in text
+    assert "| warm+warmup/net | 1.20 | 1.20 | 0 | 0.2 | 0.2 | 61.0 | graph 2/0, legacy 0/0 | - |" in text
+    assert "| conv1 | 100.00 | 0.30 | 0.15 | 0.100 | 3.00 | 1.50 | 1.20 | - |" in text
     assert "1 layer(s) chose differently" in text and "differ by 4.0%" in text
+
+
+def test_warm_cache_merges_fresh_processes_by_median():
+    from bench import warm_cache
+
+    def run(firsts, steady, hits):
+        return {"rows": [{"layer": "l%d" % i, "first_ms": f, "steady_ms": steady, "after_gen_ms": steady * 1.5}
+                         for i, f in enumerate(firsts)],
+                "cache_info": {"graph": [2, 1024, hits, 0]}, "cache_info_before": {"graph": [0, 1024, 0, 0]},
+                "load_ms": 10.0 * hits}
+
+    m = warm_cache._merge_runs([run([0.2, 5.0], 0.1, 1), run([0.3, 0.4], 0.2, 2), run([0.1, 0.5], 0.3, 3)])
+    assert m["processes"] == 3
+    assert [r["first_ms"] for r in m["rows"]] == [0.2, 0.5]          # one outlier process does not move the median
+    assert [r["steady_ms"] for r in m["rows"]] == [0.2, 0.2]
+    assert m["rows"][1]["first_runs_ms"] == [5.0, 0.4, 0.5]
+    assert m["rows"][0]["after_gen_ms"] == pytest.approx(0.3)
+    assert m["cache_info"]["graph"] == [2, 1024, 6, 0] and m["load_ms"] == 20.0
+    err = {"error": "boom"}
+    assert warm_cache._merge_runs([run([0.2], 0.1, 1), err]) is err  # a failed process is never dropped quietly
