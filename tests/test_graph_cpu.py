@@ -378,8 +378,9 @@ def test_call_key_is_the_shared_key():
     from cudnnconv.engines import graph
     geom, _ = params.conv_geometry((2, 8, 9, 9), (16, 4, 3, 3), (2, 1), 1, (1, 2), 2)
     for opts in (options.resolve(), options.resolve(deterministic=True, allow_tf32=False, workspace_limit=1 << 20)):
-        for op, extra in (("forward", (16, 16, 8)), ("fused", (16, 16, 16, 16, 16, 0.5))):
+        for op, ptrs, alpha, extra in (("forward", (4096, 8192, 8200), 1.0, (16, 16, 8)),
+                                       ("fused", (256, 512, 768, 1024, 1280), 0.5, (16, 16, 16, 16, 16, 0.5))):
             want = params.make_key(op, graph.ENGINE, 3, 2, (2, 8, 9, 9), (16, 4, 3, 3), "NHWC", geom, opts, extra)
-            got = graph.call_key(op, 3, 2, (2, 8, 9, 9), (16, 4, 3, 3), "NHWC", geom, opts, extra)
+            got = graph.problem_key(op, 3, 2, [2, 8, 9, 9], (16, 4, 3, 3), "NHWC", geom, opts, ptrs, alpha)
             assert got == want and hash(got) == hash(want) and type(got) is type(want)
             assert got._asdict() == want._asdict()

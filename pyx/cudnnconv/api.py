@@ -115,15 +115,6 @@ def _positional(*named):
     return out
 
 
-def _kw(geom, opts, **extra):
-    kw = list(extra.items()) + [("stride", geom.stride), ("padding", geom.padding),
-                                ("dilation", geom.dilation), ("groups", geom.groups)]
-    kw += [("benchmark", opts.benchmark), ("deterministic", opts.deterministic),
-           ("allow_tf32", opts.allow_tf32), ("workspace_limit", opts.workspace_limit),
-           ("engine", opts.engine)]
-    return kw
-
-
 # ---------------------------------------------------------------------------
 # Call plans: what a validated call signature resolves to
 # ---------------------------------------------------------------------------
@@ -241,7 +232,7 @@ def conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
         size = math.prod(y_shape)
         chunks = _chunks(y_shape[0], in_numel, size, split.FORWARD_MAX_WORKSIZE) if size else []
         repro = ("conv", _positional(("input", x.shape), ("weight", w.shape), ("bias", b)), x.dtype, layout,
-                 _kw(geom, opts))
+                 params.repro_kwargs(geom, opts))
         plan = _new_plan("conv", ("input", "weight", "bias"), arrays, out, device, layout, geom, y_shape,
                          (not params.has_layout(x, layout), not params.has_layout(w, layout)), chunks, repro)
         _remember(sig, plan)
@@ -289,7 +280,7 @@ def conv_backward_input(input_shape, weight, grad_output, stride=1, padding=0, d
         chunks = (_chunks(x_shape[0], size, gy.size, split.BACKWARD_INPUT_MAX_WORKSIZE)
                   if size and gy.size else [])
         repro = ("conv_backward_input", [("input_shape", x_shape), ("weight", w.shape),
-                                         ("grad_output", gy.shape)], w.dtype, layout, _kw(geom, opts))
+                                         ("grad_output", gy.shape)], w.dtype, layout, params.repro_kwargs(geom, opts))
         plan = _new_plan("conv_backward_input", ("weight", "grad_output"), arrays, out, device, layout, geom,
                          x_shape, (not params.has_layout(w, layout), not params.has_layout(gy, layout)),
                          chunks, repro)
@@ -336,7 +327,7 @@ def conv_backward_weight(input, weight_shape, grad_output, stride=1, padding=0, 
         chunks = (_chunks(x.shape[0], x.size, gy.size, split.BACKWARD_WEIGHT_MAX_WORKSIZE)
                   if x.shape[0] else [])
         repro = ("conv_backward_weight", [("input", x.shape), ("weight_shape", w_shape),
-                                          ("grad_output", gy.shape)], x.dtype, layout, _kw(geom, opts))
+                                          ("grad_output", gy.shape)], x.dtype, layout, params.repro_kwargs(geom, opts))
         plan = _new_plan("conv_backward_weight", ("input", "grad_output"), arrays, out, device, layout, geom,
                          w_shape, (not params.has_layout(x, layout), not params.has_layout(gy, layout)),
                          chunks, repro)
@@ -394,7 +385,7 @@ def conv_transpose(input, weight, bias=None, stride=1, padding=0, output_padding
         chunks = (_chunks(y_shape[0], size, x.size, split.BACKWARD_INPUT_MAX_WORKSIZE)
                   if math.prod(y_shape) else [])
         repro = ("conv_transpose", _positional(("input", x.shape), ("weight", w.shape), ("bias", b)),
-                 x.dtype, layout, _kw(geom, opts, output_padding=opad))
+                 x.dtype, layout, params.repro_kwargs(geom, opts, [("output_padding", opad)]))
         plan = _new_plan("conv_transpose", ("input", "weight", "bias"), arrays, out, device, layout,
                          crop[0] if crop else geom, y_shape,
                          (not params.has_layout(x, layout), not params.has_layout(w, layout)), chunks, repro)
@@ -491,7 +482,7 @@ def conv_bias_add_relu(input, weight, z, alpha, bias, stride=1, padding=0, dilat
         chunks = _chunks(y_shape[0], in_numel, size, split.FORWARD_MAX_WORKSIZE) if size else []
         repro = ("conv_bias_add_relu", [("input", x.shape), ("weight", w.shape), ("z", y_shape),
                                         ("alpha", alpha), ("bias", None if b is None else tuple(b.shape))],
-                 x.dtype, layout, _kw(geom, opts, fusion=fusion))
+                 x.dtype, layout, params.repro_kwargs(geom, opts, [("fusion", fusion)]))
         plan = _new_plan("conv_bias_add_relu", ("input", "weight", "z", "bias"), arrays, out, device, layout,
                          geom, y_shape, (not params.has_layout(x, layout), not params.has_layout(w, layout),
                                          not params.has_layout(zz, layout)), chunks, repro, may_alias=("z",))

@@ -29,9 +29,9 @@ cdef object _NDARRAY = None
 cdef long long _INDEX_LIMIT = build.INDEX_LIMIT
 cdef long long _FWD_WORKSIZE = split.FORWARD_MAX_WORKSIZE
 cdef object _Geometry = params.Geometry
-cdef object _DTYPE_CODES = params._DTYPE_CODES
 cdef object _cudnn_dtype = params.cudnn_dtype
 cdef object _plan_batch_split = split.plan_batch_split
+cdef object _repro_kwargs = params.repro_kwargs
 cdef str _NCHW = params.NCHW
 cdef str _NHWC = params.CHANNELS_LAST
 cdef int _DOUBLE = params._CUDNN_DTYPE["float64"]
@@ -188,20 +188,11 @@ cdef tuple _spatial(object value, int nsp, long minimum):
 
 
 cdef object _dtype_code(dt):
-    try:
-        return _DTYPE_CODES[dt]
-    except (KeyError, TypeError):
-        pass
+    """params.cudnn_dtype (memoized there), or None for a dtype cuDNN lacks."""
     try:
         return _cudnn_dtype(dt)
     except TypeError:
         return None
-
-
-cdef list _kw(geom, opts):
-    return [("stride", geom.stride), ("padding", geom.padding), ("dilation", geom.dilation),
-            ("groups", geom.groups), ("benchmark", opts.benchmark), ("deterministic", opts.deterministic),
-            ("allow_tf32", opts.allow_tf32), ("workspace_limit", opts.workspace_limit), ("engine", opts.engine)]
 
 
 # ---------------------------------------------------------------------------
@@ -308,7 +299,7 @@ def conv_plan(x, w, b, stride, padding, dilation, groups, out, opts):
     plan.shape = y_shape
     plan.pack = (not has_layout(xs, xst, isz, cl), not has_layout(ws, wst, isz, cl))
     plan.chunks = chunks
-    plan.repro = ("conv", positional, dt, layout, _kw(geom, opts))
+    plan.repro = ("conv", positional, dt, layout, _repro_kwargs(geom, opts))
     plan.names = ("input", "weight", "bias")
     plan.out_direct = out is not None and has_layout(y_shape, out.strides, isz, cl)
     plan.out_span = None if out is None else rel_span(out)

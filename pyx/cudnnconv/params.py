@@ -498,6 +498,16 @@ def _rand_expr(shape, dtype, layout):
     return base
 
 
+def repro_kwargs(geom, opts, extra=()):
+    """The keyword arguments of a repro line, normalised: ``extra`` first
+    (the function's own, e.g. ``[("fusion", "auto")]``), then the geometry,
+    then the resolved flags."""
+    return list(extra) + [("stride", geom.stride), ("padding", geom.padding), ("dilation", geom.dilation),
+                          ("groups", geom.groups), ("benchmark", opts.benchmark),
+                          ("deterministic", opts.deterministic), ("allow_tf32", opts.allow_tf32),
+                          ("workspace_limit", opts.workspace_limit), ("engine", opts.engine)]
+
+
 def repro(fn, arrays, dtype, layout, call_kwargs):
     """A one-line Python snippet that repeats a call on fresh random data.
 

@@ -93,19 +93,13 @@ def key_extra(op, ptrs, alpha=1.0):
 
 
 def problem_key(op, device, dtype_code, x_shape, w_shape, layout, geom, opts, ptrs, alpha=1.0):
-    """The cache key of one graph problem (the shared key, extended)."""
-    return params.make_key(op, ENGINE, device, dtype_code, x_shape, w_shape, layout, geom, opts,
-                           key_extra(op, ptrs, alpha))
+    """The cache key of one graph problem (the shared key, extended), built
+    as ``run`` builds it (tests check it is ``params.make_key``'s key)."""
+    return _call_key(op, device, dtype_code, tuple(x_shape), tuple(w_shape), layout, geom, opts,
+                     tuple(key_extra(op, ptrs, alpha)))
 
 
 cdef object _ProblemKey = params.ProblemKey
-
-
-def call_key(str op, int device, int dtype_code, tuple x_shape, tuple w_shape, str layout, geom, opts,
-             tuple extra):
-    """``params.make_key`` for this engine, built without a Python frame:
-    what ``run`` computes on every call (tests check it is the same key)."""
-    return _call_key(op, device, dtype_code, x_shape, w_shape, layout, geom, opts, extra)
 
 
 cdef inline object _call_key(str op, int device, int dtype_code, tuple x_shape, tuple w_shape, str layout, geom,
