@@ -33,6 +33,15 @@ process (so nothing is cached in memory):
   layer with benchmark=True; the layers whose choice differs are listed
   with their times.
 
+Each timed call also records the garbage collector's pauses inside it
+(gc.callbacks) and whether it grew CuPy's memory pool (a cudaMalloc).  In
+Python 3.12 a collection runs when allocations outnumber deallocations by
+700, so it lands on the same call in every process: a median over processes
+does not remove it, and it hits first calls (which keep new objects)
+rather than steady ones (which free what they make).  ``--gc-off`` turns the
+collector off in the children, as timeit does while it times; both are
+reported.
+
 "first" is the wall time of the layer's first call (synchronised); "steady"
 the median of ``--repeats`` later calls timed the same way.  A first call
 happens once per process, so the warm modes run ``--first-runs`` fresh
@@ -87,16 +96,46 @@ def resnet50_layers(batch):
 # Children (one fresh process each)
 # ---------------------------------------------------------------------------
 
+class _GcWatch:
+    """The garbage collector's pauses inside a timed call (gc.callbacks)."""
+
+    def __init__(self):
+        self.ms = 0.0
+        self._t0 = 0.0
+
+    def __call__(self, phase, info):
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            self.ms += (time.perf_counter() - self._t0) * 1e3
+
+
+_GC = _GcWatch()
+
+
 def _timed(fn, sync):
+    """Synchronised wall ms of one call; the GC pause inside it is left in
+    ``_GC.ms``."""
     sync()
+    _GC.ms = 0.0
     t0 = time.perf_counter()
     fn()
     sync()
     return (time.perf_counter() - t0) * 1e3
 
 
-def _row(name, xs, ws, first, steady, choice, after_gen=None):
+def _watch_gc(args):
+    """Watch the collector's pauses; with --gc-off, turn it off for the
+    whole child, as timeit does while it times."""
+    import gc
+    gc.callbacks.append(_GC)
+    if args.gc_off:
+        gc.disable()
+
+
+def _row(name, xs, ws, first, steady, choice, after_gen=None, first_gc=0.0, pool_grew=0):
     row = {"layer": name, "x": xs, "w": ws, "first_ms": first, "steady_ms": statistics.median(steady),
+           "first_gc_ms": first_gc, "first_pool_grew_bytes": pool_grew,
            "choice": {k: choice.get(k) for k in ("engine", "algo", "algo_name", "tag", "math_type",
                                                 "workspace", "time_ms")}}
     if after_gen is not None:
@@ -107,8 +146,10 @@ def _row(name, xs, ws, first, steady, choice, after_gen=None):
 def child_cudnnconv(args):
     import cupy
     import cudnnconv
+    _watch_gc(args)
     dtype = getattr(cupy, args.dtype)
     sync = cupy.cuda.Device().synchronize
+    pool = cupy.get_default_memory_pool()   # a first call that grows it paid a cudaMalloc
     # Context, handle, library load: not charged to the first layer.
     t = cupy.ones((1, 1, 4, 4), dtype)
     sync()
@@ -144,7 +185,10 @@ def child_cudnnconv(args):
         if args.network_order:
             prepared.append((name, xs, ws, call))
             continue
+        grew0 = pool.total_bytes()
         first = _timed(call, sync)
+        first_gc = _GC.ms
+        grew = pool.total_bytes() - grew0
         choice = cudnnconv.last_call()["choices"][0]
         steady = [_timed(call, sync) for _ in range(args.repeats)]
         # The control: the same generation work that came before the first
@@ -152,22 +196,26 @@ def child_cudnnconv(args):
         # plan, variant pack): what any call costs in this position.
         make(xs, ws)
         after_gen = _timed(call, sync)
-        rows.append(_row(name, xs, ws, first, steady, choice, after_gen))
+        rows.append(_row(name, xs, ws, first, steady, choice, after_gen, first_gc, grew))
     if args.network_order:
         # A network's first iteration, then its later ones: every array made
         # first; pass 0 makes each layer's first call, in the network's
         # order; passes 1..repeats time its steady calls, in the same order.
         sync()
-        firsts, choices = [], []
+        firsts, choices, gcs, grows = [], [], [], []
         for name, xs, ws, call in prepared:
+            grew0 = pool.total_bytes()
             firsts.append(_timed(call, sync))
+            gcs.append(_GC.ms)
+            grows.append(pool.total_bytes() - grew0)
             choices.append(cudnnconv.last_call()["choices"][0])
         steadies = [[] for _ in prepared]
         for _ in range(args.repeats):
             for i, (name, xs, ws, call) in enumerate(prepared):
                 steadies[i].append(_timed(call, sync))
-        for (name, xs, ws, call), first, steady, choice in zip(prepared, firsts, steadies, choices):
-            rows.append(_row(name, xs, ws, first, steady, choice))
+        for (name, xs, ws, call), first, steady, choice, gcm, grew in zip(prepared, firsts, steadies, choices,
+                                                                           gcs, grows):
+            rows.append(_row(name, xs, ws, first, steady, choice, first_gc=gcm, pool_grew=grew))
     info = {k: list(v) for k, v in cudnnconv.cache_info().items()}
     return {"rows": rows, "cache_info_before": base, "cache_info": info, "load_ms": load_ms}
 
@@ -180,6 +228,7 @@ def child_torch(args):
     if not torch.cuda.is_available():
         return {"skipped": "torch sees no CUDA device"}
     torch.backends.cudnn.benchmark = True
+    _watch_gc(args)
     dtype = getattr(torch, args.dtype)
     sync = torch.cuda.synchronize
     F = torch.nn.functional
@@ -222,6 +271,8 @@ def _spawn(args, mode, env_extra=None, drop_env=True, preallocate=False, network
         cmd.append("--preallocate")
     if network_order:
         cmd.append("--network-order")
+    if args.gc_off:
+        cmd.append("--gc-off")
     t0 = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout)
     wall = time.perf_counter() - t0
@@ -258,6 +309,9 @@ def _merge_runs(runs):
         merged["first_ms"] = statistics.median(e["first_ms"] for e in each)
         merged["steady_ms"] = statistics.median(e["steady_ms"] for e in each)
         merged["first_runs_ms"] = [e["first_ms"] for e in each]
+        merged["first_gc_ms"] = statistics.median(e.get("first_gc_ms", 0.0) for e in each)
+        merged["first_gc_runs_ms"] = [e.get("first_gc_ms", 0.0) for e in each]
+        merged["first_pool_grew_runs"] = [e.get("first_pool_grew_bytes", 0) for e in each]
         if all("after_gen_ms" in e for e in each):
             merged["after_gen_ms"] = statistics.median(e["after_gen_ms"] for e in each)
         rows.append(merged)
@@ -274,6 +328,11 @@ def _ratios(rows):
             "after_gen_median": statistics.median(g) if g else None,
             "layers_over_2x": sum(1 for v in r if v > 2.0),
             "first_total_ms": sum(row["first_ms"] for row in rows),
+            "first_gc_total_ms": sum(row.get("first_gc_ms", 0.0) for row in rows),
+            "layers_with_gc": (sum(1 for row in rows if row["first_gc_ms"] > 0)
+                               if all("first_gc_ms" in row for row in rows) else None),
+            "layers_pool_grew": sum(1 for row in rows if any(
+                row.get("first_pool_grew_runs", [row.get("first_pool_grew_bytes", 0)]))),
             "steady_total_ms": sum(row["steady_ms"] for row in rows)}
 
 
@@ -301,6 +360,9 @@ def main(argv=None):
     p.add_argument("--diagnose", action="store_true",
                    help="also a warm run with CUDA_MODULE_LOADING=EAGER, and a warm+warmup run with the outputs "
                         "allocated before the first call (out=)")
+    p.add_argument("--gc-off", action="store_true",
+                   help="turn Python's garbage collector off in the children, as timeit does while it times "
+                        "(by default it runs, and its pauses inside first calls are reported)")
     p.add_argument("--preallocate", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--network-order", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--child", choices=("cudnnconv", "torch"))
@@ -380,17 +442,21 @@ def render_markdown(res):
              "ResNet-50 forward convs, batch %d, %s, engine=%s%s, benchmark=True; each mode in fresh processes "
              "(warm modes: per layer the median over %d processes)."
              % (cfg["batch"], cfg["dtype"], cfg["engine"], ", channels-last" if cfg["channels_last"] else "",
-                cfg.get("first_runs", 1)), ""]
+                cfg.get("first_runs", 1)),
+             "Python's garbage collector was %s in the children%s." % (
+                 ("off", " (as timeit turns it off while it times)") if cfg.get("gc_off") else
+                 ("on", "; 'GC in first calls' is the collector's pauses inside the timed first calls "
+                  "(layers with one, and their ms in all, per-layer medians over the processes)")), ""]
     lines.append("| mode | first/steady median | max | layers > 2x | sum first ms | sum steady ms | load ms "
-                 "| cache hits/misses | control: after-generation/steady median |")
-    lines.append("|---|---|---|---|---|---|---|---|---|")
+                 "| cache hits/misses | control: after-generation/steady median | GC in first calls; calls that grew CuPy's pool |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|")
     for mode in MODES:
         if mode not in res:
             continue
         r = res[mode]
         if "error" in r or "skipped" in r:
             why = r.get("skipped") or "error: " + ((r.get("error") or "").strip().splitlines() or ["?"])[-1]
-            lines.append("| %s | %s | | | | | | | |" % (mode, why))
+            lines.append("| %s | %s | | | | | | | | |" % (mode, why))
             continue
         q = r.get("ratios", {})
         hm = ""
@@ -399,10 +465,13 @@ def render_markdown(res):
                                          v[3] - r["cache_info_before"].get(k, [0, 0, 0, 0])[3])
                            for k, v in r["cache_info"].items())
         ag = q.get("after_gen_median")
-        lines.append("| %s | %.2f | %.2f | %d | %.1f | %.1f | %s | %s | %s |" % (
+        lines.append("| %s | %.2f | %.2f | %d | %.1f | %.1f | %s | %s | %s | %s |" % (
             mode, q.get("median", float("nan")), q.get("max", float("nan")), q.get("layers_over_2x", -1),
             q.get("first_total_ms", float("nan")), q.get("steady_total_ms", float("nan")),
-            "%.1f" % r["load_ms"] if "load_ms" in r else "-", hm, "%.2f" % ag if ag is not None else "-"))
+            "%.1f" % r["load_ms"] if "load_ms" in r else "-", hm, "%.2f" % ag if ag is not None else "-",
+            "-" if q.get("layers_with_gc") is None else
+            "%d, %.2f ms; pool grew: %d" % (q["layers_with_gc"], q.get("first_gc_total_ms", 0.0),
+                                            q.get("layers_pool_grew", 0))))
     lines += ["", "Tuning file: %s entries, %s bytes." % (res.get("cache_file_entries"), res.get("cache_file_bytes")), ""]
     cold, warm, torch = res.get("cold", {}), res.get("warm", {}), res.get("torch", {})
     ww = res.get("warm+warmup", {})
@@ -410,8 +479,8 @@ def render_markdown(res):
     if "rows" in cold and "rows" in warm:
         lines.append("| layer | cold first ms | warm first ms | warm+warmup first ms | steady ms (warm+warmup) "
                      "| warm first/steady | warm+warmup first/steady | warm+warmup/net first/steady "
-                     "| torch first ms |")
-        lines.append("|---|---|---|---|---|---|---|---|---|")
+                     "| torch first ms | GC ms in first call: warm+warmup, /net |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|")
         trows = {r["layer"]: r for r in torch.get("rows", [])}
         wwrows = {r["layer"]: r for r in ww.get("rows", [])}
         wnrows = {r["layer"]: r for r in wn.get("rows", [])}
@@ -419,11 +488,12 @@ def render_markdown(res):
             t = trows.get(c["layer"], {})
             u = wwrows.get(c["layer"])
             v = wnrows.get(c["layer"])
-            lines.append("| %s | %.2f | %.2f | %s | %s | %.2f | %s | %s | %s |" % (
+            lines.append("| %s | %.2f | %.2f | %s | %s | %.2f | %s | %s | %s | %s, %s |" % (
                 c["layer"], c["first_ms"], w["first_ms"], "%.2f" % u["first_ms"] if u else "-",
                 "%.3f" % u["steady_ms"] if u else "-", w["first_ms"] / w["steady_ms"],
                 "%.2f" % (u["first_ms"] / u["steady_ms"]) if u else "-",
-                "%.2f" % (v["first_ms"] / v["steady_ms"]) if v else "-", "%.2f" % t["first_ms"] if t else "-"))
+                "%.2f" % (v["first_ms"] / v["steady_ms"]) if v else "-", "%.2f" % t["first_ms"] if t else "-",
+                "%.3f" % u.get("first_gc_ms", 0.0) if u else "-", "%.3f" % v.get("first_gc_ms", 0.0) if v else "-"))
     st = res.get("stability", {})
     lines += ["", "## Choice stability", "",
               "%d fresh processes, %d layers: %d layer(s) chose differently." % (

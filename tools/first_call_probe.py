@@ -189,6 +189,22 @@ def child(args):
     eng.run = timed_part(eng.run, "engine")
     stream = cupy.cuda.get_current_stream()
     e0, e1 = cupy.cuda.Event(), cupy.cuda.Event()
+    # The graph engine's stage trace (key, handle, lookup, variant pack,
+    # execute) and the garbage collector's pauses, per call.
+    graph = _engines.graph
+    if graph is not None and hasattr(graph, "trace_stages"):
+        graph.trace_stages(True)
+    gc_state = {"t0": 0.0, "ms": 0.0, "n": 0}
+
+    def on_gc(phase, info):
+        if phase == "start":
+            gc_state["t0"] = time.perf_counter()
+        else:
+            gc_state["ms"] += (time.perf_counter() - gc_state["t0"]) * 1e3
+            gc_state["n"] += 1
+
+    import gc
+    gc.callbacks.append(on_gc)
 
     def one(call):
         """wall (synchronised), host (to the call's return) and its parts;
@@ -196,6 +212,7 @@ def child(args):
         with events too, so gpu_ms holds GPU time only (wall is then not a
         call's wall time and is left out)."""
         parts["alloc"] = parts["engine"] = 0.0
+        gc_state["ms"], gc_state["n"] = 0.0, 0
         sync()
         if args.spin:
             gpu_timing.spin(stream, 2_000_000)
@@ -207,7 +224,11 @@ def child(args):
             e1.record(stream)
         sync()
         wall = time.perf_counter() - t0
-        r = {"host_ms": host * 1e3, "alloc_ms": parts["alloc"] * 1e3, "engine_ms": parts["engine"] * 1e3}
+        r = {"host_ms": host * 1e3, "alloc_ms": parts["alloc"] * 1e3, "engine_ms": parts["engine"] * 1e3,
+             "gc_ms": gc_state["ms"], "gc_n": gc_state["n"]}
+        if graph is not None and hasattr(graph, "stage_times"):
+            for stage, us in graph.stage_times().items():
+                r["st_" + stage + "_ms"] = us * 1e-3
         if args.spin:
             r["gpu_ms"] = cupy.cuda.get_elapsed_time(e0, e1)
         else:
@@ -227,7 +248,7 @@ def child(args):
         first = one(call)
         steady = [one(call) for _ in range(args.repeats)]
         row = {"layer": name, "first": first}
-        row["steady"] = {k: statistics.median(s[k] for s in steady) for k in first}
+        row["steady"] = {k: statistics.median(s.get(k, 0.0) for s in steady) for k in first}
         rows.append(row)
     info = {k: list(v) for k, v in cudnnconv.cache_info().items()}
     return {"rows": rows, "cache_info": info}
@@ -248,6 +269,9 @@ def _spawn(args, mode, env, preallocate=False, spin=False):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+STAGE_ORDER = ("key", "handle", "lookup", "variant_pack", "execute")
+
+
 def fresh(args):
     tmp = tempfile.mkdtemp(prefix="first_call_")
     f = os.path.join(tmp, "tuning.json")
@@ -264,7 +288,13 @@ def fresh(args):
         if mode not in res:
             continue
         rows = res[mode]["rows"]
-        keys = tuple(k for k in ("wall_ms", "host_ms", "alloc_ms", "engine_ms", "gpu_ms") if k in rows[0]["first"])
+        keys = tuple(k for k in ("wall_ms", "host_ms", "alloc_ms", "engine_ms", "gpu_ms", "gc_ms")
+                     if k in rows[0]["first"])
+        keys += tuple("st_%s_ms" % st for st in STAGE_ORDER if any("st_%s_ms" % st in r["first"] for r in rows))
+        for r in rows:
+            for part in ("first", "steady"):
+                for k in keys:
+                    r[part].setdefault(k, float("nan"))
         ratio_key = keys[0]
         lines += ["## " + mode, "", "cache: %s" % res[mode]["cache_info"], "",
                   "| layer | " + " | ".join("first " + k for k in keys) + " | " +

@@ -26,6 +26,7 @@ descriptors are leaked, never destroyed (see graph_descriptors).
 """
 from libc.stdint cimport int64_t
 from libc.stdlib cimport malloc, free
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from cudnnconv.decl.cudnn cimport (
     cudnnHandle_t, cudnnStatus_t, CUDNN_DATA_FLOAT, CUDNN_DATA_DOUBLE)
@@ -70,6 +71,53 @@ _NOT_SUPPORTED = 3000
 # then the median of k spin-guarded CUDA-event samples; settable with
 # cudnnconv.benchmark_settings), and the plans are ordered by cudnnconv.ranking
 # (near-ties within the margin go to the smaller workspace, then the tag).
+
+
+# ---------------------------------------------------------------------------
+# Stage trace of the hit path (a diagnostic: tools/first_call_probe.py)
+# ---------------------------------------------------------------------------
+#
+# Off by default; when on, run() stamps CLOCK_MONOTONIC at each stage of a
+# cached call, so a probe can see where a first call's host time goes.  Off,
+# it costs one test of a C flag per stage.
+
+cdef enum:
+    ST_ENTRY = 0
+    ST_KEY = 1
+    ST_HANDLE = 2
+    ST_LOOKUP = 3
+    ST_PACK = 4
+    ST_EXECUTE = 5
+    ST_COUNT = 6
+
+cdef bint _tracing = False
+cdef double _stamps[ST_COUNT]
+STAGES = ("key", "handle", "lookup", "variant_pack", "execute")
+
+
+cdef inline void _stamp(int i) noexcept nogil:
+    cdef timespec ts
+    if _tracing:
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        _stamps[i] = ts.tv_sec * 1e9 + ts.tv_nsec
+
+
+def trace_stages(bint on):
+    """Turn the hit path's stage trace on or off (see ``stage_times``)."""
+    global _tracing
+    cdef int i
+    for i in range(ST_COUNT):
+        _stamps[i] = 0
+    _tracing = on
+
+
+def stage_times():
+    """{stage: microseconds} of the last traced call that took the hit path
+    (key, handle, lookup, variant_pack, execute); {} when none did."""
+    cdef int i
+    if _stamps[ST_EXECUTE] == 0 or _stamps[ST_ENTRY] == 0:
+        return {}
+    return {STAGES[i - 1]: (_stamps[i] - _stamps[i - 1]) * 1e-3 for i in range(1, ST_COUNT)}
 
 
 # ---------------------------------------------------------------------------
@@ -276,8 +324,10 @@ cdef class GraphChoice:
                 self.last_ptrs[i] = ptrs[i]
             self.last_ws = ws
         vp = self.last_vp
+        _stamp(ST_PACK)
         with nogil:
             check(cudnnBackendExecute(h, self.plan.ptr, vp.ptr))
+        _stamp(ST_EXECUTE)
         return 0
 
     def describe(self):
@@ -761,6 +811,8 @@ def run(str op, x, w, y, geom, opts, str layout, int device, repro=None, z=None,
     cdef GraphChoice c
     cdef GraphArgs a
     cdef object cache
+    _stamp(ST_ENTRY)
+    _stamps[ST_EXECUTE] = 0
     cdef int dtype = _dtype_code(x.dtype)
     ptrs[0] = <void*><size_t>x.data.ptr
     ptrs[1] = <void*><size_t>w.data.ptr
@@ -774,8 +826,10 @@ def run(str op, x, w, y, geom, opts, str layout, int device, repro=None, z=None,
     else:
         extra = (alignment(<size_t>ptrs[0]), alignment(<size_t>ptrs[1]), alignment(<size_t>ptrs[2]))
     key = _call_key(op, device, dtype, tuple(x.shape), tuple(w.shape), layout, geom, opts, extra)
+    _stamp(ST_KEY)
     cdef Handle h = get_handle(device)
     cdef cudnnHandle_t hp = h.bind(<size_t>_current_stream_ptr())
+    _stamp(ST_HANDLE)
     try:
         cache = CACHE._local.cache
     except AttributeError:
@@ -783,6 +837,7 @@ def run(str op, x, w, y, geom, opts, str layout, int device, repro=None, z=None,
     # explain() and last_choice() must see the search: no fast path for them.
     cdef bint explaining = _explain_active()
     hit = None if explaining else cache.fast_get(key, opts.benchmark)
+    _stamp(ST_LOOKUP)
     if hit is not None:
         c = <GraphChoice>hit
         try:
@@ -817,6 +872,7 @@ def run(str op, x, w, y, geom, opts, str layout, int device, repro=None, z=None,
                 c.ws_mem = workspace.allocate(c.ws_size)
             except MemoryError:
                 pass
+    _stamps[ST_ENTRY] = 0          # a search ran: no stage times for this call
     return choice
 
 
