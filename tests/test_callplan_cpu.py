@@ -91,3 +91,54 @@ def test_check_overlap_uses_the_plan_spans():
     with pytest.raises(ValueError, match="out overlaps input"):
         callplan.check_overlap(plan, (x, w), Strided((1,), (1,), 1, ptr=951))
     callplan.check_overlap(plan, (x, w), None)
+
+
+def test_canonical_writes_int_parameters_as_the_tuples_they_stand_for():
+    canon = callplan._canonical
+    assert canon("conv", (2, 1, 1, 1), 2) == ((2, 2), (1, 1), (1, 1), 1)            # groups stays an int
+    assert canon("conv", ((2, 2), 1, (1, 1), 3), 2) == ((2, 2), (1, 1), (1, 1), 3)
+    assert canon("conv", (3, 0, 2, 1), 3) == ((3, 3, 3), (0, 0, 0), (2, 2, 2), 1)
+    assert canon("conv", ((2, 2), (1, 1), (1, 1), 1), 2) is None                     # nothing to change
+    assert canon("conv", ((1,), (1,), (1,), 1), 2) is None                           # a 1-tuple is left alone
+    assert canon("conv", (1, "same", 1, 1), 2) == ((1, 1), "same", (1, 1), 1)
+    # exact ints only: a bool or a NumPy integer keeps its own signature
+    assert canon("conv", (True, (0, 0), (1, 1), 1), 2) is None
+    assert canon("conv", (numpy.int64(1), (0, 0), (1, 1), 1), 2) is None
+    # the shape argument of the backward functions, groups, alpha and fusion are not spatial
+    assert canon("conv_backward_input", ((2, 3, 8, 8), 2, 1, 1, 1), 2) == ((2, 3, 8, 8), (2, 2), (1, 1), (1, 1), 1)
+    assert canon("conv_backward_weight", ((4, 3, 3, 3), (1, 1), 0, 1, 2), 2) == (
+        (4, 3, 3, 3), (1, 1), (0, 0), (1, 1), 2)
+    assert canon("conv_transpose", (2, 1, 1, 4, 1), 2) == ((2, 2), (1, 1), (1, 1), 4, (1, 1))
+    assert canon("conv_bias_add_relu", (1, 1, 1, 1, 1.0, "relu"), 2) == ((1, 1), (1, 1), (1, 1), 1, 1.0, "relu")
+    assert canon("something_else", (1, 1), 2) is None
+    assert canon("conv", None, 2) is None
+
+
+def test_canonical_agrees_with_spatial_tuple():
+    """The memo may serve an int parameter with the plan of its tuple only
+    because the full path reads them the same way."""
+    for nsp in (1, 2, 3):
+        for v in (0, 1, 2, 5):
+            (s, p, d, g) = callplan._canonical("conv", (v, v, v, 1), nsp)
+            assert s == p == d == params.spatial_tuple(v, nsp, "stride", 0)
+
+
+def test_remember_stores_the_canonical_signature_too():
+    opts = options.resolve()
+    meta = ((2, 3, 8, 8), (384, 128, 16, 2), numpy.dtype("float16"), 0)
+    wmeta = ((4, 3, 3, 3), (54, 18, 6, 2), numpy.dtype("float16"), 0)
+    plan = callplan.CallPlan()
+    memo = {}
+    sig = ("conv", (meta, wmeta, None), None, (2, (1, 1), 1, 1), opts)
+    callplan.remember(memo, sig, plan)
+    canon = ("conv", (meta, wmeta, None), None, ((2, 2), (1, 1), (1, 1), 1), opts)
+    assert memo == {sig: plan, canon: plan}
+    # a signature already canonical is stored once; None is not stored
+    memo2 = {}
+    callplan.remember(memo2, canon, plan)
+    callplan.remember(memo2, None, plan)
+    assert memo2 == {canon: plan}
+    # a full memo starts over
+    full = {("x", i): plan for i in range(callplan.MEMO_MAX)}
+    callplan.remember(full, sig, plan)
+    assert full == {sig: plan, canon: plan}

@@ -13,7 +13,8 @@ import numpy
 
 from cudnnconv import options as _flags
 from cudnnconv import params, split, _engines
-from cudnnconv.callplan import CallPlan, conv_plan, rel_span, lookup as _callplan_lookup
+from cudnnconv.callplan import CallPlan, conv_plan, rel_span
+from cudnnconv.callplan import lookup as _callplan_lookup, remember as _callplan_remember
 from cudnnconv.core import build
 from cudnnconv.core.status import CuDNNError
 
@@ -126,19 +127,17 @@ def _positional(*named):
 # hashes the signature, checks that ``out`` does not overlap an input (with
 # spans precomputed from the strides) and runs.  Calls with arrays that are
 # not CuPy arrays, or with unhashable parameters (lists), take the full path.
-# The signature, the overlap check and conv()'s common-case first pass are
+# A plan is also remembered under its signature's canonical form (int
+# parameters written as tuples), so stride=2 and stride=(2, 2) share it, and
+# a call finds the plan that warm-up made for its problem.  The signature, the overlap check and conv()'s common-case first pass are
 # typed, in callplan.pyx; the full path below is the one source of truth for
 # what is valid (callplan's first pass only ever answers None where it is).
 
-_MEMO_MAX = 2048
 _memo = {}
 
 
 def _remember(sig, plan):
-    if sig is not None:
-        if len(_memo) >= _MEMO_MAX:
-            _memo.clear()
-        _memo[sig] = plan
+    _callplan_remember(_memo, sig, plan)
 
 
 def _new_plan(fn, names, arrays, out, device, layout, geom, shape, pack, chunks, repro, may_alias=()):

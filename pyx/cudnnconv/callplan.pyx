@@ -36,6 +36,7 @@ cdef str _NCHW = params.NCHW
 cdef str _NHWC = params.CHANNELS_LAST
 cdef int _DOUBLE = params._CUDNN_DTYPE["float64"]
 cdef tuple _ZEROS = ((), (0,), (0, 0), (0, 0, 0))
+MEMO_MAX = 2048          # signatures api.py memoizes before it starts over
 
 
 cdef inline object _nd():
@@ -86,9 +87,61 @@ def lookup(dict memo, str fn, tuple arrays, out, scalars, opts):
         plan = memo.get(sig)
     except TypeError:            # an unhashable parameter (a list)
         return None, None
+    if plan is None and metas[0] is not None:
+        # The same call with its int parameters written as tuples (what
+        # warm-up calls with, and what torch modules pass): its plan serves
+        # this call too, and is remembered under this signature as well.
+        canon = _canonical(fn, scalars, len(metas[0][0]) - 2)
+        if canon is not None:
+            plan = memo.get((fn, sig[1], om, canon, opts))
+            if plan is not None and len(memo) < MEMO_MAX:
+                memo[sig] = plan
     if plan is not None:
         check_overlap(<CallPlan>plan, arrays, out)
     return sig, plan
+
+
+def remember(dict memo, sig, plan):
+    """Memoize ``plan`` under ``sig``, and under its canonical form (int
+    parameters as tuples) where that differs, so that the same call written
+    either way finds it.  The memo starts over when it is full."""
+    if sig is None:
+        return
+    if len(memo) >= MEMO_MAX - 1:
+        memo.clear()
+    memo[sig] = plan
+    metas = sig[1]
+    if metas and metas[0] is not None:
+        canon = _canonical(sig[0], sig[3], len(metas[0][0]) - 2)
+        if canon is not None:
+            memo[(sig[0], metas, sig[2], canon, sig[4])] = plan
+
+
+# The positions of the per-spatial-dim parameters in each function's scalars.
+cdef dict _SPATIAL_POS = {
+    "conv": (0, 1, 2),                       # stride, padding, dilation, groups
+    "conv_backward_input": (1, 2, 3),        # input_shape, stride, padding, dilation, groups
+    "conv_backward_weight": (1, 2, 3),       # weight_shape, stride, padding, dilation, groups
+    "conv_transpose": (0, 1, 2, 4),          # stride, padding, output_padding, groups, dilation
+    "conv_bias_add_relu": (0, 1, 2),         # stride, padding, dilation, groups, alpha, fusion
+}
+
+
+cpdef object _canonical(str fn, scalars, Py_ssize_t nsp):
+    """``scalars`` with each int per-spatial-dim parameter written as the
+    tuple it stands for (``params.spatial_tuple``: v -> (v,) * nsp); None
+    when nothing changes or the function has no such parameters.  Only
+    exact ints: a bool or a NumPy integer keeps its own signature."""
+    pos = _SPATIAL_POS.get(fn)
+    if pos is None or type(scalars) is not tuple or nsp < 1:
+        return None
+    cdef list out = list(<tuple>scalars)
+    cdef bint changed = False
+    for i in pos:
+        if i < len(out) and type(out[i]) is int:
+            out[i] = (out[i],) * nsp
+            changed = True
+    return tuple(out) if changed else None
 
 
 def check_overlap(CallPlan plan, tuple arrays, out):

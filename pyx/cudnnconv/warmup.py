@@ -12,7 +12,12 @@ come with running a choice for the first time in a process:
 it (the public function of its direction, or for a fused key the engine's
 own ``engine.run``) on scratch arrays of the key's shapes, dtype, layout and
 pointer alignments, so that the cached choice runs once; then it
-synchronises, so that none of that work is charged to a later call.  It
+synchronises, so that none of that work is charged to a later call.  The
+public call is made as a plain call would be (no ``out=`` where the key's
+alignment allows, engine='auto' where that runs the key's engine), so the
+call plan it memoizes (api.py; int and tuple parameters share it) is the
+one a later call of the problem finds: that call skips its argument
+planning too.  It
 never searches: the call goes through the shared search skeleton with a
 handler that runs only the cached choice (``cache.peek``, so the cache's
 hit and miss counts do not move either) and skips a key that has none.
@@ -164,18 +169,47 @@ def _through_public_function(key, t, geom, opts):
         return False
     kw = dict(stride=key.stride, padding=key.padding, dilation=key.dilation, groups=key.groups,
               benchmark=True, deterministic=opts.deterministic, allow_tf32=opts.allow_tf32,
-              workspace_limit=opts.workspace_limit, engine=key.engine)
+              workspace_limit=opts.workspace_limit, engine=_call_engine(key))
+    # The result into CuPy's pool, as a call without out= does, where that
+    # reaches the key (the graph engine keys on the result's alignment, and
+    # the pool's blocks are 16-byte aligned); else into its scratch array.
+    role = {"forward": "y", "backward_data": "x", "backward_filter": "w"}[key.op]
+    out = None if _pool_alignment_matches(key, role) else t[role]
     saved = getattr(api._last, "rec", None)
     try:
         if key.op == "forward":
-            api.conv(t["x"], t["w"], out=t["y"], **kw)
+            api.conv(t["x"], t["w"], out=out, **kw)
         elif key.op == "backward_data":
-            api.conv_backward_input(key.input_shape, t["w"], t["y"], out=t["x"], **kw)
+            api.conv_backward_input(key.input_shape, t["w"], t["y"], out=out, **kw)
         else:
-            api.conv_backward_weight(t["x"], key.weight_shape, t["y"], out=t["w"], **kw)
+            api.conv_backward_weight(t["x"], key.weight_shape, t["y"], out=out, **kw)
     finally:
         api._last.rec = saved
     return True
+
+
+def _call_engine(key):
+    """engine='auto' where that runs the key's engine (nothing has fallen
+    back from the graph engine yet), else the key's engine.  A later call
+    with the default engine then finds the signature warm-up planned."""
+    from cudnnconv import _engines
+    auto = _engines.AUTO
+    if auto is None:
+        mod = _engines.graph if _engines.graph is not None else _engines.legacy
+        return "auto" if mod is not None and mod.ENGINE == key.engine else key.engine
+    return "auto" if key.engine == auto.first.ENGINE and not auto.fallbacks() else key.engine
+
+
+_ROLE_INDEX = {"x": 0, "w": 1, "y": 2}
+
+
+def _pool_alignment_matches(key, role):
+    """Whether an array from CuPy's pool has the alignment the key holds
+    for ``role`` (only the graph engine keys on alignment)."""
+    if key.engine != "graph":
+        return True
+    i = _ROLE_INDEX[role]
+    return i < len(key.extra) and key.extra[i] == 16
 
 
 def _text(key):

@@ -294,13 +294,13 @@ def test_fast_first_pass_plans_what_the_full_path_plans(monkeypatch):
         with monkeypatch.context() as m:
             m.setattr(api, "conv_plan", lambda *a: None)
             y = cudnnconv.conv(x, w, b, **kw, out=out, allow_tf32=False)
-        (full,) = api._memo.values()
+        (full,) = set(api._memo.values())
         for f in _PLAN_FIELDS:
             assert getattr(fast, f) == getattr(full, f), (f, getattr(fast, f), getattr(full, f), x.shape, kw)
         # and the call through the typed plan computes the same result
         api._memo.clear()
         y2 = cudnnconv.conv(x, w, b, **kw, out=None if out is None else out.copy(), allow_tf32=False)
-        (plan,) = api._memo.values()
+        (plan,) = set(api._memo.values())
         assert type(plan) is callplan.CallPlan
         if y.size:
             assert ref.rel_error(y2, ref.conv(x, w, b, **kw)) <= ref.tolerance(x.dtype.name)
@@ -341,3 +341,29 @@ def test_fast_first_pass_leaves_the_rest_to_the_full_path():
     assert callplan.conv_plan(big, r((4, 8, 2, 2), "float32"), None, 1, 0, 1, 1, o, opts) is None
     with pytest.raises(ValueError, match="overlaps"):
         cudnnconv.conv(big, r((4, 8, 2, 2), "float32"), out=o)
+
+
+def test_int_and_tuple_parameters_share_one_plan():
+    """conv(x, w, stride=2, padding=1) finds the plan of stride=(2, 2),
+    padding=(1, 1) (and remembers it under its own signature), and both
+    compute the reference."""
+    from cudnnconv import api, callplan, options
+    r = ref.random
+    x, w = r((2, 8, 9, 10), "float32"), r((4, 8, 3, 3), "float32")
+    api._memo.clear()
+    out = ref.poisoned((2, 4, 5, 5), "float32")
+    y1 = cudnnconv.conv(x, w, stride=(2, 2), padding=(1, 1), out=out, allow_tf32=False)
+    (plan,) = set(api._memo.values())
+    assert ref.rel_error(y1, ref.conv(x, w, stride=2, padding=1)) <= ref.tolerance("float32")
+    out2 = ref.poisoned((2, 4, 5, 5), "float32")
+    y2 = cudnnconv.conv(x, w, stride=2, padding=1, out=out2, allow_tf32=False)
+    assert ref.rel_error(y2, ref.conv(x, w, stride=2, padding=1)) <= ref.tolerance("float32")
+    # under the first call's signature, its canonical form, and the second call's signature
+    assert len(api._memo) == 3 and all(p is plan for p in api._memo.values())
+    opts = options.resolve(allow_tf32=False)
+    assert callplan.lookup(api._memo, "conv", (x, w, None), out2, (2, 1, 1, 1), opts)[1] is plan
+    # a different int is a different problem: not served by that plan
+    assert callplan.lookup(api._memo, "conv", (x, w, None), out2, (2, 2, 1, 1), opts)[1] is None
+    y3 = cudnnconv.conv(x, w, stride=2, padding=2, allow_tf32=False)
+    assert y3.shape == (2, 4, 6, 6)
+    assert ref.rel_error(y3, ref.conv(x, w, stride=2, padding=2)) <= ref.tolerance("float32")

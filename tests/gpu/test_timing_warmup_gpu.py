@@ -176,6 +176,38 @@ def test_load_with_warm_up_runs_each_entry_without_searching(tmp_path, clean, en
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+def test_warm_up_plans_the_default_call_signature(tmp_path, clean, engine):
+    """After a load with warm-up, a call in the common form (int
+    parameters, no out=, the default engine where that runs the key's
+    engine) finds its call plan made: its first call does not plan."""
+    from cudnnconv import api, callplan, options
+    x, w = _problem()
+    expect = ref.conv(x, w, padding=1)
+    cudnnconv.conv(x, w, padding=1, benchmark=True, engine=engine)
+    path = tmp_path / "t.json"
+    assert cudnnconv.save_tuning(path) == 1
+    cudnnconv.clear_cache()
+    api._memo.clear()
+    assert cudnnconv.load_tuning(path, warmup=True) == 1
+    cache = _engines.legacy.CACHE if engine == "legacy" else _engines.graph.CACHE
+    (key, _), = cache.items()
+    # engine='auto' runs the graph engine (nothing has fallen back: the
+    # cache was cleared); a legacy key is warmed up with engine='legacy'.
+    call_engine = warmup._call_engine(key)
+    assert call_engine == ("legacy" if engine == "legacy" and _engines.AUTO is not None else "auto")
+    kw = {} if call_engine == "auto" else {"engine": call_engine}
+    opts = options.resolve(benchmark=True, **kw)
+    sig, plan = callplan.lookup(api._memo, "conv", (x, w, None), None, (1, 1, 1, 1), opts)
+    assert plan is not None and plan.fn == "conv"
+    before = cudnnconv.cache_info()[engine]
+    y = cudnnconv.conv(x, w, padding=1, benchmark=True, **kw)
+    assert cudnnconv.last_call()["engine"] == engine
+    assert cudnnconv.cache_info()[engine].hits == before.hits + 1
+    assert cudnnconv.cache_info()[engine].misses == before.misses
+    assert ref.rel_error(y, expect) <= ref.tolerance("float32", tf32=True)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 def test_warm_up_never_searches_for_an_uncached_key(clean, engine):
     x, w = _problem()
     cudnnconv.conv(x, w, padding=1, benchmark=True, engine=engine)
