@@ -101,13 +101,18 @@ class _GcWatch:
 
     def __init__(self):
         self.ms = 0.0
+        self.n = 0
         self._t0 = 0.0
+
+    def reset(self):
+        self.ms, self.n = 0.0, 0
 
     def __call__(self, phase, info):
         if phase == "start":
             self._t0 = time.perf_counter()
         else:
             self.ms += (time.perf_counter() - self._t0) * 1e3
+            self.n += 1
 
 
 _GC = _GcWatch()
@@ -117,7 +122,7 @@ def _timed(fn, sync):
     """Synchronised wall ms of one call; the GC pause inside it is left in
     ``_GC.ms``."""
     sync()
-    _GC.ms = 0.0
+    _GC.reset()
     t0 = time.perf_counter()
     fn()
     sync()

@@ -192,19 +192,12 @@ def child(args):
     # The graph engine's stage trace (key, handle, lookup, variant pack,
     # execute) and the garbage collector's pauses, per call.
     graph = _engines.graph
-    if graph is not None and hasattr(graph, "trace_stages"):
+    if graph is not None:
         graph.trace_stages(True)
-    gc_state = {"t0": 0.0, "ms": 0.0, "n": 0}
-
-    def on_gc(phase, info):
-        if phase == "start":
-            gc_state["t0"] = time.perf_counter()
-        else:
-            gc_state["ms"] += (time.perf_counter() - gc_state["t0"]) * 1e3
-            gc_state["n"] += 1
-
+    from warm_cache import _GcWatch
+    gc_watch = _GcWatch()
     import gc
-    gc.callbacks.append(on_gc)
+    gc.callbacks.append(gc_watch)
 
     def one(call):
         """wall (synchronised), host (to the call's return) and its parts;
@@ -212,7 +205,7 @@ def child(args):
         with events too, so gpu_ms holds GPU time only (wall is then not a
         call's wall time and is left out)."""
         parts["alloc"] = parts["engine"] = 0.0
-        gc_state["ms"], gc_state["n"] = 0.0, 0
+        gc_watch.reset()
         sync()
         if args.spin:
             gpu_timing.spin(stream, 2_000_000)
@@ -225,8 +218,8 @@ def child(args):
         sync()
         wall = time.perf_counter() - t0
         r = {"host_ms": host * 1e3, "alloc_ms": parts["alloc"] * 1e3, "engine_ms": parts["engine"] * 1e3,
-             "gc_ms": gc_state["ms"], "gc_n": gc_state["n"]}
-        if graph is not None and hasattr(graph, "stage_times"):
+             "gc_ms": gc_watch.ms, "gc_n": gc_watch.n}
+        if graph is not None:
             for stage, us in graph.stage_times().items():
                 r["st_" + stage + "_ms"] = us * 1e-3
         if args.spin:
@@ -269,9 +262,6 @@ def _spawn(args, mode, env, preallocate=False, spin=False):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-STAGE_ORDER = ("key", "handle", "lookup", "variant_pack", "execute")
-
-
 def fresh(args):
     tmp = tempfile.mkdtemp(prefix="first_call_")
     f = os.path.join(tmp, "tuning.json")
@@ -290,7 +280,8 @@ def fresh(args):
         rows = res[mode]["rows"]
         keys = tuple(k for k in ("wall_ms", "host_ms", "alloc_ms", "engine_ms", "gpu_ms", "gc_ms")
                      if k in rows[0]["first"])
-        keys += tuple("st_%s_ms" % st for st in STAGE_ORDER if any("st_%s_ms" % st in r["first"] for r in rows))
+        # the stages in the order graph.stage_times() gives them
+        keys += tuple(dict.fromkeys(k for r in rows for k in r["first"] if k.startswith("st_")))
         for r in rows:
             for part in ("first", "steady"):
                 for k in keys:

@@ -173,8 +173,8 @@ def _through_public_function(key, t, geom, opts):
     # The result into CuPy's pool, as a call without out= does, where that
     # reaches the key (the graph engine keys on the result's alignment, and
     # the pool's blocks are 16-byte aligned); else into its scratch array.
-    role = {"forward": "y", "backward_data": "x", "backward_filter": "w"}[key.op]
-    out = None if _pool_alignment_matches(key, role) else t[role]
+    role, index = _RESULT[key.op]
+    out = None if _pool_alignment_matches(key, index) else t[role]
     saved = getattr(api._last, "rec", None)
     try:
         if key.op == "forward":
@@ -200,16 +200,17 @@ def _call_engine(key):
     return "auto" if key.engine == auto.first.ENGINE and not auto.fallbacks() else key.engine
 
 
-_ROLE_INDEX = {"x": 0, "w": 1, "y": 2}
+# Per direction: the array the call writes, and its place in plan_scratch's
+# roles (x, w, y) and in the graph key's alignments.
+_RESULT = {"forward": ("y", 2), "backward_data": ("x", 0), "backward_filter": ("w", 1)}
 
 
-def _pool_alignment_matches(key, role):
+def _pool_alignment_matches(key, index):
     """Whether an array from CuPy's pool has the alignment the key holds
-    for ``role`` (only the graph engine keys on alignment)."""
+    for its tensor ``index`` (only the graph engine keys on alignment)."""
     if key.engine != "graph":
         return True
-    i = _ROLE_INDEX[role]
-    return i < len(key.extra) and key.extra[i] == 16
+    return index < len(key.extra) and key.extra[index] == 16
 
 
 def _text(key):
