@@ -78,10 +78,9 @@ def test_non_cupy_arguments_take_the_full_path():
 
 
 def test_check_overlap_uses_the_plan_spans():
-    plan = callplan.CallPlan()
-    plan.names = ("input", "weight")
-    plan.spans = ((0, 100), None)
-    plan.out_span = (0, 50)
+    plan = callplan.new_plan("conv", 0, params.NCHW, None, (1,), (False, False), [(0, 1)], None,
+                             names=("input", "weight"), out_direct=True, out_span=(0, 50),
+                             spans=((0, 100), None), pad=False)
     x = Strided((1,), (1,), 1, ptr=1000)
     w = Strided((1,), (1,), 1, ptr=1020)
     callplan.check_overlap(plan, (x, w), Strided((1,), (1,), 1, ptr=1100))      # just past the input

@@ -801,24 +801,25 @@ def test_peek_does_not_count_and_ignores_the_default_only_mode():
     assert cache.info().hits == 0 and cache.info().misses == 0
 
 
-def test_dispatch_sends_other_threads_to_the_real_search(monkeypatch):
+def test_intercept_sends_other_threads_to_the_real_search(monkeypatch):
     from cudnnconv import search
     real = []
-    monkeypatch.setattr(search, "try_all", lambda *a: real.append(a) or "real")
+    monkeypatch.setattr(search, "_search", lambda *a: real.append(a) or "real")
     original = search.try_all
     handled = []
     with explain_mod._Intercept(lambda *a: handled.append(a) or "explained"):
         assert explain_mod.active()
-        assert search.try_all is explain_mod._dispatch
+        assert search.try_all is original            # nothing is patched: the hook is per thread
         assert search.try_all(1, 2, 3, 4, 5) == "explained"
         import threading
         out = []
         t = threading.Thread(target=lambda: out.append(search.try_all(1, 2, 3, 4, 5)))
         t.start()
-        t.join()
+        t.join(timeout=30)
         assert out == ["real"]
     assert not explain_mod.active()
-    assert search.try_all is original
+    assert search.try_all(1, 2, 3, 4, 5) == "real"
+    assert handled == [(1, 2, 3, 4, 5)] and real == [(1, 2, 3, 4, 5)] * 2
 
 
 # ---------------------------------------------------------------------------

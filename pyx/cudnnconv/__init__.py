@@ -3,9 +3,10 @@
 Public API::
 
     conv, conv_backward_input, conv_backward_weight, conv_transpose,
-    conv_bias_add_relu, flags, version, build_info, clear_cache, cache_info,
-    last_call, save_tuning, load_tuning, explain, last_choice,
-    benchmark_settings, CuDNNError, CuDNNOutOfMemoryError, CaptureError
+    conv_bias_add_relu, plan, CallPlan, flags, version, build_info,
+    clear_cache, cache_info, last_call, save_tuning, load_tuning, explain,
+    last_choice, benchmark_settings, CuDNNError, CuDNNOutOfMemoryError,
+    CaptureError; diagnostics: trace_stages, stage_times
 
 The package imports on a machine without a GPU (cuDNN's host-side library
 loads without a driver); ``cuda_available()`` says whether calls can run.
@@ -15,13 +16,16 @@ from cudnnconv import _loader
 _loader.preload()
 
 from cudnnconv.core import build as _build  # noqa: E402
+from cudnnconv.core import state as _state  # noqa: E402
 from cudnnconv.core.status import CuDNNError, CuDNNOutOfMemoryError  # noqa: E402
 from cudnnconv.search import CaptureError  # noqa: E402
 from cudnnconv.options import flags  # noqa: E402
 from cudnnconv import _engines, _log  # noqa: E402
 from cudnnconv._engines import EngineUnavailable  # noqa: E402
 from cudnnconv.api import (  # noqa: E402
-    conv, conv_backward_input, conv_backward_weight, conv_transpose, conv_bias_add_relu, last_call)
+    conv, conv_backward_input, conv_backward_weight, conv_transpose, conv_bias_add_relu, last_call, plan)
+from cudnnconv.callplan import CallPlan  # noqa: E402
+from cudnnconv.core.executor import trace_stages, stage_times  # noqa: E402
 from cudnnconv.tuning import save_tuning, load_tuning  # noqa: E402
 from cudnnconv.explain import explain, last_choice  # noqa: E402
 from cudnnconv.gpu_timing import benchmark_settings  # noqa: E402
@@ -53,7 +57,9 @@ def build_info():
 
 
 def clear_cache():
-    """Forget every cached algorithm choice and reset the statistics."""
+    """Forget every cached algorithm choice and reset the statistics (every
+    bound call plan goes back through the full path once, and binds again)."""
+    _state.invalidate()
     for c in _engines.caches():
         c.clear()
     if _engines.AUTO is not None:
@@ -76,7 +82,7 @@ def cuda_available():
 
 __all__ = [
     "conv", "conv_backward_input", "conv_backward_weight", "conv_transpose", "conv_bias_add_relu",
-    "flags", "version", "build_info", "clear_cache", "cache_info", "last_call", "cuda_available",
+    "plan", "CallPlan", "trace_stages", "stage_times", "flags", "version", "build_info", "clear_cache", "cache_info", "last_call", "cuda_available",
     "CuDNNError", "CuDNNOutOfMemoryError", "CaptureError", "EngineUnavailable",
     "save_tuning", "load_tuning", "explain", "last_choice", "benchmark_settings",
 ]

@@ -116,5 +116,16 @@ def select(opts):
     return mod
 
 
+def executor(choice, device):
+    """The typed executor of ``choice`` on this thread's handle of ``device``
+    (cudnnconv.core.executor), or None where its engine has none: the graph
+    engine has one; the legacy engine's calls keep the full path (its v7
+    entry points cost ~100 us of host time themselves, so a typed front
+    would not change what they cost)."""
+    if graph is not None:
+        return graph.bind(choice, device)
+    return None
+
+
 def caches():
     return [m.CACHE for m in (graph, legacy) if m is not None]

@@ -7,39 +7,35 @@ packed arrays in the roles of the forward convolution (x: input, w: filter,
 y: output) whatever the direction.
 """
 import math
-import threading
 
 import numpy
 
-from cudnnconv import options as _flags
 from cudnnconv import params, split, _engines
-from cudnnconv.callplan import CallPlan, conv_plan, rel_span
-from cudnnconv.callplan import lookup as _callplan_lookup, remember as _callplan_remember
+from cudnnconv import callplan
+from cudnnconv.callplan import CallPlan, FnSpec, Miss, conv_plan, rel_span
 from cudnnconv.core import build
+from cudnnconv.core.state import state as _state
 from cudnnconv.core.status import CuDNNError
-
-_last = threading.local()
 
 
 def last_call():
     """What the most recent call on this thread ran: a dict with the function,
     the engine, the path ('direct', 'fused' or 'composed') and, per chunk, the
     choice (algorithm or engine config, math type, workspace, how chosen).
-    None before the first call."""
-    rec = getattr(_last, "rec", None)
+    None before the first call.  The dict is built here, when asked: a call
+    only keeps a reference to what it ran."""
+    rec = _state().last
     if rec is None:
         return None
+    if type(rec) is CallPlan:          # a bound call plan ran
+        return {"function": rec.fn, "engine": rec.engine, "path": "direct", "choices": [rec.choice]}
     fn, engine, path, choices = rec
     return {"function": fn, "engine": engine, "path": path,
             "choices": [c.as_dict() for c in choices]}
 
 
 def _record(fn, engine, path, choices):
-    _last.rec = (fn, engine, path, choices)
-
-
-def _options(benchmark, deterministic, allow_tf32, workspace_limit, engine):
-    return _flags.resolve(benchmark, deterministic, allow_tf32, workspace_limit, engine)
+    _state().last = (fn, engine, path, choices)
 
 
 def _inspect(**named):
@@ -120,36 +116,46 @@ def _positional(*named):
 # Call plans: what a validated call signature resolves to
 # ---------------------------------------------------------------------------
 #
-# The first call with a given signature (the shapes, strides, dtypes and
-# devices of its CuPy arrays and of ``out``, its scalar parameters and its
-# resolved flags) runs every check and records the outcome in a CallPlan.  A
-# repeat call skips validation, layout choice and split planning: it only
-# hashes the signature, checks that ``out`` does not overlap an input (with
-# spans precomputed from the strides) and runs.  Calls with arrays that are
-# not CuPy arrays, or with unhashable parameters (lists), take the full path.
-# A plan is also remembered under its signature's canonical form (int
-# parameters written as tuples), so stride=2 and stride=(2, 2) share it, and
-# a call finds the plan that warm-up made for its problem.  The signature, the overlap check and conv()'s common-case first pass are
-# typed, in callplan.pyx; the full path below is the one source of truth for
-# what is valid (callplan's first pass only ever answers None where it is).
+# Every public function enters through ``callplan.call`` (typed): it resolves
+# the flags, hashes the call signature (the shapes, strides, dtypes and
+# devices of its CuPy arrays and of ``out``, its scalar parameters, its
+# resolved flags) and looks it up in this thread's memo.  A bound plan runs
+# there and then, and its result is returned.  Anything else comes back as a
+# ``Miss`` and runs the full path below: the first call of a signature runs
+# every check and records the outcome in a CallPlan; a memoized plan skips
+# validation, layout choice and split planning.  After the engine ran, the
+# plan is bound to the choice that ran (``_bind``), so the next call with
+# this signature runs on the typed path.  Calls with arrays that are not
+# CuPy arrays, or with unhashable parameters (lists), take the full path
+# every time.  A plan is also remembered under its signature's canonical
+# form (int parameters written as tuples), so stride=2 and stride=(2, 2)
+# share it, and a call finds the plan that warm-up made for its problem.
+# conv()'s common-case first pass is typed too (callplan.conv_plan); the
+# full path here is the one source of truth for what is valid (conv_plan
+# only ever answers None where it is).
 
-_memo = {}
+_call = callplan.call
 
 
-def _remember(sig, plan):
-    _callplan_remember(_memo, sig, plan)
+def _remember(spec, miss, plan):
+    callplan.remember_plan(spec, miss, plan)
 
 
-def _new_plan(fn, names, arrays, out, device, layout, geom, shape, pack, chunks, repro, may_alias=()):
-    plan = CallPlan()
-    plan.fn, plan.device, plan.layout, plan.geom, plan.shape = fn, device, layout, geom, shape
-    plan.pack, plan.chunks, plan.repro, plan.names = pack, chunks, repro, names
-    plan.out_direct = out is not None and params.has_layout(out, layout)
-    plan.out_span = None if out is None else rel_span(out)
-    plan.spans = tuple(None if n in may_alias else rel_span(a) for n, a in zip(names, arrays))
-    plan.pad = any(geom.same_extra)
-    plan.extra = None
-    return plan
+def _bind(miss, plan, choices, x, w, y):
+    """Bind ``plan`` to the choice that just ran on x, w, y (forward roles)."""
+    if miss.sig is not None and len(choices) == 1:
+        callplan.bind(plan, _engines.executor(choices[0], plan.device), x, w, y, miss)
+
+
+def _new_plan(fn, names, arrays, out, device, layout, geom, shape, pack, chunks, repro, may_alias=(), extra=None,
+              out_direct=True):
+    """An unbound CallPlan; ``out_direct=False`` makes the call compute into
+    a fresh array even where ``out`` has the layout."""
+    return callplan.new_plan(
+        fn, device, layout, geom, shape, pack, chunks, repro, names,
+        out_direct and out is not None and params.has_layout(out, layout), None if out is None else rel_span(out),
+        tuple(None if n in may_alias else rel_span(a) for n, a in zip(names, arrays)), any(geom.same_extra),
+        extra)
 
 
 class _NullContext:
@@ -192,10 +198,6 @@ def _run_chunks(eng, op, plan, x, w, y, opts, z=None, bias=None, alpha=1.0):
             for s, n in chunks]
 
 
-def _lookup(fn, arrays, out, scalars, opts):
-    return _callplan_lookup(_memo, fn, arrays, out, scalars, opts)
-
-
 # ---------------------------------------------------------------------------
 # forward
 # ---------------------------------------------------------------------------
@@ -211,30 +213,20 @@ def conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     ``cudnnconv.flags()`` defaults.  Returns a CuPy array on the input's
     device, channels-last when the input or the weight is.
     """
-    opts = _options(benchmark, deterministic, allow_tf32, workspace_limit, engine)
-    eng = _engines.select(opts)
     arrays = (input, weight, bias)
-    sig, plan = _lookup("conv", arrays, out, (stride, padding, dilation, groups), opts)
-    if plan is None and sig is not None:
+    r = _call(_CONV, arrays, out, (stride, padding, dilation, groups),
+              (benchmark, deterministic, allow_tf32, workspace_limit, engine))
+    if type(r) is not Miss:
+        return r
+    opts, plan = r.opts, r.plan
+    eng = _engines.select(opts)
+    if plan is None and r.sig is not None:
         plan = conv_plan(input, weight, bias, stride, padding, dilation, groups, out, opts)
         if plan is not None:
-            _remember(sig, plan)
+            _remember(_CONV, r, plan)
     if plan is None:
-        a = _inspect(input=input, weight=weight, bias=bias)
-        geom, y_shape = params.conv_geometry(a["input"].shape, a["weight"].shape, stride, padding, dilation,
-                                             groups)
-        params.check_bias(a["bias"], y_shape[1])
-        arr, out, device = _prepare(a, out, y_shape)
-        arrays = x, w, b = arr["input"], arr["weight"], arr["bias"]
-        layout = params.suggest_layout(x, w)
-        in_numel = _padded_numel(x.shape, geom)
-        size = math.prod(y_shape)
-        chunks = _chunks(y_shape[0], in_numel, size, split.FORWARD_MAX_WORKSIZE) if size else []
-        repro = ("conv", _positional(("input", x.shape), ("weight", w.shape), ("bias", b)), x.dtype, layout,
-                 params.repro_kwargs(geom, opts))
-        plan = _new_plan("conv", ("input", "weight", "bias"), arrays, out, device, layout, geom, y_shape,
-                         (not params.has_layout(x, layout), not params.has_layout(w, layout)), chunks, repro)
-        _remember(sig, plan)
+        plan, arrays, out = _conv_first_pass(input, weight, bias, stride, padding, dilation, groups, out, opts)
+        _remember(_CONV, r, plan)
     x, w, b = arrays
     with _on_device(plan.device):
         xs, ws = _packed(plan, 0, x), _packed(plan, 1, w)
@@ -246,8 +238,29 @@ def conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
             choices = _run_chunks(eng, "forward", plan, xs, ws, y, opts)
             if b is not None:
                 _add_bias(y, b)
+            _bind(r, plan, choices, xs, ws, y)
         _record("conv", eng.ENGINE, "direct", choices)
         return _finish(y, out)
+
+
+def _conv_first_pass(input, weight, bias, stride, padding, dilation, groups, out, opts):
+    """conv()'s full first pass: every check, then (plan, arrays, out) with
+    the arrays as CuPy views.  callplan.conv_plan is its typed twin for the
+    common case (tests/test_callplan_property.py checks they agree)."""
+    a = _inspect(input=input, weight=weight, bias=bias)
+    geom, y_shape = params.conv_geometry(a["input"].shape, a["weight"].shape, stride, padding, dilation, groups)
+    params.check_bias(a["bias"], y_shape[1])
+    arr, out, device = _prepare(a, out, y_shape)
+    arrays = x, w, b = arr["input"], arr["weight"], arr["bias"]
+    layout = params.suggest_layout(x, w)
+    in_numel = _padded_numel(x.shape, geom)
+    size = math.prod(y_shape)
+    chunks = _chunks(y_shape[0], in_numel, size, split.FORWARD_MAX_WORKSIZE) if size else []
+    repro = ("conv", _positional(("input", x.shape), ("weight", w.shape), ("bias", b)), x.dtype, layout,
+             params.repro_kwargs(geom, opts))
+    plan = _new_plan("conv", ("input", "weight", "bias"), arrays, out, device, layout, geom, y_shape,
+                     (not params.has_layout(x, layout), not params.has_layout(w, layout)), chunks, repro)
+    return plan, arrays, out
 
 
 # ---------------------------------------------------------------------------
@@ -259,14 +272,13 @@ def conv_backward_input(input_shape, weight, grad_output, stride=1, padding=0, d
                         engine=None):
     """Gradient of ``conv`` with respect to its input (like
     torch.nn.grad.conv2d_input): returns an array of ``input_shape``."""
-    opts = _options(benchmark, deterministic, allow_tf32, workspace_limit, engine)
-    eng = _engines.select(opts)
     arrays = (weight, grad_output)
-    try:
-        scalars = (tuple(input_shape), stride, padding, dilation, groups)
-    except TypeError:
-        scalars = None
-    sig, plan = _lookup("conv_backward_input", arrays, out, scalars, opts) if scalars else (None, None)
+    r = _call(_BACKWARD_INPUT, arrays, out, _shape_scalars(input_shape, stride, padding, dilation, groups),
+              (benchmark, deterministic, allow_tf32, workspace_limit, engine))
+    if type(r) is not Miss:
+        return r
+    opts, plan = r.opts, r.plan
+    eng = _engines.select(opts)
     if plan is None:
         a = _inspect(weight=weight, grad_output=grad_output)
         geom = params.backward_input_geometry(input_shape, a["weight"].shape, a["grad_output"].shape,
@@ -283,7 +295,7 @@ def conv_backward_input(input_shape, weight, grad_output, stride=1, padding=0, d
         plan = _new_plan("conv_backward_input", ("weight", "grad_output"), arrays, out, device, layout, geom,
                          x_shape, (not params.has_layout(w, layout), not params.has_layout(gy, layout)),
                          chunks, repro)
-        _remember(sig, plan)
+        _remember(_BACKWARD_INPUT, r, plan)
     w, gy = arrays
     with _on_device(plan.device):
         ws, gys = _packed(plan, 0, w), _packed(plan, 1, gy)
@@ -291,6 +303,7 @@ def conv_backward_input(input_shape, weight, grad_output, stride=1, padding=0, d
         choices = []
         if plan.chunks:
             choices = _run_chunks(eng, "backward_data", plan, gx, ws, gys, opts)
+            _bind(r, plan, choices, gx, ws, gys)
         elif gx.size:
             gx.fill(0)          # an empty grad_output contributes nothing
         _record("conv_backward_input", eng.ENGINE, "direct", choices)
@@ -307,14 +320,13 @@ def conv_backward_weight(input, weight_shape, grad_output, stride=1, padding=0, 
     float32 for float16/bfloat16 (in the dtype itself otherwise), then
     written into the result.
     """
-    opts = _options(benchmark, deterministic, allow_tf32, workspace_limit, engine)
-    eng = _engines.select(opts)
     arrays = (input, grad_output)
-    try:
-        scalars = (tuple(weight_shape), stride, padding, dilation, groups)
-    except TypeError:
-        scalars = None
-    sig, plan = _lookup("conv_backward_weight", arrays, out, scalars, opts) if scalars else (None, None)
+    r = _call(_BACKWARD_WEIGHT, arrays, out, _shape_scalars(weight_shape, stride, padding, dilation, groups),
+              (benchmark, deterministic, allow_tf32, workspace_limit, engine))
+    if type(r) is not Miss:
+        return r
+    opts, plan = r.opts, r.plan
+    eng = _engines.select(opts)
     if plan is None:
         a = _inspect(input=input, grad_output=grad_output)
         geom = params.backward_weight_geometry(a["input"].shape, weight_shape, a["grad_output"].shape,
@@ -330,7 +342,7 @@ def conv_backward_weight(input, weight_shape, grad_output, stride=1, padding=0, 
         plan = _new_plan("conv_backward_weight", ("input", "grad_output"), arrays, out, device, layout, geom,
                          w_shape, (not params.has_layout(x, layout), not params.has_layout(gy, layout)),
                          chunks, repro)
-        _remember(sig, plan)
+        _remember(_BACKWARD_WEIGHT, r, plan)
     x, gy = arrays
     with _on_device(plan.device):
         xs, gys = _packed(plan, 0, x), _packed(plan, 1, gy)
@@ -340,6 +352,7 @@ def conv_backward_weight(input, weight_shape, grad_output, stride=1, padding=0, 
             gw.fill(0)          # an empty batch contributes nothing
         elif len(plan.chunks) == 1:
             choices = _run_chunks(eng, "backward_filter", plan, xs, gw, gys, opts)
+            _bind(r, plan, choices, xs, gw, gys)
         else:
             import cupy
             acc = cupy.zeros(plan.shape, dtype=split.accumulation_dtype(x.dtype))
@@ -366,10 +379,13 @@ def conv_transpose(input, weight, bias=None, stride=1, padding=0, output_padding
     It is the backward-input computation of the forward convolution whose
     output is ``input``: the roles are swapped, as the seed notes.
     """
-    opts = _options(benchmark, deterministic, allow_tf32, workspace_limit, engine)
-    eng = _engines.select(opts)
     arrays = (input, weight, bias)
-    sig, plan = _lookup("conv_transpose", arrays, out, (stride, padding, output_padding, groups, dilation), opts)
+    r = _call(_TRANSPOSE, arrays, out, (stride, padding, output_padding, groups, dilation),
+              (benchmark, deterministic, allow_tf32, workspace_limit, engine))
+    if type(r) is not Miss:
+        return r
+    opts, plan = r.opts, r.plan
+    eng = _engines.select(opts)
     if plan is None:
         a = _inspect(input=input, weight=weight, bias=bias)
         geom, y_shape = params.transpose_geometry(a["input"].shape, a["weight"].shape, stride, padding,
@@ -387,9 +403,9 @@ def conv_transpose(input, weight, bias=None, stride=1, padding=0, output_padding
                  x.dtype, layout, params.repro_kwargs(geom, opts, [("output_padding", opad)]))
         plan = _new_plan("conv_transpose", ("input", "weight", "bias"), arrays, out, device, layout,
                          crop[0] if crop else geom, y_shape,
-                         (not params.has_layout(x, layout), not params.has_layout(w, layout)), chunks, repro)
-        plan.extra = crop
-        _remember(sig, plan)
+                         (not params.has_layout(x, layout), not params.has_layout(w, layout)), chunks, repro,
+                         extra=crop)
+        _remember(_TRANSPOSE, r, plan)
     x, w, b = arrays
     with _on_device(plan.device):
         xs, ws = _packed(plan, 0, x), _packed(plan, 1, w)
@@ -399,6 +415,7 @@ def conv_transpose(input, weight, bias=None, stride=1, padding=0, output_padding
             # forward roles: the transposed output is the convolution's input
             if plan.extra is None:
                 choices = _run_chunks(eng, "backward_data", plan, y, ws, xs, opts)
+                _bind(r, plan, choices, y, ws, xs)
             else:
                 full = params.empty_in_layout(plan.extra[1], x.dtype, plan.layout)
                 choices = _run_chunks(eng, "backward_data", plan, full, ws, xs, opts)
@@ -461,11 +478,11 @@ def conv_bias_add_relu(input, weight, z, alpha, bias, stride=1, padding=0, dilat
         alpha = float(alpha)
     except (TypeError, ValueError):
         raise TypeError("alpha must be a real number, got %r" % (alpha,)) from None
-    opts = _options(benchmark, deterministic, allow_tf32, workspace_limit, engine)
-    eng = _engines.select(opts)
     arrays = (input, weight, z, bias)
-    sig, plan = _lookup("conv_bias_add_relu", arrays, out, (stride, padding, dilation, groups, alpha, fusion),
-                        opts)
+    r = _call(_FUSED, arrays, out, (stride, padding, dilation, groups, alpha, fusion),
+              (benchmark, deterministic, allow_tf32, workspace_limit, engine))
+    opts, plan = r.opts, r.plan            # never bound: a Miss every time
+    eng = _engines.select(opts)
     if plan is None:
         a = _inspect(input=input, weight=weight, z=z, bias=bias)
         geom, y_shape = params.conv_geometry(a["input"].shape, a["weight"].shape, stride, padding, dilation,
@@ -482,13 +499,12 @@ def conv_bias_add_relu(input, weight, z, alpha, bias, stride=1, padding=0, dilat
         repro = ("conv_bias_add_relu", [("input", x.shape), ("weight", w.shape), ("z", y_shape),
                                         ("alpha", alpha), ("bias", None if b is None else tuple(b.shape))],
                  x.dtype, layout, params.repro_kwargs(geom, opts, [("fusion", fusion)]))
+        # out may alias z (an in-place residual): then compute into a fresh array.
         plan = _new_plan("conv_bias_add_relu", ("input", "weight", "z", "bias"), arrays, out, device, layout,
                          geom, y_shape, (not params.has_layout(x, layout), not params.has_layout(w, layout),
-                                         not params.has_layout(zz, layout)), chunks, repro, may_alias=("z",))
-        # out may alias z (an in-place residual): then compute into a fresh array.
-        if out is not None and params.overlaps(out, zz):
-            plan.out_direct = False
-        _remember(sig, plan)
+                                         not params.has_layout(zz, layout)), chunks, repro, may_alias=("z",),
+                         out_direct=out is None or not params.overlaps(out, zz))
+        _remember(_FUSED, r, plan)
     x, w, zz, b = arrays
     import cupy
     with _on_device(plan.device):
@@ -529,3 +545,97 @@ def _compose_bias_add_relu(y, z, alpha, b):
     import cupy
     cupy.maximum(acc, 0, out=acc)
     y[...] = acc.astype(y.dtype)
+
+
+# ---------------------------------------------------------------------------
+# The per-function descriptions for the shared typed entry, and plan objects
+# ---------------------------------------------------------------------------
+
+def _shape_scalars(shape, stride, padding, dilation, groups):
+    """The backward functions' scalars: the shape argument as a tuple (None
+    for an unhashable or non-sequence shape: the full path says why)."""
+    try:
+        return (tuple(shape), stride, padding, dilation, groups)
+    except TypeError:
+        return None
+
+
+def _kw(opts):
+    return {"benchmark": opts.benchmark, "deterministic": opts.deterministic, "allow_tf32": opts.allow_tf32,
+            "workspace_limit": opts.workspace_limit, "engine": opts.engine}
+
+
+def _redo_conv(arrays, scalars, out, opts):
+    return conv(*arrays, *scalars, out=out, **_kw(opts))
+
+
+def _redo_backward_input(arrays, scalars, out, opts):
+    return conv_backward_input(scalars[0], *arrays, *scalars[1:], out=out, **_kw(opts))
+
+
+def _redo_backward_weight(arrays, scalars, out, opts):
+    return conv_backward_weight(arrays[0], scalars[0], arrays[1], *scalars[1:], out=out, **_kw(opts))
+
+
+def _redo_transpose(arrays, scalars, out, opts):
+    return conv_transpose(*arrays, *scalars, out=out, **_kw(opts))
+
+
+def _redo_fused(arrays, scalars, out, opts):
+    x, w, z, b = arrays
+    stride, padding, dilation, groups, alpha, fusion = scalars
+    return conv_bias_add_relu(x, w, z, alpha, b, stride, padding, dilation, groups, out=out, fusion=fusion,
+                              **_kw(opts))
+
+
+# FnSpec(name, engine op, forward role of each array argument (0 x, 1 w,
+# 2 y, -1 not given to the engine), the result's role, bindable, redo).
+_CONV = FnSpec("conv", "forward", (0, 1, -1), 2, True, _redo_conv)
+_BACKWARD_INPUT = FnSpec("conv_backward_input", "backward_data", (1, 2), 0, True, _redo_backward_input)
+_BACKWARD_WEIGHT = FnSpec("conv_backward_weight", "backward_filter", (0, 2), 1, True, _redo_backward_weight)
+_TRANSPOSE = FnSpec("conv_transpose", "backward_data", (2, 1, -1), 0, True, _redo_transpose)
+_FUSED = FnSpec("conv_bias_add_relu", "fused", (0, 1, -1, -1), 2, False, _redo_fused)
+
+_FUNCTIONS = {f.__name__: f for f in (conv, conv_backward_input, conv_backward_weight, conv_transpose,
+                                      conv_bias_add_relu)}
+
+
+def plan(function, *args, **kwargs):
+    """A plan object for one call signature, for framework builders.
+
+    ``function`` is one of the public functions (or its name); ``args`` and
+    ``kwargs`` are a call of it, which runs once: it checks everything,
+    searches where needed and binds the plan (its result is dropped).  The
+    returned ``CallPlan`` is then called with the arrays alone, in the
+    function's positional order::
+
+        p = cudnnconv.plan(cudnnconv.conv, x, w, None, 1, 1, benchmark=True)
+        y = p(x2, w)              # conv: input, weight[, bias]
+        p(x3, w, out=y)           # conv_backward_input: weight, grad_output
+                                  # conv_backward_weight: input, grad_output
+                                  # conv_transpose: input, weight[, bias]
+                                  # conv_bias_add_relu: input, weight, z, bias
+
+    Arrays with the plan's shapes, strides, dtype, device and (where cuDNN
+    was told) pointer alignment run on the typed path, checking only that;
+    anything else goes through the public function with every check, so a
+    plan is never wrong, only slower.  ``p.bound``, ``p.engine``,
+    ``p.choice``, ``p.workspace`` and ``p.describe()`` say what it runs.  A
+    plan belongs to the thread that made it (its cuDNN plan was built with
+    that thread's handle); called from another thread, it runs through the
+    public function.  It works inside CUDA-graph capture once made.
+
+    Raises TypeError when the call cannot be planned (arrays that are not
+    CuPy arrays, unhashable parameters), and whatever the call raises.
+    """
+    fn = _FUNCTIONS.get(function) if isinstance(function, str) else function
+    if fn is None or _FUNCTIONS.get(getattr(fn, "__name__", None)) is not fn:
+        raise TypeError("plan() takes one of %s, got %r" % (", ".join(_FUNCTIONS), function))
+    st = _state()
+    st.last_plan = None
+    fn(*args, **kwargs)
+    p = st.last_plan
+    if p is None:
+        raise TypeError("plan(): this call cannot be planned: its arrays must be CuPy arrays and its parameters "
+                        "hashable (tuples, not lists)")
+    return p

@@ -2,6 +2,8 @@
 import collections
 import threading
 
+from cudnnconv.core.state import invalidate as _invalidate
+
 CacheInfo = collections.namedtuple("CacheInfo", "size maxsize hits misses")
 
 
@@ -16,6 +18,8 @@ class AlgoCache:
 
     Bounded (least recently used entries go first), safe to share between
     threads (one lock), clearable and observable (size, hits, misses).
+    Dropping or replacing an entry bumps cudnnconv.core.state's generation,
+    so that no call plan bound to a dropped choice runs it again.
     ``maxsize=None`` means unbounded.
 
     Observers (for the persistent tuning cache, cudnnconv.tuning):
@@ -60,16 +64,20 @@ class AlgoCache:
 
     def put(self, key, value):
         with self._lock:
+            old = self._data.get(key)
             self._data[key] = value
             self._data.move_to_end(key)
             self._evict()
+        if old is not None and old is not value:
+            _invalidate()           # a call plan bound to the old choice must not run it again
         if self.on_put:
             _notify(self.on_put, self, key, value)
 
     def _evict(self):
-        if self._maxsize is not None:
+        if self._maxsize is not None and len(self._data) > self._maxsize:
             while len(self._data) > self._maxsize:
                 self._data.popitem(last=False)
+            _invalidate()           # bound call plans re-check the cache (see cudnnconv.core.state)
 
     def set_maxsize(self, maxsize):
         check_maxsize(maxsize)
@@ -82,6 +90,7 @@ class AlgoCache:
             self._data.clear()
             self.hits = 0
             self.misses = 0
+        _invalidate()
 
     def items(self):
         with self._lock:

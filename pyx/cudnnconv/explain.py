@@ -17,15 +17,15 @@ benchmark forced on), but where the engine would search it:
 The cache is not touched (no get, no put, so neither hits nor misses move)
 unless ``update_cache=True``, which puts the library's choice.
 
-How it gets there: the engines' ``run`` call ``cudnnconv.search.try_all``
-through the module attribute; for the duration of an explain() call on this
-thread, that attribute is a dispatcher that hands this thread's searches to
-explain and every other thread's to the real ``try_all``.
+How it gets there: for the duration of an explain() call, this thread's
+state (cudnnconv.core.state) holds explain's search handler, and
+``cudnnconv.search.try_all`` hands this thread's searches to it; other
+threads search as usual.
 """
 import math
-import threading
 
 from cudnnconv import ranking, search
+from cudnnconv.core.state import state as _thread_state
 
 DIRECTIONS = ("forward", "backward_data", "backward_filter", "fused")
 
@@ -214,32 +214,26 @@ def _row(choice, samples=(), excluded=False, reason=""):
 # The interception of search.try_all
 # ---------------------------------------------------------------------------
 
-_state = threading.local()
-_patch_lock = threading.Lock()
-_patch_count = 0
-_saved = [search.try_all]       # the real try_all while the dispatcher stands in for it
-
-
-def _dispatch(direction, args, cache, key, opts):
-    handler = getattr(_state, "handler", None)
-    if handler is None:
-        return _saved[0](direction, args, cache, key, opts)
-    return handler(direction, args, cache, key, opts)
+# The hook lives in this thread's state (cudnnconv.core.state): while it is
+# set, search.try_all hands this thread's searches to it, and the typed path
+# of bound call plans and the graph engine's cached-call fast path stand
+# aside.  Other threads are not affected, and nothing is patched.
 
 
 def active():
-    """Whether this thread is inside explain() or last_choice().  An engine
-    that answers cache hits before calling search.try_all (the graph
-    engine's fast path) should skip that fast path while this is true, so
-    that explain() sees the search and last_choice() runs nothing."""
-    return getattr(_state, "handler", None) is not None
+    """Whether this thread is inside explain(), last_choice() or a warm-up
+    (a search handler is set).  Engines and bound call plans skip their
+    cached-call fast paths while this is true, so that explain() sees the
+    search and last_choice() runs nothing."""
+    return _thread_state().explain is not None
 
 
 def intercept_search(handler):
     """A context manager: while it is open, this thread's searches go to
-    ``handler(direction, args, cache, key, opts)`` instead of
-    ``search.try_all``, and engines skip their cached-call fast paths (see
-    ``active``).  explain(), last_choice() and cudnnconv.warmup use it."""
+    ``handler(direction, args, cache, key, opts)`` instead of the search
+    (``search.try_all`` hands them over), and engines skip their cached-call
+    fast paths (see ``active``).  explain(), last_choice() and
+    cudnnconv.warmup use it.  ``last_call()`` is left as it was."""
     return _Intercept(handler)
 
 
@@ -248,29 +242,23 @@ class _Intercept:
         self.handler = handler
 
     def __enter__(self):
-        global _patch_count
-        with _patch_lock:
-            if _patch_count == 0:
-                _saved[0] = search.try_all
-                search.try_all = _dispatch
-            _patch_count += 1
-        self.prev = getattr(_state, "handler", None)
-        _state.handler = self.handler
-        from cudnnconv import api
-        self.last = getattr(api._last, "rec", None)
+        st = _thread_state()
+        self.prev = st.explain
+        self.last = st.last
+        st.explain = self.handler
         return self
 
     def __exit__(self, *exc):
-        global _patch_count
-        _state.handler = self.prev
-        from cudnnconv import api
-        rec = getattr(api._last, "rec", None)
-        self.ran = rec[3] if rec is not None and rec is not self.last else []
-        api._last.rec = self.last            # explain is not a call: last_call() is left as it was
-        with _patch_lock:
-            _patch_count -= 1
-            if _patch_count == 0:
-                search.try_all = _saved[0]
+        st = _thread_state()
+        st.explain = self.prev
+        rec = st.last
+        if type(rec) is tuple and rec is not self.last:
+            self.ran = rec[3]
+        elif rec is not self.last and rec is not None:
+            self.ran = [rec.executor.choice]     # a bound call plan ran (not while a handler is set)
+        else:
+            self.ran = []
+        st.last = self.last            # explain is not a call: last_call() is left as it was
         return False
 
 

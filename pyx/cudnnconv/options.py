@@ -1,7 +1,8 @@
 """Per-thread default flags and their resolution for one call (policy tier)."""
 import collections
 import contextlib
-import threading
+
+from cudnnconv.core.state import state as _state
 
 ENGINES = ("auto", "graph", "legacy")
 
@@ -10,12 +11,11 @@ Options = collections.namedtuple(
 Options.__doc__ = "The flags of one call, resolved against the thread's defaults."
 
 _DEFAULT = Options(False, False, True, None, "auto")
-_local = threading.local()
 
 
 def current():
     """This thread's defaults (what ``flags()`` last set, or the built-in ones)."""
-    return getattr(_local, "options", _DEFAULT)
+    return _state().options or _DEFAULT
 
 
 def _check_limit(v):
@@ -57,9 +57,10 @@ def flags(benchmark=False, deterministic=False, allow_tf32=True, workspace_limit
     """
     new = Options(bool(benchmark), bool(deterministic), bool(allow_tf32),
                   _check_limit(workspace_limit), _check_engine(engine))
-    old = current()
-    _local.options = new
+    st = _state()
+    old = st.options
+    st.options = new
     try:
         yield new
     finally:
-        _local.options = old
+        st.options = old

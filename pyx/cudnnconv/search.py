@@ -20,6 +20,7 @@ CUDA runtime statically, so the seed's cudaGetLastError() has nothing to
 clear, and a sticky error could not be cleared anyway.
 """
 from cudnnconv import _log, workspace
+from cudnnconv.core.state import state as _thread_state
 from cudnnconv.core.status import CuDNNError, CuDNNOutOfMemoryError
 
 _NOT_SUPPORTED = 3000
@@ -74,8 +75,18 @@ def run_choice(direction, args, choice):
 def try_all(direction, args, cache, key, opts):
     """Run the problem with the cached choice, or search, run and cache.
 
-    Returns the choice that ran.
+    Returns the choice that ran.  While this thread has a search handler
+    (explain(), last_choice(), warm-up: cudnnconv.explain.intercept_search),
+    the handler answers instead.
     """
+    handler = _thread_state().explain
+    if handler is not None:
+        return handler(direction, args, cache, key, opts)
+    return _search(direction, args, cache, key, opts)
+
+
+def _search(direction, args, cache, key, opts):
+    """try_all's loop (no search handler set on this thread)."""
     only_default = opts.deterministic and not opts.benchmark
     if not only_default:
         hit = cache.get(key)

@@ -31,6 +31,7 @@ tensors, which stays in CuPy's pool for later arrays.
 import math
 
 from cudnnconv import _log, options, params, search
+from cudnnconv.core.state import state as _thread_state
 
 ENV_VAR = "CUDNNCONV_TUNING_WARMUP"
 # A key whose tensors need more scratch than this is not warmed up.
@@ -175,7 +176,7 @@ def _through_public_function(key, t, geom, opts):
     # the pool's blocks are 16-byte aligned); else into its scratch array.
     role, index = _RESULT[key.op]
     out = None if _pool_alignment_matches(key, index) else t[role]
-    saved = getattr(api._last, "rec", None)
+    saved = _thread_state().last
     try:
         if key.op == "forward":
             api.conv(t["x"], t["w"], out=out, **kw)
@@ -184,7 +185,7 @@ def _through_public_function(key, t, geom, opts):
         else:
             api.conv_backward_weight(t["x"], key.weight_shape, t["y"], out=out, **kw)
     finally:
-        api._last.rec = saved
+        _thread_state().last = saved
     return True
 
 

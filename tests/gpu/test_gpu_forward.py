@@ -3,6 +3,7 @@ import pytest
 
 import cudnnconv
 import reference as ref
+from cudnnconv.core.state import state
 from gpu_cases import DTYPE_BENCH, DTYPE_BENCH_IDS, DTYPES, ENGINES, FORWARD, LAYOUTS, ids, kwargs
 
 pytestmark = pytest.mark.gpu
@@ -290,17 +291,17 @@ def test_fast_first_pass_plans_what_the_full_path_plans(monkeypatch):
         # hash), so it never reaches the typed pass; the full path is asked
         # with the same values as tuples, which it plans the same way.
         kw = {k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()}
-        api._memo.clear()
+        state().memo.clear()
         with monkeypatch.context() as m:
             m.setattr(api, "conv_plan", lambda *a: None)
             y = cudnnconv.conv(x, w, b, **kw, out=out, allow_tf32=False)
-        (full,) = set(api._memo.values())
+        (full,) = set(state().memo.values())
         for f in _PLAN_FIELDS:
             assert getattr(fast, f) == getattr(full, f), (f, getattr(fast, f), getattr(full, f), x.shape, kw)
         # and the call through the typed plan computes the same result
-        api._memo.clear()
+        state().memo.clear()
         y2 = cudnnconv.conv(x, w, b, **kw, out=None if out is None else out.copy(), allow_tf32=False)
-        (plan,) = set(api._memo.values())
+        (plan,) = set(state().memo.values())
         assert type(plan) is callplan.CallPlan
         if y.size:
             assert ref.rel_error(y2, ref.conv(x, w, b, **kw)) <= ref.tolerance(x.dtype.name)
@@ -350,20 +351,20 @@ def test_int_and_tuple_parameters_share_one_plan():
     from cudnnconv import api, callplan, options
     r = ref.random
     x, w = r((2, 8, 9, 10), "float32"), r((4, 8, 3, 3), "float32")
-    api._memo.clear()
+    state().memo.clear()
     out = ref.poisoned((2, 4, 5, 5), "float32")
     y1 = cudnnconv.conv(x, w, stride=(2, 2), padding=(1, 1), out=out, allow_tf32=False)
-    (plan,) = set(api._memo.values())
+    (plan,) = set(state().memo.values())
     assert ref.rel_error(y1, ref.conv(x, w, stride=2, padding=1)) <= ref.tolerance("float32")
     out2 = ref.poisoned((2, 4, 5, 5), "float32")
     y2 = cudnnconv.conv(x, w, stride=2, padding=1, out=out2, allow_tf32=False)
     assert ref.rel_error(y2, ref.conv(x, w, stride=2, padding=1)) <= ref.tolerance("float32")
     # under the first call's signature, its canonical form, and the second call's signature
-    assert len(api._memo) == 3 and all(p is plan for p in api._memo.values())
+    assert len(state().memo) == 3 and all(p is plan for p in state().memo.values())
     opts = options.resolve(allow_tf32=False)
-    assert callplan.lookup(api._memo, "conv", (x, w, None), out2, (2, 1, 1, 1), opts)[1] is plan
+    assert callplan.lookup(state().memo, "conv", (x, w, None), out2, (2, 1, 1, 1), opts)[1] is plan
     # a different int is a different problem: not served by that plan
-    assert callplan.lookup(api._memo, "conv", (x, w, None), out2, (2, 2, 1, 1), opts)[1] is None
+    assert callplan.lookup(state().memo, "conv", (x, w, None), out2, (2, 2, 1, 1), opts)[1] is None
     y3 = cudnnconv.conv(x, w, stride=2, padding=2, allow_tf32=False)
     assert y3.shape == (2, 4, 6, 6)
     assert ref.rel_error(y3, ref.conv(x, w, stride=2, padding=2)) <= ref.tolerance("float32")

@@ -180,14 +180,15 @@ def test_warm_up_plans_the_default_call_signature(tmp_path, clean, engine):
     """After a load with warm-up, a call in the common form (int
     parameters, no out=, the default engine where that runs the key's
     engine) finds its call plan made: its first call does not plan."""
-    from cudnnconv import api, callplan, options
+    from cudnnconv import callplan, options
+    from cudnnconv.core.state import state
     x, w = _problem()
     expect = ref.conv(x, w, padding=1)
     cudnnconv.conv(x, w, padding=1, benchmark=True, engine=engine)
     path = tmp_path / "t.json"
     assert cudnnconv.save_tuning(path) == 1
     cudnnconv.clear_cache()
-    api._memo.clear()
+    state().memo.clear()
     assert cudnnconv.load_tuning(path, warmup=True) == 1
     cache = _engines.legacy.CACHE if engine == "legacy" else _engines.graph.CACHE
     (key, _), = cache.items()
@@ -197,7 +198,7 @@ def test_warm_up_plans_the_default_call_signature(tmp_path, clean, engine):
     assert call_engine == ("legacy" if engine == "legacy" and _engines.AUTO is not None else "auto")
     kw = {} if call_engine == "auto" else {"engine": call_engine}
     opts = options.resolve(benchmark=True, **kw)
-    sig, plan = callplan.lookup(api._memo, "conv", (x, w, None), None, (1, 1, 1, 1), opts)
+    sig, plan = callplan.lookup(state().memo, "conv", (x, w, None), None, (1, 1, 1, 1), opts)
     assert plan is not None and plan.fn == "conv"
     before = cudnnconv.cache_info()[engine]
     y = cudnnconv.conv(x, w, padding=1, benchmark=True, **kw)

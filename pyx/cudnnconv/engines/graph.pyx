@@ -26,13 +26,15 @@ descriptors are leaked, never destroyed (see graph_descriptors).
 """
 from libc.stdint cimport int64_t
 from libc.stdlib cimport malloc, free
-from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from cudnnconv.decl.cudnn cimport (
     cudnnHandle_t, cudnnStatus_t, CUDNN_DATA_FLOAT, CUDNN_DATA_DOUBLE)
 from cudnnconv.decl.cudnn_backend cimport *
 from cudnnconv.core.status cimport check
 from cudnnconv.core.handle cimport Handle, get_handle
+from cudnnconv.core.executor cimport (
+    Executor, alignment as _alignment, trace, trace_reset, TRACE_ENGINE, TRACE_KEY, TRACE_HANDLE, TRACE_LOOKUP, TRACE_PACK, TRACE_EXECUTE)
+from cudnnconv.core cimport state as _cstate
 from cudnnconv.engines.graph_descriptors cimport (
     BackendDescriptor, create, tensor, convolution, conv_operation, pointwise_operation, operation_graph)
 
@@ -40,7 +42,9 @@ import collections
 import threading
 import weakref
 
-from cudnnconv import _log, errata, explain, gpu_timing, options, params, ranking, search, tuning, workspace
+from cudnnconv.core import executor as _executor
+
+from cudnnconv import _log, errata, gpu_timing, options, params, ranking, search, tuning, workspace
 from cudnnconv.cache import AlgoCache, CacheInfo, check_maxsize
 from cudnnconv.core.status import CuDNNError, CuDNNOutOfMemoryError
 
@@ -56,6 +60,7 @@ cdef enum:
     UID_T1 = 102
     UID_T2 = 103
     MAX_TENSORS = 5
+    VP_SLOTS = 4             # variant packs kept per plan (see GraphChoice.run)
     NOTE_CAP = 64            # above every *_TYPE_COUNT of cuDNN 9.x
 
 NUMERICAL_NOTES = {0: "TENSOR_CORE", 1: "DOWN_CONVERT_INPUTS", 2: "REDUCED_PRECISION_REDUCTION", 3: "FFT",
@@ -74,50 +79,31 @@ _NOT_SUPPORTED = 3000
 
 
 # ---------------------------------------------------------------------------
-# Stage trace of the hit path (a diagnostic: tools/first_call_probe.py)
+# Stage trace of the full path (a diagnostic: tools/first_call_probe.py)
 # ---------------------------------------------------------------------------
 #
-# Off by default; when on, run() stamps CLOCK_MONOTONIC at each stage of a
-# cached call, so a probe can see where a first call's host time goes.  Off,
-# it costs one test of a C flag per stage.
+# The stamps are the shared call trace's (cudnnconv.core.executor); these two
+# functions keep the engine's own view of a call that went through run().
 
-cdef enum:
-    ST_ENTRY = 0
-    ST_KEY = 1
-    ST_HANDLE = 2
-    ST_LOOKUP = 3
-    ST_PACK = 4
-    ST_EXECUTE = 5
-    ST_COUNT = 6
-
-cdef bint _tracing = False
-cdef double _stamps[ST_COUNT]
 STAGES = ("key", "handle", "lookup", "variant_pack", "execute")
 
 
-cdef inline void _stamp(int i) noexcept nogil:
-    cdef timespec ts
-    if _tracing:
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        _stamps[i] = ts.tv_sec * 1e9 + ts.tv_nsec
-
-
 def trace_stages(bint on):
-    """Turn the hit path's stage trace on or off (see ``stage_times``)."""
-    global _tracing
-    cdef int i
-    for i in range(ST_COUNT):
-        _stamps[i] = 0
-    _tracing = on
+    """Turn the call trace on or off (see ``stage_times``)."""
+    _executor.trace_stages(on)
 
 
 def stage_times():
-    """{stage: microseconds} of the last traced call that took the hit path
-    (key, handle, lookup, variant_pack, execute); {} when none did."""
-    cdef int i
-    if _stamps[ST_EXECUTE] == 0 or _stamps[ST_ENTRY] == 0:
+    """{stage: microseconds} of the last traced call that found its choice
+    in run()'s cache (key, handle, lookup, variant_pack, execute); {} when
+    the last traced call searched, or ran on a bound call plan (then
+    ``cudnnconv.stage_times()`` has its stages)."""
+    st = _executor.stamps()
+    names = ("engine",) + STAGES
+    slots = (TRACE_ENGINE, TRACE_KEY, TRACE_HANDLE, TRACE_LOOKUP, TRACE_PACK, TRACE_EXECUTE)
+    if not all(st[i] for i in slots):
         return {}
-    return {STAGES[i - 1]: (_stamps[i] - _stamps[i - 1]) * 1e-3 for i in range(1, ST_COUNT)}
+    return {names[i]: (st[slots[i]] - st[slots[i - 1]]) * 1e-3 for i in range(1, len(slots))}
 
 
 # ---------------------------------------------------------------------------
@@ -127,10 +113,7 @@ def stage_times():
 cpdef int64_t alignment(size_t ptr):
     """The byte alignment we declare for a pointer: min(16, the largest power
     of two dividing it), never more.  NULL (an empty tensor) counts as 16."""
-    if ptr == 0:
-        return 16
-    cdef size_t low = ptr & (~ptr + 1)
-    return 16 if low >= 16 else <int64_t>low
+    return _alignment(ptr)
 
 
 def key_extra(op, ptrs, alpha=1.0):
@@ -293,41 +276,57 @@ cdef class GraphChoice:
     cdef int64_t ws_size
     cdef int n
     cdef int64_t uids[MAX_TENSORS]
-    cdef void* last_ptrs[MAX_TENSORS]
-    cdef void* last_ws
-    cdef BackendDescriptor last_vp
+    # The variant packs of the last VP_SLOTS pointer sets (a finalized pack
+    # is read-only, so new pointers need a new one): a loop over a few
+    # buffers reuses its packs, and a network's fresh pointers build one.
+    cdef void* vp_ptrs[VP_SLOTS][MAX_TENSORS]
+    cdef void* vp_ws[VP_SLOTS]
+    cdef list vps               # VP_SLOTS entries: a BackendDescriptor, or None
+    cdef int vp_next            # the slot the next new pack replaces
     cdef object ws_mem          # the workspace kept with a cached entry
 
     @property
     def deterministic(self):
         return "NONDETERMINISTIC" not in self.notes
 
+    cdef void forget_packs(self):
+        """Drop the variant packs (they may hold pointers about to be freed,
+        such as the search's workspace)."""
+        self.vps = [None] * VP_SLOTS
+        self.vp_next = 0
+
     cdef int run(self, cudnnHandle_t h, void** ptrs, void* ws) except -1:
-        """Execute on these pointers; reuse the last variant pack when they
-        and the workspace are unchanged."""
-        cdef int i
-        cdef bint same = self.last_vp is not None and ws == self.last_ws
+        """Execute on these pointers, with the variant pack of an earlier run
+        on the same pointers and workspace where one is kept."""
+        cdef int i, s
+        cdef object found = None
         cdef BackendDescriptor vp
-        if same:
-            for i in range(self.n):
-                if ptrs[i] != self.last_ptrs[i]:
-                    same = False
+        for s in range(VP_SLOTS):
+            if self.vps[s] is not None and self.vp_ws[s] == ws:
+                for i in range(self.n):
+                    if ptrs[i] != self.vp_ptrs[s][i]:
+                        break
+                else:
+                    found = self.vps[s]
                     break
-        if not same:
+        if found is None:
             vp = create(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR)
             vp.set_int64s(CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, self.uids, self.n)
             vp.set_ptrs(CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, ptrs, self.n)
             vp.set_ptrs(CUDNN_ATTR_VARIANT_PACK_WORKSPACE, &ws, 1)
             vp.finalize()
-            self.last_vp = vp
+            s = self.vp_next
+            self.vp_next = (s + 1) % VP_SLOTS
+            self.vps[s] = vp
             for i in range(self.n):
-                self.last_ptrs[i] = ptrs[i]
-            self.last_ws = ws
-        vp = self.last_vp
-        _stamp(ST_PACK)
+                self.vp_ptrs[s][i] = ptrs[i]
+            self.vp_ws[s] = ws
+        else:
+            vp = <BackendDescriptor>found
+        trace(TRACE_PACK)
         with nogil:
             check(cudnnBackendExecute(h, self.plan.ptr, vp.ptr))
-        _stamp(ST_EXECUTE)
+        trace(TRACE_EXECUTE)
         return 0
 
     def describe(self):
@@ -530,7 +529,7 @@ cdef GraphChoice _new_choice(str op, idx, knobs, str tag, ws, notes, behavior, B
     c.uids[2] = UID_Y
     c.uids[3] = UID_Z
     c.uids[4] = UID_B
-    c.last_vp = None
+    c.forget_packs()
     c.ws_mem = None
     return c
 
@@ -589,13 +588,13 @@ def _benchmark(GraphArgs a, opts):
             except (CuDNNError, MemoryError) as e:
                 a.rejected.append((c.tag, getattr(e, "name", type(e).__name__)))
                 a.excluded.append((c, "failed to run: %s" % getattr(e, "name", type(e).__name__)))
-                c.last_vp = None
+                c.forget_packs()
                 continue
             c.samples = tuple(times)
             c.time_ms = ranking.median_and_spread(times)[0]
             c.benchmarked = True
             c.how = "benchmark"
-            c.last_vp = None          # it held the search workspace's pointer
+            c.forget_packs()          # they held the search workspace's pointer
             timed.append(c)
     finally:
         runner = None
@@ -777,12 +776,45 @@ cdef int _dtype_code(dt) except -1:
     return code
 
 
-cdef object _explain_state = explain._state
-
-
 cdef inline bint _explain_active():
-    """explain.active(), without its Python frame (run's hot path)."""
-    return getattr(_explain_state, "handler", None) is not None
+    """explain.active() (a search handler is set on this thread), without
+    its Python frame (run's hot path)."""
+    return _cstate.get_state().explain is not None
+
+
+cdef class GraphExecutor(Executor):
+    """A GraphChoice bound to this thread's handle: what a bound call plan
+    (cudnnconv.callplan) runs.  No key, no lookup: the plan was looked up
+    when it was bound, and the call plan drops this object when a choice
+    cache drops or replaces an entry (cudnnconv.core.state's generation)."""
+    cdef GraphChoice c
+    cdef Handle h
+    cdef object cache          # this thread's PlanCache: a bound call counts as its hit
+
+    cdef int execute(self, size_t stream, void** ptrs) except -1:
+        cdef GraphChoice c = self.c
+        cdef cudnnHandle_t hp = self.h.bind(stream)
+        trace(TRACE_HANDLE)
+        if c.ws_size > 0 and c.ws_mem is None:
+            c.ws_mem = workspace.allocate(c.ws_size)
+        c.run(hp, ptrs, <void*><size_t>(0 if c.ws_mem is None else c.ws_mem.ptr))
+        self.cache.hits += 1
+        return 0
+
+
+def bind(choice, int device):
+    """A GraphExecutor for ``choice`` on this thread's handle of ``device``;
+    None for anything but a GraphChoice of a forward, backward-data or
+    backward-filter problem (a fused call keeps the full path)."""
+    if type(choice) is not GraphChoice or (<GraphChoice>choice).op == "fused":
+        return None
+    cdef GraphExecutor ex = GraphExecutor.__new__(GraphExecutor)
+    ex.engine = ENGINE
+    ex.choice = choice
+    ex.c = <GraphChoice>choice
+    ex.h = get_handle(device)
+    ex.cache = CACHE.local()
+    return ex
 
 
 cdef GraphArgs _args(str op, int dtype, x, w, y, geom, opts, str layout, double alpha, Handle h,
@@ -811,8 +843,7 @@ def run(str op, x, w, y, geom, opts, str layout, int device, repro=None, z=None,
     cdef GraphChoice c
     cdef GraphArgs a
     cdef object cache
-    _stamp(ST_ENTRY)
-    _stamps[ST_EXECUTE] = 0
+    trace(TRACE_ENGINE)
     cdef int dtype = _dtype_code(x.dtype)
     ptrs[0] = <void*><size_t>x.data.ptr
     ptrs[1] = <void*><size_t>w.data.ptr
@@ -826,10 +857,10 @@ def run(str op, x, w, y, geom, opts, str layout, int device, repro=None, z=None,
     else:
         extra = (alignment(<size_t>ptrs[0]), alignment(<size_t>ptrs[1]), alignment(<size_t>ptrs[2]))
     key = _call_key(op, device, dtype, tuple(x.shape), tuple(w.shape), layout, geom, opts, extra)
-    _stamp(ST_KEY)
+    trace(TRACE_KEY)
     cdef Handle h = get_handle(device)
     cdef cudnnHandle_t hp = h.bind(<size_t>_current_stream_ptr())
-    _stamp(ST_HANDLE)
+    trace(TRACE_HANDLE)
     try:
         cache = CACHE._local.cache
     except AttributeError:
@@ -837,7 +868,7 @@ def run(str op, x, w, y, geom, opts, str layout, int device, repro=None, z=None,
     # explain() and last_choice() must see the search: no fast path for them.
     cdef bint explaining = _explain_active()
     hit = None if explaining else cache.fast_get(key, opts.benchmark)
-    _stamp(ST_LOOKUP)
+    trace(TRACE_LOOKUP)
     if hit is not None:
         c = <GraphChoice>hit
         try:
@@ -872,7 +903,7 @@ def run(str op, x, w, y, geom, opts, str layout, int device, repro=None, z=None,
                 c.ws_mem = workspace.allocate(c.ws_size)
             except MemoryError:
                 pass
-    _stamps[ST_ENTRY] = 0          # a search ran: no stage times for this call
+    trace_reset()                  # a search ran: no stage times for this call
     return choice
 
 
