@@ -144,6 +144,6 @@ setup(
     ext_modules=extensions(),
     python_requires=">=3.9",
     install_requires=["numpy", "cupy-cuda13x", "nvidia-cudnn-cu13"],
-    extras_require={"test": ["pytest", "ml_dtypes"], "bf16": ["ml_dtypes"]},
+    extras_require={"test": ["pytest", "hypothesis", "ml_dtypes"], "bf16": ["ml_dtypes"]},
     zip_safe=False,
 )

@@ -372,6 +372,7 @@ def test_graph_benchmark_reads_the_shared_settings():
     assert not any(hasattr(graph, n) for n in ("BENCH_REPS", "BENCH_WARMUP", "BENCH_MARGIN"))
 
 
+@needs_graph
 def test_call_key_is_the_shared_key():
     """run() builds its key without params.make_key's frame; it must be that key."""
     from cudnnconv import options, params
