@@ -141,3 +141,133 @@ def test_remember_stores_the_canonical_signature_too():
     full = {("x", i): plan for i in range(callplan.MEMO_MAX)}
     callplan.remember(full, sig, plan)
     assert full == {sig: plan, canon: plan}
+
+
+# ---------------------------------------------------------------------------
+# Binding: which plans the typed path may run, and when a binding goes stale
+# ---------------------------------------------------------------------------
+
+class _FakeArray:
+    """A CuPy array's metadata (the typed entry and the first pass read only that)."""
+
+    def __init__(self, shape, dtype="float16", channels_last=True, ptr=1 << 32, device=0):
+        import types
+        self.shape, self.dtype = tuple(shape), numpy.dtype(dtype)
+        self.itemsize, self.ndim = self.dtype.itemsize, len(shape)
+        self.size = int(numpy.prod(shape))
+        layout = params.CHANNELS_LAST if channels_last and len(shape) >= 3 else params.NCHW
+        self.strides = tuple(s * self.itemsize for s in params.layout_strides(self.shape, layout))
+        self.data = types.SimpleNamespace(ptr=ptr, device_id=device)
+        self.device = types.SimpleNamespace(id=device)
+
+    @property
+    def __cuda_array_interface__(self):
+        return {"shape": self.shape, "typestr": self.dtype.str, "data": (self.data.ptr, False),
+                "strides": self.strides, "version": 3}
+
+
+@pytest.fixture
+def fake_cupy(monkeypatch):
+    monkeypatch.setattr(params.ArrayArg, "materialize", lambda self: self.obj)
+    callplan._use_array_type(_FakeArray)
+    from cudnnconv.core.state import state
+    state().memo.clear()
+    yield
+    state().memo.clear()
+    callplan._use_array_type(None)
+
+
+def _first_call(x, w, b=None, out=None, **kw):
+    """What api.conv does on a miss, up to the engine: (miss, plan, y)."""
+    from cudnnconv import api
+    flags = (kw.get("benchmark"), None, None, None, None)
+    miss = callplan.call(api._CONV, (x, w, b), out, (1, 1, 1, 1), flags)
+    assert type(miss) is callplan.Miss and miss.plan is None and miss.sig is not None
+    plan, _, _ = api._conv_first_pass(x, w, b, 1, 1, 1, 1, out, miss.opts)
+    api._remember(api._CONV, miss, plan)
+    y = out if out is not None else _FakeArray(plan.shape, x.dtype.name, plan.layout == params.CHANNELS_LAST,
+                                              ptr=1 << 36)
+    return miss, plan, y
+
+
+def test_a_plan_binds_where_the_typed_path_can_run_the_whole_call(fake_cupy):
+    from cudnnconv.core.executor import Executor
+    x, w = _FakeArray((2, 8, 6, 6)), _FakeArray((4, 8, 3, 3))
+    miss, plan, y = _first_call(x, w)
+    assert callplan.last_plan() is plan and not plan.bound and plan.executor is None
+    ex = Executor()
+    assert callplan.bind(plan, ex, x, w, y, miss)
+    assert plan.bound and plan.executor is ex and plan.dtype == x.dtype
+    assert plan.out_strides == y.strides and plan.metas[0][0] == x.shape
+    # the plan is read-only from Python
+    with pytest.raises(AttributeError):
+        plan.executor = None
+    # anything the typed path cannot run is not bound
+    xp, wp = _FakeArray((2, 8, 9, 9), ptr=2 << 32), _FakeArray((4, 8, 3, 3), channels_last=False)
+    m, p, yy = _first_call(xp, wp)                                           # the weight needs packing
+    assert p.layout == params.CHANNELS_LAST and p.pack == (False, True)
+    assert not callplan.bind(p, ex, xp, wp, yy, m)
+    xb, wb, b = _FakeArray((2, 8, 7, 7)), _FakeArray((4, 8, 3, 3)), _FakeArray((4,), ptr=3 << 32)
+    m, p, yy = _first_call(xb, wb, b)
+    assert not callplan.bind(p, ex, xb, wb, yy, m)                          # a bias: the full path adds it
+    xo = _FakeArray((2, 8, 5, 5))
+    strided_out = _FakeArray((2, 4, 5, 5), channels_last=False, ptr=5 << 32)      # NCHW out of an NHWC call
+    m, p, yy = _first_call(xo, w, out=strided_out)
+    assert not p.out_direct and not callplan.bind(p, ex, xo, w, yy, m)
+    assert not callplan.bind(plan, None, x, w, y, miss)                       # an engine without an executor
+
+
+def test_binding_keeps_the_best_alignment_and_goes_stale_with_the_cache(fake_cupy):
+    import importlib
+    from cudnnconv import api
+    from cudnnconv.core import state as core_state
+    from cudnnconv.core.executor import Executor
+    explain = importlib.import_module("cudnnconv.explain")
+    x, w = _FakeArray((2, 8, 6, 6)), _FakeArray((4, 8, 3, 3))
+    miss, plan, y = _first_call(x, w)
+    first = Executor()
+    assert callplan.bind(plan, first, x, w, y, miss)
+    # a call on a less aligned input (a view 2 bytes in) does not rebind the plan
+    odd = _FakeArray(x.shape, ptr=(1 << 32) + 2)
+    assert not callplan.bind(plan, Executor(), odd, w, y, miss)
+    assert plan.executor is first
+    # a stale binding (a cache entry was dropped or replaced) is replaced by the next full-path call
+    core_state.invalidate()
+    assert not plan.bound
+    second = Executor()
+    m2 = callplan.call(api._CONV, (x, w, None), None, (1, 1, 1, 1), (None,) * 5)
+    assert type(m2) is callplan.Miss and m2.plan is plan            # memoized, but not run: stale
+    assert callplan.bind(plan, second, x, w, y, m2) and plan.bound and plan.executor is second
+    # a generation bumped while the call ran leaves the new binding stale at once
+    core_state.invalidate()
+    assert callplan.bind(plan, Executor(), x, w, y, m2) and not plan.bound
+    # while explain()/last_choice()/warm-up runs on the thread, nothing binds
+    m3 = callplan.call(api._CONV, (x, w, None), None, (1, 1, 1, 1), (None,) * 5)
+    with explain.intercept_search(lambda *a: None):
+        assert not callplan.bind(plan, Executor(), x, w, y, m3)
+    assert callplan.bind(plan, Executor(), x, w, y, m3) and plan.bound
+
+
+def test_a_choice_cache_bumps_the_generation_when_it_drops_or_replaces(fake_cupy):
+    from cudnnconv.cache import AlgoCache
+    from cudnnconv.core import state as core_state
+    c = AlgoCache("t", maxsize=2)
+    g = core_state.current_generation()
+    c.put("a", 1)
+    c.put("b", 2)
+    c.put("a", 1)                          # the same value again: nothing dropped
+    assert core_state.current_generation() == g
+    c.put("a", 3)                          # replaced
+    assert core_state.current_generation() == g + 1
+    c.put("c", 4)                          # evicts the least recently used
+    assert core_state.current_generation() == g + 2
+    c.clear()
+    assert core_state.current_generation() == g + 3
+
+
+def test_plan_factory_refuses_what_cannot_be_planned():
+    from cudnnconv import api
+    with pytest.raises(TypeError, match="plan\\(\\) takes one of"):
+        api.plan(print)
+    with pytest.raises(TypeError, match="plan\\(\\) takes one of"):
+        api.plan("conv2d")
