@@ -178,7 +178,7 @@ CASES = {
     "fused/bad-fusion": ("conv_bias_add_relu", [X2, W2, A(2, 6, 6, 6), 1.0, A(6)], {"fusion": "yes"},
                          ValueError, "fusion must be one of"),
     "fused/alpha": ("conv_bias_add_relu", [X2, W2, A(2, 6, 6, 6), "one", A(6)], {}, TypeError,
-                    "alpha must be a real number"),
+                    "alpha must be a finite real number"),
     "fused/channel-mismatch": ("conv_bias_add_relu", [X2, A(6, 3, 3, 3), A(2, 6, 6, 6), 1.0, A(6)], {},
                                ValueError, "C/groups"),
     "fused/out-shape": ("conv_bias_add_relu", [X2, W2, A(2, 6, 6, 6), 1.0, A(6)], {"out": A(2, 6, 6, 5)},

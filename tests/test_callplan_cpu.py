@@ -271,3 +271,45 @@ def test_plan_factory_refuses_what_cannot_be_planned():
         api.plan(print)
     with pytest.raises(TypeError, match="plan\\(\\) takes one of"):
         api.plan("conv2d")
+
+
+def test_the_memo_serves_only_exactly_typed_parameters(fake_cupy):
+    """True == 1 == 1.0 and they hash alike, but only 1 is a valid stride: a
+    call with a bool or a float must not find the plan of an int (the full
+    path refuses it), while a NumPy integer, which the full path reads as the
+    int, shares the int's plan."""
+    from cudnnconv import api
+    x, w = _FakeArray((2, 8, 6, 6)), _FakeArray((4, 8, 3, 3))
+    miss, plan, y = _first_call(x, w)
+    flags = (None,) * 5
+
+    def lookup(scalars, fl=flags):
+        return callplan.call(api._CONV, (x, w, None), None, scalars, fl)
+
+    assert lookup((1, 1, 1, 1)).plan is plan
+    m = lookup((1, [1, 1], 1, 1))                    # a list is valid but does not hash: no memo
+    assert m.sig is None and m.plan is None
+    assert api._conv_first_pass(x, w, None, 1, [1, 1], 1, 1, None, m.opts)[0].shape == plan.shape
+    for scalars in ((True, 1, 1, 1), (1, 1.0, 1, 1), (1, 1, (1, True), 1), (1, 1, 1, True)):
+        m = lookup(scalars)
+        assert m.plan is None, scalars              # not the int call's plan: the full path checks it
+        with pytest.raises(TypeError):
+            api._conv_first_pass(x, w, None, *scalars, None, m.opts)
+    m = lookup((numpy.int64(1), (numpy.int32(1), 1), 1, numpy.int16(1)))
+    assert m.plan is plan and m.sig[3] == (1, (1, 1), 1, 1)
+    assert all(type(v) is int for v in (m.sig[3][0], m.sig[3][1][0], m.sig[3][3]))
+    # flags: a memo of benchmark=True does not answer benchmark=1
+    assert lookup((1, 1, 1, 1), (True, None, None, None, None)).opts.benchmark is True
+    with pytest.raises(TypeError, match="benchmark must be True, False or None, got 1"):
+        lookup((1, 1, 1, 1), (1, None, None, None, None))
+    with pytest.raises(ValueError, match="workspace_limit"):
+        lookup((1, 1, 1, 1), (None, None, None, True, None))
+    assert lookup((1, 1, 1, 1), (None, None, None, numpy.int64(8), None)).opts.workspace_limit == 8
+
+
+def test_fused_alpha_is_tagged_so_it_never_matches_an_int(fake_cupy):
+    from cudnnconv import api
+    x, w = _FakeArray((2, 8, 6, 6)), _FakeArray((4, 8, 3, 3))
+    z = _FakeArray((2, 4, 6, 6), ptr=7 << 32)
+    m = callplan.call(api._FUSED, (x, w, z, None), None, (1, 1, 1, 1, 2.0, "auto"), (None,) * 5)
+    assert m.sig[3] == (1, 1, 1, 1, (float, 2.0), "auto") and m.scalars == (1, 1, 1, 1, 2.0, "auto")

@@ -50,9 +50,20 @@ def test_resolve_per_call_wins_and_none_takes_defaults():
         assert options.resolve() == options.current()
 
 
-def test_resolve_coerces_to_bool_and_checks():
-    o = options.resolve(benchmark=1, deterministic=0)
+def test_resolve_takes_only_bools_and_checks():
+    import numpy
+    o = options.resolve(benchmark=numpy.bool_(True), deterministic=False)
     assert o.benchmark is True and o.deterministic is False
+    # bool() would read these as True (or False): a flag is True, False or None
+    for name in ("benchmark", "deterministic", "allow_tf32"):
+        for bad in (1, 0, "no", "", 2.0, [True]):
+            with pytest.raises(TypeError, match="%s must be True, False or None" % name):
+                options.resolve(**{name: bad})
+            with pytest.raises(TypeError, match="%s must be True, False or None" % name):
+                with cudnnconv.flags(**{name: bad}):
+                    pass
+    assert options.resolve(workspace_limit=numpy.int64(1024)).workspace_limit == 1024
+    assert type(options.resolve(workspace_limit=numpy.int64(1024)).workspace_limit) is int
     with pytest.raises(ValueError, match="workspace_limit"):
         options.resolve(workspace_limit=-1)
     with pytest.raises(ValueError, match="workspace_limit"):

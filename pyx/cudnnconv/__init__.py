@@ -6,7 +6,7 @@ Public API::
     conv_bias_add_relu, plan, CallPlan, flags, version, build_info,
     clear_cache, cache_info, last_call, save_tuning, load_tuning, explain,
     last_choice, benchmark_settings, CuDNNError, CuDNNOutOfMemoryError,
-    CaptureError; diagnostics: trace_stages, stage_times
+    CaptureError, CudaUnavailableError; diagnostics: trace_stages, stage_times
 
 The package imports on a machine without a GPU (cuDNN's host-side library
 loads without a driver); ``cuda_available()`` says whether calls can run.
@@ -23,7 +23,8 @@ from cudnnconv.options import flags  # noqa: E402
 from cudnnconv import _engines, _log  # noqa: E402
 from cudnnconv._engines import EngineUnavailable  # noqa: E402
 from cudnnconv.api import (  # noqa: E402
-    conv, conv_backward_input, conv_backward_weight, conv_transpose, conv_bias_add_relu, last_call, plan)
+    conv, conv_backward_input, conv_backward_weight, conv_transpose, conv_bias_add_relu, last_call, plan,
+    CudaUnavailableError)
 from cudnnconv.callplan import CallPlan  # noqa: E402
 from cudnnconv.core.executor import trace_stages, stage_times  # noqa: E402
 from cudnnconv.tuning import save_tuning, load_tuning  # noqa: E402
@@ -83,6 +84,6 @@ def cuda_available():
 __all__ = [
     "conv", "conv_backward_input", "conv_backward_weight", "conv_transpose", "conv_bias_add_relu",
     "plan", "CallPlan", "trace_stages", "stage_times", "flags", "version", "build_info", "clear_cache", "cache_info", "last_call", "cuda_available",
-    "CuDNNError", "CuDNNOutOfMemoryError", "CaptureError", "EngineUnavailable",
+    "CuDNNError", "CuDNNOutOfMemoryError", "CaptureError", "EngineUnavailable", "CudaUnavailableError",
     "save_tuning", "load_tuning", "explain", "last_choice", "benchmark_settings",
 ]

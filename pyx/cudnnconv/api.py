@@ -38,9 +38,14 @@ def _record(fn, engine, path, choices):
     _state().last = (fn, engine, path, choices)
 
 
+_OPTIONAL_ARRAYS = frozenset(("bias",))
+
+
 def _inspect(**named):
-    """ArrayArgs for the array arguments (None stays None): type checks only."""
-    return {k: (None if v is None else params.inspect_array(v, k)) for k, v in named.items()}
+    """ArrayArgs for the array arguments: type checks only.  None stays None
+    for an optional argument (the bias) and is a TypeError naming any other."""
+    return {k: (None if v is None and k in _OPTIONAL_ARRAYS else params.inspect_array(v, k))
+            for k, v in named.items()}
 
 
 def _prepare(args, out, result_shape, may_alias=()):
@@ -51,8 +56,12 @@ def _prepare(args, out, result_shape, may_alias=()):
     dtype = params.check_same_dtype(list(args.values()) + [out_arg])
     if out_arg is not None:
         params.check_out(out_arg, result_shape, dtype)
-    arrays = {k: (None if a is None else a.materialize()) for k, a in args.items()}
-    out_arr = None if out_arg is None else out_arg.materialize()
+    try:
+        arrays = {k: (None if a is None else a.materialize()) for k, a in args.items()}
+        out_arr = None if out_arg is None else out_arg.materialize()
+    except Exception:
+        _check_cuda()
+        raise
     named = [(k, v.device.id) for k, v in arrays.items() if v is not None]
     if out_arr is not None:
         named.append(("out", out_arr.device.id))
@@ -62,6 +71,22 @@ def _prepare(args, out, result_shape, may_alias=()):
             if v is not None and k not in may_alias and params.overlaps(out_arr, v):
                 raise ValueError("out overlaps %s: the result would overwrite its own input" % k)
     return arrays, out_arr, device
+
+
+class CudaUnavailableError(RuntimeError):
+    """A valid call found no usable CUDA device or driver."""
+
+
+def _check_cuda():
+    """Raise CudaUnavailableError when CUDA cannot run here (called when a
+    valid call's arrays fail to become CuPy arrays, so that the user sees
+    why instead of CuPy's raw runtime error)."""
+    from cudnnconv import cuda_available
+    if not cuda_available():
+        raise CudaUnavailableError(
+            "cudnnconv: no usable CUDA device was found (cudnnconv.cuda_available() is False): the "
+            "arguments are valid, but running the call needs a CUDA GPU and a driver that supports the "
+            "installed CUDA runtime") from None
 
 
 def _finish(y, out):
@@ -476,8 +501,10 @@ def conv_bias_add_relu(input, weight, z, alpha, bias, stride=1, padding=0, dilat
         raise TypeError("z must be an array of the output's shape (use conv() with bias for no residual)")
     try:
         alpha = float(alpha)
-    except (TypeError, ValueError):
-        raise TypeError("alpha must be a real number, got %r" % (alpha,)) from None
+    except (TypeError, ValueError, OverflowError):
+        raise TypeError("alpha must be a finite real number, got %r" % (alpha,)) from None
+    if not math.isfinite(alpha):
+        raise ValueError("alpha must be a finite real number, got %r" % (alpha,))
     arrays = (input, weight, z, bias)
     r = _call(_FUSED, arrays, out, (stride, padding, dilation, groups, alpha, fusion),
               (benchmark, deterministic, allow_tf32, workspace_limit, engine))
@@ -553,11 +580,11 @@ def _compose_bias_add_relu(y, z, alpha, b):
 
 def _shape_scalars(shape, stride, padding, dilation, groups):
     """The backward functions' scalars: the shape argument as a tuple (None
-    for an unhashable or non-sequence shape: the full path says why)."""
-    try:
+    for anything but a tuple or a list: the full path says why, and an
+    iterator must not be consumed here)."""
+    if isinstance(shape, (tuple, list)):
         return (tuple(shape), stride, padding, dilation, groups)
-    except TypeError:
-        return None
+    return None
 
 
 def _kw(opts):

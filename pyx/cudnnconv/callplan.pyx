@@ -40,11 +40,14 @@ from cudnnconv.core.state cimport ThreadState, get_state, generation
 from cudnnconv.core.executor cimport (
     Executor, alignment, trace, trace_reset, TRACE_ENTRY, TRACE_SIGNATURE, TRACE_OUTPUT, TRACE_RETURN)
 
+import numpy
+
 from cudnnconv import params, split
 from cudnnconv import options as _options
 from cudnnconv.core import build
 
 cdef object _NDARRAY = None
+cdef object _NP_INTEGER = numpy.integer
 cdef object _get_device = None
 cdef object _get_stream = None
 cdef object _alloc = None
@@ -119,8 +122,9 @@ cdef class FnSpec:
 cdef class Miss:
     """What the typed entry hands the full path on a miss: the signature
     (None when the call cannot be memoized), the memoized plan or None, the
-    resolved flags, and the plan generation before the call ran."""
-    cdef readonly object sig, plan, opts
+    resolved flags, the call's scalar parameters as given, and the plan
+    generation before the call ran."""
+    cdef readonly object sig, plan, opts, scalars
     cdef readonly unsigned long long gen
 
 
@@ -247,12 +251,22 @@ cdef object _meta(object a, object nd):
     return (a.shape, a.strides, a.dtype, a.data.device_id)
 
 
+cdef inline bint _none_or(object v, type t):
+    return v is None or type(v) is t
+
+
 cdef object _resolve(tuple flags, ThreadState st):
     """The call's Options: this thread's defaults where all flags are None,
-    else options.resolve's answer, memoized per (flags, defaults)."""
+    else options.resolve's answer, memoized per (flags, defaults) where
+    every flag has its exact type (1 == True and hash alike, so a memo keyed
+    on 1 would answer for True, or the other way round: anything else is
+    resolved, and checked, every time)."""
     cdef object d = st.options
     if flags[0] is None and flags[1] is None and flags[2] is None and flags[3] is None and flags[4] is None:
         return _DEFAULT_OPTIONS if d is None else d
+    if not (_none_or(flags[0], bool) and _none_or(flags[1], bool) and _none_or(flags[2], bool)
+            and _none_or(flags[3], int) and _none_or(flags[4], str)):
+        return _resolve_flags(*flags)
     key = (flags, d)
     try:
         opts = _RESOLVED.get(key)
@@ -266,10 +280,74 @@ cdef object _resolve(tuple flags, ThreadState st):
     return opts
 
 
+cdef bint _exact(object v):
+    """An exact int, a tuple of exact ints, a str or None: the values whose
+    equality is their identity as arguments (True == 1 == 1.0 and hash
+    alike, but only 1 is a valid stride)."""
+    if type(v) is int or type(v) is str or v is None:
+        return True
+    if type(v) is not tuple:
+        return False
+    for e in <tuple>v:
+        if type(e) is not int:
+            return False
+    return True
+
+
+cdef object _NOT_EXACT = object()
+
+
+cdef object _as_exact(object v):
+    """A NumPy integer (or a tuple with some) as the exact int(s) the full
+    path reads it as; _NOT_EXACT for anything else that is not exact."""
+    if isinstance(v, _NP_INTEGER):
+        return int(v)
+    if type(v) is not tuple:
+        return _NOT_EXACT
+    out = []
+    for e in <tuple>v:
+        if type(e) is int:
+            out.append(e)
+        elif isinstance(e, _NP_INTEGER):
+            out.append(int(e))
+        else:
+            return _NOT_EXACT
+    return tuple(out)
+
+
+cdef object _sig_scalars(object scalars):
+    """``scalars`` as a signature holds them: themselves where every value is
+    exact (``_exact``); NumPy integers as the ints the full path reads them
+    as; each float tagged by its type (fused's alpha, already a float: 1.0
+    must not match an int parameter's 1); and None (no memo: the full path
+    checks every call) for anything else, such as a bool, a list or a float
+    where an int is due."""
+    cdef bint changed = False
+    cdef list out = None
+    cdef Py_ssize_t i
+    if type(scalars) is not tuple:
+        return None
+    for i in range(len(<tuple>scalars)):
+        v = (<tuple>scalars)[i]
+        if _exact(v):
+            continue
+        if type(v) is float:
+            v = (float, v)
+        else:
+            v = _as_exact(v)
+            if v is _NOT_EXACT:
+                return None
+        if out is None:
+            out = list(<tuple>scalars)
+        out[i] = v
+    return scalars if out is None else tuple(out)
+
+
 cdef tuple _lookup(dict memo, str fn, tuple arrays, out, scalars, opts):
     cdef object nd = _nd()
     cdef list metas = []
-    if scalars is None:          # a shape argument that is no sequence: the full path says why
+    scalars = _sig_scalars(scalars)
+    if scalars is None:          # not memoizable (see _sig_scalars): the full path checks this call
         return None, None
     for a in arrays:
         m = _meta(a, nd)
@@ -326,7 +404,7 @@ def call(FnSpec spec, tuple arrays, out, scalars, tuple flags):
     else:
         st.last_plan = None
     cdef Miss m = Miss.__new__(Miss)
-    m.sig, m.plan, m.opts, m.gen = sig, plan, opts, generation()
+    m.sig, m.plan, m.opts, m.scalars, m.gen = sig, plan, opts, scalars, generation()
     return m
 
 
@@ -385,7 +463,7 @@ def remember_plan(FnSpec spec, Miss miss, CallPlan plan):
     plan.spec = spec
     plan.metas = miss.sig[1]
     plan.om = miss.sig[2]
-    plan.scalars = miss.sig[3]
+    plan.scalars = miss.scalars
     plan.opts = miss.opts
     plan.owner = st
     remember(st.memo, miss.sig, plan)

@@ -1,6 +1,9 @@
 """Per-thread default flags and their resolution for one call (policy tier)."""
 import collections
 import contextlib
+import numbers
+
+import numpy
 
 from cudnnconv.core.state import state as _state
 
@@ -19,11 +22,20 @@ def current():
 
 
 def _check_limit(v):
+    """None, or a non-negative int of bytes (a NumPy integer too; never a bool)."""
     if v is None:
         return None
-    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+    if isinstance(v, (bool, numpy.bool_)) or not isinstance(v, numbers.Integral) or v < 0:
         raise ValueError("workspace_limit must be None or a non-negative number of bytes, got %r" % (v,))
     return int(v)
+
+
+def _check_flag(name, v):
+    """True or False (a NumPy bool too).  Anything else is a TypeError: bool()
+    would read benchmark='no' or benchmark=2 as True."""
+    if isinstance(v, (bool, numpy.bool_)):
+        return bool(v)
+    raise TypeError("%s must be True, False or None, got %r" % (name, v))
 
 
 def _check_engine(v):
@@ -39,9 +51,9 @@ def resolve(benchmark=None, deterministic=None, allow_tf32=None, workspace_limit
             and workspace_limit is None and engine is None:
         return d
     return Options(
-        d.benchmark if benchmark is None else bool(benchmark),
-        d.deterministic if deterministic is None else bool(deterministic),
-        d.allow_tf32 if allow_tf32 is None else bool(allow_tf32),
+        d.benchmark if benchmark is None else _check_flag("benchmark", benchmark),
+        d.deterministic if deterministic is None else _check_flag("deterministic", deterministic),
+        d.allow_tf32 if allow_tf32 is None else _check_flag("allow_tf32", allow_tf32),
         d.workspace_limit if workspace_limit is None else _check_limit(workspace_limit),
         d.engine if engine is None else _check_engine(engine),
     )
@@ -55,8 +67,8 @@ def flags(benchmark=False, deterministic=False, allow_tf32=True, workspace_limit
     (a flag left out takes its default, not the enclosing block's).  Other
     threads are not affected.  Per-call arguments still win.
     """
-    new = Options(bool(benchmark), bool(deterministic), bool(allow_tf32),
-                  _check_limit(workspace_limit), _check_engine(engine))
+    new = Options(_check_flag("benchmark", benchmark), _check_flag("deterministic", deterministic),
+                  _check_flag("allow_tf32", allow_tf32), _check_limit(workspace_limit), _check_engine(engine))
     st = _state()
     old = st.options
     st.options = new

@@ -6,6 +6,8 @@ also owns the two layouts, the one function that builds the cache key, and the
 one-line Python repro that errors carry.
 """
 import collections
+import collections.abc
+import math
 import numbers
 import operator
 
@@ -29,12 +31,20 @@ def cudnn_dtype(dtype):
         return _DTYPE_CODES[dtype]
     except (KeyError, TypeError):
         pass
-    name = numpy.dtype(dtype).name
+    dt = numpy.dtype(dtype)
+    name = dt.name
     try:
         code = _CUDNN_DTYPE[name]
     except KeyError:
+        hint = ""
+        if dt.kind == "V" and dt.itemsize == 2:
+            # cupy.asarray(torch bfloat16 tensor) gives raw 2-byte void: the
+            # array interface has no bfloat16.  It may be anything, so no guess.
+            hint = ("; 2-byte void is what the CUDA array interface makes of bfloat16: pass the tensor "
+                    "itself (cudnnconv reads bfloat16 through DLPack), use cupy.from_dlpack(tensor), or, "
+                    "if the array holds bfloat16, view it as ml_dtypes.bfloat16")
         raise TypeError("unsupported dtype %s: cudnnconv supports float16, bfloat16, "
-                        "float32 and float64" % name) from None
+                        "float32 and float64%s" % (name, hint)) from None
     if len(_DTYPE_CODES) < 64:
         try:
             _DTYPE_CODES[dtype] = code
@@ -81,13 +91,68 @@ def _host_type_error(name, obj):
                      % (name, type(obj).__name__, name))
 
 
+_ADDRESS_LIMIT = 1 << 63          # pointers and byte strides at or past this are no device addresses
+
+
+def _is_int(v):
+    """An exact integer (Python or NumPy), not a bool or a float."""
+    return not isinstance(v, (bool, numpy.bool_)) and isinstance(v, numbers.Integral)
+
+
+def _interface(name, cai):
+    """(shape, dtype) of a ``__cuda_array_interface__`` dict, every field
+    checked here rather than left to CuPy: a missing or mistyped field is a
+    TypeError, a value no array can have (a negative dim, a NULL or
+    out-of-range pointer for a non-empty array, strides that are no
+    multiple of the item size or past 2**63) a ValueError, each naming
+    ``name``."""
+    def bad(why):
+        return TypeError("%s has an invalid __cuda_array_interface__: %s" % (name, why))
+    for field in ("shape", "typestr", "data"):
+        if field not in cai:
+            raise bad("it has no %r entry" % field)
+    shape, typestr, data = cai["shape"], cai["typestr"], cai["data"]
+    if not isinstance(shape, (tuple, list)) or not all(_is_int(s) for s in shape):
+        raise bad("shape must be a tuple of ints, got %r" % (shape,))
+    shape = tuple(int(s) for s in shape)
+    if any(s < 0 for s in shape):
+        raise ValueError("%s has a negative dim: shape %s" % (name, shape))
+    if not isinstance(typestr, str):
+        raise bad("typestr must be a string such as '<f4', got %r" % (typestr,))
+    try:
+        dtype = numpy.dtype(typestr)
+    except Exception as e:
+        raise bad("typestr %r is no dtype (%s)" % (typestr, e)) from None
+    if not isinstance(data, (tuple, list)) or len(data) != 2 or not _is_int(data[0]):
+        raise bad("data must be (pointer, read_only), got %r" % (data,))
+    ptr, size = int(data[0]), math.prod(shape)
+    if not 0 <= ptr < _ADDRESS_LIMIT:
+        raise ValueError("%s has the data pointer %d, which is no device address" % (name, ptr))
+    if ptr == 0 and size:
+        raise ValueError("%s has a NULL data pointer but %d elements (shape %s)" % (name, size, shape))
+    strides = cai.get("strides")
+    if strides is not None:
+        if not isinstance(strides, (tuple, list)) or len(strides) != len(shape) or \
+                not all(_is_int(s) for s in strides):
+            raise bad("strides must be None or one int per dim, got %r (shape %s)" % (strides, shape))
+        if any(abs(int(s)) >= _ADDRESS_LIMIT or int(s) % max(dtype.itemsize, 1) for s in strides):
+            raise ValueError("%s has byte strides %s: each must be a multiple of the item size %d and below "
+                             "2**63" % (name, tuple(strides), dtype.itemsize))
+    return shape, dtype
+
+
 def inspect_array(obj, name):
     """An ArrayArg for ``obj``, or TypeError for anything that is not a CUDA array.
 
     Accepts CuPy arrays, objects with ``__cuda_array_interface__`` (PyTorch
     CUDA tensors, Numba arrays, ...) and CUDA DLPack producers (which is how
     bfloat16 PyTorch tensors come in: their array interface refuses bf16).
+    None is refused too: a caller passes None only where the argument is
+    optional, and does not call this then.
     """
+    if obj is None:
+        raise TypeError("%s must be a CUDA array (cupy.ndarray or an object with __cuda_array_interface__), "
+                        "got None" % name)
     try:
         import cupy
         if isinstance(obj, cupy.ndarray):
@@ -102,17 +167,18 @@ def inspect_array(obj, name):
         cai = None
     has_dlpack = hasattr(obj, "__dlpack__") and hasattr(obj, "__dlpack_device__")
     if isinstance(cai, dict):
-        try:
-            shape = tuple(int(s) for s in cai["shape"])
-            dtype = numpy.dtype(cai["typestr"])
-        except Exception as e:
-            raise TypeError("%s has an invalid __cuda_array_interface__: %s" % (name, e)) from None
+        shape, dtype = _interface(name, cai)
         # The array interface has no bfloat16: PyTorch reports it as raw
         # 2-byte void ('<V2').  DLPack names it, so take that route then.
         if dtype.kind != "V" or not has_dlpack:
             return ArrayArg(name, obj, shape, dtype)
     if has_dlpack:
-        if int(obj.__dlpack_device__()[0]) in (2, 13):       # kDLCUDA, kDLCUDAManaged
+        try:
+            kind = int(obj.__dlpack_device__()[0])
+        except Exception as e:
+            raise TypeError("%s has an invalid __dlpack_device__() (it must return (device_type, device_id)): "
+                            "%s: %s" % (name, type(e).__name__, e)) from None
+        if kind in (2, 13):       # kDLCUDA, kDLCUDAManaged
             import cupy
             a = cupy.from_dlpack(obj)
             return ArrayArg(name, a, tuple(a.shape), a.dtype)
@@ -321,6 +387,8 @@ def conv_geometry(x_shape, w_shape, stride, padding, dilation, groups, *, xname=
     n, c = x_shape[:2]
     k, cg = w_shape[:2]
     ksz = w_shape[2:]
+    if n < 0:
+        raise ValueError("%s has a negative batch size: shape %s" % (xname, x_shape))
     for d, s in enumerate(x_shape[1:]):
         if s < 1:
             raise ValueError("%s has a zero-sized dim: shape %s" % (xname, x_shape))
@@ -373,6 +441,10 @@ def check_bias(bias, k, name="bias"):
 
 
 def _as_shape(shape, name):
+    """A shape argument as a tuple of ints.  Only a sequence (a tuple, a list,
+    torch.Size): an iterator would be consumed by the first look at it."""
+    if not isinstance(shape, collections.abc.Sequence) or isinstance(shape, (str, bytes)):
+        raise TypeError("%s must be a sequence of ints (a tuple or a list), got %r" % (name, shape))
     try:
         return tuple(_as_int(s, name) for s in shape)
     except TypeError:
@@ -419,6 +491,8 @@ def transpose_geometry(x_shape, w_shape, stride, padding, output_padding, groups
     groups = _check_groups(groups)
     if isinstance(padding, str):
         raise ValueError("conv_transpose takes integer padding, got %r" % padding)
+    if x_shape[0] < 0:
+        raise ValueError("input has a negative batch size: shape %s" % (x_shape,))
     if min(x_shape[1:]) < 1 or min(w_shape) < 1:
         raise ValueError("zero-sized dims: input %s, weight %s" % (x_shape, w_shape))
     cin = x_shape[1]
