@@ -45,15 +45,21 @@ File format (version 1; see docs/tuning_cache.md)::
   and ``workspace``; entries of an engine without a codec here are skipped
   (and kept in the file).
 
-Loading never crashes and never uses a wrong entry.  A file that is not
-valid JSON, is larger than MAX_FILE_BYTES, has another format or version, or
-has the wrong structure is rejected whole, with ``warnings.warn``.  An
-entry with wrong types, out-of-range values (shapes, huge ints, a workspace
-of 1 TiB or more or over the key's workspace_limit, an algorithm that does
-not exist, a math type that breaks the key's flags), an unknown engine, or a
-plan JSON that names another SM count or cuDNN version than its
-environment, is rejected (one warning per load names how many and why) and
-nothing of it is loaded.
+Loading never crashes, never blocks and never uses a wrong entry.  A file
+that is not valid JSON (NaN and Infinity included; nesting too deep for the
+parser too), is larger than MAX_FILE_BYTES, has another format or a version
+other than the int 1 (1.0 is not 1), or has the wrong structure is rejected
+whole, with ``warnings.warn``; so is a path that is not a regular file (a
+FIFO, device, directory or socket: only regular files are opened, and
+without blocking).  An entry with wrong types, out-of-range values (shapes,
+huge ints, floats that parsed as inf, a workspace of 1 TiB or more or over
+the key's workspace_limit, an algorithm that does not exist, a math type
+that breaks the key's flags), an unknown engine, or a plan JSON nested
+deeper than MAX_PLAN_DEPTH or naming another SM count or cuDNN version than
+its environment, is rejected (one warning per load names how many and why)
+and nothing of it is loaded.  ``load_tuning`` returns how many entries the
+caches hold after it, not how many the file has.  Files are written as
+strict JSON: a record holding NaN or an infinity is never written.
 
 Engines whose caches have no observer lists (the graph engine keeps one
 cache per thread, and answers hits before the shared search) use two calls
@@ -65,7 +71,9 @@ re-reads the current file, merges (entries already there are kept unless the
 writer has one for the same environment and key), writes a temporary file in
 the same directory, fsyncs it and ``os.replace``-s it over the file.  So
 readers (which take no lock) only ever see a whole file, and concurrent
-writers lose no entries.
+writers lose no entries.  A corrupt file is replaced, with a warning; a
+path that is not a regular file is never written over (save_tuning raises
+TuningFileError, CUDNNCONV_TUNING_CACHE warns).
 """
 import fcntl
 import hashlib
@@ -73,6 +81,7 @@ import json
 import logging
 import math
 import os
+import stat
 import tempfile
 import threading
 import warnings
@@ -88,6 +97,8 @@ MAX_FILE_BYTES = 64 << 20
 MAX_ENTRIES = 200_000
 MAX_ENVIRONMENTS = 256
 MAX_PLAN_JSON = 4 << 20
+MAX_PLAN_DEPTH = 64         # nesting levels of a plan JSON (a level: one list or object)
+MAX_KNOBS = 64              # [type, value] pairs of a graph record (above every cuDNN 9 knob count)
 MAX_STR = 256
 MAX_DIM = 1 << 40
 MAX_EXTRA_ITEMS = 64
@@ -107,6 +118,10 @@ _logger = logging.getLogger("cudnnconv")
 
 class TuningFileError(ValueError):
     """The file as a whole cannot be used (the message says why)."""
+
+
+class _NotRegularFile(TuningFileError):
+    """The path names a FIFO, device, directory or socket: never read, never replaced."""
 
 
 class _BadEntry(ValueError):
@@ -208,12 +223,29 @@ def _str(v, what, maxlen=MAX_STR):
 
 
 def _float(v, what, lo, hi):
+    """``v`` as a finite float in [lo, hi]; an int too large for a float (10**400) is out of range, not a crash."""
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise _BadEntry("%s must be a number, got %s" % (what, _short_repr(v)))
-    v = float(v)
-    if not math.isfinite(v) or not lo <= v <= hi:
-        raise _BadEntry("%s must be finite in [%g, %g], got %r" % (what, lo, hi, v))
-    return v
+    try:
+        f = float(v)
+    except OverflowError:
+        f = math.inf
+    if not math.isfinite(f) or not lo <= f <= hi:
+        raise _BadEntry("%s must be finite in [%g, %g], got %s" % (what, lo, hi, _short_repr(v)))
+    return f
+
+
+def _strict_json(obj, what):
+    """Raise _BadEntry unless ``obj`` is strict JSON: no NaN or infinity anywhere in it.
+
+    A float beyond 1e308 in the file parses as inf; written back it would be
+    ``Infinity``, which is not JSON, and every reader would reject the whole
+    file.  So a part holding one is rejected on reading, and never written.
+    """
+    try:
+        json.dumps(obj, allow_nan=False)
+    except (ValueError, TypeError, RecursionError) as e:
+        raise _BadEntry("%s is not strict JSON (%s)" % (what, str(e)[:60])) from None
 
 
 def _short_repr(v):
@@ -381,27 +413,60 @@ def codec(engine):
 
 _SM_KEYS = ("smcount", "sm_count", "multiprocessorcount", "numsms", "num_sms", "nsms", "sms")
 _VERSION_KEYS = ("cudnnversion", "cudnn_version")
+_SM_NAMES = frozenset(s.replace("_", "") for s in _SM_KEYS)          # compared without '_' and '-'
+_VERSION_NAMES = frozenset(s.replace("_", "") for s in _VERSION_KEYS)
 
 
-def _walk_json(obj, depth=0):
-    if depth > 64:
-        return
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            yield k, v
-            yield from _walk_json(v, depth + 1)
-    elif isinstance(obj, list):
-        for v in obj:
-            yield from _walk_json(v, depth + 1)
+def _plan_fields(plan):
+    """Every (name, value) pair of every object in a parsed plan JSON, at any depth.
+
+    Raises _BadEntry when the plan nests deeper than MAX_PLAN_DEPTH levels
+    (each list or object is one level): a field below the bound would escape
+    the SM-count and cuDNN-version checks, so such a plan is rejected, not
+    walked part way.  Iterative, so no depth of input can exhaust the stack.
+    """
+    fields = []
+    todo = [(plan, 1)]
+    while todo:
+        obj, depth = todo.pop()
+        if isinstance(obj, dict):
+            fields.extend(obj.items())
+            children = obj.values()
+        elif isinstance(obj, list):
+            children = obj
+        else:
+            continue
+        if depth > MAX_PLAN_DEPTH:
+            raise _BadEntry("plan_json nests deeper than %d levels" % MAX_PLAN_DEPTH)
+        todo.extend((v, depth + 1) for v in children)
+    return fields
+
+
+def _is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_knobs(knobs):
+    """Raise _BadEntry unless ``knobs`` is a list of at most MAX_KNOBS [type, value] int pairs in cuDNN's ranges."""
+    if not isinstance(knobs, list) or len(knobs) > MAX_KNOBS:
+        raise _BadEntry("knobs must be a list of at most %d [type, value] pairs" % MAX_KNOBS)
+    for kv in knobs:
+        if not isinstance(kv, list) or len(kv) != 2:
+            raise _BadEntry("a knob must be a [type, value] pair, got %s" % _short_repr(kv))
+        _int(kv[0], "knob type", 0, (1 << 31) - 1)
+        _int(kv[1], "knob value", -(1 << 62), (1 << 62) - 1)
 
 
 def check_graph_record(record, key, env):
     """Structural checks of a graph record, done here whatever the graph codec does.
 
     A ``plan_json`` must be a string of at most MAX_PLAN_JSON characters that
-    parses as JSON, and any SM-count or cuDNN-version field inside it must
-    equal the entry's environment (a plan JSON edited to another SM count is
-    rejected here, not left to cuDNN's NOT_SUPPORTED_ARCH_MISMATCH).  With
+    parses as JSON nested at most MAX_PLAN_DEPTH levels deep, and any SM-count
+    or cuDNN-version field inside it, at any depth, must equal the entry's
+    environment (a plan JSON edited to another SM count is rejected here, not
+    left to cuDNN's NOT_SUPPORTED_ARCH_MISMATCH).  ``time_ms`` must be finite
+    and ``knobs`` pairs of ints in range, as the graph codec wants them: a
+    number it would refuse later is rejected now, with a warning.  With
     ``env`` None only the structure is checked: load_tuning checks an entry
     against its environment only once that environment is this process's
     (an entry for another environment is skipped quietly, whatever it holds).
@@ -414,6 +479,10 @@ def check_graph_record(record, key, env):
             raise _BadEntry("workspace %d exceeds the key's workspace_limit %d" % (ws, key.workspace_limit))
     if "tag" in record:
         _str(record["tag"], "tag", 4096)
+    if "time_ms" in record:
+        _float(record["time_ms"], "time_ms", -1.0, 1e9)
+    if "knobs" in record:
+        _check_knobs(record["knobs"])
     if "engine_index" in record:
         idx = _int(record["engine_index"], "engine_index", 0, (1 << 31) - 1)
         from cudnnconv import errata
@@ -429,18 +498,24 @@ def check_graph_record(record, key, env):
             parsed = json.loads(plan, parse_constant=_no_constant)
         except (ValueError, RecursionError) as e:
             raise _BadEntry("plan_json is not valid JSON (%s)" % type(e).__name__)
-        if env is None:
-            return
-        for k, v in _walk_json(parsed):
-            kl = str(k).lower().replace("-", "_")
-            if kl.replace("_", "") in (s.replace("_", "") for s in _SM_KEYS):
-                if isinstance(v, int) and not isinstance(v, bool) and v != env["sm_count"]:
-                    raise _BadEntry("plan_json names %s=%d but the environment has sm_count %d"
-                                    % (k, v, env["sm_count"]))
-            elif kl.replace("_", "") in (s.replace("_", "") for s in _VERSION_KEYS):
-                if isinstance(v, int) and not isinstance(v, bool) and v != env["cudnn_version"]:
-                    raise _BadEntry("plan_json names %s=%d but the environment has cuDNN %d"
-                                    % (k, v, env["cudnn_version"]))
+        fields = _plan_fields(parsed)           # the depth bound is structure: checked for every environment
+        if env is not None:
+            _check_plan_env(fields, env)
+
+
+def _check_plan_env(fields, env):
+    """Raise _BadEntry when a plan field names an SM count or cuDNN version other than ``env``'s.
+
+    Any number counts (7.0 is an SM count of 7 as much as 7 is; 1e400 parses as inf).
+    """
+    for k, v in fields:
+        name = str(k).lower().replace("-", "").replace("_", "")
+        if name in _SM_NAMES and _is_number(v) and v != env["sm_count"]:
+            raise _BadEntry("plan_json names %s=%s but the environment has sm_count %d"
+                            % (k, _short_repr(v), env["sm_count"]))
+        if name in _VERSION_NAMES and _is_number(v) and v != env["cudnn_version"]:
+            raise _BadEntry("plan_json names %s=%s but the environment has cuDNN %d"
+                            % (k, _short_repr(v), env["cudnn_version"]))
 
 
 def _no_constant(name):
@@ -460,12 +535,35 @@ class _Parsed:
         self.bad = []           # reasons, one per rejected part
 
 
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _check_regular(mode):
+    """Raise _NotRegularFile unless ``mode`` (st_mode) is a regular file's; the message names what it is."""
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _FILE_KINDS if test(mode)), "of file type %o" % stat.S_IFMT(mode))
+        raise _NotRegularFile("not a regular file (%s)" % kind)
+
+
 def _read_bytes(path):
+    """The file's bytes, None when there is no file; _NotRegularFile when the path is not a regular file.
+
+    A FIFO would block open() until a writer comes, and read() after it; a
+    device (/dev/zero) may never end.  So the path is stat-ed first (nothing
+    else is opened at all), then opened with O_NONBLOCK (a FIFO swapped in
+    meanwhile cannot block the open) and checked again with fstat before a
+    byte is read.  OSError (no permission, ...) goes to the caller.
+    """
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
+        _check_regular(os.stat(path).st_mode)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     except FileNotFoundError:
         return None
+    with os.fdopen(fd, "rb") as f:
+        _check_regular(os.fstat(fd).st_mode)
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        data = f.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
         raise TuningFileError("larger than %d bytes" % MAX_FILE_BYTES)
     return data
@@ -481,7 +579,8 @@ def _parse(data):
         raise TuningFileError("the top level is not an object")
     if doc.get("format") != FORMAT:
         raise TuningFileError("format is %s, not %r" % (_short_repr(doc.get("format")), FORMAT))
-    if doc.get("version") != FORMAT_VERSION or isinstance(doc.get("version"), bool):
+    if type(doc.get("version")) is not int or doc["version"] != FORMAT_VERSION:
+        # Exactly the int: 1.0, 1e0 and true equal 1 in Python but are not this layout's version number.
         raise TuningFileError("format version %s is not %d (this cudnnconv reads only version %d)"
                               % (_short_repr(doc.get("version")), FORMAT_VERSION, FORMAT_VERSION))
     envs, entries = doc.get("environments"), doc.get("entries")
@@ -512,9 +611,10 @@ def _parse(data):
                 raise _BadEntry("entry engine %s but key engine %s" % (engine, key.engine))
             record = ent["record"]
             if engine == "legacy":
-                check_legacy_record(record, key)
+                check_legacy_record(record, key)            # every field: finite numbers only
             else:
                 check_graph_record(record, key, None)
+                _strict_json(record, "record")              # fields not checked here are written back as read
             out.entries.append((env, key, engine, record, ent))
         except _BadEntry as e:
             out.bad.append("entry %d: %s" % (i, e))
@@ -599,75 +699,129 @@ def load_tuning(path, *, override=False, warmup=False):
     already in the cache unless ``override``.  Graph plans are deserialised
     now, in the calling thread.  With ``warmup``, each loaded choice also
     runs once on scratch arrays (cudnnconv.warmup), so that its kernels are
-    loaded and its workspace allocated before its first call.  Returns the
-    number of entries loaded.  Never raises for the file's contents (OSError
-    other than a missing file is reported as a warning too).
+    loaded and its workspace allocated before its first call.
+
+    Returns the number of entries this load put into the engines' caches
+    that are still held when it returns, not the number it read: a bounded
+    cache keeps only the most recent (the legacy engine's holds 4,096, so a
+    file of 140,000 legacy entries loads 4,096), and a key given twice counts
+    once.  A graph entry still counts when its thread's cache has let it go
+    but the store keeps its record (stored_record: any thread's miss decodes
+    it).  Never raises for the file's contents; a path that is not a regular
+    file (a FIFO, device, directory, socket) is rejected like a corrupt file,
+    and OSError other than a missing file is reported as a warning too.
     """
     path = os.fspath(path)
-    try:
-        parsed = read_tuning_file(path)
-    except TuningFileError as e:
-        _warn(path, "rejected: %s" % e)
-        return 0
-    except OSError as e:
-        _warn(path, "could not be read: %s" % e)
-        return 0
+    parsed = _read_for_load(path)
     if parsed is None:
         return 0
     _warn_bad_parts(path, parsed)
-    loaded = skipped = 0
-    memo = {}
-    bad = []
-    put_keys = []
     _quiet.on = True
     try:
-        for env, key, engine, record, _raw in parsed.entries:
-            here = _env_here(key.device, memo)
-            if here != env:
-                skipped += 1
-                _logger.debug("tuning cache: skipped %s %s entry for %s (measured with %s; here %s)",
-                              engine, key.op, _key_text(key), _env_text(env), _env_text(here))
-                continue
-            if engine == "graph":
-                try:
-                    check_graph_record(record, key, env)
-                except _BadEntry as e:
-                    bad.append("%s: %s" % (_key_text(key), e))
-                    continue
-            with _store_lock:
-                # The latest load wins here: the store holds records, not choices in use.
-                if len(_store) < MAX_ENTRIES or key in _store:
-                    _store[key] = (engine, record)
-            cod = codec(engine)
-            cache = _engine_cache(engine)
-            if cod is None or cache is None:
-                skipped += 1
-                _logger.debug("tuning cache: skipped %s entry (no %s codec in this build)", engine, engine)
-                continue
-            try:
-                choice = cod[1](record, key)
-            except _BadEntry as e:
-                bad.append("%s: %s" % (_key_text(key), e))
-                continue
-            except Exception as e:          # a codec must not break loading; a failed plan is a miss
-                _logger.debug("tuning cache: %s entry for %s did not load (%s: %s); it is a miss",
-                              engine, _key_text(key), type(e).__name__, e)
-                continue
-            if choice is None:
-                continue
-            if override or cache.peek(key) is None:
-                cache.put(key, choice)
-                loaded += 1
-                put_keys.append(key)
+        put, bad, skipped = _put_entries(parsed.entries, override)
     finally:
         _quiet.on = False
     if bad:
         _warn(path, "rejected %d entr(ies): %s" % (len(bad), "; ".join(bad[:3])))
-    _logger.debug("tuning cache %s: loaded %d entries, skipped %d", path, loaded, skipped)
-    if warmup and put_keys:
+    kept = _kept(put)
+    _logger.debug("tuning cache %s: put %d entries, %d kept; skipped %d", path, len(put), len(kept), skipped)
+    if warmup and kept:
         from cudnnconv import warmup as _warmup
-        _warmup.warm_up(put_keys)
-    return loaded
+        _warmup.warm_up(kept)
+    return len(kept)
+
+
+def _read_for_load(path):
+    """read_tuning_file(path), or None with a warning when the file as a whole cannot be used."""
+    try:
+        return read_tuning_file(path)
+    except TuningFileError as e:
+        _warn(path, "rejected: %s" % e)
+    except OSError as e:
+        _warn(path, "could not be read: %s" % e)
+    return None
+
+
+def _put_entries(entries, override):
+    """Put the entries of this environment into the engines' caches (and their records into the store).
+
+    Returns ([(key, choice, cache)] in the order put, [reasons for rejected
+    entries], how many were skipped).
+    """
+    put, bad = [], []
+    skipped = 0
+    memo = {}
+    for env, key, engine, record, _raw in entries:
+        here = _env_here(key.device, memo)
+        if here != env:
+            skipped += 1
+            _logger.debug("tuning cache: skipped %s %s entry for %s (measured with %s; here %s)",
+                          engine, key.op, _key_text(key), _env_text(env), _env_text(here))
+            continue
+        try:
+            choice, cache = _decode_entry(key, engine, record, env)
+        except _BadEntry as e:
+            bad.append("%s: %s" % (_key_text(key), e))
+            continue
+        if cache is None:
+            skipped += 1
+        elif choice is not None and (override or cache.peek(key) is None):
+            cache.put(key, choice)
+            put.append((key, choice, cache))
+    return put, bad, skipped
+
+
+def _decode_entry(key, engine, record, env):
+    """(choice or None, the engine's cache or None) for an entry of this environment; _BadEntry when bad.
+
+    Its record goes into the store first (for engines that decode there).
+    """
+    if engine == "graph":
+        check_graph_record(record, key, env)
+    with _store_lock:
+        # The latest load wins here: the store holds records, not choices in use.
+        if len(_store) < MAX_ENTRIES or key in _store:
+            _store[key] = (engine, record)
+    cod = codec(engine)
+    cache = _engine_cache(engine)
+    if cod is None or cache is None:
+        _logger.debug("tuning cache: skipped %s entry (no %s codec in this build)", engine, engine)
+        return None, None
+    try:
+        return cod[1](record, key), cache
+    except _BadEntry:
+        raise
+    except Exception as e:          # a codec must not break loading; a failed plan is a miss
+        _logger.debug("tuning cache: %s entry for %s did not load (%s: %s); it is a miss",
+                      engine, _key_text(key), type(e).__name__, e)
+        return None, cache
+
+
+def _has_observer_lists(cache):
+    """Whether ``cache`` is an AlgoCache with on_miss/on_put lists (else it reads the store on a miss)."""
+    return isinstance(getattr(cache, "on_miss", None), list) and isinstance(getattr(cache, "on_put", None), list)
+
+
+def _kept(put):
+    """The keys of ``put`` [(key, choice, cache)] whose entry this process still holds, each once.
+
+    Held: the choice is still in its cache (a bounded cache may have evicted
+    it since; of a key put twice only the later choice is there), or the
+    cache reads the store on a miss and the store has the key.  Each cache
+    is gone over once, instead of a lookup per key put (a file may put 200,000).
+    """
+    mine = {id(choice) for _key, choice, _cache in put}          # all alive in ``put``: the ids are unique
+    caches = list({id(cache): cache for _key, _choice, cache in put}.values())
+    kept = dict.fromkeys(key for cache in caches for key, value in cache.items() if id(value) in mine)
+    for cache in caches:
+        if not _has_observer_lists(cache):
+            kept.update(dict.fromkeys(key for key, _choice, c in put if c is cache and _in_store(key)))
+    return list(kept)
+
+
+def _in_store(key):
+    with _store_lock:
+        return key in _store
 
 
 def _key_text(key):
@@ -711,6 +865,11 @@ def _records_from_caches(only=None):
             continue
         if record is None:
             continue
+        try:
+            _strict_json(record, "its record")
+        except _BadEntry as e:            # a reader would reject the whole file
+            _logger.debug("tuning cache: not saving %r: %s", choice, e)
+            continue
         env = _env_here(key.device, memo)
         if env is None:
             continue
@@ -722,53 +881,97 @@ def _identity(env, key):
     return _canon(env) + "|" + _canon(key_to_json(key))
 
 
-def _merge_write(path, new_records):
-    """Merge ``new_records`` into the file at ``path`` under its lock, atomically."""
-    path = os.path.abspath(os.fspath(path))
+def _refuse_special(path):
+    """Raise _NotRegularFile when ``path`` exists and is not a regular file.
+
+    A corrupt file is replaced, but a FIFO, device, directory or socket at
+    the path is a mistake to report, not a file to write over (a tuning path
+    of /dev/null must never replace /dev/null).
+    """
+    try:
+        _check_regular(os.stat(path).st_mode)
+    except FileNotFoundError:
+        pass
+    except _NotRegularFile as e:
+        raise _refusal(path, e) from None
+
+
+def _refusal(path, e):
+    return _NotRegularFile("%s is %s; nothing is written over it" % (path, e))
+
+
+def _existing_records(path):
+    """{identity: (env, key, engine, record)} of the good entries in the file now (call under the lock).
+
+    A file that is unusable as a whole is replaced, with a warning; one that
+    is not a regular file raises (see _refuse_special).
+    """
+    try:
+        parsed = read_tuning_file(path)
+    except _NotRegularFile as e:          # it became one after _refuse_special looked
+        raise _refusal(path, e) from None
+    except TuningFileError as e:
+        _warn(path, "the existing file is unusable (%s); it is replaced" % e)
+        return {}
+    except OSError as e:
+        _warn(path, "the existing file could not be read (%s); it is replaced" % e)
+        return {}
+    if parsed is None:
+        return {}
+    return {_identity(env, key): (env, key, engine, record) for env, key, engine, record, _raw in parsed.entries}
+
+
+def _document_text(items):
+    """The file's JSON text for ``items`` [(env, key, engine, record)]: strict JSON, never NaN or Infinity."""
+    envs = {}
+    entries = []
+    for env, key, engine, record in items:
+        eid = env_id(env)
+        envs[eid] = env
+        entries.append({"env": eid, "engine": engine, "key": key_to_json(key), "record": record})
+    doc = {"format": FORMAT, "version": FORMAT_VERSION, "environments": envs, "entries": entries}
+    text = json.dumps(doc, indent=1, sort_keys=True, allow_nan=False)
+    if len(text) > MAX_FILE_BYTES:
+        raise ValueError("the tuning file would exceed %d bytes; not written" % MAX_FILE_BYTES)
+    return text
+
+
+def _replace_file(path, text):
+    """Write ``text`` to a temporary file next to ``path``, fsync it and rename it over ``path``."""
     directory = os.path.dirname(path) or "."
-    lock_path = path + ".lock"
-    with open(lock_path, "a+") as lockf:
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _merge_write(path, new_records):
+    """Merge ``new_records`` into the file at ``path`` under its lock, atomically; the number of entries written.
+
+    Raises _NotRegularFile, writing nothing, when the path is a FIFO,
+    device, directory or socket (checked before the lock file is made, and
+    again under the lock).
+    """
+    path = os.path.abspath(os.fspath(path))
+    _refuse_special(path)
+    with open(path + ".lock", "a+") as lockf:
         fcntl.flock(lockf.fileno(), fcntl.LOCK_EX)
         try:
-            merged = {}
-            try:
-                parsed = read_tuning_file(path)
-            except TuningFileError as e:
-                _warn(path, "the existing file is unusable (%s); it is replaced" % e)
-                parsed = None
-            except OSError as e:
-                _warn(path, "the existing file could not be read (%s); it is replaced" % e)
-                parsed = None
-            if parsed is not None:
-                for env, key, engine, record, _raw in parsed.entries:
-                    merged[_identity(env, key)] = (env, key, engine, record)
+            merged = _existing_records(path)
             for env, key, engine, record in new_records:
                 merged[_identity(env, key)] = (env, key, engine, record)
             items = list(merged.values())[-MAX_ENTRIES:]
-            envs = {}
-            entries = []
-            for env, key, engine, record in items:
-                eid = env_id(env)
-                envs[eid] = env
-                entries.append({"env": eid, "engine": engine, "key": key_to_json(key), "record": record})
-            doc = {"format": FORMAT, "version": FORMAT_VERSION, "environments": envs, "entries": entries}
-            text = json.dumps(doc, indent=1, sort_keys=True)
-            if len(text) > MAX_FILE_BYTES:
-                raise ValueError("the tuning file would exceed %d bytes; not written" % MAX_FILE_BYTES)
-            fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "w") as f:
-                    f.write(text)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-                raise
-            return len(entries)
+            _replace_file(path, _document_text(items))
+            return len(items)
         finally:
             fcntl.flock(lockf.fileno(), fcntl.LOCK_UN)
 
@@ -777,7 +980,9 @@ def save_tuning(path):
     """Merge every cached choice of every engine into the tuning file at ``path``.
 
     Entries already in the file (from other processes, other machines) are
-    kept.  Returns the number of entries the file holds afterwards.
+    kept.  Returns the number of entries the file holds afterwards.  Raises
+    TuningFileError, writing nothing, when ``path`` is not a regular file
+    (a FIFO, device, directory or socket); a corrupt file is replaced.
     """
     return _merge_write(path, _records_from_caches())
 
@@ -800,8 +1005,7 @@ class _AutoFile:
         for c in caches:
             # Only caches with observer lists (AlgoCache); the graph engine's
             # per-thread caches call stored_record/record_choice instead.
-            if c not in self.caches and isinstance(getattr(c, "on_miss", None), list) \
-                    and isinstance(getattr(c, "on_put", None), list):
+            if c not in self.caches and _has_observer_lists(c):
                 self.caches.append(c)
                 c.on_miss.append(self.on_miss)
                 c.on_put.append(self.on_put)
