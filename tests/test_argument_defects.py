@@ -23,7 +23,19 @@ class Interface:
         base = {"shape": (2, 4, 8, 8), "typestr": "<f4", "data": (0x7F0000000000, False), "version": 3,
                 "strides": None}
         base.update(cai)
+        self._changed = cai
         self.__cuda_array_interface__ = {k: v for k, v in base.items() if v is not Ellipsis}
+
+    def __repr__(self):
+        def text(v):
+            if v is Ellipsis:
+                return "<missing>"
+            if isinstance(v, tuple):
+                return "(%s)" % ", ".join(text(e) for e in v)
+            if type(v) is int and v >= 1 << 40:
+                return "2**%d" % (v.bit_length() - 1) if v == 1 << (v.bit_length() - 1) else hex(v)
+            return repr(v)
+        return "Interface(%s)" % ", ".join("%s=%s" % (k, text(v)) for k, v in self._changed.items())
 
 
 class DLPackOnly:
@@ -31,6 +43,9 @@ class DLPackOnly:
 
     def __init__(self, device):
         self._device = device
+
+    def __repr__(self):
+        return "DLPackOnly(__dlpack_device__=%r)" % (self._device,)
 
     def __dlpack__(self, stream=None):
         raise AssertionError("not to be read")

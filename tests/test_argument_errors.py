@@ -4,11 +4,18 @@ Every argument here is a fake CUDA array (``__cuda_array_interface__`` and no
 memory), so each call must raise ValueError/TypeError before any GPU work:
 reaching the GPU on this machine would raise something else and fail the test.
 """
+import os
+import sys
+
 import numpy
 import pytest
 
 import cudnnconv
+import test_argument_defects as _defects
 from cudnnconv import params
+
+Interface, DLPackOnly = _defects.Interface, _defects.DLPackOnly
+DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "bad_inputs.md")
 
 
 class A:
@@ -187,6 +194,59 @@ CASES = {
                           {"padding": "same", "stride": 2}, ValueError, "'same' needs stride 1"),
     "fused/bad-engine": ("conv_bias_add_relu", [X2, W2, A(2, 6, 6, 6), 1.0, A(6)], {"engine": "fast"},
                          ValueError, "engine must be one of"),
+    "fused/alpha-huge": ("conv_bias_add_relu", [X2, W2, A(2, 6, 6, 6), 10 ** 400, None], {}, TypeError,
+                         "alpha must be a finite real number"),
+    "fused/alpha-nan": ("conv_bias_add_relu", [X2, W2, A(2, 6, 6, 6), float("nan"), None], {}, ValueError,
+                        "alpha must be a finite real number"),
+    # ---- array kinds and array-interface fields -----------------------------
+    "array/bool": ("conv", [A(2, 4, 8, 8, t="|b1"), A(6, 4, 3, 3, t="|b1")], {}, TypeError,
+                   "unsupported dtype bool"),
+    "array/uint8": ("conv", [A(2, 4, 8, 8, t="|u1"), A(6, 4, 3, 3, t="|u1")], {}, TypeError,
+                    "unsupported dtype uint8"),
+    "array/int64": ("conv", [A(2, 4, 8, 8, t="<i8"), A(6, 4, 3, 3, t="<i8")], {}, TypeError,
+                    "unsupported dtype int64"),
+    "array/complex128": ("conv", [A(2, 4, 8, 8, t="<c16"), A(6, 4, 3, 3, t="<c16")], {}, TypeError,
+                         "unsupported dtype complex128"),
+    "array/void16": ("conv", [A(2, 4, 8, 8, t="<V2"), A(6, 4, 3, 3, t="<V2")], {}, TypeError,
+                     "void16.*cupy.from_dlpack"),
+    "array/none-input": ("conv", [None, W2], {}, TypeError, "input must be a CUDA array.*got None"),
+    "array/none-grad": ("conv_backward_weight", [X2, (6, 4, 3, 3), None], {}, TypeError,
+                        "grad_output must be a CUDA array.*got None"),
+    "array/null-pointer": ("conv", [Interface(data=(0, False)), W2], {}, ValueError, "NULL data pointer"),
+    "array/pointer-2**63": ("conv", [Interface(data=(2 ** 63, False)), W2], {}, ValueError,
+                            "no device address"),
+    "array/pointer-misaligned": ("conv", [Interface(data=(0x7F0000000002, False)), W2], {}, ValueError,
+                                 "not aligned to its item size"),
+    "array/no-data": ("conv", [Interface(data=Ellipsis), W2], {}, TypeError, "no 'data' entry"),
+    "array/typestr-none": ("conv", [Interface(typestr=None), W2], {}, TypeError, "typestr must be a string"),
+    "array/shape-float": ("conv", [Interface(shape=(2.0, 4, 8, 8)), W2], {}, TypeError,
+                          "shape must be a tuple of ints"),
+    "array/shape-negative": ("conv", [Interface(shape=(-2, 4, 8, 8)), W2], {}, ValueError, "negative dim"),
+    "array/shape-past-2**63": ("conv", [Interface(shape=(2 ** 63, 4, 8, 8)), W2], {}, ValueError,
+                               "elements|index|limit|over"),
+    "array/stride-zero-nonempty-ok-but-odd": ("conv", [Interface(strides=(1024, 256, 32, 3)), W2], {}, ValueError,
+                                              "multiple of the item size"),
+    "array/stride-past-2**63": ("conv", [Interface(strides=(2 ** 63, 256, 32, 4)), W2], {}, ValueError,
+                                "below 2\\*\\*63"),
+    "array/dlpack-device-empty": ("conv", [DLPackOnly(()), W2], {}, TypeError, "invalid __dlpack_device__"),
+    "array/dlpack-host": ("conv", [DLPackOnly((1, 0)), W2], {}, TypeError, "host memory"),
+    # ---- parameters of other types -------------------------------------------
+    "param/stride-bool": ("conv", [X2, W2], {"stride": True}, TypeError, "stride must be an int"),
+    "param/groups-bool": ("conv", [X2, W2], {"groups": True}, TypeError, "groups must be an int"),
+    "param/groups-float": ("conv", [X2, W2], {"groups": 1.0}, TypeError, "groups must be an int"),
+    "param/padding-nested": ("conv", [X2, W2], {"padding": ((1, 1), (1, 1))}, TypeError,
+                             "padding must be an int"),
+    "param/dilation-string": ("conv", [X2, W2], {"dilation": "2"}, TypeError, "dilation must be an int"),
+    "param/padding-2**62": ("conv", [X2, W2], {"padding": (1, 2 ** 62)}, ValueError, "over the index limit"),
+    "param/dilation-2**62": ("conv", [X2, W2], {"dilation": 2 ** 62}, ValueError, "larger than the padded input"),
+    "param/benchmark-string": ("conv", [X2, W2], {"benchmark": "no"}, TypeError,
+                               "benchmark must be True, False or None"),
+    "param/allow-tf32-int": ("conv", [X2, W2], {"allow_tf32": 0}, TypeError,
+                             "allow_tf32 must be True, False or None"),
+    "param/input-shape-iterator": ("conv_backward_input", [iter((2, 4, 8, 8)), W2, A(2, 6, 6, 6)], {}, TypeError,
+                                   "input_shape must be a sequence of ints"),
+    "param/input-shape-negative-batch": ("conv_backward_input", [(-5, 4, 8, 8), W2, A(-5, 6, 6, 6)], {},
+                                         ValueError, "negative"),
 }
 
 
@@ -197,6 +257,60 @@ def test_bad_argument(case, fake_cuda_array):
         _call(fn, args, kwargs, fake_cuda_array)
     # ValueError and TypeError only: never a CuDNNError or a CUDA error from reaching the GPU.
     assert type(info.value) in (ValueError, TypeError), type(info.value)
+
+
+def _arg_text(v):
+    """An argument as the catalogue writes it."""
+    if isinstance(v, A):
+        return repr(v)
+    if isinstance(v, numpy.ndarray):
+        return "numpy.zeros(%s, %s)" % (v.shape, v.dtype.name)
+    if isinstance(v, (Interface, DLPackOnly)):
+        return repr(v)
+    if type(v) is int and abs(v) > 1 << 40:
+        return "2**%d" % (v.bit_length() - 1) if v == 1 << (v.bit_length() - 1) else "10**400"
+    if isinstance(v, tuple) and any(type(e) is int and e > 1 << 40 for e in v):
+        return "(%s)" % ", ".join(_arg_text(e) for e in v)
+    if type(v).__name__ == "tuple_iterator":
+        return "iter(...)"
+    if type(v) is object:
+        return "object()"
+    return repr(v)
+
+
+def render_catalogue(make):
+    """The catalogue as a markdown table: every row is a CASES entry, with
+    the message the call raises now (so the doc can be checked against it)."""
+    rows = ["# Bad inputs: what each raises", "",
+            "Generated from `tests/test_argument_errors.py` (`python3 tests/test_argument_errors.py` rewrites",
+            "it; a test fails when it is stale).  Every row is a test: the call raises the exception shown,",
+            "before any GPU work, with this message.  Arrays are written `A(shape)` (a CUDA array of float32",
+            "unless a typestr follows) or `Interface(field=value)` (a `__cuda_array_interface__` with that",
+            "field changed from a valid (2, 4, 8, 8) float32 array's).", "",
+            "| case | call | raises | message (start) |", "|---|---|---|---|"]
+    for name in sorted(CASES):
+        fn, args, kwargs, exc, _ = CASES[name]
+        call = "%s(%s)" % (fn, ", ".join([_arg_text(a) for a in args] +
+                                         ["%s=%s" % (k, _arg_text(v)) for k, v in kwargs.items()]))
+        try:
+            _call(fn, args, kwargs, make)
+            raised, msg = "nothing", ""
+        except Exception as e:                # noqa: BLE001 - the table records what was raised
+            raised, msg = type(e).__name__, str(e).splitlines()[0]
+        if len(msg) > 110:
+            msg = msg[:107] + "..."
+        rows.append("| %s | `%s` | %s | %s |" % (name, call.replace("|", "\\|"), raised,
+                                                 msg.replace("|", "\\|")))
+    rows.append("")
+    rows.append("%d cases." % len(CASES))
+    return "\n".join(rows) + "\n"
+
+
+def test_the_catalogue_doc_is_current(fake_cuda_array):
+    with open(DOC) as f:
+        assert f.read() == render_catalogue(fake_cuda_array), \
+            "docs/bad_inputs.md is stale: run python3 tests/test_argument_errors.py"
+    assert len(CASES) >= 60
 
 
 def test_every_public_function_is_in_the_catalogue():
@@ -253,3 +367,11 @@ def test_check_same_device_different():
 def test_check_same_device_same():
     assert params.check_same_device([("input", 3), ("weight", 3), ("bias", 3)]) == 3
     assert params.check_same_device([("input", 0)]) == 0
+
+
+if __name__ == "__main__":          # rewrite docs/bad_inputs.md from the catalogue
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from conftest import FakeCudaArray
+    with open(DOC, "w") as f:
+        f.write(render_catalogue(lambda shape, typestr: FakeCudaArray(shape, typestr)))
+    print("wrote", DOC, len(CASES), "cases")

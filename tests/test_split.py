@@ -114,3 +114,16 @@ def test_accumulation_dtype():
     ml_dtypes = pytest.importorskip("ml_dtypes")
     assert split.accumulation_dtype(ml_dtypes.bfloat16) == numpy.float32
     assert isinstance(split.accumulation_dtype(numpy.float64), numpy.dtype)
+
+
+def test_a_batch_needing_absurdly_many_chunks_is_refused_not_planned():
+    """A claimed batch of 2**62 small samples would otherwise be planned as
+    ~2**40 chunks (hours and terabytes of Python tuples); it is refused."""
+    import time
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match="would need .* chunks"):
+        split.plan_batch_split(2 ** 62, 2 ** 62 * 256, 2 ** 62 * 256, split.FORWARD_MAX_WORKSIZE, 2 ** 31 - 1)
+    assert time.perf_counter() - t0 < 1.0
+    n = split.MAX_CHUNKS * 1024                 # exactly MAX_CHUNKS chunks of 1024 samples is still planned
+    chunks = split.plan_batch_split(n, n * 256 * 1024, n * 256 * 1024, 256 * 1024 * 1024, 2 ** 31 - 1)
+    assert len(chunks) == split.MAX_CHUNKS and sum(c for _, c in chunks) == n

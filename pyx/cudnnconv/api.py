@@ -275,12 +275,12 @@ def _conv_first_pass(input, weight, bias, stride, padding, dilation, groups, out
     a = _inspect(input=input, weight=weight, bias=bias)
     geom, y_shape = params.conv_geometry(a["input"].shape, a["weight"].shape, stride, padding, dilation, groups)
     params.check_bias(a["bias"], y_shape[1])
+    size = math.prod(y_shape)
+    chunks = _chunks(y_shape[0], _padded_numel(a["input"].shape, geom), size, split.FORWARD_MAX_WORKSIZE) \
+        if size else []
     arr, out, device = _prepare(a, out, y_shape)
     arrays = x, w, b = arr["input"], arr["weight"], arr["bias"]
     layout = params.suggest_layout(x, w)
-    in_numel = _padded_numel(x.shape, geom)
-    size = math.prod(y_shape)
-    chunks = _chunks(y_shape[0], in_numel, size, split.FORWARD_MAX_WORKSIZE) if size else []
     repro = ("conv", _positional(("input", x.shape), ("weight", w.shape), ("bias", b)), x.dtype, layout,
              params.repro_kwargs(geom, opts))
     plan = _new_plan("conv", ("input", "weight", "bias"), arrays, out, device, layout, geom, y_shape,
@@ -309,12 +309,12 @@ def conv_backward_input(input_shape, weight, grad_output, stride=1, padding=0, d
         geom = params.backward_input_geometry(input_shape, a["weight"].shape, a["grad_output"].shape,
                                               stride, padding, dilation, groups)
         x_shape = tuple(int(s) for s in input_shape)
+        size, gy_size = math.prod(x_shape), math.prod(a["grad_output"].shape)
+        chunks = (_chunks(x_shape[0], size, gy_size, split.BACKWARD_INPUT_MAX_WORKSIZE)
+                  if size and gy_size else [])
         arr, out, device = _prepare(a, out, x_shape)
         arrays = w, gy = arr["weight"], arr["grad_output"]
         layout = params.suggest_layout(gy, w)
-        size = math.prod(x_shape)
-        chunks = (_chunks(x_shape[0], size, gy.size, split.BACKWARD_INPUT_MAX_WORKSIZE)
-                  if size and gy.size else [])
         repro = ("conv_backward_input", [("input_shape", x_shape), ("weight", w.shape),
                                          ("grad_output", gy.shape)], w.dtype, layout, params.repro_kwargs(geom, opts))
         plan = _new_plan("conv_backward_input", ("weight", "grad_output"), arrays, out, device, layout, geom,
@@ -357,11 +357,12 @@ def conv_backward_weight(input, weight_shape, grad_output, stride=1, padding=0, 
         geom = params.backward_weight_geometry(a["input"].shape, weight_shape, a["grad_output"].shape,
                                                stride, padding, dilation, groups)
         w_shape = tuple(int(s) for s in weight_shape)
+        x_shape = tuple(a["input"].shape)
+        chunks = (_chunks(x_shape[0], math.prod(x_shape), math.prod(a["grad_output"].shape),
+                          split.BACKWARD_WEIGHT_MAX_WORKSIZE) if x_shape[0] else [])
         arr, out, device = _prepare(a, out, w_shape)
         arrays = x, gy = arr["input"], arr["grad_output"]
         layout = params.suggest_layout(x, gy)
-        chunks = (_chunks(x.shape[0], x.size, gy.size, split.BACKWARD_WEIGHT_MAX_WORKSIZE)
-                  if x.shape[0] else [])
         repro = ("conv_backward_weight", [("input", x.shape), ("weight_shape", w_shape),
                                           ("grad_output", gy.shape)], x.dtype, layout, params.repro_kwargs(geom, opts))
         plan = _new_plan("conv_backward_weight", ("input", "grad_output"), arrays, out, device, layout, geom,
@@ -416,14 +417,14 @@ def conv_transpose(input, weight, bias=None, stride=1, padding=0, output_padding
         geom, y_shape = params.transpose_geometry(a["input"].shape, a["weight"].shape, stride, padding,
                                                   output_padding, groups, dilation)
         params.check_bias(a["bias"], y_shape[1])
+        opad = params.spatial_tuple(output_padding, geom.nsp, "output_padding", 0)
+        crop = _transpose_crop(a["input"].shape, a["weight"].shape, geom, opad)
+        size = math.prod(crop[1] if crop else y_shape)
+        chunks = (_chunks(y_shape[0], size, math.prod(a["input"].shape), split.BACKWARD_INPUT_MAX_WORKSIZE)
+                  if math.prod(y_shape) else [])
         arr, out, device = _prepare(a, out, y_shape)
         arrays = x, w, b = arr["input"], arr["weight"], arr["bias"]
         layout = params.suggest_layout(x, w)
-        opad = params.spatial_tuple(output_padding, geom.nsp, "output_padding", 0)
-        crop = _transpose_crop(x.shape, w.shape, geom, opad)
-        size = math.prod(crop[1] if crop else y_shape)
-        chunks = (_chunks(y_shape[0], size, x.size, split.BACKWARD_INPUT_MAX_WORKSIZE)
-                  if math.prod(y_shape) else [])
         repro = ("conv_transpose", _positional(("input", x.shape), ("weight", w.shape), ("bias", b)),
                  x.dtype, layout, params.repro_kwargs(geom, opts, [("output_padding", opad)]))
         plan = _new_plan("conv_transpose", ("input", "weight", "bias"), arrays, out, device, layout,
@@ -517,12 +518,12 @@ def conv_bias_add_relu(input, weight, z, alpha, bias, stride=1, padding=0, dilat
         if tuple(a["z"].shape) != y_shape:
             raise ValueError("z must have the output's shape %s, got %s" % (y_shape, tuple(a["z"].shape)))
         params.check_bias(a["bias"], y_shape[1])
+        size = math.prod(y_shape)
+        chunks = (_chunks(y_shape[0], _padded_numel(a["input"].shape, geom), size, split.FORWARD_MAX_WORKSIZE)
+                  if size else [])
         arr, out, device = _prepare(a, out, y_shape, may_alias=("z",))
         arrays = x, w, zz, b = arr["input"], arr["weight"], arr["z"], arr["bias"]
         layout = params.suggest_layout(x, w)
-        size = math.prod(y_shape)
-        in_numel = _padded_numel(x.shape, geom)
-        chunks = _chunks(y_shape[0], in_numel, size, split.FORWARD_MAX_WORKSIZE) if size else []
         repro = ("conv_bias_add_relu", [("input", x.shape), ("weight", w.shape), ("z", y_shape),
                                         ("alpha", alpha), ("bias", None if b is None else tuple(b.shape))],
                  x.dtype, layout, params.repro_kwargs(geom, opts, [("fusion", fusion)]))

@@ -102,10 +102,10 @@ def _is_int(v):
 def _interface(name, cai):
     """(shape, dtype) of a ``__cuda_array_interface__`` dict, every field
     checked here rather than left to CuPy: a missing or mistyped field is a
-    TypeError, a value no array can have (a negative dim, a NULL or
-    out-of-range pointer for a non-empty array, strides that are no
-    multiple of the item size or past 2**63) a ValueError, each naming
-    ``name``."""
+    TypeError, a value no array can have (a negative dim, 2**63 elements or
+    more, a NULL, out-of-range or misaligned pointer for a non-empty array,
+    strides that are no multiple of the item size or past 2**63) a
+    ValueError, each naming ``name``."""
     def bad(why):
         return TypeError("%s has an invalid __cuda_array_interface__: %s" % (name, why))
     for field in ("shape", "typestr", "data"):
@@ -126,10 +126,14 @@ def _interface(name, cai):
     if not isinstance(data, (tuple, list)) or len(data) != 2 or not _is_int(data[0]):
         raise bad("data must be (pointer, read_only), got %r" % (data,))
     ptr, size = int(data[0]), math.prod(shape)
+    if size >= _ADDRESS_LIMIT:
+        raise ValueError("%s has %d elements (shape %s): more than a 64-bit size can count" % (name, size, shape))
     if not 0 <= ptr < _ADDRESS_LIMIT:
         raise ValueError("%s has the data pointer %d, which is no device address" % (name, ptr))
     if ptr == 0 and size:
         raise ValueError("%s has a NULL data pointer but %d elements (shape %s)" % (name, size, shape))
+    if size and ptr % dtype.itemsize:
+        raise ValueError("%s has the data pointer %#x, not aligned to its item size %d" % (name, ptr, dtype.itemsize))
     strides = cai.get("strides")
     if strides is not None:
         if not isinstance(strides, (tuple, list)) or len(strides) != len(shape) or \
@@ -444,7 +448,8 @@ def _as_shape(shape, name):
     """A shape argument as a tuple of ints.  Only a sequence (a tuple, a list,
     torch.Size): an iterator would be consumed by the first look at it."""
     if not isinstance(shape, collections.abc.Sequence) or isinstance(shape, (str, bytes)):
-        raise TypeError("%s must be a sequence of ints (a tuple or a list), got %r" % (name, shape))
+        raise TypeError("%s must be a sequence of ints (a tuple or a list), got %s"
+                        % (name, repr(shape) if isinstance(shape, (str, bytes)) else "a " + type(shape).__name__))
     try:
         return tuple(_as_int(s, name) for s in shape)
     except TypeError:

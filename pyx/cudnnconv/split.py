@@ -13,6 +13,10 @@ import numpy
 FORWARD_MAX_WORKSIZE = 256 * 1024 * 1024          # elements
 BACKWARD_INPUT_MAX_WORKSIZE = 128 * 1024 * 1024
 BACKWARD_WEIGHT_MAX_WORKSIZE = 512 * 1024 * 1024
+# More chunks than this is no real problem (65,536 chunks of 256 Mi elements
+# are 2**44 elements, tens of terabytes): shapes from an array interface or a
+# shape argument that claim it are refused rather than planned for hours.
+MAX_CHUNKS = 1 << 16
 
 
 def plan_batch_split(n, in_numel, out_numel, max_worksize, index_limit):
@@ -35,6 +39,11 @@ def plan_batch_split(n, in_numel, out_numel, max_worksize, index_limit):
             "limit of %d elements, so splitting the batch cannot bring a call under it "
             "(cuDNN's legacy API indexes with 32 bits)"
             % (in_numel // n, out_numel // n, per_sample, index_limit))
+    count = -(-n // chunk)
+    if count > MAX_CHUNKS:
+        raise ValueError("a batch of %d samples of %d elements would need %d chunks under the index limit of "
+                         "%d elements (at most %d are planned): no GPU holds such arrays"
+                         % (n, per_sample, count, index_limit, MAX_CHUNKS))
     return [(s, min(chunk, n - s)) for s in range(0, n, chunk)]
 
 
