@@ -245,6 +245,20 @@ CASES = {
                              "allow_tf32 must be True, False or None"),
     "param/input-shape-iterator": ("conv_backward_input", [iter((2, 4, 8, 8)), W2, A(2, 6, 6, 6)], {}, TypeError,
                                    "input_shape must be a sequence of ints"),
+    "param/input-shape-bytearray": ("conv_backward_input", [bytearray(b"\\x02\\x04\\x08\\x08"), W2, A(2, 6, 6, 6)], {},
+                                    TypeError, "input_shape must be a sequence of ints"),
+    "param/alpha-string": ("conv_bias_add_relu", [X2, W2, A(2, 6, 6, 6), "1.5", None], {}, TypeError,
+                           "alpha must be a finite real number"),
+    "param/alpha-bool": ("conv_bias_add_relu", [X2, W2, A(2, 6, 6, 6), True, None], {}, TypeError,
+                         "alpha must be a finite real number"),
+    "param/engine-array": ("conv", [X2, W2], {"engine": numpy.array(["auto", "graph"])}, ValueError,
+                           "engine must be one of"),
+    "param/fusion-array": ("conv_bias_add_relu", [X2, W2, A(2, 6, 6, 6), 1.0, None],
+                           {"fusion": numpy.array(["auto"])}, ValueError, "fusion must be one of"),
+    "array/big-endian": ("conv", [A(2, 4, 8, 8, t=">f4"), A(6, 4, 3, 3, t=">f4")], {}, TypeError, "big-endian"),
+    "array/masked": ("conv", [Interface(mask=(0x7F0000100000, False)), W2], {}, TypeError, "masked array"),
+    "out/read-only": ("conv", [X2, W2], {"out": Interface(shape=(2, 6, 6, 6), data=(0x7F0000200000, True))},
+                      ValueError, "out is read-only"),
     "param/input-shape-negative-batch": ("conv_backward_input", [(-5, 4, 8, 8), W2, A(-5, 6, 6, 6)], {},
                                          ValueError, "negative"),
 }
@@ -264,6 +278,8 @@ def _arg_text(v):
     if isinstance(v, A):
         return repr(v)
     if isinstance(v, numpy.ndarray):
+        if v.dtype.kind in "US":
+            return "numpy.array(%r)" % (v.tolist(),)
         return "numpy.zeros(%s, %s)" % (v.shape, v.dtype.name)
     if isinstance(v, (Interface, DLPackOnly)):
         return repr(v)

@@ -496,10 +496,12 @@ def conv_bias_add_relu(input, weight, z, alpha, bias, stride=1, padding=0, dilat
     composes.  ``cudnnconv.last_call()['path']`` says which ran ('fused' or
     'composed'), and the debug log says so too.
     """
-    if fusion not in FUSION_MODES:
+    if not isinstance(fusion, str) or fusion not in FUSION_MODES:
         raise ValueError("fusion must be one of %s, got %r" % (FUSION_MODES, fusion))
     if z is None:
         raise TypeError("z must be an array of the output's shape (use conv() with bias for no residual)")
+    if isinstance(alpha, (str, bytes, bytearray, bool, numpy.bool_)):     # float() reads '1.5' and True
+        raise TypeError("alpha must be a finite real number, got %r" % (alpha,))
     try:
         alpha = float(alpha)
     except (TypeError, ValueError, OverflowError):

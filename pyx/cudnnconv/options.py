@@ -39,7 +39,7 @@ def _check_flag(name, v):
 
 
 def _check_engine(v):
-    if v not in ENGINES:
+    if not isinstance(v, str) or v not in ENGINES:       # a str: `in` would compare an array elementwise
         raise ValueError("engine must be one of %s, got %r" % (", ".join(map(repr, ENGINES)), v))
     return v
 

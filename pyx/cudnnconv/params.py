@@ -101,11 +101,12 @@ def _is_int(v):
 
 def _interface(name, cai):
     """(shape, dtype) of a ``__cuda_array_interface__`` dict, every field
-    checked here rather than left to CuPy: a missing or mistyped field is a
-    TypeError, a value no array can have (a negative dim, 2**63 elements or
-    more, a NULL, out-of-range or misaligned pointer for a non-empty array,
-    strides that are no multiple of the item size or past 2**63) a
-    ValueError, each naming ``name``."""
+    checked here rather than left to CuPy: a missing or mistyped field, a
+    big-endian dtype or a mask (CuPy refuses both) is a TypeError, a value
+    no array can have (a negative dim, 2**63 elements or more, a NULL,
+    out-of-range or misaligned pointer for a non-empty array, strides that
+    are no multiple of the item size or past 2**63) a ValueError, each
+    naming ``name``."""
     def bad(why):
         return TypeError("%s has an invalid __cuda_array_interface__: %s" % (name, why))
     for field in ("shape", "typestr", "data"):
@@ -123,6 +124,11 @@ def _interface(name, cai):
         dtype = numpy.dtype(typestr)
     except Exception as e:
         raise bad("typestr %r is no dtype (%s)" % (typestr, e)) from None
+    if not dtype.isnative:           # its name would pass for a supported dtype ('>f4' is float32)
+        raise TypeError("%s has the big-endian dtype %r: CUDA arrays are little-endian" % (name, typestr))
+    if cai.get("mask") is not None:  # CuPy refuses masked arrays, with a message naming none
+        raise TypeError("%s is a masked array (its __cuda_array_interface__ has a mask): cudnnconv takes "
+                        "no masks" % name)
     if not isinstance(data, (tuple, list)) or len(data) != 2 or not _is_int(data[0]):
         raise bad("data must be (pointer, read_only), got %r" % (data,))
     ptr, size = int(data[0]), math.prod(shape)
@@ -213,8 +219,29 @@ def check_same_device(named_devices):
     return dev0
 
 
+def _read_only(obj):
+    """Whether an array's ``__cuda_array_interface__`` marks its memory
+    read-only.  A CuPy array never is (and its interface is built, stream
+    field included, on each read: not asked for)."""
+    try:
+        import cupy
+        if isinstance(obj, cupy.ndarray):
+            return False
+    except ImportError:
+        pass
+    try:
+        data = obj.__cuda_array_interface__["data"]
+    except Exception:          # no interface (a DLPack producer): nothing says so
+        return False
+    return isinstance(data, (tuple, list)) and len(data) == 2 and data[1] is True
+
+
 def check_out(out, shape, dtype, name="out"):
-    """``out`` (an ArrayArg) has exactly the result's shape and dtype."""
+    """``out`` (an ArrayArg) has exactly the result's shape and dtype, and
+    its memory is not marked read-only."""
+    if _read_only(out.obj):
+        raise ValueError("%s is read-only (its __cuda_array_interface__ says so): the result cannot be written "
+                         "into it" % name)
     if tuple(out.shape) != tuple(shape):
         raise ValueError("%s has shape %s but the result has shape %s" % (name, tuple(out.shape), tuple(shape)))
     if out.dtype != dtype:
@@ -447,9 +474,10 @@ def check_bias(bias, k, name="bias"):
 def _as_shape(shape, name):
     """A shape argument as a tuple of ints.  Only a sequence (a tuple, a list,
     torch.Size): an iterator would be consumed by the first look at it."""
-    if not isinstance(shape, collections.abc.Sequence) or isinstance(shape, (str, bytes)):
+    if not isinstance(shape, collections.abc.Sequence) or isinstance(shape, (str, bytes, bytearray)):
         raise TypeError("%s must be a sequence of ints (a tuple or a list), got %s"
-                        % (name, repr(shape) if isinstance(shape, (str, bytes)) else "a " + type(shape).__name__))
+                        % (name, repr(shape) if isinstance(shape, (str, bytes, bytearray)) else
+                           "a " + type(shape).__name__))
     try:
         return tuple(_as_int(s, name) for s in shape)
     except TypeError:

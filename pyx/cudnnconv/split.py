@@ -41,8 +41,8 @@ def plan_batch_split(n, in_numel, out_numel, max_worksize, index_limit):
             % (in_numel // n, out_numel // n, per_sample, index_limit))
     count = -(-n // chunk)
     if count > MAX_CHUNKS:
-        raise ValueError("a batch of %d samples of %d elements would need %d chunks under the index limit of "
-                         "%d elements (at most %d are planned): no GPU holds such arrays"
+        raise ValueError("the input's batch of %d samples of %d elements would need %d chunks under the index "
+                         "limit of %d elements (at most %d are planned): no GPU holds such arrays"
                          % (n, per_sample, count, index_limit, MAX_CHUNKS))
     return [(s, min(chunk, n - s)) for s in range(0, n, chunk)]
 
