@@ -313,3 +313,72 @@ def test_fused_alpha_is_tagged_so_it_never_matches_an_int(fake_cupy):
     z = _FakeArray((2, 4, 6, 6), ptr=7 << 32)
     m = callplan.call(api._FUSED, (x, w, z, None), None, (1, 1, 1, 1, 2.0, "auto"), (None,) * 5)
     assert m.sig[3] == (1, 1, 1, 1, (float, 2.0), "auto") and m.scalars == (1, 1, 1, 1, 2.0, "auto")
+
+
+def test_a_dead_threads_plans_go_with_it_and_clear_cache_drops_them(fake_cupy):
+    """Plans hold their thread's state weakly: when the thread ends, its state,
+    memo and bound executors go at once (no garbage collection needed), and
+    clear_cache() empties every live thread's memo.  A stale executor is let
+    go by the next call that finds it."""
+    import gc
+    import threading
+    import weakref
+    from cudnnconv import api
+    from cudnnconv.core import state as core_state
+    from cudnnconv.core.executor import Executor
+    refs = []
+
+    class Tracked(Executor):          # a Python subclass can be weakly referenced
+        pass
+
+    def work():
+        x, w = _FakeArray((2, 8, 6, 6)), _FakeArray((4, 8, 3, 3))
+        miss, plan, y = _first_call(x, w)
+        ex = Tracked()
+        assert callplan.bind(plan, ex, x, w, y, miss)
+        refs.append(weakref.ref(core_state.state()))
+        refs.append(weakref.ref(ex))
+
+    gc.disable()
+    try:
+        t = threading.Thread(target=work)
+        t.start()
+        t.join(timeout=30)
+        assert not t.is_alive()
+        assert len(refs) == 2
+        assert refs[0]() is None and refs[1]() is None      # freed by reference counting alone
+    finally:
+        gc.enable()
+    # clear_cache() empties this thread's memo too, and a held plan's executor goes when it is found stale
+    x, w = _FakeArray((2, 8, 6, 6)), _FakeArray((4, 8, 3, 3))
+    miss, plan, y = _first_call(x, w)
+    ex = Tracked()
+    assert callplan.bind(plan, ex, x, w, y, miss)
+    ex_ref, ex = weakref.ref(ex), None
+    assert core_state.state().memo
+    cudnnconv_pkg = __import__("cudnnconv")
+    cudnnconv_pkg.clear_cache()
+    assert core_state.state().memo == {} and not plan.bound and plan.executor is not None
+    api._remember(api._CONV, miss, plan)                        # memoized again, still stale
+    m = callplan.call(api._CONV, (x, w, None), None, (1, 1, 1, 1), (None,) * 5)
+    assert m.plan is plan and plan.executor is None and ex_ref() is None
+
+
+def test_a_plans_full_path_runs_with_the_plans_flags(fake_cupy, monkeypatch):
+    """A plan made with no workspace limit keeps none when a call of it goes
+    through the public function inside a flags() block that sets one."""
+    from cudnnconv import api
+    seen = {}
+
+    def fake_conv(*args, **kw):
+        seen["opts"] = options.resolve(kw["benchmark"], kw["deterministic"], kw["allow_tf32"],
+                                       kw["workspace_limit"], kw["engine"])
+        return "ran"
+
+    monkeypatch.setattr(api, "conv", fake_conv)
+    opts = options.resolve(benchmark=True)
+    import cudnnconv as pkg
+    with pkg.flags(workspace_limit=1024, engine="legacy"):
+        assert api._redo_conv((None, None, None), (1, 1, 1, 1), None, opts) == "ran"
+        assert options.current().workspace_limit == 1024                 # the block's flags are back
+    assert seen["opts"] == opts and seen["opts"].workspace_limit is None and seen["opts"].engine == "auto"

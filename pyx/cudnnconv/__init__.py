@@ -61,6 +61,7 @@ def clear_cache():
     """Forget every cached algorithm choice and reset the statistics (every
     bound call plan goes back through the full path once, and binds again)."""
     _state.invalidate()
+    _state.clear_memos()        # the call plans bound to the choices, and their workspaces
     for c in _engines.caches():
         c.clear()
     if _engines.AUTO is not None:

@@ -11,6 +11,7 @@ import math
 import numpy
 
 from cudnnconv import params, split, _engines
+from cudnnconv.options import flags as _flag_defaults
 from cudnnconv import callplan
 from cudnnconv.callplan import CallPlan, FnSpec, Miss, conv_plan, rel_span
 from cudnnconv.core import build
@@ -595,27 +596,39 @@ def _kw(opts):
             "workspace_limit": opts.workspace_limit, "engine": opts.engine}
 
 
+def _planned(opts):
+    """The thread's flags set to a plan's for a call through the public
+    function: a flag the plan resolved to None (no workspace limit) would
+    otherwise read as "the thread's default" there."""
+    return _flag_defaults(**opts._asdict())
+
+
 def _redo_conv(arrays, scalars, out, opts):
-    return conv(*arrays, *scalars, out=out, **_kw(opts))
+    with _planned(opts):
+        return conv(*arrays, *scalars, out=out, **_kw(opts))
 
 
 def _redo_backward_input(arrays, scalars, out, opts):
-    return conv_backward_input(scalars[0], *arrays, *scalars[1:], out=out, **_kw(opts))
+    with _planned(opts):
+        return conv_backward_input(scalars[0], *arrays, *scalars[1:], out=out, **_kw(opts))
 
 
 def _redo_backward_weight(arrays, scalars, out, opts):
-    return conv_backward_weight(arrays[0], scalars[0], arrays[1], *scalars[1:], out=out, **_kw(opts))
+    with _planned(opts):
+        return conv_backward_weight(arrays[0], scalars[0], arrays[1], *scalars[1:], out=out, **_kw(opts))
 
 
 def _redo_transpose(arrays, scalars, out, opts):
-    return conv_transpose(*arrays, *scalars, out=out, **_kw(opts))
+    with _planned(opts):
+        return conv_transpose(*arrays, *scalars, out=out, **_kw(opts))
 
 
 def _redo_fused(arrays, scalars, out, opts):
     x, w, z, b = arrays
     stride, padding, dilation, groups, alpha, fusion = scalars
-    return conv_bias_add_relu(x, w, z, alpha, b, stride, padding, dilation, groups, out=out, fusion=fusion,
-                              **_kw(opts))
+    with _planned(opts):
+        return conv_bias_add_relu(x, w, z, alpha, b, stride, padding, dilation, groups, out=out, fusion=fusion,
+                                  **_kw(opts))
 
 
 # FnSpec(name, engine op, forward role of each array argument (0 x, 1 w,

@@ -40,6 +40,8 @@ from cudnnconv.core.state cimport ThreadState, get_state, generation
 from cudnnconv.core.executor cimport (
     Executor, alignment, trace, trace_reset, TRACE_ENTRY, TRACE_SIGNATURE, TRACE_OUTPUT, TRACE_RETURN)
 
+import weakref
+
 import numpy
 
 from cudnnconv import params, split
@@ -47,6 +49,7 @@ from cudnnconv import options as _options
 from cudnnconv.core import build
 
 cdef object _NDARRAY = None
+cdef object _weakref = weakref.ref
 cdef object _NP_INTEGER = numpy.integer
 cdef object _get_device = None
 cdef object _get_stream = None
@@ -137,7 +140,7 @@ cdef class CallPlan:
     cdef readonly FnSpec spec
     cdef readonly tuple metas
     cdef readonly object om, scalars, opts
-    cdef ThreadState owner
+    cdef object owner               # a weak reference to the ThreadState whose memo holds it
     # bound: the executor, the generation it was bound in, the alignments
     # (x, w, y roles) it was chosen for, and how to allocate the output
     cdef readonly Executor executor
@@ -177,7 +180,9 @@ cdef class CallPlan:
         trace(TRACE_ENTRY)
         if self.metas is not None and len(arrays) < len(self.metas):
             arrays = arrays + (None,) * (len(self.metas) - len(arrays))     # trailing optional arrays left out
-        if (self.executor is not None and st is self.owner and self.gen == generation()
+        if self.executor is not None and self.gen != generation():
+            self.executor = None            # stale: let its cuDNN plan and workspace go
+        if (self.executor is not None and self.owner() is st
                 and st.explain is None and self._matches(arrays, out)):
             trace(TRACE_SIGNATURE)
             r = _run_bound(self, arrays, out, st)
@@ -397,7 +402,9 @@ def call(FnSpec spec, tuple arrays, out, scalars, tuple flags):
     if plan is not None:
         p = <CallPlan>plan
         st.last_plan = p
-        if p.executor is not None and p.gen == generation() and st.explain is None:
+        if p.executor is not None and p.gen != generation():
+            p.executor = None               # stale: let its cuDNN plan and workspace go
+        if p.executor is not None and st.explain is None:
             r = _run_bound(p, arrays, out, st)
             if r is not None:
                 return r
@@ -465,7 +472,7 @@ def remember_plan(FnSpec spec, Miss miss, CallPlan plan):
     plan.om = miss.sig[2]
     plan.scalars = miss.scalars
     plan.opts = miss.opts
-    plan.owner = st
+    plan.owner = _weakref(st)
     remember(st.memo, miss.sig, plan)
 
 

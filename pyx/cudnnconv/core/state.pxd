@@ -6,6 +6,7 @@ cdef class ThreadState:
     cdef public object last         # what the last call ran (api.last_call() reads it), or None
     cdef public object last_plan    # the CallPlan of the last memoizable call (cudnnconv.plan() reads it)
     cdef public object explain      # the search handler of explain()/last_choice()/warm-up while one runs, or None
+    cdef object __weakref__          # plans refer to their thread's state weakly: no cycle keeps it alive
 
 cdef ThreadState get_state()
 

@@ -17,8 +17,10 @@ does.  A bound plan remembers the generation it was bound in and is used only
 while it holds; otherwise the call takes the full path, which binds again.
 """
 import threading
+import weakref
 
 _local = threading.local()
+_states = weakref.WeakSet()        # every live thread's state (clear_memos)
 cdef unsigned long long _generation = 1
 
 
@@ -38,6 +40,7 @@ cdef ThreadState get_state():
     if st is None:
         st = ThreadState()
         _local.state = st
+        _states.add(st)
     return <ThreadState>st
 
 
@@ -58,3 +61,12 @@ def invalidate():
     """Make every bound call plan stale (their next call takes the full path)."""
     global _generation
     _generation += 1
+
+
+def clear_memos():
+    """Forget every live thread's memoized call plans (clear_cache(): the
+    cuDNN plans and workspaces they were bound to go with them; a plan the
+    caller still holds is stale, see ``invalidate``).  A thread's state dies
+    with its thread: plans hold it by weak reference."""
+    for st in list(_states):
+        (<ThreadState>st).memo.clear()
