@@ -46,3 +46,28 @@ class FakeCudaArray:
 def fake_cuda_array():
     """``fake_cuda_array(shape, typestr='<f4')``: see FakeCudaArray."""
     return FakeCudaArray
+
+
+class MetaArray:
+    """What the typed call path and the first passes read of a CuPy array
+    (shape, strides, dtype, item size, size, data pointer and device), with
+    an array interface that says the same; no memory behind it.  Tests make
+    the typed path take it for cupy.ndarray with callplan._use_array_type."""
+
+    def __init__(self, shape, elem_strides, dtype, ptr, device=0):
+        import math
+        import types
+        import numpy
+        self.shape = tuple(shape)
+        self.dtype = numpy.dtype(dtype)
+        self.itemsize = self.dtype.itemsize
+        self.strides = tuple(s * self.itemsize for s in elem_strides)
+        self.ndim = len(self.shape)
+        self.size = math.prod(self.shape)
+        self.data = types.SimpleNamespace(ptr=ptr, device_id=device)
+        self.device = types.SimpleNamespace(id=device)
+
+    @property
+    def __cuda_array_interface__(self):
+        return {"shape": self.shape, "typestr": self.dtype.str, "data": (self.data.ptr, False),
+                "strides": self.strides, "version": 3}

@@ -11,6 +11,7 @@ import numpy
 import pytest
 
 from cudnnconv import callplan, options, params
+from conftest import MetaArray
 
 
 class Strided:
@@ -147,23 +148,12 @@ def test_remember_stores_the_canonical_signature_too():
 # Binding: which plans the typed path may run, and when a binding goes stale
 # ---------------------------------------------------------------------------
 
-class _FakeArray:
-    """A CuPy array's metadata (the typed entry and the first pass read only that)."""
+class _FakeArray(MetaArray):
+    """A CuPy array's metadata, packed NCHW or channels-last."""
 
     def __init__(self, shape, dtype="float16", channels_last=True, ptr=1 << 32, device=0):
-        import types
-        self.shape, self.dtype = tuple(shape), numpy.dtype(dtype)
-        self.itemsize, self.ndim = self.dtype.itemsize, len(shape)
-        self.size = int(numpy.prod(shape))
         layout = params.CHANNELS_LAST if channels_last and len(shape) >= 3 else params.NCHW
-        self.strides = tuple(s * self.itemsize for s in params.layout_strides(self.shape, layout))
-        self.data = types.SimpleNamespace(ptr=ptr, device_id=device)
-        self.device = types.SimpleNamespace(id=device)
-
-    @property
-    def __cuda_array_interface__(self):
-        return {"shape": self.shape, "typestr": self.dtype.str, "data": (self.data.ptr, False),
-                "strides": self.strides, "version": 3}
+        MetaArray.__init__(self, shape, params.layout_strides(tuple(shape), layout), dtype, ptr, device)
 
 
 @pytest.fixture

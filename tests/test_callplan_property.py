@@ -13,8 +13,6 @@ cupy.ndarray (``callplan._use_array_type``) and the full path's
 materialization is the identity, so hypothesis can draw arbitrary shapes,
 strides, dtypes, devices, pointers and parameters, valid and invalid.
 """
-import math
-import types
 
 import numpy
 import pytest
@@ -23,27 +21,13 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
 from cudnnconv import api, callplan, options, params  # noqa: E402
+from conftest import MetaArray  # noqa: E402
 
 PARAM_MAX = 2 ** 31 - 1
 
 
-class FakeArray:
+class FakeArray(MetaArray):
     """What both first passes read of a CUDA array, and nothing more."""
-
-    def __init__(self, shape, elem_strides, dtype, ptr, device=0):
-        self.shape = tuple(shape)
-        self.dtype = numpy.dtype(dtype)
-        self.itemsize = self.dtype.itemsize
-        self.strides = tuple(s * self.itemsize for s in elem_strides)
-        self.ndim = len(self.shape)
-        self.size = math.prod(self.shape)
-        self.data = types.SimpleNamespace(ptr=ptr, device_id=device)
-        self.device = types.SimpleNamespace(id=device)
-
-    @property
-    def __cuda_array_interface__(self):
-        return {"shape": self.shape, "typestr": self.dtype.str, "data": (self.data.ptr, False),
-                "strides": self.strides, "version": 3}
 
 
 @pytest.fixture(autouse=True)
