@@ -184,7 +184,8 @@ def test_a_plan_binds_where_the_typed_path_can_run_the_whole_call(fake_cupy):
     from cudnnconv.core.executor import Executor
     x, w = _FakeArray((2, 8, 6, 6)), _FakeArray((4, 8, 3, 3))
     miss, plan, y = _first_call(x, w)
-    assert callplan.last_plan() is plan and not plan.bound and plan.executor is None
+    from cudnnconv.core.state import state
+    assert state().last_plan is plan and not plan.bound and plan.executor is None
     ex = Executor()
     assert callplan.bind(plan, ex, x, w, y, miss)
     assert plan.bound and plan.executor is ex and plan.dtype == x.dtype

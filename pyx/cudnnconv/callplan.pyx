@@ -520,11 +520,6 @@ def bind(CallPlan plan, Executor executor, x, w, y, Miss miss):
     return True
 
 
-def last_plan():
-    """The CallPlan of this thread's last memoizable call, or None."""
-    return get_state().last_plan
-
-
 # The positions of the per-spatial-dim parameters in each function's scalars.
 cdef dict _SPATIAL_POS = {
     "conv": (0, 1, 2),                       # stride, padding, dilation, groups
