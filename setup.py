@@ -117,7 +117,7 @@ def extensions():
         extra_compile_args=["-O2", "-Wno-deprecated-declarations", "-Wno-unused-function"],
         define_macros=macros,
     )
-    modules = ["core.status", "core.handle", "core.build", "core.state", "core.executor", "callplan"]
+    modules = ["core.status", "core.handle", "core.build", "core.state", "core.executor", "core.arrays", "callplan"]
     if options["CUDNNCONV_LEGACY_API"] != 0:
         modules += ["engines.legacy_descriptors", "engines.legacy"]
     if options["CUDNNCONV_GRAPH_API"] != 0 and os.path.exists(os.path.join(SRC, "cudnnconv", "engines", "graph.pyx")):
