@@ -123,25 +123,38 @@ def test_canonical_agrees_with_spatial_tuple():
             assert s == p == d == params.spatial_tuple(v, nsp, "stride", 0)
 
 
-def test_remember_stores_the_canonical_signature_too():
+def test_remember_stores_the_canonical_signature_too(fake_cupy):
+    """A plan remembered under a signature is found by the same call with its
+    int parameters written as tuples, and the other way round."""
     opts = options.resolve()
-    meta = ((2, 3, 8, 8), (384, 128, 16, 2), numpy.dtype("float16"), 0)
-    wmeta = ((4, 3, 3, 3), (54, 18, 6, 2), numpy.dtype("float16"), 0)
+    x, w = _FakeArray((2, 3, 8, 8), channels_last=False), _FakeArray((4, 3, 3, 3), channels_last=False)
     plan = callplan.CallPlan()
     memo = {}
-    sig = ("conv", (meta, wmeta, None), None, (2, (1, 1), 1, 1), opts)
+    sig, found = callplan.lookup(memo, "conv", (x, w, None), None, (2, (1, 1), 1, 1), opts)
+    assert found is None and sig == ("conv", ((x.shape, x.strides, x.dtype, 0), (w.shape, w.strides, w.dtype, 0),
+                                              None), None, (2, (1, 1), 1, 1), opts)
     callplan.remember(memo, sig, plan)
-    canon = ("conv", (meta, wmeta, None), None, ((2, 2), (1, 1), (1, 1), 1), opts)
-    assert memo == {sig: plan, canon: plan}
+    assert len(memo) == 2                                   # the signature and its canonical form
+    for scalars in ((2, (1, 1), 1, 1), ((2, 2), (1, 1), (1, 1), 1), (2, 1, 1, 1), ((2, 2), 1, (1, 1), 1)):
+        assert callplan.lookup(memo, "conv", (x, w, None), None, scalars, opts)[1] is plan, scalars
+    # not the same call: other parameters, another array layout, other flags, out given
+    assert callplan.lookup(memo, "conv", (x, w, None), None, (1, (1, 1), 1, 1), opts)[1] is None
+    assert callplan.lookup(memo, "conv", (w, x, None), None, (2, (1, 1), 1, 1), opts)[1] is None
+    assert callplan.lookup(memo, "conv", (x, w, None), None, (2, (1, 1), 1, 1),
+                           options.resolve(benchmark=True))[1] is None
+    assert callplan.lookup(memo, "conv", (x, w, None), x, (2, (1, 1), 1, 1), opts)[1] is None
+    assert callplan.lookup(memo, "conv_transpose", (x, w, None), None, (2, (1, 1), 1, 1), opts)[1] is None
     # a signature already canonical is stored once; None is not stored
     memo2 = {}
+    canon = sig[:3] + (((2, 2), (1, 1), (1, 1), 1),) + sig[4:]
     callplan.remember(memo2, canon, plan)
     callplan.remember(memo2, None, plan)
-    assert memo2 == {canon: plan}
+    assert len(memo2) == 1
+    assert callplan.lookup(memo2, "conv", (x, w, None), None, (2, 1, 1, 1), opts)[1] is plan
     # a full memo starts over
     full = {("x", i): plan for i in range(callplan.MEMO_MAX)}
     callplan.remember(full, sig, plan)
-    assert full == {sig: plan, canon: plan}
+    assert len(full) == 2 and callplan.lookup(full, "conv", (x, w, None), None, sig[3], opts)[1] is plan
 
 
 # ---------------------------------------------------------------------------
@@ -206,6 +219,37 @@ def test_a_plan_binds_where_the_typed_path_can_run_the_whole_call(fake_cupy):
     m, p, yy = _first_call(xo, w, out=strided_out)
     assert not p.out_direct and not callplan.bind(p, ex, xo, w, yy, m)
     assert not callplan.bind(plan, None, x, w, y, miss)                       # an engine without an executor
+
+
+def test_a_bound_plan_accepts_exactly_its_signature(fake_cupy):
+    """What a plan object runs on the typed path (CallPlan.accepts, the
+    checks of its call): its arrays' layouts, out absent or of the layout it
+    allocates, the alignments it was bound for; an overlapping out raises."""
+    from cudnnconv.core.executor import Executor
+    x, w = _FakeArray((2, 8, 6, 6)), _FakeArray((4, 8, 3, 3), ptr=3 << 32)
+    miss, plan, y = _first_call(x, w)
+    assert not plan.accepts(x, w)                                             # not bound yet
+    assert callplan.bind(plan, Executor(), x, w, y, miss)
+    x2 = _FakeArray((2, 8, 6, 6), ptr=7 << 32)
+    assert plan.accepts(x2, w) and plan.accepts(x2, w, None)
+    assert plan.accepts(x2, w, out=_FakeArray(plan.shape, ptr=9 << 32))       # the layout it allocates
+    assert not plan.accepts(x2, w, out=_FakeArray(plan.shape, channels_last=False, ptr=9 << 32))
+    assert not plan.accepts(x2, w, out=_FakeArray(plan.shape, "float32", ptr=9 << 32))
+    assert not plan.accepts(x2, w, out=_FakeArray(plan.shape, ptr=(9 << 32) + 2))        # less aligned
+    assert not plan.accepts(_FakeArray((2, 8, 6, 6), ptr=(7 << 32) + 2), w)
+    assert not plan.accepts(_FakeArray((2, 8, 6, 7), ptr=7 << 32), w)
+    assert not plan.accepts(_FakeArray((2, 8, 6, 6), channels_last=False, ptr=7 << 32), w)
+    assert not plan.accepts(_FakeArray((2, 8, 6, 6), device=1, ptr=7 << 32), w)
+    assert not plan.accepts(w, x2) and not plan.accepts(x2, w, x2) and not plan.accepts(x2, numpy.zeros(3))
+    with pytest.raises(ValueError, match="out overlaps input"):
+        plan.accepts(x2, w, out=_FakeArray(plan.shape, ptr=(7 << 32) + 64))
+    # a plan made with out= takes an out of that out's layout only, and checks overlap
+    xo, yo = _FakeArray((2, 8, 5, 5)), _FakeArray((2, 4, 5, 5), ptr=5 << 32)
+    m, p, yy = _first_call(xo, w, out=yo)
+    assert p.out_direct and callplan.bind(p, Executor(), xo, w, yy, m)
+    assert p.accepts(xo, w, out=_FakeArray((2, 4, 5, 5), ptr=6 << 32)) and not p.accepts(xo, w)
+    with pytest.raises(ValueError, match="out overlaps input"):
+        p.accepts(xo, w, out=_FakeArray((2, 4, 5, 5), ptr=(1 << 32) + 16))
 
 
 def test_binding_keeps_the_best_alignment_and_goes_stale_with_the_cache(fake_cupy):

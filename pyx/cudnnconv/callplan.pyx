@@ -8,21 +8,26 @@ holding the layout, the geometry, the output shape, which arrays need
 packing, the batch chunks, the repro, and the byte spans used by the overlap
 check.  Once the call has run, the plan is *bound*: it holds the engine's
 choice on this thread's handle (an ``Executor``), the pointer alignments the
-choice was made for, and how to allocate the output.  A repeat call is then,
-all in this module:
+choice was made for, and the layout of the output it allocates.  A repeat
+call is then, all in this module:
 
     flags -> signature -> plan -> check what can differ (device, alignment,
     out overlap) -> allocate the output -> bind the stream if it changed ->
     variant pack (kept for the last few pointer sets) -> execute -> return.
 
-No problem key is built, no choice cache is consulted, and no Python frame
-runs but the public function's own.  The problem key, the choice cache, the
-auto engine's fallback, the tuning file and explain run only on a miss, in
-``api.py``'s full path, which holds every check and its message and binds
-the plan when it is done.  A plan is bound only where the typed path can run
-the whole call: one batch chunk, packed arrays, no 'same' end padding, no
-bias or crop, ``out`` absent or written directly, an engine with an
-executor (the graph engine; the legacy engine's calls keep the full path).
+The signature is read in C (``cudnnconv.core.arrays``: each array's shape,
+strides, dtype, device and pointer) and hashed to a 64-bit digest, the memo's
+key; the memo's entry holds the scalars and flags it was made for and the
+plan, which holds the arrays' metadata, so a hit is confirmed field for field
+(a digest collision is a miss, never a wrong plan).  No problem key is built,
+no choice cache is consulted, and no Python frame runs but the public
+function's own.  The problem key, the choice cache, the auto engine's
+fallback, the tuning file and explain run only on a miss, in ``api.py``'s
+full path, which holds every check and its message and binds the plan when
+it is done.  A plan is bound only where the typed path can run the whole
+call: one batch chunk, packed arrays, no 'same' end padding, no bias or crop,
+``out`` absent or written directly, an engine with an executor (the graph
+engine; the legacy engine's calls keep the full path).
 
 A bound plan is also the public plan object (``cudnnconv.plan``): called
 with arrays only, it checks that they match its signature and runs.
@@ -34,11 +39,14 @@ anything invalid, returns None, and the call takes ``api.py``'s full path.
 A property test (tests/test_callplan_property.py) checks that the two agree
 on every input.
 """
-from libc.stdint cimport int64_t
+from cpython.ref cimport PyObject
+from libc.stdint cimport int64_t, uint64_t
 
 from cudnnconv.core.state cimport ThreadState, get_state, generation
 from cudnnconv.core.executor cimport (
     Executor, alignment, trace, trace_reset, TRACE_ENTRY, TRACE_SIGNATURE, TRACE_OUTPUT, TRACE_RETURN)
+from cudnnconv.core.arrays cimport (
+    ArrayMeta, Layout, read_meta, same_meta, layout_of, new_array, current_device, current_stream, array_type)
 
 import weakref
 
@@ -46,14 +54,11 @@ import numpy
 
 from cudnnconv import params, split
 from cudnnconv import options as _options
+from cudnnconv.core import arrays as _arrays
 from cudnnconv.core import build
 
-cdef object _NDARRAY = None
 cdef object _weakref = weakref.ref
 cdef object _NP_INTEGER = numpy.integer
-cdef object _get_device = None
-cdef object _get_stream = None
-cdef object _alloc = None
 cdef long long _INDEX_LIMIT = build.INDEX_LIMIT
 cdef long long _FWD_WORKSIZE = split.FORWARD_MAX_WORKSIZE
 cdef object _Geometry = params.Geometry
@@ -68,25 +73,31 @@ cdef int _DOUBLE = params._CUDNN_DTYPE["float64"]
 cdef tuple _ZEROS = ((), (0,), (0, 0), (0, 0, 0))
 cdef long long _PARAM_MAX = 2147483647     # larger spatial parameters take the full path
 MEMO_MAX = 2048          # signatures a thread memoizes before it starts over
+cdef Py_ssize_t _MEMO_MAX = MEMO_MAX
 cdef dict _RESOLVED = {}                   # (flags, thread defaults) -> Options
+
+cdef enum:
+    MAX_ARRAYS = 4       # array arguments of a public function (fused: x, w, z, bias)
 
 
 cdef inline object _nd():
-    global _NDARRAY, _get_device, _get_stream, _alloc
-    if _NDARRAY is None:
-        import cupy
-        _get_device = cupy.cuda.runtime.getDevice
-        _get_stream = cupy.cuda.get_current_stream
-        _alloc = cupy.cuda.alloc
-        _NDARRAY = cupy.ndarray
-    return _NDARRAY
+    return array_type()
 
 
 def _use_array_type(cls):
     """Treat ``cls`` as the array type (tests without a GPU: a fake array
-    with shape, strides, dtype, itemsize, size and data.ptr/device_id)."""
-    global _NDARRAY
-    _NDARRAY = cls
+    with shape, strides, dtype, itemsize, size and data.ptr/device_id); None:
+    cupy.ndarray again."""
+    _arrays.use_array_type(cls)
+
+
+# The arrays of a call as its signature reads them (None arguments marked absent).
+cdef struct Sig:
+    int n
+    bint has[MAX_ARRAYS]
+    ArrayMeta a[MAX_ARRAYS]
+    bint has_out
+    ArrayMeta out
 
 
 # ---------------------------------------------------------------------------
@@ -103,15 +114,17 @@ cdef class FnSpec:
     cdef readonly int n_arrays, out_role
     cdef readonly bint bindable
     cdef readonly object redo
-    cdef int roles[4]
+    cdef int roles[MAX_ARRAYS]
+    cdef Py_hash_t name_hash
 
     def __init__(self, str name, str op, tuple roles, int out_role, bint bindable, redo):
         cdef int i
-        if len(roles) > 4:
-            raise ValueError("at most 4 array arguments")
+        if len(roles) > MAX_ARRAYS:
+            raise ValueError("at most %d array arguments" % MAX_ARRAYS)
         self.name, self.op, self.out_role, self.bindable, self.redo = name, op, out_role, bindable, redo
+        self.name_hash = hash(name)
         self.n_arrays = len(roles)
-        for i in range(4):
+        for i in range(MAX_ARRAYS):
             self.roles[i] = roles[i] if i < self.n_arrays else -1
 
     @property
@@ -141,14 +154,28 @@ cdef class CallPlan:
     cdef readonly tuple metas
     cdef readonly object om, scalars, opts
     cdef object owner               # a weak reference to the ThreadState whose memo holds it
+    cdef Sig raw                    # the signature's arrays, read as the typed path reads a call's
+    cdef bint has_raw
+    cdef int n_spans                # the input spans, relative to each array's pointer (overlap check)
+    cdef bint has_span[MAX_ARRAYS]
+    cdef long long span_lo[MAX_ARRAYS]
+    cdef long long span_hi[MAX_ARRAYS]
+    cdef bint has_out_span
+    cdef long long out_lo, out_hi
     # bound: the executor, the generation it was bound in, the alignments
-    # (x, w, y roles) it was chosen for, and how to allocate the output
+    # (x, w, y roles) it was chosen for, and the output it allocates
     cdef readonly Executor executor
     cdef unsigned long long gen
+    cdef int device_id
     cdef int64_t align[3]
     cdef readonly object dtype
     cdef readonly tuple out_strides
     cdef long long nbytes
+    cdef object nbytes_obj
+    cdef Layout out_layout          # the output's layout, from an array CuPy made
+    cdef ArrayMeta alloc_meta       # ... as a signature reads it (an out= given to a plan made without)
+    cdef long long alloc_lo, alloc_hi
+    cdef bint alloc_span
 
     @property
     def bound(self):
@@ -176,43 +203,59 @@ cdef class CallPlan:
         plan's signature run on the typed path; anything else goes through
         the public function, with every check."""
         cdef ThreadState st = get_state()
+        cdef Sig s
         trace_reset()
         trace(TRACE_ENTRY)
         if self.metas is not None and len(arrays) < len(self.metas):
             arrays = arrays + (None,) * (len(self.metas) - len(arrays))     # trailing optional arrays left out
         if self.executor is not None and self.gen != generation():
             self.executor = None            # stale: let its cuDNN plan and workspace go
-        if (self.executor is not None and self.owner() is st
-                and st.explain is None and self._matches(arrays, out)):
+        if (self.executor is not None and self.owner() is st and st.explain is None
+                and _read_sig(arrays, out, &s) and self._matches(&s)):
             trace(TRACE_SIGNATURE)
-            r = _run_bound(self, arrays, out, st)
+            r = _run_bound(self, &s, out, st)
             if r is not None:
                 return r
         if self.spec is None:
             raise TypeError("this CallPlan was not made by a call; use cudnnconv.plan()")
         return self.spec.redo(arrays, self.scalars, out, self.opts)
 
-    cdef bint _matches(self, tuple arrays, out) except -1:
-        cdef object nd = _nd()
-        cdef Py_ssize_t i, n = len(arrays)
-        if n != len(self.metas):
+    def accepts(self, *arrays, out=None):
+        """Whether a call with these arrays runs on the typed path: the plan
+        is bound, and the arrays (and ``out``) have its signature's shapes,
+        strides, dtypes and devices and the pointer alignments it was bound
+        for.  An ``out`` that overlaps an input raises ValueError, as the
+        call would.  (The current device and the cache generation are checked
+        when the plan runs.)"""
+        cdef Sig s
+        cdef int i, role
+        cdef FnSpec spec = self.spec
+        if self.metas is not None and len(arrays) < len(self.metas):
+            arrays = arrays + (None,) * (len(self.metas) - len(arrays))
+        if self.executor is None or not _read_sig(arrays, out, &s) or not self._matches(&s):
             return False
-        for i in range(n):
-            if not _meta_equal(arrays[i], self.metas[i], nd):
+        for i in range(spec.n_arrays):
+            role = spec.roles[i]
+            if role >= 0 and alignment(s.a[i].ptr) != self.align[role]:
                 return False
-        if out is None:
-            return self.om is None
-        if self.om is not None:
-            if not _meta_equal(out, self.om, nd):
+        return not s.has_out or alignment(s.out.ptr) == self.align[spec.out_role]
+
+    cdef bint _matches(self, Sig* s) except -1:
+        """``s`` is this plan's signature; its out (if any) is checked for
+        overlap.  A plan made without out= takes an out of exactly the layout
+        it would allocate."""
+        if not self.has_raw or not _same_arrays(&self.raw, s):
+            return False
+        if not s.has_out:
+            return not self.raw.has_out
+        if self.raw.has_out:
+            if not same_meta(&self.raw.out, &s.out):
                 return False
-            check_overlap(self, arrays, out)
+            _check_overlap(self, s, self.has_out_span, self.out_lo, self.out_hi)
             return True
-        # A plan made without out= takes an out of exactly the layout it
-        # would allocate (then the overlap check runs on its span).
-        if (type(out) is not nd or out.shape != self.shape or out.dtype != self.dtype
-                or out.strides != self.out_strides or out.data.device_id != self.device):
+        if self.alloc_meta.ndim == 0 or not same_meta(&self.alloc_meta, &s.out):
             return False
-        _check_spans(self, arrays, out, rel_span(out))
+        _check_overlap(self, s, self.alloc_span, self.alloc_lo, self.alloc_hi)
         return True
 
     def describe(self):
@@ -225,13 +268,6 @@ cdef class CallPlan:
         return "<%s>" % self.describe()
 
 
-cdef inline bint _meta_equal(a, tuple m, object nd):
-    if a is None or m is None:
-        return a is None and m is None
-    return (type(a) is nd and a.shape == m[0] and a.strides == m[1] and a.dtype == m[2]
-            and a.data.device_id == m[3])
-
-
 def new_plan(fn, device, layout, geom, shape, pack, chunks, repro, names, out_direct, out_span, spans, pad,
              extra=None):
     """A CallPlan from the full path's first pass (unbound, not memoized)."""
@@ -240,6 +276,151 @@ def new_plan(fn, device, layout, geom, shape, pack, chunks, repro, names, out_di
     plan.pack, plan.chunks, plan.repro, plan.names = pack, chunks, repro, names
     plan.out_direct, plan.out_span, plan.spans, plan.pad, plan.extra = out_direct, out_span, spans, pad, extra
     return plan
+
+
+# ---------------------------------------------------------------------------
+# The signature: read in C, hashed, confirmed field for field
+# ---------------------------------------------------------------------------
+
+cdef int _read_sig(tuple arrays, object out, Sig* s) except -1:
+    """1 with ``s`` filled where every argument is an array or None, else 0
+    (then the call is not memoized: the full path checks it)."""
+    cdef Py_ssize_t i, n = len(arrays)
+    if n > MAX_ARRAYS:
+        return 0
+    s.n = <int>n
+    for i in range(n):
+        a = arrays[i]
+        if a is None:
+            s.has[i] = False
+        elif read_meta(a, &s.a[i]):
+            s.has[i] = True
+        else:
+            return 0
+    if out is None:
+        s.has_out = False
+    elif read_meta(out, &s.out):
+        s.has_out = True
+    else:
+        return 0
+    return 1
+
+
+cdef int _sig_from_metas(tuple metas, object om, Sig* s) except -1:
+    """``s`` from a signature's (shape, strides, dtype, device) tuples: 1, or
+    0 where they do not fit (more arrays or dims than a Sig holds)."""
+    cdef Py_ssize_t i, n = len(metas)
+    if n > MAX_ARRAYS:
+        return 0
+    s.n = <int>n
+    for i in range(n):
+        s.has[i] = metas[i] is not None
+        if s.has[i] and not _meta_from_tuple(metas[i], &s.a[i]):
+            return 0
+    s.has_out = om is not None
+    if s.has_out and not _meta_from_tuple(om, &s.out):
+        return 0
+    return 1
+
+
+cdef int _meta_from_tuple(tuple m, ArrayMeta* a) except -1:
+    cdef tuple shape = m[0], strides = m[1]
+    cdef Py_ssize_t i, n = len(shape)
+    if n > 8 or len(strides) != n:
+        return 0
+    a.ndim = <int>n
+    for i in range(n):
+        a.shape[i] = shape[i]
+        a.strides[i] = strides[i]
+    a.dtype = <PyObject*>m[2]          # the signature tuple (held by the plan) keeps it
+    a.device = m[3]
+    a.ptr = 0
+    return 1
+
+
+cdef bint _same_arrays(const Sig* a, const Sig* b) noexcept nogil:
+    """The same input arrays (present, shape, strides, dtype, device); out
+    is the caller's to compare."""
+    cdef int i
+    if a.n != b.n:
+        return False
+    for i in range(a.n):
+        if a.has[i] != b.has[i] or (a.has[i] and not same_meta(&a.a[i], &b.a[i])):
+            return False
+    return True
+
+
+cdef inline uint64_t _mix(uint64_t h, uint64_t v) noexcept nogil:
+    h ^= v * <uint64_t>0x9E3779B97F4A7C15ULL
+    h = (h << 27) | (h >> 37)
+    return h * <uint64_t>0xBF58476D1CE4E5B9ULL + <uint64_t>0x94D049BB133111EBULL
+
+
+cdef inline uint64_t _mix_meta(uint64_t h, const ArrayMeta* m) noexcept nogil:
+    cdef int i
+    h = _mix(h, <uint64_t>(m.ndim + 1))
+    h = _mix(h, <uint64_t><size_t>m.dtype)
+    h = _mix(h, <uint64_t>m.device)
+    for i in range(m.ndim):
+        h = _mix(h, <uint64_t>m.shape[i])
+        h = _mix(h, <uint64_t>m.strides[i])
+    return h
+
+
+cdef uint64_t _digest(const Sig* s, Py_hash_t fn, Py_hash_t scalars, Py_hash_t opts) noexcept nogil:
+    """The memo key of a signature: its arrays' layouts (dtype by identity),
+    the function, and the hashes of its scalars and flags."""
+    cdef int i
+    cdef uint64_t h = _mix(<uint64_t>fn, <uint64_t>s.n)
+    for i in range(s.n):
+        h = _mix_meta(h, &s.a[i]) if s.has[i] else _mix(h, 0)
+    h = _mix_meta(h, &s.out) if s.has_out else _mix(h, 0)
+    h = _mix(h, <uint64_t>scalars)
+    return _mix(h, <uint64_t>opts)
+
+
+cdef object _last_opts = None
+cdef Py_hash_t _last_opts_hash = 0
+
+
+cdef Py_hash_t _opts_hash(object opts) except? -1:
+    """hash(opts), kept for the last Options seen (a call's flags are nearly
+    always the same object: the defaults, or a flags() block's)."""
+    global _last_opts, _last_opts_hash
+    if opts is not _last_opts:
+        _last_opts_hash = hash(opts)
+        _last_opts = opts
+    return _last_opts_hash
+
+
+cdef inline bint _entry_is(tuple e, const Sig* s, object scalars, object opts) except -1:
+    cdef CallPlan p = <CallPlan>e[2]
+    return ((e[1] is opts or e[1] == opts) and (e[0] is scalars or e[0] == scalars)
+            and p.has_raw and _same_arrays(&p.raw, s) and p.raw.has_out == s.has_out
+            and (not s.has_out or same_meta(&p.raw.out, &s.out)))
+
+
+cdef CallPlan _find(dict memo, FnSpec spec, const Sig* s, object scalars, object opts):
+    """The memoized plan of this signature, or None.  A call whose int
+    parameters are written as tuples elsewhere (or the other way round)
+    finds that plan too (``_canonical``), and it is remembered under this
+    signature as well."""
+    cdef Py_hash_t ho = _opts_hash(opts)
+    key = _digest(s, spec.name_hash, hash(scalars), ho)
+    e = memo.get(key)
+    if e is not None and _entry_is(<tuple>e, s, scalars, opts):
+        return <CallPlan>(<tuple>e)[2]
+    if s.n == 0 or not s.has[0]:
+        return None
+    canon = _canonical(spec.name, scalars, s.a[0].ndim - 2)
+    if canon is None:
+        return None
+    e = memo.get(_digest(s, spec.name_hash, hash(canon), ho))
+    if e is None or not _entry_is(<tuple>e, s, canon, opts):
+        return None
+    if len(memo) < _MEMO_MAX:
+        memo[key] = (scalars, opts, (<tuple>e)[2])
+    return <CallPlan>(<tuple>e)[2]
 
 
 # ---------------------------------------------------------------------------
@@ -254,6 +435,13 @@ cdef object _meta(object a, object nd):
     if type(a) is not nd:
         return NotImplemented
     return (a.shape, a.strides, a.dtype, a.data.device_id)
+
+
+cdef object _sig_tuple(str fn, tuple arrays, out, scalars, opts):
+    """The signature as a miss reports it: (function, array metas, out's
+    meta, scalars, flags), each meta (shape, strides, dtype, device)."""
+    cdef object nd = _nd()
+    return (fn, tuple([_meta(a, nd) for a in arrays]), _meta(out, nd), scalars, opts)
 
 
 cdef inline bint _none_or(object v, type t):
@@ -327,7 +515,6 @@ cdef object _sig_scalars(object scalars):
     must not match an int parameter's 1); and None (no memo: the full path
     checks every call) for anything else, such as a bool, a list or a float
     where an int is due."""
-    cdef bint changed = False
     cdef list out = None
     cdef Py_ssize_t i
     if type(scalars) is not tuple:
@@ -348,94 +535,78 @@ cdef object _sig_scalars(object scalars):
     return scalars if out is None else tuple(out)
 
 
-cdef tuple _lookup(dict memo, str fn, tuple arrays, out, scalars, opts):
-    cdef object nd = _nd()
-    cdef list metas = []
-    scalars = _sig_scalars(scalars)
-    if scalars is None:          # not memoizable (see _sig_scalars): the full path checks this call
-        return None, None
-    for a in arrays:
-        m = _meta(a, nd)
-        if m is NotImplemented:
-            return None, None
-        metas.append(m)
-    om = _meta(out, nd)
-    if om is NotImplemented:
-        return None, None
-    sig = (fn, tuple(metas), om, scalars, opts)
-    try:
-        plan = memo.get(sig)
-    except TypeError:            # an unhashable parameter (a list)
-        return None, None
-    if plan is None and metas[0] is not None:
-        # The same call with its int parameters written as tuples (what
-        # warm-up calls with, and what torch modules pass): its plan serves
-        # this call too, and is remembered under this signature as well.
-        canon = _canonical(fn, scalars, len(metas[0][0]) - 2)
-        if canon is not None:
-            plan = memo.get((fn, sig[1], om, canon, opts))
-            if plan is not None and len(memo) < MEMO_MAX:
-                memo[sig] = plan
-    if plan is not None:
-        check_overlap(<CallPlan>plan, arrays, out)
-    return sig, plan
-
-
 def lookup(dict memo, str fn, tuple arrays, out, scalars, opts):
     """(signature, plan): the call's signature (None when its arrays are not
-    all CuPy arrays or a parameter is unhashable, then nothing is memoized)
-    and the memoized plan (None on a miss).  On a hit, ``out`` is checked
-    against the inputs (``check_overlap``)."""
-    return _lookup(memo, fn, arrays, out, scalars, opts)
+    all CuPy arrays or a parameter is not memoizable, then nothing is
+    memoized) and the memoized plan (None on a miss).  On a hit, ``out`` is
+    checked against the inputs (``check_overlap``)."""
+    cdef Sig s
+    cdef FnSpec spec = FnSpec(fn, "", (), -1, False, None)
+    scal = _sig_scalars(scalars)
+    if scal is None or not _read_sig(arrays, out, &s):
+        return None, None
+    plan = _find(memo, spec, &s, scal, opts)
+    if plan is not None and s.has_out:
+        _check_overlap(plan, &s, (<CallPlan>plan).has_out_span, (<CallPlan>plan).out_lo, (<CallPlan>plan).out_hi)
+    return _sig_tuple(fn, arrays, out, scal, opts), plan
 
 
 def call(FnSpec spec, tuple arrays, out, scalars, tuple flags):
     """The typed entry of every public function: the result of a bound
     plan's run, or a ``Miss`` for the full path (see the module doc)."""
     cdef ThreadState st = get_state()
+    cdef Sig s
+    cdef CallPlan p = None
     trace_reset()
     trace(TRACE_ENTRY)
     opts = _resolve(flags, st)
-    sig, plan = _lookup(st.memo, spec.name, arrays, out, scalars, opts)
+    scal = _sig_scalars(scalars)
+    cdef bint memo_ok = scal is not None and _read_sig(arrays, out, &s)
+    if memo_ok:
+        p = _find(st.memo, spec, &s, scal, opts)
     trace(TRACE_SIGNATURE)
-    cdef CallPlan p
-    if plan is not None:
-        p = <CallPlan>plan
-        st.last_plan = p
+    st.last_plan = p
+    if p is not None:
+        if s.has_out:
+            _check_overlap(p, &s, p.has_out_span, p.out_lo, p.out_hi)
         if p.executor is not None and p.gen != generation():
             p.executor = None               # stale: let its cuDNN plan and workspace go
         if p.executor is not None and st.explain is None:
-            r = _run_bound(p, arrays, out, st)
+            r = _run_bound(p, &s, out, st)
             if r is not None:
                 return r
-    else:
-        st.last_plan = None
     cdef Miss m = Miss.__new__(Miss)
-    m.sig, m.plan, m.opts, m.scalars, m.gen = sig, plan, opts, scalars, generation()
+    m.sig = _sig_tuple(spec.name, arrays, out, scal, opts) if memo_ok else None
+    m.plan, m.opts, m.scalars, m.gen = p, opts, scalars, generation()
     return m
 
 
-cdef object _run_bound(CallPlan plan, tuple arrays, out, ThreadState st):
+cdef object _run_bound(CallPlan plan, Sig* s, out, ThreadState st):
     """Run a bound plan; None where something differs from what it was bound
     for (device, alignment) or its executor failed: then the full path runs
     the call (and raises any error with its context)."""
     cdef void* ptrs[3]
+    cdef size_t yptr
     cdef int i, role
     cdef FnSpec spec = plan.spec
-    if _get_device() != plan.device:
+    if current_device() != plan.device_id:
         return None
-    y = out if out is not None else _NDARRAY(plan.shape, plan.dtype, _alloc(plan.nbytes), plan.out_strides)
+    if out is None:
+        y = new_array(&plan.out_layout, plan.dtype, plan.nbytes_obj, plan.shape, plan.out_strides, &yptr)
+    else:
+        y = out
+        yptr = s.out.ptr
     for i in range(spec.n_arrays):
         role = spec.roles[i]
         if role >= 0:
-            ptrs[role] = <void*><size_t>arrays[i].data.ptr
-    ptrs[spec.out_role] = <void*><size_t>y.data.ptr
+            ptrs[role] = <void*>s.a[i].ptr
+    ptrs[spec.out_role] = <void*>yptr
     for i in range(3):
         if alignment(<size_t>ptrs[i]) != plan.align[i]:
             return None
     trace(TRACE_OUTPUT)
     try:
-        plan.executor.execute(<size_t>_get_stream().ptr, ptrs)
+        plan.executor.execute(current_stream(), ptrs)
     except Exception:
         plan.executor = None             # the full path runs it, and reports what failed
         return None
@@ -444,20 +615,58 @@ cdef object _run_bound(CallPlan plan, tuple arrays, out, ThreadState st):
     return y
 
 
-def remember(dict memo, sig, plan):
+# ---------------------------------------------------------------------------
+# Memoizing and binding (the full path, once per signature)
+# ---------------------------------------------------------------------------
+
+def memoized(dict memo=None):
+    """The plans in ``memo`` (default: this thread's), each once, in the
+    order they were memoized."""
+    if memo is None:
+        memo = get_state().memo
+    seen = {}
+    for e in memo.values():
+        seen.setdefault(id(e[2]), e[2])
+    return list(seen.values())
+
+
+def remember(dict memo, sig, CallPlan plan):
     """Memoize ``plan`` under ``sig``, and under its canonical form (int
     parameters as tuples) where that differs, so that the same call written
-    either way finds it.  The memo starts over when it is full."""
-    if sig is None:
+    either way finds it.  The plan takes the signature's array metadata
+    (what a hit is confirmed against).  The memo starts over when it is
+    full."""
+    cdef Sig s
+    if sig is None or not _sig_from_metas(sig[1], sig[2], &s):
         return
-    if len(memo) >= MEMO_MAX - 1:
+    plan.raw = s
+    plan.has_raw = True
+    plan.metas, plan.om = sig[1], sig[2]       # they hold the dtypes plan.raw points to
+    _take_spans(plan)
+    fn, scalars, opts = sig[0], sig[3], sig[4]
+    cdef Py_hash_t hf = hash(fn), ho = _opts_hash(opts)
+    if len(memo) >= _MEMO_MAX - 1:
         memo.clear()
-    memo[sig] = plan
-    metas = sig[1]
-    if metas and metas[0] is not None:
-        canon = _canonical(sig[0], sig[3], len(metas[0][0]) - 2)
+    memo[_digest(&s, hf, hash(scalars), ho)] = (scalars, opts, plan)
+    if s.n and s.has[0]:
+        canon = _canonical(fn, scalars, s.a[0].ndim - 2)
         if canon is not None:
-            memo[(sig[0], metas, sig[2], canon, sig[4])] = plan
+            memo[_digest(&s, hf, hash(canon), ho)] = (canon, opts, plan)
+
+
+cdef int _take_spans(CallPlan plan) except -1:
+    """The plan's spans (Python tuples from its first pass) as C fields."""
+    cdef Py_ssize_t i
+    spans = plan.spans if plan.spans is not None else ()
+    plan.n_spans = <int>min(len(spans), MAX_ARRAYS)
+    for i in range(plan.n_spans):
+        plan.has_span[i] = spans[i] is not None
+        if plan.has_span[i]:
+            plan.span_lo[i], plan.span_hi[i] = spans[i]
+    plan.has_out_span = plan.out_span is not None
+    if plan.has_out_span:
+        plan.out_lo, plan.out_hi = plan.out_span
+    return 0
 
 
 def remember_plan(FnSpec spec, Miss miss, CallPlan plan):
@@ -468,8 +677,6 @@ def remember_plan(FnSpec spec, Miss miss, CallPlan plan):
     if miss.sig is None:
         return
     plan.spec = spec
-    plan.metas = miss.sig[1]
-    plan.om = miss.sig[2]
     plan.scalars = miss.scalars
     plan.opts = miss.opts
     plan.owner = _weakref(st)
@@ -479,14 +686,15 @@ def remember_plan(FnSpec spec, Miss miss, CallPlan plan):
 def bind(CallPlan plan, Executor executor, x, w, y, Miss miss):
     """Bind ``plan`` to the executor of the choice that just ran on x, w, y
     (the forward roles), where the typed path can run the whole call (see
-    the module doc), and never while a search handler (explain) is set.  The generation is the one from before the run: a
-    choice dropped or replaced while it ran is never bound."""
+    the module doc), and never while a search handler (explain) is set.  The
+    generation is the one from before the run: a choice dropped or replaced
+    while it ran is never bound."""
     cdef FnSpec spec = plan.spec
     cdef Py_ssize_t i
     cdef long long n = 1
     if executor is None or spec is None or not spec.bindable or miss.sig is None or plan.owner is None:
         return False
-    if get_state().explain is not None:
+    if not plan.has_raw or get_state().explain is not None:
         return False      # explain()/last_choice()/warm-up chose outside the cache: bind on a plain call
     if len(plan.chunks) != 1 or any(plan.pack) or plan.pad or plan.extra is not None:
         return False
@@ -513,11 +721,41 @@ def bind(CallPlan plan, Executor executor, x, w, y, Miss miss):
     for i in range(len(plan.shape)):
         n *= <long long>plan.shape[i]
     plan.nbytes = n * ys.itemsize
+    plan.nbytes_obj = plan.nbytes
+    plan.device_id = plan.device
+    _take_output_layout(plan, ys)
     for i in range(3):
         plan.align[i] = al[i]
     plan.executor = executor
     plan.gen = miss.gen
     return True
+
+
+cdef int _take_output_layout(CallPlan plan, ys) except -1:
+    """The layout of the output the plan allocates, from ``ys`` (the output
+    the full path made for this call) where it has exactly that layout; else
+    none (then the plan allocates through cupy.ndarray's constructor), and
+    the same as a signature's meta, for an out= given to the plan object."""
+    cdef ArrayMeta* m = &plan.alloc_meta
+    cdef Py_ssize_t i, nd = len(plan.shape)
+    plan.out_layout.ndim = 0
+    m.ndim = 0
+    if nd > 8:
+        return 0
+    if ys.shape == tuple(plan.shape) and ys.strides == plan.out_strides:
+        layout_of(ys, &plan.out_layout)
+    m.ndim = <int>nd
+    for i in range(nd):
+        m.shape[i] = plan.shape[i]
+        m.strides[i] = plan.out_strides[i]
+    m.dtype = <PyObject*>plan.dtype
+    m.device = plan.device
+    m.ptr = 0
+    span = _rel_span(tuple(plan.shape), plan.out_strides, ys.itemsize)
+    plan.alloc_span = span is not None
+    if plan.alloc_span:
+        plan.alloc_lo, plan.alloc_hi = span
+    return 0
 
 
 # The positions of the per-spatial-dim parameters in each function's scalars.
@@ -547,8 +785,26 @@ cpdef object _canonical(str fn, scalars, Py_ssize_t nsp):
     return tuple(out) if changed else None
 
 
+cdef int _check_overlap(CallPlan plan, const Sig* s, bint has_span, long long lo, long long hi) except -1:
+    """``out`` (``s.out``, spanning [lo, hi) from its pointer) against each
+    input, by address, with the plan's spans."""
+    cdef long long olo, ohi, p
+    cdef int i
+    if not has_span or not s.has_out:
+        return 0
+    olo = <long long>s.out.ptr + lo
+    ohi = <long long>s.out.ptr + hi
+    for i in range(min(plan.n_spans, s.n)):
+        if plan.has_span[i] and s.has[i]:
+            p = <long long>s.a[i].ptr
+            if p + plan.span_lo[i] < ohi and olo < p + plan.span_hi[i]:
+                raise ValueError("out overlaps %s: the result would overwrite its own input" % plan.names[i])
+    return 0
+
+
 def check_overlap(CallPlan plan, tuple arrays, out):
-    """``out`` against each input, by address, with the plan's spans."""
+    """``out`` against each input, by address, with the plan's spans (the
+    full path's form of the typed check: arrays read by their attributes)."""
     if out is None or plan.out_span is None:
         return
     _check_spans(plan, arrays, out, plan.out_span)
@@ -578,8 +834,10 @@ cpdef object rel_span(a):
     (None for None or an empty array)."""
     if a is None:
         return None
-    cdef tuple shape = a.shape
-    cdef tuple strides = a.strides
+    return _rel_span(a.shape, a.strides, a.itemsize)
+
+
+cdef object _rel_span(tuple shape, tuple strides, long long itemsize):
     cdef long long lo = 0, hi = 0, n, s
     cdef Py_ssize_t i
     for i in range(len(shape)):
@@ -591,7 +849,7 @@ cpdef object rel_span(a):
             hi += (n - 1) * s
         else:
             lo += (n - 1) * s
-    return (lo, hi + <long long>a.itemsize)
+    return (lo, hi + itemsize)
 
 
 cpdef bint has_layout(tuple shape, tuple strides, long long itemsize, bint channels_last):

@@ -193,6 +193,7 @@ def test_plan_object_runs_its_call_and_reports_it():
         assert ref.rel_error(p(x2, w, None), ref.conv(x2, w, **kw)) <= ref.tolerance("float16")
         out = ref.poisoned(y.shape, "float16", "channels_last")
         assert p(x2, w, out=out) is out
+        assert _bound_ran()                # an out of the layout the plan allocates: the typed path too
         assert ref.rel_error(out, ref.conv(x2, w, **kw)) <= ref.tolerance("float16")
     # arrays of another signature go through the public function
     x3 = ref.random((2, 16, 7, 7), "float16", "channels_last")
@@ -204,8 +205,12 @@ def test_plan_object_runs_its_call_and_reports_it():
     gy = ref.random((4, 24, 10, 10), "float16", "channels_last")
     pi = cudnnconv.plan("conv_backward_input", x.shape, w, gy, 1, 1)
     pw = cudnnconv.plan(cudnnconv.conv_backward_weight, x, w.shape, gy, 1, 1)
-    assert ref.rel_error(pi(w, gy), ref.conv_backward_input(x.shape, w, gy, **kw)) <= ref.tolerance("float16")
-    assert ref.rel_error(pw(x, gy), ref.conv_backward_weight(x, w.shape, gy, **kw)) <= ref.tolerance("float16")
+    for _ in range(2):
+        gy = ref.random(gy.shape, "float16", "channels_last")
+        assert ref.rel_error(pi(w, gy), ref.conv_backward_input(x.shape, w, gy, **kw)) <= ref.tolerance("float16")
+        assert _bound_ran()
+        assert ref.rel_error(pw(x, gy), ref.conv_backward_weight(x, w.shape, gy, **kw)) <= ref.tolerance("float16")
+        assert _bound_ran()
     with pytest.raises(TypeError, match="plan"):
         cudnnconv.plan(print, x, w)
     with pytest.raises(TypeError, match="cannot be planned"):
@@ -297,3 +302,69 @@ def test_cached_calls_allocate_no_lasting_objects():
         cupy.cuda.get_current_stream().synchronize()
         after = sys.getallocatedblocks()
         assert after - before < 100, (after - before)
+
+
+def test_bound_outputs_are_ordinary_cupy_arrays():
+    """The typed path makes its output by CuPy's C layout
+    (cudnnconv.core.arrays): it must be the array CuPy's constructor makes,
+    usable by CuPy, with its memory back in the pool once dropped."""
+    from cudnnconv.core import arrays
+    assert arrays.status()["direct"], arrays.status()["reason"]
+    cudnnconv.clear_cache()
+    x, w, kw = _conv_case("float16", "channels_last")
+    first = cudnnconv.conv(x, w, **kw)                    # full path: CuPy's constructor
+    x = ref.random(x.shape, "float16", "channels_last")
+    y = cudnnconv.conv(x, w, **kw)
+    assert _bound_ran()
+    assert type(y) is cupy.ndarray and y.shape == first.shape and y.strides == first.strides
+    assert y.flags.c_contiguous == first.flags.c_contiguous and y.flags.f_contiguous == first.flags.f_contiguous
+    assert y.dtype is first.dtype and y.base is None and y.data.device_id == 0
+    assert ref.rel_error(y, ref.conv(x, w, **kw)) <= ref.tolerance("float16")
+    # CuPy's own kernels read it right (its strides and contiguity flags)
+    assert bool(cupy.all((y + 0) == y)) and bool(cupy.all(y.copy(order="C") == y))
+    assert float(abs(cupy.ascontiguousarray(y).astype(cupy.float64).sum() - y.astype(cupy.float64).sum())) < 1e-6 * (
+        1 + float(abs(y.astype(cupy.float64)).sum()))
+    pool = cupy.get_default_memory_pool()
+    cupy.cuda.Device().synchronize()
+    used = pool.used_bytes()
+    ys = [cudnnconv.conv(x, w, **kw) for _ in range(50)]
+    assert _bound_ran() and pool.used_bytes() >= used + 50 * y.nbytes
+    del ys
+    assert pool.used_bytes() == used
+
+
+def test_the_attribute_path_gives_the_same_results():
+    """With CuPy's C layout off, the typed path reads and makes arrays
+    through CuPy's Python API: the same plans, outputs and errors."""
+    from cudnnconv.core import arrays
+    cudnnconv.clear_cache()
+    x, w, kw = _conv_case("float16", "channels_last")
+    y = cudnnconv.conv(x, w, **kw)
+    for direct in (False, True):
+        try:
+            assert arrays._set_direct(direct) == direct
+            xs, out = _sharing(x, y, 0)          # out right after x: a plan made with out=
+            xs[...] = ref.random(x.shape, "float16", "channels_last")
+            assert cudnnconv.conv(xs, w, **kw, out=out) is out
+            assert cudnnconv.conv(xs, w, **kw, out=out) is out and _bound_ran()
+            assert ref.rel_error(out, ref.conv(xs, w, **kw)) <= ref.tolerance("float16")
+            for _ in range(2):
+                x = ref.random(x.shape, "float16", "channels_last")
+                got = cudnnconv.conv(x, w, **kw)
+                assert _bound_ran() and ref.is_channels_last(got) and got.strides == y.strides
+                assert ref.rel_error(got, ref.conv(x, w, **kw)) <= ref.tolerance("float16")
+            xs, out = _sharing(x, y, -64)        # the same layouts, out's memory inside x's
+            with pytest.raises(ValueError, match="out overlaps input"):
+                cudnnconv.conv(xs, w, **kw, out=out)
+        finally:
+            arrays._set_direct(True)
+
+
+def _sharing(x, y, gap):
+    """(xs, out): arrays of x's and y's layouts in one buffer, out starting
+    ``gap`` bytes after xs ends (negative: inside it)."""
+    start = x.nbytes + gap
+    buf = cupy.zeros(start + y.nbytes + 1024, cupy.uint8)
+    xs = cupy.ndarray(x.shape, x.dtype, buf.data, x.strides)
+    out = cupy.ndarray(y.shape, y.dtype, buf.data + start, y.strides)
+    return xs, out
