@@ -149,6 +149,17 @@ def test_summary_has_the_required_names_and_the_geomean_math():
     assert s["step_ratio_b32"] == 0.8 and s["step_ratio_b128"] is None and s["step_ratio_b64"] == 1.0
     assert s["step_ms"]["b32"] == {"ours_ms": 4.0, "torch_ms": 5.0, "ours_host_ms": 2.0, "torch_host_ms": 1.0}
     assert s["outside_execute_us_median"] == 18.0
+    assert s["cudnn_floor_ratio_geomean_tiny"] is None           # no tiny shape's stages in this run
+
+
+def test_the_cudnn_floor_is_execute_plus_a_variant_pack_over_torch():
+    res = _synthetic()
+    labels = [t["shape"] for t in res["tiny"]]
+    res["stages"] = host.stage_summary("cudnnconv.trace_stages", {
+        labels[0]: [{"execute": 9.0, "variant_pack": 1.0, "total": 14.0}],
+        labels[1]: [{"execute": 4.0, "variant_pack": 1.0, "total": 8.0}]})
+    s = host.summarize(res)
+    assert s["cudnn_floor_ratio_geomean_tiny"] == pytest.approx(math.sqrt((10.0 / 20.0) * (5.0 / 20.0)))
 
 
 def test_summary_of_an_empty_run_is_all_none():
