@@ -374,7 +374,7 @@ def test_graph_benchmark_reads_the_shared_settings():
 
 @needs_graph
 def test_call_key_is_the_shared_key():
-    """run() builds its key without params.make_key's frame; it must be that key."""
+    """run() builds its key with params.make_key (the one key builder) and key_extra."""
     from cudnnconv import options, params
     from cudnnconv.engines import graph
     geom, _ = params.conv_geometry((2, 8, 9, 9), (16, 4, 3, 3), (2, 1), 1, (1, 2), 2)

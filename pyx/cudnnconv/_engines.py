@@ -9,6 +9,7 @@ the graph engine is not tried again on every call.
 """
 import threading
 
+from cudnnconv import params
 from cudnnconv.core import build
 from cudnnconv.core.status import CuDNNError
 
@@ -32,11 +33,10 @@ def available():
 
 
 def _fallback_key(op, x, w, geom, opts, layout, device):
-    # What decides whether the graph engine can run a problem (pointer
-    # alignment is left out: a refused problem is refused at any alignment
-    # often enough, and this key only chooses an engine, never a plan).
-    return (op, device, str(x.dtype), tuple(x.shape), tuple(w.shape), layout, geom.padding, geom.stride,
-            geom.dilation, bool(opts.deterministic), bool(opts.allow_tf32), opts.workspace_limit)
+    # The graph engine's problem key (params.make_key, the one key builder)
+    # without its pointer alignments: a refused problem is refused at any
+    # alignment often enough, and this key only chooses an engine, never a plan.
+    return params.make_key(op, "graph", device, params.cudnn_dtype(x.dtype), x.shape, w.shape, layout, geom, opts)
 
 
 class AutoEngine:

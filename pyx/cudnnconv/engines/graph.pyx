@@ -124,20 +124,13 @@ def key_extra(op, ptrs, alpha=1.0):
 
 
 def problem_key(op, device, dtype_code, x_shape, w_shape, layout, geom, opts, ptrs, alpha=1.0):
-    """The cache key of one graph problem (the shared key, extended), built
-    as ``run`` builds it (tests check it is ``params.make_key``'s key)."""
-    return _call_key(op, device, dtype_code, tuple(x_shape), tuple(w_shape), layout, geom, opts,
+    """The cache key of one graph problem: the shared key (``params.make_key``,
+    the one key builder) extended with ``key_extra``, as ``run`` builds it."""
+    return _make_key(op, ENGINE, device, dtype_code, x_shape, w_shape, layout, geom, opts,
                      tuple(key_extra(op, ptrs, alpha)))
 
 
-cdef object _ProblemKey = params.ProblemKey
-
-
-cdef inline object _call_key(str op, int device, int dtype_code, tuple x_shape, tuple w_shape, str layout, geom,
-                             opts, tuple extra):
-    return tuple.__new__(_ProblemKey, (op, ENGINE, device, dtype_code, x_shape, w_shape, layout, geom.padding,
-                                       geom.stride, geom.dilation, geom.groups, bool(opts.deterministic),
-                                       bool(opts.allow_tf32), opts.workspace_limit, extra))
+cdef object _make_key = params.make_key
 
 
 # ---------------------------------------------------------------------------
@@ -856,7 +849,7 @@ def run(str op, x, w, y, geom, opts, str layout, int device, repro=None, z=None,
                  alignment(<size_t>ptrs[3]), alignment(<size_t>ptrs[4]), alpha)
     else:
         extra = (alignment(<size_t>ptrs[0]), alignment(<size_t>ptrs[1]), alignment(<size_t>ptrs[2]))
-    key = _call_key(op, device, dtype, tuple(x.shape), tuple(w.shape), layout, geom, opts, extra)
+    key = _make_key(op, ENGINE, device, dtype, x.shape, w.shape, layout, geom, opts, extra)
     trace(TRACE_KEY)
     cdef Handle h = get_handle(device)
     cdef cudnnHandle_t hp = h.bind(<size_t>_current_stream_ptr())
