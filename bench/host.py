@@ -167,12 +167,6 @@ def summarize(result):
          "per_call_sum_us": {"ours": sum(r["ours_us"] for r in both), "torch": sum(r["torch_us"] for r in both)},
          "plain_ratio_geomean_tiny": tg("plain_ratio"), "plan_out_ratio_geomean": tg("plan_out_ratio"),
          "step_ms": {}}
-    # The same per-call ratios with PyTorch's backward per layer (torch_backward_marginal) in place of its
-    # average over all convs: forward ratios as they are, backward ratios against that layer's estimate.
-    by_layer = [r["ratio"] if r["direction"] == "fwd" else r.get("ratio_layer") for r in recs]
-    by_layer = [x for x in by_layer if x is not None]
-    s["per_call_ratio_geomean_layer"] = report.geomean(by_layer) if by_layer else None
-    s["per_call_ratio_max_layer"] = max(by_layer) if by_layer else None
     # cuDNN's own per-call floor on the tiny shapes: cudnnBackendExecute plus a new variant pack (the
     # stage trace's medians), as a fraction of PyTorch's whole call.  No caller of cuDNN can go below it.
     groups = (result.get("stages") or {}).get("groups") or {}
@@ -222,13 +216,12 @@ def render_markdown(result):
                   [(s["batch"], *[_f(s.get(k), "%.3f") for k in ("ours_ms", "torch_ms", "ratio", "ours_host_ms",
                                                                   "torch_host_ms")], s.get("error", ""))
                    for s in result.get("step", [])], "rrrrrrl")
-    out += ["", "## Per call, batch %s (bwd: ours dgrad + wgrad; torch: one backward over all convs / 53, and "
-            "per layer: a backward over two of its convs less one over one)" % cfg.get("per_call_batch"), ""]
-    out += _table(("#", "layer", "dir", "ours µs", "torch µs", "ratio", "torch µs (layer)", "ratio (layer)", "note"),
+    out += ["", "## Per call, batch %s (bwd: ours dgrad + wgrad; torch: one backward over all convs / 53)"
+            % cfg.get("per_call_batch"), ""]
+    out += _table(("#", "layer", "dir", "ours µs", "torch µs", "ratio", "note"),
                   [(r["index"], r["layer"], r["direction"], _f(r.get("ours_us"), "%.1f"),
-                    _f(r.get("torch_us"), "%.1f"), _f(r.get("ratio")), _f(r.get("torch_layer_us"), "%.1f"),
-                    _f(r.get("ratio_layer")), r.get("error", ""))
-                   for r in result.get("per_call", [])], "rllrrrrrl")
+                    _f(r.get("torch_us"), "%.1f"), _f(r.get("ratio")), r.get("error", ""))
+                   for r in result.get("per_call", [])], "rllrrrl")
     out += ["", "## Tiny shapes (host µs per call, 8 rotating input sets)", ""]
     out += _table(("shape", "plain", "out=", "plan", "plan out=", "torch", "plain/torch", "out/torch", "plan/torch",
                    "note"),
@@ -429,31 +422,6 @@ def torch_backward_per_conv(torch, layers, n, sets):
     return median(us) / len(layers)
 
 
-def torch_backward_marginal(torch, L, n, sets):
-    """PyTorch's backward of one conv of layer L, host µs, as a training step pays it: one
-    autograd.backward over two independent convs of the layer (two inputs, two weights) less one over a
-    single conv, both synchronised after.  The autograd engine's start-up, paid once per backward call,
-    cancels.  The per-layer counterpart of ``torch_backward_per_conv``'s average (an estimate: the
-    difference of two medians)."""
-    F, sync = torch.nn.functional, torch.cuda.synchronize
-    w2 = L.wr.detach().clone().requires_grad_()
-
-    def prep_for(m):
-        def prep(i):
-            ks, ws = [(i + j) % sets for j in range(m)], (L.wr, w2)[:m]
-            return [F.conv2d(L.xr[k], w, None, L.s, L.p) for k, w in zip(ks, ws)], [L.g[k] for k in ks]
-        return prep
-
-    def clear(i):
-        for x in L.xr:
-            x.grad = None
-        L.wr.grad = w2.grad = None
-    run = lambda a: torch.autograd.backward(a[0], a[1])  # noqa: E731
-    one = median(host_samples(run, n, sync, prep=prep_for(1), after=clear))
-    two = median(host_samples(run, n, sync, prep=prep_for(2), after=clear))
-    return two - one
-
-
 def measure_per_call(torch, cc, layers, batch, n, sets, deadline, notes):
     """Per conv, host µs per call: ours fwd vs F.conv2d; ours dgrad + wgrad vs PyTorch's backward per conv
     (``torch_backward_per_conv``: one figure for every conv, where a per-conv one cannot be had)."""
@@ -471,15 +439,12 @@ def measure_per_call(torch, cc, layers, batch, n, sets, deadline, notes):
             lambda i: F.conv2d(L.xr[i % sets], L.wr, None, L.s, L.p), n, sync)), err, "torch fwd")
 
         us["tb"] = tb
-        layer_tb = _attempt(lambda: torch_backward_marginal(torch, L, n, sets), {}, "torch bwd layer")
         err.update(tb_err)
         bwd = None if us["dgrad"] is None or us["wgrad"] is None else us["dgrad"] + us["wgrad"]
         msg = lambda fwd: "; ".join("%s: %s" % kv for kv in err.items() if ("fwd" in kv[0]) == fwd)  # noqa: E731
         recs.append(call_record(idx, L.name, batch, "fwd", us["fwd"], us["tf"], error=msg(True)))
-        rec = call_record(idx, L.name, batch, "bwd", bwd, us["tb"], error=msg(False),
-                          parts={"dgrad": us["dgrad"], "wgrad": us["wgrad"]})
-        rec.update(torch_layer_us=layer_tb, ratio_layer=ratio(bwd, layer_tb))
-        recs.append(rec)
+        recs.append(call_record(idx, L.name, batch, "bwd", bwd, us["tb"], error=msg(False),
+                                parts={"dgrad": us["dgrad"], "wgrad": us["wgrad"]}))
     return recs
 
 
