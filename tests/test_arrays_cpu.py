@@ -121,3 +121,45 @@ def test_cudnnconv_cupy_direct_0_turns_the_c_layout_off():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.stdout.strip() == "(1, (1,), (4,))"
     assert out.returncode != 0 and "RuntimeError: the C layout is not in use" in out.stderr
+
+
+def test_outputs_come_from_cupys_current_allocator_which_must_give_a_pointer():
+    a = _array((2, 8, 5, 5), "float16", (400, 2, 80, 16), 0)
+    got = []
+
+    def allocator(n):
+        got.append(n)
+        return memory.MemoryPointer(_MEM, 8192)
+    old = memory.get_allocator()
+    try:
+        memory.set_allocator(allocator)
+        b = arrays._new_like(a)
+        assert got == [a.nbytes] and b.data.ptr == _MEM.ptr + 8192
+        assert (b.shape, b.strides, b.dtype, b.flags.c_contiguous) == (a.shape, a.strides, a.dtype, False)
+        memory.set_allocator(lambda n: None)             # a broken allocator: an error, never an address
+        with pytest.raises(TypeError, match="allocator returned NoneType"):
+            arrays._new_like(a)
+    finally:
+        memory.set_allocator(old)
+
+
+class _Standin:
+    """A stand-in array type whose dtype is made anew on each read."""
+    shape, strides = (2, 3), (12, 4)
+    data = type("D", (), {"ptr": 4096, "device_id": 0})()
+
+    @property
+    def dtype(self):
+        return numpy.dtype([("a", "f4")])
+
+
+def test_a_stand_in_type_is_read_by_its_attributes_only_and_safely():
+    try:
+        arrays.use_array_type(_Standin)
+        assert arrays.status()["direct"] is False and not arrays._set_direct(True)
+        assert arrays._read(_Standin(), False) is None            # no dtype that the array holds: not read
+        with pytest.raises(RuntimeError, match="not in use"):
+            arrays._read(_Standin(), True)
+    finally:
+        arrays.use_array_type(None)
+    assert arrays.status()["direct"] and arrays._set_direct(True)

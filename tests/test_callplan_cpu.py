@@ -243,6 +243,24 @@ def test_a_bound_plan_accepts_exactly_its_signature(fake_cupy):
     assert not plan.accepts(w, x2) and not plan.accepts(x2, w, x2) and not plan.accepts(x2, numpy.zeros(3))
     with pytest.raises(ValueError, match="out overlaps input"):
         plan.accepts(x2, w, out=_FakeArray(plan.shape, ptr=(7 << 32) + 64))
+    # only on its own thread, and not while explain() runs there
+    import threading
+    from cudnnconv.core.state import state
+    st = state()
+    st.explain = object()
+    try:
+        assert not plan.accepts(x2, w)
+    finally:
+        st.explain = None
+    res = []
+    t = threading.Thread(target=lambda: res.append(plan.accepts(x2, w)))
+    t.start()
+    t.join(30)
+    assert res == [False] and plan.accepts(x2, w)
+    # an equal dtype that is another object: not this plan's (dtypes compare by identity)
+    odd = _FakeArray((2, 8, 6, 6), ptr=7 << 32)
+    odd.dtype = numpy.dtype(numpy.float16, metadata={"k": 1})
+    assert odd.dtype == x2.dtype and not plan.accepts(odd, w)
     # a plan made with out= takes an out of that out's layout only, and checks overlap
     xo, yo = _FakeArray((2, 8, 5, 5)), _FakeArray((2, 4, 5, 5), ptr=5 << 32)
     m, p, yy = _first_call(xo, w, out=yo)

@@ -222,17 +222,21 @@ cdef class CallPlan:
 
     def accepts(self, *arrays, out=None):
         """Whether a call with these arrays runs on the typed path: the plan
-        is bound, and the arrays (and ``out``) have its signature's shapes,
-        strides, dtypes and devices and the pointer alignments it was bound
-        for.  An ``out`` that overlaps an input raises ValueError, as the
-        call would.  (The current device and the cache generation are checked
-        when the plan runs.)"""
+        is bound, this is its thread and no explain() runs here, and the
+        arrays (and ``out``) have its signature's shapes, strides, dtypes
+        (the same dtype objects) and devices and the pointer alignments it
+        was bound for.  An ``out`` that overlaps an input raises ValueError,
+        as the call would.  (The current device and the cache generation are
+        checked when the plan runs.)"""
         cdef Sig s
         cdef int i, role
         cdef FnSpec spec = self.spec
+        cdef ThreadState st = get_state()
         if self.metas is not None and len(arrays) < len(self.metas):
             arrays = arrays + (None,) * (len(self.metas) - len(arrays))
-        if self.executor is None or not _read_sig(arrays, out, &s) or not self._matches(&s):
+        if self.executor is None or self.owner() is not st or st.explain is not None:
+            return False
+        if not _read_sig(arrays, out, &s) or not self._matches(&s):
             return False
         for i in range(spec.n_arrays):
             role = spec.roles[i]

@@ -92,6 +92,8 @@ _STREAM_SIG = b"intptr_t (void)"
 _DEVICE_SIG = b"int (int __pyx_skip_dispatch)"
 
 cdef object _TYPE = None          # the array type: cupy.ndarray, or a test's stand-in
+cdef object _CHECKED = None       # the type whose C layout was checked (cupy.ndarray), or None
+cdef object _MEMPTR = None        # cupy.cuda.MemoryPointer
 cdef bint _DIRECT = False         # read and make _TYPE by its C layout (checked)
 cdef PyTypeObject* _BASE = NULL   # cupy's _ndarray_base: its tp_new makes an uninitialized ndarray
 cdef alloc_fn _c_alloc = NULL
@@ -118,7 +120,8 @@ def _capi(module, str name, bytes sig):
 
 cdef int _setup() except -1:
     """Import cupy and decide, once, how arrays are read and made."""
-    global _TYPE, _DIRECT, _BASE, _c_alloc, _c_stream, _c_device, _py_alloc, _py_stream, _py_device
+    global _TYPE, _DIRECT, _CHECKED, _MEMPTR, _BASE, _c_alloc, _c_stream, _c_device, _py_alloc, _py_stream, \
+        _py_device
     import cupy
     from cupy.cuda import memory, stream, device
     _py_alloc = cupy.cuda.alloc
@@ -138,6 +141,8 @@ cdef int _setup() except -1:
     else:
         reason = _check_layout(cupy, memory)
     _DIRECT = reason is None
+    _CHECKED = _TYPE if _DIRECT else None
+    _MEMPTR = memory.MemoryPointer
     _STATUS["direct"] = _DIRECT
     _STATUS["reason"] = reason or "the C layout matches CuPy %s" % cupy.__version__
     return 0
@@ -164,6 +169,7 @@ cdef object _check_layout(cupy, memory):
     _BASE = <PyTypeObject*>base
     # Arrays on memory that is never touched (an address and a size only).
     mem = memory.UnownedMemory(1 << 20, 1 << 24, None, device_id=0)
+    mem1 = memory.UnownedMemory(1 << 21, 1 << 24, None, device_id=1)     # device_id read, not padding
     cases = [((2, 3, 4, 5), "float16", 0, None),
              ((8, 16, 7, 7), "float16", 256, (1568, 2, 224, 32)),       # channels-last
              ((4, 6), "float32", 64, (4, 16)),                           # Fortran order
@@ -174,14 +180,14 @@ cdef object _check_layout(cupy, memory):
              ((2, 3, 4, 5, 6), "float16", 512, None)]
     cdef Layout lay
     cdef ArrayMeta m
-    for shape, dt, offset, strides in cases:
-        mp = memory.MemoryPointer(mem, offset)
+    for k, (shape, dt, offset, strides) in enumerate(cases):
+        mp = memory.MemoryPointer(mem1 if k % 2 else mem, offset)
         a = nd(shape, cupy.dtype(dt), mp, strides)
         why = _compare_read(a, mp)
         if why is not None:
             return "reading %r: %s" % (a.shape, why)
         _layout(a, &lay)
-        mp2 = memory.MemoryPointer(mem, offset + 4096)
+        mp2 = memory.MemoryPointer(mem1 if k % 2 else mem, offset + 4096)
         b = _make(&lay, a.dtype, mp2)
         why = _compare_made(b, a, mp2)
         if why is not None:
@@ -244,8 +250,9 @@ def use_array_type(cls):
     global _TYPE, _DIRECT
     _TYPE = cls
     _DIRECT = False
-    if cls is None:
-        _STATUS.clear()
+    _STATUS.clear()
+    if cls is not None:
+        _STATUS.update(direct=False, reason="a stand-in array type (%s), read by its attributes" % cls.__name__)
 
 
 cdef object array_type():
@@ -288,7 +295,10 @@ cdef int _read_attributes(object a, ArrayMeta* m) except -1:
     for i in range(n):
         m.shape[i] = shape[i]
         m.strides[i] = strides[i]
-    m.dtype = <PyObject*>a.dtype       # the array holds it
+    dt = a.dtype
+    if a.dtype is not dt:
+        return 0          # a dtype made on each read: nothing would keep the borrowed pointer alive
+    m.dtype = <PyObject*>dt           # the array holds it
     data = a.data
     m.ptr = <size_t>data.ptr
     m.device = data.device_id
@@ -350,6 +360,9 @@ cdef object _make(const Layout* lay, object dtype, object mp):
 cdef object new_array(const Layout* lay, object dtype, object nbytes, tuple shape, tuple strides, size_t* ptr):
     if _DIRECT and lay.ndim > 0:
         mp = _c_alloc(nbytes, 0) if _c_alloc != NULL else _py_alloc(nbytes)
+        if not isinstance(mp, _MEMPTR):
+            raise TypeError("CuPy's current allocator returned %s for %d bytes, not a MemoryPointer"
+                            % (type(mp).__name__, nbytes))
         ptr[0] = <size_t>(<MpMirror*><PyObject*>mp).ptr
         return _make(lay, dtype, mp)
     a = _TYPE(shape, dtype, _py_alloc(nbytes), strides)
@@ -413,11 +426,22 @@ def _make_like(a, mp):
     return _make(&lay, a.dtype, mp)
 
 
+def _new_like(a):
+    """A new array of ``a``'s layout and dtype on ``a.nbytes`` bytes from
+    CuPy's current allocator, made as the typed path makes its outputs."""
+    cdef Layout lay
+    cdef size_t ptr = 0
+    if _TYPE is None:
+        _setup()
+    layout_of(a, &lay)
+    return new_array(&lay, a.dtype, a.nbytes, a.shape, a.strides, &ptr)
+
+
 def _set_direct(bint on):
     """Turn the C layout off (tests: the attribute path, on the same arrays),
     or back on where it was checked."""
     global _DIRECT
     if _TYPE is None:
         _setup()
-    _DIRECT = on and _STATUS.get("direct", False)
+    _DIRECT = on and _TYPE is not None and _TYPE is _CHECKED
     return _DIRECT
