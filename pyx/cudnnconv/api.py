@@ -404,7 +404,7 @@ def conv_transpose(input, weight, bias=None, stride=1, padding=0, output_padding
 
     input ``(N, C_in, *spatial)``, weight ``(C_in, C_out/groups, *kernel)``.
     It is the backward-input computation of the forward convolution whose
-    output is ``input``: the roles are swapped, as the seed notes.
+    output is ``input``: the roles are swapped, as PyTorch's Conv_v7 notes.
     """
     arrays = (input, weight, bias)
     r = _call(_TRANSPOSE, arrays, out, (stride, padding, output_padding, groups, dilation),

@@ -6,17 +6,17 @@ An engine supplies, per direction, a small object with:
   the engine's heuristic order; with it on, the engine times them (legacy:
   cudnnFind*Ex; graph: CUDA events) and returns them fastest first.
 * ``default(args, opts)``: the one choice used when deterministic=True and
-  benchmark=False (the seed's rule: only the default algorithm).
+  benchmark=False (PyTorch's Conv_v7 rule: only the default algorithm).
 * ``execute(args, choice, workspace_ptr)``: run one choice.
 * ``context(args)``: descriptors, shapes and a repro line for errors.
 
 A choice has ``workspace`` (bytes), ``benchmarked`` (bool) and ``describe()``.
 
-``try_all`` is the seed's loop: the cached choice first; otherwise the ranked
+``try_all`` is PyTorch's Conv_v7 loop: the cached choice first; otherwise the ranked
 candidates, skipping any that runs out of memory or that cuDNN refuses; the
 first that runs is cached; if none runs, one clear error lists what was
 tried.  Errors here clear no CUDA state: cuDNN 9 and CuPy each link their own
-CUDA runtime statically, so the seed's cudaGetLastError() has nothing to
+CUDA runtime statically, so the cudaGetLastError() of PyTorch's Conv_v7 has nothing to
 clear, and a sticky error could not be cleared anyway.
 """
 from cudnnconv import _log, workspace

@@ -2,7 +2,7 @@
 
 cuDNN's legacy API indexes tensors with 32-bit integers.  When the input or
 the output of a call has more elements than the index limit, the batch is
-split into chunks, the seed's heuristic: a chunk holds about ``max_worksize``
+split into chunks, PyTorch's Conv_v7 heuristic: a chunk holds about ``max_worksize``
 elements of the larger tensor (we also cap that at the limit itself, so that
 a small-limit test build still gets chunks under its limit).  When a single
 sample is already over the limit, splitting the batch cannot help and we

@@ -84,7 +84,7 @@ def test_legacy_benchmark_times_find_results_again(clean):
     c = cudnnconv.last_choice(x, w, padding=1, engine="legacy", benchmark=True)
     assert c.benchmarked and len(c.samples) == 3
     assert c.time_ms == pytest.approx(statistics.median(c.samples))
-    # RETIME off: cudnnFind's own single samples and order, as the seed does.
+    # RETIME off: cudnnFind's own single samples and order, as PyTorch's Conv_v7 does.
     cudnnconv.clear_cache()
     old = legacy.RETIME
     try:

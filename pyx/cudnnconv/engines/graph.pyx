@@ -1,7 +1,7 @@
 # cython: language_level=3
 """The graph engine: cuDNN's backend ("graph") API with a per-thread plan cache.
 
-Map of this file (GRAPH_API.md has the cuDNN side of each step):
+Map of this file (cuDNN's backend API reference has the cuDNN side of each step):
 
 * ``GraphArgs``: one call's problem (shapes, layout strides, pointers and
   their alignment, handle).  Its descriptors are built only on a miss.
@@ -935,7 +935,9 @@ cdef object _from_tuning_file(key, cache, bint benchmark):
 # ---------------------------------------------------------------------------
 
 # cuDNN statuses that mean "this serialised plan is not for this process"
-# (GRAPH_API.md section 6): a miss, never a crash.
+# when a plan's JSON is finalized: another cuDNN version
+# (SUBLIBRARY_VERSION_MISMATCH, 1002), another schema (1003), another SM
+# count (NOT_SUPPORTED_ARCH_MISMATCH, 3007).  A miss, never a crash.
 PLAN_MISMATCH_STATUSES = (1002, 1003, 3007)
 _RECORD_FIELDS = frozenset(("plan_json", "tag", "engine_index", "knobs", "workspace", "numerical_notes",
                             "behavior_notes", "how", "time_ms", "benchmarked", "digest"))

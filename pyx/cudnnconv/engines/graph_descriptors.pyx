@@ -5,8 +5,10 @@
 in ``create``, freed in ``__dealloc__`` (which never raises, and leaks during
 interpreter shutdown, as PyTorch does: cuDNN >= 9.10 has been seen to crash
 when its objects are destroyed while the process tears down).  Its typed
-setters pass each attribute type the way cuDNN expects it (see
-GRAPH_API.md section 0); every status goes through ``check``.
+setters pass each attribute type the way cuDNN expects it (cuDNN's backend
+API reference, cudnnBackendSetAttribute: a handle attribute takes the
+address of the handle, a descriptor attribute an array of descriptors, a
+scalar a one-element array); every status goes through ``check``.
 
 The builders below (tensor, convolution, operations, graph) make the
 descriptors of one problem.  Tensor, convolution and operation descriptors
@@ -257,7 +259,8 @@ cdef BackendDescriptor pointwise_operation(int mode, int math_prec, BackendDescr
 
 cdef BackendDescriptor operation_graph(list ops, cudnnHandle_t handle):
     """The graph of ``ops``.  The handle attribute is deprecated but needed:
-    without it plans build and then fail at execute (GRAPH_API.md section 4)."""
+    without it plans build and then fail at execute with
+    NOT_SUPPORTED_ARCH_MISMATCH (measured with cuDNN 9)."""
     cdef BackendDescriptor g = create(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR)
     g.set_descs(CUDNN_ATTR_OPERATIONGRAPH_OPS, ops)
     if handle != NULL:

@@ -1,7 +1,7 @@
 # cython: language_level=3
 """The legacy (v7) engine: cuDNN's cudnnGet*_v7 / cudnnFind*Ex / cudnnConvolution* API.
 
-It behaves as the seed (PyTorch's Conv_v7.cpp) does:
+It follows PyTorch's Conv_v7 behaviour (its Conv_v7.cpp):
 
 * the convolution descriptor's math type is set *before* get/find (tensor
   ops for 16-bit data, FMA for fp32 without TF32), and set again to each
@@ -9,12 +9,12 @@ It behaves as the seed (PyTorch's Conv_v7.cpp) does:
 * benchmark off: cudnnGet*_v7's ranking; on: cudnnFind*Ex with a search
   workspace as large as the largest algorithm that fits what is free (and the
   user's workspace_limit), released when the search ends;
-* where we go beyond the seed: cudnnFind times each algorithm once, and that
+* where we go beyond PyTorch's Conv_v7 behaviour: cudnnFind times each algorithm once, and that
   single sample flips the choice between processes.  So (``RETIME``, on by
   default) the algorithms Find kept are timed again by cudnnconv.gpu_timing
   (the median of k spin-guarded samples, as the graph engine does) and
   ordered by cudnnconv.ranking.  ``RETIME = False`` keeps Find's own order,
-  exactly as the seed does;
+  exactly as PyTorch's Conv_v7 behaviour does;
 * results are kept when their status is OK, deterministic when asked, within
   the workspace limit, and (fp32 without TF32) FMA-only and not in
   cudnnconv.errata (algorithms that report FMA math but compute at TF32-like
@@ -44,7 +44,7 @@ from cudnnconv.engines.legacy_descriptors import MATH_NAMES
 
 ENGINE = "legacy"
 CACHE = AlgoCache("legacy")
-RETIME = True       # time Find's algorithms again (median of k); False: Find's order, as the seed
+RETIME = True       # time Find's algorithms again (median of k); False: Find's order, as PyTorch's Conv_v7
 
 ALGO_NAMES = {
     "forward": ("IMPLICIT_GEMM", "IMPLICIT_PRECOMP_GEMM", "GEMM", "DIRECT", "FFT", "FFT_TILING",
@@ -357,7 +357,7 @@ cdef class _BackwardData(_Direction):
 cdef class _BackwardFilter(_Direction):
     def __init__(self):
         self.op = "backward_filter"
-        # WINOGRAD is not implemented for backward filter: left out, as the seed does.
+        # WINOGRAD is not implemented for backward filter: left out, as in PyTorch's Conv_v7 behaviour.
         self.algos = tuple(a for a in range(<int>CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT)
                            if a != <int>CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD)
         self.default_algo = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1
