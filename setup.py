@@ -76,7 +76,8 @@ def find_cuda_include():
         for hdr in glob.glob(os.path.join(site_dir, "nvidia", "*", "include", "cuda_runtime_api.h")):
             return os.path.dirname(os.path.dirname(hdr)), os.path.dirname(hdr)
     _fail("cuda_runtime_api.h not found under CUDA_HOME=%s/include nor in an nvidia-cuda-runtime wheel; "
-          "set CUDA_HOME or pip install nvidia-cuda-runtime" % home)
+          "set CUDA_HOME to a CUDA toolkit, or pip install nvidia-cuda-runtime nvidia-cuda-crt "
+          "(the runtime headers, and crt/host_defines.h that they include)" % home)
 
 
 def cudnn_soname(lib_dir):
@@ -110,11 +111,19 @@ def extensions():
             _fail("CUDNNCONV_INDEX_LIMIT must be a positive integer, got %r" % limit)
         macros.append(("CUDNNCONV_INDEX_LIMIT", "%dLL" % int(limit)))
 
+    # No RUNPATH: an absolute one would name the build machine's (or a deleted
+    # isolated build environment's) cuDNN.  The package loads libcudnn itself
+    # at import (cudnnconv._loader: the nvidia-cudnn-cu13 wheel of the running
+    # environment, or $CUDNN_HOME, else the system loader), before any
+    # extension needs it.  Release builds carry no debug info;
+    # CUDNNCONV_DEBUG_INFO=1 keeps it.
+    debug_info = _flag("CUDNNCONV_DEBUG_INFO", None) == 1
     common = dict(
         include_dirs=[os.path.join(HERE, "include"), cudnn_inc, cuda_inc],
         library_dirs=[cudnn_lib],
-        extra_link_args=["-l:" + cudnn_soname(cudnn_lib), "-Wl,-rpath," + cudnn_lib],
-        extra_compile_args=["-O2", "-Wno-deprecated-declarations", "-Wno-unused-function"],
+        extra_link_args=["-l:" + cudnn_soname(cudnn_lib)] + ([] if debug_info else ["-s"]),
+        extra_compile_args=["-O2", "-Wno-deprecated-declarations", "-Wno-unused-function"]
+        + ([] if debug_info else ["-g0"]),
         define_macros=macros,
     )
     modules = ["core.status", "core.handle", "core.build", "core.state", "core.executor", "core.arrays", "callplan"]

@@ -15,7 +15,12 @@ from cudnnconv import _loader
 
 _loader.preload()
 
-from cudnnconv.core import build as _build  # noqa: E402
+try:
+    from cudnnconv.core import build as _build  # noqa: E402
+except ImportError as _e:       # the extensions' libcudnn.so.9 is nowhere to be found
+    if "libcudnn" not in str(_e):
+        raise
+    raise ImportError(_loader.MISSING) from _e
 from cudnnconv.core import state as _state  # noqa: E402
 from cudnnconv.core.status import CuDNNError, CuDNNOutOfMemoryError  # noqa: E402
 from cudnnconv.search import CaptureError  # noqa: E402
@@ -47,12 +52,16 @@ def version():
 
 def build_info():
     """How this build was configured, and what it runs on: compile-time
-    options, the cuDNN it was compiled against and the one loaded, the
-    engines it contains, and where libcudnn came from."""
+    options (``CUDNN_HOME`` and ``CUDA_HOME`` are where the build found
+    them), the cuDNN it was compiled against and the one loaded, the
+    engines it contains, and the libcudnn.so.9 this process runs
+    (``libcudnn_loaded``; ``libcudnn_preloaded_from`` is the one the
+    package loaded itself, None where the system loader found it)."""
     info = dict(_build.compile_options())
     info["runtime_cudnn_version"] = _build.runtime_cudnn_version()
     info["engines"] = _engines.available()
     info["libcudnn_preloaded_from"] = _loader.preload()
+    info["libcudnn_loaded"] = _loader.loaded()
     info["cudnnconv_version"] = __version__
     return info
 
