@@ -14,6 +14,22 @@ import pytest
 GPU_SKIP_REASON = "needs a CUDA GPU with a working driver"
 
 
+def isolated_tuning(monkeypatch, env):
+    """For a tuning test module's autouse fixture (``yield from``): the
+    device environment faked as ``env``, no autosave, and an empty tuning
+    store and legacy choice cache before and after each test."""
+    from cudnnconv import _engines, tuning
+    cache = _engines.legacy.CACHE
+    monkeypatch.setattr(tuning, "device_environment", lambda device: dict(env))
+    tuning.enable_autosave(None)
+    tuning._store.clear()
+    cache.clear()
+    yield
+    tuning.enable_autosave(None)
+    tuning._store.clear()
+    cache.clear()
+
+
 def _cuda_available():
     import cudnnconv
     return cudnnconv.cuda_available()

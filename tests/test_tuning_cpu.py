@@ -23,6 +23,7 @@ from cudnnconv.cache import AlgoCache
 
 pytest.importorskip("cudnnconv.engines.legacy", reason="this build has no legacy engine (CUDNNCONV_LEGACY_API=0)")
 from cudnnconv.engines.legacy import LegacyChoice  # noqa: E402
+from conftest import isolated_tuning  # noqa: E402
 
 explain_mod = importlib.import_module("cudnnconv.explain")
 
@@ -52,14 +53,7 @@ def same_choice(a, b):
 
 @pytest.fixture(autouse=True)
 def clean(monkeypatch):
-    monkeypatch.setattr(tuning, "device_environment", lambda device: dict(ENV))
-    tuning.enable_autosave(None)
-    tuning._store.clear()
-    CACHE.clear()
-    yield
-    tuning.enable_autosave(None)
-    tuning._store.clear()
-    CACHE.clear()
+    yield from isolated_tuning(monkeypatch, ENV)
 
 
 def saved_doc(tmp_path, entries):

@@ -25,6 +25,7 @@ from cudnnconv.cache import AlgoCache
 
 pytest.importorskip("cudnnconv.engines.legacy", reason="this build has no legacy engine (CUDNNCONV_LEGACY_API=0)")
 from cudnnconv.engines.legacy import LegacyChoice  # noqa: E402
+from conftest import isolated_tuning  # noqa: E402
 
 CACHE = _engines.legacy.CACHE
 ENV = {"cudnn_version": 91900, "gpu_name": "Fake GPU 80GB", "compute_capability": [9, 0], "sm_count": 132,
@@ -36,14 +37,7 @@ SENTINEL = "@@number@@"
 
 @pytest.fixture(autouse=True)
 def clean(monkeypatch):
-    monkeypatch.setattr(tuning, "device_environment", lambda device: dict(ENV))
-    tuning.enable_autosave(None)
-    tuning._store.clear()
-    CACHE.clear()
-    yield
-    tuning.enable_autosave(None)
-    tuning._store.clear()
-    CACHE.clear()
+    yield from isolated_tuning(monkeypatch, ENV)
 
 
 def key(i=0, engine="legacy", **kw):

@@ -330,3 +330,20 @@ def bits(a):
     import cupy
     a = cupy.ascontiguousarray(a)
     return a.view({8: numpy.uint64, 4: numpy.uint32, 2: numpy.uint16}[a.itemsize])
+
+
+def capture_then_launch(stream, run, out, x, dtype, layout):
+    """CUDA-graph capture of ``run()`` on ``stream`` (entered by the caller),
+    with ``out`` poisoned first: the capture must not run it.  Then ``x`` is
+    refilled with fresh data and the graph launched, so ``out`` holds what the
+    captured call computes on the new ``x``."""
+    import cupy
+    out.fill(float("nan"))
+    stream.begin_capture()
+    run()
+    g = stream.end_capture()
+    stream.synchronize()
+    assert bool(cupy.isnan(out).all())                # captured, not run
+    x[...] = random(x.shape, dtype, layout)
+    g.launch(stream)
+    stream.synchronize()
