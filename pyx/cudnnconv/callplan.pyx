@@ -170,8 +170,7 @@ cdef class CallPlan:
     cdef int64_t align[3]
     cdef readonly object dtype
     cdef readonly tuple out_strides
-    cdef long long nbytes
-    cdef object nbytes_obj
+    cdef object nbytes_obj          # the output's size in bytes, as the allocator takes it
     cdef Layout out_layout          # the output's layout, from an array CuPy made
     cdef ArrayMeta alloc_meta       # ... as a signature reads it (an out= given to a plan made without)
     cdef long long alloc_lo, alloc_hi
@@ -724,8 +723,7 @@ def bind(CallPlan plan, Executor executor, x, w, y, Miss miss):
     plan.out_strides = tuple(s * ys.itemsize for s in plan.out_strides)
     for i in range(len(plan.shape)):
         n *= <long long>plan.shape[i]
-    plan.nbytes = n * ys.itemsize
-    plan.nbytes_obj = plan.nbytes
+    plan.nbytes_obj = n * ys.itemsize
     plan.device_id = plan.device
     _take_output_layout(plan, ys)
     for i in range(3):
@@ -807,26 +805,22 @@ cdef int _check_overlap(CallPlan plan, const Sig* s, bint has_span, long long lo
 
 
 def check_overlap(CallPlan plan, tuple arrays, out):
-    """``out`` against each input, by address, with the plan's spans (the
-    full path's form of the typed check: arrays read by their attributes)."""
+    """``out`` against each input, by address, with the plan's spans: the
+    typed check (``_check_overlap``) on pointers read by attribute, so any
+    object with ``data.ptr`` will do."""
+    cdef Sig s
+    cdef Py_ssize_t i
     if out is None or plan.out_span is None:
         return
-    _check_spans(plan, arrays, out, plan.out_span)
-
-
-cdef int _check_spans(CallPlan plan, tuple arrays, out, out_span) except -1:
-    if out_span is None:
-        return 0
-    cdef long long op = out.data.ptr
-    cdef long long olo = op + out_span[0]
-    cdef long long ohi = op + out_span[1]
-    cdef long long p
-    for a, span, name in zip(arrays, plan.spans, plan.names):
-        if span is not None:
-            p = a.data.ptr
-            if p + <long long>span[0] < ohi and olo < p + <long long>span[1]:
-                raise ValueError("out overlaps %s: the result would overwrite its own input" % name)
-    return 0
+    _take_spans(plan)
+    s.n = <int>min(len(arrays), MAX_ARRAYS)
+    for i in range(s.n):
+        s.has[i] = arrays[i] is not None
+        if s.has[i]:
+            s.a[i].ptr = <size_t>arrays[i].data.ptr
+    s.has_out = True
+    s.out.ptr = <size_t>out.data.ptr
+    _check_overlap(plan, &s, plan.has_out_span, plan.out_lo, plan.out_hi)
 
 
 # ---------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from cudnnconv.decl.cudnn cimport (
 from cudnnconv.decl.cudnn_backend cimport *
 from cudnnconv.core.status cimport check
 from cudnnconv.core.handle cimport Handle, get_handle
+from cudnnconv.core.arrays cimport current_stream
 from cudnnconv.core.executor cimport (
     Executor, alignment as _alignment, trace, trace_reset, TRACE_ENGINE, TRACE_KEY, TRACE_HANDLE, TRACE_LOOKUP, TRACE_PACK, TRACE_EXECUTE)
 from cudnnconv.core cimport state as _cstate
@@ -852,7 +853,7 @@ def run(str op, x, w, y, geom, opts, str layout, int device, repro=None, z=None,
     key = _make_key(op, ENGINE, device, dtype, x.shape, w.shape, layout, geom, opts, extra)
     trace(TRACE_KEY)
     cdef Handle h = get_handle(device)
-    cdef cudnnHandle_t hp = h.bind(<size_t>_current_stream_ptr())
+    cdef cudnnHandle_t hp = h.bind(current_stream())
     trace(TRACE_HANDLE)
     try:
         cache = CACHE._local.cache
@@ -1138,7 +1139,7 @@ def choice_from_record(record, key):
     if "digest" in record and record["digest"] != record_digest(key, pj, record["tag"]):
         raise ValueError("the record's digest does not match its key")
     h = get_handle(int(key.device))
-    hp = h.bind(_current_stream_ptr())
+    hp = h.bind(current_stream())
     opts = _key_opts(key)
     how = record.get("how", "heuristic")
     if pj:
@@ -1178,16 +1179,6 @@ def choice_from_record(record, key):
         c.plan_json = pj
     return c
 
-
-cdef object _get_current_stream = None
-
-
-cdef size_t _current_stream_ptr() except? 0:
-    global _get_current_stream
-    if _get_current_stream is None:
-        import cupy
-        _get_current_stream = cupy.cuda.get_current_stream
-    return <size_t>_get_current_stream().ptr
 
 
 def validate_problem(op, x_shape, w_shape, y_shape, geom, layout="NCHW", dtype="float32", alpha=1.0,

@@ -32,6 +32,7 @@ from cudnnconv.decl.cudnn cimport (
 from cudnnconv.decl.cudnn_legacy cimport *
 from cudnnconv.core.status cimport check
 from cudnnconv.core.handle cimport Handle, get_handle
+from cudnnconv.core.arrays cimport current_stream
 from cudnnconv.engines.legacy_descriptors cimport (
     TensorDescriptor, FilterDescriptor, ConvolutionDescriptor, ActivationDescriptor)
 
@@ -450,6 +451,6 @@ def run(str op, x, w, y, geom, opts, str layout, int device, repro=None, z=None,
         a.alpha2_d = alpha
     a.keep = (x, w, y, z, bias)
     a.repro = repro
-    a.handle = h.bind(<size_t>cupy.cuda.get_current_stream().ptr)
+    a.handle = h.bind(current_stream())
     key = params.make_key(op, ENGINE, device, dtype, x4.shape, w4.shape, layout, g, opts)
     return search.try_all(DIRECTIONS[op], a, CACHE, key, opts)
