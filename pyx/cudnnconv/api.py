@@ -1,8 +1,10 @@
 """The public functions (policy tier, top).
 
-Each function: check the arguments (before any GPU work), resolve the flags,
-pick the memory layout, pack the arrays into it, split the batch where 32-bit
-indexing needs it, and hand each chunk to an engine's ``run``.  Engines see
+Each function enters the typed path (``callplan.call``); a call that does not
+run there goes through one driver (``_full_path``) with the function's own
+first pass (check the arguments before any GPU work, pick the memory layout,
+split the batch where 32-bit indexing needs it) and execute (pack the arrays
+into the layout, hand each chunk to an engine's ``run``).  Engines see
 packed arrays in the roles of the forward convolution (x: input, w: filter,
 y: output) whatever the direction.
 """
@@ -225,6 +227,47 @@ def _run_chunks(eng, op, plan, x, w, y, opts, z=None, bias=None, alpha=1.0):
 
 
 # ---------------------------------------------------------------------------
+# The driver: the one sequence every public function runs
+# ---------------------------------------------------------------------------
+#
+# A public function checks what only it has (conv_bias_add_relu's fusion and
+# alpha), then calls ``_call``: a bound plan runs there, on the typed path,
+# and its result is returned.  Anything else is a ``Miss`` and runs
+# ``_full_path`` with the function's description (``_Path``):
+#
+# * ``first_pass(arrays, scalars, out, opts, miss)`` when the signature has
+#   no plan yet: every check, then ``(plan, arrays, out)`` with the arrays as
+#   CuPy views; the plan is remembered under the signature;
+# * ``execute(eng, plan, arrays, scalars, out, opts, miss)`` on the plan's
+#   device: pack, compute into the output, bind the plan to the choice that
+#   ran where it can be bound; returns ``(result, path, choices)``;
+#
+# and the driver records the call (``last_call``) and writes ``out``.
+# ``scalars`` are the function's own non-array parameters as passed, in its
+# positional order (for the backward functions the shape comes first).
+
+class _Path:
+    """One public function's description for the driver."""
+    __slots__ = ("spec", "first_pass", "execute")
+
+    def __init__(self, spec, first_pass, execute):
+        self.spec, self.first_pass, self.execute = spec, first_pass, execute
+
+
+def _full_path(path, miss, arrays, scalars, out):
+    """Run a call that the typed path did not: plan it if it has no plan yet, run it, record it."""
+    opts, plan = miss.opts, miss.plan
+    eng = _engines.select(opts)
+    if plan is None:
+        plan, arrays, out = path.first_pass(arrays, scalars, out, opts, miss)
+        _remember(path.spec, miss, plan)
+    with _on_device(plan.device):
+        y, how, choices = path.execute(eng, plan, arrays, scalars, out, opts, miss)
+        _record(path.spec.name, eng.ENGINE, how, choices)
+        return _finish(y, out)
+
+
+# ---------------------------------------------------------------------------
 # forward
 # ---------------------------------------------------------------------------
 
@@ -239,34 +282,17 @@ def conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     ``cudnnconv.flags()`` defaults.  Returns a CuPy array on the input's
     device, channels-last when the input or the weight is.
     """
-    arrays = (input, weight, bias)
-    r = _call(_CONV, arrays, out, (stride, padding, dilation, groups),
-              (benchmark, deterministic, allow_tf32, workspace_limit, engine))
-    if type(r) is not Miss:
-        return r
-    opts, plan = r.opts, r.plan
-    eng = _engines.select(opts)
-    if plan is None and r.sig is not None:
-        plan = conv_plan(input, weight, bias, stride, padding, dilation, groups, out, opts)
+    arrays, scalars = (input, weight, bias), (stride, padding, dilation, groups)
+    r = _call(_CONV, arrays, out, scalars, (benchmark, deterministic, allow_tf32, workspace_limit, engine))
+    return r if type(r) is not Miss else _full_path(_CONV_PATH, r, arrays, scalars, out)
+
+
+def _conv_plan(arrays, scalars, out, opts, miss):
+    if miss.sig is not None:            # CuPy arrays: the typed first pass answers the common case
+        plan = conv_plan(*arrays, *scalars, out, opts)
         if plan is not None:
-            _remember(_CONV, r, plan)
-    if plan is None:
-        plan, arrays, out = _conv_first_pass(input, weight, bias, stride, padding, dilation, groups, out, opts)
-        _remember(_CONV, r, plan)
-    x, w, b = arrays
-    with _on_device(plan.device):
-        xs, ws = _packed(plan, 0, x), _packed(plan, 1, w)
-        if plan.pad:
-            xs = _pad_end(xs, plan.geom.same_extra, plan.layout)
-        y = _output(plan, out, x.dtype)
-        choices = []
-        if plan.chunks:
-            choices = _run_chunks(eng, "forward", plan, xs, ws, y, opts)
-            if b is not None:
-                _add_bias(y, b)
-            _bind(r, plan, choices, xs, ws, y)
-        _record("conv", eng.ENGINE, "direct", choices)
-        return _finish(y, out)
+            return plan, arrays, out
+    return _conv_first_pass(*arrays, *scalars, out, opts)
 
 
 def _conv_first_pass(input, weight, bias, stride, padding, dilation, groups, out, opts):
@@ -289,6 +315,21 @@ def _conv_first_pass(input, weight, bias, stride, padding, dilation, groups, out
     return plan, arrays, out
 
 
+def _conv_execute(eng, plan, arrays, scalars, out, opts, miss):
+    x, w, b = arrays
+    xs, ws = _packed(plan, 0, x), _packed(plan, 1, w)
+    if plan.pad:
+        xs = _pad_end(xs, plan.geom.same_extra, plan.layout)
+    y = _output(plan, out, x.dtype)
+    choices = []
+    if plan.chunks:
+        choices = _run_chunks(eng, "forward", plan, xs, ws, y, opts)
+        if b is not None:
+            _add_bias(y, b)
+        _bind(miss, plan, choices, xs, ws, y)
+    return y, "direct", choices
+
+
 # ---------------------------------------------------------------------------
 # backward
 # ---------------------------------------------------------------------------
@@ -298,42 +339,35 @@ def conv_backward_input(input_shape, weight, grad_output, stride=1, padding=0, d
                         engine=None):
     """Gradient of ``conv`` with respect to its input (like
     torch.nn.grad.conv2d_input): returns an array of ``input_shape``."""
-    arrays = (weight, grad_output)
+    arrays, scalars = (weight, grad_output), (input_shape, stride, padding, dilation, groups)
     r = _call(_BACKWARD_INPUT, arrays, out, _shape_scalars(input_shape, stride, padding, dilation, groups),
               (benchmark, deterministic, allow_tf32, workspace_limit, engine))
-    if type(r) is not Miss:
-        return r
-    opts, plan = r.opts, r.plan
-    eng = _engines.select(opts)
-    if plan is None:
-        a = _inspect(weight=weight, grad_output=grad_output)
-        geom = params.backward_input_geometry(input_shape, a["weight"].shape, a["grad_output"].shape,
-                                              stride, padding, dilation, groups)
-        x_shape = tuple(int(s) for s in input_shape)
-        size, gy_size = math.prod(x_shape), math.prod(a["grad_output"].shape)
-        chunks = (_chunks(x_shape[0], size, gy_size, split.BACKWARD_INPUT_MAX_WORKSIZE)
-                  if size and gy_size else [])
-        arr, out, device = _prepare(a, out, x_shape)
-        arrays = w, gy = arr["weight"], arr["grad_output"]
-        layout = params.suggest_layout(gy, w)
-        repro = ("conv_backward_input", [("input_shape", x_shape), ("weight", w.shape),
-                                         ("grad_output", gy.shape)], w.dtype, layout, params.repro_kwargs(geom, opts))
-        plan = _new_plan("conv_backward_input", ("weight", "grad_output"), arrays, out, device, layout, geom,
-                         x_shape, (not params.has_layout(w, layout), not params.has_layout(gy, layout)),
-                         chunks, repro)
-        _remember(_BACKWARD_INPUT, r, plan)
+    return r if type(r) is not Miss else _full_path(_BACKWARD_INPUT_PATH, r, arrays, scalars, out)
+
+
+def _backward_input_first_pass(arrays, scalars, out, opts, miss):
+    input_shape, stride, padding, dilation, groups = scalars
+    a = _inspect(weight=arrays[0], grad_output=arrays[1])
+    geom = params.backward_input_geometry(input_shape, a["weight"].shape, a["grad_output"].shape,
+                                          stride, padding, dilation, groups)
+    x_shape = tuple(int(s) for s in input_shape)
+    size, gy_size = math.prod(x_shape), math.prod(a["grad_output"].shape)
+    chunks = (_chunks(x_shape[0], size, gy_size, split.BACKWARD_INPUT_MAX_WORKSIZE)
+              if size and gy_size else [])
+    return _backward_plan("conv_backward_input", a, out, ("input_shape", 0, x_shape), geom, chunks, opts, (1, 0))
+
+
+def _backward_input_execute(eng, plan, arrays, scalars, out, opts, miss):
     w, gy = arrays
-    with _on_device(plan.device):
-        ws, gys = _packed(plan, 0, w), _packed(plan, 1, gy)
-        gx = _output(plan, out, w.dtype)
-        choices = []
-        if plan.chunks:
-            choices = _run_chunks(eng, "backward_data", plan, gx, ws, gys, opts)
-            _bind(r, plan, choices, gx, ws, gys)
-        elif gx.size:
-            gx.fill(0)          # an empty grad_output contributes nothing
-        _record("conv_backward_input", eng.ENGINE, "direct", choices)
-        return _finish(gx, out)
+    ws, gys = _packed(plan, 0, w), _packed(plan, 1, gy)
+    gx = _output(plan, out, w.dtype)
+    choices = []
+    if plan.chunks:
+        choices = _run_chunks(eng, "backward_data", plan, gx, ws, gys, opts)
+        _bind(miss, plan, choices, gx, ws, gys)
+    elif gx.size:
+        gx.fill(0)          # an empty grad_output contributes nothing
+    return gx, "direct", choices
 
 
 def conv_backward_weight(input, weight_shape, grad_output, stride=1, padding=0, dilation=1, groups=1, *,
@@ -346,51 +380,63 @@ def conv_backward_weight(input, weight_shape, grad_output, stride=1, padding=0, 
     float32 for float16/bfloat16 (in the dtype itself otherwise), then
     written into the result.
     """
-    arrays = (input, grad_output)
+    arrays, scalars = (input, grad_output), (weight_shape, stride, padding, dilation, groups)
     r = _call(_BACKWARD_WEIGHT, arrays, out, _shape_scalars(weight_shape, stride, padding, dilation, groups),
               (benchmark, deterministic, allow_tf32, workspace_limit, engine))
-    if type(r) is not Miss:
-        return r
-    opts, plan = r.opts, r.plan
-    eng = _engines.select(opts)
-    if plan is None:
-        a = _inspect(input=input, grad_output=grad_output)
-        geom = params.backward_weight_geometry(a["input"].shape, weight_shape, a["grad_output"].shape,
-                                               stride, padding, dilation, groups)
-        w_shape = tuple(int(s) for s in weight_shape)
-        x_shape = tuple(a["input"].shape)
-        chunks = (_chunks(x_shape[0], math.prod(x_shape), math.prod(a["grad_output"].shape),
-                          split.BACKWARD_WEIGHT_MAX_WORKSIZE) if x_shape[0] else [])
-        arr, out, device = _prepare(a, out, w_shape)
-        arrays = x, gy = arr["input"], arr["grad_output"]
-        layout = params.suggest_layout(x, gy)
-        repro = ("conv_backward_weight", [("input", x.shape), ("weight_shape", w_shape),
-                                          ("grad_output", gy.shape)], x.dtype, layout, params.repro_kwargs(geom, opts))
-        plan = _new_plan("conv_backward_weight", ("input", "grad_output"), arrays, out, device, layout, geom,
-                         w_shape, (not params.has_layout(x, layout), not params.has_layout(gy, layout)),
-                         chunks, repro)
-        _remember(_BACKWARD_WEIGHT, r, plan)
+    return r if type(r) is not Miss else _full_path(_BACKWARD_WEIGHT_PATH, r, arrays, scalars, out)
+
+
+def _backward_weight_first_pass(arrays, scalars, out, opts, miss):
+    weight_shape, stride, padding, dilation, groups = scalars
+    a = _inspect(input=arrays[0], grad_output=arrays[1])
+    geom = params.backward_weight_geometry(a["input"].shape, weight_shape, a["grad_output"].shape,
+                                           stride, padding, dilation, groups)
+    w_shape = tuple(int(s) for s in weight_shape)
+    x_shape = tuple(a["input"].shape)
+    chunks = (_chunks(x_shape[0], math.prod(x_shape), math.prod(a["grad_output"].shape),
+                      split.BACKWARD_WEIGHT_MAX_WORKSIZE) if x_shape[0] else [])
+    return _backward_plan("conv_backward_weight", a, out, ("weight_shape", 1, w_shape), geom, chunks, opts,
+                          (0, 1))
+
+
+def _backward_plan(fn, a, out, shape_arg, geom, chunks, opts, layout_from):
+    """The backward functions' first-pass tail, once the geometry is known:
+    materialize the two arrays, pick the layout from them (in the order
+    ``layout_from`` gives), and make the plan.  ``shape_arg`` is (name,
+    position, value) of the function's shape argument, which is the result's
+    shape."""
+    names = tuple(a)
+    arr, out, device = _prepare(a, out, shape_arg[2])
+    arrays = tuple(arr[n] for n in names)
+    layout = params.suggest_layout(*(arrays[i] for i in layout_from))
+    entries = [(n, v.shape) for n, v in zip(names, arrays)]
+    entries.insert(shape_arg[1], (shape_arg[0], shape_arg[2]))
+    repro = (fn, entries, arrays[0].dtype, layout, params.repro_kwargs(geom, opts))
+    plan = _new_plan(fn, names, arrays, out, device, layout, geom, shape_arg[2],
+                     tuple(not params.has_layout(v, layout) for v in arrays), chunks, repro)
+    return plan, arrays, out
+
+
+def _backward_weight_execute(eng, plan, arrays, scalars, out, opts, miss):
     x, gy = arrays
-    with _on_device(plan.device):
-        xs, gys = _packed(plan, 0, x), _packed(plan, 1, gy)
-        gw = _output(plan, out, x.dtype)
-        choices = []
-        if not plan.chunks:
-            gw.fill(0)          # an empty batch contributes nothing
-        elif len(plan.chunks) == 1:
-            choices = _run_chunks(eng, "backward_filter", plan, xs, gw, gys, opts)
-            _bind(r, plan, choices, xs, gw, gys)
-        else:
-            import cupy
-            acc = cupy.zeros(plan.shape, dtype=split.accumulation_dtype(x.dtype))
-            part = params.empty_in_layout(plan.shape, x.dtype, plan.layout)
-            for s, n in plan.chunks:
-                choices.append(eng.run("backward_filter", xs[s:s + n], part, gys[s:s + n], plan.geom, opts,
-                                       plan.layout, plan.device, plan.repro))
-                acc += part.astype(acc.dtype) if part.dtype != acc.dtype else part
-            gw[...] = acc.astype(x.dtype) if acc.dtype != x.dtype else acc
-        _record("conv_backward_weight", eng.ENGINE, "direct", choices)
-        return _finish(gw, out)
+    xs, gys = _packed(plan, 0, x), _packed(plan, 1, gy)
+    gw = _output(plan, out, x.dtype)
+    choices = []
+    if not plan.chunks:
+        gw.fill(0)          # an empty batch contributes nothing
+    elif len(plan.chunks) == 1:
+        choices = _run_chunks(eng, "backward_filter", plan, xs, gw, gys, opts)
+        _bind(miss, plan, choices, xs, gw, gys)
+    else:
+        import cupy
+        acc = cupy.zeros(plan.shape, dtype=split.accumulation_dtype(x.dtype))
+        part = params.empty_in_layout(plan.shape, x.dtype, plan.layout)
+        for s, n in plan.chunks:
+            choices.append(eng.run("backward_filter", xs[s:s + n], part, gys[s:s + n], plan.geom, opts,
+                                   plan.layout, plan.device, plan.repro))
+            acc += part.astype(acc.dtype) if part.dtype != acc.dtype else part
+        gw[...] = acc.astype(x.dtype) if acc.dtype != x.dtype else acc
+    return gw, "direct", choices
 
 
 # ---------------------------------------------------------------------------
@@ -406,51 +452,51 @@ def conv_transpose(input, weight, bias=None, stride=1, padding=0, output_padding
     It is the backward-input computation of the forward convolution whose
     output is ``input``: the roles are swapped, as PyTorch's Conv_v7 notes.
     """
-    arrays = (input, weight, bias)
-    r = _call(_TRANSPOSE, arrays, out, (stride, padding, output_padding, groups, dilation),
-              (benchmark, deterministic, allow_tf32, workspace_limit, engine))
-    if type(r) is not Miss:
-        return r
-    opts, plan = r.opts, r.plan
-    eng = _engines.select(opts)
-    if plan is None:
-        a = _inspect(input=input, weight=weight, bias=bias)
-        geom, y_shape = params.transpose_geometry(a["input"].shape, a["weight"].shape, stride, padding,
-                                                  output_padding, groups, dilation)
-        params.check_bias(a["bias"], y_shape[1])
-        opad = params.spatial_tuple(output_padding, geom.nsp, "output_padding", 0)
-        crop = _transpose_crop(a["input"].shape, a["weight"].shape, geom, opad)
-        size = math.prod(crop[1] if crop else y_shape)
-        chunks = (_chunks(y_shape[0], size, math.prod(a["input"].shape), split.BACKWARD_INPUT_MAX_WORKSIZE)
-                  if math.prod(y_shape) else [])
-        arr, out, device = _prepare(a, out, y_shape)
-        arrays = x, w, b = arr["input"], arr["weight"], arr["bias"]
-        layout = params.suggest_layout(x, w)
-        repro = ("conv_transpose", _positional(("input", x.shape), ("weight", w.shape), ("bias", b)),
-                 x.dtype, layout, params.repro_kwargs(geom, opts, [("output_padding", opad)]))
-        plan = _new_plan("conv_transpose", ("input", "weight", "bias"), arrays, out, device, layout,
-                         crop[0] if crop else geom, y_shape,
-                         (not params.has_layout(x, layout), not params.has_layout(w, layout)), chunks, repro,
-                         extra=crop)
-        _remember(_TRANSPOSE, r, plan)
+    arrays, scalars = (input, weight, bias), (stride, padding, output_padding, groups, dilation)
+    r = _call(_TRANSPOSE, arrays, out, scalars, (benchmark, deterministic, allow_tf32, workspace_limit, engine))
+    return r if type(r) is not Miss else _full_path(_TRANSPOSE_PATH, r, arrays, scalars, out)
+
+
+def _transpose_first_pass(arrays, scalars, out, opts, miss):
+    stride, padding, output_padding, groups, dilation = scalars
+    a = _inspect(input=arrays[0], weight=arrays[1], bias=arrays[2])
+    geom, y_shape = params.transpose_geometry(a["input"].shape, a["weight"].shape, stride, padding,
+                                              output_padding, groups, dilation)
+    params.check_bias(a["bias"], y_shape[1])
+    opad = params.spatial_tuple(output_padding, geom.nsp, "output_padding", 0)
+    crop = _transpose_crop(a["input"].shape, a["weight"].shape, geom, opad)
+    size = math.prod(crop[1] if crop else y_shape)
+    chunks = (_chunks(y_shape[0], size, math.prod(a["input"].shape), split.BACKWARD_INPUT_MAX_WORKSIZE)
+              if math.prod(y_shape) else [])
+    arr, out, device = _prepare(a, out, y_shape)
+    arrays = x, w, b = arr["input"], arr["weight"], arr["bias"]
+    layout = params.suggest_layout(x, w)
+    repro = ("conv_transpose", _positional(("input", x.shape), ("weight", w.shape), ("bias", b)),
+             x.dtype, layout, params.repro_kwargs(geom, opts, [("output_padding", opad)]))
+    plan = _new_plan("conv_transpose", ("input", "weight", "bias"), arrays, out, device, layout,
+                     crop[0] if crop else geom, y_shape,
+                     (not params.has_layout(x, layout), not params.has_layout(w, layout)), chunks, repro,
+                     extra=crop)
+    return plan, arrays, out
+
+
+def _transpose_execute(eng, plan, arrays, scalars, out, opts, miss):
     x, w, b = arrays
-    with _on_device(plan.device):
-        xs, ws = _packed(plan, 0, x), _packed(plan, 1, w)
-        y = _output(plan, out, x.dtype)
-        choices = []
-        if plan.chunks:
-            # forward roles: the transposed output is the convolution's input
-            if plan.extra is None:
-                choices = _run_chunks(eng, "backward_data", plan, y, ws, xs, opts)
-                _bind(r, plan, choices, y, ws, xs)
-            else:
-                full = params.empty_in_layout(plan.extra[1], x.dtype, plan.layout)
-                choices = _run_chunks(eng, "backward_data", plan, full, ws, xs, opts)
-                _crop_into(y, full, plan.extra[2])
-            if b is not None:
-                _add_bias(y, b)
-        _record("conv_transpose", eng.ENGINE, "direct", choices)
-        return _finish(y, out)
+    xs, ws = _packed(plan, 0, x), _packed(plan, 1, w)
+    y = _output(plan, out, x.dtype)
+    choices = []
+    if plan.chunks:
+        # forward roles: the transposed output is the convolution's input
+        if plan.extra is None:
+            choices = _run_chunks(eng, "backward_data", plan, y, ws, xs, opts)
+            _bind(miss, plan, choices, y, ws, xs)
+        else:
+            full = params.empty_in_layout(plan.extra[1], x.dtype, plan.layout)
+            choices = _run_chunks(eng, "backward_data", plan, full, ws, xs, opts)
+            _crop_into(y, full, plan.extra[2])
+        if b is not None:
+            _add_bias(y, b)
+    return y, "direct", choices
 
 
 def _transpose_crop(x_shape, w_shape, geom, opad):
@@ -509,62 +555,64 @@ def conv_bias_add_relu(input, weight, z, alpha, bias, stride=1, padding=0, dilat
         raise TypeError("alpha must be a finite real number, got %r" % (alpha,)) from None
     if not math.isfinite(alpha):
         raise ValueError("alpha must be a finite real number, got %r" % (alpha,))
-    arrays = (input, weight, z, bias)
-    r = _call(_FUSED, arrays, out, (stride, padding, dilation, groups, alpha, fusion),
-              (benchmark, deterministic, allow_tf32, workspace_limit, engine))
-    opts, plan = r.opts, r.plan            # never bound: a Miss every time
-    eng = _engines.select(opts)
-    if plan is None:
-        a = _inspect(input=input, weight=weight, z=z, bias=bias)
-        geom, y_shape = params.conv_geometry(a["input"].shape, a["weight"].shape, stride, padding, dilation,
-                                             groups)
-        if tuple(a["z"].shape) != y_shape:
-            raise ValueError("z must have the output's shape %s, got %s" % (y_shape, tuple(a["z"].shape)))
-        params.check_bias(a["bias"], y_shape[1])
-        size = math.prod(y_shape)
-        chunks = (_chunks(y_shape[0], _padded_numel(a["input"].shape, geom), size, split.FORWARD_MAX_WORKSIZE)
-                  if size else [])
-        arr, out, device = _prepare(a, out, y_shape, may_alias=("z",))
-        arrays = x, w, zz, b = arr["input"], arr["weight"], arr["z"], arr["bias"]
-        layout = params.suggest_layout(x, w)
-        repro = ("conv_bias_add_relu", [("input", x.shape), ("weight", w.shape), ("z", y_shape),
-                                        ("alpha", alpha), ("bias", None if b is None else tuple(b.shape))],
-                 x.dtype, layout, params.repro_kwargs(geom, opts, [("fusion", fusion)]))
-        # out may alias z (an in-place residual): then compute into a fresh array.
-        plan = _new_plan("conv_bias_add_relu", ("input", "weight", "z", "bias"), arrays, out, device, layout,
-                         geom, y_shape, (not params.has_layout(x, layout), not params.has_layout(w, layout),
-                                         not params.has_layout(zz, layout)), chunks, repro, may_alias=("z",),
-                         out_direct=out is None or not params.overlaps(out, zz))
-        _remember(_FUSED, r, plan)
-    x, w, zz, b = arrays
+    arrays, scalars = (input, weight, z, bias), (stride, padding, dilation, groups, alpha, fusion)
+    r = _call(_FUSED, arrays, out, scalars, (benchmark, deterministic, allow_tf32, workspace_limit, engine))
+    return r if type(r) is not Miss else _full_path(_FUSED_PATH, r, arrays, scalars, out)   # never bound
+
+
+def _fused_first_pass(arrays, scalars, out, opts, miss):
+    stride, padding, dilation, groups, alpha, fusion = scalars
+    a = _inspect(input=arrays[0], weight=arrays[1], z=arrays[2], bias=arrays[3])
+    geom, y_shape = params.conv_geometry(a["input"].shape, a["weight"].shape, stride, padding, dilation,
+                                         groups)
+    if tuple(a["z"].shape) != y_shape:
+        raise ValueError("z must have the output's shape %s, got %s" % (y_shape, tuple(a["z"].shape)))
+    params.check_bias(a["bias"], y_shape[1])
+    size = math.prod(y_shape)
+    chunks = (_chunks(y_shape[0], _padded_numel(a["input"].shape, geom), size, split.FORWARD_MAX_WORKSIZE)
+              if size else [])
+    arr, out, device = _prepare(a, out, y_shape, may_alias=("z",))
+    arrays = x, w, zz, b = arr["input"], arr["weight"], arr["z"], arr["bias"]
+    layout = params.suggest_layout(x, w)
+    repro = ("conv_bias_add_relu", [("input", x.shape), ("weight", w.shape), ("z", y_shape),
+                                    ("alpha", alpha), ("bias", None if b is None else tuple(b.shape))],
+             x.dtype, layout, params.repro_kwargs(geom, opts, [("fusion", fusion)]))
+    # out may alias z (an in-place residual): then compute into a fresh array.
+    plan = _new_plan("conv_bias_add_relu", ("input", "weight", "z", "bias"), arrays, out, device, layout,
+                     geom, y_shape, (not params.has_layout(x, layout), not params.has_layout(w, layout),
+                                     not params.has_layout(zz, layout)), chunks, repro, may_alias=("z",),
+                     out_direct=out is None or not params.overlaps(out, zz))
+    return plan, arrays, out
+
+
+def _fused_execute(eng, plan, arrays, scalars, out, opts, miss):
     import cupy
-    with _on_device(plan.device):
-        xs, ws, zs = _packed(plan, 0, x), _packed(plan, 1, w), _packed(plan, 2, zz)
-        if plan.pad:
-            xs = _pad_end(xs, plan.geom.same_extra, plan.layout)
-        bs = cupy.zeros((plan.shape[1],), dtype=x.dtype) if b is None else cupy.ascontiguousarray(b)
-        y = _output(plan, out, x.dtype)
-        if plan.out_direct and params.overlaps(out, zz):     # an in-place residual this time
-            y = params.empty_in_layout(plan.shape, x.dtype, plan.layout)
-        path, choices = "fused", []
-        if fusion != "composed" and plan.chunks:
-            try:
-                choices = _run_chunks(eng, "fused", plan, xs, ws, y, opts, z=zs, bias=bs, alpha=alpha)
-            except CuDNNError as e:
-                if fusion == "fused":
-                    raise
-                from cudnnconv import _log
-                _log.debug("conv_bias_add_relu: the fused kernel cannot run this case (%s); composing", e.name)
-                path, choices = "composed", []
-        else:
-            path = "composed"
-        if path == "composed" and plan.chunks:
-            choices = _run_chunks(eng, "forward", plan, xs, ws, y, opts)
-            _compose_bias_add_relu(y, zs, alpha, bs)
-        from cudnnconv import _log
-        _log.debug("conv_bias_add_relu ran the %s path on the %s engine", path, eng.ENGINE)
-        _record("conv_bias_add_relu", eng.ENGINE, path, choices)
-        return _finish(y, out)
+    from cudnnconv import _log
+    x, w, zz, b = arrays
+    alpha, fusion = scalars[4], scalars[5]
+    xs, ws, zs = _packed(plan, 0, x), _packed(plan, 1, w), _packed(plan, 2, zz)
+    if plan.pad:
+        xs = _pad_end(xs, plan.geom.same_extra, plan.layout)
+    bs = cupy.zeros((plan.shape[1],), dtype=x.dtype) if b is None else cupy.ascontiguousarray(b)
+    y = _output(plan, out, x.dtype)
+    if plan.out_direct and params.overlaps(out, zz):     # an in-place residual this time
+        y = params.empty_in_layout(plan.shape, x.dtype, plan.layout)
+    path, choices = "fused", []
+    if fusion != "composed" and plan.chunks:
+        try:
+            choices = _run_chunks(eng, "fused", plan, xs, ws, y, opts, z=zs, bias=bs, alpha=alpha)
+        except CuDNNError as e:
+            if fusion == "fused":
+                raise
+            _log.debug("conv_bias_add_relu: the fused kernel cannot run this case (%s); composing", e.name)
+            path, choices = "composed", []
+    else:
+        path = "composed"
+    if path == "composed" and plan.chunks:
+        choices = _run_chunks(eng, "forward", plan, xs, ws, y, opts)
+        _compose_bias_add_relu(y, zs, alpha, bs)
+    _log.debug("conv_bias_add_relu ran the %s path on the %s engine", path, eng.ENGINE)
+    return y, path, choices
 
 
 def _compose_bias_add_relu(y, z, alpha, b):
@@ -638,6 +686,12 @@ _BACKWARD_INPUT = FnSpec("conv_backward_input", "backward_data", (1, 2), 0, True
 _BACKWARD_WEIGHT = FnSpec("conv_backward_weight", "backward_filter", (0, 2), 1, True, _redo_backward_weight)
 _TRANSPOSE = FnSpec("conv_transpose", "backward_data", (2, 1, -1), 0, True, _redo_transpose)
 _FUSED = FnSpec("conv_bias_add_relu", "fused", (0, 1, -1, -1), 2, False, _redo_fused)
+
+_CONV_PATH = _Path(_CONV, _conv_plan, _conv_execute)
+_BACKWARD_INPUT_PATH = _Path(_BACKWARD_INPUT, _backward_input_first_pass, _backward_input_execute)
+_BACKWARD_WEIGHT_PATH = _Path(_BACKWARD_WEIGHT, _backward_weight_first_pass, _backward_weight_execute)
+_TRANSPOSE_PATH = _Path(_TRANSPOSE, _transpose_first_pass, _transpose_execute)
+_FUSED_PATH = _Path(_FUSED, _fused_first_pass, _fused_execute)
 
 _FUNCTIONS = {f.__name__: f for f in (conv, conv_backward_input, conv_backward_weight, conv_transpose,
                                       conv_bias_add_relu)}
