@@ -12,10 +12,12 @@ calls alternate between them, so pointers change as in a network, while the weig
    then one autograd.backward.  Median CUDA-event ms and host issue ms, the two sides interleaved.
 2. Per call, first batch: the host clock around one call, synchronised after it, so that a full launch
    queue never blocks the host.  Ours fwd vs F.conv2d on leaves that require grad; ours dgrad + wgrad vs
-   PyTorch's backward per conv as training runs it: one autograd.backward over all 53 outputs (each conv's
-   backward in C++, the graph built outside the timing), its host time divided by 53.  A per-conv
-   autograd.backward call would add the autograd engine's start-up to every conv, which training pays
-   once per step.
+   PyTorch's backward of the same conv as training runs it: one autograd.backward over all 53 outputs
+   (each conv's backward in C++, the graph built outside the timing), its host time shared out by each
+   conv's share of it, which PyTorch's profiler measures per ConvolutionBackward0 node in separate
+   passes.  Each bwd record also keeps the plain average (the backward's host time / 53) and its ratio.
+   A per-conv autograd.backward call would add the autograd engine's start-up to every conv, which
+   training pays once per step.
 3. Tiny shapes, 8 rotating input sets: ours plain, with out=, through cudnnconv.plan (with and without
    out=), against F.conv2d under no_grad.
 4. Stages: where a plain forward call's host time goes (cudnnconv.trace_stages, else the graph engine's
@@ -167,6 +169,11 @@ def summarize(result):
          "per_call_sum_us": {"ours": sum(r["ours_us"] for r in both), "torch": sum(r["torch_us"] for r in both)},
          "plain_ratio_geomean_tiny": tg("plain_ratio"), "plan_out_ratio_geomean": tg("plan_out_ratio"),
          "step_ms": {}}
+    # The same figures with every bwd record against PyTorch's backward averaged over all convs (where the
+    # bwd ratios above use each conv's profiled share of it).
+    vs_avg = [r.get("ratio_vs_avg", r["ratio"]) for r in recs if r.get("ratio_vs_avg", r["ratio"]) is not None]
+    s["per_call_ratio_geomean_vs_avg"] = report.geomean(vs_avg)
+    s["per_call_ratio_max_vs_avg"] = max(vs_avg) if vs_avg else None
     # cuDNN's own per-call floor on the tiny shapes: cudnnBackendExecute plus a new variant pack (the
     # stage trace's medians), as a fraction of PyTorch's whole call.  No caller of cuDNN can go below it.
     groups = (result.get("stages") or {}).get("groups") or {}
@@ -216,12 +223,13 @@ def render_markdown(result):
                   [(s["batch"], *[_f(s.get(k), "%.3f") for k in ("ours_ms", "torch_ms", "ratio", "ours_host_ms",
                                                                   "torch_host_ms")], s.get("error", ""))
                    for s in result.get("step", [])], "rrrrrrl")
-    out += ["", "## Per call, batch %s (bwd: ours dgrad + wgrad; torch: one backward over all convs / 53)"
-            % cfg.get("per_call_batch"), ""]
-    out += _table(("#", "layer", "dir", "ours µs", "torch µs", "ratio", "note"),
+    out += ["", "## Per call, batch %s (bwd: ours dgrad + wgrad; torch: its backward over all convs, shared "
+            "out by each conv's profiled share of it, and that backward / 53)" % cfg.get("per_call_batch"), ""]
+    out += _table(("#", "layer", "dir", "ours µs", "torch µs", "ratio", "torch µs (avg)", "ratio (avg)", "note"),
                   [(r["index"], r["layer"], r["direction"], _f(r.get("ours_us"), "%.1f"),
-                    _f(r.get("torch_us"), "%.1f"), _f(r.get("ratio")), r.get("error", ""))
-                   for r in result.get("per_call", [])], "rllrrrl")
+                    _f(r.get("torch_us"), "%.1f"), _f(r.get("ratio")), _f(r.get("torch_avg_us"), "%.1f"),
+                    _f(r.get("ratio_vs_avg")), r.get("error", "")) for r in result.get("per_call", [])],
+                  "rllrrrrrl")
     out += ["", "## Tiny shapes (host µs per call, 8 rotating input sets)", ""]
     out += _table(("shape", "plain", "out=", "plan", "plan out=", "torch", "plain/torch", "out/torch", "plan/torch",
                    "note"),
@@ -422,12 +430,71 @@ def torch_backward_per_conv(torch, layers, n, sets):
     return median(us) / len(layers)
 
 
+def node_shares(durations):
+    """Each conv's share of PyTorch's backward: its median profiled node µs over the sum of the medians.
+    ``durations``: per conv, the node µs of each profiled backward.  None where a conv has no sample."""
+    med = [median(d) for d in durations]
+    if not med or any(m is None or m <= 0 for m in med):
+        return None
+    total = sum(med)
+    return [m / total for m in med]
+
+
+def share_out(average_us, shares, n):
+    """Per conv, PyTorch's backward µs: the whole backward (``average_us`` * n convs) times each conv's
+    share; every conv gets the average where there are no shares."""
+    if average_us is None:
+        return [None] * n
+    return [average_us] * n if shares is None else [average_us * n * sh for sh in shares]
+
+
+def torch_backward_shares(torch, layers, passes, sets):
+    """Each conv's share of one autograd.backward over all convs, from PyTorch's profiler (CPU only): the
+    host µs of each ConvolutionBackward0 node, matched to its conv by the autograd sequence number of the
+    forward's grad_fn, median over ``passes`` profiled backwards.  The profiler adds about the same cost
+    to every node, which pulls the shares towards equal ones: a costly conv's share comes out low, never
+    high.  Raises where a node cannot be matched."""
+    from torch.profiler import ProfilerActivity, profile
+    F, sync = torch.nn.functional, torch.cuda.synchronize
+    durations = [[] for _ in layers]
+    for i in range(passes + 1):                      # the first pass warms the profiler and is dropped
+        k = i % sets
+        ys = [F.conv2d(L.xr[k], L.wr, None, L.s, L.p) for L in layers]
+        seq = {y.grad_fn._sequence_nr(): j for j, y in enumerate(ys)}
+        sync()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            torch.autograd.backward(ys, [L.g[k] for L in layers])
+            sync()
+        for L in layers:
+            L.xr[k].grad = L.wr.grad = None
+        got = {}
+        for e in prof.events():
+            if e.name == "ConvolutionBackward0" and getattr(e, "sequence_nr", -1) in seq:
+                got[seq[e.sequence_nr]] = e.cpu_time_total
+        if len(got) != len(layers):
+            raise RuntimeError("profiled %d of %d ConvolutionBackward0 nodes" % (len(got), len(layers)))
+        if i:
+            for j, us in got.items():
+                durations[j].append(us)
+    shares = node_shares(durations)
+    if shares is None:
+        raise RuntimeError("a conv's profiled backward node took no time")
+    return shares
+
+
 def measure_per_call(torch, cc, layers, batch, n, sets, deadline, notes):
-    """Per conv, host µs per call: ours fwd vs F.conv2d; ours dgrad + wgrad vs PyTorch's backward per conv
-    (``torch_backward_per_conv``: one figure for every conv, where a per-conv one cannot be had)."""
+    """Per conv, host µs per call: ours fwd vs F.conv2d; ours dgrad + wgrad vs PyTorch's backward of that
+    conv: PyTorch's backward over all convs (one autograd.backward, ``torch_backward_per_conv``) shared
+    out by each conv's share of it (``torch_backward_shares``).  Where the shares cannot be had, every
+    conv gets the average, and a note says so.  Each bwd record keeps the average too."""
     F, sync, recs = torch.nn.functional, torch.cuda.synchronize, []
     tb_err = {}
     tb = _attempt(lambda: torch_backward_per_conv(torch, layers, n, sets), tb_err, "torch bwd")
+    shares = _attempt(lambda: torch_backward_shares(torch, layers, max(3, n // 3), sets), {}, "shares") \
+        if tb is not None else None
+    if tb is not None and shares is None:
+        notes.append("PyTorch's per-conv backward shares could not be profiled: bwd ratios use its average")
+    per_conv = share_out(tb, shares, len(layers))
     for idx, L in enumerate(layers):
         if time.perf_counter() > deadline:
             notes.append("time limit: per-call times for %d of %d convs" % (idx, len(layers)))
@@ -438,13 +505,16 @@ def measure_per_call(torch, cc, layers, batch, n, sets, deadline, notes):
         us["tf"] = _attempt(lambda: median(host_samples(
             lambda i: F.conv2d(L.xr[i % sets], L.wr, None, L.s, L.p), n, sync)), err, "torch fwd")
 
-        us["tb"] = tb
+        us["tb"] = per_conv[idx]
         err.update(tb_err)
         bwd = None if us["dgrad"] is None or us["wgrad"] is None else us["dgrad"] + us["wgrad"]
         msg = lambda fwd: "; ".join("%s: %s" % kv for kv in err.items() if ("fwd" in kv[0]) == fwd)  # noqa: E731
         recs.append(call_record(idx, L.name, batch, "fwd", us["fwd"], us["tf"], error=msg(True)))
-        recs.append(call_record(idx, L.name, batch, "bwd", bwd, us["tb"], error=msg(False),
-                                parts={"dgrad": us["dgrad"], "wgrad": us["wgrad"]}))
+        rec = call_record(idx, L.name, batch, "bwd", bwd, us["tb"], error=msg(False),
+                          parts={"dgrad": us["dgrad"], "wgrad": us["wgrad"]})
+        rec.update(torch_basis="profiled share" if shares is not None else "average", torch_avg_us=tb,
+                   ratio_vs_avg=ratio(bwd, tb))
+        recs.append(rec)
     return recs
 
 

@@ -177,8 +177,8 @@ def test_markdown_and_terminal_table():
     assert "| per_call_ratio_max | 2.000 |" in md and "| step_ratio_b128 | - |" in md
     assert "| outside_execute_us_median | 18.0 |" in md
     assert "| 32 | 4.000 | 5.000 | 0.800 | 2.000 | 1.000 |  |" in md
-    assert "| 0 | l0 | fwd | 10.0 | 20.0 | 0.50 |  |" in md
-    assert "| 1 | l1 | bwd | - | 50.0 | - | dgrad: RuntimeError: x |" in md
+    assert "| 0 | l0 | fwd | 10.0 | 20.0 | 0.50 | - | - |  |" in md
+    assert "| 1 | l1 | bwd | - | 50.0 | - | - | - | dgrad: RuntimeError: x |" in md
     assert "| N=1 C=8 H=8 K=8 3x3 pad1 | 40.0 | 20.0 | 10.0 | 8.0 | 20.0 | 2.00 | 1.00 | 0.50 |  |" in md
     assert "| N=64 C=64 H=56 K=64 1x1 pad0 | - | - | - | - | - | - | - | - | setup: E: x |" in md
     assert "trace: graph.trace_stages" in md and "| execute | 12.0 | 12.0 |" in md
@@ -244,3 +244,26 @@ def test_a_run_without_torch_still_writes_its_outputs(monkeypatch, tmp_path, cap
     assert saved["config"]["batches"] == [32, 128] and saved["config"]["quick"] is True
     assert (tmp_path / "gpu_host.md").read_text().startswith("# cudnnconv host time per call vs PyTorch")
     assert "per_call_ratio_geomean" in capsys.readouterr().out
+
+
+def test_node_shares_and_share_out():
+    shares = host.node_shares([[10.0, 30.0, 20.0], [5.0, 5.0], [15.0]])     # medians 20, 5, 15
+    assert shares == pytest.approx([0.5, 0.125, 0.375])
+    assert host.node_shares([[10.0], []]) is None and host.node_shares([[10.0], [0.0]]) is None
+    assert host.node_shares([]) is None
+    # the whole backward (average x convs) is shared out; the total is kept
+    per = host.share_out(40.0, shares, 3)
+    assert per == pytest.approx([60.0, 15.0, 45.0]) and sum(per) == pytest.approx(120.0)
+    assert host.share_out(40.0, None, 3) == [40.0] * 3 and host.share_out(None, shares, 3) == [None] * 3
+
+
+def test_summary_against_the_average_as_well():
+    res = _synthetic()
+    bwd = res["per_call"][1]                     # ours 100 against a profiled share of 50: ratio 2
+    bwd.update(torch_basis="profiled share", torch_avg_us=125.0, ratio_vs_avg=0.8)
+    s = host.summarize(res)
+    assert s["per_call_ratio_max"] == 2.0
+    assert s["per_call_ratio_max_vs_avg"] == 1.0                   # l1 fwd: 1.0; l0 bwd: 0.8 against the average
+    assert s["per_call_ratio_geomean_vs_avg"] == pytest.approx((0.5 * 0.8 * 1.0) ** (1 / 3))
+    res["summary"] = s
+    assert "| 0 | l0 | bwd | 100.0 | 50.0 | 2.00 | 125.0 | 0.80 |  |" in host.render_markdown(res)
