@@ -11,7 +11,7 @@ calls alternate between them, so pointers change as in a network, while the weig
    wgrad in reverse order, no sync inside.  Ours: 159 calls; PyTorch: F.conv2d on leaves that require grad,
    then one autograd.backward.  Median CUDA-event ms and host issue ms, the two sides interleaved.
 2. Per call, first batch: the host clock around one call, synchronised after it, so that a full launch
-   queue never blocks the host.  Ours fwd vs F.conv2d on leaves that require grad; ours dgrad + wgrad vs
+   queue never blocks the host; the median over five passes over all convs.  Ours fwd vs F.conv2d on leaves that require grad; ours dgrad + wgrad vs
    PyTorch's backward of the same conv as training runs it: one autograd.backward over all 53 outputs
    (each conv's backward in C++, the graph built outside the timing), its host time shared out by each
    conv's share of it, which PyTorch's profiler measures per ConvolutionBackward0 node in separate
@@ -48,6 +48,7 @@ TINY_VARIANTS = ("plain", "out", "plan", "plan_out")
 # Pointer sets per call site: more than the variant packs a plan keeps (4), so that every call of ours
 # builds its variant pack, as a network's fresh activation pointers make it do.
 POINTER_SETS, TINY_SETS, TINY_ROUNDS, WARMUP_STEPS = 6, 8, 5, 3
+PER_CALL_ROUNDS = 5       # passes over all convs for the per-call figures (measure_per_call)
 
 
 # ---------------------------------------------------------------------------
@@ -413,9 +414,10 @@ def measure_step(torch, cc, layers, batch, steps, sets):
     return step_record(batch, 3 * len(layers), t["ours"][0], t["torch"][0], t["ours"][1], t["torch"][1])
 
 
-def torch_backward_per_conv(torch, layers, n, sets):
-    """PyTorch's backward per conv, host µs: one autograd.backward over every conv's output (as a training
-    step runs it: each conv's backward in C++), synchronised after, divided by the number of convs."""
+def torch_backward_samples(torch, layers, n, sets):
+    """PyTorch's backward, host µs of ``n`` calls: one autograd.backward over every conv's output (as a
+    training step runs it: each conv's backward in C++), synchronised after; the graph is built before
+    the clock starts."""
     F = torch.nn.functional
 
     def prep(i):
@@ -425,9 +427,8 @@ def torch_backward_per_conv(torch, layers, n, sets):
     def clear(i):
         for L in layers:
             L.xr[i % sets].grad = L.wr.grad = None
-    us = host_samples(lambda a: torch.autograd.backward(a[0], a[1]), n, torch.cuda.synchronize, prep=prep,
-                      after=clear)
-    return median(us) / len(layers)
+    return host_samples(lambda a: torch.autograd.backward(a[0], a[1]), n, torch.cuda.synchronize, prep=prep,
+                        after=clear)
 
 
 def node_shares(durations):
@@ -482,35 +483,49 @@ def torch_backward_shares(torch, layers, passes, sets):
     return shares
 
 
-def measure_per_call(torch, cc, layers, batch, n, sets, deadline, notes):
+def measure_per_call(torch, cc, layers, batch, n, sets, deadline, notes, rounds=PER_CALL_ROUNDS):
     """Per conv, host µs per call: ours fwd vs F.conv2d; ours dgrad + wgrad vs PyTorch's backward of that
-    conv: PyTorch's backward over all convs (one autograd.backward, ``torch_backward_per_conv``) shared
+    conv: PyTorch's backward over all convs (one autograd.backward, ``torch_backward_samples``) shared
     out by each conv's share of it (``torch_backward_shares``).  Where the shares cannot be had, every
-    conv gets the average, and a note says so.  Each bwd record keeps the average too."""
-    F, sync, recs = torch.nn.functional, torch.cuda.synchronize, []
-    tb_err = {}
-    tb = _attempt(lambda: torch_backward_per_conv(torch, layers, n, sets), tb_err, "torch bwd")
+    conv gets the average, and a note says so.  Each bwd record keeps the average too.
+
+    Every figure is the median of ``rounds`` x ``n`` samples, taken in ``rounds`` passes over all convs
+    (PyTorch's backward once per pass): a slow spell of the machine lands in one pass, on both sides
+    alike, instead of on one conv's figures, which one pass over the convs would leave it on."""
+    F, sync = torch.nn.functional, torch.cuda.synchronize
+    fns = [{"fwd": _ours(cc, L, "fwd", sets), "dgrad": _ours(cc, L, "dgrad", sets),
+            "wgrad": _ours(cc, L, "wgrad", sets),
+            "torch fwd": lambda i, L=L: F.conv2d(L.xr[i % sets], L.wr, None, L.s, L.p)} for L in layers]
+    samples = [{d: [] for d in f} for f in fns]
+    errs = [{} for _ in layers]
+    tb_samples, tb_err, done = [], {}, 0
+    for rnd in range(rounds):
+        if rnd and time.perf_counter() > deadline:
+            notes.append("time limit: per-call times from %d of %d passes" % (rnd, rounds))
+            break
+        tb_samples += _attempt(lambda: torch_backward_samples(torch, layers, n, sets), tb_err, "torch bwd") or []
+        for idx in range(len(layers)):
+            if time.perf_counter() > deadline and not rnd:
+                notes.append("time limit: per-call times for %d of %d convs" % (idx, len(layers)))
+                break
+            for d, fn in fns[idx].items():
+                if d not in errs[idx]:
+                    samples[idx][d] += _attempt(lambda: host_samples(fn, n, sync), errs[idx], d) or []
+            done = max(done, idx + 1)
+    tb = median(tb_samples) / len(layers) if tb_samples else None
     shares = _attempt(lambda: torch_backward_shares(torch, layers, max(3, n // 3), sets), {}, "shares") \
         if tb is not None else None
     if tb is not None and shares is None:
         notes.append("PyTorch's per-conv backward shares could not be profiled: bwd ratios use its average")
     per_conv = share_out(tb, shares, len(layers))
-    for idx, L in enumerate(layers):
-        if time.perf_counter() > deadline:
-            notes.append("time limit: per-call times for %d of %d convs" % (idx, len(layers)))
-            break
-        err = {}
-        us = {d: _attempt(lambda: median(host_samples(_ours(cc, L, d, sets), n, sync)), err, d)
-              for d in ("fwd", "dgrad", "wgrad")}
-        us["tf"] = _attempt(lambda: median(host_samples(
-            lambda i: F.conv2d(L.xr[i % sets], L.wr, None, L.s, L.p), n, sync)), err, "torch fwd")
-
-        us["tb"] = per_conv[idx]
-        err.update(tb_err)
+    recs = []
+    for idx, L in enumerate(layers[:done]):
+        us = {d: median(v) if v else None for d, v in samples[idx].items()}
+        err = dict(errs[idx], **tb_err)
         bwd = None if us["dgrad"] is None or us["wgrad"] is None else us["dgrad"] + us["wgrad"]
         msg = lambda fwd: "; ".join("%s: %s" % kv for kv in err.items() if ("fwd" in kv[0]) == fwd)  # noqa: E731
-        recs.append(call_record(idx, L.name, batch, "fwd", us["fwd"], us["tf"], error=msg(True)))
-        rec = call_record(idx, L.name, batch, "bwd", bwd, us["tb"], error=msg(False),
+        recs.append(call_record(idx, L.name, batch, "fwd", us["fwd"], us["torch fwd"], error=msg(True)))
+        rec = call_record(idx, L.name, batch, "bwd", bwd, per_conv[idx], error=msg(False),
                           parts={"dgrad": us["dgrad"], "wgrad": us["wgrad"]})
         rec.update(torch_basis="profiled share" if shares is not None else "average", torch_avg_us=tb,
                    ratio_vs_avg=ratio(bwd, tb))

@@ -267,3 +267,36 @@ def test_summary_against_the_average_as_well():
     assert s["per_call_ratio_geomean_vs_avg"] == pytest.approx((0.5 * 0.8 * 1.0) ** (1 / 3))
     res["summary"] = s
     assert "| 0 | l0 | bwd | 100.0 | 50.0 | 2.00 | 125.0 | 0.80 |  |" in host.render_markdown(res)
+
+
+def test_per_call_figures_pool_passes_so_a_slow_spell_drops_out(monkeypatch):
+    """measure_per_call with stand-ins for torch and cudnnconv (no GPU): every function's samples come
+    from five passes over the convs; one slow pass (10x) must not move any median.  Without PyTorch's
+    profiler the bwd figures fall back to the average, with a note."""
+    from types import SimpleNamespace as NS
+    calls = {}
+
+    def fake_samples(call, n, sync, prep=None, after=None, warmup=2):
+        key = call.__code__ if prep else id(call)          # a pass is the k-th call of each function
+        k = calls[key] = calls.get(key, -1) + 1
+        if prep:                                            # PyTorch's backward over all convs
+            prep(0), after(0)
+        return [(1000.0 if k == 1 else 100.0) if prep else (50.0 if k == 1 else 5.0)] * n
+    monkeypatch.setattr(host, "host_samples", fake_samples)
+    monkeypatch.setitem(sys.modules, "torch.profiler", None)
+    torch = NS(nn=NS(functional=NS(conv2d=lambda *a: NS())), cuda=NS(synchronize=lambda: None),
+               autograd=NS(backward=lambda ys, gs: None))
+    cc = NS(conv=lambda *a, **k: None, conv_backward_input=lambda *a, **k: None,
+            conv_backward_weight=lambda *a, **k: None)
+    layers = [NS(name="l%d" % i, s=1, p=0, xshape=(1, 1, 4, 4), wshape=(1, 1, 1, 1), g=[NS()], xr=[NS()],
+                 wr=NS(), xc=[None], gc=[None], wc=None) for i in range(3)]
+    notes = []
+    recs = host.measure_per_call(torch, cc, layers, 32, 4, 1, float("inf"), notes)
+    assert [(r["layer"], r["direction"]) for r in recs] == [("l%d" % i, d) for i in range(3) for d in ("fwd", "bwd")]
+    for r in recs:
+        if r["direction"] == "fwd":
+            assert (r["ours_us"], r["torch_us"]) == (5.0, 5.0)
+        else:
+            assert r["ours_us"] == 10.0 and r["ours_parts_us"] == {"dgrad": 5.0, "wgrad": 5.0}
+            assert r["torch_us"] == pytest.approx(100.0 / 3) and r["torch_basis"] == "average"
+    assert any("shares could not be profiled" in n for n in notes)
