@@ -457,26 +457,29 @@ def torch_backward_shares(torch, layers, passes, sets):
     high.  Raises where a node cannot be matched."""
     from torch.profiler import ProfilerActivity, profile
     F, sync = torch.nn.functional, torch.cuda.synchronize
-    durations = [[] for _ in layers]
-    for i in range(passes + 1):                      # the first pass warms the profiler and is dropped
-        k = i % sets
-        ys = [F.conv2d(L.xr[k], L.wr, None, L.s, L.p) for L in layers]
-        seq = {y.grad_fn._sequence_nr(): j for j, y in enumerate(ys)}
-        sync()
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
+    seqs = []                                        # per pass: {sequence number: conv}
+    # One profiler session for every pass: the first op a session records pays its start-up (over a
+    # millisecond), so the first pass, which takes it, is dropped.
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for i in range(passes + 1):
+            k = i % sets
+            ys = [F.conv2d(L.xr[k], L.wr, None, L.s, L.p) for L in layers]
+            seqs.append({y.grad_fn._sequence_nr(): j for j, y in enumerate(ys)})
+            sync()
             torch.autograd.backward(ys, [L.g[k] for L in layers])
             sync()
-        for L in layers:
-            L.xr[k].grad = L.wr.grad = None
-        got = {}
-        for e in prof.events():
-            if e.name == "ConvolutionBackward0" and getattr(e, "sequence_nr", -1) in seq:
-                got[seq[e.sequence_nr]] = e.cpu_time_total
+            del ys
+            for L in layers:
+                L.xr[k].grad = L.wr.grad = None
+    nodes = {e.sequence_nr: e.cpu_time_total for e in prof.events()
+             if e.name == "ConvolutionBackward0" and getattr(e, "sequence_nr", -1) >= 0}
+    durations = [[] for _ in layers]
+    for seq in seqs[1:]:
+        got = {j: nodes[n] for n, j in seq.items() if n in nodes}
         if len(got) != len(layers):
             raise RuntimeError("profiled %d of %d ConvolutionBackward0 nodes" % (len(got), len(layers)))
-        if i:
-            for j, us in got.items():
-                durations[j].append(us)
+        for j, us in got.items():
+            durations[j].append(us)
     shares = node_shares(durations)
     if shares is None:
         raise RuntimeError("a conv's profiled backward node took no time")
@@ -625,12 +628,14 @@ def run(args, result):
             if bi == 0 and layers:
                 result["per_call"] = measure_per_call(torch, cc, layers, batch, cfg["repeats"], POINTER_SETS,
                                                       deadline, notes)
+                # the stage trace in passes over all convs too, so that a slow spell lands in one pass
                 fwd = groups.setdefault("resnet50 b%d fwd" % batch, [])
-                for L in (layers if api else []):
+                per_pass = max(1, cfg["stage_calls"] // PER_CALL_ROUNDS)
+                for L in [L for _ in range(PER_CALL_ROUNDS) for L in layers] if api else []:
                     if time.perf_counter() > deadline:
                         break
-                    fwd += _attempt(lambda: stage_samples(_ours(cc, L, "fwd", POINTER_SETS), cfg["stage_calls"],
-                                                          sync, api), stages, "error") or []
+                    fwd += _attempt(lambda: stage_samples(_ours(cc, L, "fwd", POINTER_SETS), per_pass, sync, api),
+                                    stages, "error") or []
             layers = None
             gc.collect()
             torch.cuda.empty_cache()
