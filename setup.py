@@ -12,10 +12,18 @@ $CUDA_HOME/include (default /usr/local/cuda), else in an nvidia-cuda-runtime
 wheel.  No CUDA library is linked: cuDNN and CuPy each carry their own runtime.
 """
 import glob
+import json
 import os
+import shutil
 import sys
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+try:
+    from setuptools.modified import newer_group
+except ImportError:                       # setuptools < 69
+    from setuptools._distutils.dep_util import newer_group
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(HERE, "pyx")
@@ -143,8 +151,48 @@ def extensions():
     )
 
 
+class BuildExt(build_ext):
+    """setuptools' build_ext, except that an editable install (``pip install -e .``) keeps each
+    extension whose in-place copy is newer than its generated C/C++ source and the headers, and was
+    built with the same options.  setuptools builds an editable install's extensions in a fresh
+    temporary folder each time, so without this every reinstall compiled every module again.
+    Cython regenerates a source whenever its .pyx or a cimported .pxd changed, which makes it newer
+    than the extension; the options (the CUDNNCONV_* macros and flags) are kept in build/."""
+
+    def _options_stamp(self, ext):
+        return json.dumps([sorted(map(list, ext.define_macros)), ext.extra_compile_args, ext.extra_link_args,
+                           ext.include_dirs, ext.library_dirs])
+
+    def _stamp_path(self, ext):
+        return os.path.join(HERE, "build", "editable-options", ext.name + ".json")
+
+    def build_extension(self, ext):
+        if self.editable_mode and hasattr(self, "_get_inplace_equivalent"):
+            inplace, target = self._get_inplace_equivalent(self.get_finalized_command("build_py"), ext)
+            deps = list(ext.sources) + list(ext.depends) + [
+                h for d in ext.include_dirs for h in glob.glob(os.path.join(d, "cudnn*.h"))
+                + glob.glob(os.path.join(d, "cudnnconv*.h"))]
+            stamp = self._stamp_path(ext)
+            try:
+                with open(stamp) as f:
+                    same = f.read() == self._options_stamp(ext)
+            except OSError:
+                same = False
+            if same and os.path.exists(inplace) and not newer_group(deps, inplace, "newer"):
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                shutil.copy2(inplace, target)          # what setuptools then copies back in place
+                self.announce("%s: up to date in place, not rebuilt" % ext.name, level=2)
+                return
+        super().build_extension(ext)
+        if self.editable_mode:
+            os.makedirs(os.path.dirname(self._stamp_path(ext)), exist_ok=True)
+            with open(self._stamp_path(ext), "w") as f:
+                f.write(self._options_stamp(ext))
+
+
 setup(
     name="cudnnconv",
+    cmdclass={"build_ext": BuildExt},
     version="0.1.0",
     description="cuDNN convolutions on CuPy arrays: legacy and graph engines, persistent tuning",
     package_dir={"": "pyx"},
