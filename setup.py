@@ -166,6 +166,16 @@ class BuildExt(build_ext):
     def _stamp_path(self, ext):
         return os.path.join(HERE, "build", "editable-options", ext.name + ".json")
 
+    def build_extensions(self):
+        # Some Pythons (pyenv's, for one) put -Wl,-rpath,<their lib folder> in every extension's link
+        # line.  These extensions do not link libpython, so that RUNPATH would only carry the build
+        # machine's path into the wheel: leave it out.
+        for attr in ("linker_so", "linker_so_cxx"):
+            line = getattr(self.compiler, attr, None)
+            if line:
+                setattr(self.compiler, attr, [a for a in line if not a.startswith(("-Wl,-rpath", "-Wl,-R"))])
+        super().build_extensions()
+
     def build_extension(self, ext):
         if self.editable_mode and hasattr(self, "_get_inplace_equivalent"):
             inplace, target = self._get_inplace_equivalent(self.get_finalized_command("build_py"), ext)
