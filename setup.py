@@ -207,7 +207,7 @@ setup(
     description="cuDNN convolutions on CuPy arrays: legacy and graph engines, persistent tuning",
     package_dir={"": "pyx"},
     packages=["cudnnconv", "cudnnconv.decl", "cudnnconv.core", "cudnnconv.engines"],
-    package_data={"cudnnconv": ["*.pxd", "*/*.pxd"]},
+    package_data={"cudnnconv": ["*.pxd", "*/*.pxd", "*.pyi", "*/*.pyi", "py.typed"]},
     ext_modules=extensions(),
     python_requires=">=3.9",
     install_requires=["numpy", "cupy-cuda13x", "nvidia-cudnn-cu13"],
