@@ -696,6 +696,33 @@ _FUSED_PATH = _Path(_FUSED, _fused_first_pass, _fused_execute)
 _FUNCTIONS = {f.__name__: f for f in (conv, conv_backward_input, conv_backward_weight, conv_transpose,
                                       conv_bias_add_relu)}
 
+# What every public function raises (appended to each one's docstring, so help() shows it).
+_RAISES = """
+    Raises:
+        TypeError: an argument of the wrong kind, named in the message: an
+            array that is not a CUDA array (a host array, None), an
+            unsupported dtype (cudnnconv takes float16, bfloat16, float32
+            and float64), arrays of different dtypes, a parameter that is
+            not an int or a tuple of ints, a flag that is not a bool.
+        ValueError: values that do not fit together, named in the message:
+            shapes, channels and groups, stride/padding/dilation (zero,
+            negative, too large, 'same' with a stride), an output with a
+            dim below 1, ``out`` of the wrong shape or overlapping an
+            input, arrays on different devices, a bad pointer or strides.
+            All of these are checked before any GPU work.
+        CudaUnavailableError: the call is valid but no usable CUDA device
+            or driver was found (see ``cudnnconv.cuda_available()``).
+        EngineUnavailable: ``engine=`` names an engine this build left out.
+        CuDNNOutOfMemoryError: no candidate algorithm could get the memory
+            it needs (a pool limit, a workspace_limit, a full device).
+        CuDNNError: cuDNN refused every candidate; the message has the
+            status name, the descriptors and a one-line Python repro.
+        CaptureError: the call needed a search while its stream was being
+            captured into a CUDA graph (run it once before capturing).
+    """
+for _f in _FUNCTIONS.values():
+    _f.__doc__ = _f.__doc__.rstrip() + "\n" + _RAISES
+
 
 def plan(function, *args, **kwargs):
     """A plan object for one call signature, for framework builders.
@@ -722,8 +749,11 @@ def plan(function, *args, **kwargs):
     that thread's handle); called from another thread, it runs through the
     public function.  It works inside CUDA-graph capture once made.
 
-    Raises TypeError when the call cannot be planned (arrays that are not
-    CuPy arrays, unhashable parameters), and whatever the call raises.
+    Raises:
+        TypeError: ``function`` is not one of the public functions, or the
+            call cannot be planned (arrays that are not CuPy arrays,
+            unhashable parameters such as lists).
+        Anything the call itself raises (see the function's Raises).
     """
     fn = _FUNCTIONS.get(function) if isinstance(function, str) else function
     if fn is None or _FUNCTIONS.get(getattr(fn, "__name__", None)) is not fn:

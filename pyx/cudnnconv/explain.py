@@ -407,6 +407,13 @@ def explain(input, weight, grad_output=None, *, direction="forward", engine=None
     ``warmup`` runs then ``k`` spin-guarded CUDA-event samples; ``k``,
     ``warmup`` and ``margin`` default to ``benchmark_settings()``.  The cache
     is left alone unless ``update_cache``.  Returns a Report.
+
+    Raises:
+        ValueError: an unknown ``direction``, or ``k`` below 1.
+        Whatever the call these arguments describe raises before its
+        search (TypeError and ValueError for bad arguments,
+        CudaUnavailableError without a GPU); a candidate that fails is
+        reported in the Report, not raised.
     """
     if direction not in DIRECTIONS:
         raise ValueError("direction must be one of %s, got %r" % (", ".join(DIRECTIONS), direction))
@@ -458,6 +465,11 @@ def last_choice(input, weight, grad_output=None, *, direction="forward", engine=
 
     Nothing runs on the GPU but the argument packing (the result is not
     computed).  For a split batch, the first chunk's choice.
+
+    Raises:
+        ValueError: an unknown ``direction``.
+        Whatever the call these arguments describe raises before its
+        search (TypeError and ValueError for bad arguments).
     """
     if direction not in DIRECTIONS:
         raise ValueError("direction must be one of %s, got %r" % (", ".join(DIRECTIONS), direction))

@@ -79,6 +79,9 @@ def benchmark_settings(repeats=None, warmup=None, margin=None):
     within this fraction of the fastest go to the smaller workspace, then a
     fixed order (``cudnnconv.ranking``).  Applies to both engines and is the
     default of ``explain()``'s ``k``.  Returns the settings now in force.
+
+    Raises:
+        ValueError: a setting out of its range (nothing is changed then).
     """
     global REPEATS, WARMUP, MARGIN
     if repeats is not None:

@@ -66,6 +66,11 @@ def flags(benchmark=False, deterministic=False, allow_tf32=True, workspace_limit
     Like ``torch.backends.cudnn.flags``, every flag takes the value given here
     (a flag left out takes its default, not the enclosing block's).  Other
     threads are not affected.  Per-call arguments still win.
+
+    Raises:
+        TypeError: a flag that is not True, False or None.
+        ValueError: a negative or non-integral ``workspace_limit``, or an
+            ``engine`` other than 'auto', 'graph' or 'legacy'.
     """
     new = Options(_check_flag("benchmark", benchmark), _check_flag("deterministic", deterministic),
                   _check_flag("allow_tf32", allow_tf32), _check_limit(workspace_limit), _check_engine(engine))

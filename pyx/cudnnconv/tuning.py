@@ -707,9 +707,14 @@ def load_tuning(path, *, override=False, warmup=False):
     file of 140,000 legacy entries loads 4,096), and a key given twice counts
     once.  A graph entry still counts when its thread's cache has let it go
     but the store keeps its record (stored_record: any thread's miss decodes
-    it).  Never raises for the file's contents; a path that is not a regular
-    file (a FIFO, device, directory, socket) is rejected like a corrupt file,
-    and OSError other than a missing file is reported as a warning too.
+    it).
+
+    Raises:
+        Nothing for the file's contents: a corrupt or hostile file, or a
+        path that is not a regular file (a FIFO, device, directory, socket),
+        is rejected with a warning, and so is an OSError other than a
+        missing file.  A missing file loads nothing.  With ``warmup``,
+        whatever a warm-up run raises (CuDNNOutOfMemoryError, say).
     """
     path = os.fspath(path)
     parsed = _read_for_load(path)
@@ -980,9 +985,14 @@ def save_tuning(path):
     """Merge every cached choice of every engine into the tuning file at ``path``.
 
     Entries already in the file (from other processes, other machines) are
-    kept.  Returns the number of entries the file holds afterwards.  Raises
-    TuningFileError, writing nothing, when ``path`` is not a regular file
-    (a FIFO, device, directory or socket); a corrupt file is replaced.
+    kept.  Returns the number of entries the file holds afterwards; a
+    corrupt file is replaced.
+
+    Raises:
+        TuningFileError: ``path`` is not a regular file (a FIFO, device,
+            directory or socket); nothing is written.
+        OSError: the file or its lock cannot be written (permissions, a
+            full disk).
     """
     return _merge_write(path, _records_from_caches())
 
