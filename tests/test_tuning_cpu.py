@@ -81,7 +81,7 @@ def write(tmp_path, doc_or_text, name="t.json"):
 def load_no_warning(path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        return tuning.load_tuning(path)
+        return tuning.load_file(path)
 
 
 # ---------------------------------------------------------------------------
@@ -134,7 +134,7 @@ def test_load_does_not_replace_existing_choice_unless_override(tmp_path):
     CACHE.put(key(0), choice(algo=2))
     assert load_no_warning(tmp_path / "a.json") == 0
     assert CACHE.peek(key(0)).algo == 2
-    assert tuning.load_tuning(tmp_path / "a.json", override=True) == 1
+    assert tuning.load_file(tmp_path / "a.json", override=True) == 1
     assert CACHE.peek(key(0)).algo == 1
 
 
@@ -151,7 +151,7 @@ def test_save_merges_with_existing_entries(tmp_path):
     CACHE.put(key(0), choice(algo=2))          # a newer choice for the same key replaces the old
     assert tuning.save_tuning(path) == 2
     CACHE.clear()
-    tuning.load_tuning(path)
+    tuning.load_file(path)
     assert CACHE.peek(key(0)).algo == 2 and CACHE.peek(key(1)).algo == 1
 
 
@@ -335,7 +335,7 @@ def test_corrupt_file_is_rejected_whole(tmp_path, name):
     bad = WHOLE_FILE[name](_good(tmp_path))
     path = write(tmp_path, bad)
     with pytest.warns(RuntimeWarning, match="tuning cache"):
-        assert tuning.load_tuning(path) == 0
+        assert tuning.load_file(path) == 0
     assert len(CACHE) == 0
 
 
@@ -345,7 +345,7 @@ def test_bad_entry_is_rejected_and_the_rest_loads(tmp_path, name):
     bad = BAD_ENTRY[name](doc)
     path = write(tmp_path, bad)
     with pytest.warns(RuntimeWarning, match="tuning cache"):
-        n = tuning.load_tuning(path)
+        n = tuning.load_file(path)
     assert n == 1
     assert dict(CACHE.items()) .keys() == {key(1)}
     assert CACHE.peek(key(1)).algo == 2
@@ -356,26 +356,26 @@ def test_bad_environment_block_rejects_its_entries(tmp_path):
     for block in doc["environments"].values():
         block["sm_count"] = "132"
     with pytest.warns(RuntimeWarning):
-        assert tuning.load_tuning(write(tmp_path, doc)) == 0
+        assert tuning.load_file(write(tmp_path, doc)) == 0
 
 
 def test_oversized_file_is_rejected(tmp_path, monkeypatch):
     path = write(tmp_path, _good(tmp_path))
     monkeypatch.setattr(tuning, "MAX_FILE_BYTES", os.path.getsize(path) - 1)
     with pytest.warns(RuntimeWarning, match="larger than"):
-        assert tuning.load_tuning(path) == 0
+        assert tuning.load_file(path) == 0
 
 
 def test_too_many_entries_are_rejected(tmp_path, monkeypatch):
     path = write(tmp_path, _good(tmp_path))
     monkeypatch.setattr(tuning, "MAX_ENTRIES", 1)
     with pytest.warns(RuntimeWarning, match="entries"):
-        assert tuning.load_tuning(path) == 0
+        assert tuning.load_file(path) == 0
 
 
 def test_directory_instead_of_file_warns(tmp_path):
     with pytest.warns(RuntimeWarning):
-        assert tuning.load_tuning(tmp_path) == 0
+        assert tuning.load_file(tmp_path) == 0
 
 
 def test_save_over_a_corrupt_file_replaces_it_with_a_warning(tmp_path):
@@ -842,13 +842,13 @@ def test_graph_entry_of_another_environment_is_skipped_quietly_whatever_its_plan
 def test_graph_plan_contradicting_this_environment_is_rejected_with_a_warning(tmp_path):
     doc = _graph_doc(tmp_path, {"multiProcessorCount": 114})
     with pytest.warns(RuntimeWarning, match="multiProcessorCount"):
-        tuning.load_tuning(write(tmp_path, doc))
+        tuning.load_file(write(tmp_path, doc))
     assert tuning.stored_record(tuning.key_from_json(doc["entries"][0]["key"])) is None
 
 
 def test_graph_plan_matching_this_environment_is_stored(tmp_path):
     doc = _graph_doc(tmp_path, {"multiProcessorCount": ENV["sm_count"], "cudnnVersion": ENV["cudnn_version"]})
-    tuning.load_tuning(write(tmp_path, doc))
+    tuning.load_file(write(tmp_path, doc))
     k = tuning.key_from_json(doc["entries"][0]["key"])
     assert tuning.stored_record(k)["tag"] == "eng0"
     tuning.forget_records("legacy")
@@ -859,7 +859,7 @@ def test_graph_plan_matching_this_environment_is_stored(tmp_path):
 
 def test_a_later_load_replaces_a_stored_record(tmp_path):
     doc = _graph_doc(tmp_path, {"a": 1})
-    tuning.load_tuning(write(tmp_path, doc, "a.json"))
+    tuning.load_file(write(tmp_path, doc, "a.json"))
     doc["entries"][0]["record"]["workspace"] = 64
-    tuning.load_tuning(write(tmp_path, doc, "b.json"))
+    tuning.load_file(write(tmp_path, doc, "b.json"))
     assert tuning.stored_record(tuning.key_from_json(doc["entries"][0]["key"]))["workspace"] == 64

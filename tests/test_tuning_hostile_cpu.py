@@ -90,7 +90,7 @@ def with_literal(doc, literal):
 def load_no_warning(path, **kw):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        return tuning.load_tuning(path, **kw)
+        return tuning.load_file(path, **kw)
 
 
 def nested(obj, levels):
@@ -147,7 +147,7 @@ def fifo(tmp_path):
 
 
 def test_fifo_at_the_path_is_rejected_without_blocking(fifo):
-    finished, out = _bounded(lambda: tuning.load_tuning(fifo), fifo)
+    finished, out = _bounded(lambda: tuning.load_file(fifo), fifo)
     assert finished, "load_tuning blocked on a FIFO"
     assert out["error"] is None and out["result"] == 0
     assert any("not a regular file" in w and "FIFO" in w for w in out["warnings"]), out["warnings"]
@@ -218,7 +218,7 @@ def test_special_files_are_rejected_like_corrupt_ones(tmp_path, kind):
         path = kind
     try:
         with pytest.warns(RuntimeWarning, match="not a regular file"):
-            assert tuning.load_tuning(path) == 0
+            assert tuning.load_file(path) == 0
     finally:
         if sock is not None:
             sock.close()
@@ -263,7 +263,7 @@ def test_unreadable_file_warns_and_loads_nothing(tmp_path):
     os.chmod(path, 0)
     try:
         with pytest.warns(RuntimeWarning, match="could not be read"):
-            assert tuning.load_tuning(path) == 0
+            assert tuning.load_file(path) == 0
     finally:
         os.chmod(path, 0o600)
 
@@ -279,7 +279,7 @@ def test_permission_denied_at_open_warns_and_loads_nothing(tmp_path, monkeypatch
         return real_open(p, *a, **kw)
     monkeypatch.setattr(tuning.os, "open", refuse)
     with pytest.warns(RuntimeWarning, match="could not be read"):
-        assert tuning.load_tuning(path) == 0
+        assert tuning.load_file(path) == 0
     assert len(CACHE) == 0
 
 
@@ -293,7 +293,7 @@ def test_version_must_be_the_exact_int(tmp_path, literal):
     doc["version"] = SENTINEL
     path = write_text(tmp_path, with_literal(doc, literal))
     with pytest.warns(RuntimeWarning, match="format version"):
-        assert tuning.load_tuning(path) == 0
+        assert tuning.load_file(path) == 0
     assert len(CACHE) == 0
 
 
@@ -315,7 +315,7 @@ def _load_graph_plan(tmp_path, plan_text):
     doc = _graph_plan_doc(plan_text)
     path = write_text(tmp_path, json.dumps(doc))
     with pytest.warns(RuntimeWarning, match="tuning cache") as seen:
-        n = tuning.load_tuning(path)
+        n = tuning.load_file(path)
     return n, " ".join(str(w.message) for w in seen)
 
 
@@ -342,7 +342,7 @@ def test_deep_plan_is_rejected_for_any_environment(tmp_path):
     other = dict(ENV, sm_count=114)
     doc = doc_of([(key(0, engine="graph"), graph_record(plan_json=json.dumps(nested(1, 100))))], env=other)
     with pytest.warns(RuntimeWarning, match="deeper than 64"):
-        assert tuning.load_tuning(write_text(tmp_path, json.dumps(doc))) == 0
+        assert tuning.load_file(write_text(tmp_path, json.dumps(doc))) == 0
 
 
 @pytest.mark.parametrize("plan_text", ["[" * 100000 + "]" * 100000,
@@ -444,7 +444,7 @@ NUMERIC_FIELDS = {
 def test_non_finite_and_huge_numbers_are_rejected_with_a_warning(tmp_path, field, literal):
     path = write_text(tmp_path, with_literal(NUMERIC_FIELDS[field](), literal))
     with pytest.warns(RuntimeWarning, match="tuning cache") as seen:
-        n = tuning.load_tuning(path)
+        n = tuning.load_file(path)
     text = " ".join(str(w.message) for w in seen)
     if literal in CONSTANTS:
         assert n == 0 and "not valid JSON" in text             # the whole file, as for any corrupt file
@@ -459,7 +459,7 @@ def test_non_finite_and_huge_numbers_are_rejected_with_a_warning(tmp_path, field
 def test_huge_number_in_the_environment_block_rejects_its_entries(tmp_path, literal):
     doc = doc_of([(key(0), legacy_record())], env=dict(ENV, sm_count=SENTINEL))
     with pytest.warns(RuntimeWarning, match="sm_count"):
-        assert tuning.load_tuning(write_text(tmp_path, with_literal(doc, literal))) == 0
+        assert tuning.load_file(write_text(tmp_path, with_literal(doc, literal))) == 0
 
 
 @pytest.mark.parametrize("literal", ["1e400", str(10 ** 400)], ids=["1e400", "10**400"])
@@ -496,7 +496,7 @@ DEEP_FILES = {
 def test_deeply_nested_file_is_rejected_as_corrupt(tmp_path, name):
     path = write_text(tmp_path, DEEP_FILES[name]())
     with pytest.warns(RuntimeWarning, match="not valid JSON"):
-        assert tuning.load_tuning(path) == 0
+        assert tuning.load_file(path) == 0
     CACHE.put(key(0), LegacyChoice("forward", 1, 0, 0, 0.05, True, True))
     with pytest.warns(RuntimeWarning, match="replaced"):
         assert tuning.save_tuning(path) == 1

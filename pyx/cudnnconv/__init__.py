@@ -29,15 +29,16 @@ from cudnnconv import _engines, _log  # noqa: E402
 from cudnnconv._engines import EngineUnavailable  # noqa: E402
 from cudnnconv.api import (  # noqa: E402
     conv, conv_backward_input, conv_backward_weight, conv_transpose, conv_bias_add_relu, last_call, plan,
-    CudaUnavailableError)
+    CudaUnavailableError, cuda_available)
 from cudnnconv.callplan import CallPlan  # noqa: E402
 from cudnnconv.core.executor import trace_stages, stage_times  # noqa: E402
-from cudnnconv.tuning import save_tuning, load_tuning  # noqa: E402
+from cudnnconv.tuning import save_tuning  # noqa: E402
+from cudnnconv.warmup import load_tuning  # noqa: E402
 from cudnnconv.explain import explain, last_choice  # noqa: E402
 from cudnnconv.gpu_timing import benchmark_settings  # noqa: E402
-from cudnnconv import tuning as _tuning  # noqa: E402
+from cudnnconv import warmup as _warmup  # noqa: E402
 
-_tuning._install_from_environment()      # CUDNNCONV_TUNING_CACHE=path: load at first use, add as found
+_warmup.install_from_environment()      # CUDNNCONV_TUNING_CACHE=path: load at first use, add as found
 
 __version__ = "0.1.0"
 
@@ -80,15 +81,6 @@ def clear_cache():
 def cache_info():
     """Per engine: size, maxsize, hits and misses of its choice cache."""
     return {c.name: c.info() for c in _engines.caches()}
-
-
-def cuda_available():
-    """Whether a CUDA device and driver are usable from CuPy here."""
-    try:
-        import cupy
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:
-        return False
 
 
 __all__ = [

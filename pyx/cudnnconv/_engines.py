@@ -9,7 +9,7 @@ the graph engine is not tried again on every call.
 """
 import threading
 
-from cudnnconv import params
+from cudnnconv import params, tuning
 from cudnnconv.core import build
 from cudnnconv.core.status import CuDNNError
 
@@ -22,6 +22,14 @@ if build.GRAPH_API:
         from cudnnconv.engines import graph
     except ImportError:          # the graph engine's module is not built
         graph = None
+
+
+def _provide(name):
+    """The engine module called ``name`` as this module holds it now (None where not built), for tuning."""
+    return legacy if name == "legacy" else graph if name == "graph" else None
+
+
+tuning.set_engine_provider(_provide)
 
 
 class EngineUnavailable(RuntimeError):

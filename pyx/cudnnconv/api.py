@@ -80,11 +80,19 @@ class CudaUnavailableError(RuntimeError):
     """A valid call found no usable CUDA device or driver."""
 
 
+def cuda_available():
+    """Whether a CUDA device and driver are usable from CuPy here."""
+    try:
+        import cupy
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
 def _check_cuda():
     """Raise CudaUnavailableError when CUDA cannot run here (called when a
     valid call's arrays fail to become CuPy arrays, so that the user sees
     why instead of CuPy's raw runtime error)."""
-    from cudnnconv import cuda_available
     if not cuda_available():
         raise CudaUnavailableError(
             "cudnnconv: no usable CUDA device was found (cudnnconv.cuda_available() is False): the "

@@ -1,7 +1,9 @@
 """The persistent, versioned, shareable tuning cache (policy tier).
 
 ``save_tuning(path)`` writes every engine's cached choices to a JSON file;
-``load_tuning(path)`` puts the valid ones back into the engines' caches.
+``load_file(path)`` puts the valid ones back into the engines' caches (the
+public ``cudnnconv.load_tuning`` is cudnnconv.warmup's, which can also warm
+them up: this module runs nothing).
 With ``CUDNNCONV_TUNING_CACHE=path`` in the environment, the file is loaded
 at the first cache lookup and every new choice is merged into it as soon as
 the search makes it.
@@ -57,7 +59,7 @@ the key's workspace_limit, an algorithm that does not exist, a math type
 that breaks the key's flags), an unknown engine, or a plan JSON nested
 deeper than MAX_PLAN_DEPTH or naming another SM count or cuDNN version than
 its environment, is rejected (one warning per load names how many and why)
-and nothing of it is loaded.  ``load_tuning`` returns how many entries the
+and nothing of it is loaded.  ``load_file`` returns how many entries the
 caches hold after it, not how many the file has.  Files are written as
 strict JSON: a record holding NaN or an infinity is never written.
 
@@ -338,10 +340,35 @@ _LEGACY_ALGO_COUNT = {"forward": 8, "fused": 8, "backward_data": 6, "backward_fi
 _LEGACY_RECORD_FIELDS = {"algo", "math_type", "workspace", "time_ms", "deterministic", "benchmarked"}
 
 
+# ---------------------------------------------------------------------------
+# The engines, as the engine registry (cudnnconv._engines) provides them: this
+# module imports no engine.  ``provider(name)`` returns the engine's module
+# ('legacy': CACHE and LegacyChoice; 'graph': CACHE, choice_to_record and
+# choice_from_record), or None where the build has none.
+# ---------------------------------------------------------------------------
+
+_provider = None
+
+
+def set_engine_provider(provider):
+    """Called once by cudnnconv._engines, which imports the engines."""
+    global _provider
+    _provider = provider
+
+
+def _engine(name):
+    return None if _provider is None else _provider(name)
+
+
+def _engine_caches():
+    """The engines' choice caches, graph first (as cudnnconv._engines.caches() lists them)."""
+    return [m.CACHE for m in (_engine("graph"), _engine("legacy")) if m is not None]
+
+
 def legacy_choice_to_record(choice, key=None):
     """A LegacyChoice as a record dict, or None for anything else."""
-    from cudnnconv.engines.legacy import LegacyChoice
-    if not isinstance(choice, LegacyChoice):
+    legacy = _engine("legacy")
+    if legacy is None or not isinstance(choice, legacy.LegacyChoice):
         return None
     return {"algo": choice.algo, "math_type": choice.math_type, "workspace": choice.workspace,
             "time_ms": choice.time_ms if math.isfinite(choice.time_ms) else -1.0,
@@ -374,18 +401,9 @@ def check_legacy_record(record, key):
 
 def legacy_choice_from_record(record, key):
     """The LegacyChoice a checked record stands for."""
-    from cudnnconv.engines.legacy import LegacyChoice
     check_legacy_record(record, key)
-    return LegacyChoice(key.op, record["algo"], record["math_type"], record["workspace"], record["time_ms"],
+    return _engine("legacy").LegacyChoice(key.op, record["algo"], record["math_type"], record["workspace"], record["time_ms"],
                         record["deterministic"], record["benchmarked"])
-
-
-def _graph_module():
-    try:
-        from cudnnconv import _engines
-    except Exception:
-        return None
-    return _engines.graph
 
 
 def _call_codec(fn, obj, key):
@@ -401,9 +419,9 @@ def _call_codec(fn, obj, key):
 def codec(engine):
     """(to_record, from_record) for ``engine``, or None where this build has none."""
     if engine == "legacy":
-        return legacy_choice_to_record, legacy_choice_from_record
+        return (legacy_choice_to_record, legacy_choice_from_record) if _engine("legacy") is not None else None
     if engine == "graph":
-        mod = _graph_module()
+        mod = _engine("graph")
         to_rec = getattr(mod, "choice_to_record", None)
         from_rec = getattr(mod, "choice_from_record", None)
         if callable(to_rec) and callable(from_rec):
@@ -467,7 +485,7 @@ def check_graph_record(record, key, env):
     left to cuDNN's NOT_SUPPORTED_ARCH_MISMATCH).  ``time_ms`` must be finite
     and ``knobs`` pairs of ints in range, as the graph codec wants them: a
     number it would refuse later is rejected now, with a warning.  With
-    ``env`` None only the structure is checked: load_tuning checks an entry
+    ``env`` None only the structure is checked: load_file checks an entry
     against its environment only once that environment is this process's
     (an entry for another environment is skipped quietly, whatever it holds).
     """
@@ -685,21 +703,20 @@ def record_choice(key, choice):
 
 
 def _engine_cache(engine):
-    from cudnnconv import _engines
-    mod = _engines.legacy if engine == "legacy" else _engines.graph
+    mod = _engine("legacy" if engine == "legacy" else "graph")
     return None if mod is None else mod.CACHE
 
 
-def load_tuning(path, *, override=False, warmup=False):
+def load_file(path, *, override=False, after_load=None):
     """Load the valid entries of a tuning file into the engines' caches.
 
     Entries for another environment (cuDNN version, GPU name, compute
     capability, SM count, cache format) are skipped with a debug note; bad
     parts are rejected with a warning.  An entry never replaces a choice
     already in the cache unless ``override``.  Graph plans are deserialised
-    now, in the calling thread.  With ``warmup``, each loaded choice also
-    runs once on scratch arrays (cudnnconv.warmup), so that its kernels are
-    loaded and its workspace allocated before its first call.
+    now, in the calling thread.  ``after_load(keys)``, when given, is called
+    with the keys of the entries kept (cudnnconv.warmup passes its warm-up:
+    this module knows nothing of running a choice).
 
     Returns the number of entries this load put into the engines' caches
     that are still held when it returns, not the number it read: a bounded
@@ -707,14 +724,14 @@ def load_tuning(path, *, override=False, warmup=False):
     file of 140,000 legacy entries loads 4,096), and a key given twice counts
     once.  A graph entry still counts when its thread's cache has let it go
     but the store keeps its record (stored_record: any thread's miss decodes
-    it).
+    it).  ``cudnnconv.load_tuning`` (cudnnconv.warmup) is the public form.
 
     Raises:
         Nothing for the file's contents: a corrupt or hostile file, or a
         path that is not a regular file (a FIFO, device, directory, socket),
         is rejected with a warning, and so is an OSError other than a
-        missing file.  A missing file loads nothing.  With ``warmup``,
-        whatever a warm-up run raises (CuDNNOutOfMemoryError, say).
+        missing file.  A missing file loads nothing.  Whatever
+        ``after_load`` raises.
     """
     path = os.fspath(path)
     parsed = _read_for_load(path)
@@ -730,9 +747,8 @@ def load_tuning(path, *, override=False, warmup=False):
         _warn(path, "rejected %d entr(ies): %s" % (len(bad), "; ".join(bad[:3])))
     kept = _kept(put)
     _logger.debug("tuning cache %s: put %d entries, %d kept; skipped %d", path, len(put), len(kept), skipped)
-    if warmup and kept:
-        from cudnnconv import warmup as _warmup
-        _warmup.warm_up(kept)
+    if after_load is not None and kept:
+        after_load(kept)
     return len(kept)
 
 
@@ -847,12 +863,11 @@ def _env_text(env):
 
 def _records_from_caches(only=None):
     """[(env, key, engine, record)] for the engines' cached choices (or ``only``: [(key, choice)])."""
-    from cudnnconv import _engines
     pairs = []
     if only is not None:
         pairs = list(only)
     else:
-        for mod in (_engines.legacy, _engines.graph):
+        for mod in (_engine("legacy"), _engine("graph")):
             if mod is not None:
                 pairs.extend(mod.CACHE.items())
     memo = {}
@@ -1005,8 +1020,9 @@ class _AutoFile:
     """Connects the engines' caches to one file: loads it on the first cache
     miss, merges every new choice into it."""
 
-    def __init__(self, path):
+    def __init__(self, path, after_load=None):
         self.path = path
+        self.after_load = after_load
         self.loaded = False
         self.lock = threading.Lock()
         self.caches = []
@@ -1034,8 +1050,7 @@ class _AutoFile:
             if self.loaded:
                 return
             try:
-                from cudnnconv import warmup as _warmup
-                load_tuning(self.path, warmup=_warmup.env_enabled())
+                load_file(self.path, after_load=self.after_load)
             finally:
                 self.loaded = True
 
@@ -1053,24 +1068,26 @@ class _AutoFile:
 _auto = None
 
 
-def enable_autosave(path):
+def enable_autosave(path, after_load=None):
     """Load ``path`` at the first cache lookup and merge new choices into it
-    (what CUDNNCONV_TUNING_CACHE does).  ``None`` turns it off."""
+    (what CUDNNCONV_TUNING_CACHE does); ``after_load`` as for ``load_file``.
+    ``None`` turns it off."""
     global _auto
-    from cudnnconv import _engines
     if _auto is not None:
         _auto.detach()
         _auto = None
     if path:
-        _auto = _AutoFile(os.path.abspath(os.fspath(path)))
-        _auto.attach(_engines.caches())
+        _auto = _AutoFile(os.path.abspath(os.fspath(path)), after_load)
+        _auto.attach(_engine_caches())
     return _auto
 
 
-def _install_from_environment():
+def install_from_environment(after_load=None):
+    """CUDNNCONV_TUNING_CACHE=path: ``enable_autosave(path, after_load)``; a
+    path that cannot be used is a RuntimeWarning, not an import error."""
     path = os.environ.get(ENV_VAR)
     if path:
         try:
-            enable_autosave(path)
+            enable_autosave(path, after_load)
         except Exception as e:
             warnings.warn("cudnnconv: %s=%s could not be used: %s" % (ENV_VAR, path, e), RuntimeWarning)

@@ -59,6 +59,39 @@ def env_enabled():
     return os.environ.get(ENV_VAR, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def load_tuning(path, *, override=False, warmup=False):
+    """Load the valid entries of a tuning file into the engines' caches.
+
+    Entries for another environment (cuDNN version, GPU name, compute
+    capability, SM count, cache format) are skipped with a debug note; bad
+    parts are rejected with a warning.  An entry never replaces a choice
+    already in the cache unless ``override``.  With ``warmup``, each loaded
+    choice also runs once on scratch arrays (``warm_up``), so that its
+    kernels are loaded and its workspace allocated before its first call.
+
+    Returns the number of entries this load put into the engines' caches
+    that are still held when it returns, not the number it read: a bounded
+    cache keeps only the most recent (the legacy engine's holds 4,096), and
+    a key given twice counts once (``cudnnconv.tuning.load_file``).
+
+    Raises:
+        Nothing for the file's contents: a corrupt or hostile file, or a
+        path that is not a regular file (a FIFO, device, directory, socket),
+        is rejected with a warning, and so is an OSError other than a
+        missing file.  A missing file loads nothing.  With ``warmup``,
+        whatever a warm-up run raises (CuDNNOutOfMemoryError, say).
+    """
+    from cudnnconv import tuning
+    return tuning.load_file(path, override=override, after_load=warm_up if warmup else None)
+
+
+def install_from_environment():
+    """CUDNNCONV_TUNING_CACHE=path (load at first use, add new choices as they
+    are found), warming up what it loads when CUDNNCONV_TUNING_WARMUP=1."""
+    from cudnnconv import tuning
+    tuning.install_from_environment(after_load=warm_up if env_enabled() else None)
+
+
 def _dtype(code):
     import numpy
     name = _NUMPY_NAME[code]
