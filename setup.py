@@ -206,7 +206,7 @@ setup(
     version="0.1.0",
     description="cuDNN convolutions on CuPy arrays: legacy and graph engines, persistent tuning",
     package_dir={"": "pyx"},
-    packages=["cudnnconv", "cudnnconv.decl", "cudnnconv.core", "cudnnconv.engines"],
+    packages=["cudnnconv", "cudnnconv.decl", "cudnnconv.core", "cudnnconv.engines", "cudnnconv.params"],
     package_data={"cudnnconv": ["*.pxd", "*/*.pxd", "*.pyi", "*/*.pyi", "py.typed"]},
     ext_modules=extensions(),
     python_requires=">=3.9",

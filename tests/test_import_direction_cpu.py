@@ -19,11 +19,14 @@ import re
 import pytest
 
 PKG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pyx", "cudnnconv")
+pytestmark = pytest.mark.skipif(not os.path.isdir(PKG), reason="no package sources beside the tests (an "
+                                "installed wheel under test): nothing to read")
 
 LAYERS = {
     0: ("_loader", "_log", "core", "core.status", "core.handle", "core.build", "core.state", "core.executor",
         "core.arrays", "decl", "decl.cudnn", "decl.cudnn_backend", "decl.cudnn_legacy", "decl.config"),
-    1: ("params", "options", "cache", "search", "workspace", "split", "ranking", "gpu_timing", "errata", "tuning"),
+    1: ("params.dtypes", "params.layouts", "params.ingest", "params.geometry", "params.keys", "params.repro",
+        "params", "options", "cache", "search", "workspace", "split", "ranking", "gpu_timing", "errata", "tuning"),
     2: ("engines", "engines.legacy_descriptors", "engines.legacy", "engines.graph_descriptors", "engines.graph"),
     3: ("_engines", "callplan"),
     4: ("api",),
