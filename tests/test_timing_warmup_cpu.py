@@ -141,14 +141,14 @@ def test_errata_exclude_winograd_nonfused_for_strict_float32_only():
 
 
 def test_tuning_record_naming_an_erratum_is_rejected():
-    from cudnnconv import tuning
+    from cudnnconv.engines import legacy_record
     key = _key(engine="legacy", dtype=0, layout=params.NCHW)
     rec = {"algo": 7, "math_type": 3, "workspace": 0, "time_ms": 0.1, "deterministic": True, "benchmarked": True}
     strict = key._replace(allow_tf32=False)
     with pytest.raises(ValueError, match="errata"):
-        tuning.check_legacy_record(rec, strict)
-    tuning.check_legacy_record(rec, key)                                # allow_tf32=True: valid
-    tuning.check_legacy_record(dict(rec, algo=1), strict)
+        legacy_record.check_record(rec, strict)
+    legacy_record.check_record(rec, key)                                # allow_tf32=True: valid
+    legacy_record.check_record(dict(rec, algo=1), strict)
 
 
 def test_errata_cover_every_direction_of_the_measured_algorithms():

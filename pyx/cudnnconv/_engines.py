@@ -30,6 +30,9 @@ def _provide(name):
 
 
 tuning.set_engine_provider(_provide)
+if legacy is not None:
+    from cudnnconv.engines import legacy_record
+    tuning.register_codec("legacy", legacy_record.to_record, legacy_record.from_record, legacy_record.check_record)
 
 
 class EngineUnavailable(RuntimeError):

@@ -89,6 +89,8 @@ import threading
 import warnings
 
 from cudnnconv import params
+from cudnnconv.records import (WORKSPACE_CAP, BadEntry, as_bool, as_float, as_int, as_str, int_tuple,  # noqa: F401
+                               short_repr)
 
 FORMAT = "cudnnconv-tuning"
 FORMAT_VERSION = 1          # the file's layout
@@ -101,18 +103,14 @@ MAX_ENVIRONMENTS = 256
 MAX_PLAN_JSON = 4 << 20
 MAX_PLAN_DEPTH = 64         # nesting levels of a plan JSON (a level: one list or object)
 MAX_KNOBS = 64              # [type, value] pairs of a graph record (above every cuDNN 9 knob count)
-MAX_STR = 256
 MAX_DIM = 1 << 40
 MAX_EXTRA_ITEMS = 64
 MAX_EXTRA_DEPTH = 4
-WORKSPACE_CAP = 1 << 40     # cudnnconv.workspace refuses >= 1 TiB anyway
 
 OPS = ("forward", "fused", "backward_data", "backward_filter")
 ENGINES = ("legacy", "graph")
 LAYOUTS = (params.NCHW, params.CHANNELS_LAST)
 DTYPES = frozenset(params._CUDNN_DTYPE.values())
-_CUDNN_DATA_FLOAT = 0
-_FMA_MATH = 3
 _MATH_TYPES = (0, 1, 2, 3)
 
 _logger = logging.getLogger("cudnnconv")
@@ -126,8 +124,7 @@ class _NotRegularFile(TuningFileError):
     """The path names a FIFO, device, directory or socket: never read, never replaced."""
 
 
-class _BadEntry(ValueError):
-    """One entry cannot be used."""
+
 
 
 # ---------------------------------------------------------------------------
@@ -179,17 +176,17 @@ def _env_here(device, memo):
 def _check_env_block(env):
     if not isinstance(env, dict) or set(env) != {"cudnn_version", "gpu_name", "compute_capability",
                                                  "sm_count", "cache_format"}:
-        raise _BadEntry("environment block must have exactly cudnn_version, gpu_name, compute_capability, "
+        raise BadEntry("environment block must have exactly cudnn_version, gpu_name, compute_capability, "
                         "sm_count, cache_format")
-    _int(env["cudnn_version"], "cudnn_version", 0, 10 ** 9)
-    _str(env["gpu_name"], "gpu_name")
+    as_int(env["cudnn_version"], "cudnn_version", 0, 10 ** 9)
+    as_str(env["gpu_name"], "gpu_name")
     cc = env["compute_capability"]
     if not isinstance(cc, list) or len(cc) != 2:
-        raise _BadEntry("compute_capability must be [major, minor]")
+        raise BadEntry("compute_capability must be [major, minor]")
     for v in cc:
-        _int(v, "compute_capability", 0, 1000)
-    _int(env["sm_count"], "sm_count", 1, 1 << 20)
-    _int(env["cache_format"], "cache_format", 0, 1 << 20)
+        as_int(v, "compute_capability", 0, 1000)
+    as_int(env["sm_count"], "sm_count", 1, 1 << 20)
+    as_int(env["cache_format"], "cache_format", 0, 1 << 20)
     return env
 
 
@@ -206,39 +203,20 @@ def _canon(obj):
 # Checked values
 # ---------------------------------------------------------------------------
 
-def _int(v, what, lo, hi):
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise _BadEntry("%s must be an int in [%d, %d], got %s" % (what, lo, hi, _short_repr(v)))
-    return v
 
 
-def _bool(v, what):
-    if not isinstance(v, bool):
-        raise _BadEntry("%s must be true or false, got %s" % (what, _short_repr(v)))
-    return v
 
 
-def _str(v, what, maxlen=MAX_STR):
-    if not isinstance(v, str) or len(v) > maxlen:
-        raise _BadEntry("%s must be a string of at most %d characters" % (what, maxlen))
-    return v
 
 
-def _float(v, what, lo, hi):
-    """``v`` as a finite float in [lo, hi]; an int too large for a float (10**400) is out of range, not a crash."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise _BadEntry("%s must be a number, got %s" % (what, _short_repr(v)))
-    try:
-        f = float(v)
-    except OverflowError:
-        f = math.inf
-    if not math.isfinite(f) or not lo <= f <= hi:
-        raise _BadEntry("%s must be finite in [%g, %g], got %s" % (what, lo, hi, _short_repr(v)))
-    return f
+
+
+
+
 
 
 def _strict_json(obj, what):
-    """Raise _BadEntry unless ``obj`` is strict JSON: no NaN or infinity anywhere in it.
+    """Raise BadEntry unless ``obj`` is strict JSON: no NaN or infinity anywhere in it.
 
     A float beyond 1e308 in the file parses as inf; written back it would be
     ``Infinity``, which is not JSON, and every reader would reject the whole
@@ -247,36 +225,31 @@ def _strict_json(obj, what):
     try:
         json.dumps(obj, allow_nan=False)
     except (ValueError, TypeError, RecursionError) as e:
-        raise _BadEntry("%s is not strict JSON (%s)" % (what, str(e)[:60])) from None
+        raise BadEntry("%s is not strict JSON (%s)" % (what, str(e)[:60])) from None
 
 
-def _short_repr(v):
-    r = repr(v) if not isinstance(v, int) or abs(v) < 10 ** 30 else "<int of %d bits>" % v.bit_length()
-    return r if len(r) <= 60 else r[:57] + "..."
 
 
-def _int_tuple(v, what, n_lo, n_hi, lo, hi):
-    if not isinstance(v, list) or not n_lo <= len(v) <= n_hi:
-        raise _BadEntry("%s must be a list of %d to %d ints" % (what, n_lo, n_hi))
-    return tuple(_int(x, what, lo, hi) for x in v)
+
+
 
 
 def _extra_from_json(v, depth=0):
     if depth > MAX_EXTRA_DEPTH:
-        raise _BadEntry("extra nests too deep")
+        raise BadEntry("extra nests too deep")
     if isinstance(v, list):
         if len(v) > MAX_EXTRA_ITEMS:
-            raise _BadEntry("extra has too many items")
+            raise BadEntry("extra has too many items")
         return tuple(_extra_from_json(x, depth + 1) for x in v)
     if v is None or isinstance(v, bool):
         return v
     if isinstance(v, int):
-        return _int(v, "extra", -(1 << 62), 1 << 62)
+        return as_int(v, "extra", -(1 << 62), 1 << 62)
     if isinstance(v, float):
-        return _float(v, "extra", -1e300, 1e300)
+        return as_float(v, "extra", -1e300, 1e300)
     if isinstance(v, str):
-        return _str(v, "extra")
-    raise _BadEntry("extra holds a %s" % type(v).__name__)
+        return as_str(v, "extra")
+    raise BadEntry("extra holds a %s" % type(v).__name__)
 
 
 def _to_json(v):
@@ -295,38 +268,38 @@ def key_to_json(key):
 
 
 def key_from_json(d):
-    """The ProblemKey a dict written by key_to_json stands for, checked; _BadEntry otherwise."""
+    """The ProblemKey a dict written by key_to_json stands for, checked; BadEntry otherwise."""
     if not isinstance(d, dict) or set(d) != set(params.ProblemKey._fields):
-        raise _BadEntry("key must have exactly the fields %s" % (", ".join(params.ProblemKey._fields),))
+        raise BadEntry("key must have exactly the fields %s" % (", ".join(params.ProblemKey._fields),))
     op = d["op"]
     if op not in OPS:
-        raise _BadEntry("unknown op %s" % _short_repr(op))
+        raise BadEntry("unknown op %s" % short_repr(op))
     engine = d["engine"]
     if engine not in ENGINES:
-        raise _BadEntry("unknown engine %s in key" % _short_repr(engine))
-    device = _int(d["device"], "device", 0, 1023)
-    dtype = _int(d["dtype"], "dtype", 0, 1000)
+        raise BadEntry("unknown engine %s in key" % short_repr(engine))
+    device = as_int(d["device"], "device", 0, 1023)
+    dtype = as_int(d["dtype"], "dtype", 0, 1000)
     if dtype not in DTYPES:
-        raise _BadEntry("unknown dtype code %d" % dtype)
-    xs = _int_tuple(d["input_shape"], "input_shape", 3, 5, 0, MAX_DIM)
-    ws = _int_tuple(d["weight_shape"], "weight_shape", 3, 5, 0, MAX_DIM)
+        raise BadEntry("unknown dtype code %d" % dtype)
+    xs = int_tuple(d["input_shape"], "input_shape", 3, 5, 0, MAX_DIM)
+    ws = int_tuple(d["weight_shape"], "weight_shape", 3, 5, 0, MAX_DIM)
     if len(xs) != len(ws):
-        raise _BadEntry("input_shape and weight_shape differ in rank")
+        raise BadEntry("input_shape and weight_shape differ in rank")
     nsp = len(xs) - 2
     layout = d["layout"]
     if layout not in LAYOUTS:
-        raise _BadEntry("unknown layout %s" % _short_repr(layout))
-    padding = _int_tuple(d["padding"], "padding", nsp, nsp, 0, MAX_DIM)
-    stride = _int_tuple(d["stride"], "stride", nsp, nsp, 1, MAX_DIM)
-    dilation = _int_tuple(d["dilation"], "dilation", nsp, nsp, 1, MAX_DIM)
-    groups = _int(d["groups"], "groups", 1, MAX_DIM)
-    det = _bool(d["deterministic"], "deterministic")
-    tf32 = _bool(d["allow_tf32"], "allow_tf32")
+        raise BadEntry("unknown layout %s" % short_repr(layout))
+    padding = int_tuple(d["padding"], "padding", nsp, nsp, 0, MAX_DIM)
+    stride = int_tuple(d["stride"], "stride", nsp, nsp, 1, MAX_DIM)
+    dilation = int_tuple(d["dilation"], "dilation", nsp, nsp, 1, MAX_DIM)
+    groups = as_int(d["groups"], "groups", 1, MAX_DIM)
+    det = as_bool(d["deterministic"], "deterministic")
+    tf32 = as_bool(d["allow_tf32"], "allow_tf32")
     limit = d["workspace_limit"]
     if limit is not None:
-        limit = _int(limit, "workspace_limit", 0, 1 << 62)
+        limit = as_int(limit, "workspace_limit", 0, 1 << 62)
     if not isinstance(d["extra"], list):
-        raise _BadEntry("extra must be a list")
+        raise BadEntry("extra must be a list")
     extra = _extra_from_json(d["extra"])
     return params.ProblemKey(op, engine, device, dtype, xs, ws, layout, padding, stride, dilation, groups,
                              det, tf32, limit, extra)
@@ -336,8 +309,7 @@ def key_from_json(d):
 # Engine codecs
 # ---------------------------------------------------------------------------
 
-_LEGACY_ALGO_COUNT = {"forward": 8, "fused": 8, "backward_data": 6, "backward_filter": 7}
-_LEGACY_RECORD_FIELDS = {"algo", "math_type", "workspace", "time_ms", "deterministic", "benchmarked"}
+
 
 
 # ---------------------------------------------------------------------------
@@ -365,47 +337,6 @@ def _engine_caches():
     return [m.CACHE for m in (_engine("graph"), _engine("legacy")) if m is not None]
 
 
-def legacy_choice_to_record(choice, key=None):
-    """A LegacyChoice as a record dict, or None for anything else."""
-    legacy = _engine("legacy")
-    if legacy is None or not isinstance(choice, legacy.LegacyChoice):
-        return None
-    return {"algo": choice.algo, "math_type": choice.math_type, "workspace": choice.workspace,
-            "time_ms": choice.time_ms if math.isfinite(choice.time_ms) else -1.0,
-            "deterministic": choice.deterministic, "benchmarked": choice.benchmarked}
-
-
-def check_legacy_record(record, key):
-    """Raise _BadEntry unless ``record`` is a valid legacy record for ``key``."""
-    if not isinstance(record, dict) or set(record) != _LEGACY_RECORD_FIELDS:
-        raise _BadEntry("legacy record must have exactly %s" % ", ".join(sorted(_LEGACY_RECORD_FIELDS)))
-    _int(record["algo"], "algo", 0, _LEGACY_ALGO_COUNT[key.op] - 1)
-    if key.op == "backward_filter" and record["algo"] == 4:
-        raise _BadEntry("backward_filter WINOGRAD (4) is not an algorithm cudnnconv runs")
-    math_type = _int(record["math_type"], "math_type", 0, 3)
-    ws = _int(record["workspace"], "workspace", 0, WORKSPACE_CAP - 1)
-    if key.workspace_limit is not None and ws > key.workspace_limit:
-        raise _BadEntry("workspace %d exceeds the key's workspace_limit %d" % (ws, key.workspace_limit))
-    _float(record["time_ms"], "time_ms", -1.0, 1e9)
-    det = _bool(record["deterministic"], "deterministic")
-    _bool(record["benchmarked"], "benchmarked")
-    if key.deterministic and not det:
-        raise _BadEntry("a non-deterministic algorithm for a deterministic=True key")
-    if key.dtype == _CUDNN_DATA_FLOAT and not key.allow_tf32 and math_type != _FMA_MATH:
-        raise _BadEntry("float32 with allow_tf32=False needs FMA math, got math type %d" % math_type)
-    from cudnnconv import errata
-    why = errata.legacy_reason(key.op, record["algo"], key.dtype, key.allow_tf32)
-    if why is not None:
-        raise _BadEntry(why)
-
-
-def legacy_choice_from_record(record, key):
-    """The LegacyChoice a checked record stands for."""
-    check_legacy_record(record, key)
-    return _engine("legacy").LegacyChoice(key.op, record["algo"], record["math_type"], record["workspace"], record["time_ms"],
-                        record["deterministic"], record["benchmarked"])
-
-
 def _call_codec(fn, obj, key):
     """Call a codec that takes (obj) or (obj, key)."""
     try:
@@ -416,10 +347,20 @@ def _call_codec(fn, obj, key):
     return fn(obj, key) if nparams >= 2 else fn(obj)
 
 
+_CODECS = {}        # engine name -> (to_record, from_record, check_record), as register_codec gave them
+
+
+def register_codec(engine, to_record, from_record, check_record=None):
+    """An engine's record codec, beside its engine; the engine registry (cudnnconv._engines) calls
+    this.  ``check_record(record, key)`` raises BadEntry for a record that cannot be used."""
+    _CODECS[engine] = (to_record, from_record, check_record)
+
+
 def codec(engine):
     """(to_record, from_record) for ``engine``, or None where this build has none."""
     if engine == "legacy":
-        return (legacy_choice_to_record, legacy_choice_from_record) if _engine("legacy") is not None else None
+        c = _CODECS.get("legacy")
+        return None if c is None or _engine("legacy") is None else c[:2]
     if engine == "graph":
         mod = _engine("graph")
         to_rec = getattr(mod, "choice_to_record", None)
@@ -438,7 +379,7 @@ _VERSION_NAMES = frozenset(s.replace("_", "") for s in _VERSION_KEYS)
 def _plan_fields(plan):
     """Every (name, value) pair of every object in a parsed plan JSON, at any depth.
 
-    Raises _BadEntry when the plan nests deeper than MAX_PLAN_DEPTH levels
+    Raises BadEntry when the plan nests deeper than MAX_PLAN_DEPTH levels
     (each list or object is one level): a field below the bound would escape
     the SM-count and cuDNN-version checks, so such a plan is rejected, not
     walked part way.  Iterative, so no depth of input can exhaust the stack.
@@ -455,7 +396,7 @@ def _plan_fields(plan):
         else:
             continue
         if depth > MAX_PLAN_DEPTH:
-            raise _BadEntry("plan_json nests deeper than %d levels" % MAX_PLAN_DEPTH)
+            raise BadEntry("plan_json nests deeper than %d levels" % MAX_PLAN_DEPTH)
         todo.extend((v, depth + 1) for v in children)
     return fields
 
@@ -465,14 +406,14 @@ def _is_number(v):
 
 
 def _check_knobs(knobs):
-    """Raise _BadEntry unless ``knobs`` is a list of at most MAX_KNOBS [type, value] int pairs in cuDNN's ranges."""
+    """Raise BadEntry unless ``knobs`` is a list of at most MAX_KNOBS [type, value] int pairs in cuDNN's ranges."""
     if not isinstance(knobs, list) or len(knobs) > MAX_KNOBS:
-        raise _BadEntry("knobs must be a list of at most %d [type, value] pairs" % MAX_KNOBS)
+        raise BadEntry("knobs must be a list of at most %d [type, value] pairs" % MAX_KNOBS)
     for kv in knobs:
         if not isinstance(kv, list) or len(kv) != 2:
-            raise _BadEntry("a knob must be a [type, value] pair, got %s" % _short_repr(kv))
-        _int(kv[0], "knob type", 0, (1 << 31) - 1)
-        _int(kv[1], "knob value", -(1 << 62), (1 << 62) - 1)
+            raise BadEntry("a knob must be a [type, value] pair, got %s" % short_repr(kv))
+        as_int(kv[0], "knob type", 0, (1 << 31) - 1)
+        as_int(kv[1], "knob value", -(1 << 62), (1 << 62) - 1)
 
 
 def check_graph_record(record, key, env):
@@ -490,50 +431,50 @@ def check_graph_record(record, key, env):
     (an entry for another environment is skipped quietly, whatever it holds).
     """
     if not isinstance(record, dict) or len(record) > 64:
-        raise _BadEntry("graph record must be a dict of at most 64 fields")
+        raise BadEntry("graph record must be a dict of at most 64 fields")
     if "workspace" in record:
-        ws = _int(record["workspace"], "workspace", 0, WORKSPACE_CAP - 1)
+        ws = as_int(record["workspace"], "workspace", 0, WORKSPACE_CAP - 1)
         if key.workspace_limit is not None and ws > key.workspace_limit:
-            raise _BadEntry("workspace %d exceeds the key's workspace_limit %d" % (ws, key.workspace_limit))
+            raise BadEntry("workspace %d exceeds the key's workspace_limit %d" % (ws, key.workspace_limit))
     if "tag" in record:
-        _str(record["tag"], "tag", 4096)
+        as_str(record["tag"], "tag", 4096)
     if "time_ms" in record:
-        _float(record["time_ms"], "time_ms", -1.0, 1e9)
+        as_float(record["time_ms"], "time_ms", -1.0, 1e9)
     if "knobs" in record:
         _check_knobs(record["knobs"])
     if "engine_index" in record:
-        idx = _int(record["engine_index"], "engine_index", 0, (1 << 31) - 1)
+        idx = as_int(record["engine_index"], "engine_index", 0, (1 << 31) - 1)
         from cudnnconv import errata
         why = errata.graph_reason(key.op, idx, key.dtype, key.allow_tf32)
         if why is not None:
-            raise _BadEntry(why)
+            raise BadEntry(why)
     if env is not None and "sm_count" in record and record["sm_count"] != env["sm_count"]:
-        raise _BadEntry("record sm_count %s != environment %d" % (_short_repr(record["sm_count"]), env["sm_count"]))
+        raise BadEntry("record sm_count %s != environment %d" % (short_repr(record["sm_count"]), env["sm_count"]))
     plan = record.get("plan_json")
     if plan is not None:
-        _str(plan, "plan_json", MAX_PLAN_JSON)
+        as_str(plan, "plan_json", MAX_PLAN_JSON)
         try:
             parsed = json.loads(plan, parse_constant=_no_constant)
         except (ValueError, RecursionError) as e:
-            raise _BadEntry("plan_json is not valid JSON (%s)" % type(e).__name__)
+            raise BadEntry("plan_json is not valid JSON (%s)" % type(e).__name__)
         fields = _plan_fields(parsed)           # the depth bound is structure: checked for every environment
         if env is not None:
             _check_plan_env(fields, env)
 
 
 def _check_plan_env(fields, env):
-    """Raise _BadEntry when a plan field names an SM count or cuDNN version other than ``env``'s.
+    """Raise BadEntry when a plan field names an SM count or cuDNN version other than ``env``'s.
 
     Any number counts (7.0 is an SM count of 7 as much as 7 is; 1e400 parses as inf).
     """
     for k, v in fields:
         name = str(k).lower().replace("-", "").replace("_", "")
         if name in _SM_NAMES and _is_number(v) and v != env["sm_count"]:
-            raise _BadEntry("plan_json names %s=%s but the environment has sm_count %d"
-                            % (k, _short_repr(v), env["sm_count"]))
+            raise BadEntry("plan_json names %s=%s but the environment has sm_count %d"
+                            % (k, short_repr(v), env["sm_count"]))
         if name in _VERSION_NAMES and _is_number(v) and v != env["cudnn_version"]:
-            raise _BadEntry("plan_json names %s=%s but the environment has cuDNN %d"
-                            % (k, _short_repr(v), env["cudnn_version"]))
+            raise BadEntry("plan_json names %s=%s but the environment has cuDNN %d"
+                            % (k, short_repr(v), env["cudnn_version"]))
 
 
 def _no_constant(name):
@@ -596,11 +537,11 @@ def _parse(data):
     if not isinstance(doc, dict):
         raise TuningFileError("the top level is not an object")
     if doc.get("format") != FORMAT:
-        raise TuningFileError("format is %s, not %r" % (_short_repr(doc.get("format")), FORMAT))
+        raise TuningFileError("format is %s, not %r" % (short_repr(doc.get("format")), FORMAT))
     if type(doc.get("version")) is not int or doc["version"] != FORMAT_VERSION:
         # Exactly the int: 1.0, 1e0 and true equal 1 in Python but are not this layout's version number.
         raise TuningFileError("format version %s is not %d (this cudnnconv reads only version %d)"
-                              % (_short_repr(doc.get("version")), FORMAT_VERSION, FORMAT_VERSION))
+                              % (short_repr(doc.get("version")), FORMAT_VERSION, FORMAT_VERSION))
     envs, entries = doc.get("environments"), doc.get("entries")
     if not isinstance(envs, dict) or not isinstance(entries, list):
         raise TuningFileError("'environments' must be an object and 'entries' a list")
@@ -609,32 +550,33 @@ def _parse(data):
     out = _Parsed()
     for eid, block in envs.items():
         try:
-            _str(eid, "environment id")
+            as_str(eid, "environment id")
             out.envs[eid] = _check_env_block(block)
-        except _BadEntry as e:
-            out.bad.append("environment %s: %s" % (_short_repr(eid), e))
+        except BadEntry as e:
+            out.bad.append("environment %s: %s" % (short_repr(eid), e))
     for i, ent in enumerate(entries):
         try:
             if not isinstance(ent, dict) or set(ent) != {"env", "engine", "key", "record"}:
-                raise _BadEntry("an entry must have exactly env, engine, key, record")
+                raise BadEntry("an entry must have exactly env, engine, key, record")
             eid = ent["env"]
             if not isinstance(eid, str) or eid not in out.envs:
-                raise _BadEntry("unknown or bad environment id %s" % _short_repr(eid))
+                raise BadEntry("unknown or bad environment id %s" % short_repr(eid))
             env = out.envs[eid]
             engine = ent["engine"]
             if engine not in ENGINES:
-                raise _BadEntry("unknown engine %s" % _short_repr(engine))
+                raise BadEntry("unknown engine %s" % short_repr(engine))
             key = key_from_json(ent["key"])
             if key.engine != engine:
-                raise _BadEntry("entry engine %s but key engine %s" % (engine, key.engine))
+                raise BadEntry("entry engine %s but key engine %s" % (engine, key.engine))
             record = ent["record"]
-            if engine == "legacy":
-                check_legacy_record(record, key)            # every field: finite numbers only
-            else:
-                check_graph_record(record, key, None)
+            if engine == "legacy" and "legacy" in _CODECS:
+                _CODECS["legacy"][2](record, key)           # every field: finite numbers only
+            else:                                           # (a legacy record in a build without that engine:
+                if engine == "graph":                       # kept and written back as read)
+                    check_graph_record(record, key, None)
                 _strict_json(record, "record")              # fields not checked here are written back as read
             out.entries.append((env, key, engine, record, ent))
-        except _BadEntry as e:
+        except BadEntry as e:
             out.bad.append("entry %d: %s" % (i, e))
     return out
 
@@ -781,7 +723,7 @@ def _put_entries(entries, override):
             continue
         try:
             choice, cache = _decode_entry(key, engine, record, env)
-        except _BadEntry as e:
+        except BadEntry as e:
             bad.append("%s: %s" % (_key_text(key), e))
             continue
         if cache is None:
@@ -793,7 +735,7 @@ def _put_entries(entries, override):
 
 
 def _decode_entry(key, engine, record, env):
-    """(choice or None, the engine's cache or None) for an entry of this environment; _BadEntry when bad.
+    """(choice or None, the engine's cache or None) for an entry of this environment; BadEntry when bad.
 
     Its record goes into the store first (for engines that decode there).
     """
@@ -810,7 +752,7 @@ def _decode_entry(key, engine, record, env):
         return None, None
     try:
         return cod[1](record, key), cache
-    except _BadEntry:
+    except BadEntry:
         raise
     except Exception as e:          # a codec must not break loading; a failed plan is a miss
         _logger.debug("tuning cache: %s entry for %s did not load (%s: %s); it is a miss",
@@ -887,7 +829,7 @@ def _records_from_caches(only=None):
             continue
         try:
             _strict_json(record, "its record")
-        except _BadEntry as e:            # a reader would reject the whole file
+        except BadEntry as e:            # a reader would reject the whole file
             _logger.debug("tuning cache: not saving %r: %s", choice, e)
             continue
         env = _env_here(key.device, memo)

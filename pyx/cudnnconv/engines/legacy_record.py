@@ -1,0 +1,51 @@
+"""The legacy engine's tuning record: a LegacyChoice to a JSON-able dict and back, beside its engine.
+
+The engine registry (cudnnconv._engines) hands these to the tuning cache (``tuning.register_codec``);
+the tuning cache checks the file, the environment and the key, this module the record itself."""
+import math
+
+from cudnnconv import errata
+from cudnnconv.engines.legacy import LegacyChoice
+from cudnnconv.records import CUDNN_DATA_FLOAT, FMA_MATH, WORKSPACE_CAP, BadEntry, as_bool, as_float, as_int
+
+ALGO_COUNT = {"forward": 8, "fused": 8, "backward_data": 6, "backward_filter": 7}
+FIELDS = {"algo", "math_type", "workspace", "time_ms", "deterministic", "benchmarked"}
+
+
+def to_record(choice, key=None):
+    """A LegacyChoice as a record dict, or None for anything else."""
+    if not isinstance(choice, LegacyChoice):
+        return None
+    return {"algo": choice.algo, "math_type": choice.math_type, "workspace": choice.workspace,
+            "time_ms": choice.time_ms if math.isfinite(choice.time_ms) else -1.0,
+            "deterministic": choice.deterministic, "benchmarked": choice.benchmarked}
+
+
+def check_record(record, key):
+    """Raise BadEntry unless ``record`` is a valid legacy record for ``key``."""
+    if not isinstance(record, dict) or set(record) != FIELDS:
+        raise BadEntry("legacy record must have exactly %s" % ", ".join(sorted(FIELDS)))
+    as_int(record["algo"], "algo", 0, ALGO_COUNT[key.op] - 1)
+    if key.op == "backward_filter" and record["algo"] == 4:
+        raise BadEntry("backward_filter WINOGRAD (4) is not an algorithm cudnnconv runs")
+    math_type = as_int(record["math_type"], "math_type", 0, 3)
+    ws = as_int(record["workspace"], "workspace", 0, WORKSPACE_CAP - 1)
+    if key.workspace_limit is not None and ws > key.workspace_limit:
+        raise BadEntry("workspace %d exceeds the key's workspace_limit %d" % (ws, key.workspace_limit))
+    as_float(record["time_ms"], "time_ms", -1.0, 1e9)
+    det = as_bool(record["deterministic"], "deterministic")
+    as_bool(record["benchmarked"], "benchmarked")
+    if key.deterministic and not det:
+        raise BadEntry("a non-deterministic algorithm for a deterministic=True key")
+    if key.dtype == CUDNN_DATA_FLOAT and not key.allow_tf32 and math_type != FMA_MATH:
+        raise BadEntry("float32 with allow_tf32=False needs FMA math, got math type %d" % math_type)
+    why = errata.legacy_reason(key.op, record["algo"], key.dtype, key.allow_tf32)
+    if why is not None:
+        raise BadEntry(why)
+
+
+def from_record(record, key):
+    """The LegacyChoice a checked record stands for."""
+    check_record(record, key)
+    return LegacyChoice(key.op, record["algo"], record["math_type"], record["workspace"], record["time_ms"],
+                        record["deterministic"], record["benchmarked"])

@@ -1,0 +1,55 @@
+"""What a tuning record's fields may hold (policy tier, a leaf): the checks every record codec
+shares, the tuning file's (cudnnconv.tuning) and each engine's own (engines/legacy_record.py, the
+graph engine's).  A value that does not fit raises BadEntry, whose message names the field."""
+import math
+
+WORKSPACE_CAP = 1 << 40     # cudnnconv.workspace refuses >= 1 TiB anyway
+MAX_STR = 256
+CUDNN_DATA_FLOAT = 0        # cudnnDataType_t
+FMA_MATH = 3                # cudnnMathType_t CUDNN_FMA_MATH
+
+
+class BadEntry(ValueError):
+    """One entry cannot be used."""
+
+
+def short_repr(v):
+    r = repr(v) if not isinstance(v, int) or abs(v) < 10 ** 30 else "<int of %d bits>" % v.bit_length()
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
+def as_int(v, what, lo, hi):
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise BadEntry("%s must be an int in [%d, %d], got %s" % (what, lo, hi, short_repr(v)))
+    return v
+
+
+def as_bool(v, what):
+    if not isinstance(v, bool):
+        raise BadEntry("%s must be true or false, got %s" % (what, short_repr(v)))
+    return v
+
+
+def as_str(v, what, maxlen=MAX_STR):
+    if not isinstance(v, str) or len(v) > maxlen:
+        raise BadEntry("%s must be a string of at most %d characters" % (what, maxlen))
+    return v
+
+
+def as_float(v, what, lo, hi):
+    """``v`` as a finite float in [lo, hi]; an int too large for a float (10**400) is out of range, not a crash."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise BadEntry("%s must be a number, got %s" % (what, short_repr(v)))
+    try:
+        f = float(v)
+    except OverflowError:
+        f = math.inf
+    if not math.isfinite(f) or not lo <= f <= hi:
+        raise BadEntry("%s must be finite in [%g, %g], got %s" % (what, lo, hi, short_repr(v)))
+    return f
+
+
+def int_tuple(v, what, n_lo, n_hi, lo, hi):
+    if not isinstance(v, list) or not n_lo <= len(v) <= n_hi:
+        raise BadEntry("%s must be a list of %d to %d ints" % (what, n_lo, n_hi))
+    return tuple(as_int(x, what, lo, hi) for x in v)
