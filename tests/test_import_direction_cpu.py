@@ -29,7 +29,7 @@ LAYERS = {
         "params", "records", "options", "cache", "search", "workspace", "split", "ranking", "gpu_timing", "errata",
         "tuning"),
     2: ("engines", "engines.legacy_descriptors", "engines.legacy", "engines.legacy_record", "engines.graph_descriptors",
-        "engines.graph"),
+        "engines.graph", "engines.graph_record"),
     3: ("_engines", "callplan"),
     4: ("api",),
     5: ("explain", "warmup"),

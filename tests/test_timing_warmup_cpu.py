@@ -162,10 +162,10 @@ def test_errata_cover_every_direction_of_the_measured_algorithms():
 
 
 def test_graph_record_naming_an_erratum_is_rejected():
-    from cudnnconv import tuning
+    from cudnnconv.engines import graph_record
     key = _key(op="backward_filter", dtype=0, layout=params.NCHW)._replace(allow_tf32=False)
     rec = {"tag": "eng17", "engine_index": 17, "knobs": [], "workspace": 0, "plan_json": None}
     with pytest.raises(ValueError, match="errata"):
-        tuning.check_graph_record(rec, key, None)
-    tuning.check_graph_record(rec, key._replace(allow_tf32=True), None)
-    tuning.check_graph_record(dict(rec, tag="eng0", engine_index=0), key, None)
+        graph_record.check_record(rec, key, None)
+    graph_record.check_record(rec, key._replace(allow_tf32=True), None)
+    graph_record.check_record(dict(rec, tag="eng0", engine_index=0), key, None)

@@ -11,6 +11,7 @@ import threading
 
 from cudnnconv import params, tuning
 from cudnnconv.core import build
+from cudnnconv.engines import graph_record
 from cudnnconv.core.status import CuDNNError
 
 legacy = None
@@ -30,9 +31,11 @@ def _provide(name):
 
 
 tuning.set_engine_provider(_provide)
+tuning.register_record_check("graph", graph_record.check_record)     # pure Python: in every build
 if legacy is not None:
     from cudnnconv.engines import legacy_record
-    tuning.register_codec("legacy", legacy_record.to_record, legacy_record.from_record, legacy_record.check_record)
+    tuning.register_codec("legacy", legacy_record.to_record, legacy_record.from_record)
+    tuning.register_record_check("legacy", legacy_record.check_record)
 
 
 class EngineUnavailable(RuntimeError):

@@ -5,6 +5,7 @@ import math
 
 WORKSPACE_CAP = 1 << 40     # cudnnconv.workspace refuses >= 1 TiB anyway
 MAX_STR = 256
+MAX_PLAN_JSON = 4 << 20     # characters of a graph record's plan JSON
 CUDNN_DATA_FLOAT = 0        # cudnnDataType_t
 FMA_MATH = 3                # cudnnMathType_t CUDNN_FMA_MATH
 
@@ -53,3 +54,8 @@ def int_tuple(v, what, n_lo, n_hi, lo, hi):
     if not isinstance(v, list) or not n_lo <= len(v) <= n_hi:
         raise BadEntry("%s must be a list of %d to %d ints" % (what, n_lo, n_hi))
     return tuple(as_int(x, what, lo, hi) for x in v)
+
+
+def no_json_constant(name):
+    """json.loads' parse_constant: NaN and the infinities are no valid values in a tuning file."""
+    raise ValueError("%s is not allowed" % name)

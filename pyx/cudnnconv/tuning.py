@@ -56,9 +56,10 @@ FIFO, device, directory or socket: only regular files are opened, and
 without blocking).  An entry with wrong types, out-of-range values (shapes,
 huge ints, floats that parsed as inf, a workspace of 1 TiB or more or over
 the key's workspace_limit, an algorithm that does not exist, a math type
-that breaks the key's flags), an unknown engine, or a plan JSON nested
-deeper than MAX_PLAN_DEPTH or naming another SM count or cuDNN version than
-its environment, is rejected (one warning per load names how many and why)
+that breaks the key's flags), an unknown engine, or a plan JSON nested too
+deep or naming another SM count or cuDNN version than its environment (each
+engine's record checks live beside it: engines/legacy_record.py,
+engines/graph_record.py; the engine registry registers them), is rejected (one warning per load names how many and why)
 and nothing of it is loaded.  ``load_file`` returns how many entries the
 caches hold after it, not how many the file has.  Files are written as
 strict JSON: a record holding NaN or an infinity is never written.
@@ -89,8 +90,8 @@ import threading
 import warnings
 
 from cudnnconv import params
-from cudnnconv.records import (WORKSPACE_CAP, BadEntry, as_bool, as_float, as_int, as_str, int_tuple,  # noqa: F401
-                               short_repr)
+from cudnnconv.records import (MAX_PLAN_JSON, WORKSPACE_CAP, BadEntry, as_bool, as_float, as_int,  # noqa: F401
+                               as_str, int_tuple, no_json_constant, short_repr)
 
 FORMAT = "cudnnconv-tuning"
 FORMAT_VERSION = 1          # the file's layout
@@ -100,9 +101,6 @@ ENV_VAR = "CUDNNCONV_TUNING_CACHE"
 MAX_FILE_BYTES = 64 << 20
 MAX_ENTRIES = 200_000
 MAX_ENVIRONMENTS = 256
-MAX_PLAN_JSON = 4 << 20
-MAX_PLAN_DEPTH = 64         # nesting levels of a plan JSON (a level: one list or object)
-MAX_KNOBS = 64              # [type, value] pairs of a graph record (above every cuDNN 9 knob count)
 MAX_DIM = 1 << 40
 MAX_EXTRA_ITEMS = 64
 MAX_EXTRA_DEPTH = 4
@@ -347,20 +345,32 @@ def _call_codec(fn, obj, key):
     return fn(obj, key) if nparams >= 2 else fn(obj)
 
 
-_CODECS = {}        # engine name -> (to_record, from_record, check_record), as register_codec gave them
+_CODECS = {}        # engine name -> (to_record, from_record), as register_codec gave them
+_CHECKS = {}        # engine name -> check_record(record, key, env), as register_record_check gave them
 
 
-def register_codec(engine, to_record, from_record, check_record=None):
-    """An engine's record codec, beside its engine; the engine registry (cudnnconv._engines) calls
-    this.  ``check_record(record, key)`` raises BadEntry for a record that cannot be used."""
-    _CODECS[engine] = (to_record, from_record, check_record)
+def register_codec(engine, to_record, from_record):
+    """An engine's record codec, beside its engine; the engine registry (cudnnconv._engines) calls this."""
+    _CODECS[engine] = (to_record, from_record)
+
+
+def register_record_check(engine, check):
+    """``check(record, key, env)`` raises BadEntry for an engine's record that cannot be used (``env``
+    None: the structure only); the engine registry registers each engine's."""
+    _CHECKS[engine] = check
+
+
+def _check_record(engine, record, key, env):
+    check = _CHECKS.get(engine)
+    if check is not None:
+        check(record, key, env)
 
 
 def codec(engine):
     """(to_record, from_record) for ``engine``, or None where this build has none."""
     if engine == "legacy":
         c = _CODECS.get("legacy")
-        return None if c is None or _engine("legacy") is None else c[:2]
+        return None if c is None or _engine("legacy") is None else c
     if engine == "graph":
         mod = _engine("graph")
         to_rec = getattr(mod, "choice_to_record", None)
@@ -368,117 +378,6 @@ def codec(engine):
         if callable(to_rec) and callable(from_rec):
             return (lambda c, k: _call_codec(to_rec, c, k)), (lambda r, k: _call_codec(from_rec, r, k))
     return None
-
-
-_SM_KEYS = ("smcount", "sm_count", "multiprocessorcount", "numsms", "num_sms", "nsms", "sms")
-_VERSION_KEYS = ("cudnnversion", "cudnn_version")
-_SM_NAMES = frozenset(s.replace("_", "") for s in _SM_KEYS)          # compared without '_' and '-'
-_VERSION_NAMES = frozenset(s.replace("_", "") for s in _VERSION_KEYS)
-
-
-def _plan_fields(plan):
-    """Every (name, value) pair of every object in a parsed plan JSON, at any depth.
-
-    Raises BadEntry when the plan nests deeper than MAX_PLAN_DEPTH levels
-    (each list or object is one level): a field below the bound would escape
-    the SM-count and cuDNN-version checks, so such a plan is rejected, not
-    walked part way.  Iterative, so no depth of input can exhaust the stack.
-    """
-    fields = []
-    todo = [(plan, 1)]
-    while todo:
-        obj, depth = todo.pop()
-        if isinstance(obj, dict):
-            fields.extend(obj.items())
-            children = obj.values()
-        elif isinstance(obj, list):
-            children = obj
-        else:
-            continue
-        if depth > MAX_PLAN_DEPTH:
-            raise BadEntry("plan_json nests deeper than %d levels" % MAX_PLAN_DEPTH)
-        todo.extend((v, depth + 1) for v in children)
-    return fields
-
-
-def _is_number(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _check_knobs(knobs):
-    """Raise BadEntry unless ``knobs`` is a list of at most MAX_KNOBS [type, value] int pairs in cuDNN's ranges."""
-    if not isinstance(knobs, list) or len(knobs) > MAX_KNOBS:
-        raise BadEntry("knobs must be a list of at most %d [type, value] pairs" % MAX_KNOBS)
-    for kv in knobs:
-        if not isinstance(kv, list) or len(kv) != 2:
-            raise BadEntry("a knob must be a [type, value] pair, got %s" % short_repr(kv))
-        as_int(kv[0], "knob type", 0, (1 << 31) - 1)
-        as_int(kv[1], "knob value", -(1 << 62), (1 << 62) - 1)
-
-
-def check_graph_record(record, key, env):
-    """Structural checks of a graph record, done here whatever the graph codec does.
-
-    A ``plan_json`` must be a string of at most MAX_PLAN_JSON characters that
-    parses as JSON nested at most MAX_PLAN_DEPTH levels deep, and any SM-count
-    or cuDNN-version field inside it, at any depth, must equal the entry's
-    environment (a plan JSON edited to another SM count is rejected here, not
-    left to cuDNN's NOT_SUPPORTED_ARCH_MISMATCH).  ``time_ms`` must be finite
-    and ``knobs`` pairs of ints in range, as the graph codec wants them: a
-    number it would refuse later is rejected now, with a warning.  With
-    ``env`` None only the structure is checked: load_file checks an entry
-    against its environment only once that environment is this process's
-    (an entry for another environment is skipped quietly, whatever it holds).
-    """
-    if not isinstance(record, dict) or len(record) > 64:
-        raise BadEntry("graph record must be a dict of at most 64 fields")
-    if "workspace" in record:
-        ws = as_int(record["workspace"], "workspace", 0, WORKSPACE_CAP - 1)
-        if key.workspace_limit is not None and ws > key.workspace_limit:
-            raise BadEntry("workspace %d exceeds the key's workspace_limit %d" % (ws, key.workspace_limit))
-    if "tag" in record:
-        as_str(record["tag"], "tag", 4096)
-    if "time_ms" in record:
-        as_float(record["time_ms"], "time_ms", -1.0, 1e9)
-    if "knobs" in record:
-        _check_knobs(record["knobs"])
-    if "engine_index" in record:
-        idx = as_int(record["engine_index"], "engine_index", 0, (1 << 31) - 1)
-        from cudnnconv import errata
-        why = errata.graph_reason(key.op, idx, key.dtype, key.allow_tf32)
-        if why is not None:
-            raise BadEntry(why)
-    if env is not None and "sm_count" in record and record["sm_count"] != env["sm_count"]:
-        raise BadEntry("record sm_count %s != environment %d" % (short_repr(record["sm_count"]), env["sm_count"]))
-    plan = record.get("plan_json")
-    if plan is not None:
-        as_str(plan, "plan_json", MAX_PLAN_JSON)
-        try:
-            parsed = json.loads(plan, parse_constant=_no_constant)
-        except (ValueError, RecursionError) as e:
-            raise BadEntry("plan_json is not valid JSON (%s)" % type(e).__name__)
-        fields = _plan_fields(parsed)           # the depth bound is structure: checked for every environment
-        if env is not None:
-            _check_plan_env(fields, env)
-
-
-def _check_plan_env(fields, env):
-    """Raise BadEntry when a plan field names an SM count or cuDNN version other than ``env``'s.
-
-    Any number counts (7.0 is an SM count of 7 as much as 7 is; 1e400 parses as inf).
-    """
-    for k, v in fields:
-        name = str(k).lower().replace("-", "").replace("_", "")
-        if name in _SM_NAMES and _is_number(v) and v != env["sm_count"]:
-            raise BadEntry("plan_json names %s=%s but the environment has sm_count %d"
-                            % (k, short_repr(v), env["sm_count"]))
-        if name in _VERSION_NAMES and _is_number(v) and v != env["cudnn_version"]:
-            raise BadEntry("plan_json names %s=%s but the environment has cuDNN %d"
-                            % (k, short_repr(v), env["cudnn_version"]))
-
-
-def _no_constant(name):
-    raise ValueError("%s is not allowed" % name)
 
 
 # ---------------------------------------------------------------------------
@@ -531,7 +430,7 @@ def _read_bytes(path):
 def _parse(data):
     """Check the file's structure and every entry; TuningFileError when the file as a whole is bad."""
     try:
-        doc = json.loads(data.decode("utf-8"), parse_constant=_no_constant)
+        doc = json.loads(data.decode("utf-8"), parse_constant=no_json_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise TuningFileError("not valid JSON (%s: %s)" % (type(e).__name__, str(e)[:80])) from None
     if not isinstance(doc, dict):
@@ -569,12 +468,8 @@ def _parse(data):
             if key.engine != engine:
                 raise BadEntry("entry engine %s but key engine %s" % (engine, key.engine))
             record = ent["record"]
-            if engine == "legacy" and "legacy" in _CODECS:
-                _CODECS["legacy"][2](record, key)           # every field: finite numbers only
-            else:                                           # (a legacy record in a build without that engine:
-                if engine == "graph":                       # kept and written back as read)
-                    check_graph_record(record, key, None)
-                _strict_json(record, "record")              # fields not checked here are written back as read
+            _check_record(engine, record, key, None)
+            _strict_json(record, "record")                  # fields not checked here are written back as read
             out.entries.append((env, key, engine, record, ent))
         except BadEntry as e:
             out.bad.append("entry %d: %s" % (i, e))
@@ -739,8 +634,7 @@ def _decode_entry(key, engine, record, env):
 
     Its record goes into the store first (for engines that decode there).
     """
-    if engine == "graph":
-        check_graph_record(record, key, env)
+    _check_record(engine, record, key, env)
     with _store_lock:
         # The latest load wins here: the store holds records, not choices in use.
         if len(_store) < MAX_ENTRIES or key in _store:

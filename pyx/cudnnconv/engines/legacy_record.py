@@ -21,8 +21,8 @@ def to_record(choice, key=None):
             "deterministic": choice.deterministic, "benchmarked": choice.benchmarked}
 
 
-def check_record(record, key):
-    """Raise BadEntry unless ``record`` is a valid legacy record for ``key``."""
+def check_record(record, key, env=None):
+    """Raise BadEntry unless ``record`` is a valid legacy record for ``key`` (in any environment)."""
     if not isinstance(record, dict) or set(record) != FIELDS:
         raise BadEntry("legacy record must have exactly %s" % ", ".join(sorted(FIELDS)))
     as_int(record["algo"], "algo", 0, ALGO_COUNT[key.op] - 1)
