@@ -1,6 +1,6 @@
 """Every attribute the Cython sources read from a cudnnconv Python module
 exists.  The engines and callplan call ``params.conv_geometry``,
-``tuning.stored_record`` and the like by name at run time, mostly on GPU
+``records.key_to_json`` and the like by name at run time, mostly on GPU
 paths: a module split or a rename that loses one would pass every CPU test
 and fail only on a GPU.  This reads each .pyx for ``from cudnnconv import
 a, b`` and ``from cudnnconv.x import y as z``, then checks every ``a.name``
@@ -51,5 +51,5 @@ def test_module_attributes_the_cython_sources_use_exist(path):
 def test_the_scan_finds_what_it_must():
     src = open(os.path.join(PKG, "engines", "graph.pyx"), encoding="utf-8").read()
     aliases = _aliases(src)
-    assert aliases.get("tuning") == "cudnnconv.tuning" and aliases.get("params") == "cudnnconv.params"
-    assert "tuning.stored_record" in src
+    assert aliases.get("records") == "cudnnconv.records" and aliases.get("params") == "cudnnconv.params"
+    assert "records.key_to_json" in src

@@ -1,7 +1,10 @@
 """What a tuning record's fields may hold (policy tier, a leaf): the checks every record codec
 shares, the tuning file's (cudnnconv.tuning) and each engine's own (engines/legacy_record.py, the
 graph engine's).  A value that does not fit raises BadEntry, whose message names the field."""
+import json
 import math
+
+from cudnnconv import params
 
 WORKSPACE_CAP = 1 << 40     # cudnnconv.workspace refuses >= 1 TiB anyway
 MAX_STR = 256
@@ -59,3 +62,19 @@ def int_tuple(v, what, n_lo, n_hi, lo, hi):
 def no_json_constant(name):
     """json.loads' parse_constant: NaN and the infinities are no valid values in a tuning file."""
     raise ValueError("%s is not allowed" % name)
+
+
+def canonical_json(obj):
+    """One text per value: sorted keys, no spaces (for identities and digests)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def _to_json(v):
+    if isinstance(v, tuple):
+        return [_to_json(x) for x in v]
+    return v
+
+
+def key_to_json(key):
+    """A ProblemKey as a JSON-ready dict (tuples become lists); tuning.key_from_json reads it back."""
+    return {f: _to_json(getattr(key, f)) for f in params.ProblemKey._fields}

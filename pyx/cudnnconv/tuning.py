@@ -91,7 +91,7 @@ import warnings
 
 from cudnnconv import params
 from cudnnconv.records import (MAX_PLAN_JSON, WORKSPACE_CAP, BadEntry, as_bool, as_float, as_int,  # noqa: F401
-                               as_str, int_tuple, no_json_constant, short_repr)
+                               as_str, canonical_json, int_tuple, key_to_json, no_json_constant, short_repr)
 
 FORMAT = "cudnnconv-tuning"
 FORMAT_VERSION = 1          # the file's layout
@@ -193,8 +193,7 @@ def env_id(env):
     return hashlib.sha256(_canon(env).encode()).hexdigest()[:16]
 
 
-def _canon(obj):
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+_canon = canonical_json
 
 
 # ---------------------------------------------------------------------------
@@ -250,20 +249,9 @@ def _extra_from_json(v, depth=0):
     raise BadEntry("extra holds a %s" % type(v).__name__)
 
 
-def _to_json(v):
-    if isinstance(v, tuple):
-        return [_to_json(x) for x in v]
-    return v
-
-
 # ---------------------------------------------------------------------------
 # Keys
 # ---------------------------------------------------------------------------
-
-def key_to_json(key):
-    """A ProblemKey as a JSON-ready dict (tuples become lists)."""
-    return {f: _to_json(getattr(key, f)) for f in params.ProblemKey._fields}
-
 
 def key_from_json(d):
     """The ProblemKey a dict written by key_to_json stands for, checked; BadEntry otherwise."""

@@ -45,7 +45,7 @@ import weakref
 
 from cudnnconv.core import executor as _executor
 
-from cudnnconv import _log, errata, gpu_timing, options, params, ranking, search, tuning, workspace
+from cudnnconv import _log, errata, gpu_timing, options, params, ranking, records, search, workspace
 from cudnnconv.cache import AlgoCache, CacheInfo, check_maxsize
 from cudnnconv.core.status import CuDNNError, CuDNNOutOfMemoryError
 
@@ -735,7 +735,7 @@ class GraphCaches:
         from tuning files (they are decoded on a miss): the next call searches."""
         for c in self._all():
             c.clear()
-        tuning.forget_records(ENGINE)
+        _forget_records(ENGINE)
 
     def items(self):
         return self.local().items()
@@ -887,7 +887,7 @@ def run(str op, x, w, y, geom, opts, str layout, int device, repro=None, z=None,
             prior = _from_tuning_file(key, cache, opts.benchmark)
     choice = search.try_all(DIRECTIONS[op], a, cache, key, opts)
     if choice is not prior and type(choice) is GraphChoice and not explaining:
-        tuning.record_choice(key, choice)      # CUDNNCONV_TUNING_CACHE: merged into the file now
+        _record_choice(key, choice)            # CUDNNCONV_TUNING_CACHE: merged into the file now
     if type(choice) is GraphChoice:
         c = <GraphChoice>choice
         if c.ws_size > 0 and c.ws_mem is None:
@@ -903,17 +903,38 @@ def run(str op, x, w, y, geom, opts, str layout, int device, repro=None, z=None,
 
 
 
+# The tuning cache, as the engine registry hands it over (cudnnconv._engines calls set_persistence):
+# this engine imports no tuning cache.  Until then there is no file and no record.
+def _no_record(key):
+    return None
+
+
+def _ignore(*args):
+    return None
+
+
+_stored_record = _no_record         # stored_record(key): a loaded record for ``key``, or None
+_record_choice = _ignore            # record_choice(key, choice): a new choice, for CUDNNCONV_TUNING_CACHE
+_forget_records = _ignore           # forget_records(engine): clear_cache() forgets the loaded records
+
+
+def set_persistence(stored_record, record_choice, forget_records):
+    """Connect the engine to the tuning cache (cudnnconv.tuning's three calls of the same names)."""
+    global _stored_record, _record_choice, _forget_records
+    _stored_record, _record_choice, _forget_records = stored_record, record_choice, forget_records
+
+
 cdef bint _usable(value, bint benchmark):
     return type(value) is GraphChoice and (not benchmark or (<GraphChoice>value).benchmarked)
 
 
 cdef object _from_tuning_file(key, cache, bint benchmark):
-    """On a miss: the tuning file's record for ``key`` (tuning.stored_record,
+    """On a miss: the tuning file's record for ``key`` (the tuning cache's stored_record,
     which also loads CUDNNCONV_TUNING_CACHE at first use), decoded in this
     thread and put in this thread's cache.  Returns what the cache holds
     now; a record that does not decode is a miss (the search runs)."""
     try:
-        rec = tuning.stored_record(key)
+        rec = _stored_record(key)
     except Exception as e:
         _log.debug("graph: tuning cache lookup failed (%s: %s)", type(e).__name__, e)
         return cache.peek(key)
@@ -952,7 +973,7 @@ cdef str _plan_json(BackendDescriptor plan):
     cdef char* buf
     check(cudnnBackendGetAttribute(plan.ptr, CUDNN_ATTR_EXECUTION_PLAN_JSON_REPRESENTATION, CUDNN_TYPE_CHAR,
                                    0, &n, NULL))
-    if n <= 0 or n > tuning.MAX_PLAN_JSON + 1:
+    if n <= 0 or n > records.MAX_PLAN_JSON + 1:
         raise ValueError("plan JSON of %d bytes" % n)
     buf = <char*>malloc(n + 1)
     if buf == NULL:
@@ -1016,7 +1037,7 @@ def record_digest(key, plan_json, tag):
     """A digest tying a record to its key: a plan (whose JSON holds its own
     shapes) copied under another key is a miss, not a run on wrong shapes."""
     import hashlib
-    text = tuning._canon(tuning.key_to_json(key)) + "|" + str(tag) + "|" + (plan_json or "")
+    text = records.canonical_json(records.key_to_json(key)) + "|" + str(tag) + "|" + (plan_json or "")
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
@@ -1047,7 +1068,7 @@ def check_record(record):
     if make_tag(idx, sorted(out)) != tag:
         raise ValueError("tag %r does not match engine_index and knobs" % tag)
     ws = record["workspace"]
-    if isinstance(ws, bool) or not isinstance(ws, int) or not 0 <= ws < tuning.WORKSPACE_CAP:
+    if isinstance(ws, bool) or not isinstance(ws, int) or not 0 <= ws < records.WORKSPACE_CAP:
         raise ValueError("workspace must be an int in [0, 1 TiB)")
     for f in ("numerical_notes", "behavior_notes"):
         v = record.get(f, [])
