@@ -18,8 +18,8 @@ def isolated_tuning(monkeypatch, env):
     """For a tuning test module's autouse fixture (``yield from``): the
     device environment faked as ``env``, no autosave, and an empty tuning
     store and legacy choice cache before and after each test."""
-    from cudnnconv import _engines, tuning
-    cache = _engines.legacy.CACHE
+    from cudnnconv import engine_registry, tuning
+    cache = engine_registry.legacy.CACHE
     monkeypatch.setattr(tuning, "device_environment", lambda device: dict(env))
     tuning.enable_autosave(None)
     tuning._store.clear()

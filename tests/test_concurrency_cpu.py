@@ -19,7 +19,7 @@ import threading
 import pytest
 
 import cudnnconv
-from cudnnconv import _engines, options, params, tuning
+from cudnnconv import engine_registry, options, params, tuning
 from conftest import FakeCudaArray, isolated_tuning
 
 pytest.importorskip("cudnnconv.engines.legacy", reason="this build has no legacy engine (CUDNNCONV_LEGACY_API=0)")
@@ -71,7 +71,7 @@ def _join(threads):
 def test_sixteen_threads_of_calls_with_cache_and_tuning_traffic(tmp_path):
     calls, path = _calls(), tmp_path / "tuning.json"
     errors, done = [], threading.Event()
-    cache = _engines.legacy.CACHE
+    cache = engine_registry.legacy.CACHE
 
     def worker(seed):
         rng = random.Random(seed)

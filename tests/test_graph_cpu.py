@@ -17,10 +17,10 @@ import threading
 import pytest
 
 import cudnnconv
-from cudnnconv import _engines, options, params, ranking
+from cudnnconv import engine_registry, options, params, ranking
 from cudnnconv.core.status import CuDNNError, CuDNNOutOfMemoryError
 
-graph = _engines.graph
+graph = engine_registry.graph
 needs_graph = pytest.mark.skipif(graph is None, reason="this build has no graph engine")
 
 STUB_SYMBOLS = ("cuGetErrorString", "cuModuleGetFunction", "cuModuleLoadData", "cuModuleUnload",
@@ -237,17 +237,17 @@ def test_build_info_lists_engines():
     engines = cudnnconv.build_info()["engines"]
     if graph is not None:
         assert "graph" in engines
-    if _engines.legacy is not None:
+    if engine_registry.legacy is not None:
         assert "legacy" in engines
 
 
 def test_select_rules():
-    if graph is not None and _engines.legacy is not None:
-        assert _engines.select(options.resolve(engine="auto")) is _engines.AUTO
+    if graph is not None and engine_registry.legacy is not None:
+        assert engine_registry.select(options.resolve(engine="auto")) is engine_registry.AUTO
     if graph is not None:
-        assert _engines.select(options.resolve(engine="graph")) is graph
-    if _engines.legacy is not None:
-        assert _engines.select(options.resolve(engine="legacy")) is _engines.legacy
+        assert engine_registry.select(options.resolve(engine="graph")) is graph
+    if engine_registry.legacy is not None:
+        assert engine_registry.select(options.resolve(engine="legacy")) is engine_registry.legacy
 
 
 class FakeEngine:
@@ -278,14 +278,14 @@ def _auto_call(auto, xs=(1, 2, 5, 5)):
 
 def test_auto_prefers_first_engine():
     first, second = FakeEngine("graph"), FakeEngine("legacy")
-    auto = _engines.AutoEngine(first, second)
+    auto = engine_registry.AutoEngine(first, second)
     assert _auto_call(auto) == "graph" and auto.ENGINE == "graph"
     assert second.calls == 0
 
 
 def test_auto_falls_back_once_per_problem_on_cudnn_error():
     first, second = FakeEngine("graph", CuDNNError(3000, "no config")), FakeEngine("legacy")
-    auto = _engines.AutoEngine(first, second)
+    auto = engine_registry.AutoEngine(first, second)
     assert _auto_call(auto) == "legacy" and auto.ENGINE == "legacy"
     assert _auto_call(auto) == "legacy"
     assert first.calls == 1 and second.calls == 2          # the decision is remembered
@@ -299,7 +299,7 @@ def test_auto_falls_back_once_per_problem_on_cudnn_error():
 def test_auto_does_not_fall_back_on_oom_or_other_errors():
     for err in (CuDNNOutOfMemoryError(4004, "oom"), MemoryError("pool"), ValueError("bug")):
         first, second = FakeEngine("graph", err), FakeEngine("legacy")
-        auto = _engines.AutoEngine(first, second)
+        auto = engine_registry.AutoEngine(first, second)
         with pytest.raises(type(err)):
             _auto_call(auto)
         assert second.calls == 0 and not auto.fallbacks()

@@ -30,7 +30,7 @@ LAYERS = {
         "tuning"),
     2: ("engines", "engines.legacy_descriptors", "engines.legacy", "engines.legacy_record", "engines.graph_descriptors",
         "engines.graph", "engines.graph_record"),
-    3: ("_engines", "callplan"),
+    3: ("engine_registry", "callplan"),
     4: ("api",),
     5: ("explain", "warmup"),
     6: ("cudnnconv", "demo", "__main__"),
@@ -139,8 +139,8 @@ def test_no_cycle():
 def test_the_registry_connects_the_graph_engine_to_the_tuning_cache(monkeypatch):
     """The graph engine imports no tuning cache; the registry hands it the tuning cache's calls, looked
     up at each call (so a monkeypatched tuning function is the one that runs)."""
-    from cudnnconv import _engines, tuning
-    graph = _engines.graph
+    from cudnnconv import engine_registry, tuning
+    graph = engine_registry.graph
     if graph is None:
         pytest.skip("a build without the graph engine")
     seen = []

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 import cudnnconv
-from cudnnconv import _engines, params
+from cudnnconv import engine_registry, params
 from conftest import FakeCudaArray
 
 pytestmark = pytest.mark.skipif(cudnnconv.cuda_available(),
@@ -47,12 +47,12 @@ def test_twenty_thousand_calls_keep_nothing():
     for i in range(500):                                # warm: first-use tables, interned strings, caches
         _call(i)
     before = _blocks()
-    caches_before = {c.name: len(c) for c in _engines.caches()}
+    caches_before = {c.name: len(c) for c in engine_registry.caches()}
     for i in range(500, 500 + CALLS):
         _call(i)
     grown = _blocks() - before
     # A leak of one small object per call would be 20,000 blocks; the bound leaves room for the
     # interpreter's own bookkeeping (free lists, small dict resizes).
     assert grown < 2000, "%d blocks more after %d calls" % (grown, CALLS)
-    assert {c.name: len(c) for c in _engines.caches()} == caches_before     # no search ran, nothing cached
+    assert {c.name: len(c) for c in engine_registry.caches()} == caches_before     # no search ran, nothing cached
     assert len(params.layouts._STRIDES_MEMO) <= params.layouts._STRIDES_MEMO_MAX

@@ -22,14 +22,14 @@ CHECK = textwrap.dedent("""
     import sys
     sys.path.insert(0, "tests")
     import cudnnconv
-    from cudnnconv import _engines, callplan
+    from cudnnconv import engine_registry, callplan
     from conftest import FakeCudaArray
     want = sys.argv[1]
     assert cudnnconv.build_info()["engines"] == [want], cudnnconv.build_info()["engines"]
     assert cudnnconv.__file__.startswith(sys.argv[2]), cudnnconv.__file__
     assert callable(cudnnconv.plan) and cudnnconv.CallPlan is callplan.CallPlan
-    assert _engines.select(cudnnconv.options.resolve()).ENGINE == want
-    assert _engines.executor(object(), 0) is None       # only a graph choice binds
+    assert engine_registry.select(cudnnconv.options.resolve()).ENGINE == want
+    assert engine_registry.executor(object(), 0) is None       # only a graph choice binds
     missing = "legacy" if want == "graph" else "graph"
     try:
         cudnnconv.conv(FakeCudaArray((1, 3, 8, 8)), FakeCudaArray((4, 3, 3, 3)), engine=missing)

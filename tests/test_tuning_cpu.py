@@ -18,7 +18,7 @@ import warnings
 import pytest
 
 import cudnnconv
-from cudnnconv import _engines, params, ranking, tuning
+from cudnnconv import engine_registry, params, ranking, tuning
 from cudnnconv.cache import AlgoCache
 
 pytest.importorskip("cudnnconv.engines.legacy", reason="this build has no legacy engine (CUDNNCONV_LEGACY_API=0)")
@@ -27,7 +27,7 @@ from conftest import isolated_tuning  # noqa: E402
 
 explain_mod = importlib.import_module("cudnnconv.explain")
 
-CACHE = _engines.legacy.CACHE
+CACHE = engine_registry.legacy.CACHE
 ENV = {"cudnn_version": 91900, "gpu_name": "Fake GPU 80GB", "compute_capability": [9, 0], "sm_count": 132,
        "cache_format": tuning.CACHE_FORMAT}
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -409,7 +409,7 @@ def test_graph_entries_use_the_graph_modules_codec(tmp_path, monkeypatch):
         choice_to_record=lambda c: {"tag": c.tag, "knobs": [[1, 2]], "workspace": c.workspace,
                                     "plan_json": c.plan},
         choice_from_record=lambda r, k: FakeGraphChoice(r["tag"], r["workspace"], r["plan_json"]))
-    monkeypatch.setattr(_engines, "graph", fake)
+    monkeypatch.setattr(engine_registry, "graph", fake)
     gk = key(0, engine="graph", extra=(16, 16, 16))
     plan = json.dumps({"sm_count": ENV["sm_count"], "graph": [1, 2]})
     fake.CACHE.put(gk, FakeGraphChoice("eng1_k3=2", 4096, plan))
@@ -426,12 +426,12 @@ def test_graph_entries_without_codec_are_skipped_and_kept(tmp_path, monkeypatch)
     fake = types.SimpleNamespace(CACHE=AlgoCache("graph"), ENGINE="graph",
                                  choice_to_record=lambda c: {"tag": c.tag, "workspace": c.workspace},
                                  choice_from_record=lambda r: FakeGraphChoice(r["tag"], r["workspace"], None))
-    monkeypatch.setattr(_engines, "graph", fake)
+    monkeypatch.setattr(engine_registry, "graph", fake)
     gk = key(0, engine="graph")
     fake.CACHE.put(gk, FakeGraphChoice("eng0", 0, None))
     path = tmp_path / "g.json"
     tuning.save_tuning(path)
-    monkeypatch.setattr(_engines, "graph", types.SimpleNamespace(CACHE=AlgoCache("graph")))   # no codec
+    monkeypatch.setattr(engine_registry, "graph", types.SimpleNamespace(CACHE=AlgoCache("graph")))   # no codec
     CACHE.put(key(1), choice())
     assert tuning.save_tuning(path) == 2          # the graph entry stays in the file
     CACHE.clear()
@@ -443,7 +443,7 @@ def test_graph_codec_failure_is_a_miss(tmp_path, monkeypatch):
         raise RuntimeError("SUBLIBRARY_VERSION_MISMATCH")
     fake = types.SimpleNamespace(CACHE=AlgoCache("graph"), choice_to_record=lambda c, k: {"tag": "x"},
                                  choice_from_record=boom)
-    monkeypatch.setattr(_engines, "graph", fake)
+    monkeypatch.setattr(engine_registry, "graph", fake)
     fake.CACHE.put(key(0, engine="graph"), object())
     tuning.save_tuning(tmp_path / "g.json")
     fake.CACHE.clear()
@@ -462,7 +462,7 @@ def test_stored_record_and_record_choice_for_per_thread_caches(tmp_path, monkeyp
         CACHE=types.SimpleNamespace(name="graph", peek=lambda k: None, put=lambda k, v: None, items=lambda: []),
         choice_to_record=lambda c, k: {"tag": c.tag, "workspace": c.workspace, "knobs": [[0, 1]]},
         choice_from_record=lambda r, k: FakeGraphChoice(r["tag"], r["workspace"], None))
-    monkeypatch.setattr(_engines, "graph", fake)
+    monkeypatch.setattr(engine_registry, "graph", fake)
     path = tmp_path / "auto.json"
     auto = tuning.enable_autosave(path)
     assert auto.caches == [CACHE]

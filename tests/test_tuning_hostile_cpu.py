@@ -20,14 +20,14 @@ import warnings
 
 import pytest
 
-from cudnnconv import _engines, params, tuning
+from cudnnconv import engine_registry, params, tuning
 from cudnnconv.cache import AlgoCache
 
 pytest.importorskip("cudnnconv.engines.legacy", reason="this build has no legacy engine (CUDNNCONV_LEGACY_API=0)")
 from cudnnconv.engines.legacy import LegacyChoice  # noqa: E402
 from conftest import isolated_tuning  # noqa: E402
 
-CACHE = _engines.legacy.CACHE
+CACHE = engine_registry.legacy.CACHE
 ENV = {"cudnn_version": 91900, "gpu_name": "Fake GPU 80GB", "compute_capability": [9, 0], "sm_count": 132,
        "cache_format": tuning.CACHE_FORMAT}
 EID = tuning.env_id(ENV)
@@ -399,7 +399,7 @@ def test_load_counts_records_kept_in_the_store_for_per_thread_caches(tmp_path, m
     decode = lambda r, k: types.SimpleNamespace(tag=r["tag"])          # noqa: E731
     fake = types.SimpleNamespace(CACHE=_OneSlotCache(), choice_to_record=lambda c, k: None,
                                  choice_from_record=decode)
-    monkeypatch.setattr(_engines, "graph", fake)
+    monkeypatch.setattr(engine_registry, "graph", fake)
     doc = doc_of([(key(i, engine="graph"), graph_record()) for i in range(3)])
     path = write_text(tmp_path, json.dumps(doc))
     assert load_no_warning(path) == 3
@@ -475,7 +475,7 @@ def test_a_choice_with_a_non_finite_number_is_not_written(tmp_path, monkeypatch)
     fake = types.SimpleNamespace(CACHE=AlgoCache("graph"),
                                  choice_to_record=lambda c, k: graph_record(time_ms=float("nan")),
                                  choice_from_record=lambda r, k: None)
-    monkeypatch.setattr(_engines, "graph", fake)
+    monkeypatch.setattr(engine_registry, "graph", fake)
     fake.CACHE.put(key(0, engine="graph"), object())
     CACHE.put(key(1), LegacyChoice("forward", 1, 0, 0, 0.05, True, True))
     path = tmp_path / "nan.json"

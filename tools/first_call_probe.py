@@ -162,7 +162,7 @@ def _layers(args, cupy):
 def child(args):
     import cupy
     import cudnnconv
-    from cudnnconv import _engines, gpu_timing, params
+    from cudnnconv import engine_registry, gpu_timing, params
     sync = cupy.cuda.Device().synchronize
     t = cupy.ones((1, 1, 4, 4), cupy.float16)
     cudnnconv.conv(t, cupy.ones((1, 1, 1, 1), cupy.float16), engine=args.engine)     # context, handle, file
@@ -185,13 +185,13 @@ def child(args):
         return wrapper
 
     params.empty_in_layout = timed_part(params.empty_in_layout, "alloc")
-    eng = _engines.select(cudnnconv.options.resolve(engine=args.engine))
+    eng = engine_registry.select(cudnnconv.options.resolve(engine=args.engine))
     eng.run = timed_part(eng.run, "engine")
     stream = cupy.cuda.get_current_stream()
     e0, e1 = cupy.cuda.Event(), cupy.cuda.Event()
     # The graph engine's stage trace (key, handle, lookup, variant pack,
     # execute) and the garbage collector's pauses, per call.
-    graph = _engines.graph
+    graph = engine_registry.graph
     if graph is not None:
         graph.trace_stages(True)
     from warm_cache import _GcWatch

@@ -90,14 +90,14 @@ def thread_worker(dev, engine, n, out):
         cupy.cuda.Device(dev).synchronize()
         out[dev] = res
         if engine == "graph":        # this thread's own plan cache (freed when the thread ends)
-            from cudnnconv import _engines
-            out[("keys", dev)] = [k for k, _ in _engines.graph.CACHE.local().items()]
+            from cudnnconv import engine_registry
+            out[("keys", dev)] = [k for k, _ in engine_registry.graph.CACHE.local().items()]
 
 
 def _cache_keys(engine):
     """The keys of each of the engine's caches (the graph engine keeps one per thread)."""
-    from cudnnconv import _engines
-    mod = _engines.legacy if engine == "legacy" else _engines.graph
+    from cudnnconv import engine_registry
+    mod = engine_registry.legacy if engine == "legacy" else engine_registry.graph
     caches = mod.CACHE._all() if engine == "graph" else [mod.CACHE]
     return [[k for k, _ in c.items()] for c in caches]
 

@@ -25,8 +25,8 @@ from cudnnconv.core import state as _state  # noqa: E402
 from cudnnconv.core.status import CuDNNError, CuDNNOutOfMemoryError  # noqa: E402
 from cudnnconv.search import CaptureError  # noqa: E402
 from cudnnconv.options import flags  # noqa: E402
-from cudnnconv import _engines, _log  # noqa: E402
-from cudnnconv._engines import EngineUnavailable  # noqa: E402
+from cudnnconv import engine_registry, _log  # noqa: E402
+from cudnnconv.engine_registry import EngineUnavailable  # noqa: E402
 from cudnnconv.api import (  # noqa: E402
     conv, conv_backward_input, conv_backward_weight, conv_transpose, conv_bias_add_relu, last_call, plan,
     CudaUnavailableError, cuda_available)
@@ -60,7 +60,7 @@ def build_info():
     package loaded itself, None where the system loader found it)."""
     info = dict(_build.compile_options())
     info["runtime_cudnn_version"] = _build.runtime_cudnn_version()
-    info["engines"] = _engines.available()
+    info["engines"] = engine_registry.available()
     info["libcudnn_preloaded_from"] = _loader.preload()
     info["libcudnn_loaded"] = _loader.loaded()
     info["cudnnconv_version"] = __version__
@@ -72,15 +72,15 @@ def clear_cache():
     bound call plan goes back through the full path once, and binds again)."""
     _state.invalidate()
     _state.clear_memos()        # the call plans bound to the choices, and their workspaces
-    for c in _engines.caches():
+    for c in engine_registry.caches():
         c.clear()
-    if _engines.AUTO is not None:
-        _engines.AUTO.clear()   # and auto's per-problem graph->legacy fallbacks
+    if engine_registry.AUTO is not None:
+        engine_registry.AUTO.clear()   # and auto's per-problem graph->legacy fallbacks
 
 
 def cache_info():
     """Per engine: size, maxsize, hits and misses of its choice cache."""
-    return {c.name: c.info() for c in _engines.caches()}
+    return {c.name: c.info() for c in engine_registry.caches()}
 
 
 __all__ = [

@@ -12,7 +12,7 @@ import math
 
 import numpy
 
-from cudnnconv import params, split, _engines
+from cudnnconv import params, split, engine_registry
 from cudnnconv.options import flags as _flag_defaults
 from cudnnconv import callplan
 from cudnnconv.callplan import CallPlan, FnSpec, Miss, conv_plan, rel_span
@@ -180,7 +180,7 @@ def _remember(spec, miss, plan):
 def _bind(miss, plan, choices, x, w, y):
     """Bind ``plan`` to the choice that just ran on x, w, y (forward roles)."""
     if miss.sig is not None and len(choices) == 1:
-        callplan.bind(plan, _engines.executor(choices[0], plan.device), x, w, y, miss)
+        callplan.bind(plan, engine_registry.executor(choices[0], plan.device), x, w, y, miss)
 
 
 def _new_plan(fn, names, arrays, out, device, layout, geom, shape, pack, chunks, repro, may_alias=(), extra=None,
@@ -265,7 +265,7 @@ class _Path:
 def _full_path(path, miss, arrays, scalars, out):
     """Run a call that the typed path did not: plan it if it has no plan yet, run it, record it."""
     opts, plan = miss.opts, miss.plan
-    eng = _engines.select(opts)
+    eng = engine_registry.select(opts)
     if plan is None:
         plan, arrays, out = path.first_pass(arrays, scalars, out, opts, miss)
         _remember(path.spec, miss, plan)

@@ -299,7 +299,7 @@ def key_from_json(d):
 
 
 # ---------------------------------------------------------------------------
-# The engines, as the engine registry (cudnnconv._engines) provides them: this
+# The engines, as the engine registry (cudnnconv.engine_registry) provides them: this
 # module imports no engine.  ``provider(name)`` returns the engine's module
 # ('legacy': CACHE and LegacyChoice; 'graph': CACHE, choice_to_record and
 # choice_from_record), or None where the build has none.
@@ -309,7 +309,7 @@ _provider = None
 
 
 def set_engine_provider(provider):
-    """Called once by cudnnconv._engines, which imports the engines."""
+    """Called once by cudnnconv.engine_registry, which imports the engines."""
     global _provider
     _provider = provider
 
@@ -319,7 +319,7 @@ def _engine(name):
 
 
 def _engine_caches():
-    """The engines' choice caches, graph first (as cudnnconv._engines.caches() lists them)."""
+    """The engines' choice caches, graph first (as cudnnconv.engine_registry.caches() lists them)."""
     return [m.CACHE for m in (_engine("graph"), _engine("legacy")) if m is not None]
 
 
@@ -338,7 +338,7 @@ _CHECKS = {}        # engine name -> check_record(record, key, env), as register
 
 
 def register_codec(engine, to_record, from_record):
-    """An engine's record codec, beside its engine; the engine registry (cudnnconv._engines) calls this."""
+    """An engine's record codec, beside its engine; the engine registry (cudnnconv.engine_registry) calls this."""
     _CODECS[engine] = (to_record, from_record)
 
 

@@ -135,8 +135,8 @@ def _arrays(mem, key, plan):
 
 
 def _engine_module(name):
-    from cudnnconv import _engines
-    return _engines.legacy if name == "legacy" else _engines.graph if name == "graph" else None
+    from cudnnconv import engine_registry
+    return engine_registry.legacy if name == "legacy" else engine_registry.graph if name == "graph" else None
 
 
 def warm_up(keys, max_scratch_bytes=None):
@@ -226,10 +226,10 @@ def _call_engine(key):
     """engine='auto' where that runs the key's engine (nothing has fallen
     back from the graph engine yet), else the key's engine.  A later call
     with the default engine then finds the signature warm-up planned."""
-    from cudnnconv import _engines
-    auto = _engines.AUTO
+    from cudnnconv import engine_registry
+    auto = engine_registry.AUTO
     if auto is None:
-        mod = _engines.graph if _engines.graph is not None else _engines.legacy
+        mod = engine_registry.graph if engine_registry.graph is not None else engine_registry.legacy
         return "auto" if mod is not None and mod.ENGINE == key.engine else key.engine
     return "auto" if key.engine == auto.first.ENGINE and not auto.fallbacks() else key.engine
 

@@ -39,8 +39,8 @@ def test_second_device_runs(engine):
 
 
 def _engine_module(engine):
-    from cudnnconv import _engines
-    return getattr(_engines, engine)
+    from cudnnconv import engine_registry
+    return getattr(engine_registry, engine)
 
 
 @pytest.mark.parametrize("deterministic", [True, False], ids=["default_algo", "search"])

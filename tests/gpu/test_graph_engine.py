@@ -13,12 +13,12 @@ pytestmark = pytest.mark.gpu
 
 cupy = pytest.importorskip("cupy")
 
-from cudnnconv import _engines  # noqa: E402
+from cudnnconv import engine_registry  # noqa: E402
 
-graph = _engines.graph
+graph = engine_registry.graph
 if graph is None:  # pragma: no cover
     pytest.skip("this build has no graph engine", allow_module_level=True)
-HAVE_LEGACY = _engines.legacy is not None
+HAVE_LEGACY = engine_registry.legacy is not None
 
 # (id, x shape, w shape, kwargs)
 CASES = [

@@ -9,7 +9,7 @@ import time
 import pytest
 
 import cudnnconv
-from cudnnconv import _engines, gpu_timing, tuning, warmup
+from cudnnconv import engine_registry, gpu_timing, tuning, warmup
 
 import reference as ref
 
@@ -154,7 +154,7 @@ def test_load_with_warm_up_runs_each_entry_without_searching(tmp_path, clean, en
     assert cudnnconv.save_tuning(path) == 3
     cudnnconv.clear_cache()
     assert cudnnconv.load_tuning(path) == 3
-    cache = _engines.legacy.CACHE if engine == "legacy" else _engines.graph.CACHE
+    cache = engine_registry.legacy.CACHE if engine == "legacy" else engine_registry.graph.CACHE
     keys = [k for k, _ in cache.items()]
     assert len(keys) == 3
     before = cudnnconv.cache_info()[engine]
@@ -190,12 +190,12 @@ def test_warm_up_plans_the_default_call_signature(tmp_path, clean, engine):
     cudnnconv.clear_cache()
     state().memo.clear()
     assert cudnnconv.load_tuning(path, warmup=True) == 1
-    cache = _engines.legacy.CACHE if engine == "legacy" else _engines.graph.CACHE
+    cache = engine_registry.legacy.CACHE if engine == "legacy" else engine_registry.graph.CACHE
     (key, _), = cache.items()
     # engine='auto' runs the graph engine (nothing has fallen back: the
     # cache was cleared); a legacy key is warmed up with engine='legacy'.
     call_engine = warmup._call_engine(key)
-    assert call_engine == ("legacy" if engine == "legacy" and _engines.AUTO is not None else "auto")
+    assert call_engine == ("legacy" if engine == "legacy" and engine_registry.AUTO is not None else "auto")
     kw = {} if call_engine == "auto" else {"engine": call_engine}
     opts = options.resolve(benchmark=True, **kw)
     sig, plan = callplan.lookup(state().memo, "conv", (x, w, None), None, (1, 1, 1, 1), opts)
@@ -212,7 +212,7 @@ def test_warm_up_plans_the_default_call_signature(tmp_path, clean, engine):
 def test_warm_up_never_searches_for_an_uncached_key(clean, engine):
     x, w = _problem()
     cudnnconv.conv(x, w, padding=1, benchmark=True, engine=engine)
-    cache = _engines.legacy.CACHE if engine == "legacy" else _engines.graph.CACHE
+    cache = engine_registry.legacy.CACHE if engine == "legacy" else engine_registry.graph.CACHE
     (key, _), = cache.items()
     other = key._replace(input_shape=(key.input_shape[0] + 1,) + key.input_shape[1:])
     before = cudnnconv.cache_info()[engine]

@@ -9,7 +9,7 @@ import warnings
 import pytest
 
 import cudnnconv
-from cudnnconv import _engines, tuning
+from cudnnconv import engine_registry, tuning
 
 pytestmark = pytest.mark.gpu
 
@@ -134,7 +134,7 @@ def test_file_from_another_environment_is_ignored(tmp_path, clean, engine, field
 @pytest.mark.parametrize("engine", ENGINES)
 def test_explain_names_the_choice_the_library_caches(clean, engine):
     x, w = _problem()
-    cache = (_engines.legacy if engine == "legacy" else _engines.graph).CACHE
+    cache = (engine_registry.legacy if engine == "legacy" else engine_registry.graph).CACHE
     r = cudnnconv.explain(x, w, padding=1, engine=engine, k=3)
     assert len(cache) == 0 and cache.info().hits == 0 and cache.info().misses == 0   # undisturbed
     assert cudnnconv.last_choice(x, w, padding=1, engine=engine, benchmark=True) is None

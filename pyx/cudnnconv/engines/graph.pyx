@@ -903,7 +903,7 @@ def run(str op, x, w, y, geom, opts, str layout, int device, repro=None, z=None,
 
 
 
-# The tuning cache, as the engine registry hands it over (cudnnconv._engines calls set_persistence):
+# The tuning cache, as the engine registry hands it over (cudnnconv.engine_registry calls set_persistence):
 # this engine imports no tuning cache.  Until then there is no file and no record.
 def _no_record(key):
     return None

@@ -1,6 +1,6 @@
 """The graph engine's tuning record, checked beside its engine: what a record's fields and its plan
 JSON may hold.  The codec itself (choice_to_record, choice_from_record) is the engine's own
-(engines/graph.pyx); the engine registry (cudnnconv._engines) registers ``check_record`` with the
+(engines/graph.pyx); the engine registry (cudnnconv.engine_registry) registers ``check_record`` with the
 tuning cache.  Pure Python: it imports no engine, so a build without the graph engine still checks
 the graph entries of a file it keeps."""
 import json

@@ -1,6 +1,6 @@
 """The legacy engine's tuning record: a LegacyChoice to a JSON-able dict and back, beside its engine.
 
-The engine registry (cudnnconv._engines) hands these to the tuning cache (``tuning.register_codec``);
+The engine registry (cudnnconv.engine_registry) hands these to the tuning cache (``tuning.register_codec``);
 the tuning cache checks the file, the environment and the key, this module the record itself."""
 import math
 
