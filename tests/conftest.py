@@ -9,6 +9,8 @@ The ``fake_cuda_array`` fixture builds objects that expose only
 ``__cuda_array_interface__``: the public API checks its arguments on that
 metadata alone, so bad-argument tests need no GPU.
 """
+import threading
+
 import pytest
 
 GPU_SKIP_REASON = "needs a CUDA GPU with a working driver"
@@ -28,6 +30,26 @@ def isolated_tuning(monkeypatch, env):
     tuning.enable_autosave(None)
     tuning._store.clear()
     cache.clear()
+
+
+def join_all(threads, timeout):
+    """Join every thread with ``timeout`` seconds each; fail naming any still running (a deadlock?)."""
+    for t in threads:
+        t.join(timeout)
+    alive = [t.name for t in threads if t.is_alive()]
+    assert not alive, "threads still running after %d s (a deadlock?): %s" % (timeout, alive)
+
+
+def run_threads(worker, n_workers, disturber, kinds, done, timeout):
+    """``n_workers`` threads of ``worker(seed)`` beside one ``disturber(kind)`` thread per kind: the
+    workers are joined, then ``done`` is set and the disturbers joined, every join with ``timeout``."""
+    others = [threading.Thread(target=disturber, args=(k,), name=k, daemon=True) for k in kinds]
+    workers = [threading.Thread(target=worker, args=(s,), name="worker%d" % s, daemon=True) for s in range(n_workers)]
+    for t in others + workers:
+        t.start()
+    join_all(workers, timeout)
+    done.set()
+    join_all(others, timeout)
 
 
 def _cuda_available():

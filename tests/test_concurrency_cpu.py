@@ -20,7 +20,7 @@ import pytest
 
 import cudnnconv
 from cudnnconv import engine_registry, options, params, tuning
-from conftest import FakeCudaArray, isolated_tuning
+from conftest import FakeCudaArray, isolated_tuning, run_threads
 
 pytest.importorskip("cudnnconv.engines.legacy", reason="this build has no legacy engine (CUDNNCONV_LEGACY_API=0)")
 from cudnnconv.engines.legacy import LegacyChoice  # noqa: E402
@@ -59,13 +59,6 @@ def _calls():
         (cudnnconv.conv, (None, w), {}, TypeError),
         (cudnnconv.conv_backward_input, ((2, 4, 8, 8), w, FakeCudaArray((2, 6, 7, 7))), dict(padding=1), ValueError),
     ]
-
-
-def _join(threads):
-    for t in threads:
-        t.join(JOIN_S)
-    alive = [t.name for t in threads if t.is_alive()]
-    assert not alive, "threads still running after %d s (a deadlock?): %s" % (JOIN_S, alive)
 
 
 def test_sixteen_threads_of_calls_with_cache_and_tuning_traffic(tmp_path):
@@ -115,14 +108,7 @@ def test_sixteen_threads_of_calls_with_cache_and_tuning_traffic(tmp_path):
         except Exception as e:                  # noqa: BLE001
             errors.append("%s died after %d rounds: %r" % (kind, n, e))
 
-    others = [threading.Thread(target=disturber, args=(k,), name=k, daemon=True)
-              for k in ("clear", "fill", "save", "load")]
-    workers = [threading.Thread(target=worker, args=(s,), name="worker%d" % s, daemon=True) for s in range(WORKERS)]
-    for t in others + workers:
-        t.start()
-    _join(workers)
-    done.set()
-    _join(others)
+    run_threads(worker, WORKERS, disturber, ("clear", "fill", "save", "load"), done, JOIN_S)
     assert not errors, errors[:10]
     info = cache.info()
     assert 0 <= info.size <= (info.maxsize if info.maxsize is not None else info.size)

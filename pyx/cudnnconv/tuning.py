@@ -82,7 +82,6 @@ import fcntl
 import hashlib
 import json
 import logging
-import math
 import os
 import stat
 import tempfile
@@ -90,8 +89,8 @@ import threading
 import warnings
 
 from cudnnconv import params
-from cudnnconv.records import (MAX_PLAN_JSON, WORKSPACE_CAP, BadEntry, as_bool, as_float, as_int,  # noqa: F401
-                               as_str, canonical_json, int_tuple, key_to_json, no_json_constant, short_repr)
+from cudnnconv.records import (BadEntry, as_bool, as_float, as_int, as_str, canonical_json, int_tuple,
+                               key_to_json, no_json_constant, short_repr)
 
 FORMAT = "cudnnconv-tuning"
 FORMAT_VERSION = 1          # the file's layout
