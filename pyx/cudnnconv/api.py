@@ -723,6 +723,9 @@ _RAISES = """
         EngineUnavailable: ``engine=`` names an engine this build left out.
         CuDNNOutOfMemoryError: no candidate algorithm could get the memory
             it needs (a pool limit, a workspace_limit, a full device).
+        cupy.cuda.memory.OutOfMemoryError: the output array, or a copy of
+            an input packed into the call's layout, could not be allocated
+            (like CuDNNOutOfMemoryError, a MemoryError).
         CuDNNError: cuDNN refused every candidate; the message has the
             status name, the descriptors and a one-line Python repro.
         CaptureError: the call needed a search while its stream was being
