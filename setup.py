@@ -152,52 +152,99 @@ def extensions():
 
 
 class BuildExt(build_ext):
-    """setuptools' build_ext, except that an editable install (``pip install -e .``) keeps each
-    extension whose in-place copy is newer than its generated C/C++ source and the headers, and was
-    built with the same options.  setuptools builds an editable install's extensions in a fresh
-    temporary folder each time, so without this every reinstall compiled every module again.
-    Cython regenerates a source whenever its .pyx or a cimported .pxd changed, which makes it newer
-    than the extension; the options (the CUDNNCONV_* macros and flags) are kept in build/."""
+    """setuptools' build_ext, with two changes.
 
-    def _options_stamp(self, ext):
+    1. An editable install (``pip install -e .``) keeps each extension whose in-place copy is the
+       one the last build made (its size and mtime are in its stamp), with the same options (the
+       CUDNNCONV_* macros and flags), and newer than its generated C/C++ source and the headers.
+       setuptools builds an editable install's extensions in a fresh temporary folder each time, so
+       without this every reinstall compiled every module again.  Cython regenerates a source
+       whenever its .pyx or a cimported .pxd changed, which makes it newer than the extension.
+       Every build that writes extensions in place (editable or ``build_ext --inplace``) writes
+       the stamps, in build/inplace-stamps/; anything else that replaced an extension does not
+       match its stamp, and the extension is rebuilt.
+    2. No RUNPATH: see ``build_extensions``.
+    """
+
+    def _stamp(self, ext, path):
+        st = os.stat(path)
         return json.dumps([sorted(map(list, ext.define_macros)), ext.extra_compile_args, ext.extra_link_args,
-                           ext.include_dirs, ext.library_dirs])
+                           ext.include_dirs, ext.library_dirs, st.st_size, st.st_mtime_ns])
 
     def _stamp_path(self, ext):
-        return os.path.join(HERE, "build", "editable-options", ext.name + ".json")
+        return os.path.join(HERE, "build", "inplace-stamps", ext.name + ".json")
+
+    def _inplace_path(self, ext):
+        if hasattr(self, "_get_inplace_equivalent"):
+            return self._get_inplace_equivalent(self.get_finalized_command("build_py"), ext)
+        return None, None
+
+    def run(self):
+        in_place = bool(self.inplace or getattr(self, "editable_mode", False))
+        self._vouched = set()           # extensions compiled now, or kept by a matching stamp
+        super().run()
+        if not in_place:
+            return
+        for ext in self.extensions:
+            inplace, _ = self._inplace_path(ext)
+            stamp = self._stamp_path(ext)
+            if ext.name in self._vouched and inplace and os.path.exists(inplace):
+                os.makedirs(os.path.dirname(stamp), exist_ok=True)
+                with open(stamp, "w") as f:
+                    f.write(self._stamp(ext, inplace))
+            elif os.path.exists(stamp):
+                # distutils skipped it as up to date by time alone: its options are not known
+                os.remove(stamp)
 
     def build_extensions(self):
         # Some Pythons (pyenv's, for one) put -Wl,-rpath,<their lib folder> in every extension's link
         # line.  These extensions do not link libpython, so that RUNPATH would only carry the build
-        # machine's path into the wheel: leave it out.
+        # machine's path into the wheel: leave it out (either spelling, one token or two; not
+        # -rpath-link, which only guides the linker).
         for attr in ("linker_so", "linker_so_cxx"):
             line = getattr(self.compiler, attr, None)
             if line:
-                setattr(self.compiler, attr, [a for a in line if not a.startswith(("-Wl,-rpath", "-Wl,-R"))])
+                setattr(self.compiler, attr, _without_rpath(line))
         super().build_extensions()
 
     def build_extension(self, ext):
-        if self.editable_mode and hasattr(self, "_get_inplace_equivalent"):
-            inplace, target = self._get_inplace_equivalent(self.get_finalized_command("build_py"), ext)
+        inplace, target = self._inplace_path(ext)
+        if getattr(self, "editable_mode", False) and inplace and os.path.exists(inplace):
             deps = list(ext.sources) + list(ext.depends) + [
                 h for d in ext.include_dirs for h in glob.glob(os.path.join(d, "cudnn*.h"))
                 + glob.glob(os.path.join(d, "cudnnconv*.h"))]
-            stamp = self._stamp_path(ext)
             try:
-                with open(stamp) as f:
-                    same = f.read() == self._options_stamp(ext)
+                with open(self._stamp_path(ext)) as f:
+                    same = f.read() == self._stamp(ext, inplace)
             except OSError:
                 same = False
-            if same and os.path.exists(inplace) and not newer_group(deps, inplace, "newer"):
+            if same and not newer_group(deps, inplace, "newer"):
                 os.makedirs(os.path.dirname(target), exist_ok=True)
                 shutil.copy2(inplace, target)          # what setuptools then copies back in place
                 self.announce("%s: up to date in place, not rebuilt" % ext.name, level=2)
+                self._vouched.add(ext.name)
                 return
+        out = self.get_ext_fullpath(ext.name)
+        before = os.stat(out).st_mtime_ns if os.path.exists(out) else None
         super().build_extension(ext)
-        if self.editable_mode:
-            os.makedirs(os.path.dirname(self._stamp_path(ext)), exist_ok=True)
-            with open(self._stamp_path(ext), "w") as f:
-                f.write(self._options_stamp(ext))
+        if os.path.exists(out) and os.stat(out).st_mtime_ns != before:
+            self._vouched.add(ext.name)                # compiled now, with these options
+
+
+def _without_rpath(line):
+    """A link line without -Wl,-rpath,DIR / -Wl,-R,DIR, nor -Wl,-rpath -Wl,DIR (two tokens)."""
+    out, skip = [], False
+    for a in line:
+        if skip:
+            skip = False
+            continue
+        if a in ("-Wl,-rpath", "-Wl,-R"):
+            skip = True
+            continue
+        if a.startswith(("-Wl,-rpath,", "-Wl,-rpath=", "-Wl,-R,")) or (a.startswith("-Wl,-R") and a[6:7] == "/"):
+            continue
+        out.append(a)
+    return out
 
 
 setup(

@@ -43,6 +43,17 @@ CHECK = textwrap.dedent("""
         assert "C/groups" in str(e), e
     else:
         raise AssertionError("a bad weight shape was not refused")
+    # a tuning file's records are checked for both engines in either build (the file is shared)
+    from cudnnconv import params, tuning
+    key = params.ProblemKey("forward", "legacy", 0, 0, (8, 64, 56, 56), (64, 64, 3, 3), "NCHW", (1, 1), (1, 1),
+                            (1, 1), 1, False, True, None, ())
+    for engine, record in (("legacy", {"algo": 99, "bogus": [1]}), ("graph", {"knobs": "x"})):
+        try:
+            tuning._check_record(engine, record, key._replace(engine=engine), None)
+        except tuning.BadEntry:
+            pass
+        else:
+            raise AssertionError("a bad %s record passed the check in a %s-only build" % (engine, want))
     print("ok", want)
 """)
 

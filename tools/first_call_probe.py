@@ -64,7 +64,7 @@ def main(argv=None):
 
     import cupy
     import cudnnconv
-    from cudnnconv import api
+    from cudnnconv.core.state import state as thread_state
 
     sync = cupy.cuda.Device().synchronize
     layers = []
@@ -105,15 +105,16 @@ def main(argv=None):
             return cudnnconv.conv(xc[rot["i"]], w, stride=stride, padding=pad, benchmark=True, engine=args.engine)
 
         row = {"layer": name}
-        for label, fn, before in (("steady", same, None), ("signature", same, api._memo.clear),
-                                  ("pointers", rotated, None), ("both", rotated, api._memo.clear)):
+        forget = thread_state().memo.clear          # this thread's memo of call plans
+        for label, fn, before in (("steady", same, None), ("signature", same, forget),
+                                  ("pointers", rotated, None), ("both", rotated, forget)):
             row[label], row[label + "_host"] = measure(fn, before)
         rows.append(row)
 
     prof = cProfile.Profile()
     for name, x, w, stride, pad, xc in layers:
         for _ in range(20):
-            api._memo.clear()
+            thread_state().memo.clear()
             prof.enable()
             cudnnconv.conv(x, w, stride=stride, padding=pad, benchmark=True, engine=args.engine)
             prof.disable()
@@ -184,7 +185,8 @@ def child(args):
                 parts[label] += time.perf_counter() - t0
         return wrapper
 
-    params.empty_in_layout = timed_part(params.empty_in_layout, "alloc")
+    # api allocates through the package's name, to_layout (packing) through its own module's
+    params.empty_in_layout = params.layouts.empty_in_layout = timed_part(params.layouts.empty_in_layout, "alloc")
     eng = engine_registry.select(cudnnconv.options.resolve(engine=args.engine))
     eng.run = timed_part(eng.run, "engine")
     stream = cupy.cuda.get_current_stream()

@@ -11,7 +11,7 @@ import threading
 
 from cudnnconv import params, tuning
 from cudnnconv.core import build
-from cudnnconv.engines import graph_record
+from cudnnconv.engines import graph_record, legacy_record
 from cudnnconv.core.status import CuDNNError
 
 legacy = None
@@ -32,14 +32,13 @@ def _provide(name):
 
 tuning.set_engine_provider(_provide)
 tuning.register_record_check("graph", graph_record.check_record)     # pure Python: in every build
+tuning.register_record_check("legacy", legacy_record.check_record)
 if graph is not None:
     # looked up at each call, so that the tuning cache's functions stay the ones its module holds
     graph.set_persistence(lambda key: tuning.stored_record(key), lambda key, choice: tuning.record_choice(key, choice),
                           lambda engine=None: tuning.forget_records(engine))
 if legacy is not None:
-    from cudnnconv.engines import legacy_record
     tuning.register_codec("legacy", legacy_record.to_record, legacy_record.from_record)
-    tuning.register_record_check("legacy", legacy_record.check_record)
 
 
 class EngineUnavailable(RuntimeError):

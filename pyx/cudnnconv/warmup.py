@@ -85,11 +85,17 @@ def load_tuning(path, *, override=False, warmup=False):
     return tuning.load_file(path, override=override, after_load=warm_up if warmup else None)
 
 
+def _warm_up_if_asked(keys):
+    """The autoload hook: CUDNNCONV_TUNING_WARMUP is read when the file loads, not at import."""
+    if env_enabled():
+        warm_up(keys)
+
+
 def install_from_environment():
     """CUDNNCONV_TUNING_CACHE=path (load at first use, add new choices as they
-    are found), warming up what it loads when CUDNNCONV_TUNING_WARMUP=1."""
+    are found), warming up what it loads when CUDNNCONV_TUNING_WARMUP=1 then."""
     from cudnnconv import tuning
-    tuning.install_from_environment(after_load=warm_up if env_enabled() else None)
+    tuning.install_from_environment(after_load=_warm_up_if_asked)
 
 
 def _dtype(code):

@@ -5,7 +5,6 @@ the tuning cache checks the file, the environment and the key, this module the r
 import math
 
 from cudnnconv import errata
-from cudnnconv.engines.legacy import LegacyChoice
 from cudnnconv.records import CUDNN_DATA_FLOAT, FMA_MATH, WORKSPACE_CAP, BadEntry, as_bool, as_float, as_int
 
 ALGO_COUNT = {"forward": 8, "fused": 8, "backward_data": 6, "backward_filter": 7}
@@ -14,6 +13,7 @@ FIELDS = {"algo", "math_type", "workspace", "time_ms", "deterministic", "benchma
 
 def to_record(choice, key=None):
     """A LegacyChoice as a record dict, or None for anything else."""
+    from cudnnconv.engines.legacy import LegacyChoice      # the codec needs the engine; the check does not
     if not isinstance(choice, LegacyChoice):
         return None
     return {"algo": choice.algo, "math_type": choice.math_type, "workspace": choice.workspace,
@@ -46,6 +46,7 @@ def check_record(record, key, env=None):
 
 def from_record(record, key):
     """The LegacyChoice a checked record stands for."""
+    from cudnnconv.engines.legacy import LegacyChoice
     check_record(record, key)
     return LegacyChoice(key.op, record["algo"], record["math_type"], record["workspace"], record["time_ms"],
                         record["deterministic"], record["benchmarked"])
