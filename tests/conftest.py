@@ -33,23 +33,29 @@ def isolated_tuning(monkeypatch, env):
 
 
 def join_all(threads, timeout):
-    """Join every thread with ``timeout`` seconds each; fail naming any still running (a deadlock?)."""
+    """Join every thread within ``timeout`` seconds in all (one deadline, not one per thread); fail
+    naming any still running (a deadlock?)."""
+    import time
+    deadline = time.monotonic() + timeout
     for t in threads:
-        t.join(timeout)
+        t.join(max(0.0, deadline - time.monotonic()))
     alive = [t.name for t in threads if t.is_alive()]
     assert not alive, "threads still running after %d s (a deadlock?): %s" % (timeout, alive)
 
 
 def run_threads(worker, n_workers, disturber, kinds, done, timeout):
     """``n_workers`` threads of ``worker(seed)`` beside one ``disturber(kind)`` thread per kind: the
-    workers are joined, then ``done`` is set and the disturbers joined, every join with ``timeout``."""
+    workers are joined, then ``done`` is set (also when the join fails, so that no disturber outlives
+    the test) and the disturbers joined, each group within ``timeout``."""
     others = [threading.Thread(target=disturber, args=(k,), name=k, daemon=True) for k in kinds]
     workers = [threading.Thread(target=worker, args=(s,), name="worker%d" % s, daemon=True) for s in range(n_workers)]
     for t in others + workers:
         t.start()
-    join_all(workers, timeout)
-    done.set()
-    join_all(others, timeout)
+    try:
+        join_all(workers, timeout)
+    finally:
+        done.set()
+        join_all(others, timeout)
 
 
 def _cuda_available():

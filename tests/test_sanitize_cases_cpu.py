@@ -1,7 +1,8 @@
 """tools/sanitize_cases.py, the workload of tools/sanitize.sh, covers what
 the sanitizer pass must: every public function on every engine of the build,
-every dtype and both layouts (float64 in NCHW only), 1 to 3 spatial dims,
-out= views, CUDA-graph capture and the plan objects; and --part splits the
+every dtype and both layouts, 1 to 3 spatial dims, 'same' padding (even
+kernels: forward), out= views, CUDA-graph capture (graph engine) and the
+plan objects; and --part splits the
 list without losing or repeating a case.  (Listing needs no GPU.)"""
 import os
 import subprocess
@@ -25,19 +26,23 @@ def test_the_cases_cover_every_function_engine_dtype_and_layout():
     for engine in cudnnconv.build_info()["engines"]:
         for dtype in ("float64", "float32", "float16", "bfloat16"):
             for layout in ("nchw", "channels_last"):
-                if dtype == "float64" and layout == "channels_last":
-                    continue
-                for sp in ("1d", "2d", "3d"):
+                for sp in ("1d", "2d", "2d_same_even", "3d"):
                     assert "fwd/%s/%s/%s/%s" % (engine, dtype, layout, sp) in names
-                for sp in ("1d", "2d_dil", "3d"):
+                for sp in ("1d", "2d", "2d_dil", "3d"):
                     assert "bwd/%s/%s/%s/%s" % (engine, dtype, layout, sp) in names
                 assert "transpose/%s/%s/%s" % (engine, dtype, layout) in names
                 assert "fused/%s/%s/%s" % (engine, dtype, layout) in names
-        for extra in ("out_view", "capture", "plan"):
+        for extra in ("out_view", "plan"):
             assert "%s/%s" % (extra, engine) in names
+    if "graph" in cudnnconv.build_info()["engines"]:
+        assert "capture/graph" in names
 
 
 def test_parts_split_the_list_exactly():
     whole = _list()
     parts = [_list("--part", "%d/3" % i) for i in (1, 2, 3)]
     assert sorted(sum(parts, [])) == sorted(whole) and len(whole) == len(set(whole))
+
+
+def test_only_keeps_a_prefix():
+    assert _list("--only", "split") in ([], ["split"]) and set(_list("--only", "plan/")) <= set(_list())

@@ -15,7 +15,8 @@
 #
 # Usage: bash tools/gpu_suite.sh [--bench [bench args...]]
 # Env:   SMALL_INDEX_LIMIT (default 1048576), PYTEST_ARGS (extra pytest args),
-#        SUITE_TIMEOUT / SPLIT_TIMEOUT (seconds per pytest phase; 124 = timed out).
+#        SUITE_TIMEOUT / SPLIT_TIMEOUT / STRESS_TIMEOUT (seconds per pytest phase; 124 = timed out),
+#        STRESS=0 (leave out the stress phase: tests marked stress).
 set -u
 set -o pipefail
 
@@ -98,11 +99,19 @@ else
     echo "=== pytest tests (CPU + GPU) ==="
     # shellcheck disable=SC2086
     timeout "${SUITE_TIMEOUT:-390}" python3 -m pytest tests -q -ra -p no:cacheprovider --durations=20 \
-        --junitxml="$OUT/junit.xml" ${PYTEST_ARGS:-} 2>&1 \
+        -m "not stress" --junitxml="$OUT/junit.xml" ${PYTEST_ARGS:-} 2>&1 \
         | tee "$OUT/gpu_suite.log"
     SUITE_RC=$?
     if [ $SUITE_RC -eq 0 ]; then phase suite ok "$(last_summary "$OUT/gpu_suite.log")"
     else phase suite FAIL "rc=$SUITE_RC: $(last_summary "$OUT/gpu_suite.log")"; fi
+    if [ "${STRESS:-1}" = "1" ]; then
+        echo "=== pytest -m stress (threads, memory, out-of-memory) ==="
+        timeout -k 10 "${STRESS_TIMEOUT:-300}" python3 -m pytest tests/gpu -q -ra -p no:cacheprovider -m stress \
+            --durations=5 --junitxml="$OUT/junit_stress.xml" 2>&1 | tee "$OUT/stress.log"
+        STRESS_RC=${PIPESTATUS[0]}
+        if [ $STRESS_RC -eq 0 ]; then phase stress ok "$(last_summary "$OUT/stress.log")"
+        else phase stress FAIL "rc=$STRESS_RC: $(last_summary "$OUT/stress.log")"; fi
+    fi
 fi
 
 # ---- 3. small-index-limit build + split tests ------------------------------

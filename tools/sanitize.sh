@@ -1,49 +1,74 @@
 #!/usr/bin/env bash
-# compute-sanitizer over tools/sanitize_cases.py, in one device call of at most 9 minutes:
-# memcheck, initcheck, racecheck and synccheck, each over the whole case list (split into parts so
-# that every tool finishes inside its share of the time), plus memcheck over the split path in a
-# build with a small CUDNNCONV_INDEX_LIMIT.  Writes $OUT/sanitize/<tool>_<part>.log and a summary,
-# $OUT/sanitize/summary.txt: per tool and part, the cases run and failed and the sanitizer's error
-# count.  Exits non-zero when any case failed or any tool reported an error.
+# compute-sanitizer over tools/sanitize_cases.py (181 small calls: every function x engine x dtype x
+# layout, transposed, fused, out= views, capture, plan objects), each against the float64 reference.
 #
-# Usage (GPU): bash tools/sanitize.sh        Env: PARTS (default 2), TOOL_TIMEOUT (s per part, 50)
+#   bash tools/sanitize.sh [TOOL ...]      TOOL: memcheck initcheck racecheck synccheck split
+#                                          (default: all; "split" = memcheck over the split path in a
+#                                          build with a small CUDNNCONV_INDEX_LIMIT)
+#
+# A sanitizer slows a call by 10-100x, so one device call of 9 minutes does not hold them all: run
+# memcheck (and split) in one call and the other three in the next, or raise PARTS / TOOL_TIMEOUT.
+# Each tool runs the case list in PARTS parts (default 4), each part under TOOL_TIMEOUT seconds
+# (default 100), CuPy's pool off (--no-pool) so that memcheck sees every allocation's bounds.
+# Writes $OUT/sanitize/<tool>_<i>of<n>.log and appends one line per part to
+# $OUT/sanitize/summary.txt: exit status, cases run/ok/failed, and the sanitizer's error summary.
+# Exits non-zero when a case failed, a part timed out, or a tool reported an error.
 set -u
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 OUT=${OUT:-$ROOT/sanitize_out}
 S=$OUT/sanitize
 mkdir -p "$S"
-PARTS=${PARTS:-2}
-TOOL_TIMEOUT=${TOOL_TIMEOUT:-50}
+PARTS=${PARTS:-4}
+TOOL_TIMEOUT=${TOOL_TIMEOUT:-100}
+SMALL_INDEX_LIMIT=${SMALL_INDEX_LIMIT:-1048576}
 CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-python3 setup.py build_ext --inplace -j 16 > "$S/build.log" 2>&1 || { echo "build failed"; exit 2; }
-export PYTHONPATH=$ROOT/pyx
+[ -x "$CS" ] || { echo "compute-sanitizer not found" | tee -a "$S/summary.txt"; exit 2; }
+TOOLS=("$@")
+[ ${#TOOLS[@]} -gt 0 ] || TOOLS=(memcheck initcheck racecheck synccheck split)
 STATUS=0
-: > "$S/summary.txt"
-run_tool() {   # run_tool TOOL PART LABEL
-    local tool=$1 part=$2 label=$3
-    local log="$S/${label}.log"
-    timeout "$TOOL_TIMEOUT" "$CS" --tool "$tool" --error-exitcode 99 --print-limit 50 \
-        python3 tools/sanitize_cases.py --part "$part" --no-pool > "$log" 2>&1
-    local rc=$?
+for tool in "${TOOLS[@]}"; do
+    if [ "$tool" != split ]; then     # the tree as it is now (quick where nothing changed)
+        python3 setup.py build_ext --inplace -j 16 > "$S/build.log" 2>&1 || { echo "build failed (build.log)"; exit 2; }
+        break
+    fi
+done
+
+report() {   # report LABEL RC LOG
     local cases errs
-    cases=$(grep -E "^cases " "$log" | tail -1)
-    errs=$(grep -E "ERROR SUMMARY: [0-9]+ error" "$log" | tail -1)
-    echo "$label: rc=$rc | ${cases:-no summary (timed out?)} | ${errs:-no sanitizer summary}" | tee -a "$S/summary.txt"
-    [ $rc -eq 0 ] || STATUS=1
+    cases=$(grep -E "^cases " "$3" | tail -1)
+    errs=$(grep -E "ERROR SUMMARY: [0-9]+ error" "$3" | tail -1)
+    echo "$1: rc=$2 | ${cases:-no case summary (timed out?)} | ${errs:-no sanitizer summary}" | tee -a "$S/summary.txt"
+    [ "$2" -eq 0 ] || STATUS=1
 }
-for tool in memcheck initcheck racecheck synccheck; do
+
+for tool in "${TOOLS[@]}"; do
+    if [ "$tool" = split ]; then
+        # A copy of the tree without build outputs, so that every module is compiled with the limit.
+        SMALL=/tmp/sanitize_small
+        rm -rf "$SMALL" && mkdir -p "$SMALL"
+        tar -C "$ROOT" --exclude=./.git --exclude=./build --exclude='*.so' --exclude='*.egg-info' \
+            --exclude='__pycache__' --exclude='./pyx/cudnnconv/*.c' --exclude='./pyx/cudnnconv/*/*.c' \
+            --exclude='./pyx/cudnnconv/*.cpp' --exclude='./pyx/cudnnconv/*/*.cpp' -cf - setup.py include pyx tests tools \
+            | tar -C "$SMALL" -xf -
+        if ! (cd "$SMALL" && CUDNNCONV_INDEX_LIMIT=$SMALL_INDEX_LIMIT python3 setup.py build_ext --inplace -j 16 \
+                > "$S/build_small.log" 2>&1); then
+            echo "split: the small-limit build failed (see build_small.log)" | tee -a "$S/summary.txt"; STATUS=1; continue
+        fi
+        got=$(cd "$SMALL" && PYTHONPATH=$SMALL/pyx python3 -c "import cudnnconv; print(cudnnconv.build_info()['CUDNNCONV_INDEX_LIMIT'])")
+        if [ "$got" != "$SMALL_INDEX_LIMIT" ]; then
+            echo "split: the small build reports CUDNNCONV_INDEX_LIMIT=$got" | tee -a "$S/summary.txt"; STATUS=1; continue
+        fi
+        (cd "$SMALL" && PYTHONPATH=$SMALL/pyx timeout -k 10 "$TOOL_TIMEOUT" "$CS" --tool memcheck --error-exitcode 99 \
+            python3 tools/sanitize_cases.py --only split --no-pool > "$S/memcheck_split.log" 2>&1)
+        report memcheck_split $? "$S/memcheck_split.log"
+        continue
+    fi
     for ((p = 1; p <= PARTS; p++)); do
-        run_tool "$tool" "$p/$PARTS" "${tool}_${p}of${PARTS}"
+        log="$S/${tool}_${p}of${PARTS}.log"
+        PYTHONPATH=$ROOT/pyx timeout -k 10 "$TOOL_TIMEOUT" "$CS" --tool "$tool" --error-exitcode 99 --print-limit 50 \
+            python3 tools/sanitize_cases.py --part "$p/$PARTS" --no-pool > "$log" 2>&1
+        report "${tool}_${p}of${PARTS}" $? "$log"
     done
 done
-# the split path: a second copy built with a small index limit
-SMALL=/tmp/sanitize_small
-rm -rf "$SMALL" && mkdir -p "$SMALL" && cp -r setup.py include pyx tests tools "$SMALL/"
-(cd "$SMALL" && CUDNNCONV_INDEX_LIMIT=1048576 python3 setup.py build_ext --inplace -j 16 > "$S/build_small.log" 2>&1)
-(cd "$SMALL" && PYTHONPATH=$SMALL/pyx timeout "$TOOL_TIMEOUT" "$CS" --tool memcheck --error-exitcode 99 \
-    python3 tools/sanitize_cases.py --no-pool > "$S/memcheck_split.log" 2>&1); rc=$?
-echo "memcheck_split: rc=$rc | $(grep -E '^cases ' "$S/memcheck_split.log" | tail -1) | $(grep -E 'ERROR SUMMARY' "$S/memcheck_split.log" | tail -1)" \
-    | tee -a "$S/summary.txt"
-[ $rc -eq 0 ] || STATUS=1
 exit $STATUS
