@@ -318,6 +318,23 @@ def test_a_choice_cache_bumps_the_generation_when_it_drops_or_replaces(fake_cupy
     assert core_state.current_generation() == g + 3
 
 
+def test_an_equal_choice_put_again_leaves_bound_plans_alone(fake_cupy):
+    """A deterministic search without benchmark puts a new default choice object on every call; the
+    same choice put again must not make every bound plan stale.  A different one must."""
+    legacy = pytest.importorskip("cudnnconv.engines.legacy", reason="this build has no legacy engine")
+    from cudnnconv.cache import AlgoCache
+    from cudnnconv.core import state as core_state
+    c = AlgoCache("t")
+    c.put("k", legacy.LegacyChoice("forward", 1, 3, 1024, -1.0, True, False))
+    g = core_state.current_generation()
+    c.put("k", legacy.LegacyChoice("forward", 1, 3, 1024, -1.0, True, False))    # equal, another object
+    assert core_state.current_generation() == g
+    c.put("k", legacy.LegacyChoice("forward", 1, 3, 2048, -1.0, True, False))    # another workspace
+    assert core_state.current_generation() == g + 1
+    c.put("k", legacy.LegacyChoice("forward", 1, 3, 2048, 0.5, True, True))      # now benchmarked
+    assert core_state.current_generation() == g + 2
+
+
 def test_plan_factory_refuses_what_cannot_be_planned():
     from cudnnconv import api
     with pytest.raises(TypeError, match="plan\\(\\) takes one of"):

@@ -18,8 +18,9 @@ class AlgoCache:
 
     Bounded (least recently used entries go first), safe to share between
     threads (one lock), clearable and observable (size, hits, misses).
-    Dropping or replacing an entry bumps cudnnconv.core.state's generation,
-    so that no call plan bound to a dropped choice runs it again.
+    Dropping or replacing an entry by a different choice bumps
+    cudnnconv.core.state's generation, so that no call plan bound to a
+    dropped choice runs it again (an equal choice put again changes nothing).
     ``maxsize=None`` means unbounded.
 
     Observers (for the persistent tuning cache, cudnnconv.tuning):
@@ -68,7 +69,7 @@ class AlgoCache:
             self._data[key] = value
             self._data.move_to_end(key)
             self._evict()
-        if old is not None and old is not value:
+        if old is not None and not _same_choice(old, value):
             _invalidate()           # a call plan bound to the old choice must not run it again
         if self.on_put:
             _notify(self.on_put, self, key, value)
@@ -102,6 +103,21 @@ class AlgoCache:
 
     def __len__(self):
         return len(self._data)
+
+
+def _same_choice(a, b):
+    """Whether ``b`` is the same choice as ``a`` (the same object, or one that reports the same
+    algorithm or engine config, math, workspace, timing and flags), so that putting it changes
+    nothing a bound call plan runs.  A deterministic search without benchmark puts its default
+    choice anew on every call; without this, each such put made every thread's bound plans stale."""
+    if a is b:
+        return True
+    if type(a) is not type(b):
+        return False
+    try:
+        return a.as_dict() == b.as_dict()
+    except Exception:               # no as_dict (a refusal record): treat as different
+        return False
 
 
 def _notify(observers, *args):
