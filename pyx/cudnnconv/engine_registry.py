@@ -8,6 +8,7 @@ the legacy engine instead and remembers the decision for that problem, so
 the graph engine is not tried again on every call.
 """
 import threading
+import types
 
 from cudnnconv import params, tuning
 from cudnnconv.core import build
@@ -25,9 +26,17 @@ if build.GRAPH_API:
         graph = None
 
 
+# What the tuning cache needs of the legacy engine: its cache and its record codec, which lives beside
+# it (the graph engine's module carries its own choice_to_record / choice_from_record).
+_LEGACY_RECORDS = None if legacy is None else types.SimpleNamespace(
+    CACHE=legacy.CACHE, choice_to_record=legacy_record.to_record, choice_from_record=legacy_record.from_record)
+
+
 def _provide(name):
-    """The engine module called ``name`` as this module holds it now (None where not built), for tuning."""
-    return legacy if name == "legacy" else graph if name == "graph" else None
+    """What the tuning cache needs of engine ``name`` as this module holds it now (None where not built)."""
+    if name == "legacy":
+        return None if legacy is None else _LEGACY_RECORDS
+    return graph if name == "graph" else None
 
 
 tuning.set_engine_provider(_provide)
@@ -37,8 +46,6 @@ if graph is not None:
     # looked up at each call, so that the tuning cache's functions stay the ones its module holds
     graph.set_persistence(lambda key: tuning.stored_record(key), lambda key, choice: tuning.record_choice(key, choice),
                           lambda engine=None: tuning.forget_records(engine))
-if legacy is not None:
-    tuning.register_codec("legacy", legacy_record.to_record, legacy_record.from_record)
 
 
 class EngineUnavailable(RuntimeError):

@@ -4,12 +4,12 @@ graph engine's).  A value that does not fit raises BadEntry, whose message names
 import json
 import math
 
-from cudnnconv import params
+from cudnnconv import params, workspace
 
-WORKSPACE_CAP = 1 << 40     # cudnnconv.workspace refuses >= 1 TiB anyway
+WORKSPACE_CAP = workspace.TIB   # the workspace module refuses >= 1 TiB, so no record may hold more
 MAX_STR = 256
 MAX_PLAN_JSON = 4 << 20     # characters of a graph record's plan JSON
-CUDNN_DATA_FLOAT = 0        # cudnnDataType_t
+CUDNN_DATA_FLOAT = params._CUDNN_DTYPE["float32"]
 FMA_MATH = 3                # cudnnMathType_t CUDNN_FMA_MATH
 
 

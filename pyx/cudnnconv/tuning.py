@@ -57,10 +57,10 @@ without blocking).  An entry with wrong types, out-of-range values (shapes,
 huge ints, floats that parsed as inf, a workspace of 1 TiB or more or over
 the key's workspace_limit, an algorithm that does not exist, a math type
 that breaks the key's flags), an unknown engine, or a plan JSON nested too
-deep or naming another SM count or cuDNN version than its environment (each
-engine's record checks live beside it: engines/legacy_record.py,
-engines/graph_record.py; the engine registry registers them), is rejected (one warning per load names how many and why)
-and nothing of it is loaded.  ``load_file`` returns how many entries the
+deep or naming another SM count or cuDNN version than its environment, is
+rejected (one warning per load names how many and why) and nothing of it is
+loaded.  Each engine's record checks live beside it (engines/legacy_record.py,
+engines/graph_record.py); the engine registry registers them.  ``load_file`` returns how many entries the
 caches hold after it, not how many the file has.  Files are written as
 strict JSON: a record holding NaN or an infinity is never written.
 
@@ -119,9 +119,6 @@ class TuningFileError(ValueError):
 
 class _NotRegularFile(TuningFileError):
     """The path names a FIFO, device, directory or socket: never read, never replaced."""
-
-
-
 
 
 # ---------------------------------------------------------------------------
@@ -189,27 +186,12 @@ def _check_env_block(env):
 
 def env_id(env):
     """A short stable id for an environment block (a digest of its canonical JSON)."""
-    return hashlib.sha256(_canon(env).encode()).hexdigest()[:16]
-
-
-_canon = canonical_json
+    return hashlib.sha256(canonical_json(env).encode()).hexdigest()[:16]
 
 
 # ---------------------------------------------------------------------------
 # Checked values
 # ---------------------------------------------------------------------------
-
-
-
-
-
-
-
-
-
-
-
-
 
 def _strict_json(obj, what):
     """Raise BadEntry unless ``obj`` is strict JSON: no NaN or infinity anywhere in it.
@@ -222,12 +204,6 @@ def _strict_json(obj, what):
         json.dumps(obj, allow_nan=False)
     except (ValueError, TypeError, RecursionError) as e:
         raise BadEntry("%s is not strict JSON (%s)" % (what, str(e)[:60])) from None
-
-
-
-
-
-
 
 
 def _extra_from_json(v, depth=0):
@@ -294,14 +270,11 @@ def key_from_json(d):
 # Engine codecs
 # ---------------------------------------------------------------------------
 
-
-
-
 # ---------------------------------------------------------------------------
 # The engines, as the engine registry (cudnnconv.engine_registry) provides them: this
-# module imports no engine.  ``provider(name)`` returns the engine's module
-# ('legacy': CACHE and LegacyChoice; 'graph': CACHE, choice_to_record and
-# choice_from_record), or None where the build has none.
+# module imports no engine.  ``provider(name)`` returns what the tuning cache needs
+# of the engine (CACHE, choice_to_record and choice_from_record), or None where the
+# build has none.
 # ---------------------------------------------------------------------------
 
 _provider = None
@@ -332,13 +305,7 @@ def _call_codec(fn, obj, key):
     return fn(obj, key) if nparams >= 2 else fn(obj)
 
 
-_CODECS = {}        # engine name -> (to_record, from_record), as register_codec gave them
 _CHECKS = {}        # engine name -> check_record(record, key, env), as register_record_check gave them
-
-
-def register_codec(engine, to_record, from_record):
-    """An engine's record codec, beside its engine; the engine registry (cudnnconv.engine_registry) calls this."""
-    _CODECS[engine] = (to_record, from_record)
 
 
 def register_record_check(engine, check):
@@ -354,16 +321,13 @@ def _check_record(engine, record, key, env):
 
 
 def codec(engine):
-    """(to_record, from_record) for ``engine``, or None where this build has none."""
-    if engine == "legacy":
-        c = _CODECS.get("legacy")
-        return None if c is None or _engine("legacy") is None else c
-    if engine == "graph":
-        mod = _engine("graph")
-        to_rec = getattr(mod, "choice_to_record", None)
-        from_rec = getattr(mod, "choice_from_record", None)
-        if callable(to_rec) and callable(from_rec):
-            return (lambda c, k: _call_codec(to_rec, c, k)), (lambda r, k: _call_codec(from_rec, r, k))
+    """(to_record, from_record) for ``engine``, as the engine provider gives it, or None where this build
+    has none."""
+    mod = _engine(engine) if engine in ENGINES else None
+    to_rec = getattr(mod, "choice_to_record", None)
+    from_rec = getattr(mod, "choice_from_record", None)
+    if callable(to_rec) and callable(from_rec):
+        return (lambda c, k: _call_codec(to_rec, c, k)), (lambda r, k: _call_codec(from_rec, r, k))
     return None
 
 
@@ -721,7 +685,7 @@ def _records_from_caches(only=None):
 
 
 def _identity(env, key):
-    return _canon(env) + "|" + _canon(key_to_json(key))
+    return canonical_json(env) + "|" + canonical_json(key_to_json(key))
 
 
 def _refuse_special(path):

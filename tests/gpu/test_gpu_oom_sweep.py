@@ -34,20 +34,13 @@ def _layers():
     return out
 
 
-def _run(direction, x, w, gy, kw):
+def _call(lib, direction, x, w, gy, kw):
+    """``direction`` through ``lib``: cudnnconv, or the float64 reference (the same names and arguments)."""
     if direction == "fwd":
-        return cudnnconv.conv(x, w, **kw)
+        return lib.conv(x, w, **kw)
     if direction == "dgrad":
-        return cudnnconv.conv_backward_input(x.shape, w, gy, **kw)
-    return cudnnconv.conv_backward_weight(x, w.shape, gy, **kw)
-
-
-def _reference(direction, x, w, gy, kw):
-    if direction == "fwd":
-        return ref.conv(x, w, **kw)
-    if direction == "dgrad":
-        return ref.conv_backward_input(x.shape, w, gy, **kw)
-    return ref.conv_backward_weight(x, w.shape, gy, **kw)
+        return lib.conv_backward_input(x.shape, w, gy, **kw)
+    return lib.conv_backward_weight(x, w.shape, gy, **kw)
 
 
 @pytest.mark.parametrize("direction", ["fwd", "dgrad", "wgrad"])
@@ -60,14 +53,14 @@ def test_pool_limits_over_resnet50_layers(direction):
             x = ref.random((2,) + tuple(c["x"][1:]), "float16", "channels_last")
             w = ref.random(c["w"], "float16", "channels_last", scale=0.05)
             gy = ref.random(ref.conv_out_shape(x.shape, w.shape, **kw), "float16", "channels_last")
-            want = _reference(direction, x, w, gy, kw)
+            want = _call(ref, direction, x, w, gy, kw)
             cupy.cuda.runtime.deviceSynchronize()
             for mib in HEADROOM_MIB:
                 cudnnconv.clear_cache()                  # each limit searches afresh
                 pool.free_all_blocks()
                 pool.set_limit(size=pool.used_bytes() + (mib << 20))
                 try:
-                    got = _run(direction, x, w, gy, kw)
+                    got = _call(cudnnconv, direction, x, w, gy, kw)
                     cupy.cuda.runtime.deviceSynchronize()
                 except cudnnconv.CuDNNOutOfMemoryError:
                     got = None
@@ -81,7 +74,7 @@ def test_pool_limits_over_resnet50_layers(direction):
                     counts["ok"] += 1
                     err = ref.rel_error(got, want)
                     assert err <= ref.tolerance("float16"), (c["name"], direction, mib, err)
-                again = _run(direction, x, w, gy, kw)    # the limit lifted: the same call runs
+                again = _call(cudnnconv, direction, x, w, gy, kw)    # the limit lifted: the same call runs
                 assert ref.rel_error(again, want) <= ref.tolerance("float16"), (c["name"], direction, mib)
     finally:
         pool.set_limit(size=0)

@@ -1,7 +1,10 @@
 """The legacy engine's tuning record: a LegacyChoice to a JSON-able dict and back, beside its engine.
 
-The engine registry (cudnnconv.engine_registry) hands these to the tuning cache (``tuning.register_codec``);
-the tuning cache checks the file, the environment and the key, this module the record itself."""
+The engine registry (cudnnconv.engine_registry) hands these to the tuning cache: the codec as the
+legacy engine's choice_to_record / choice_from_record, ``check_record`` through
+``tuning.register_record_check``.  The tuning cache checks the file, the environment and the key,
+this module the record itself.  ``check_record`` imports no engine, so a build without the legacy
+engine still checks the legacy entries of a file it keeps (and shares)."""
 import math
 
 from cudnnconv import errata
@@ -45,8 +48,7 @@ def check_record(record, key, env=None):
 
 
 def from_record(record, key):
-    """The LegacyChoice a checked record stands for."""
+    """The LegacyChoice a record stands for; the tuning cache ran ``check_record`` on it first."""
     from cudnnconv.engines.legacy import LegacyChoice
-    check_record(record, key)
     return LegacyChoice(key.op, record["algo"], record["math_type"], record["workspace"], record["time_ms"],
                         record["deterministic"], record["benchmarked"])
