@@ -1,4 +1,5 @@
 """Legacy-API descriptors and cuDNN's own shape inference (host side, no GPU)."""
+import gc
 import itertools
 import pickle
 
@@ -208,3 +209,23 @@ def test_grid_of_layouts_and_groups_is_exhaustive():
         geom, y_shape = params.conv_geometry(x_shape, w_shape, st, pd, dl, g)
         for layout in (params.NCHW, params.CHANNELS_LAST):
             assert cudnn_output_shape(x_shape, w_shape, geom, layout) == y_shape, (st, pd, dl, g, layout)
+
+
+def test_legacy_descriptors_are_counted_while_alive():
+    """engine_registry.live_descriptors() counts each descriptor from its creation to its __dealloc__
+    (the GPU leak test reads it after clear_cache())."""
+    from cudnnconv import engine_registry
+    ld = D
+    gc.collect()
+    base = engine_registry.live_descriptors()["legacy"]
+    t = ld.TensorDescriptor(0, (2, 3, 4, 5), (60, 20, 5, 1))
+    f = ld.FilterDescriptor(0, (4, 3, 3, 3), "NCHW")
+    c = ld.ConvolutionDescriptor(0, (1, 1), (1, 1), (1, 1), 1)
+    a = ld.ActivationDescriptor()
+    assert engine_registry.live_descriptors()["legacy"] == base + 4
+    del t, f, c, a
+    gc.collect()
+    assert engine_registry.live_descriptors()["legacy"] == base
+    with pytest.raises(ValueError):
+        ld.TensorDescriptor(0, (2, 3), (3, 1))                           # refused before any is created
+    assert engine_registry.live_descriptors()["legacy"] == base

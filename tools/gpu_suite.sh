@@ -106,7 +106,7 @@ else
     else phase suite FAIL "rc=$SUITE_RC: $(last_summary "$OUT/gpu_suite.log")"; fi
     if [ "${STRESS:-1}" = "1" ]; then
         echo "=== pytest -m stress (threads, memory, out-of-memory) ==="
-        timeout -k 10 "${STRESS_TIMEOUT:-300}" python3 -m pytest tests/gpu -q -ra -p no:cacheprovider -m stress \
+        timeout -k 10 "${STRESS_TIMEOUT:-300}" python3 -m pytest tests/gpu -q -rA -p no:cacheprovider -m stress \
             --durations=5 --junitxml="$OUT/junit_stress.xml" 2>&1 | tee "$OUT/stress.log"
         STRESS_RC=${PIPESTATUS[0]}
         if [ $STRESS_RC -eq 0 ]; then phase stress ok "$(last_summary "$OUT/stress.log")"

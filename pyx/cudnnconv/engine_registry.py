@@ -15,15 +15,15 @@ from cudnnconv.core import build
 from cudnnconv.engines import graph_record, legacy_record
 from cudnnconv.core.status import CuDNNError
 
-legacy = None
-graph = None
+legacy = legacy_descriptors = None
+graph = graph_descriptors = None
 if build.LEGACY_API:
-    from cudnnconv.engines import legacy
+    from cudnnconv.engines import legacy, legacy_descriptors
 if build.GRAPH_API:
     try:
-        from cudnnconv.engines import graph
+        from cudnnconv.engines import graph, graph_descriptors
     except ImportError:          # the graph engine's module is not built
-        graph = None
+        graph = graph_descriptors = None
 
 
 # What the tuning cache needs of the legacy engine: its cache and its record codec, which lives beside
@@ -153,3 +153,14 @@ def executor(choice, device):
 
 def caches():
     return [m.CACHE for m in (graph, legacy) if m is not None]
+
+
+def live_descriptors():
+    """cuDNN descriptors alive now, per engine built: ``{"graph": n, "legacy": m}``.
+
+    Every descriptor is owned by one Python object and destroyed in its ``__dealloc__``; these counts
+    rise when one is created and fall when one is destroyed, so that a test can see them return to a
+    baseline after ``clear_cache()`` (the graph engine's count includes finalized plans, operation
+    graphs and the variant packs a cached plan keeps)."""
+    return {name: mod.live_descriptors()
+            for name, mod in (("graph", graph_descriptors), ("legacy", legacy_descriptors)) if mod is not None}

@@ -18,6 +18,25 @@ from cudnnconv.core.status cimport check
 DTYPE_NAMES = {0: "float32", 1: "float64", 2: "float16", 9: "bfloat16"}
 MATH_NAMES = {0: "DEFAULT_MATH", 1: "TENSOR_OP_MATH", 2: "TENSOR_OP_MATH_ALLOW_CONVERSION", 3: "FMA_MATH"}
 
+# Descriptors created and not yet destroyed, all four kinds: the leak tests read it, through
+# cudnnconv.engine_registry.live_descriptors().  The GIL guards it.
+cdef Py_ssize_t _live = 0
+
+
+cdef inline void _count_created():
+    global _live
+    _live += 1
+
+
+cdef inline void _count_destroyed():
+    global _live
+    _live -= 1
+
+
+def live_descriptors():
+    """Legacy descriptors (tensor, filter, convolution, activation) alive now."""
+    return _live
+
 
 cdef int _fill(int* dst, values, str what) except -1:
     cdef int i = 0
@@ -53,11 +72,13 @@ cdef class TensorDescriptor:
         _fill(d, self.dims, "tensor dim")
         _fill(s, self.strides, "tensor stride")
         check(cudnnCreateTensorDescriptor(&self.ptr))
+        _count_created()
         check(cudnnSetTensorNdDescriptor(self.ptr, <cudnnDataType_t>dtype, nd, d, s))
 
     def __dealloc__(self):
         if self.ptr != NULL:
             cudnnDestroyTensorDescriptor(self.ptr)
+            _count_destroyed()
             self.ptr = NULL
 
     @property
@@ -93,11 +114,13 @@ cdef class FilterDescriptor:
         _fill(d, self.dims, "filter dim")
         cdef cudnnTensorFormat_t fmt = CUDNN_TENSOR_NHWC if layout == "NHWC" else CUDNN_TENSOR_NCHW
         check(cudnnCreateFilterDescriptor(&self.ptr))
+        _count_created()
         check(cudnnSetFilterNdDescriptor(self.ptr, <cudnnDataType_t>dtype, fmt, nd, d))
 
     def __dealloc__(self):
         if self.ptr != NULL:
             cudnnDestroyFilterDescriptor(self.ptr)
+            _count_destroyed()
             self.ptr = NULL
 
     def __repr__(self):
@@ -128,6 +151,7 @@ cdef class ConvolutionDescriptor:
         _fill(s, self.stride, "stride")
         _fill(d, self.dilation, "dilation")
         check(cudnnCreateConvolutionDescriptor(&self.ptr))
+        _count_created()
         check(cudnnSetConvolutionNdDescriptor(self.ptr, nsp, p, s, d, CUDNN_CROSS_CORRELATION,
                                               <cudnnDataType_t>self.compute_type))
         check(cudnnSetConvolutionGroupCount(self.ptr, groups))
@@ -139,6 +163,7 @@ cdef class ConvolutionDescriptor:
     def __dealloc__(self):
         if self.ptr != NULL:
             cudnnDestroyConvolutionDescriptor(self.ptr)
+            _count_destroyed()
             self.ptr = NULL
 
     def __repr__(self):
@@ -153,11 +178,13 @@ cdef class ActivationDescriptor:
     def __cinit__(self):
         self.ptr = NULL
         check(cudnnCreateActivationDescriptor(&self.ptr))
+        _count_created()
         check(cudnnSetActivationDescriptor(self.ptr, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN, 0.0))
 
     def __dealloc__(self):
         if self.ptr != NULL:
             cudnnDestroyActivationDescriptor(self.ptr)
+            _count_destroyed()
             self.ptr = NULL
 
     def __repr__(self):
