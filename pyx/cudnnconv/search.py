@@ -67,9 +67,9 @@ class NoneRan:
 
 
 def run_choice(direction, args, choice):
-    mem = workspace.allocate(choice.workspace)
-    direction.execute(args, choice, workspace.pointer(mem))
-    return mem
+    """Run ``choice`` on ``args`` with the workspace it keeps for the call's stream
+    (cudnnconv.workspace.kept_pointer says why kept)."""
+    direction.execute(args, choice, workspace.kept_pointer(choice, args.stream) if choice.workspace > 0 else 0)
 
 
 def try_all(direction, args, cache, key, opts):

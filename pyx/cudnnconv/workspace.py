@@ -6,6 +6,8 @@ past the limit raises CuPy's OutOfMemoryError, which the search's try-all
 loop catches.  Blocks go back to the pool when the returned MemoryPointer is
 dropped.
 """
+import threading
+
 from cudnnconv.core.status import CuDNNOutOfMemoryError
 
 TIB = 1 << 40
@@ -31,6 +33,46 @@ def allocate(nbytes):
 
 def pointer(mem):
     return 0 if mem is None else mem.ptr
+
+
+_KEEP_LOCK = threading.Lock()
+
+
+def kept_pointer(choice, stream):
+    """The workspace pointer ``choice`` runs with on ``stream`` (0 when it needs none).
+
+    A choice keeps one block per stream it has run on: ``ws_mem`` for the first (``ws_stream``), and
+    ``ws_more``, a dict, for any other.  The blocks go back to the pool with the choice, when its
+    cache entry is dropped (least recently used, or ``clear_cache()``).
+
+    Kept, not taken per call: a call captured into a CUDA graph runs again at every replay on the
+    pointer it had at capture, so that block must still be the workspace's then; a block that went
+    back to the pool after the call would by then belong to another array.  One per stream: two
+    streams may run the same problem at the same time, and one block shared by both would be
+    written by both.  (CuPy's pool is stream-ordered: a block freed on one stream is reused only on
+    that stream, so a block dropped here is never handed out under a kernel still using it.)
+
+    The lock makes the first block of a stream be taken once when threads share a choice (the
+    legacy engine's cache is shared by all threads); a stream's block, once kept, never changes.
+    Raises MemoryError (CuPy's OutOfMemoryError) when the block cannot be had.
+    """
+    nbytes = choice.workspace
+    if nbytes <= 0:
+        return 0
+    with _KEEP_LOCK:
+        mem = choice.ws_mem
+        if mem is None:
+            mem = allocate(nbytes)
+            choice.ws_stream = stream
+            choice.ws_mem = mem
+        elif choice.ws_stream != stream:
+            more = choice.ws_more
+            if more is None:
+                more = choice.ws_more = {}
+            mem = more.get(stream)
+            if mem is None:
+                mem = more[stream] = allocate(nbytes)
+        return mem.ptr
 
 
 def largest_available():

@@ -156,6 +156,7 @@ cdef class GraphArgs:
     cdef readonly list excluded      # (ExcludedConfig or GraphChoice, reason) for explain()
     cdef object keep
     cdef object repro
+    cdef readonly size_t stream      # the stream the handle is bound to (the workspace is kept per stream)
 
     def __cinit__(self):
         self.rejected = []
@@ -277,7 +278,11 @@ cdef class GraphChoice:
     cdef void* vp_ws[VP_SLOTS]
     cdef list vps               # VP_SLOTS entries: a BackendDescriptor, or None
     cdef int vp_next            # the slot the next new pack replaces
-    cdef object ws_mem          # the workspace kept with a cached entry
+    # The workspace blocks kept with the choice, one per stream (cudnnconv.workspace.kept_pointer
+    # says why): ws_mem for the stream ws_stream, ws_more a dict for any other.
+    cdef public object ws_mem
+    cdef public size_t ws_stream
+    cdef public object ws_more
 
     @property
     def deterministic(self):
@@ -525,6 +530,8 @@ cdef GraphChoice _new_choice(str op, idx, knobs, str tag, ws, notes, behavior, B
     c.uids[4] = UID_B
     c.forget_packs()
     c.ws_mem = None
+    c.ws_stream = 0
+    c.ws_more = None
     return c
 
 
@@ -770,6 +777,16 @@ cdef int _dtype_code(dt) except -1:
     return code
 
 
+cdef inline size_t _workspace(GraphChoice c, size_t stream) except? 0:
+    """The workspace pointer ``c`` runs with on ``stream``: the block it keeps for that stream
+    (cudnnconv.workspace.kept_pointer), looked up without a Python call when it has one."""
+    if c.ws_size <= 0:
+        return 0
+    if c.ws_mem is not None and c.ws_stream == stream:
+        return <size_t>c.ws_mem.ptr
+    return <size_t>workspace.kept_pointer(c, stream)
+
+
 cdef inline bint _explain_active():
     """explain.active() (a search handler is set on this thread), without
     its Python frame (run's hot path)."""
@@ -789,9 +806,7 @@ cdef class GraphExecutor(Executor):
         cdef GraphChoice c = self.c
         cdef cudnnHandle_t hp = self.h.bind(stream)
         trace(TRACE_HANDLE)
-        if c.ws_size > 0 and c.ws_mem is None:
-            c.ws_mem = workspace.allocate(c.ws_size)
-        c.run(hp, ptrs, <void*><size_t>(0 if c.ws_mem is None else c.ws_mem.ptr))
+        c.run(hp, ptrs, <void*>_workspace(c, stream))
         self.cache.hits += 1
         return 0
 
@@ -812,7 +827,7 @@ def bind(choice, int device):
 
 
 cdef GraphArgs _args(str op, int dtype, x, w, y, geom, opts, str layout, double alpha, Handle h,
-                     cudnnHandle_t hp, repro, void** ptrs, int n):
+                     cudnnHandle_t hp, size_t stream, repro, void** ptrs, int n):
     cdef GraphArgs a = GraphArgs.__new__(GraphArgs)
     a.set_shapes(op, dtype, layout, x.shape, w.shape, y.shape, geom, alpha)
     for i in range(n):
@@ -820,6 +835,7 @@ cdef GraphArgs _args(str op, int dtype, x, w, y, geom, opts, str layout, double 
         a.align[i] = alignment(<size_t>ptrs[i])
     a.handle = hp
     a.handle_obj = h
+    a.stream = stream
     a.repro = repro
     a.keep = (x, w, y)
     return a
@@ -853,7 +869,8 @@ def run(str op, x, w, y, geom, opts, str layout, int device, repro=None, z=None,
     key = _make_key(op, ENGINE, device, dtype, x.shape, w.shape, layout, geom, opts, extra)
     trace(TRACE_KEY)
     cdef Handle h = get_handle(device)
-    cdef cudnnHandle_t hp = h.bind(current_stream())
+    cdef size_t stream = current_stream()
+    cdef cudnnHandle_t hp = h.bind(stream)
     trace(TRACE_HANDLE)
     try:
         cache = CACHE._local.cache
@@ -866,16 +883,14 @@ def run(str op, x, w, y, geom, opts, str layout, int device, repro=None, z=None,
     if hit is not None:
         c = <GraphChoice>hit
         try:
-            if c.ws_size > 0 and c.ws_mem is None:
-                c.ws_mem = workspace.allocate(c.ws_size)
-            c.run(hp, ptrs, <void*><size_t>(0 if c.ws_mem is None else c.ws_mem.ptr))
+            c.run(hp, ptrs, <void*>_workspace(c, stream))
             return c
         except MemoryError as e:
             _log.debug("graph: %s: cached %s ran out of memory; searching again", op, c.tag)
         except CuDNNError as e:
-            a = _args(op, dtype, x, w, y, geom, opts, layout, alpha, h, hp, repro, ptrs, n)
+            a = _args(op, dtype, x, w, y, geom, opts, layout, alpha, h, hp, stream, repro, ptrs, n)
             raise e.add_context(DIRECTIONS[op].context(a, c))
-    a = _args(op, dtype, x, w, y, geom, opts, layout, alpha, h, hp, repro, ptrs, n)
+    a = _args(op, dtype, x, w, y, geom, opts, layout, alpha, h, hp, stream, repro, ptrs, n)
     if op == "fused":
         a.keep = (x, w, y, z, bias)
     if opts.deterministic and not opts.benchmark:
@@ -888,15 +903,6 @@ def run(str op, x, w, y, geom, opts, str layout, int device, repro=None, z=None,
     choice = search.try_all(DIRECTIONS[op], a, cache, key, opts)
     if choice is not prior and type(choice) is GraphChoice and not explaining:
         _record_choice(key, choice)            # CUDNNCONV_TUNING_CACHE: merged into the file now
-    if type(choice) is GraphChoice:
-        c = <GraphChoice>choice
-        if c.ws_size > 0 and c.ws_mem is None:
-            # Allocated now, outside any capture, and kept with the entry:
-            # a later cached call (or a captured one) uses this pointer.
-            try:
-                c.ws_mem = workspace.allocate(c.ws_size)
-            except MemoryError:
-                pass
     trace_reset()                  # a search ran: no stage times for this call
     return choice
 
@@ -1135,6 +1141,7 @@ cdef GraphArgs _args_from_key(key, Handle h, cudnnHandle_t hp):
         a.align[i] = al
     a.handle = hp
     a.handle_obj = h
+    a.stream = current_stream()
     return a
 
 

@@ -61,7 +61,8 @@ cdef enum:
 
 class LegacyChoice:
     """One algorithm as the search saw it: what runs, and how it was chosen."""
-    __slots__ = ("op", "algo", "math_type", "workspace", "time_ms", "deterministic", "benchmarked", "samples")
+    __slots__ = ("op", "algo", "math_type", "workspace", "time_ms", "deterministic", "benchmarked", "samples",
+                 "ws_mem", "ws_stream", "ws_more")
 
     def __init__(self, op, algo, math_type, workspace, time_ms, deterministic, benchmarked, samples=()):
         self.op = op
@@ -72,6 +73,10 @@ class LegacyChoice:
         self.time_ms = float(time_ms)
         self.deterministic = bool(deterministic)
         self.benchmarked = bool(benchmarked)
+        # the workspace blocks kept per stream (cudnnconv.workspace.kept_pointer): none until it runs
+        self.ws_mem = None
+        self.ws_stream = 0
+        self.ws_more = None
 
     @property
     def tag(self):
@@ -120,6 +125,7 @@ cdef class LegacyArgs:
     cdef double alpha2_d
     cdef object keep
     cdef object repro
+    cdef readonly size_t stream      # the stream the handle is bound to (the workspace is kept per stream)
 
     cdef const void* one(self):
         return <const void*>&D_ONE if self.dtype == <int>CUDNN_DATA_DOUBLE else <const void*>&F_ONE
@@ -451,6 +457,7 @@ def run(str op, x, w, y, geom, opts, str layout, int device, repro=None, z=None,
         a.alpha2_d = alpha
     a.keep = (x, w, y, z, bias)
     a.repro = repro
-    a.handle = h.bind(current_stream())
+    a.stream = current_stream()
+    a.handle = h.bind(a.stream)
     key = params.make_key(op, ENGINE, device, dtype, x4.shape, w4.shape, layout, g, opts)
     return search.try_all(DIRECTIONS[op], a, CACHE, key, opts)

@@ -1,0 +1,74 @@
+"""cudnnconv.workspace.kept_pointer, without a GPU (the pool is replaced by a recorder)."""
+import threading
+
+import pytest
+
+from cudnnconv import workspace
+
+
+class Block:
+    def __init__(self, ptr):
+        self.ptr = ptr
+
+
+class Choice:
+    def __init__(self, nbytes):
+        self.workspace = nbytes
+        self.ws_mem = None
+        self.ws_stream = 0
+        self.ws_more = None
+
+
+@pytest.fixture
+def pool(monkeypatch):
+    taken = []
+
+    def allocate(nbytes):
+        taken.append(nbytes)
+        return Block(0x1000 * len(taken))
+    monkeypatch.setattr(workspace, "allocate", allocate)
+    return taken
+
+
+def test_no_workspace_takes_nothing(pool):
+    assert workspace.kept_pointer(Choice(0), 7) == 0
+    assert pool == []
+
+
+def test_one_block_per_stream_kept_across_calls(pool):
+    c = Choice(4096)
+    first = workspace.kept_pointer(c, 7)
+    assert workspace.kept_pointer(c, 7) == first and pool == [4096]      # kept: not taken again
+    other = workspace.kept_pointer(c, 9)
+    assert other != first and pool == [4096, 4096]                       # another stream: its own block
+    assert workspace.kept_pointer(c, 9) == other and workspace.kept_pointer(c, 7) == first
+    assert c.ws_stream == 7 and c.ws_mem.ptr == first and c.ws_more[9].ptr == other
+
+
+def test_out_of_memory_keeps_nothing(monkeypatch):
+    def allocate(nbytes):
+        raise MemoryError("out of memory")
+    monkeypatch.setattr(workspace, "allocate", allocate)
+    c = Choice(4096)
+    with pytest.raises(MemoryError):
+        workspace.kept_pointer(c, 7)
+    assert c.ws_mem is None and c.ws_more is None
+
+
+def test_threads_sharing_a_choice_take_one_block_per_stream(pool):
+    c = Choice(1 << 20)
+    got = {s: [] for s in (1, 2)}
+    start = threading.Barrier(16)
+
+    def worker(s):
+        start.wait(timeout=30)
+        for _ in range(200):
+            got[s].append(workspace.kept_pointer(c, s))
+    threads = [threading.Thread(target=worker, args=(1 + i % 2,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+        assert not t.is_alive()
+    assert len(pool) == 2
+    assert len(set(got[1])) == 1 and len(set(got[2])) == 1 and got[1][0] != got[2][0]
