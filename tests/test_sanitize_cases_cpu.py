@@ -1,7 +1,7 @@
 """tools/sanitize_cases.py, the workload of tools/sanitize.sh, covers what
 the sanitizer pass must: every public function on every engine of the build,
 every dtype and both layouts, 1 to 3 spatial dims, 'same' padding (even
-kernels: forward), out= views, CUDA-graph capture (graph engine) and the
+kernels: forward), out= views, CUDA-graph capture (both engines) and the
 plan objects; and --part splits the
 list without losing or repeating a case.  (Listing needs no GPU.)"""
 import os
@@ -32,10 +32,8 @@ def test_the_cases_cover_every_function_engine_dtype_and_layout():
                     assert "bwd/%s/%s/%s/%s" % (engine, dtype, layout, sp) in names
                 assert "transpose/%s/%s/%s" % (engine, dtype, layout) in names
                 assert "fused/%s/%s/%s" % (engine, dtype, layout) in names
-        for extra in ("out_view", "plan"):
+        for extra in ("out_view", "plan", "capture"):
             assert "%s/%s" % (extra, engine) in names
-    if "graph" in cudnnconv.build_info()["engines"]:
-        assert "capture/graph" in names
 
 
 def test_parts_split_the_list_exactly():

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# compute-sanitizer over tools/sanitize_cases.py (181 small calls: every function x engine x dtype x
+# compute-sanitizer over tools/sanitize_cases.py (182 small calls: every function x engine x dtype x
 # layout, transposed, fused, out= views, capture, plan objects), each against the float64 reference.
 #
 #   bash tools/sanitize.sh [TOOL ...]      TOOL: memcheck initcheck racecheck synccheck split
@@ -10,6 +10,7 @@
 # memcheck (and split) in one call and the other three in the next, or raise PARTS / TOOL_TIMEOUT.
 # Each tool runs the case list in PARTS parts (default 4), each part under TOOL_TIMEOUT seconds
 # (default 100), CuPy's pool off (--no-pool) so that memcheck sees every allocation's bounds.
+# PARALLEL=1 runs every part of every tool at once, so that all four tools may fit one call.
 # Writes $OUT/sanitize/<tool>_<i>of<n>.log and appends one line per part to
 # $OUT/sanitize/summary.txt: exit status, cases run/ok/failed, and the sanitizer's error summary.
 # Exits non-zero when a case failed, a part timed out, or a tool reported an error.
@@ -37,9 +38,30 @@ done
 report() {   # report LABEL RC LOG
     local cases errs
     cases=$(grep -E "^cases " "$3" | tail -1)
-    errs=$(grep -E "ERROR SUMMARY: [0-9]+ error" "$3" | tail -1)
-    echo "$1: rc=$2 | ${cases:-no case summary (timed out?)} | ${errs:-no sanitizer summary}" | tee -a "$S/summary.txt"
+    errs=$(grep -E "(ERROR|RACECHECK) SUMMARY: [0-9]+ (error|hazard)" "$3" | tail -1)
+    if [ -z "$cases" ]; then     # cut short (a timeout): what had finished by then
+        cases="cut short after $(grep -c '^ok ' "$3") ok, $(grep -c '^FAIL ' "$3") failed"
+    fi
+    if [ -z "$errs" ]; then      # the sanitizer's records so far (each opens with '========= ' and a capital)
+        errs="no sanitizer summary; $(grep -cE '^========= (Invalid|Uninitialized|Race|Barrier|Program hit|Error|Warning)' "$3") error records so far"
+    fi
+    echo "$1: rc=$2 | $cases | $errs" | tee -a "$S/summary.txt"
     [ "$2" -eq 0 ] || STATUS=1
+}
+
+# Each part runs as a job: one after another, or with PARALLEL=1 all at once (the GPU has room for
+# them, and a sanitizer's slowdown is largely host work, so the parts overlap well on many cores).
+LABELS=()
+run_part() {   # run_part LABEL DIR PYTHONPATH TOOL ARGS...: one sanitizer run; its status goes to LOG.rc
+    local label=$1 dir=$2 pp=$3 tool=$4; shift 4
+    local log="$S/$label.log"
+    (cd "$dir" && PYTHONPATH=$pp timeout -k 10 "$TOOL_TIMEOUT" "$CS" --tool "$tool" --error-exitcode 99 \
+        --print-limit 50 python3 tools/sanitize_cases.py "$@" --no-pool > "$log" 2>&1)
+    echo $? > "$log.rc"
+}
+start_part() {
+    LABELS+=("$1")
+    if [ "${PARALLEL:-0}" = "1" ]; then run_part "$@" & else run_part "$@"; fi
 }
 
 for tool in "${TOOLS[@]}"; do
@@ -59,16 +81,15 @@ for tool in "${TOOLS[@]}"; do
         if [ "$got" != "$SMALL_INDEX_LIMIT" ]; then
             echo "split: the small build reports CUDNNCONV_INDEX_LIMIT=$got" | tee -a "$S/summary.txt"; STATUS=1; continue
         fi
-        (cd "$SMALL" && PYTHONPATH=$SMALL/pyx timeout -k 10 "$TOOL_TIMEOUT" "$CS" --tool memcheck --error-exitcode 99 \
-            python3 tools/sanitize_cases.py --only split --no-pool > "$S/memcheck_split.log" 2>&1)
-        report memcheck_split $? "$S/memcheck_split.log"
+        start_part memcheck_split "$SMALL" "$SMALL/pyx" memcheck --only split
         continue
     fi
     for ((p = 1; p <= PARTS; p++)); do
-        log="$S/${tool}_${p}of${PARTS}.log"
-        PYTHONPATH=$ROOT/pyx timeout -k 10 "$TOOL_TIMEOUT" "$CS" --tool "$tool" --error-exitcode 99 --print-limit 50 \
-            python3 tools/sanitize_cases.py --part "$p/$PARTS" --no-pool > "$log" 2>&1
-        report "${tool}_${p}of${PARTS}" $? "$log"
+        start_part "${tool}_${p}of${PARTS}" "$ROOT" "$ROOT/pyx" "$tool" --part "$p/$PARTS"
     done
+done
+wait
+for label in "${LABELS[@]}"; do
+    report "$label" "$(cat "$S/$label.log.rc" 2>/dev/null || echo 1)" "$S/$label.log"
 done
 exit $STATUS
