@@ -65,12 +65,12 @@ def find_cudnn():
         libs = [d for d in libs if glob.glob(os.path.join(d, "libcudnn.so*"))]
         if not os.path.exists(os.path.join(inc, "cudnn.h")) or not libs:
             _fail("CUDNN_HOME=%s has no include/cudnn.h or lib*/libcudnn.so*" % home)
-        return home, inc, libs[0]
+        return "CUDNN_HOME", inc, libs[0]
     for site_dir in _site_dirs():
         root = os.path.join(site_dir, "nvidia", "cudnn")
         inc, lib = os.path.join(root, "include"), os.path.join(root, "lib")
         if os.path.exists(os.path.join(inc, "cudnn.h")) and glob.glob(os.path.join(lib, "libcudnn.so*")):
-            return root, inc, lib
+            return "nvidia-cudnn-cu13 wheel", inc, lib
     _fail("cuDNN not found: install the nvidia-cudnn-cu13 wheel (pip install nvidia-cudnn-cu13) "
           "into the environment that builds cudnnconv (build with --no-build-isolation), or set CUDNN_HOME")
 
@@ -79,10 +79,10 @@ def find_cuda_include():
     home = os.environ.get("CUDA_HOME") or "/usr/local/cuda"
     inc = os.path.join(home, "include")
     if os.path.exists(os.path.join(inc, "cuda_runtime_api.h")):
-        return home, inc
+        return ("CUDA_HOME" if os.environ.get("CUDA_HOME") else home), inc
     for site_dir in _site_dirs():
         for hdr in glob.glob(os.path.join(site_dir, "nvidia", "*", "include", "cuda_runtime_api.h")):
-            return os.path.dirname(os.path.dirname(hdr)), os.path.dirname(hdr)
+            return "nvidia-cuda-runtime wheel", os.path.dirname(hdr)
     _fail("cuda_runtime_api.h not found under CUDA_HOME=%s/include nor in an nvidia-cuda-runtime wheel; "
           "set CUDA_HOME to a CUDA toolkit, or pip install nvidia-cuda-runtime nvidia-cuda-crt "
           "(the runtime headers, and crt/host_defines.h that they include)" % home)
@@ -98,11 +98,13 @@ def cudnn_soname(lib_dir):
 def extensions():
     from Cython.Build import cythonize
 
-    cudnn_home, cudnn_inc, cudnn_lib = find_cudnn()
-    cuda_home, cuda_inc = find_cuda_include()
+    cudnn_from, cudnn_inc, cudnn_lib = find_cudnn()
+    cuda_from, cuda_inc = find_cuda_include()
+    # Where the headers came from, as a label ("nvidia-cudnn-cu13 wheel", "CUDNN_HOME", ...), never a
+    # path: an extension carries no absolute path of the machine or environment that built it.
     macros = [
-        ("CUDNNCONV_CUDNN_HOME", '"%s"' % cudnn_home),
-        ("CUDNNCONV_CUDA_HOME", '"%s"' % cuda_home),
+        ("CUDNNCONV_CUDNN_HEADERS", '"%s"' % cudnn_from),
+        ("CUDNNCONV_CUDA_HEADERS", '"%s"' % cuda_from),
     ]
     options = {}
     for name in ("CUDNNCONV_LEGACY_API", "CUDNNCONV_GRAPH_API", "CUDNNCONV_DEBUG"):

@@ -32,15 +32,15 @@ def test_public_names_exist():
 
 def test_build_info_keys_and_types():
     info = cudnnconv.build_info()
-    for key in ("CUDNN_HOME", "CUDA_HOME", "CUDNNCONV_INDEX_LIMIT", "CUDNNCONV_LEGACY_API",
+    for key in ("cudnn_headers_from", "cuda_headers_from", "CUDNNCONV_INDEX_LIMIT", "CUDNNCONV_LEGACY_API",
                 "CUDNNCONV_GRAPH_API", "CUDNNCONV_DEBUG", "min_cudnn_version",
                 "compiled_cudnn_version", "runtime_cudnn_version", "engines",
                 "libcudnn_preloaded_from", "cudnnconv_version"):
         assert key in info, key
     for key in ("CUDNNCONV_LEGACY_API", "CUDNNCONV_GRAPH_API", "CUDNNCONV_DEBUG"):
         assert isinstance(info[key], bool), key
-    assert isinstance(info["CUDNN_HOME"], str) and info["CUDNN_HOME"]
-    assert isinstance(info["CUDA_HOME"], str) and info["CUDA_HOME"]
+    assert info["cudnn_headers_from"] in ("nvidia-cudnn-cu13 wheel", "CUDNN_HOME")
+    assert info["cuda_headers_from"] in ("CUDA_HOME", "/usr/local/cuda", "nvidia-cuda-runtime wheel")
     assert info["cudnnconv_version"] == cudnnconv.__version__
     assert isinstance(info["engines"], list)
 

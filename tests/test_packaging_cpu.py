@@ -45,6 +45,18 @@ def test_release_builds_carry_no_debug_info():
         assert ".debug_info" not in sections, so
 
 
+def test_no_extension_carries_a_build_path():
+    """No extension holds a path of the machine or environment that built it: not the sources, not
+    a site-packages (where the cuDNN wheel's headers were), not an isolated build environment.
+    build_info() says where the headers came from by a label instead."""
+    src_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    for so in _extensions():
+        with open(so, "rb") as f:
+            data = f.read()
+        for needle in (b"site-packages", b"dist-packages", b"pip-build-env", src_root.encode()):
+            assert needle not in data, (so, needle)
+
+
 def test_build_info_says_which_libcudnn_runs():
     info = cudnnconv.build_info()
     loaded = info["libcudnn_loaded"]

@@ -53,11 +53,13 @@ def version():
 
 def build_info():
     """How this build was configured, and what it runs on: compile-time
-    options (``CUDNN_HOME`` and ``CUDA_HOME`` are where the build found
-    them), the cuDNN it was compiled against and the one loaded, the
-    engines it contains, and the libcudnn.so.9 this process runs
-    (``libcudnn_loaded``; ``libcudnn_preloaded_from`` is the one the
-    package loaded itself, None where the system loader found it)."""
+    options (``cudnn_headers_from`` and ``cuda_headers_from`` say where the
+    build found the headers: "nvidia-cudnn-cu13 wheel", "CUDNN_HOME",
+    "CUDA_HOME", "/usr/local/cuda" or "nvidia-cuda-runtime wheel", never a
+    path of the machine that built it), the cuDNN it was compiled against
+    and the one loaded, the engines it contains, and the libcudnn.so.9 this
+    process runs (``libcudnn_loaded``; ``libcudnn_preloaded_from`` is the one
+    the package loaded itself, None where the system loader found it)."""
     info = dict(_build.compile_options())
     info["runtime_cudnn_version"] = _build.runtime_cudnn_version()
     info["engines"] = engine_registry.available()

@@ -17,8 +17,8 @@ def runtime_cudnn_version():
 
 def compile_options():
     return {
-        "CUDNN_HOME": config.CUDNNCONV_CUDNN_HOME.decode(),
-        "CUDA_HOME": config.CUDNNCONV_CUDA_HOME.decode(),
+        "cudnn_headers_from": config.CUDNNCONV_CUDNN_HEADERS.decode(),
+        "cuda_headers_from": config.CUDNNCONV_CUDA_HEADERS.decode(),
         "CUDNNCONV_INDEX_LIMIT": INDEX_LIMIT,
         "CUDNNCONV_LEGACY_API": LEGACY_API,
         "CUDNNCONV_GRAPH_API": GRAPH_API,
