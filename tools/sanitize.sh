@@ -6,11 +6,10 @@
 #                                          (default: all; "split" = memcheck over the split path in a
 #                                          build with a small CUDNNCONV_INDEX_LIMIT)
 #
-# A sanitizer slows a call by 10-100x, so one device call of 9 minutes does not hold them all: run
-# memcheck (and split) in one call and the other three in the next, or raise PARTS / TOOL_TIMEOUT.
-# Each tool runs the case list in PARTS parts (default 4), each part under TOOL_TIMEOUT seconds
-# (default 100), CuPy's pool off (--no-pool) so that memcheck sees every allocation's bounds.
-# PARALLEL=1 runs every part of every tool at once, so that all four tools may fit one call.
+# A sanitizer slows a call by 10-100x. Each tool runs the case list in PARTS parts (default 4),
+# each part under TOOL_TIMEOUT seconds (default 300), CuPy's pool off (--no-pool) so that memcheck
+# sees every allocation's bounds. All parts of all tools run at once (PARALLEL=0 runs them one after
+# another): on an H200 with 16 cores the four tools and the split path took 115 s in all.
 # Writes $OUT/sanitize/<tool>_<i>of<n>.log and appends one line per part to
 # $OUT/sanitize/summary.txt: exit status, cases run/ok/failed, and the sanitizer's error summary.
 # Exits non-zero when a case failed, a part timed out, or a tool reported an error.
@@ -21,7 +20,7 @@ OUT=${OUT:-$ROOT/sanitize_out}
 S=$OUT/sanitize
 mkdir -p "$S"
 PARTS=${PARTS:-4}
-TOOL_TIMEOUT=${TOOL_TIMEOUT:-100}
+TOOL_TIMEOUT=${TOOL_TIMEOUT:-300}
 SMALL_INDEX_LIMIT=${SMALL_INDEX_LIMIT:-1048576}
 CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 [ -x "$CS" ] || { echo "compute-sanitizer not found" | tee -a "$S/summary.txt"; exit 2; }
@@ -49,8 +48,8 @@ report() {   # report LABEL RC LOG
     [ "$2" -eq 0 ] || STATUS=1
 }
 
-# Each part runs as a job: one after another, or with PARALLEL=1 all at once (the GPU has room for
-# them, and a sanitizer's slowdown is largely host work, so the parts overlap well on many cores).
+# Each part runs as a job: all at once (the GPU has room for them, and a sanitizer's slowdown is
+# largely host work, so the parts overlap well on many cores), or with PARALLEL=0 one after another.
 LABELS=()
 run_part() {   # run_part LABEL DIR PYTHONPATH TOOL ARGS...: one sanitizer run; its status goes to LOG.rc
     local label=$1 dir=$2 pp=$3 tool=$4; shift 4
@@ -61,7 +60,7 @@ run_part() {   # run_part LABEL DIR PYTHONPATH TOOL ARGS...: one sanitizer run; 
 }
 start_part() {
     LABELS+=("$1")
-    if [ "${PARALLEL:-0}" = "1" ]; then run_part "$@" & else run_part "$@"; fi
+    if [ "${PARALLEL:-1}" = "1" ]; then run_part "$@" & else run_part "$@"; fi
 }
 
 for tool in "${TOOLS[@]}"; do
