@@ -72,3 +72,26 @@ def test_threads_sharing_a_choice_take_one_block_per_stream(pool):
         assert not t.is_alive()
     assert len(pool) == 2
     assert len(set(got[1])) == 1 and len(set(got[2])) == 1 and got[1][0] != got[2][0]
+
+
+def test_past_the_kept_streams_a_block_is_taken_per_call(pool, monkeypatch):
+    monkeypatch.setattr(workspace, "_capturing", lambda stream: False)
+    c = Choice(64)
+    kept = [workspace.kept_pointer(c, s) for s in range(1, workspace.KEPT_STREAMS + 1)]
+    assert len(set(kept)) == workspace.KEPT_STREAMS and len(c.ws_more) == workspace.KEPT_STREAMS - 1
+    extra = [workspace.kept_pointer(c, 1000 + i) for i in range(5)]
+    assert len(c.ws_more) == workspace.KEPT_STREAMS - 1                  # nothing more kept
+    assert len(set(extra)) == 5 and not set(extra) & set(kept)           # a new block each call
+    assert workspace._per_call.mem.ptr == extra[-1]                      # alive past the launch
+    assert [workspace.kept_pointer(c, s) for s in range(1, workspace.KEPT_STREAMS + 1)] == kept
+
+
+def test_a_capturing_stream_keeps_its_block_past_the_bound(pool, monkeypatch):
+    c = Choice(64)
+    monkeypatch.setattr(workspace, "_capturing", lambda stream: False)
+    for s in range(1, workspace.KEPT_STREAMS + 1):
+        workspace.kept_pointer(c, s)
+    monkeypatch.setattr(workspace, "_capturing", lambda stream: stream == 77)
+    first = workspace.kept_pointer(c, 77)
+    assert workspace.kept_pointer(c, 77) == first and c.ws_more[77].ptr == first   # kept: a replay uses it
+    assert len(c.ws_more) == workspace.KEPT_STREAMS

@@ -36,14 +36,16 @@ def pointer(mem):
 
 
 _KEEP_LOCK = threading.Lock()
+KEPT_STREAMS = 8                # streams one choice keeps a block for; past them, a block per call
+_per_call = threading.local()   # .mem: this thread's last block taken for one call
 
 
 def kept_pointer(choice, stream):
     """The workspace pointer ``choice`` runs with on ``stream`` (0 when it needs none).
 
     A choice keeps one block per stream it has run on: ``ws_mem`` for the first (``ws_stream``), and
-    ``ws_more``, a dict, for any other.  The blocks go back to the pool with the choice, when its
-    cache entry is dropped (least recently used, or ``clear_cache()``).
+    ``ws_more``, a dict, for the others, up to KEPT_STREAMS in all.  The blocks go back to the pool
+    with the choice, when its cache entry is dropped (least recently used, or ``clear_cache()``).
 
     Kept, not taken per call: a call captured into a CUDA graph runs again at every replay on the
     pointer it had at capture, so that block must still be the workspace's then; a block that went
@@ -51,6 +53,11 @@ def kept_pointer(choice, stream):
     streams may run the same problem at the same time, and one block shared by both would be
     written by both.  (CuPy's pool is stream-ordered: a block freed on one stream is reused only on
     that stream, so a block dropped here is never handed out under a kernel still using it.)
+
+    Bounded: a program that makes a new stream for every step would otherwise leave one block per
+    stream with every choice it uses.  Past KEPT_STREAMS, a call on yet another stream gets a block
+    for that call only (held by its thread until the thread's next such block, so past the launch),
+    unless that stream is capturing a CUDA graph, which needs its block kept.
 
     The lock makes the first block of a stream be taken once when threads share a choice (the
     legacy engine's cache is shared by all threads); a stream's block, once kept, never changes.
@@ -71,8 +78,18 @@ def kept_pointer(choice, stream):
                 more = choice.ws_more = {}
             mem = more.get(stream)
             if mem is None:
-                mem = more[stream] = allocate(nbytes)
+                mem = allocate(nbytes)
+                if len(more) + 1 < KEPT_STREAMS or _capturing(stream):
+                    more[stream] = mem
+                else:
+                    _per_call.mem = mem
         return mem.ptr
+
+
+def _capturing(stream):
+    """Whether ``stream`` (a cudaStream_t as an int) is capturing a CUDA graph."""
+    import cupy
+    return cupy.cuda.runtime.streamIsCapturing(stream) != 0
 
 
 def largest_available():
