@@ -325,10 +325,12 @@ def test_an_equal_choice_put_again_leaves_bound_plans_alone(fake_cupy):
     from cudnnconv.cache import AlgoCache
     from cudnnconv.core import state as core_state
     c = AlgoCache("t")
-    c.put("k", legacy.LegacyChoice("forward", 1, 3, 1024, -1.0, True, False))
+    first = legacy.LegacyChoice("forward", 1, 3, 1024, -1.0, True, False)
+    c.put("k", first)
     g = core_state.current_generation()
     c.put("k", legacy.LegacyChoice("forward", 1, 3, 1024, -1.0, True, False))    # equal, another object
     assert core_state.current_generation() == g
+    assert c.peek("k") is first            # the cached object stays: its kept workspace with it
     c.put("k", legacy.LegacyChoice("forward", 1, 3, 2048, -1.0, True, False))    # another workspace
     assert core_state.current_generation() == g + 1
     c.put("k", legacy.LegacyChoice("forward", 1, 3, 2048, 0.5, True, True))      # now benchmarked

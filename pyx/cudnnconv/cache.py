@@ -66,10 +66,15 @@ class AlgoCache:
     def put(self, key, value):
         with self._lock:
             old = self._data.get(key)
+            same = old is not None and _same_choice(old, value)
+            if same:
+                # Keep the object already cached: bound call plans run it, and the workspace it keeps
+                # may be the one a captured CUDA graph replays on (cudnnconv.workspace).
+                value = old
             self._data[key] = value
             self._data.move_to_end(key)
             self._evict()
-        if old is not None and not _same_choice(old, value):
+        if old is not None and not same:
             _invalidate()           # a call plan bound to the old choice must not run it again
         if self.on_put:
             _notify(self.on_put, self, key, value)
