@@ -1,9 +1,10 @@
 """cudnnconv.workspace.kept_pointer, without a GPU (the pool is replaced by a recorder)."""
 import threading
+import time
 
 import pytest
 
-from cudnnconv import workspace
+from cudnnconv import search, workspace
 
 
 class Block:
@@ -25,6 +26,7 @@ def pool(monkeypatch):
 
     def allocate(nbytes):
         taken.append(nbytes)
+        time.sleep(0.001)        # a real allocation takes long enough for another thread to get in
         return Block(0x1000 * len(taken))
     monkeypatch.setattr(workspace, "allocate", allocate)
     return taken
@@ -75,7 +77,7 @@ def test_threads_sharing_a_choice_take_one_block_per_stream(pool):
 
 
 def test_past_the_kept_streams_a_block_is_taken_per_call(pool, monkeypatch):
-    monkeypatch.setattr(workspace, "_capturing", lambda stream: False)
+    monkeypatch.setattr(workspace, "capturing", lambda stream: False)
     c = Choice(64)
     kept = [workspace.kept_pointer(c, s) for s in range(1, workspace.KEPT_STREAMS + 1)]
     assert len(set(kept)) == workspace.KEPT_STREAMS and len(c.ws_more) == workspace.KEPT_STREAMS - 1
@@ -88,10 +90,67 @@ def test_past_the_kept_streams_a_block_is_taken_per_call(pool, monkeypatch):
 
 def test_a_capturing_stream_keeps_its_block_past_the_bound(pool, monkeypatch):
     c = Choice(64)
-    monkeypatch.setattr(workspace, "_capturing", lambda stream: False)
+    monkeypatch.setattr(workspace, "capturing", lambda stream: False)
     for s in range(1, workspace.KEPT_STREAMS + 1):
         workspace.kept_pointer(c, s)
-    monkeypatch.setattr(workspace, "_capturing", lambda stream: stream == 77)
+    monkeypatch.setattr(workspace, "capturing", lambda stream: stream == 77)
     first = workspace.kept_pointer(c, 77)
     assert workspace.kept_pointer(c, 77) == first and c.ws_more[77].ptr == first   # kept: a replay uses it
     assert len(c.ws_more) == workspace.KEPT_STREAMS
+
+
+class LegacyLike(Choice):
+    keeps_workspace = False
+
+
+class Direction:
+    def __init__(self):
+        self.ran = []
+
+    def execute(self, args, choice, ptr):
+        self.ran.append(ptr)
+
+
+class Args:
+    def __init__(self, stream):
+        self.stream = stream
+
+
+def test_a_choice_that_keeps_none_takes_a_block_per_call_outside_capture(pool, monkeypatch):
+    monkeypatch.setattr(workspace, "capturing", lambda stream: False)
+    d, c = Direction(), LegacyLike(256)
+    search.run_choice(d, Args(7), c)
+    search.run_choice(d, Args(7), c)
+    assert pool == [256, 256] and c.ws_mem is None and c.ws_more is None   # taken per call, none kept
+    assert d.ran[0] and d.ran[1] and d.ran[0] != d.ran[1]
+
+
+def test_a_choice_that_keeps_none_keeps_its_block_under_capture(pool, monkeypatch):
+    monkeypatch.setattr(workspace, "capturing", lambda stream: True)
+    d, c = Direction(), LegacyLike(256)
+    search.run_choice(d, Args(7), c)
+    search.run_choice(d, Args(7), c)
+    assert pool == [256] and c.ws_mem is not None and d.ran == [c.ws_mem.ptr] * 2
+
+
+def test_the_per_thread_default_stream_is_a_stream_per_thread(pool, monkeypatch):
+    """cudaStreamPerThread is one handle value but another stream in every thread: threads sharing
+    a choice (the legacy engine's cache) must not share its block on it."""
+    monkeypatch.setattr(workspace, "capturing", lambda stream: True)
+    d, c = Direction(), LegacyLike(256)
+    search.run_choice(d, Args(workspace.PER_THREAD_DEFAULT_STREAM), c)
+    t = threading.Thread(target=search.run_choice, args=(d, Args(workspace.PER_THREAD_DEFAULT_STREAM), c))
+    t.start()
+    t.join(timeout=30)
+    assert not t.is_alive()
+    assert len(d.ran) == 2 and d.ran[0] != d.ran[1] and pool == [256, 256]
+    search.run_choice(d, Args(workspace.PER_THREAD_DEFAULT_STREAM), c)
+    assert d.ran[2] == d.ran[0]                                          # this thread's block again
+
+
+def test_a_choice_that_keeps_its_workspace_keeps_it_outside_capture(pool, monkeypatch):
+    monkeypatch.setattr(workspace, "capturing", lambda stream: False)
+    d, c = Direction(), Choice(256)                                      # the graph engine's kind
+    search.run_choice(d, Args(7), c)
+    search.run_choice(d, Args(7), c)
+    assert pool == [256] and d.ran == [c.ws_mem.ptr] * 2

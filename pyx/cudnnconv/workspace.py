@@ -59,8 +59,11 @@ def kept_pointer(choice, stream):
     for that call only (held by its thread until the thread's next such block, so past the launch),
     unless that stream is capturing a CUDA graph, which needs its block kept.
 
-    The lock makes the first block of a stream be taken once when threads share a choice (the
-    legacy engine's cache is shared by all threads); a stream's block, once kept, never changes.
+    The legacy engine's choices keep blocks only for calls under capture (cudnnconv.search.run_choice;
+    its calls cost ~100 us of cuDNN host time, so a block per call costs nothing it would notice, and
+    its cache, shared by all threads, would otherwise hold the sum of all its workspaces); they come
+    here keyed by thread_stream_key.  The lock makes the first block of a stream be taken once when
+    threads share a choice; a stream's block, once kept, never changes.
     Raises MemoryError (CuPy's OutOfMemoryError) when the block cannot be had.
     """
     nbytes = choice.workspace
@@ -79,17 +82,26 @@ def kept_pointer(choice, stream):
             mem = more.get(stream)
             if mem is None:
                 mem = allocate(nbytes)
-                if len(more) + 1 < KEPT_STREAMS or _capturing(stream):
+                if len(more) + 1 < KEPT_STREAMS or capturing(stream):
                     more[stream] = mem
                 else:
                     _per_call.mem = mem
         return mem.ptr
 
 
-def _capturing(stream):
+def capturing(stream):
     """Whether ``stream`` (a cudaStream_t as an int) is capturing a CUDA graph."""
     import cupy
     return cupy.cuda.runtime.streamIsCapturing(stream) != 0
+
+
+PER_THREAD_DEFAULT_STREAM = 2     # cudaStreamPerThread: one handle value, another stream in each thread
+
+
+def thread_stream_key(stream):
+    """What kept_pointer keys a shared choice's block by: the stream, except the per-thread default
+    stream, which is a different stream in every thread under one handle value."""
+    return (stream, threading.get_ident()) if stream == PER_THREAD_DEFAULT_STREAM else stream
 
 
 def largest_available():

@@ -61,6 +61,7 @@ cdef enum:
 
 class LegacyChoice:
     """One algorithm as the search saw it: what runs, and how it was chosen."""
+    keeps_workspace = False        # a block per call, kept only under capture (cudnnconv.search.run_choice)
     __slots__ = ("op", "algo", "math_type", "workspace", "time_ms", "deterministic", "benchmarked", "samples",
                  "ws_mem", "ws_stream", "ws_more")
 
@@ -73,7 +74,7 @@ class LegacyChoice:
         self.time_ms = float(time_ms)
         self.deterministic = bool(deterministic)
         self.benchmarked = bool(benchmarked)
-        # the workspace blocks kept per stream (cudnnconv.workspace.kept_pointer): none until it runs
+        # the workspace blocks kept per stream for captured calls (cudnnconv.workspace.kept_pointer)
         self.ws_mem = None
         self.ws_stream = 0
         self.ws_more = None
