@@ -67,22 +67,10 @@ class NoneRan:
 
 
 def run_choice(direction, args, choice):
-    """Run ``choice`` on ``args`` with its workspace: the block it keeps for the call's stream
-    (cudnnconv.workspace.kept_pointer says why kept), or, for a choice that keeps none outside a
-    capture (the legacy engine's), a block for this call only, back to CuPy's stream-ordered pool
-    once the call is enqueued."""
-    mem = None
-    if choice.workspace <= 0:
-        ptr = 0
-    elif getattr(choice, "keeps_workspace", True):
-        ptr = workspace.kept_pointer(choice, args.stream)
-    elif workspace.capturing(args.stream):
-        ptr = workspace.kept_pointer(choice, workspace.thread_stream_key(args.stream))
-    else:
-        mem = workspace.allocate(choice.workspace)
-        ptr = mem.ptr
+    """Run ``choice`` on ``args`` with the workspace cudnnconv.workspace.for_call gives it (``held``,
+    a block for this call only, lives until the call is enqueued)."""
+    ptr, held = workspace.for_call(choice, args)
     direction.execute(args, choice, ptr)
-    del mem
 
 
 def try_all(direction, args, cache, key, opts):

@@ -45,7 +45,7 @@ def kept_pointer(choice, stream):
 
     A choice keeps one block per stream it has run on: ``ws_mem`` for the first (``ws_stream``), and
     ``ws_more``, a dict, for the others, up to KEPT_STREAMS in all.  The blocks go back to the pool
-    with the choice, when its cache entry is dropped (least recently used, or ``clear_cache()``).
+    with the choice, when its cache entry is dropped or replaced (docs/design.md lists when).
 
     Kept, not taken per call: a call captured into a CUDA graph runs again at every replay on the
     pointer it had at capture, so that block must still be the workspace's then; a block that went
@@ -59,7 +59,7 @@ def kept_pointer(choice, stream):
     for that call only (held by its thread until the thread's next such block, so past the launch),
     unless that stream is capturing a CUDA graph, which needs its block kept.
 
-    The legacy engine's choices keep blocks only for calls under capture (cudnnconv.search.run_choice;
+    The legacy engine's choices keep blocks only for calls under capture (for_call;
     its calls cost ~100 us of cuDNN host time, so a block per call costs nothing it would notice, and
     its cache, shared by all threads, would otherwise hold the sum of all its workspaces); they come
     here keyed by thread_stream_key.  The lock makes the first block of a stream be taken once when
@@ -87,6 +87,24 @@ def kept_pointer(choice, stream):
                 else:
                     _per_call.mem = mem
         return mem.ptr
+
+
+def for_call(choice, args):
+    """The workspace of one call of ``choice`` on ``args.stream`` (an engine's call arguments, read
+    only when the choice needs workspace), as (pointer, held): the block the choice keeps for the
+    stream (kept_pointer; ``held`` None), or, for a choice that keeps none
+    outside a capture (``keeps_workspace`` False: the legacy engine's), a block for this call only,
+    which the caller holds until the call is enqueued and then gives back to CuPy's stream-ordered
+    pool.  (0, None) when the choice needs no workspace."""
+    if choice.workspace <= 0:
+        return 0, None
+    stream = args.stream
+    if getattr(choice, "keeps_workspace", True):
+        return kept_pointer(choice, stream), None
+    if capturing(stream):
+        return kept_pointer(choice, thread_stream_key(stream)), None
+    mem = allocate(choice.workspace)
+    return mem.ptr, mem
 
 
 def capturing(stream):
