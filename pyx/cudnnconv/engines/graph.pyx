@@ -37,7 +37,8 @@ from cudnnconv.core.executor cimport (
     Executor, alignment as _alignment, trace, trace_reset, TRACE_ENGINE, TRACE_KEY, TRACE_HANDLE, TRACE_LOOKUP, TRACE_PACK, TRACE_EXECUTE)
 from cudnnconv.core cimport state as _cstate
 from cudnnconv.engines.graph_descriptors cimport (
-    BackendDescriptor, create, tensor, convolution, conv_operation, pointwise_operation, operation_graph)
+    BackendDescriptor, VariantPacks, variant_packs, create, tensor, convolution, conv_operation,
+    pointwise_operation, operation_graph)
 
 import collections
 import threading
@@ -61,7 +62,6 @@ cdef enum:
     UID_T1 = 102
     UID_T2 = 103
     MAX_TENSORS = 5
-    VP_SLOTS = 4             # variant packs kept per plan (see GraphChoice.run)
     NOTE_CAP = 64            # above every *_TYPE_COUNT of cuDNN 9.x
 
 NUMERICAL_NOTES = {0: "TENSOR_CORE", 1: "DOWN_CONVERT_INPUTS", 2: "REDUCED_PRECISION_REDUCTION", 3: "FFT",
@@ -271,13 +271,8 @@ cdef class GraphChoice:
     cdef int64_t ws_size
     cdef int n
     cdef int64_t uids[MAX_TENSORS]
-    # The variant packs of the last VP_SLOTS pointer sets (a finalized pack
-    # is read-only, so new pointers need a new one): a loop over a few
-    # buffers reuses its packs, and a network's fresh pointers build one.
-    cdef void* vp_ptrs[VP_SLOTS][MAX_TENSORS]
-    cdef void* vp_ws[VP_SLOTS]
-    cdef list vps               # VP_SLOTS entries: a BackendDescriptor, or None
-    cdef int vp_next            # the slot the next new pack replaces
+    # The variant packs of its last pointer sets (graph_descriptors.VariantPacks).
+    cdef VariantPacks packs
     # The workspace blocks kept with the choice, one per stream (cudnnconv.workspace.kept_pointer
     # says why): ws_mem for the stream ws_stream, ws_more a dict for any other.
     cdef public object ws_mem
@@ -291,42 +286,23 @@ cdef class GraphChoice:
     cdef void forget_packs(self):
         """Drop the variant packs (they may hold pointers about to be freed,
         such as the search's workspace)."""
-        self.vps = [None] * VP_SLOTS
-        self.vp_next = 0
+        if self.packs is not None:
+            self.packs.clear()
 
     cdef int run(self, cudnnHandle_t h, void** ptrs, void* ws) except -1:
         """Execute on these pointers, with the variant pack of an earlier run
         on the same pointers and workspace where one is kept."""
-        cdef int i, s
-        cdef object found = None
-        cdef BackendDescriptor vp
-        for s in range(VP_SLOTS):
-            if self.vps[s] is not None and self.vp_ws[s] == ws:
-                for i in range(self.n):
-                    if ptrs[i] != self.vp_ptrs[s][i]:
-                        break
-                else:
-                    found = self.vps[s]
-                    break
-        if found is None:
-            vp = create(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR)
-            vp.set_int64s(CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, self.uids, self.n)
-            vp.set_ptrs(CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, ptrs, self.n)
-            vp.set_ptrs(CUDNN_ATTR_VARIANT_PACK_WORKSPACE, &ws, 1)
-            vp.finalize()
-            s = self.vp_next
-            self.vp_next = (s + 1) % VP_SLOTS
-            self.vps[s] = vp
-            for i in range(self.n):
-                self.vp_ptrs[s][i] = ptrs[i]
-            self.vp_ws[s] = ws
-        else:
-            vp = <BackendDescriptor>found
+        cdef cudnnBackendDescriptor_t vp = self.packs.get(ptrs, ws)
         trace(TRACE_PACK)
         with nogil:
-            check(cudnnBackendExecute(h, self.plan.ptr, vp.ptr))
+            check(cudnnBackendExecute(h, self.plan.ptr, vp))
         trace(TRACE_EXECUTE)
         return 0
+
+    def variant_pack_cost_us(self, int repeats=2000):
+        """µs cuDNN takes to build this plan's variant pack for new pointers
+        (``VariantPacks.build_cost_us``); None before the plan has run."""
+        return self.packs.build_cost_us(repeats)
 
     def describe(self):
         return "%s ws=%d (%s)" % (self.tag, self.ws_size, self.how)
@@ -528,7 +504,7 @@ cdef GraphChoice _new_choice(str op, idx, knobs, str tag, ws, notes, behavior, B
     c.uids[2] = UID_Y
     c.uids[3] = UID_Z
     c.uids[4] = UID_B
-    c.forget_packs()
+    c.packs = variant_packs(c.uids, c.n)
     c.ws_mem = None
     c.ws_stream = 0
     c.ws_more = None

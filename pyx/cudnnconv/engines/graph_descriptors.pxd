@@ -5,6 +5,11 @@ from cudnnconv.decl.cudnn_backend cimport (
     cudnnBackendDescriptor_t, cudnnBackendDescriptorType_t, cudnnBackendAttributeName_t,
     cudnnBackendAttributeType_t)
 
+cdef enum:
+    VP_SLOTS = 4             # variant packs kept per plan (see VariantPacks)
+    VP_MAX_TENSORS = 8       # tensors one pack can bind
+
+
 cdef class BackendDescriptor:
     cdef cudnnBackendDescriptor_t ptr
     cdef readonly int kind
@@ -42,3 +47,19 @@ cdef BackendDescriptor pointwise_operation(int mode, int math_prec, BackendDescr
                                            BackendDescriptor b, BackendDescriptor y, double alpha2,
                                            bint as_double)
 cdef BackendDescriptor operation_graph(list ops, cudnnHandle_t handle)
+
+
+cdef class VariantPacks:
+    # The variant packs of one execution plan's last VP_SLOTS pointer sets,
+    # as raw descriptors this object owns (see graph_descriptors.pyx).
+    cdef cudnnBackendDescriptor_t packs[VP_SLOTS]
+    cdef void* ptrs[VP_SLOTS][VP_MAX_TENSORS]
+    cdef void* ws[VP_SLOTS]
+    cdef int64_t uids[VP_MAX_TENSORS]
+    cdef int n
+    cdef int next
+    cdef cudnnBackendDescriptor_t get(self, void** ptrs, void* ws) except NULL
+    cdef void clear(self) noexcept
+
+
+cdef VariantPacks variant_packs(const int64_t* uids, int n)

@@ -19,8 +19,9 @@ import sys
 
 from libc.stdint cimport int64_t
 from libc.stdlib cimport malloc, free
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
-from cudnnconv.decl.cudnn cimport cudnnHandle_t, CUDNN_DATA_FLOAT, CUDNN_DATA_DOUBLE, CUDNN_CROSS_CORRELATION
+from cudnnconv.decl.cudnn cimport cudnnHandle_t, cudnnStatus_t, CUDNN_STATUS_SUCCESS, CUDNN_DATA_FLOAT, CUDNN_DATA_DOUBLE, CUDNN_CROSS_CORRELATION
 from cudnnconv.decl.cudnn_backend cimport *
 from cudnnconv.core.status cimport check
 
@@ -142,6 +143,122 @@ cdef class BackendDescriptor:
 
     def __repr__(self):
         return "<BackendDescriptor type=%d %s%s>" % (self.kind, "finalized " if self.finalized else "", self.text)
+
+
+cdef class VariantPacks:
+    """The variant packs of one execution plan's last ``VP_SLOTS`` pointer
+    sets.  A finalized pack is read-only, so new pointers need a new pack; a
+    loop over a few buffers reuses its packs, and a network's fresh pointers
+    build one per call.  This object owns its packs as raw descriptors (a
+    cached call builds no Python object for its pack) and destroys them when
+    a slot is reused, in ``clear`` and in ``__dealloc__`` (leaked at
+    interpreter shutdown, as BackendDescriptor does)."""
+
+    def __cinit__(self):
+        cdef int s
+        for s in range(VP_SLOTS):
+            self.packs[s] = NULL
+            self.ws[s] = NULL
+        self.n = 0
+        self.next = 0
+
+    def __dealloc__(self):
+        fin = _is_finalizing
+        if fin is None or fin():
+            return                   # leak at shutdown, never crash
+        self.clear()
+
+    cdef void clear(self) noexcept:
+        """Destroy every pack (their pointers may be about to be freed, such
+        as a search's workspace)."""
+        global _live
+        cdef int s
+        for s in range(VP_SLOTS):
+            if self.packs[s] != NULL:
+                cudnnBackendDestroyDescriptor(self.packs[s])
+                self.packs[s] = NULL
+                _live -= 1
+        self.next = 0
+
+    cdef cudnnBackendDescriptor_t get(self, void** ptrs, void* ws) except NULL:
+        """The finalized pack binding ``ptrs`` (one per uid, in order) and
+        ``ws``: a kept one, or a new one in the oldest slot."""
+        global _live
+        cdef int i, s
+        cdef cudnnBackendDescriptor_t d = NULL
+        cdef cudnnStatus_t st
+        for s in range(VP_SLOTS):
+            if self.packs[s] != NULL and self.ws[s] == ws:
+                for i in range(self.n):
+                    if ptrs[i] != self.ptrs[s][i]:
+                        break
+                else:
+                    return self.packs[s]
+        check(cudnnBackendCreateDescriptor(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR, &d))
+        st = cudnnBackendSetAttribute(d, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, self.n,
+                                      <const void*>self.uids)
+        if st == CUDNN_STATUS_SUCCESS:
+            st = cudnnBackendSetAttribute(d, CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, self.n,
+                                          <const void*>ptrs)
+        if st == CUDNN_STATUS_SUCCESS:
+            st = cudnnBackendSetAttribute(d, CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1,
+                                          <const void*>&ws)
+        if st == CUDNN_STATUS_SUCCESS:
+            st = cudnnBackendFinalize(d)
+        if st != CUDNN_STATUS_SUCCESS:
+            cudnnBackendDestroyDescriptor(d)
+            check(st)
+        s = self.next
+        self.next = (s + 1) % VP_SLOTS
+        if self.packs[s] != NULL:
+            cudnnBackendDestroyDescriptor(self.packs[s])
+        else:
+            _live += 1
+        self.packs[s] = d
+        for i in range(self.n):
+            self.ptrs[s][i] = ptrs[i]
+        self.ws[s] = ws
+        return d
+
+
+    def build_cost_us(self, int repeats=2000):
+        """µs to build a new pack (create, set, finalize, destroy), timed
+        ``repeats`` times on the pointers of the last pack built here: what a
+        call with new pointers spends in cuDNN before its execute.  A
+        diagnostic (bench/host.py reports it); None before any pack."""
+        cdef int s = (self.next + VP_SLOTS - 1) % VP_SLOTS
+        cdef int r
+        cdef timespec t0, t1
+        cdef cudnnBackendDescriptor_t d
+        if self.packs[s] == NULL or repeats <= 0:
+            return None
+        clock_gettime(CLOCK_MONOTONIC, &t0)
+        for r in range(repeats):
+            check(cudnnBackendCreateDescriptor(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR, &d))
+            try:
+                check(cudnnBackendSetAttribute(d, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, self.n,
+                                               <const void*>self.uids))
+                check(cudnnBackendSetAttribute(d, CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR,
+                                               self.n, <const void*>self.ptrs[s]))
+                check(cudnnBackendSetAttribute(d, CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1,
+                                               <const void*>&self.ws[s]))
+                check(cudnnBackendFinalize(d))
+            finally:
+                cudnnBackendDestroyDescriptor(d)
+        clock_gettime(CLOCK_MONOTONIC, &t1)
+        return ((t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec)) * 1e-3 / repeats
+
+
+cdef VariantPacks variant_packs(const int64_t* uids, int n):
+    """An empty ring of packs for tensors ``uids`` (n of them)."""
+    if n < 0 or n > VP_MAX_TENSORS:
+        raise ValueError("a variant pack binds at most %d tensors, not %d" % (VP_MAX_TENSORS, n))
+    cdef VariantPacks v = VariantPacks.__new__(VariantPacks)
+    cdef int i
+    for i in range(n):
+        v.uids[i] = uids[i]
+    v.n = n
+    return v
 
 
 cdef BackendDescriptor create(cudnnBackendDescriptorType_t kind):
