@@ -130,6 +130,17 @@ def tiny_record(shape, us, errors=None):
     return rec
 
 
+def plan_floor(samples, torch_us):
+    """A plan call's stage medians (µs) and its floor: execute + the new variant pack + the output's
+    allocation, the parts that cuDNN and CuPy's allocator own, over PyTorch's whole call.  A plan call
+    can come no closer to PyTorch than that, whatever it does above them."""
+    st = {k: median([s.get(k) for s in samples]) for k in ("signature", "output", "handle", "variant_pack",
+                                                           "execute", "return", "total")}
+    parts = [st[k] for k in ("execute", "variant_pack", "output")]
+    floor = None if None in parts else sum(parts)
+    return {"plan_stages_us": st, "plan_floor_us": floor, "plan_floor_ratio": ratio(floor, torch_us)}
+
+
 def outside_execute(sample):
     """µs of a traced call outside cudnnBackendExecute: total - execute where the trace has a total,
     else the host clock around the call ("host") - execute."""
@@ -184,6 +195,8 @@ def summarize(result):
         if g.get("execute") is not None and g.get("variant_pack") is not None and t.get("torch_us"):
             floors.append((g["execute"] + g["variant_pack"]) / t["torch_us"])
     s["cudnn_floor_ratio_geomean_tiny"] = report.geomean(floors) if floors else None
+    # ... and with the output's allocation, from the plan call's own trace (plan_floor).
+    s["plan_floor_ratio_geomean_tiny"] = tg("plan_floor_ratio")
     for st in result.get("step", []):
         s["step_ratio_b%d" % st["batch"]] = st.get("ratio")
         s["step_ms"]["b%d" % st["batch"]] = {k: st.get(k) for k in ("ours_ms", "torch_ms", "ours_host_ms",
@@ -237,6 +250,15 @@ def render_markdown(result):
                   [(t["shape"], *[_f(t.get(v + "_us"), "%.1f") for v in TINY_VARIANTS], _f(t.get("torch_us"), "%.1f"),
                     *[_f(t.get(v + "_ratio")) for v in ("plain", "out", "plan")], t.get("error", ""))
                    for t in result.get("tiny", [])], "lrrrrrrrrl")
+    planned = [t for t in result.get("tiny", []) if t.get("plan_stages_us")]
+    if planned:
+        out += ["", "## Where a plan call's time goes (tiny shapes, median µs of its stage trace; pack build: "
+                "cuDNN's create + set + finalize + destroy of a variant pack, in a tight loop)", ""]
+        cols = ("signature", "output", "handle", "variant_pack", "execute", "return", "total")
+        out += _table(("shape",) + cols + ("pack build", "floor", "torch", "floor/torch"),
+                      [(t["shape"], *[_f(t["plan_stages_us"].get(k)) for k in cols],
+                        _f(t.get("variant_pack_build_us")), _f(t.get("plan_floor_us")), _f(t.get("torch_us")),
+                        _f(t.get("plan_floor_ratio"))) for t in planned], "l" + "r" * (len(cols) + 4))
     out += ["", "## Stages of a plain forward call (median µs; trace: %s)" % st.get("method"), ""]
     groups = st.get("groups") or {}
     if groups:
@@ -586,7 +608,10 @@ def measure_tiny(torch, cupy, cc, shape, n, sync):
     rec = tiny_record(shape, {k: median(v) for k, v in samples.items()}, err)
     if plan is not None:
         rec.update(plan_workspace=getattr(plan, "workspace", None), plan_choice=str(getattr(plan, "choice", "")))
-    return rec, fns["plain"]
+        choice = getattr(getattr(plan, "executor", None), "choice", None)
+        if hasattr(choice, "variant_pack_cost_us"):      # cuDNN's own cost of a new pack, in a tight loop
+            rec["variant_pack_build_us"] = _attempt(lambda: choice.variant_pack_cost_us(2000), err, "pack cost")
+    return rec, fns["plain"], (fns.get("plan") if "plan" not in err else None)
 
 
 def settings(args):
@@ -650,6 +675,10 @@ def run(args, result):
             if got and api:
                 groups[tiny_label(shape)] = _attempt(lambda: stage_samples(got[1], cfg["stage_calls"], sync, api),
                                                      stages, "error") or []
+            if got and api and got[2] is not None:
+                traced = _attempt(lambda: stage_samples(got[2], cfg["stage_calls"], sync, api), stages, "error")
+                if traced:
+                    got[0].update(plan_floor(traced, got[0].get("torch_us")))
     if api:
         stages.update(stage_summary(api[0], groups))
 

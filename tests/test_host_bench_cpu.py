@@ -162,6 +162,28 @@ def test_the_cudnn_floor_is_execute_plus_a_variant_pack_over_torch():
     assert s["cudnn_floor_ratio_geomean_tiny"] == pytest.approx(math.sqrt((10.0 / 20.0) * (5.0 / 20.0)))
 
 
+def test_the_plan_floor_is_execute_pack_and_output_over_torch_and_is_reported():
+    samples = [{"signature": 0.1, "output": 1.0, "handle": 0.2, "variant_pack": 0.8, "execute": 6.0, "return": 0.1,
+                "total": 8.2},
+               {"signature": 0.3, "output": 1.2, "handle": 0.2, "variant_pack": 1.0, "execute": 8.0, "return": 0.1,
+                "total": 10.8},
+               {"signature": 0.2, "output": 0.8, "handle": 0.2, "variant_pack": 0.6, "execute": 7.0, "return": 0.1,
+                "total": 8.9}]
+    got = host.plan_floor(samples, 20.0)
+    assert got["plan_stages_us"]["execute"] == 7.0 and got["plan_stages_us"]["total"] == 8.9
+    assert got["plan_floor_us"] == pytest.approx(7.0 + 0.8 + 1.0)
+    assert got["plan_floor_ratio"] == pytest.approx(8.8 / 20.0)
+    assert host.plan_floor([{"execute": 5.0}], 10.0)["plan_floor_us"] is None      # a stage missing: no floor
+    res = _synthetic()
+    res["tiny"][0].update(got, variant_pack_build_us=0.55)
+    res["tiny"][1].update(host.plan_floor(samples[:1], 13.6))
+    res["summary"] = s = host.summarize(res)
+    assert s["plan_floor_ratio_geomean_tiny"] == pytest.approx(math.sqrt((8.8 / 20.0) * (7.8 / 13.6)))
+    md = host.render_markdown(res)
+    assert "## Where a plan call's time goes" in md
+    assert "| N=64 C=256 H=14 K=256 3x3 pad1 | 0.20 | 1.00 | 0.20 | 0.80 | 7.00 | 0.10 | 8.90 | 0.55 | 8.80 | 20.00 | 0.44 |" in md
+
+
 def test_summary_of_an_empty_run_is_all_none():
     s = host.summarize({"per_call": [], "step": [], "tiny": [], "stages": {}})
     assert all(s[k] is None for k in REQUIRED) and s["per_call_sum_us"] == {"ours": 0, "torch": 0}
