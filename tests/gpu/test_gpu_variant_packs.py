@@ -18,6 +18,7 @@ import pytest
 import cudnnconv
 import reference as ref
 from cudnnconv import engine_registry
+from cudnnconv.core.state import state
 
 pytestmark = pytest.mark.gpu
 
@@ -30,6 +31,8 @@ SETS = 7                                             # > VP_SLOTS, and not a mul
 
 
 def _live():
+    st = state()
+    st.last = st.last_plan = None                    # the last call's record holds its plan and choice
     gc.collect()
     return engine_registry.live_descriptors()["graph"]
 

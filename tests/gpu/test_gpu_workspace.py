@@ -99,6 +99,7 @@ def test_replayed_capture_keeps_its_workspace(engine, direction, name):
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("direction", DIRECTIONS)
 def test_two_streams_run_one_problem_on_their_own_blocks(engine, direction):
+    cudnnconv.clear_cache()          # a fresh choice: one the capture test ran under capture keeps its block
     x, w, gy, kw, dtype, layout, out_shape = _problem("fp16_3x3_nhwc", direction)
     streams = [cupy.cuda.Stream(non_blocking=True) for _ in range(2)]
     inputs = []
