@@ -27,13 +27,14 @@ LAYERS = {
         "core.arrays", "decl", "decl.cudnn", "decl.cudnn_backend", "decl.cudnn_legacy", "decl.config"),
     1: ("params.dtypes", "params.layouts", "params.ingest", "params.geometry", "params.keys", "params.repro",
         "params", "records", "options", "cache", "search", "workspace", "split", "ranking", "gpu_timing", "errata",
-        "tuning"),
+        "tuning", "torch_rules"),
     2: ("engines", "engines.legacy_descriptors", "engines.legacy", "engines.legacy_record", "engines.graph_descriptors",
         "engines.graph", "engines.graph_record"),
     3: ("engine_registry", "callplan"),
     4: ("api",),
     5: ("explain", "warmup"),
     6: ("cudnnconv", "demo", "__main__"),
+    7: ("torch", "torch.bridge", "torch.functional", "torch.modules", "torch.conversion"),
 }
 LAYER = {m: n for n, mods in LAYERS.items() for m in mods}
 NOT_FROM_ENGINES = ("tuning", "explain", "warmup", "api")

@@ -1,0 +1,105 @@
+"""Torch tensors as cudnnconv arrays, on torch's device and stream, with torch's flags.
+
+Every tensor a call reads or writes is seen by cudnnconv as a CuPy array over the tensor's own
+memory (``as_array``: no copy, no DLPack capsule; the array keeps the tensor alive).  Outputs and
+gradients are allocated by torch (its caching allocator, and the graph's private pool under
+``torch.cuda.graph``) and written through ``out=``; only cuDNN's workspace comes from CuPy's pool.
+
+A call runs on torch's current stream of the tensor's device (``on_torch_stream``): where CuPy's
+current stream is already that stream (both default to the legacy default stream), nothing is
+entered; otherwise the call runs inside ``cupy.cuda.ExternalStream``.
+
+Flags: inside a ``cudnnconv.flags()`` block, its flags; outside, the ones PyTorch's own
+convolutions read, ``torch.backends.cudnn.benchmark``, ``deterministic`` (or
+``torch.use_deterministic_algorithms``) and ``allow_tf32`` (``call_flags``).
+"""
+import contextlib
+
+import cupy
+import numpy
+import torch
+
+from cudnnconv.core.state import state as _thread_state
+
+_DTYPES = {torch.float16: numpy.dtype(numpy.float16), torch.float32: numpy.dtype(numpy.float32),
+           torch.float64: numpy.dtype(numpy.float64)}
+try:
+    import ml_dtypes as _ml
+    _DTYPES[torch.bfloat16] = numpy.dtype(_ml.bfloat16)
+except ImportError:                # bfloat16 tensors then get the TypeError below
+    pass
+
+_cudnn = torch.backends.cudnn
+_UnownedMemory, _MemoryPointer, _ndarray = cupy.cuda.UnownedMemory, cupy.cuda.MemoryPointer, cupy.ndarray
+
+
+def check_tensor(t, name):
+    """``t`` is a CUDA tensor of a dtype cudnnconv takes; else TypeError naming it."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError("%s must be a torch.Tensor, got %s" % (name, type(t).__name__))
+    if t.device.type != "cuda":
+        raise TypeError("%s is on %s: cudnnconv.torch runs CUDA tensors (the modules run torch's own "
+                        "convolution for CPU tensors)" % (name, t.device))
+    if t.dtype not in _DTYPES:
+        raise TypeError("%s has dtype %s; cudnnconv takes float16, bfloat16 (with ml_dtypes), float32 and "
+                        "float64" % (name, t.dtype))
+
+
+def as_array(t):
+    """A CuPy array over ``t``'s memory: same shape, strides, dtype and device; it holds ``t``."""
+    size = t.element_size()
+    shape = tuple(t.shape)
+    strides = tuple(s * size for s in t.stride())
+    extent = 0 if 0 in shape else size + sum((n - 1) * s for n, s in zip(shape, strides))
+    mem = _UnownedMemory(t.data_ptr(), extent, t, t.device.index)
+    return _ndarray(shape, _DTYPES[t.dtype], _MemoryPointer(mem, 0), strides)
+
+
+def memory_format(t):
+    """The memory format a convolution output next to ``t`` takes: channels-last where ``t`` is
+    channels-last and not also plainly contiguous (as PyTorch's own convolutions suggest it)."""
+    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    if t.dim() == 5 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last_3d):
+        return torch.channels_last_3d
+    return torch.contiguous_format
+
+
+def empty_like_layout(shape, x, w):
+    """A new tensor of ``shape`` for a convolution of ``x`` and ``w``: channels-last when either is."""
+    fmt = memory_format(x)
+    if fmt is torch.contiguous_format:
+        fmt = memory_format(w)
+    if len(shape) not in (4, 5):
+        fmt = torch.contiguous_format
+    return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt)
+
+
+def dense(g, like):
+    """``g`` (an incoming gradient) in ``like``'s memory format where it is not dense in either
+    layout (an expanded gradient has zero strides, which cudnnconv refuses as overlapping)."""
+    if 0 in g.stride() or not (g.is_contiguous() or g.is_contiguous(memory_format=memory_format(like))):
+        return g.contiguous(memory_format=memory_format(like))
+    return g
+
+
+def call_flags():
+    """Per-call flags: None (the active ``cudnnconv.flags()`` block's) or torch.backends.cudnn's."""
+    if _thread_state().options is not None:
+        return {}
+    return {"benchmark": bool(_cudnn.benchmark),
+            "deterministic": bool(_cudnn.deterministic or torch.are_deterministic_algorithms_enabled()),
+            "allow_tf32": bool(_cudnn.allow_tf32)}
+
+
+@contextlib.contextmanager
+def on_torch_stream(device):
+    """CuPy's current device and stream set to ``device`` and torch's current stream on it."""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    ptr = torch.cuda.current_stream(index).cuda_stream
+    with cupy.cuda.Device(index):
+        if cupy.cuda.get_current_stream().ptr == ptr:
+            yield
+        else:
+            with cupy.cuda.ExternalStream(ptr, index):
+                yield

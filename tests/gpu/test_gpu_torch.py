@@ -1,0 +1,251 @@
+"""cudnnconv.torch on a GPU (skipped without torch): gradients against torch.autograd.gradcheck in
+float64, module parity with torch.nn (outputs, every gradient, state_dict), convert() on
+torchvision's resnet18 with one training step against PyTorch's, torch's current stream, CUDA-graph
+capture and replay of a training step, and torch.compile."""
+import copy
+
+import pytest
+
+pytestmark = pytest.mark.gpu
+
+torch = pytest.importorskip("torch", reason="cudnnconv.torch's tests need PyTorch")
+cct = pytest.importorskip("cudnnconv.torch")
+
+if not torch.cuda.is_available():
+    pytest.skip("no CUDA device for torch", allow_module_level=True)
+
+DEV = "cuda"
+TF = torch.nn.functional
+
+
+@pytest.fixture(autouse=True)
+def _exact_fp32():
+    """fp32 without TF32 on both sides (cudnnconv.torch reads torch.backends.cudnn's flags)."""
+    old = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
+
+
+def _rel(a, b):
+    a, b = a.double(), b.double()
+    return float((a - b).norm() / b.norm().clamp_min(1e-30))
+
+
+def _r(*shape, dtype=torch.float64, grad=True):
+    return torch.randn(*shape, device=DEV, dtype=dtype).requires_grad_(grad)
+
+
+GRADCHECK = [
+    ("conv1d", lambda x, w, b: cct.conv1d(x, w, b, 2, 1, 1, 1), (2, 4, 9), (6, 4, 3), 6),
+    ("conv2d_groups_dilation", lambda x, w, b: cct.conv2d(x, w, b, 1, 2, 2, 2), (2, 4, 6, 5), (6, 2, 3, 3), 6),
+    ("conv2d_same_even", lambda x, w, b: cct.conv2d(x, w, b, 1, "same"), (1, 3, 6, 5), (4, 3, 4, 2), 4),
+    ("conv3d", lambda x, w, b: cct.conv3d(x, w, b, (1, 2, 1), 1), (1, 2, 4, 5, 4), (3, 2, 3, 3, 2), 3),
+    ("conv_transpose1d", lambda x, w, b: cct.conv_transpose1d(x, w, b, 2, 1, 1), (2, 4, 5), (4, 3, 3), 3),
+    ("conv_transpose2d_groups", lambda x, w, b: cct.conv_transpose2d(x, w, b, 2, 1, 1, 2), (1, 4, 4, 3),
+     (4, 2, 3, 3), 4),
+    ("conv_transpose3d", lambda x, w, b: cct.conv_transpose3d(x, w, b, 1, 0, 0, 1, 2), (1, 2, 3, 3, 3),
+     (2, 2, 2, 2, 2), 2),
+]
+
+
+@pytest.fixture
+def _deterministic():
+    """gradcheck runs each backward twice and wants equal results: deterministic algorithms."""
+    with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True, allow_tf32=False):
+        yield
+
+
+@pytest.mark.usefixtures("_deterministic")
+@pytest.mark.parametrize("name,fn,xs,ws,k", GRADCHECK, ids=[c[0] for c in GRADCHECK])
+def test_gradcheck_float64(name, fn, xs, ws, k):
+    torch.manual_seed(1)
+    x, w, b = _r(*xs), _r(*ws), _r(k)
+    assert torch.autograd.gradcheck(fn, (x, w, b), eps=1e-6, atol=1e-7, rtol=1e-5)
+
+
+@pytest.mark.usefixtures("_deterministic")
+def test_gradcheck_conv_bias_add_relu_float64():
+    torch.manual_seed(2)
+    x, w = _r(2, 4, 6, 6), _r(5, 4, 3, 3)
+    z, b = _r(2, 5, 6, 6), _r(5)
+
+    def f(x, w, z, b):
+        return cct.conv_bias_add_relu(x, w, z, 0.7, b, 1, 1)
+
+    with torch.no_grad():
+        ref = torch.relu(TF.conv2d(x, w, b, 1, 1) + 0.7 * z)
+        assert _rel(f(x, w, z, b), ref) < 1e-12
+    assert torch.autograd.gradcheck(f, (x, w, z, b), eps=1e-6, atol=1e-7, rtol=1e-5)
+
+
+def test_needs_input_grad_is_respected_and_double_backward_is_refused():
+    x, w = _r(2, 3, 5, 5), _r(4, 3, 3, 3, grad=False)
+    y = cct.conv2d(x, w, None, 1, 1)
+    (gx,) = torch.autograd.grad(y.sum(), x)
+    assert gx.shape == x.shape and w.grad is None
+    y = cct.conv2d(x, w, None, 1, 1)
+    (gx,) = torch.autograd.grad(y.square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="differentiate twice"):
+        gx.sum().backward()
+
+
+MODULES = [
+    ("Conv1d", dict(in_channels=4, out_channels=6, kernel_size=3, padding=2, dilation=2), (3, 4, 17)),
+    ("Conv2d", dict(in_channels=4, out_channels=8, kernel_size=3, padding=1, padding_mode="reflect", groups=2),
+     (2, 4, 9, 11)),
+    ("Conv2d", dict(in_channels=4, out_channels=4, kernel_size=4, padding="same", padding_mode="circular"),
+     (2, 4, 8, 7)),
+    ("Conv2d", dict(in_channels=4, out_channels=6, kernel_size=(1, 3), stride=2, padding_mode="replicate",
+                    padding=(0, 1)), (2, 4, 9, 9)),
+    ("Conv3d", dict(in_channels=2, out_channels=4, kernel_size=3, stride=(1, 2, 2), padding=1), (2, 2, 5, 6, 6)),
+    ("ConvTranspose1d", dict(in_channels=4, out_channels=3, kernel_size=4, stride=2, padding=1), (2, 4, 7)),
+    ("ConvTranspose2d", dict(in_channels=4, out_channels=6, kernel_size=3, stride=2, output_padding=1, groups=2),
+     (2, 4, 5, 6)),
+    ("ConvTranspose3d", dict(in_channels=2, out_channels=3, kernel_size=2, stride=2, bias=False),
+     (1, 2, 3, 4, 3)),
+]
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float16, 5e-3)])
+@pytest.mark.parametrize("name,kw,shape", MODULES, ids=["%s-%d" % (c[0], i) for i, c in enumerate(MODULES)])
+def test_module_parity_with_torch_nn(name, kw, shape, dtype, tol):
+    torch.manual_seed(3)
+    theirs = getattr(torch.nn, name)(**kw).to(DEV, dtype)
+    ours = getattr(cct, name)(**kw).to(DEV, dtype)
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(shape, device=DEV, dtype=dtype)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ya, yb = ours(xa), theirs(xb)
+    assert ya.shape == yb.shape and ya.dtype == dtype
+    assert _rel(ya, yb) < tol
+    g = torch.randn_like(yb)
+    ya.backward(g)
+    yb.backward(g)
+    assert _rel(xa.grad, xb.grad) < tol
+    for (n, pa), (_, pb) in zip(ours.named_parameters(), theirs.named_parameters()):
+        assert _rel(pa.grad, pb.grad) < tol, n
+    back = getattr(torch.nn, name)(**kw).to(DEV, dtype)
+    back.load_state_dict(ours.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), theirs.state_dict().values()))
+
+
+def test_unbatched_and_channels_last_inputs():
+    torch.manual_seed(4)
+    w = torch.randn(8, 4, 3, 3, device=DEV)
+    x = torch.randn(4, 10, 10, device=DEV)
+    assert _rel(cct.conv2d(x, w, None, 1, 1), TF.conv2d(x, w, None, 1, 1)) < 1e-5
+    xc = torch.randn(2, 4, 10, 10, device=DEV, dtype=torch.float16).to(memory_format=torch.channels_last)
+    wc = w.half().to(memory_format=torch.channels_last)
+    y = cct.conv2d(xc, wc, None, 1, 1)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    assert _rel(y, TF.conv2d(xc, wc, None, 1, 1)) < 5e-3
+
+
+def test_runs_on_torchs_current_stream():
+    torch.manual_seed(5)
+    x, w = torch.randn(8, 16, 32, 32, device=DEV), torch.randn(16, 16, 3, 3, device=DEV)
+    want = TF.conv2d(x, w, None, 1, 1)
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        torch.cuda._sleep(50_000_000)               # s is busy for a while ...
+        xs = x * 1.0                                # ... then writes the input: a conv on another stream
+        y = cct.conv2d(xs, w, None, 1, 1)           # would read it before it is written
+    s.synchronize()
+    assert _rel(y, want) < 1e-5
+
+
+def _resnet18():
+    tv = pytest.importorskip("torchvision", reason="the conversion test needs torchvision")
+    torch.manual_seed(6)
+    return tv.models.resnet18(num_classes=10)
+
+
+def test_convert_resnet18_one_training_step_matches_pytorch():
+    theirs = _resnet18().to(DEV)
+    ours = cct.convert(copy.deepcopy(theirs))
+    convs = [n for n, m in ours.named_modules() if isinstance(m, cct.Conv2d)]
+    assert len(convs) == 20
+    x = torch.randn(4, 3, 64, 64, device=DEV)
+    t = torch.randint(0, 10, (4,), device=DEV)
+    losses = []
+    for m in (ours, theirs):
+        opt = torch.optim.SGD(m.parameters(), lr=0.1)
+        opt.zero_grad()
+        loss = TF.cross_entropy(m(x), t)
+        loss.backward()
+        losses.append(loss.detach())
+        grads = {n + ".weight": mod.weight.grad.clone() for n, mod in m.named_modules()
+                 if isinstance(mod, torch.nn.Conv2d)}
+        opt.step()
+        m.grads = grads
+    assert _rel(losses[0], losses[1]) < 1e-5
+    worst = max(_rel(ours.grads[k], theirs.grads[k]) for k in theirs.grads)
+    assert worst < 1e-5, worst
+    for (n, pa), (_, pb) in zip(ours.named_parameters(), theirs.named_parameters()):
+        assert _rel(pa, pb) < 1e-5, n
+    cct.revert(ours)
+    assert not any(isinstance(m, cct.Conv2d) for m in ours.modules())
+
+
+def _small_net():
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.BatchNorm2d(16), torch.nn.ReLU(),
+                               torch.nn.Conv2d(16, 16, 3, stride=2, padding=1), torch.nn.ReLU(),
+                               torch.nn.ConvTranspose2d(16, 8, 2, stride=2), torch.nn.Flatten(),
+                               torch.nn.Linear(8 * 16 * 16, 10)).to(DEV)
+
+
+def test_cuda_graph_capture_of_a_training_step_replays_as_eager_runs():
+    torch.manual_seed(7)
+    theirs = _small_net()
+    ours = cct.convert(copy.deepcopy(theirs))
+    opt_a, opt_b = (torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9) for m in (ours, theirs))
+    data = [(torch.randn(8, 3, 16, 16, device=DEV), torch.randint(0, 10, (8,), device=DEV)) for _ in range(6)]
+
+    def step(m, opt, x, t):
+        opt.zero_grad(set_to_none=True)
+        loss = TF.cross_entropy(m(x), t)
+        loss.backward()
+        opt.step()
+        return loss
+
+    sx, st = data[0][0].clone(), data[0][1].clone()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):                   # warm-up on a side stream, as torch.cuda.graph asks
+        for x, t in data[:3]:
+            sx.copy_(x)
+            st.copy_(t)
+            step(ours, opt_a, sx, st)
+    torch.cuda.current_stream().wait_stream(side)
+    for x, t in data[:3]:
+        step(theirs, opt_b, x, t)
+    g = torch.cuda.CUDAGraph()
+    opt_a.zero_grad(set_to_none=True)
+    # captured on the warm-up stream: the workspace block each cached choice keeps for that stream is
+    # already there, so nothing calls cudaMalloc under torch's global capture mode (docs/torch.md)
+    with torch.cuda.graph(g, stream=side):
+        static_loss = step(ours, opt_a, sx, st)
+    for x, t in data[3:]:
+        sx.copy_(x)
+        st.copy_(t)
+        g.replay()
+        want = step(theirs, opt_b, x, t)
+        assert _rel(static_loss, want) < 1e-4
+    torch.cuda.synchronize()
+    for (n, pa), (_, pb) in zip(ours.named_parameters(), theirs.named_parameters()):
+        assert _rel(pa, pb) < 1e-4, n
+
+
+def test_a_converted_model_runs_under_torch_compile():
+    torch.manual_seed(8)
+    theirs = _small_net().eval()
+    ours = cct.convert(copy.deepcopy(theirs))
+    compiled = torch.compile(ours)
+    x = torch.randn(4, 3, 16, 16, device=DEV, requires_grad=True)
+    y = compiled(x)
+    want = theirs(x)
+    assert _rel(y, want) < 1e-5
+    y.sum().backward()
+    assert x.grad is not None and x.grad.shape == x.shape

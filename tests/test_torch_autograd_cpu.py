@@ -1,0 +1,119 @@
+"""cudnnconv.torch's autograd wiring on the CPU (skipped without torch).
+
+cudnnconv itself needs a GPU, so here its five functions are replaced by PyTorch's own CPU
+computations with the same signatures (writing into ``out=``), and the bridge by pass-throughs.
+What remains is this module's own logic: argument resolution ('same' with an explicit pre-pad,
+unbatched inputs), which backward function each gradient comes from and with which arguments (the
+transposed convolution's swapped roles), the bias and z gradients, and needs_input_grad.
+torch.autograd.gradcheck in float64 then checks that logic's gradients against finite differences.
+The same checks run on a GPU through cudnnconv in tests/gpu/test_gpu_torch.py."""
+import contextlib
+import types
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="cudnnconv.torch's tests need PyTorch")
+cct = pytest.importorskip("cudnnconv.torch")
+from cudnnconv.torch import bridge, functional  # noqa: E402
+
+TF, G = torch.nn.functional, torch.nn.grad
+
+
+def _fake_cudnnconv():
+    def conv(x, w, b, stride, padding, dilation, groups, *, out, **flags):
+        out.copy_(getattr(TF, "conv%dd" % (x.dim() - 2))(x, w, b, stride, padding, dilation, groups))
+
+    def conv_backward_input(shape, w, g, stride, padding, dilation, groups, *, out, **flags):
+        out.copy_(getattr(G, "conv%dd_input" % (g.dim() - 2))(shape, w, g, stride, padding, dilation, groups))
+
+    def conv_backward_weight(x, wshape, g, stride, padding, dilation, groups, *, out, **flags):
+        out.copy_(getattr(G, "conv%dd_weight" % (x.dim() - 2))(x, wshape, g, stride, padding, dilation, groups))
+
+    def conv_transpose(x, w, b, stride, padding, opad, groups, dilation, *, out, **flags):
+        out.copy_(getattr(TF, "conv_transpose%dd" % (x.dim() - 2))(x, w, b, stride, padding, opad, groups, dilation))
+
+    def conv_bias_add_relu(x, w, z, alpha, b, stride, padding, dilation, groups, *, out, **flags):
+        y = getattr(TF, "conv%dd" % (x.dim() - 2))(x, w, None, stride, padding, dilation, groups) + alpha * z
+        out.copy_(torch.relu(y if b is None else y + b.view((1, -1) + (1,) * (x.dim() - 2))))
+
+    return types.SimpleNamespace(conv=conv, conv_backward_input=conv_backward_input,
+                                 conv_backward_weight=conv_backward_weight, conv_transpose=conv_transpose,
+                                 conv_bias_add_relu=conv_bias_add_relu)
+
+
+@pytest.fixture(autouse=True)
+def _on_the_cpu(monkeypatch):
+    monkeypatch.setattr(functional, "cudnnconv", _fake_cudnnconv())
+    monkeypatch.setattr(bridge, "as_array", lambda t: t)
+    monkeypatch.setattr(bridge, "on_torch_stream", lambda device: contextlib.nullcontext())
+    monkeypatch.setattr(bridge, "call_flags", lambda: {})
+    monkeypatch.setattr(bridge, "check_tensor", lambda t, name: None)
+
+
+def _r(*shape):
+    return torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+
+
+CASES = [
+    ("conv1d", lambda x, w, b: cct.conv1d(x, w, b, 2, 1, 1, 1), (2, 4, 9), (6, 4, 3), 6),
+    ("conv2d_groups_dilation", lambda x, w, b: cct.conv2d(x, w, b, 1, 2, 2, 2), (2, 4, 6, 5), (6, 2, 3, 3), 6),
+    ("conv2d_same_even", lambda x, w, b: cct.conv2d(x, w, b, 1, "same"), (1, 3, 6, 5), (4, 3, 4, 2), 4),
+    ("conv2d_unbatched", lambda x, w, b: cct.conv2d(x, w, b, 1, "valid"), (3, 6, 5), (4, 3, 2, 2), 4),
+    ("conv3d", lambda x, w, b: cct.conv3d(x, w, b, (1, 2, 1), 1), (1, 2, 4, 5, 4), (3, 2, 3, 3, 2), 3),
+    ("conv_transpose1d", lambda x, w, b: cct.conv_transpose1d(x, w, b, 2, 1, 1), (2, 4, 5), (4, 3, 3), 3),
+    ("conv_transpose2d_groups", lambda x, w, b: cct.conv_transpose2d(x, w, b, 2, 1, 1, 2), (1, 4, 4, 3),
+     (4, 2, 3, 3), 4),
+    ("conv_transpose3d_dilation", lambda x, w, b: cct.conv_transpose3d(x, w, b, 1, 0, 0, 1, 2), (1, 2, 3, 3, 3),
+     (2, 2, 2, 2, 2), 2),
+]
+
+
+@pytest.mark.parametrize("name,fn,xs,ws,k", CASES, ids=[c[0] for c in CASES])
+def test_gradients_match_finite_differences_and_pytorchs_own(name, fn, xs, ws, k):
+    torch.manual_seed(0)
+    x, w, b = _r(*xs), _r(*ws), _r(k)
+    assert torch.autograd.gradcheck(fn, (x, w, b), eps=1e-6, atol=1e-8, rtol=1e-6)
+    ref_fn = {"conv1d": TF.conv1d, "conv2d": TF.conv2d, "conv3d": TF.conv3d}
+    if name.startswith("conv") and not name.startswith("conv_transpose"):
+        theirs = ref_fn[name[:6]]
+        args = {"conv1d": (2, 1, 1, 1), "conv2d_groups_dilation": (1, 2, 2, 2), "conv2d_same_even": (1, "same"),
+                "conv2d_unbatched": (1, "valid"), "conv3d": ((1, 2, 1), 1)}[name]
+        torch.testing.assert_close(fn(x, w, b), theirs(x, w, b, *args))
+
+
+def test_conv_bias_add_relu_gradients_through_all_four_inputs():
+    torch.manual_seed(1)
+    x, w, z, b = _r(2, 4, 6, 6), _r(5, 4, 3, 3), _r(2, 5, 6, 6), _r(5)
+    assert torch.autograd.gradcheck(lambda x, w, z, b: cct.conv_bias_add_relu(x, w, z, 0.7, b, 1, 1),
+                                    (x, w, z, b), eps=1e-6, atol=1e-8, rtol=1e-6)
+
+
+def test_needs_input_grad_skips_the_gradients_nobody_asked_for(monkeypatch):
+    calls = []
+    fake = _fake_cudnnconv()
+    for name in ("conv_backward_input", "conv_backward_weight"):
+        f = getattr(fake, name)
+        setattr(fake, name, lambda *a, _f=f, _n=name, **k: (calls.append(_n), _f(*a, **k))[1])
+    monkeypatch.setattr(functional, "cudnnconv", fake)
+    x, w = _r(2, 3, 5, 5), torch.randn(4, 3, 3, 3, dtype=torch.float64)
+    cct.conv2d(x, w, None, 1, 1).sum().backward()
+    assert calls == ["conv_backward_input"] and x.grad is not None
+    calls.clear()
+    x2, w2 = torch.randn(2, 3, 5, 5, dtype=torch.float64), _r(4, 3, 3, 3)
+    cct.conv2d(x2, w2, None, 1, 1).sum().backward()
+    assert calls == ["conv_backward_weight"] and w2.grad is not None
+
+
+def test_double_backward_is_refused():
+    x, w = _r(2, 3, 5, 5), _r(4, 3, 3, 3)
+    (gx,) = torch.autograd.grad(cct.conv2d(x, w, None, 1, 1).square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="differentiate twice"):
+        gx.sum().backward()
+
+
+def test_transposed_backward_with_large_output_padding_is_refused_up_front():
+    x, w = _r(1, 2, 4, 4), _r(2, 2, 3, 3)
+    with pytest.raises(NotImplementedError, match="output_padding"):
+        cct.conv_transpose2d(x, w, None, 1, 0, 1, 1, 2)          # output_padding 1 >= stride 1 (< dilation 2)
+    with torch.no_grad():
+        assert cct.conv_transpose2d(x, w, None, 1, 0, 1, 1, 2).shape == (1, 2, 9, 9)
