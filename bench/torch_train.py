@@ -1,0 +1,327 @@
+"""cudnnconv.torch against PyTorch on torchvision's ResNet-50: training step, inference, a captured step.
+
+    PYTHONPATH=pyx:. python3 bench/torch_train.py --out DIR [--batches 64,256] [--steps 20] [--time-limit S]
+
+Three copies of one model, fp16 channels-last, torch.backends.cudnn.benchmark=True:
+
+- torch: the model as torchvision builds it;
+- ours: ``cudnnconv.torch.convert`` of a copy;
+- control: a copy whose convolutions run PyTorch's own aten convolution and convolution_backward from a
+  Python ``torch.autograd.Function`` (what any Python-level autograd layer costs, apart from ours).
+
+Training step (SGD with momentum, cross-entropy on random labels): forward, backward, optimizer step,
+timed back to back with CUDA events (no sync inside), the median ms per step over rounds in which the
+three copies take turns.  Inference: batch 1, eval mode, no grad, the median ms per forward.  Captured
+step: one training step captured with torch.cuda.graph (ours and torch), the median ms per replay.
+Correctness: one fp32 training step without TF32 (batch 8, 128x128), the loss and every convolution
+weight gradient of ours against PyTorch's, as relative L2 errors.
+
+Ratios are ours / PyTorch's (below 1: faster).  Writes DIR/<gpu>_torch_train.json and .md; a failing
+measurement becomes an "error" string, never a crash.
+"""
+import argparse
+import copy
+import json
+import os
+import statistics
+import sys
+import time
+import traceback
+
+try:
+    from bench import report
+except ImportError:                                     # run as a script: python3 bench/torch_train.py
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from bench import report
+
+SCHEMA = "cudnnconv.bench.torch_train/1"
+SUMMARY_KEYS = ("train_step_ratio_b64", "train_step_ratio_b256", "control_function_ratio_b64", "infer_ratio_b1",
+                "graphed_step_ratio", "max_grad_relerr_fp32")
+
+
+def ratio(a, b):
+    return None if a is None or b is None or b <= 0 else a / b
+
+
+def summarize(result):
+    """The summary fields: each batch's step ratio (ours / torch, and control / torch), inference,
+    the captured step and the fp32 gradient check."""
+    s = {k: None for k in SUMMARY_KEYS}
+    for st in result.get("train", []):
+        s["train_step_ratio_b%d" % st["batch"]] = ratio(st.get("ours_ms"), st.get("torch_ms"))
+        s["control_function_ratio_b%d" % st["batch"]] = ratio(st.get("control_ms"), st.get("torch_ms"))
+    inf = result.get("infer") or {}
+    s["infer_ratio_b1"] = ratio(inf.get("ours_ms"), inf.get("torch_ms"))
+    gr = result.get("graphed") or {}
+    s["graphed_step_ratio"] = ratio(gr.get("ours_ms"), gr.get("torch_ms"))
+    fp = result.get("fp32") or {}
+    errs = [fp.get("loss_relerr")] + list((fp.get("grad_relerr") or {}).values())
+    s["max_grad_relerr_fp32"] = max(errs) if errs and None not in errs else None
+    return s
+
+
+def markdown(result):
+    env, s = result["environment"], result["summary"]
+    f = lambda x, fmt="%.3f": "-" if x is None else fmt % x  # noqa: E731
+    out = ["# cudnnconv.torch vs PyTorch: torchvision ResNet-50", "",
+           "- GPU %s | cuDNN %s | PyTorch %s | torchvision %s | CuPy %s | cudnnconv %s | %s" % (
+               env.get("gpu"), env.get("cudnn"), env.get("torch"), env.get("torchvision"), env.get("cupy"),
+               env.get("cudnnconv"), env.get("date")),
+           "- fp16 channels-last, cudnn.benchmark=True; ratio = ours / PyTorch's (<1: faster). control = PyTorch's "
+           "aten convolutions called from a Python autograd.Function.", "", "## Summary", "", "| metric | value |",
+           "|---|---:|"]
+    out += ["| %s | %s |" % (k, f(s.get(k), "%.2e" if k.startswith("max_grad") else "%.3f")) for k in SUMMARY_KEYS]
+    out += ["", "## Training step (ms per step, median)", "", "| batch | ours | torch | control | ours/torch | "
+            "control/torch | note |", "|---:|---:|---:|---:|---:|---:|---|"]
+    for st in result.get("train", []):
+        out.append("| %d | %s | %s | %s | %s | %s | %s |" % (
+            st["batch"], f(st.get("ours_ms")), f(st.get("torch_ms")), f(st.get("control_ms")),
+            f(ratio(st.get("ours_ms"), st.get("torch_ms"))), f(ratio(st.get("control_ms"), st.get("torch_ms"))),
+            st.get("error", "")))
+    for name, key in (("Inference, batch 1 (ms per forward)", "infer"), ("Captured training step (ms per replay)",
+                                                                          "graphed")):
+        r = result.get(key) or {}
+        out += ["", "## " + name, "", "ours %s, torch %s, ratio %s %s" % (
+            f(r.get("ours_ms")), f(r.get("torch_ms")), f(ratio(r.get("ours_ms"), r.get("torch_ms"))),
+            r.get("error", ""))]
+    fp = result.get("fp32") or {}
+    out += ["", "## fp32 step without TF32: relative errors against PyTorch", "",
+            "loss %s; worst conv weight gradient %s (%s) %s" % (
+                f(fp.get("loss_relerr"), "%.2e"),
+                f(max((fp.get("grad_relerr") or {"-": None}).values(), key=lambda v: v or 0), "%.2e"),
+                max((fp.get("grad_relerr") or {"-": 0}).items(), key=lambda kv: kv[1] or 0)[0], fp.get("error", ""))]
+    notes = result.get("notes") or []
+    return "\n".join(out + (["", "## Notes", ""] + ["- " + n for n in notes] if notes else [])) + "\n"
+
+
+def _error(e):
+    return "%s: %s" % (type(e).__name__, str(e).splitlines()[0][:300] if str(e) else "")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# GPU side (imports torch)
+# ---------------------------------------------------------------------------------------------------------
+
+def control_model(torch, model):
+    """``model`` with its Conv2d modules running aten's convolution through a Python autograd.Function."""
+    aten_conv, aten_bwd = torch.ops.aten.convolution.default, torch.ops.aten.convolution_backward.default
+
+    class AtenConv(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, w, stride, padding, dilation, groups):
+            ctx.save_for_backward(x, w)
+            ctx.args = (stride, padding, dilation, groups)
+            return aten_conv(x, w, None, stride, padding, dilation, False, [0, 0], groups)
+
+        @staticmethod
+        def backward(ctx, g):
+            x, w = ctx.saved_tensors
+            stride, padding, dilation, groups = ctx.args
+            gx, gw, _ = aten_bwd(g, x, w, None, stride, padding, dilation, False, [0, 0], groups,
+                                 [ctx.needs_input_grad[0], ctx.needs_input_grad[1], False])
+            return gx, gw, None, None, None, None
+
+    class ControlConv2d(torch.nn.Conv2d):
+        def _conv_forward(self, x, w, b):
+            y = AtenConv.apply(x, w, list(self.stride), list(self.padding), list(self.dilation), self.groups)
+            return y if b is None else y + b.view(1, -1, 1, 1)
+
+    for m in model.modules():
+        if type(m) is torch.nn.Conv2d and m.padding_mode == "zeros":
+            m.__class__ = ControlConv2d
+    return model
+
+
+def _models(torch, tv, cct, dtype, fmt):
+    torch.manual_seed(0)
+    base = tv.models.resnet50().to("cuda", dtype).to(memory_format=fmt)
+    return {"torch": base, "ours": cct.convert(copy.deepcopy(base)), "control": control_model(torch, copy.deepcopy(base))}
+
+
+def _step_fn(torch, model, x, t):
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    loss_fn = torch.nn.functional.cross_entropy
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), t)
+        loss.backward()
+        opt.step()
+        return loss
+    return step
+
+
+def _timed(torch, fn, n):
+    """ms per call of fn over n back-to-back calls, by CUDA events."""
+    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    a.record()
+    for _ in range(n):
+        fn()
+    b.record()
+    b.synchronize()
+    return a.elapsed_time(b) / n
+
+
+def measure_train(torch, tv, cct, batch, steps, rounds, deadline):
+    fmt, dtype = torch.channels_last, torch.float16
+    models = _models(torch, tv, cct, dtype, fmt)
+    x = torch.randn(batch, 3, 224, 224, device="cuda", dtype=dtype).to(memory_format=fmt)
+    t = torch.randint(0, 1000, (batch,), device="cuda")
+    fns = {k: _step_fn(torch, m, x, t) for k, m in models.items()}
+    for fn in fns.values():                    # warm-up: cuDNN's and our benchmark searches run here
+        for _ in range(3):
+            fn()
+    torch.cuda.synchronize()
+    got = {k: [] for k in fns}
+    for r in range(rounds):
+        if r and time.perf_counter() > deadline:
+            break
+        for k, fn in fns.items():
+            got[k].append(_timed(torch, fn, steps))
+    rec = {"batch": batch, "rounds": len(got["torch"]), "steps": steps}
+    rec.update({k + "_ms": statistics.median(v) for k, v in got.items()})
+    return rec
+
+
+def measure_infer(torch, tv, cct, n, rounds):
+    fmt, dtype = torch.channels_last, torch.float16
+    models = {k: m.eval() for k, m in _models(torch, tv, cct, dtype, fmt).items() if k != "control"}
+    x = torch.randn(1, 3, 224, 224, device="cuda", dtype=dtype).to(memory_format=fmt)
+    got = {k: [] for k in models}
+    with torch.no_grad():
+        for m in models.values():
+            for _ in range(5):
+                m(x)
+        torch.cuda.synchronize()
+        for _ in range(rounds):
+            for k, m in models.items():
+                got[k].append(_timed(torch, lambda m=m: m(x), n))
+    return {k + "_ms": statistics.median(v) for k, v in got.items()}
+
+
+def measure_graphed(torch, tv, cct, batch, n, rounds):
+    fmt, dtype = torch.channels_last, torch.float16
+    models = {k: m for k, m in _models(torch, tv, cct, dtype, fmt).items() if k != "control"}
+    x = torch.randn(batch, 3, 224, 224, device="cuda", dtype=dtype).to(memory_format=fmt)
+    t = torch.randint(0, 1000, (batch,), device="cuda")
+    graphs = {}
+    for k, m in models.items():
+        step = _step_fn(torch, m, x, t)
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(s):
+            for _ in range(3):
+                step()
+        torch.cuda.current_stream().wait_stream(s)
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g, stream=s):     # the warm-up stream: the kept workspace blocks are there
+            step()
+        graphs[k] = g
+    torch.cuda.synchronize()
+    got = {k: [] for k in graphs}
+    for _ in range(rounds):
+        for k, g in graphs.items():
+            got[k].append(_timed(torch, g.replay, n))
+    return {k + "_ms": statistics.median(v) for k, v in got.items()}
+
+
+def measure_fp32(torch, tv, cct):
+    old = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        torch.manual_seed(1)
+        theirs = tv.models.resnet50(num_classes=10).cuda()
+        ours = cct.convert(copy.deepcopy(theirs))
+        x = torch.randn(8, 3, 128, 128, device="cuda")
+        t = torch.randint(0, 10, (8,), device="cuda")
+        out = {}
+        for k, m in (("ours", ours), ("torch", theirs)):
+            loss = torch.nn.functional.cross_entropy(m(x), t)
+            loss.backward()
+            out[k] = (loss.detach().double(), {n: mod.weight.grad.double() for n, mod in m.named_modules()
+                                                if isinstance(mod, torch.nn.Conv2d)})
+        rel = lambda a, b: float((a - b).norm() / b.norm())  # noqa: E731
+        return {"loss_relerr": rel(out["ours"][0], out["torch"][0]),
+                "grad_relerr": {n: rel(g, out["torch"][1][n]) for n, g in out["ours"][1].items()}}
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
+
+
+def _progress(msg):
+    print("[torch_train] %s" % msg, file=sys.stderr, flush=True)
+
+
+def run(args, result):
+    import torch
+    import torchvision as tv
+    import cudnnconv.torch as cct
+    torch.backends.cudnn.benchmark = True
+    result["environment"]["torchvision"] = tv.__version__
+    deadline = args.deadline
+    _progress("fp32 gradient check")
+    try:
+        result["fp32"] = measure_fp32(torch, tv, cct)
+    except Exception as e:                             # noqa: BLE001
+        result["fp32"] = {"error": _error(e)}
+        result["notes"].append("fp32 check: " + traceback.format_exc().splitlines()[-1])
+    for batch in args.batches:
+        if time.perf_counter() > deadline:
+            result["train"].append({"batch": batch, "error": "skipped: time limit"})
+            continue
+        _progress("training step, batch %d" % batch)
+        try:
+            result["train"].append(measure_train(torch, tv, cct, batch, args.steps, args.rounds, deadline))
+        except Exception as e:                         # noqa: BLE001
+            result["train"].append({"batch": batch, "error": _error(e)})
+        torch.cuda.empty_cache()
+    for key, fn in (("infer", lambda: measure_infer(torch, tv, cct, 50, args.rounds)),
+                    ("graphed", lambda: measure_graphed(torch, tv, cct, args.batches[0], args.steps, args.rounds))):
+        if time.perf_counter() > deadline:
+            result[key] = {"error": "skipped: time limit"}
+            continue
+        _progress(key)
+        try:
+            result[key] = fn()
+        except Exception as e:                         # noqa: BLE001
+            result[key] = {"error": _error(e)}
+        torch.cuda.empty_cache()
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out", required=True, metavar="DIR", help="write <gpu>_torch_train.json and .md here")
+    p.add_argument("--batches", default=[64, 256], type=lambda s: [int(v) for v in s.split(",") if v.strip()],
+                   help="training batch sizes (default 64,256); the first is also the captured step's")
+    p.add_argument("--steps", type=int, default=20, help="steps per timed run (default 20)")
+    p.add_argument("--rounds", type=int, default=5, help="timed runs per copy, taking turns (default 5)")
+    p.add_argument("--time-limit", type=float, default=None, metavar="S",
+                   help="start nothing new after S seconds; the outputs are still written")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    t0 = time.perf_counter()
+    args.deadline = t0 + (args.time_limit or float("inf"))
+    result = {"schema": SCHEMA, "environment": report.environment(), "config": vars(args).copy(), "summary": {},
+              "train": [], "infer": None, "graphed": None, "fp32": None, "notes": []}
+    result["config"].pop("deadline", None)
+    try:
+        run(args, result)
+    except Exception as e:                             # noqa: BLE001
+        result["error"] = _error(e)
+        result["notes"].append("run stopped: " + result["error"])
+    result["wall_s"] = time.perf_counter() - t0
+    result["summary"] = summarize(result)
+    os.makedirs(args.out, exist_ok=True)
+    base = os.path.join(args.out, report.gpu_slug(result["environment"].get("gpu")) + "_torch_train")
+    report.write_json(result, base + ".json")
+    with open(base + ".md", "w") as f:
+        f.write(markdown(result))
+    print(json.dumps(result["summary"], indent=1))
+    print("wrote %s.json, %s.md" % (base, base))
+    return result
+
+
+if __name__ == "__main__":
+    main()
