@@ -83,7 +83,7 @@ def markdown(result):
         r = result.get(key) or {}
         out += ["", "## " + name, "", "ours %s, torch %s, ratio %s %s" % (
             f(r.get("ours_ms")), f(r.get("torch_ms")), f(ratio(r.get("ours_ms"), r.get("torch_ms"))),
-            r.get("error", ""))]
+            ("(failed at %s: %s)" % (r["stage"], r.get("error")) if r.get("stage") else r.get("error", "")))]
     fp = result.get("fp32") or {}
     out += ["", "## fp32 step without TF32: relative errors against PyTorch", "",
             "loss %s; worst conv weight gradient %s (%s) %s" % (
@@ -199,30 +199,51 @@ def measure_infer(torch, tv, cct, n, rounds):
     return {k + "_ms": statistics.median(v) for k, v in got.items()}
 
 
-def measure_graphed(torch, tv, cct, batch, n, rounds):
+def measure_graphed(torch, tv, cct, batch, n, rounds, rec):
+    """ms per replay of one captured training step, ours and torch's.  Each copy is warmed up on a
+    side stream and captured on that stream (torch.cuda.graph(stream=...)), with its gradients set to
+    None before the capture, as PyTorch's whole-network capture example does; each graph is then
+    replayed once and synchronised on its own, so that a failure names the copy it came from."""
     fmt, dtype = torch.channels_last, torch.float16
     models = {k: m for k, m in _models(torch, tv, cct, dtype, fmt).items() if k != "control"}
     x = torch.randn(batch, 3, 224, 224, device="cuda", dtype=dtype).to(memory_format=fmt)
     t = torch.randint(0, 1000, (batch,), device="cuda")
     graphs = {}
     for k, m in models.items():
-        step = _step_fn(torch, m, x, t)
+        rec["stage"] = "capture " + k
+        opt = torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9)
+        loss_fn = torch.nn.functional.cross_entropy
+
+        def step(m=m, opt=opt):
+            loss = loss_fn(m(x), t)
+            loss.backward()
+            opt.step()
+            return loss
         s = torch.cuda.Stream()
         s.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(s):
             for _ in range(3):
+                opt.zero_grad(set_to_none=True)
                 step()
         torch.cuda.current_stream().wait_stream(s)
+        torch.cuda.synchronize()
         g = torch.cuda.CUDAGraph()
+        opt.zero_grad(set_to_none=True)
         with torch.cuda.graph(g, stream=s):     # the warm-up stream: the kept workspace blocks are there
             step()
+        torch.cuda.synchronize()
+        rec["stage"] = "first replay " + k
+        g.replay()
+        torch.cuda.synchronize()
         graphs[k] = g
-    torch.cuda.synchronize()
+    rec["stage"] = "timed replays"
     got = {k: [] for k in graphs}
     for _ in range(rounds):
         for k, g in graphs.items():
             got[k].append(_timed(torch, g.replay, n))
-    return {k + "_ms": statistics.median(v) for k, v in got.items()}
+    rec.pop("stage")
+    rec.update({k + "_ms": statistics.median(v) for k, v in got.items()})
+    return rec
 
 
 def measure_fp32(torch, tv, cct):
@@ -274,16 +295,18 @@ def run(args, result):
         except Exception as e:                         # noqa: BLE001
             result["train"].append({"batch": batch, "error": _error(e)})
         torch.cuda.empty_cache()
-    for key, fn in (("infer", lambda: measure_infer(torch, tv, cct, 50, args.rounds)),
-                    ("graphed", lambda: measure_graphed(torch, tv, cct, args.batches[0], args.steps, args.rounds))):
+    for key, fn in (("infer", lambda rec: measure_infer(torch, tv, cct, 50, args.rounds)),
+                    ("graphed", lambda rec: measure_graphed(torch, tv, cct, args.batches[0], args.steps, args.rounds,
+                                                            rec))):
         if time.perf_counter() > deadline:
             result[key] = {"error": "skipped: time limit"}
             continue
         _progress(key)
+        partial = {}
         try:
-            result[key] = fn()
+            result[key] = fn(partial)
         except Exception as e:                         # noqa: BLE001
-            result[key] = {"error": _error(e)}
+            result[key] = dict(partial, error=_error(e))
         torch.cuda.empty_cache()
 
 

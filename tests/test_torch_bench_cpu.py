@@ -34,3 +34,11 @@ def test_markdown():
     assert "| train_step_ratio_b64 | 1.100 |" in md and "| max_grad_relerr_fp32 | 5.00e-06 |" in md
     assert "| 64 | 110.000 | 100.000 | 121.000 | 1.100 | 1.210 |  |" in md
     assert "worst conv weight gradient 5.00e-06 (layer1.0.conv1)" in md and "- n" in md
+
+
+def test_a_failed_capture_names_its_stage():
+    r = _synthetic()
+    r["graphed"] = {"stage": "first replay ours", "error": "AcceleratorError: illegal memory access"}
+    r["summary"] = tt.summarize(r)
+    assert r["summary"]["graphed_step_ratio"] is None
+    assert "(failed at first replay ours: AcceleratorError: illegal memory access)" in tt.markdown(r)
