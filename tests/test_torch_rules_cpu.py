@@ -101,3 +101,73 @@ def test_cudnnconv_torch_without_torch_says_what_is_missing():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("ERR cudnnconv.torch needs PyTorch"), out.stdout
+
+
+# --- the memoized plans agree with the full validation, call for call ---------------------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+import numpy  # noqa: E402
+
+_scalar = st.one_of(st.integers(-2, 4), st.booleans(), st.integers(0, 3).map(numpy.int64),
+                    st.sampled_from(["same", "valid", "full"]))
+_arg = st.one_of(_scalar, st.lists(st.one_of(st.integers(-1, 4), st.booleans()), min_size=1, max_size=3)
+                 .flatmap(lambda v: st.sampled_from([tuple(v), list(v)])))
+
+
+def _outcome(f, *a):
+    try:
+        return ("ok", f(*a))
+    except Exception as e:                              # noqa: BLE001 - the outcome compared is the error
+        return (type(e), str(e))
+
+
+def _direct_forward(nsp, xs, ws, stride, padding, dilation, groups):
+    rules.check_ndim(nsp, xs, "input")
+    r = rules.conv_args(nsp, tuple(ws[2:]), stride, padding, dilation, groups)
+    return r, rules.conv_output_shape(rules.padded_shape(xs, r.pre_pad), ws, r)
+
+
+def _direct_transpose(nsp, xs, ws, stride, padding, opad, groups, dilation):
+    rules.check_ndim(nsp, xs, "input")
+    args = rules.transpose_args(nsp, stride, padding, opad, groups, dilation)
+    return args, rules.transpose_output_shape(xs, ws, *args)
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(nsp=st.integers(1, 2), n=st.integers(1, 3), c=st.sampled_from([2, 4]), k=st.sampled_from([2, 4]),
+       hw=st.integers(1, 7), ks=st.integers(1, 4), stride=_arg, padding=_arg, dilation=_arg,
+       groups=st.one_of(st.integers(0, 2), st.booleans()), opad=_arg)
+def test_memoized_plans_equal_the_full_validation(nsp, n, c, k, hw, ks, stride, padding, dilation, groups, opad):
+    xs = (n, c) + (hw,) * nsp
+    ws = (k, c // max(1, groups if type(groups) is int and groups > 0 else 1)) + (ks,) * nsp
+    tws = (c, k) + (ks,) * nsp
+    rules._MEMO.clear()
+    # seed the memo with the plain twin of each argument (True -> 1, numpy -> int, list -> tuple), which
+    # hashes alike: the call with the original arguments must still get the full validation's outcome
+    twin = lambda v: tuple(int(e) for e in v) if isinstance(v, (list, tuple)) else (  # noqa: E731
+        v if isinstance(v, str) else int(v))
+    _outcome(rules.forward_plan, nsp, xs, ws, twin(stride), twin(padding), twin(dilation), twin(groups))
+    _outcome(rules.transpose_plan, nsp, xs, tws, twin(stride), twin(padding), twin(opad), twin(groups),
+             twin(dilation))
+    for _ in range(2):                                  # the second call finds the first one's entry
+        assert _outcome(rules.forward_plan, nsp, xs, ws, stride, padding, dilation, groups) == \
+            _outcome(_direct_forward, nsp, xs, ws, stride, padding, dilation, groups)
+        assert _outcome(rules.transpose_plan, nsp, xs, tws, stride, padding, opad, groups, dilation) == \
+            _outcome(_direct_transpose, nsp, xs, tws, stride, padding, opad, groups, dilation)
+
+
+def test_a_bool_after_its_int_twin_is_still_checked():
+    rules._MEMO.clear()
+    assert rules.forward_plan(2, (1, 2, 5, 5), (2, 2, 3, 3), 1, 1, 1, 1)[1] == (1, 2, 5, 5)
+    with pytest.raises(TypeError):
+        rules.forward_plan(2, (1, 2, 5, 5), (2, 2, 3, 3), True, 1, 1, 1)
+    with pytest.raises(TypeError):
+        rules.forward_plan(2, (1, 2, 5, 5), (2, 2, 3, 3), 1, (True, 1), 1, 1)
+
+
+def test_the_memo_is_bounded():
+    rules._MEMO.clear()
+    for h in range(rules.MEMO_MAX + 10):
+        rules.forward_plan(1, (1, 1, h + 3), (1, 1, 3), 1, 0, 1, 1)
+    assert 0 < len(rules._MEMO) <= rules.MEMO_MAX

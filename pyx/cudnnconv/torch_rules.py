@@ -11,7 +11,12 @@ machine without PyTorch:
   pad of the input that autograd differentiates);
 * the output shapes (the library's own geometry, so one formula serves both);
 * the conversion plan: which of a model's modules ``convert`` swaps (exact ``torch.nn``
-  convolution classes only; a subclass may override ``forward``) and which ``revert`` swaps back.
+  convolution classes only; a subclass may override ``forward``) and which ``revert`` swaps back;
+* ``forward_plan`` / ``transpose_plan``: the resolved arguments and the output shape of a call
+  signature, memoized, so that a repeated call does not validate its arguments again.  Only
+  plain arguments (exactly int, str, or a tuple of exact ints) are memoized: a bool or a numpy
+  integer hashes like an int but must still be checked (or refused), so those calls always take
+  the full validation.
 """
 from cudnnconv.params import geometry
 
@@ -117,3 +122,55 @@ def conversion_plan(modules, reverse=False):
     home = OUR_MODULE if reverse else TORCH_MODULE
     return [(name, cls.__name__) for name, cls in modules
             if cls.__name__ in CONVERSIONS and getattr(cls, "__module__", None) == home]
+
+
+_MEMO = {}
+MEMO_MAX = 4096               # signatures kept; the memo starts over when full
+
+
+def _plain(v):
+    t = type(v)
+    if t is int or t is str:
+        return True
+    return t is tuple and all(type(e) is int for e in v)
+
+
+def _memo_get(key):
+    return _MEMO.get(key)
+
+
+def _memo_put(key, value):
+    if len(_MEMO) >= MEMO_MAX:
+        _MEMO.clear()
+    _MEMO[key] = value
+    return value
+
+
+def forward_plan(nsp, x_shape, w_shape, stride, padding, dilation, groups):
+    """(``Resolved``, output shape) of a forward convolution of an input of ``x_shape`` (before
+    any pre_pad) and a weight of ``w_shape`` (int tuples, such as torch.Size); memoized per plain
+    signature."""
+    plain = _plain(stride) and _plain(padding) and _plain(dilation) and type(groups) is int
+    key = ("forward", nsp, x_shape, w_shape, stride, padding, dilation, groups) if plain else None
+    got = _memo_get(key) if plain else None
+    if got is not None:
+        return got
+    check_ndim(nsp, x_shape, "input")
+    r = conv_args(nsp, tuple(w_shape[2:]), stride, padding, dilation, groups)
+    got = (r, conv_output_shape(padded_shape(x_shape, r.pre_pad), w_shape, r))
+    return _memo_put(key, got) if plain else got
+
+
+def transpose_plan(nsp, x_shape, w_shape, stride, padding, output_padding, groups, dilation):
+    """((stride, padding, output_padding, groups, dilation), output shape) of a transposed
+    convolution; memoized per plain signature."""
+    plain = _plain(stride) and _plain(padding) and _plain(output_padding) and _plain(dilation) and \
+        type(groups) is int
+    key = ("transpose", nsp, x_shape, w_shape, stride, padding, output_padding, groups, dilation) if plain else None
+    got = _memo_get(key) if plain else None
+    if got is not None:
+        return got
+    check_ndim(nsp, x_shape, "input")
+    args = transpose_args(nsp, stride, padding, output_padding, groups, dilation)
+    got = (args, transpose_output_shape(x_shape, w_shape, *args))
+    return _memo_put(key, got) if plain else got

@@ -44,9 +44,9 @@ def _conv_grads(x, w, g, r, flags, need):
 
 class _Conv(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, w, b, r):
+    def forward(ctx, x, w, b, r, shape):
         flags = bridge.call_flags()
-        y = bridge.empty_like_layout(rules.conv_output_shape(x.shape, w.shape, r), x, w)
+        y = bridge.empty_like_layout(shape, x, w)
         with bridge.on_torch_stream(x.device):
             cudnnconv.conv(bridge.as_array(x), bridge.as_array(w), None if b is None else bridge.as_array(b),
                            r.stride, r.padding, r.dilation, r.groups, out=bridge.as_array(y), **flags)
@@ -62,15 +62,14 @@ class _Conv(torch.autograd.Function):
         need = ctx.needs_input_grad
         gy = bridge.dense(gy, x)
         gx, gw = _conv_grads(x, w, gy, r, flags, need)
-        return gx, gw, _bias_grad(gy, need[2]), None
+        return gx, gw, _bias_grad(gy, need[2]), None, None
 
 
 class _ConvTranspose(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, w, b, args):
+    def forward(ctx, x, w, b, args, shape):
         stride, padding, opad, groups, dilation = args
         flags = bridge.call_flags()
-        shape = rules.transpose_output_shape(x.shape, w.shape, stride, padding, opad, groups, dilation)
         y = bridge.empty_like_layout(shape, x, w)
         with bridge.on_torch_stream(x.device):
             cudnnconv.conv_transpose(bridge.as_array(x), bridge.as_array(w), None if b is None else bridge.as_array(b),
@@ -100,14 +99,14 @@ class _ConvTranspose(torch.autograd.Function):
                 gw = torch.empty_like(w)
                 cudnnconv.conv_backward_weight(g, w.shape, bridge.as_array(x), stride, padding, dilation, groups,
                                                out=bridge.as_array(gw), **flags)
-        return gx, gw, _bias_grad(gy, need[2]), None
+        return gx, gw, _bias_grad(gy, need[2]), None, None
 
 
 class _ConvBiasAddRelu(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, w, z, bias, alpha, r):
+    def forward(ctx, x, w, z, bias, alpha, r, shape):
         flags = bridge.call_flags()
-        y = bridge.empty_like_layout(rules.conv_output_shape(x.shape, w.shape, r), x, w)
+        y = bridge.empty_like_layout(shape, x, w)
         with bridge.on_torch_stream(x.device):
             cudnnconv.conv_bias_add_relu(bridge.as_array(x), bridge.as_array(w), bridge.as_array(z), alpha,
                                          None if bias is None else bridge.as_array(bias), r.stride, r.padding,
@@ -125,14 +124,14 @@ class _ConvBiasAddRelu(torch.autograd.Function):
         g = bridge.dense(gy * (y > 0), x)               # through the relu
         gx, gw = _conv_grads(x, w, g, r, flags, need)
         gz = g * ctx.alpha if need[2] else None
-        return gx, gw, gz, _bias_grad(g, need[3]), None, None
+        return gx, gw, gz, _bias_grad(g, need[3]), None, None, None
 
 
 def _batched(nsp, input):
-    """(input with a batch dim, whether one was added): the unbatched (C, *spatial) form."""
+    """(input with a batch dim, whether one was added): the unbatched (C, *spatial) form (the rank is
+    checked with the arguments, torch_rules.forward_plan / transpose_plan)."""
     if input.dim() == nsp + 1:
         return input.unsqueeze(0), True
-    rules.check_ndim(nsp, input.shape, "input")
     return input, False
 
 
@@ -140,10 +139,10 @@ def _conv(nsp, input, weight, bias, stride, padding, dilation, groups):
     for t, name in ((input, "input"), (weight, "weight")) + (((bias, "bias"),) if bias is not None else ()):
         bridge.check_tensor(t, name)
     x, added = _batched(nsp, input)
-    r = rules.conv_args(nsp, tuple(weight.shape[2:]), stride, padding, dilation, groups)
+    r, shape = rules.forward_plan(nsp, x.shape, weight.shape, stride, padding, dilation, groups)
     if r.pre_pad is not None:                    # 'same' with an odd total: PyTorch's extra element at the end
         x = _pad(x, r.pre_pad)
-    y = _Conv.apply(x, weight, bias, r)
+    y = _Conv.apply(x, weight, bias, r, shape)
     return y.squeeze(0) if added else y
 
 
@@ -151,12 +150,12 @@ def _conv_transpose(nsp, input, weight, bias, stride, padding, output_padding, g
     for t, name in ((input, "input"), (weight, "weight")) + (((bias, "bias"),) if bias is not None else ()):
         bridge.check_tensor(t, name)
     x, added = _batched(nsp, input)
-    args = rules.transpose_args(nsp, stride, padding, output_padding, groups, dilation)
+    args, shape = rules.transpose_plan(nsp, x.shape, weight.shape, stride, padding, output_padding, groups, dilation)
     if any(o >= s for o, s in zip(args[2], args[0])) and torch.is_grad_enabled() and (
             input.requires_grad or weight.requires_grad):
         raise NotImplementedError("output_padding %s not smaller than stride %s: its backward is not supported"
                                   % (args[2], args[0]))
-    y = _ConvTranspose.apply(x, weight, bias, args)
+    y = _ConvTranspose.apply(x, weight, bias, args, shape)
     return y.squeeze(0) if added else y
 
 
@@ -204,8 +203,7 @@ def conv_bias_add_relu(input, weight, z, alpha, bias, stride=1, padding=0, dilat
                                                                        else ()):
         bridge.check_tensor(t, name)
     nsp = weight.dim() - 2
-    rules.check_ndim(nsp, input.shape, "input")
-    r = rules.conv_args(nsp, tuple(weight.shape[2:]), stride, padding, dilation, groups)
+    r, shape = rules.forward_plan(nsp, input.shape, weight.shape, stride, padding, dilation, groups)
     if r.pre_pad is not None:
         raise ValueError("conv_bias_add_relu takes padding='same' only where it is symmetric; give explicit ints")
-    return _ConvBiasAddRelu.apply(input, weight, z, bias, float(alpha), r)
+    return _ConvBiasAddRelu.apply(input, weight, z, bias, float(alpha), r, shape)
