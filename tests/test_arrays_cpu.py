@@ -86,6 +86,63 @@ def test_an_array_made_by_the_c_path_equals_cupys(case):
         assert b.T.strides == ref.T.strides and b.T.flags.c_contiguous == ref.T.flags.c_contiguous
 
 
+@st.composite
+def foreign_layouts(draw):
+    """Tensors' layouts as torch gives them: element strides, never negative, and large extents too."""
+    shape, dtype, strides, offset = draw(layouts())
+    itemsize = numpy.dtype(dtype).itemsize
+    scale = draw(st.sampled_from((1, 1, 1, 1 << 20)))              # some past 2**31 bytes (index_32_bits)
+    return shape, dtype, tuple(s // itemsize * scale for s in strides), 4096 + offset
+
+
+@settings(max_examples=300, deadline=None)
+@given(foreign_layouts())
+def test_a_view_of_foreign_memory_equals_cupys_constructor(case):
+    shape, dtype, elem_strides, ptr = case
+    if len(shape) > 8:
+        return
+    dt = numpy.dtype(dtype)
+    owner = type("Owner", (), {})()
+    for direct in (True, False):
+        arrays._set_direct(direct)
+        try:
+            b = arrays.view(ptr, shape, elem_strides, dt, dt.itemsize, owner, 0)
+        finally:
+            arrays._set_direct(True)
+        byte_strides = tuple(s * dt.itemsize for s in elem_strides)
+        extent = 0 if 0 in shape else dt.itemsize + sum((n - 1) * s for n, s in zip(shape, byte_strides))
+        ref = cupy.ndarray(shape, dt, memory.MemoryPointer(memory.UnownedMemory(ptr, extent, owner, 0), 0),
+                           byte_strides)
+        assert type(b) is cupy.ndarray
+        for name in ("shape", "strides", "size", "ndim", "nbytes", "itemsize", "_index_32_bits", "_c_contiguous",
+                     "_f_contiguous"):
+            assert getattr(b, name) == getattr(ref, name), (name, direct)
+        assert b.dtype == ref.dtype and b.base is None
+        assert b.data.ptr == ptr and b.data.device_id == 0 and b.data.mem.size == extent
+        assert b.data.mem._owner is owner
+
+
+def test_a_view_keeps_its_owner_alive_and_refuses_what_it_cannot_hold():
+    import gc
+    import weakref
+
+    class Owner:
+        pass
+    owner = Owner()
+    ref = weakref.ref(owner)
+    b = arrays.view(8192, (2, 3), (3, 1), numpy.dtype("float32"), 4, owner, 0)
+    del owner
+    gc.collect()
+    assert ref() is not None                         # the array holds it
+    del b
+    gc.collect()
+    assert ref() is None
+    with pytest.raises(ValueError, match="negative strides"):
+        arrays.view(8192, (2, 3), (-3, 1), numpy.dtype("float32"), 4, None, 0)
+    with pytest.raises(ValueError, match="at most 8 dims"):
+        arrays.view(8192, (1,) * 9, (1,) * 9, numpy.dtype("float32"), 4, None, 0)
+
+
 def test_other_types_are_not_read():
     a = _array((2, 3), "float32", None, 0)
 

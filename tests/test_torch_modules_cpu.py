@@ -71,3 +71,34 @@ def test_the_configuration_is_cudnnconvs_own():
     import cudnnconv
     for name in ("flags", "explain", "save_tuning", "load_tuning", "clear_cache", "cache_info", "last_call"):
         assert getattr(cct, name) is getattr(cudnnconv, name)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
+@pytest.mark.parametrize("make", [lambda t: t, lambda t: t.to(memory_format=torch.channels_last),
+                                  lambda t: t[:, 1:3, ::2], lambda t: t[:1].expand(3, -1, -1, -1)],
+                         ids=["contiguous", "channels_last", "sliced", "expanded"])
+def test_a_tensor_is_seen_as_the_cupy_array_cupys_constructor_makes(dtype, make):
+    """bridge.as_array against CuPy's public constructor over the same memory (a CPU tensor's address
+    stands in for a GPU one: nothing reads it), field for field."""
+    import cupy
+    from cudnnconv.torch import bridge
+
+    t = make(torch.randn(2, 4, 6, 5, dtype=dtype))
+
+    class OnDevice0:                                 # as_array reads these five things of a tensor
+        dtype = t.dtype
+        shape = t.shape
+        data_ptr, stride = t.data_ptr, t.stride
+
+        def get_device(self):
+            return 0
+
+    a = bridge.as_array(OnDevice0())
+    size = t.element_size()
+    strides = tuple(s * size for s in t.stride())
+    extent = size + sum((n - 1) * s for n, s in zip(t.shape, strides))
+    ref = cupy.ndarray(tuple(t.shape), bridge._DTYPES[t.dtype],
+                       cupy.cuda.MemoryPointer(cupy.cuda.UnownedMemory(t.data_ptr(), extent, t, 0), 0), strides)
+    for name in ("shape", "strides", "dtype", "size", "_c_contiguous", "_f_contiguous", "_index_32_bits"):
+        assert getattr(a, name) == getattr(ref, name), name
+    assert a.data.ptr == t.data_ptr() and a.data.mem.size == extent

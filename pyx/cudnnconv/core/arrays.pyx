@@ -94,6 +94,7 @@ _DEVICE_SIG = b"int (int __pyx_skip_dispatch)"
 cdef object _TYPE = None          # the array type: cupy.ndarray, or a test's stand-in
 cdef object _CHECKED = None       # the type whose C layout was checked (cupy.ndarray), or None
 cdef object _MEMPTR = None        # cupy.cuda.MemoryPointer
+cdef object _UNOWNED = None       # cupy.cuda.UnownedMemory
 cdef bint _DIRECT = False         # read and make _TYPE by its C layout (checked)
 cdef PyTypeObject* _BASE = NULL   # cupy's _ndarray_base: its tp_new makes an uninitialized ndarray
 cdef alloc_fn _c_alloc = NULL
@@ -120,8 +121,8 @@ def _capi(module, str name, bytes sig):
 
 cdef int _setup() except -1:
     """Import cupy and decide, once, how arrays are read and made."""
-    global _TYPE, _DIRECT, _CHECKED, _MEMPTR, _BASE, _c_alloc, _c_stream, _c_device, _py_alloc, _py_stream, \
-        _py_device
+    global _TYPE, _DIRECT, _CHECKED, _MEMPTR, _UNOWNED, _BASE, _c_alloc, _c_stream, _c_device, _py_alloc, \
+        _py_stream, _py_device
     import cupy
     from cupy.cuda import memory, stream, device
     _py_alloc = cupy.cuda.alloc
@@ -143,6 +144,7 @@ cdef int _setup() except -1:
     _DIRECT = reason is None
     _CHECKED = _TYPE if _DIRECT else None
     _MEMPTR = memory.MemoryPointer
+    _UNOWNED = memory.UnownedMemory
     _STATUS["direct"] = _DIRECT
     _STATUS["reason"] = reason or "the C layout matches CuPy %s" % cupy.__version__
     return 0
@@ -368,6 +370,78 @@ cdef object new_array(const Layout* lay, object dtype, object nbytes, tuple shap
     a = _TYPE(shape, dtype, _py_alloc(nbytes), strides)
     ptr[0] = <size_t>a.data.ptr
     return a
+
+
+cdef bint _c_contiguity(const Py_ssize_t* shape, const Py_ssize_t* strides, int ndim, Py_ssize_t itemsize,
+                        int step) noexcept:
+    """CuPy's C-contiguity rule (cupy._core.internal.get_c_contiguity) over the dims in order
+    (``step`` 1) or reversed (``step`` -1, its F-contiguity)."""
+    cdef int k, i, prev_i = -1, index = 0
+    cdef Py_ssize_t sh, st = 0
+    if ndim == 0 or (ndim == 1 and strides[0] == itemsize):
+        return True
+    for k in range(ndim):
+        i = k if step > 0 else ndim - 1 - k
+        sh = shape[i]
+        if sh == 0:
+            return True
+        if sh == 1:
+            continue
+        st = strides[i]
+        if prev_i == -1 or strides[prev_i] != sh * st:
+            index += 1
+        prev_i = i
+    return index == 0 or (index == 1 and st == itemsize)
+
+
+def view(size_t ptr, shape, strides, dtype, Py_ssize_t itemsize, owner, int device):
+    """A cupy.ndarray over memory that ``owner`` owns and the array keeps alive: ``shape``,
+    ``strides`` in elements (as torch's ``stride()`` gives them), ``dtype`` a numpy dtype of
+    ``itemsize`` bytes, on ``device``.  It is the array
+    ``cupy.ndarray(shape, dtype, MemoryPointer(UnownedMemory(ptr, extent, owner, device), 0),
+    byte_strides)`` makes, field for field (``extent``: the bytes from ``ptr`` to the end of its
+    last element), made by the C layout where it is in use.  Strides must not be negative."""
+    cdef Layout lay
+    cdef Py_ssize_t i, n = len(shape), right = itemsize, left = 0, tmp, size = 1
+    cdef int nz = 1
+    if _TYPE is None:
+        _setup()
+    if n > MAX_DIMS or len(strides) != n:
+        raise ValueError("view: %d dims and %d strides (at most %d dims)" % (n, len(strides), MAX_DIMS))
+    lay.ndim = <int>n
+    for i in range(n):
+        lay.shape[i] = shape[i]
+        lay.strides[i] = <Py_ssize_t>strides[i] * itemsize
+        if lay.strides[i] < 0:
+            raise ValueError("view: negative strides %s" % (tuple(strides),))
+        size *= lay.shape[i]
+        if lay.shape[i] == 0:
+            nz = 0
+        tmp = (lay.shape[i] - 1) * lay.strides[i]
+        if tmp > 0:
+            right += tmp
+        else:
+            left += tmp
+    if not nz:
+        left = right = 0
+    mp = _MEMPTR(_UNOWNED(ptr, right, owner, device), 0)
+    if not _DIRECT:
+        return _TYPE(tuple(shape), dtype, mp, tuple([lay.strides[i] for i in range(n)]))
+    lay.size = size
+    if size == 0:
+        lay.c_contiguous = lay.f_contiguous = True
+    else:
+        lay.c_contiguous = _c_contiguity(lay.shape, lay.strides, lay.ndim, itemsize, 1)
+        if lay.c_contiguous:
+            tmp = 0
+            for i in range(n):
+                if lay.shape[i] == 1:
+                    tmp += 1
+            lay.f_contiguous = n - tmp <= 1
+        else:
+            lay.f_contiguous = _c_contiguity(lay.shape, lay.strides, lay.ndim, itemsize, -1)
+    lay.index_32_bits = max(right - left, size * itemsize) <= (<Py_ssize_t>1 << 31)
+    return _make(&lay, dtype, mp)
 
 
 cdef int current_device() except -1:

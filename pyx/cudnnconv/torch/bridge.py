@@ -1,7 +1,7 @@
 """Torch tensors as cudnnconv arrays, on torch's device and stream, with torch's flags.
 
 Every tensor a call reads or writes is seen by cudnnconv as a CuPy array over the tensor's own
-memory (``as_array``: no copy, no DLPack capsule; the array keeps the tensor alive).  Outputs and
+memory (``as_array``: no copy, no DLPack capsule, made in C; the array keeps the tensor alive).  Outputs and
 gradients are allocated by torch (its caching allocator, and the graph's private pool under
 ``torch.cuda.graph``) and written through ``out=``; only cuDNN's workspace comes from CuPy's pool.
 
@@ -19,6 +19,7 @@ import cupy
 import numpy
 import torch
 
+from cudnnconv.core import arrays as _arrays
 from cudnnconv.core.state import state as _thread_state
 
 _DTYPES = {torch.float16: numpy.dtype(numpy.float16), torch.float32: numpy.dtype(numpy.float32),
@@ -29,8 +30,9 @@ try:
 except ImportError:                # bfloat16 tensors then get the TypeError below
     pass
 
+_ITEMSIZE = {k: v.itemsize for k, v in _DTYPES.items()}
 _cudnn = torch.backends.cudnn
-_UnownedMemory, _MemoryPointer, _ndarray = cupy.cuda.UnownedMemory, cupy.cuda.MemoryPointer, cupy.ndarray
+_view = _arrays.view
 
 
 def check_tensor(t, name):
@@ -46,13 +48,10 @@ def check_tensor(t, name):
 
 
 def as_array(t):
-    """A CuPy array over ``t``'s memory: same shape, strides, dtype and device; it holds ``t``."""
-    size = t.element_size()
-    shape = tuple(t.shape)
-    strides = tuple(s * size for s in t.stride())
-    extent = 0 if 0 in shape else size + sum((n - 1) * s for n, s in zip(shape, strides))
-    mem = _UnownedMemory(t.data_ptr(), extent, t, t.device.index)
-    return _ndarray(shape, _DTYPES[t.dtype], _MemoryPointer(mem, 0), strides)
+    """A CuPy array over ``t``'s memory: same shape, strides, dtype and device; it holds ``t``
+    (``cudnnconv.core.arrays.view``: the array CuPy's constructor would make, made in C)."""
+    dt = t.dtype
+    return _view(t.data_ptr(), t.shape, t.stride(), _DTYPES[dt], _ITEMSIZE[dt], t, t.get_device())
 
 
 def memory_format(t):
