@@ -138,17 +138,20 @@ def _models(torch, tv, cct, dtype, fmt):
     return {"torch": base, "ours": cct.convert(copy.deepcopy(base)), "control": control_model(torch, copy.deepcopy(base))}
 
 
-def _step_fn(torch, model, x, t):
+def _step_fn(torch, model, x, t, clear=True):
+    """(step, optimizer): one SGD-with-momentum training step of ``model`` on (x, t), which sets the
+    gradients to None first where ``clear`` (a captured step leaves that to its caller)."""
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     loss_fn = torch.nn.functional.cross_entropy
 
     def step():
-        opt.zero_grad(set_to_none=True)
+        if clear:
+            opt.zero_grad(set_to_none=True)
         loss = loss_fn(model(x), t)
         loss.backward()
         opt.step()
         return loss
-    return step
+    return step, opt
 
 
 def _timed(torch, fn, n):
@@ -167,7 +170,7 @@ def measure_train(torch, tv, cct, batch, steps, rounds, deadline):
     models = _models(torch, tv, cct, dtype, fmt)
     x = torch.randn(batch, 3, 224, 224, device="cuda", dtype=dtype).to(memory_format=fmt)
     t = torch.randint(0, 1000, (batch,), device="cuda")
-    fns = {k: _step_fn(torch, m, x, t) for k, m in models.items()}
+    fns = {k: _step_fn(torch, m, x, t)[0] for k, m in models.items()}
     for fn in fns.values():                    # warm-up: cuDNN's and our benchmark searches run here
         for _ in range(3):
             fn()
@@ -211,14 +214,7 @@ def measure_graphed(torch, tv, cct, batch, n, rounds, rec):
     graphs = {}
     for k, m in models.items():
         rec["stage"] = "capture " + k
-        opt = torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9)
-        loss_fn = torch.nn.functional.cross_entropy
-
-        def step(m=m, opt=opt):
-            loss = loss_fn(m(x), t)
-            loss.backward()
-            opt.step()
-            return loss
+        step, opt = _step_fn(torch, m, x, t, clear=False)
         s = torch.cuda.Stream()
         s.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(s):

@@ -385,3 +385,31 @@ def test_call_key_is_the_shared_key():
             got = graph.problem_key(op, 3, 2, [2, 8, 9, 9], (16, 4, 3, 3), "NHWC", geom, opts, ptrs, alpha)
             assert got == want and hash(got) == hash(want) and type(got) is type(want)
             assert got._asdict() == want._asdict()
+
+
+@needs_graph
+def test_a_variant_pack_ring_reuses_kept_pointer_sets_and_destroys_replaced_packs(stub_libcuda):
+    """graph_descriptors.VariantPacks (a pack finalizes without a GPU): a pointer set seen within the
+    last VP_SLOTS (4) gets its pack back, an older one a new pack in the oldest slot, the ring never
+    holds more than four live descriptors, and all of them go with it."""
+    res = run_with_stub(stub_libcuda, """
+        from cudnnconv import engine_registry
+        from cudnnconv.engines import graph_descriptors as gd
+        base = engine_registry.live_descriptors()["graph"]
+        sets = [(4096 * k, 8192 * k, 16384 * k) for k in range(1, 8)]
+        walk = sets[:3] + sets[:3] + sets[3:] + [sets[6], sets[0]]
+        got, live, cost = gd._ring_walk(walk, 3, 0, 20)
+        out.update(got=got, grown=live - base, cost=cost, after=engine_registry.live_descriptors()["graph"] - base)
+        try:
+            gd._ring_walk([], 9)
+        except ValueError as e:
+            out["too_many"] = str(e)
+    """)
+    got = res["got"]
+    assert got[3:6] == got[0:3]                      # kept: the same packs
+    assert len(set(got[:6])) == 3 and len(set(got[6:10])) == 4
+    assert got[10] == got[9]                         # the newest set is still there
+    assert got[11] not in got[6:10]                  # sets[0] was evicted: a new pack
+    assert res["grown"] == 4 and res["after"] == 0
+    assert res["cost"] is not None and res["cost"] > 0
+    assert "at most 8 tensors" in res["too_many"]

@@ -135,14 +135,12 @@ def _plain(v):
     return t is tuple and all(type(e) is int for e in v)
 
 
-def _memo_get(key):
-    return _MEMO.get(key)
-
-
-def _memo_put(key, value):
-    if len(_MEMO) >= MEMO_MAX:
-        _MEMO.clear()
-    _MEMO[key] = value
+def _remember(key, value):
+    """``value``, kept under ``key`` unless that is None (a signature that is not plain)."""
+    if key is not None:
+        if len(_MEMO) >= MEMO_MAX:
+            _MEMO.clear()
+        _MEMO[key] = value
     return value
 
 
@@ -152,13 +150,12 @@ def forward_plan(nsp, x_shape, w_shape, stride, padding, dilation, groups):
     signature."""
     plain = _plain(stride) and _plain(padding) and _plain(dilation) and type(groups) is int
     key = ("forward", nsp, x_shape, w_shape, stride, padding, dilation, groups) if plain else None
-    got = _memo_get(key) if plain else None
+    got = _MEMO.get(key)
     if got is not None:
         return got
     check_ndim(nsp, x_shape, "input")
     r = conv_args(nsp, tuple(w_shape[2:]), stride, padding, dilation, groups)
-    got = (r, conv_output_shape(padded_shape(x_shape, r.pre_pad), w_shape, r))
-    return _memo_put(key, got) if plain else got
+    return _remember(key, (r, conv_output_shape(padded_shape(x_shape, r.pre_pad), w_shape, r)))
 
 
 def transpose_plan(nsp, x_shape, w_shape, stride, padding, output_padding, groups, dilation):
@@ -167,10 +164,9 @@ def transpose_plan(nsp, x_shape, w_shape, stride, padding, output_padding, group
     plain = _plain(stride) and _plain(padding) and _plain(output_padding) and _plain(dilation) and \
         type(groups) is int
     key = ("transpose", nsp, x_shape, w_shape, stride, padding, output_padding, groups, dilation) if plain else None
-    got = _memo_get(key) if plain else None
+    got = _MEMO.get(key)
     if got is not None:
         return got
     check_ndim(nsp, x_shape, "input")
     args = transpose_args(nsp, stride, padding, output_padding, groups, dilation)
-    got = (args, transpose_output_shape(x_shape, w_shape, *args))
-    return _memo_put(key, got) if plain else got
+    return _remember(key, (args, transpose_output_shape(x_shape, w_shape, *args)))

@@ -279,6 +279,9 @@ cdef class GraphChoice:
     cdef public size_t ws_stream
     cdef public object ws_more
 
+    def __cinit__(self):
+        self.packs = variant_packs(NULL, 0)     # an empty ring until _new_choice gives it the uids
+
     @property
     def deterministic(self):
         return "NONDETERMINISTIC" not in self.notes
@@ -286,8 +289,7 @@ cdef class GraphChoice:
     cdef void forget_packs(self):
         """Drop the variant packs (they may hold pointers about to be freed,
         such as the search's workspace)."""
-        if self.packs is not None:
-            self.packs.clear()
+        self.packs.clear()
 
     cdef int run(self, cudnnHandle_t h, void** ptrs, void* ws) except -1:
         """Execute on these pointers, with the variant pack of an earlier run

@@ -59,6 +59,7 @@ cdef class VariantPacks:
     cdef int n
     cdef int next
     cdef cudnnBackendDescriptor_t get(self, void** ptrs, void* ws) except NULL
+    cdef cudnnBackendDescriptor_t build(self, void** ptrs, void* ws) except NULL
     cdef void clear(self) noexcept
 
 

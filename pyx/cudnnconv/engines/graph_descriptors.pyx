@@ -185,8 +185,7 @@ cdef class VariantPacks:
         ``ws``: a kept one, or a new one in the oldest slot."""
         global _live
         cdef int i, s
-        cdef cudnnBackendDescriptor_t d = NULL
-        cdef cudnnStatus_t st
+        cdef cudnnBackendDescriptor_t d
         for s in range(VP_SLOTS):
             if self.packs[s] != NULL and self.ws[s] == ws:
                 for i in range(self.n):
@@ -194,6 +193,24 @@ cdef class VariantPacks:
                         break
                 else:
                     return self.packs[s]
+        d = self.build(ptrs, ws)
+        s = self.next
+        self.next = (s + 1) % VP_SLOTS
+        if self.packs[s] != NULL:
+            cudnnBackendDestroyDescriptor(self.packs[s])
+        else:
+            _live += 1
+        self.packs[s] = d
+        for i in range(self.n):
+            self.ptrs[s][i] = ptrs[i]
+        self.ws[s] = ws
+        return d
+
+    cdef cudnnBackendDescriptor_t build(self, void** ptrs, void* ws) except NULL:
+        """A new finalized pack binding ``ptrs`` and ``ws``, owned by the caller (a failed
+        one is destroyed before the status is raised)."""
+        cdef cudnnBackendDescriptor_t d = NULL
+        cdef cudnnStatus_t st
         check(cudnnBackendCreateDescriptor(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR, &d))
         st = cudnnBackendSetAttribute(d, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, self.n,
                                       <const void*>self.uids)
@@ -208,18 +225,7 @@ cdef class VariantPacks:
         if st != CUDNN_STATUS_SUCCESS:
             cudnnBackendDestroyDescriptor(d)
             check(st)
-        s = self.next
-        self.next = (s + 1) % VP_SLOTS
-        if self.packs[s] != NULL:
-            cudnnBackendDestroyDescriptor(self.packs[s])
-        else:
-            _live += 1
-        self.packs[s] = d
-        for i in range(self.n):
-            self.ptrs[s][i] = ptrs[i]
-        self.ws[s] = ws
         return d
-
 
     def build_cost_us(self, int repeats=2000):
         """µs to build a new pack (create, set, finalize, destroy), timed
@@ -229,22 +235,11 @@ cdef class VariantPacks:
         cdef int s = (self.next + VP_SLOTS - 1) % VP_SLOTS
         cdef int r
         cdef timespec t0, t1
-        cdef cudnnBackendDescriptor_t d
         if self.packs[s] == NULL or repeats <= 0:
             return None
         clock_gettime(CLOCK_MONOTONIC, &t0)
         for r in range(repeats):
-            check(cudnnBackendCreateDescriptor(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR, &d))
-            try:
-                check(cudnnBackendSetAttribute(d, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, self.n,
-                                               <const void*>self.uids))
-                check(cudnnBackendSetAttribute(d, CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR,
-                                               self.n, <const void*>self.ptrs[s]))
-                check(cudnnBackendSetAttribute(d, CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1,
-                                               <const void*>&self.ws[s]))
-                check(cudnnBackendFinalize(d))
-            finally:
-                cudnnBackendDestroyDescriptor(d)
+            cudnnBackendDestroyDescriptor(self.build(self.ptrs[s], self.ws[s]))
         clock_gettime(CLOCK_MONOTONIC, &t1)
         return ((t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec)) * 1e-3 / repeats
 
@@ -259,6 +254,24 @@ cdef VariantPacks variant_packs(const int64_t* uids, int n):
         v.uids[i] = uids[i]
     v.n = n
     return v
+
+
+def _ring_walk(list pointer_sets, int n, size_t ws=0, int cost_repeats=0):
+    """Test hook: a fresh ring for ``n`` tensors (uids 1..n) walked through ``pointer_sets`` (ints,
+    n per set; nothing reads them before an execute).  Returns (the pack address each step got,
+    live descriptors after the walk, ``build_cost_us(cost_repeats)``); the ring is gone on return."""
+    cdef int64_t uids[VP_MAX_TENSORS]
+    cdef void* ptrs[VP_MAX_TENSORS]
+    cdef int i
+    for i in range(min(n, VP_MAX_TENSORS)):
+        uids[i] = i + 1
+    cdef VariantPacks v = variant_packs(uids, n)
+    got = []
+    for ps in pointer_sets:
+        for i in range(n):
+            ptrs[i] = <void*><size_t>ps[i]
+        got.append(<size_t>v.get(ptrs, <void*>ws))
+    return got, _live, v.build_cost_us(cost_repeats) if cost_repeats else None
 
 
 cdef BackendDescriptor create(cudnnBackendDescriptorType_t kind):

@@ -69,16 +69,15 @@ def empty_like_layout(shape, x, w):
     fmt = memory_format(x)
     if fmt is torch.contiguous_format:
         fmt = memory_format(w)
-    if len(shape) not in (4, 5):
-        fmt = torch.contiguous_format
     return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt)
 
 
 def dense(g, like):
     """``g`` (an incoming gradient) in ``like``'s memory format where it is not dense in either
     layout (an expanded gradient has zero strides, which cudnnconv refuses as overlapping)."""
-    if 0 in g.stride() or not (g.is_contiguous() or g.is_contiguous(memory_format=memory_format(like))):
-        return g.contiguous(memory_format=memory_format(like))
+    fmt = memory_format(like)
+    if 0 in g.stride() or not (g.is_contiguous() or g.is_contiguous(memory_format=fmt)):
+        return g.contiguous(memory_format=fmt)
     return g
 
 
