@@ -117,3 +117,62 @@ def test_transposed_backward_with_large_output_padding_is_refused_up_front():
         cct.conv_transpose2d(x, w, None, 1, 0, 1, 1, 2)          # output_padding 1 >= stride 1 (< dilation 2)
     with torch.no_grad():
         assert cct.conv_transpose2d(x, w, None, 1, 0, 1, 1, 2).shape == (1, 2, 9, 9)
+
+
+def _refuse_autograd(monkeypatch):
+    """Make every autograd.Function of the module raise: a call that reaches one fails the test."""
+    for cls in (functional._Conv, functional._ConvTranspose, functional._ConvBiasAddRelu):
+        monkeypatch.setattr(cls, "apply", staticmethod(lambda *a: pytest.fail("autograd.Function used")))
+
+
+NO_GRAD_CASES = [
+    ("conv2d", lambda x, w, b: cct.conv2d(x, w, b, 2, 1, 1, 1), lambda x, w, b: TF.conv2d(x, w, b, 2, 1, 1, 1),
+     (2, 4, 7, 6), (6, 4, 3, 3), 6),
+    ("conv2d_same_even", lambda x, w, b: cct.conv2d(x, w, b, 1, "same"), lambda x, w, b: TF.conv2d(x, w, b, 1, "same"),
+     (1, 3, 6, 5), (4, 3, 4, 2), 4),
+    ("conv_transpose2d", lambda x, w, b: cct.conv_transpose2d(x, w, b, 2, 1, 1, 2),
+     lambda x, w, b: TF.conv_transpose2d(x, w, b, 2, 1, 1, 2), (1, 4, 4, 3), (4, 2, 3, 3), 4),
+    ("conv_bias_add_relu", lambda x, w, b: cct.conv_bias_add_relu(x, w, torch.ones(2, 5, 6, 6, dtype=x.dtype), 0.5,
+                                                                    b, 1, 1),
+     lambda x, w, b: torch.relu(TF.conv2d(x, w, b, 1, 1) + 0.5), (2, 4, 6, 6), (5, 4, 3, 3), 5),
+]
+
+
+@pytest.mark.parametrize("name,ours,theirs,xs,ws,k", NO_GRAD_CASES, ids=[c[0] for c in NO_GRAD_CASES])
+def test_a_call_that_needs_no_gradient_skips_autograd_and_agrees_with_the_recorded_one(
+        monkeypatch, name, ours, theirs, xs, ws, k):
+    torch.manual_seed(3)
+    x, w, b = _r(*xs), _r(*ws), _r(k)
+    recorded = ours(x, w, b)                          # through the autograd.Function
+    assert recorded.grad_fn is not None
+    want = theirs(x, w, b).detach()
+    _refuse_autograd(monkeypatch)
+    with torch.no_grad():                             # grad mode off
+        y = ours(x, w, b)
+    assert y.grad_fn is None and not y.requires_grad
+    torch.testing.assert_close(y, recorded.detach(), rtol=0, atol=0)
+    torch.testing.assert_close(y, want)
+    y2 = ours(x.detach(), w.detach(), b.detach())     # grad mode on, nothing requires grad
+    assert y2.grad_fn is None
+    torch.testing.assert_close(y2, want)
+
+
+def test_a_call_with_any_argument_that_requires_grad_is_recorded(monkeypatch):
+    torch.manual_seed(4)
+    x, w, b = torch.randn(2, 3, 5, 5, dtype=torch.float64), torch.randn(4, 3, 3, 3, dtype=torch.float64), _r(4)
+    y = cct.conv2d(x, w, b, 1, 1)                     # only the bias requires grad
+    assert y.grad_fn is not None
+    y.sum().backward()
+    torch.testing.assert_close(b.grad, torch.full((4,), 50.0, dtype=torch.float64))
+
+
+def test_forward_mode_ad_takes_the_autograd_function_not_the_direct_path(monkeypatch):
+    """A dual tensor requires no grad, yet must not reach cudnnconv as plain memory: the call goes
+    through the autograd.Function, which refuses forward-mode AD with torch's own error."""
+    fwd = torch.autograd.forward_ad
+    x, w = torch.randn(1, 2, 5, 5, dtype=torch.float64), torch.randn(3, 2, 3, 3, dtype=torch.float64)
+    assert cct.conv2d(x, w, None, 1, 1).grad_fn is None          # no dual: the direct path
+    with fwd.dual_level():
+        dx = fwd.make_dual(x, torch.ones_like(x))
+        with pytest.raises((NotImplementedError, RuntimeError), match="jvp|forward"):
+            cct.conv2d(dx, w, None, 1, 1)

@@ -249,3 +249,34 @@ def test_a_converted_model_runs_under_torch_compile():
     assert _rel(y, want) < 1e-5
     y.sum().backward()
     assert x.grad is not None and x.grad.shape == x.shape
+
+
+NO_GRAD = [
+    ("conv2d", lambda x, w, b: cct.conv2d(x, w, b, 1, 1), lambda x, w, b: TF.conv2d(x, w, b, 1, 1),
+     (4, 8, 12, 10), (6, 8, 3, 3), 6),
+    ("conv_transpose2d", lambda x, w, b: cct.conv_transpose2d(x, w, b, 2, 1, 1),
+     lambda x, w, b: TF.conv_transpose2d(x, w, b, 2, 1, 1), (2, 8, 6, 5), (8, 6, 3, 3), 6),
+    ("conv_bias_add_relu", lambda x, w, b: cct.conv_bias_add_relu(x, w, torch.ones(4, 6, 12, 10, device=DEV), 0.5,
+                                                                    b, 1, 1),
+     lambda x, w, b: torch.relu(TF.conv2d(x, w, b, 1, 1) + 0.5), (4, 8, 12, 10), (6, 8, 3, 3), 6),
+]
+
+
+@pytest.mark.usefixtures("_deterministic")
+@pytest.mark.parametrize("name,ours,theirs,xs,ws,k", NO_GRAD, ids=[c[0] for c in NO_GRAD])
+def test_a_call_that_needs_no_gradient_runs_without_autograd_and_equals_the_recorded_call(
+        name, ours, theirs, xs, ws, k):
+    """Under no_grad (and with no argument requiring grad) the convolution runs directly, without the
+    autograd.Function (tests/test_torch_autograd_cpu.py shows that it is skipped): the same values as
+    the call autograd records, bit for bit (the same deterministic choice), and no grad_fn."""
+    torch.manual_seed(8)
+    x, w, b = _r(*xs, dtype=torch.float32), _r(*ws, dtype=torch.float32), _r(k, dtype=torch.float32)
+    recorded = ours(x, w, b)
+    assert recorded.grad_fn is not None
+    with torch.no_grad():
+        y = ours(x, w, b)
+    assert y.grad_fn is None and not y.requires_grad
+    assert torch.equal(y, recorded.detach())
+    assert _rel(y, theirs(x, w, b).detach()) < 1e-5
+    y2 = ours(x.detach(), w.detach(), b.detach())
+    assert y2.grad_fn is None and torch.equal(y2, y)

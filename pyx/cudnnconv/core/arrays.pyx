@@ -460,6 +460,13 @@ cdef size_t current_stream() except? 0:
     return <size_t>_py_stream()
 
 
+def runs_on(int device, size_t stream):
+    """Whether CuPy's current device is ``device`` and its current stream is the one at ``stream``
+    (the raw ``cudaStream_t`` value): then a call made now runs there with nothing entered.  One C
+    read of each, for the torch bridge's per-call check."""
+    return current_device() == device and current_stream() == stream
+
+
 # ---------------------------------------------------------------------------
 # Test hooks: the two ways of reading and making, side by side
 # ---------------------------------------------------------------------------

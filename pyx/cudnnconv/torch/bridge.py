@@ -5,9 +5,11 @@ memory (``as_array``: no copy, no DLPack capsule, made in C; the array keeps the
 gradients are allocated by torch (its caching allocator, and the graph's private pool under
 ``torch.cuda.graph``) and written through ``out=``; only cuDNN's workspace comes from CuPy's pool.
 
-A call runs on torch's current stream of the tensor's device (``on_torch_stream``): where CuPy's
-current stream is already that stream (both default to the legacy default stream), nothing is
-entered; otherwise the call runs inside ``cupy.cuda.ExternalStream``.
+A call runs on torch's current stream of the tensor's device (``on_torch_stream``).  Where CuPy's
+current device and stream already are those (both default to the legacy default stream on the
+current device), nothing is entered: one C read of CuPy's device and stream and one of torch's raw
+stream, about a microsecond, where a context manager that makes torch and CuPy stream objects costs
+ten.  Otherwise the call runs inside CuPy's device context and a CuPy stream over torch's.
 
 Flags: inside a ``cudnnconv.flags()`` block, its flags; outside, the ones PyTorch's own
 convolutions read, ``torch.backends.cudnn.benchmark``, ``deterministic`` (or
@@ -39,7 +41,7 @@ def check_tensor(t, name):
     """``t`` is a CUDA tensor of a dtype cudnnconv takes; else TypeError naming it."""
     if not isinstance(t, torch.Tensor):
         raise TypeError("%s must be a torch.Tensor, got %s" % (name, type(t).__name__))
-    if t.device.type != "cuda":
+    if not t.is_cuda:
         raise TypeError("%s is on %s: cudnnconv.torch runs CUDA tensors (the modules run torch's own "
                         "convolution for CPU tensors)" % (name, t.device))
     if t.dtype not in _DTYPES:
@@ -90,14 +92,52 @@ def call_flags():
             "allow_tf32": bool(_cudnn.allow_tf32)}
 
 
+_NOTHING = contextlib.nullcontext()
+_raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)   # torch's own C++ getter: an int
+_runs_on = _arrays.runs_on
+
+
+def torch_stream(index):
+    """The raw ``cudaStream_t`` of torch's current stream on device ``index``."""
+    if _raw_stream is not None:
+        return _raw_stream(index)
+    return torch.cuda.current_stream(index).cuda_stream
+
+
+def on_torch_stream(t):
+    """A context manager under which CuPy's current device is ``t``'s and its current stream is
+    torch's current stream there: a shared no-op one where that already holds (the common case)."""
+    index = t.get_device()
+    ptr = torch_stream(index)
+    if _runs_on(index, ptr):
+        return _NOTHING
+    return _switched(index, ptr)
+
+
+class _TorchStream:
+    """A raw stream pointer with the CUDA stream protocol, for ``cupy.cuda.Stream.from_external``."""
+    __slots__ = ("ptr",)
+
+    def __init__(self, ptr):
+        self.ptr = ptr
+
+    def __cuda_stream__(self):
+        return 0, self.ptr
+
+
+def _cupy_stream(ptr, index):
+    """A CuPy stream over the raw stream ``ptr`` of device ``index`` (``Stream.from_external`` where
+    CuPy has it, as CuPy 14 asks; ``ExternalStream`` before)."""
+    if hasattr(cupy.cuda.Stream, "from_external"):
+        return cupy.cuda.Stream.from_external(_TorchStream(ptr))
+    return cupy.cuda.ExternalStream(ptr, index)
+
+
 @contextlib.contextmanager
-def on_torch_stream(device):
-    """CuPy's current device and stream set to ``device`` and torch's current stream on it."""
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    ptr = torch.cuda.current_stream(index).cuda_stream
+def _switched(index, ptr):
     with cupy.cuda.Device(index):
         if cupy.cuda.get_current_stream().ptr == ptr:
             yield
         else:
-            with cupy.cuda.ExternalStream(ptr, index):
+            with _cupy_stream(ptr, index):
                 yield

@@ -8,8 +8,18 @@ the gradient; each only where ``ctx.needs_input_grad`` asks for it.  Double back
 (``once_differentiable``: "trying to differentiate twice a function that was marked with
 @once_differentiable").
 
+A call that needs no gradient (under ``torch.no_grad()``, or with no argument that requires grad)
+runs the convolution directly, without an autograd.Function: its output is the same tensor the
+Function's forward makes, with no ``grad_fn``, and inference pays none of autograd's per-call cost.
+
+A call under forward-mode AD or a functorch transform (``torch.func``) always takes the
+autograd.Function, which refuses what it does not support with torch's own clear error.
+
 torch.compile: the functions are ``torch.compiler.disable``d, so a compiled model breaks its graph
-at each convolution and runs it eagerly here (docs/torch.md says why).
+at each convolution and runs it eagerly here (docs/torch.md says why).  The wrapper costs about a
+microsecond a call; calling a disabled twin only while dynamo traces would save it, but dynamo then
+traces the function's own frame, guards on its arguments' shapes and compiles it again for every
+convolution shape, up to its recompile limit.
 """
 import torch
 from torch.autograd.function import once_differentiable
@@ -19,6 +29,23 @@ from cudnnconv import torch_rules as rules
 import cudnnconv.torch.bridge as bridge
 
 _pad = torch.nn.functional.pad
+_grad_enabled = torch.is_grad_enabled
+_forward_ad = torch.autograd.forward_ad
+_transforms_active = getattr(torch._C, "_are_functorch_transforms_active", lambda: False)
+
+
+def _needs_grad(*tensors):
+    """Whether the call goes through its autograd.Function: grad mode is on and some argument
+    requires grad, or forward-mode AD or a functorch transform is active (a dual or wrapped tensor
+    must never reach cudnnconv as plain memory)."""
+    if getattr(_forward_ad, "_current_level", -1) >= 0 or _transforms_active():
+        return True
+    if not _grad_enabled():
+        return False
+    for t in tensors:
+        if t is not None and t.requires_grad:
+            return True
+    return False
 
 
 def _bias_grad(g, needed):
@@ -29,7 +56,7 @@ def _conv_grads(x, w, g, r, flags, need):
     """(input gradient, weight gradient) of the convolution of x and w with ``Resolved`` arguments r,
     from its output gradient g (dense), each None unless need[0] / need[1] asks for it."""
     gx = gw = None
-    with bridge.on_torch_stream(g.device):
+    with bridge.on_torch_stream(g):
         ga = bridge.as_array(g)
         if need[0]:
             gx = torch.empty_like(x)
@@ -42,14 +69,20 @@ def _conv_grads(x, w, g, r, flags, need):
     return gx, gw
 
 
+def _conv_out(x, w, b, r, shape, flags):
+    """The forward convolution into a new torch tensor of ``shape``."""
+    y = bridge.empty_like_layout(shape, x, w)
+    with bridge.on_torch_stream(x):
+        cudnnconv.conv(bridge.as_array(x), bridge.as_array(w), None if b is None else bridge.as_array(b),
+                       r.stride, r.padding, r.dilation, r.groups, out=bridge.as_array(y), **flags)
+    return y
+
+
 class _Conv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w, b, r, shape):
         flags = bridge.call_flags()
-        y = bridge.empty_like_layout(shape, x, w)
-        with bridge.on_torch_stream(x.device):
-            cudnnconv.conv(bridge.as_array(x), bridge.as_array(w), None if b is None else bridge.as_array(b),
-                           r.stride, r.padding, r.dilation, r.groups, out=bridge.as_array(y), **flags)
+        y = _conv_out(x, w, b, r, shape, flags)
         ctx.save_for_backward(x, w)
         ctx.r, ctx.flags = r, flags
         return y
@@ -65,15 +98,21 @@ class _Conv(torch.autograd.Function):
         return gx, gw, _bias_grad(gy, need[2]), None, None
 
 
+def _conv_transpose_out(x, w, b, args, shape, flags):
+    """The transposed convolution into a new torch tensor of ``shape``."""
+    stride, padding, opad, groups, dilation = args
+    y = bridge.empty_like_layout(shape, x, w)
+    with bridge.on_torch_stream(x):
+        cudnnconv.conv_transpose(bridge.as_array(x), bridge.as_array(w), None if b is None else bridge.as_array(b),
+                                 stride, padding, opad, groups, dilation, out=bridge.as_array(y), **flags)
+    return y
+
+
 class _ConvTranspose(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w, b, args, shape):
-        stride, padding, opad, groups, dilation = args
         flags = bridge.call_flags()
-        y = bridge.empty_like_layout(shape, x, w)
-        with bridge.on_torch_stream(x.device):
-            cudnnconv.conv_transpose(bridge.as_array(x), bridge.as_array(w), None if b is None else bridge.as_array(b),
-                                     stride, padding, opad, groups, dilation, out=bridge.as_array(y), **flags)
+        y = _conv_transpose_out(x, w, b, args, shape, flags)
         ctx.save_for_backward(x, w)
         ctx.args, ctx.flags = args, flags
         return y
@@ -89,7 +128,7 @@ class _ConvTranspose(torch.autograd.Function):
         need = ctx.needs_input_grad
         gy = bridge.dense(gy, x)
         gx = gw = None
-        with bridge.on_torch_stream(gy.device):
+        with bridge.on_torch_stream(gy):
             g = bridge.as_array(gy)
             if need[0]:
                 gx = torch.empty_like(x)
@@ -102,15 +141,21 @@ class _ConvTranspose(torch.autograd.Function):
         return gx, gw, _bias_grad(gy, need[2]), None, None
 
 
+def _fused_out(x, w, z, bias, alpha, r, shape, flags):
+    """relu(conv(x, w) + alpha * z + bias) into a new torch tensor of ``shape``."""
+    y = bridge.empty_like_layout(shape, x, w)
+    with bridge.on_torch_stream(x):
+        cudnnconv.conv_bias_add_relu(bridge.as_array(x), bridge.as_array(w), bridge.as_array(z), alpha,
+                                     None if bias is None else bridge.as_array(bias), r.stride, r.padding,
+                                     r.dilation, r.groups, out=bridge.as_array(y), **flags)
+    return y
+
+
 class _ConvBiasAddRelu(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w, z, bias, alpha, r, shape):
         flags = bridge.call_flags()
-        y = bridge.empty_like_layout(shape, x, w)
-        with bridge.on_torch_stream(x.device):
-            cudnnconv.conv_bias_add_relu(bridge.as_array(x), bridge.as_array(w), bridge.as_array(z), alpha,
-                                         None if bias is None else bridge.as_array(bias), r.stride, r.padding,
-                                         r.dilation, r.groups, out=bridge.as_array(y), **flags)
+        y = _fused_out(x, w, z, bias, alpha, r, shape, flags)
         ctx.save_for_backward(x, w, y)
         ctx.r, ctx.flags, ctx.alpha = r, flags, alpha
         return y
@@ -142,7 +187,10 @@ def _conv(nsp, input, weight, bias, stride, padding, dilation, groups):
     r, shape = rules.forward_plan(nsp, x.shape, weight.shape, stride, padding, dilation, groups)
     if r.pre_pad is not None:                    # 'same' with an odd total: PyTorch's extra element at the end
         x = _pad(x, r.pre_pad)
-    y = _Conv.apply(x, weight, bias, r, shape)
+    if _needs_grad(x, weight, bias):
+        y = _Conv.apply(x, weight, bias, r, shape)
+    else:
+        y = _conv_out(x, weight, bias, r, shape, bridge.call_flags())
     return y.squeeze(0) if added else y
 
 
@@ -155,7 +203,10 @@ def _conv_transpose(nsp, input, weight, bias, stride, padding, output_padding, g
             input.requires_grad or weight.requires_grad):
         raise NotImplementedError("output_padding %s not smaller than stride %s: its backward is not supported"
                                   % (args[2], args[0]))
-    y = _ConvTranspose.apply(x, weight, bias, args, shape)
+    if _needs_grad(x, weight, bias):
+        y = _ConvTranspose.apply(x, weight, bias, args, shape)
+    else:
+        y = _conv_transpose_out(x, weight, bias, args, shape, bridge.call_flags())
     return y.squeeze(0) if added else y
 
 
@@ -206,4 +257,6 @@ def conv_bias_add_relu(input, weight, z, alpha, bias, stride=1, padding=0, dilat
     r, shape = rules.forward_plan(nsp, input.shape, weight.shape, stride, padding, dilation, groups)
     if r.pre_pad is not None:
         raise ValueError("conv_bias_add_relu takes padding='same' only where it is symmetric; give explicit ints")
-    return _ConvBiasAddRelu.apply(input, weight, z, bias, float(alpha), r, shape)
+    if _needs_grad(input, weight, z, bias):
+        return _ConvBiasAddRelu.apply(input, weight, z, bias, float(alpha), r, shape)
+    return _fused_out(input, weight, z, bias, float(alpha), r, shape, bridge.call_flags())

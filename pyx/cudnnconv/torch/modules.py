@@ -15,7 +15,7 @@ _pad = torch.nn.functional.pad
 
 
 def _conv_forward(self, base, fn, input, weight, bias):
-    if input.device.type != "cuda":
+    if not input.is_cuda:
         return base._conv_forward(self, input, weight, bias)
     if self.padding_mode != "zeros":
         return fn(_pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode), weight, bias,
@@ -39,7 +39,7 @@ class Conv3d(torch.nn.Conv3d):
 
 
 def _transpose_forward(self, base, fn, nsp, input, output_size):
-    if input.device.type != "cuda":
+    if not input.is_cuda:
         return base.forward(self, input, output_size)
     if self.padding_mode != "zeros":
         raise ValueError("Only 'zeros' padding mode is supported for %s" % type(self).__name__)

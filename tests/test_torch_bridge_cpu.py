@@ -1,0 +1,91 @@
+"""cudnnconv.torch.bridge's stream choice on the CPU (skipped without torch): a call enters nothing
+where CuPy's current device and stream already are the tensor's device and torch's current stream,
+and otherwise enters CuPy's device and a CuPy stream over torch's (Stream.from_external with the
+CUDA stream protocol, or ExternalStream on a CuPy without it).  CuPy and torch's stream getter are
+replaced by recorders; tests/gpu/test_gpu_torch.py runs the real thing."""
+import types
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="cudnnconv.torch's tests need PyTorch")
+pytest.importorskip("cudnnconv.torch")
+from cudnnconv.torch import bridge  # noqa: E402
+
+
+class _Ctx:
+    def __init__(self, log, name):
+        self.log, self.name = log, name
+
+    def __enter__(self):
+        self.log.append(("enter", self.name))
+
+    def __exit__(self, *a):
+        self.log.append(("exit", self.name))
+
+
+def _fake_cupy(log, current_ptr, from_external=True):
+    def device(index):
+        return _Ctx(log, ("device", index))
+
+    class Stream:
+        pass
+
+    if from_external:
+        def from_external(obj):
+            log.append(("from_external", obj.__cuda_stream__()))
+            return _Ctx(log, "stream")
+        Stream.from_external = staticmethod(from_external)
+
+    def external(ptr, index):
+        log.append(("ExternalStream", ptr, index))
+        return _Ctx(log, "stream")
+    cuda = types.SimpleNamespace(Device=device, Stream=Stream, ExternalStream=external,
+                                 get_current_stream=lambda: types.SimpleNamespace(ptr=current_ptr))
+    return types.SimpleNamespace(cuda=cuda)
+
+
+@pytest.fixture
+def world(monkeypatch):
+    """torch's current raw stream is 0xabc on every device; records what runs_on was asked."""
+    asked = []
+    monkeypatch.setattr(bridge, "_raw_stream", lambda index: 0xABC)
+    return asked
+
+
+def test_nothing_is_entered_where_cupy_already_runs_on_torchs_device_and_stream(monkeypatch, world):
+    monkeypatch.setattr(bridge, "_runs_on", lambda d, s: world.append((d, s)) or True)
+    t = torch.zeros(2)
+    assert bridge.on_torch_stream(t) is bridge._NOTHING
+    assert world == [(t.get_device(), 0xABC)]
+    with bridge.on_torch_stream(t):                    # the shared no-op context nests and re-enters
+        with bridge.on_torch_stream(t):
+            pass
+
+
+@pytest.mark.parametrize("from_external", [True, False])
+def test_elsewhere_the_call_enters_cupys_device_and_a_stream_over_torchs(monkeypatch, world, from_external):
+    log = []
+    monkeypatch.setattr(bridge, "_runs_on", lambda d, s: False)
+    monkeypatch.setattr(bridge, "cupy", _fake_cupy(log, current_ptr=0x111, from_external=from_external))
+    t = torch.zeros(2)
+    with bridge.on_torch_stream(t):
+        log.append("call")
+    made = ("from_external", (0, 0xABC)) if from_external else ("ExternalStream", 0xABC, t.get_device())
+    assert log == [("enter", ("device", t.get_device())), made, ("enter", "stream"), "call", ("exit", "stream"),
+                   ("exit", ("device", t.get_device()))]
+
+
+def test_only_the_device_is_entered_where_cupys_stream_there_already_is_torchs(monkeypatch, world):
+    log = []
+    monkeypatch.setattr(bridge, "_runs_on", lambda d, s: False)
+    monkeypatch.setattr(bridge, "cupy", _fake_cupy(log, current_ptr=0xABC))
+    t = torch.zeros(2)
+    with bridge.on_torch_stream(t):
+        log.append("call")
+    assert log == [("enter", ("device", t.get_device())), "call", ("exit", ("device", t.get_device()))]
+
+
+def test_torchs_stream_falls_back_to_its_public_getter(monkeypatch):
+    monkeypatch.setattr(bridge, "_raw_stream", None)
+    monkeypatch.setattr(bridge.torch.cuda, "current_stream", lambda index: types.SimpleNamespace(cuda_stream=77 + index))
+    assert bridge.torch_stream(3) == 80
