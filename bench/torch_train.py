@@ -12,7 +12,9 @@ Three copies of one model, fp16 channels-last, torch.backends.cudnn.benchmark=Tr
 Training step (SGD with momentum, cross-entropy on random labels): forward, backward, optimizer step,
 timed back to back with CUDA events (no sync inside), the median ms per step over rounds in which the
 three copies take turns.  Inference: batch 1, eval mode, no grad, the median ms per forward.  Captured
-step: one training step captured with torch.cuda.graph (ours and torch), the median ms per replay.
+step: one training step captured with torch.cuda.graph, ours and torch's, each captured and timed on its own
+(the median ms per replay), in a child process, so that a crash there is a record, not the end of the run;
+with --interleaved, a second child captures both and replays them in turns, and says whether that ran.
 Correctness: one fp32 training step without TF32 (batch 8, 128x128), the loss and every convolution
 weight gradient of ours against PyTorch's, as relative L2 errors.
 
@@ -23,8 +25,11 @@ import argparse
 import copy
 import json
 import os
+import signal
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import traceback
 
@@ -84,6 +89,11 @@ def markdown(result):
         out += ["", "## " + name, "", "ours %s, torch %s, ratio %s %s" % (
             f(r.get("ours_ms")), f(r.get("torch_ms")), f(ratio(r.get("ours_ms"), r.get("torch_ms"))),
             ("(failed at %s: %s)" % (r["stage"], r.get("error")) if r.get("stage") else r.get("error", "")))]
+    il = result.get("graphed_interleaved") or {}
+    out += ["", "## Both captured steps replayed in turns", "",
+            "ran" if il.get("ok") else il["skipped"] if il.get("skipped") else il["error"]
+            if str(il.get("error", "")).startswith("skipped") else "failed%s: %s" % (
+                " at " + il["stage"] if il.get("stage") else "", il.get("error", "not run"))]
     fp = result.get("fp32") or {}
     out += ["", "## fp32 step without TF32: relative errors against PyTorch", "",
             "loss %s; worst conv weight gradient %s (%s) %s" % (
@@ -202,44 +212,151 @@ def measure_infer(torch, tv, cct, n, rounds):
     return {k + "_ms": statistics.median(v) for k, v in got.items()}
 
 
-def measure_graphed(torch, tv, cct, batch, n, rounds, rec):
-    """ms per replay of one captured training step, ours and torch's.  Each copy is warmed up on a
+def _capture(torch, m, x, t, rec, k):
+    """One training step of ``m`` captured with torch.cuda.graph, replayed once.  It is warmed up on a
     side stream and captured on that stream (torch.cuda.graph(stream=...)), with its gradients set to
-    None before the capture, as PyTorch's whole-network capture example does; each graph is then
-    replayed once and synchronised on its own, so that a failure names the copy it came from."""
+    None before the capture, as PyTorch's whole-network capture example does."""
+    rec["stage"] = "capture " + k
+    step, opt = _step_fn(torch, m, x, t, clear=False)
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(3):
+            opt.zero_grad(set_to_none=True)
+            step()
+    torch.cuda.current_stream().wait_stream(s)
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    opt.zero_grad(set_to_none=True)
+    with torch.cuda.graph(g, stream=s):     # the warm-up stream: the kept workspace blocks are there
+        step()
+    torch.cuda.synchronize()
+    rec["stage"] = "first replay " + k
+    g.replay()
+    torch.cuda.synchronize()
+    return g
+
+
+def _graphed_inputs(torch, tv, cct, batch):
     fmt, dtype = torch.channels_last, torch.float16
     models = {k: m for k, m in _models(torch, tv, cct, dtype, fmt).items() if k != "control"}
     x = torch.randn(batch, 3, 224, 224, device="cuda", dtype=dtype).to(memory_format=fmt)
     t = torch.randint(0, 1000, (batch,), device="cuda")
-    graphs = {}
+    return models, x, t
+
+
+def measure_graphed(torch, tv, cct, batch, n, rounds, rec):
+    """ms per replay of one captured training step, ours and torch's: each copy captured, timed over
+    ``rounds`` runs of n replays, and released before the next is captured."""
+    models, x, t = _graphed_inputs(torch, tv, cct, batch)
     for k, m in models.items():
-        rec["stage"] = "capture " + k
-        step, opt = _step_fn(torch, m, x, t, clear=False)
-        s = torch.cuda.Stream()
-        s.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(s):
-            for _ in range(3):
-                opt.zero_grad(set_to_none=True)
-                step()
-        torch.cuda.current_stream().wait_stream(s)
+        g = _capture(torch, m, x, t, rec, k)
+        rec["stage"] = "timed replays " + k
+        rec[k + "_ms"] = statistics.median([_timed(torch, g.replay, n) for _ in range(rounds)])
+        del g
         torch.cuda.synchronize()
-        g = torch.cuda.CUDAGraph()
-        opt.zero_grad(set_to_none=True)
-        with torch.cuda.graph(g, stream=s):     # the warm-up stream: the kept workspace blocks are there
-            step()
-        torch.cuda.synchronize()
-        rec["stage"] = "first replay " + k
-        g.replay()
-        torch.cuda.synchronize()
-        graphs[k] = g
-    rec["stage"] = "timed replays"
-    got = {k: [] for k in graphs}
-    for _ in range(rounds):
-        for k, g in graphs.items():
-            got[k].append(_timed(torch, g.replay, n))
     rec.pop("stage")
-    rec.update({k + "_ms": statistics.median(v) for k, v in got.items()})
     return rec
+
+
+def measure_graphed_interleaved(torch, tv, cct, batch, n, rounds, rec):
+    """Both copies captured, then replayed in turns, ``rounds`` x n times each: whether that runs."""
+    models, x, t = _graphed_inputs(torch, tv, cct, batch)
+    graphs = {k: _capture(torch, m, x, t, rec, k) for k, m in models.items()}
+    for i in range(rounds * n):
+        for k, g in graphs.items():
+            rec["stage"] = "interleaved replay %d of %s" % (i, k)
+            g.replay()
+            torch.cuda.synchronize()            # so that an error is this replay's, not a later one's
+    rec.pop("stage")
+    rec["ok"] = True
+    return rec
+
+
+PHASES = {"graphed": measure_graphed, "graphed_interleaved": measure_graphed_interleaved}
+
+
+CHILD_TIMEOUT_S = 1200.0         # a child phase's limit without --time-limit
+
+
+def child_phase(args, name):
+    """Run phase ``name`` in a child process (this script with --phase): a crash there (a segfault,
+    a sticky CUDA error, a hang) becomes its record's error, with the stage it reached and the
+    child's last output lines, and the run goes on.  The child writes its record after every
+    measurement, so what it measured before a crash is kept.  A child past its time gets SIGABRT
+    first, so that faulthandler prints where it hung, then SIGKILL."""
+    fd, path = tempfile.mkstemp(suffix=".json")
+    os.close(fd)
+    cmd = [sys.executable, "-X", "faulthandler", os.path.abspath(__file__), "--out", args.out, "--batches",
+           ",".join(map(str, args.batches)), "--steps", str(args.steps), "--rounds", str(args.rounds),
+           "--phase", name, "--phase-out", path]
+    left = args.deadline - time.perf_counter()
+    limit = CHILD_TIMEOUT_S if left == float("inf") else max(240.0, left + 60.0)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    why = None
+    try:
+        out, _ = p.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        why = "timed out after %.0f s" % limit
+        p.send_signal(signal.SIGABRT)
+        try:
+            out, _ = p.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, _ = p.communicate()
+    out = (out or b"").decode("utf-8", "replace")
+    try:
+        with open(path) as f:
+            rec = json.load(f)
+    except (OSError, ValueError):
+        rec = {}
+    finally:
+        os.unlink(path)
+    rc = p.returncode
+    if why is None and rc != 0:
+        why = ("killed by %s" % signal.Signals(-rc).name) if rc < 0 else "rc %d" % rc
+    if why is not None and "error" not in rec:
+        stages = [ln.split("stage: ", 1)[1] for ln in out.splitlines() if ln.startswith("[torch_train] stage: ")]
+        rec.update(error="the child process ended: %s" % why, stage=stages[-1] if stages else rec.get("stage"))
+        rec["child_output_tail"] = [ln for ln in out.splitlines() if ln.strip()][-12:]
+    return rec
+
+
+class _StageLog(dict):
+    """A phase record that prints each stage it enters (the parent reads the last one after a crash)
+    and writes itself to ``path`` after every change."""
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+
+    def _save(self):
+        with open(self.path, "w") as f:
+            json.dump(dict(self), f)
+
+    def __setitem__(self, key, value):
+        if key == "stage":
+            print("[torch_train] stage: %s" % value, flush=True)
+        super().__setitem__(key, value)
+        self._save()
+
+    def pop(self, key, *default):
+        v = super().pop(key, *default)
+        self._save()
+        return v
+
+
+def run_phase(args):
+    """The child side of child_phase: run one phase, its record kept in --phase-out as it goes."""
+    rec = _StageLog(args.phase_out)
+    try:
+        import torch
+        import torchvision as tv
+        import cudnnconv.torch as cct
+        torch.backends.cudnn.benchmark = True
+        PHASES[args.phase](torch, tv, cct, args.batches[0], args.steps, args.rounds, rec)
+    except Exception as e:                             # noqa: BLE001
+        rec["error"] = _error(e)
+    rec._save()
 
 
 def measure_fp32(torch, tv, cct):
@@ -292,8 +409,9 @@ def run(args, result):
             result["train"].append({"batch": batch, "error": _error(e)})
         torch.cuda.empty_cache()
     for key, fn in (("infer", lambda rec: measure_infer(torch, tv, cct, 50, args.rounds)),
-                    ("graphed", lambda rec: measure_graphed(torch, tv, cct, args.batches[0], args.steps, args.rounds,
-                                                            rec))):
+                    ("graphed", lambda rec: child_phase(args, "graphed")),
+                    ("graphed_interleaved", lambda rec: child_phase(args, "graphed_interleaved")
+                     if args.interleaved else {"skipped": "not run (without --interleaved)"})):
         if time.perf_counter() > deadline:
             result[key] = {"error": "skipped: time limit"}
             continue
@@ -315,15 +433,22 @@ def build_parser():
     p.add_argument("--rounds", type=int, default=5, help="timed runs per copy, taking turns (default 5)")
     p.add_argument("--time-limit", type=float, default=None, metavar="S",
                    help="start nothing new after S seconds; the outputs are still written")
+    p.add_argument("--interleaved", action="store_true",
+                   help="also capture both copies in one process and replay them in turns (a known crash: "
+                        "docs/torch.md)")
+    p.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)     # child_phase's child
+    p.add_argument("--phase-out", help=argparse.SUPPRESS)
     return p
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.phase:
+        return run_phase(args)
     t0 = time.perf_counter()
     args.deadline = t0 + (args.time_limit or float("inf"))
     result = {"schema": SCHEMA, "environment": report.environment(), "config": vars(args).copy(), "summary": {},
-              "train": [], "infer": None, "graphed": None, "fp32": None, "notes": []}
+              "train": [], "infer": None, "graphed": None, "graphed_interleaved": None, "fp32": None, "notes": []}
     result["config"].pop("deadline", None)
     try:
         run(args, result)
