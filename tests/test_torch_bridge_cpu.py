@@ -89,3 +89,22 @@ def test_torchs_stream_falls_back_to_its_public_getter(monkeypatch):
     monkeypatch.setattr(bridge, "_raw_stream", None)
     monkeypatch.setattr(bridge.torch.cuda, "current_stream", lambda index: types.SimpleNamespace(cuda_stream=77 + index))
     assert bridge.torch_stream(3) == 80
+
+
+@pytest.mark.parametrize("bench", [False, True])          # not "benchmark": pytest-benchmark's fixture name
+@pytest.mark.parametrize("det", [False, True])
+@pytest.mark.parametrize("algorithms", [False, True])
+@pytest.mark.parametrize("tf32", [False, True])
+def test_torchs_flags_read_through_its_c_getters_equal_its_public_properties(bench, det, algorithms, tf32):
+    cudnn = torch.backends.cudnn
+    old = (cudnn.benchmark, cudnn.deterministic, cudnn.allow_tf32, torch.are_deterministic_algorithms_enabled())
+    try:
+        cudnn.benchmark, cudnn.deterministic, cudnn.allow_tf32 = bench, det, tf32
+        torch.use_deterministic_algorithms(algorithms)
+        want = {"benchmark": bench, "deterministic": det or algorithms, "allow_tf32": tf32}
+        assert bridge.torch_flags() == want
+        assert bridge._public_flags() == want
+        assert bridge.call_flags() == want                  # outside a cudnnconv.flags() block
+    finally:
+        cudnn.benchmark, cudnn.deterministic, cudnn.allow_tf32 = old[:3]
+        torch.use_deterministic_algorithms(old[3])

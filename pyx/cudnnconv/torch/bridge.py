@@ -83,13 +83,31 @@ def dense(g, like):
     return g
 
 
+def _public_flags():
+    return {"benchmark": bool(_cudnn.benchmark),
+            "deterministic": bool(_cudnn.deterministic or torch.are_deterministic_algorithms_enabled()),
+            "allow_tf32": bool(_cudnn.allow_tf32)}
+
+
+_GETTERS = ("_get_cudnn_benchmark", "_get_cudnn_deterministic", "_get_deterministic_algorithms",
+            "_get_cudnn_allow_tf32")
+if all(hasattr(torch._C, g) for g in _GETTERS):
+    _benchmark, _deterministic, _det_algorithms, _allow_tf32 = (getattr(torch._C, g) for g in _GETTERS)
+
+    def torch_flags():
+        """torch.backends.cudnn's flags, read through the C getters its properties call (a fifth of
+        the properties' cost; tests/test_torch_bridge_cpu.py holds the two equal)."""
+        return {"benchmark": bool(_benchmark()), "deterministic": bool(_deterministic() or _det_algorithms()),
+                "allow_tf32": bool(_allow_tf32())}
+else:                                  # a torch without them: its public properties
+    torch_flags = _public_flags
+
+
 def call_flags():
     """Per-call flags: None (the active ``cudnnconv.flags()`` block's) or torch.backends.cudnn's."""
     if _thread_state().options is not None:
         return {}
-    return {"benchmark": bool(_cudnn.benchmark),
-            "deterministic": bool(_cudnn.deterministic or torch.are_deterministic_algorithms_enabled()),
-            "allow_tf32": bool(_cudnn.allow_tf32)}
+    return torch_flags()
 
 
 _NOTHING = contextlib.nullcontext()
