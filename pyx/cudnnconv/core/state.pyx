@@ -21,6 +21,10 @@ import weakref
 
 _local = threading.local()
 _states = weakref.WeakSet()        # every live thread's state (clear_memos)
+# A WeakSet is not safe to iterate while another thread adds to it ("Set changed size during
+# iteration"): a thread's first call adds its state under this lock, and clear_memos copies the set
+# under it.  (Removals, when a thread's state dies, are deferred by the WeakSet while it is iterated.)
+_states_lock = threading.Lock()
 cdef unsigned long long _generation = 1
 
 
@@ -40,7 +44,8 @@ cdef ThreadState get_state():
     if st is None:
         st = ThreadState()
         _local.state = st
-        _states.add(st)
+        with _states_lock:
+            _states.add(st)
     return <ThreadState>st
 
 
@@ -68,5 +73,7 @@ def clear_memos():
     cuDNN plans and workspaces they were bound to go with them; a plan the
     caller still holds is stale, see ``invalidate``).  A thread's state dies
     with its thread: plans hold it by weak reference."""
-    for st in list(_states):
+    with _states_lock:
+        states = list(_states)
+    for st in states:
         (<ThreadState>st).memo.clear()
