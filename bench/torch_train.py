@@ -14,7 +14,8 @@ timed back to back with CUDA events (no sync inside), the median ms per step ove
 three copies take turns.  Inference: batch 1, eval mode, no grad, the median ms per forward.  Captured
 step: one training step captured with torch.cuda.graph, ours and torch's, each captured and timed on its own
 (the median ms per replay), in a child process, so that a crash there is a record, not the end of the run;
-with --interleaved, a second child captures both and replays them in turns, and says whether that ran.
+with --interleaved, a second child captures both and replays them in turns, and says whether that ran,
+and a third does the same with two copies of PyTorch's own network (the control).
 Correctness: one fp32 training step without TF32 (batch 8, 128x128), the loss and every convolution
 weight gradient of ours against PyTorch's, as relative L2 errors.
 
@@ -89,11 +90,10 @@ def markdown(result):
         out += ["", "## " + name, "", "ours %s, torch %s, ratio %s %s" % (
             f(r.get("ours_ms")), f(r.get("torch_ms")), f(ratio(r.get("ours_ms"), r.get("torch_ms"))),
             ("(failed at %s: %s)" % (r["stage"], r.get("error")) if r.get("stage") else r.get("error", "")))]
-    il = result.get("graphed_interleaved") or {}
-    out += ["", "## Both captured steps replayed in turns", "",
-            "ran" if il.get("ok") else il["skipped"] if il.get("skipped") else il["error"]
-            if str(il.get("error", "")).startswith("skipped") else "failed%s: %s" % (
-                " at " + il["stage"] if il.get("stage") else "", il.get("error", "not run"))]
+    out += ["", "## Two captured steps replayed in turns (--interleaved)", ""]
+    for label, key in (("torch and ours", "graphed_interleaved"),
+                       ("two copies of torch's (control)", "graphed_interleaved_torch_pair")):
+        out.append("- %s: %s" % (label, _interleaved_outcome(result.get(key))))
     fp = result.get("fp32") or {}
     out += ["", "## fp32 step without TF32: relative errors against PyTorch", "",
             "loss %s; worst conv weight gradient %s (%s) %s" % (
@@ -102,6 +102,17 @@ def markdown(result):
                 max((fp.get("grad_relerr") or {"-": 0}).items(), key=lambda kv: kv[1] or 0)[0], fp.get("error", ""))]
     notes = result.get("notes") or []
     return "\n".join(out + (["", "## Notes", ""] + ["- " + n for n in notes] if notes else [])) + "\n"
+
+
+def _interleaved_outcome(rec):
+    """One line for an --interleaved record: ran, not run (and why), or where it failed."""
+    if not rec:
+        return "not run"
+    if rec.get("ok"):
+        return "ran"
+    if rec.get("skipped") or str(rec.get("error", "")).startswith("skipped"):
+        return rec.get("skipped") or rec["error"]
+    return "failed%s: %s" % (" at " + rec["stage"] if rec.get("stage") else "", rec.get("error"))
 
 
 def _error(e):
@@ -259,21 +270,36 @@ def measure_graphed(torch, tv, cct, batch, n, rounds, rec):
     return rec
 
 
-def measure_graphed_interleaved(torch, tv, cct, batch, n, rounds, rec):
-    """Both copies captured, then replayed in turns, ``rounds`` x n times each: whether that runs."""
-    models, x, t = _graphed_inputs(torch, tv, cct, batch)
+def _interleaved(torch, models, x, t, n, rounds, rec):
+    """Both ``models`` captured, then replayed in turns, ``rounds`` x n times each, synchronised after
+    each replay so that an error is that replay's: whether that runs."""
     graphs = {k: _capture(torch, m, x, t, rec, k) for k, m in models.items()}
     for i in range(rounds * n):
         for k, g in graphs.items():
             rec["stage"] = "interleaved replay %d of %s" % (i, k)
             g.replay()
-            torch.cuda.synchronize()            # so that an error is this replay's, not a later one's
+            torch.cuda.synchronize()
     rec.pop("stage")
     rec["ok"] = True
     return rec
 
 
-PHASES = {"graphed": measure_graphed, "graphed_interleaved": measure_graphed_interleaved}
+def measure_graphed_interleaved(torch, tv, cct, batch, n, rounds, rec):
+    """PyTorch's captured step and ours, replayed in turns."""
+    models, x, t = _graphed_inputs(torch, tv, cct, batch)
+    return _interleaved(torch, models, x, t, n, rounds, rec)
+
+
+def measure_graphed_interleaved_torch_pair(torch, tv, cct, batch, n, rounds, rec):
+    """The control: two copies of PyTorch's own network, captured and replayed in turns (nothing of
+    cudnnconv's runs), to tell a crash of ours from one of the pattern itself."""
+    models, x, t = _graphed_inputs(torch, tv, cct, batch)
+    return _interleaved(torch, {"torch": models["torch"], "torch_copy": copy.deepcopy(models["torch"])}, x, t, n,
+                        rounds, rec)
+
+
+PHASES = {"graphed": measure_graphed, "graphed_interleaved": measure_graphed_interleaved,
+          "graphed_interleaved_torch_pair": measure_graphed_interleaved_torch_pair}
 
 
 CHILD_TIMEOUT_S = 1200.0         # a child phase's limit without --time-limit
@@ -411,6 +437,8 @@ def run(args, result):
     for key, fn in (("infer", lambda rec: measure_infer(torch, tv, cct, 50, args.rounds)),
                     ("graphed", lambda rec: child_phase(args, "graphed")),
                     ("graphed_interleaved", lambda rec: child_phase(args, "graphed_interleaved")
+                     if args.interleaved else {"skipped": "not run (without --interleaved)"}),
+                    ("graphed_interleaved_torch_pair", lambda rec: child_phase(args, "graphed_interleaved_torch_pair")
                      if args.interleaved else {"skipped": "not run (without --interleaved)"})):
         if time.perf_counter() > deadline:
             result[key] = {"error": "skipped: time limit"}
@@ -448,7 +476,8 @@ def main(argv=None):
     t0 = time.perf_counter()
     args.deadline = t0 + (args.time_limit or float("inf"))
     result = {"schema": SCHEMA, "environment": report.environment(), "config": vars(args).copy(), "summary": {},
-              "train": [], "infer": None, "graphed": None, "graphed_interleaved": None, "fp32": None, "notes": []}
+              "train": [], "infer": None, "graphed": None, "graphed_interleaved": None,
+              "graphed_interleaved_torch_pair": None, "fp32": None, "notes": []}
     result["config"].pop("deadline", None)
     try:
         run(args, result)

@@ -121,3 +121,18 @@ def test_a_child_phase_runs_the_script_and_returns_what_it_wrote(tmp_path):
         pass
     rec = tt.child_phase(_args(tmp_path), "graphed")
     assert rec["error"].startswith("ModuleNotFoundError") and "torch" in rec["error"]
+
+
+def test_the_interleaved_records_and_their_control_read_plainly():
+    r = _synthetic()
+    r["graphed_interleaved"] = {"stage": "interleaved replay 6 of torch", "error": "the child process ended: "
+                                "killed by SIGSEGV"}
+    r["graphed_interleaved_torch_pair"] = {"ok": True}
+    r["summary"] = tt.summarize(r)
+    md = tt.markdown(r)
+    assert "- torch and ours: failed at interleaved replay 6 of torch: the child process ended: killed by SIGSEGV" in md
+    assert "- two copies of torch's (control): ran" in md
+    r["graphed_interleaved"] = {"skipped": "not run (without --interleaved)"}
+    r["graphed_interleaved_torch_pair"] = None
+    md = tt.markdown(r)
+    assert "- torch and ours: not run (without --interleaved)" in md and "(control): not run" in md
