@@ -8,7 +8,7 @@ call; the same inside the bridge's stream check, inside CuPy's device context al
 torch's stream getter; the autograd.Function's apply; F.conv2d and torch.empty; then the stream
 check, the output's allocation and its alternatives in tight loops.
 
-Usage (GPU, PyTorch): PYTHONPATH=pyx python3 tools/torch_call_probe.py OUTDIR
+Usage (GPU, PyTorch): PYTHONPATH=pyx:. python3 tools/torch_call_probe.py OUTDIR
 """
 import json
 import statistics
@@ -22,6 +22,7 @@ import cudnnconv as cc
 import cudnnconv.torch as cct
 from cudnnconv.torch import bridge, functional as fn
 from cudnnconv import torch_rules as rules
+from bench.host import host_samples
 OUT = sys.argv[1]
 torch.backends.cudnn.benchmark = True
 F, sync, med = torch.nn.functional, torch.cuda.synchronize, statistics.median
@@ -30,20 +31,15 @@ res = {}
 
 
 def host(call, n=300, warm=20, stages=False):
-    out, st = [], []
+    """Median host µs of n calls (bench.host's harness); with ``stages``, also how many ran on the
+    typed path and the medians of their stage trace."""
+    st = []
+    keep = (lambda i: st.append(dict(cc.stage_times() or {})) if i >= 0 else None) if stages else None
     cc.trace_stages(stages)
-    for i in range(-warm, n):
-        sync()
-        t0 = time.perf_counter()
-        r = call()
-        t1 = time.perf_counter()
-        sync()
-        del r
-        if i >= 0:
-            out.append((t1 - t0) * 1e6)
-            if stages:
-                st.append(dict(cc.stage_times() or {}))
-    cc.trace_stages(False)
+    try:
+        out = host_samples(lambda i: call(), n, sync, after=keep, warmup=warm)
+    finally:
+        cc.trace_stages(False)
     rec = {"host": round(med(out), 2)}
     if stages:
         st = [s for s in st if s]
@@ -51,6 +47,7 @@ def host(call, n=300, warm=20, stages=False):
         for k in (st[0] if st else {}):
             rec[k] = round(med([s[k] for s in st]), 2)
     return rec
+
 
 x = torch.empty(64, 256, 14, 14, **cl).normal_()
 w = torch.empty(256, 256, 3, 3, **cl).normal_()
