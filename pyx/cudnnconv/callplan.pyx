@@ -40,12 +40,15 @@ A property test (tests/test_callplan_property.py) checks that the two agree
 on every input.
 """
 from cpython.ref cimport PyObject
+from cpython.dict cimport PyDict_GetItem
+from cpython.tuple cimport PyTuple_Check, PyTuple_GET_SIZE
 from libc.stdint cimport int64_t, uint64_t
 
 from cudnnconv.core.state cimport ThreadState, get_state, generation
 from cudnnconv.core.executor cimport (
     Executor, alignment, trace, trace_reset, TRACE_ENTRY, TRACE_SIGNATURE, TRACE_OUTPUT, TRACE_RETURN)
 from cudnnconv.core.arrays cimport (
+    MAX_DIMS,
     ArrayMeta, Layout, read_meta, same_meta, layout_of, new_array, current_device, current_stream, array_type)
 
 import weakref
@@ -582,6 +585,106 @@ def call(FnSpec spec, tuple arrays, out, scalars, tuple flags):
     m.sig = _sig_tuple(spec.name, arrays, out, scal, opts) if memo_ok else None
     m.plan, m.opts, m.scalars, m.gen = p, opts, scalars, generation()
     return m
+
+
+cdef int _read_strided(object t, ArrayMeta* m, dict dtypes) except -1:
+    """``t``, a strided tensor read through its own accessors (``data_ptr()``,
+    ``shape``, ``stride()`` in elements, ``dtype``, ``get_device()``, as torch
+    tensors have them), as the signature of a CuPy array over the same memory
+    reads (``cudnnconv.core.arrays.view`` makes that array): 1, or 0 where its
+    dtype is not in ``dtypes`` (dtype -> (numpy dtype, itemsize)) or its shape
+    does not fit."""
+    cdef PyObject* e = PyDict_GetItem(dtypes, t.dtype)
+    cdef Py_ssize_t i, n, itemsize
+    if e == NULL:
+        return 0
+    shape = t.shape
+    strides = t.stride()
+    if not (PyTuple_Check(shape) and PyTuple_Check(strides)):
+        return 0
+    n = PyTuple_GET_SIZE(shape)
+    if n > MAX_DIMS or PyTuple_GET_SIZE(strides) != n:
+        return 0
+    entry = <tuple><object>e
+    itemsize = entry[1]
+    for i in range(n):
+        m.shape[i] = <Py_ssize_t>(<tuple>shape)[i]
+        m.strides[i] = <Py_ssize_t>(<tuple>strides)[i] * itemsize
+        if m.strides[i] < 0:
+            return 0
+    m.ndim = <int>n
+    m.dtype = <PyObject*>entry[0]        # ``dtypes`` holds it
+    m.ptr = <size_t>t.data_ptr()
+    m.device = t.get_device()
+    return 1
+
+
+cdef object _meta_tuple(const ArrayMeta* m):
+    return (tuple([m.shape[i] for i in range(m.ndim)]), tuple([m.strides[i] for i in range(m.ndim)]),
+            <object>m.dtype, m.ptr, m.device)
+
+
+def strided_signature(t, dict dtypes):
+    """What ``run_strided`` reads of the strided tensor ``t``: (shape, byte strides, dtype, pointer,
+    device), or None where it declines it (tests hold it equal to ``array_signature`` of the array
+    ``cudnnconv.core.arrays.view`` makes over the same memory)."""
+    cdef ArrayMeta m
+    return _meta_tuple(&m) if _read_strided(t, &m, dtypes) else None
+
+
+def array_signature(a):
+    """What a call's signature reads of the array ``a``, as ``strided_signature`` gives it; None
+    for anything but an array of the array type."""
+    cdef ArrayMeta m
+    return _meta_tuple(&m) if read_meta(a, &m) else None
+
+
+def run_strided(FnSpec spec, tuple tensors, out, scalars, tuple flags, dict dtypes, size_t stream):
+    """The typed path for strided tensors that are not CuPy arrays (torch's):
+    True where this thread's bound plan for the call's signature ran it on
+    ``stream``, writing ``out``; False where the caller must make CuPy views
+    and take the public function, which checks, plans, binds and raises as
+    ever.  No array is made: each tensor is read as its view's signature
+    would read (``_read_strided``), so a call finds the plan that the same
+    call through views bound.  ``tensors``, ``scalars`` and ``flags`` are
+    the public function's (the backward functions' shape argument a tuple);
+    ``out`` is required.  False also where ``stream`` is not CuPy's current
+    stream or explain() is active, so that everything a plain call does
+    there (the workspace per stream, the search handler) stays as it is."""
+    cdef ThreadState st
+    cdef Sig s
+    cdef CallPlan p
+    cdef Py_ssize_t i, n = len(tensors)
+    if out is None or n > MAX_ARRAYS or current_stream() != stream:
+        return False
+    st = get_state()
+    if st.explain is not None:
+        return False
+    trace_reset()
+    trace(TRACE_ENTRY)
+    opts = _resolve(flags, st)
+    scal = _sig_scalars(scalars)
+    if scal is None:
+        return False
+    s.n = <int>n
+    for i in range(n):
+        t = tensors[i]
+        if t is None:
+            s.has[i] = False
+        elif _read_strided(t, &s.a[i], dtypes):
+            s.has[i] = True
+        else:
+            return False
+    if not _read_strided(out, &s.out, dtypes):
+        return False
+    s.has_out = True
+    p = _find(st.memo, spec, &s, scal, opts)
+    trace(TRACE_SIGNATURE)
+    if p is None or p.executor is None or p.gen != generation():
+        return False
+    _check_overlap(p, &s, p.has_out_span, p.out_lo, p.out_hi)
+    st.last_plan = p
+    return _run_bound(p, &s, out, st) is not None
 
 
 cdef object _run_bound(CallPlan plan, Sig* s, out, ThreadState st):
