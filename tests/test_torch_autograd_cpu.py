@@ -46,7 +46,8 @@ def _on_the_cpu(monkeypatch):
     monkeypatch.setattr(functional, "cudnnconv", _fake_cudnnconv())
     monkeypatch.setattr(bridge, "as_array", lambda t: t)
     monkeypatch.setattr(bridge, "on_torch_stream", lambda device: contextlib.nullcontext())
-    monkeypatch.setattr(bridge, "call_flags", lambda: {})
+    monkeypatch.setattr(bridge, "call_flags", lambda: bridge.NO_FLAGS)
+    monkeypatch.setattr(bridge, "run", lambda *args: False)        # the typed path never runs here
     monkeypatch.setattr(bridge, "check_tensor", lambda t, name: None)
 
 
@@ -176,3 +177,41 @@ def test_forward_mode_ad_takes_the_autograd_function_not_the_direct_path(monkeyp
         dx = fwd.make_dual(x, torch.ones_like(x))
         with pytest.raises((NotImplementedError, RuntimeError), match="jvp|forward"):
             cct.conv2d(dx, w, None, 1, 1)
+
+
+def test_the_route_sends_transforms_and_wrappers_through_function_apply(monkeypatch):
+    """Plain tensors that require grad take the Function's C entry; under forward-mode AD or a
+    functorch transform, or with a functorch-wrapped tensor, Function.apply (which handles them);
+    nothing that requires grad under grad mode: no Function at all."""
+    x, w = _r(1, 2, 5, 5), torch.randn(3, 2, 3, 3, dtype=torch.float64)
+    assert functional._route(x, w, None) == functional.DIRECT
+    assert functional._route(x.detach(), w, None) == functional.NO_GRAD
+    with torch.no_grad():
+        assert functional._route(x, w, None) == functional.NO_GRAD
+    with torch.autograd.forward_ad.dual_level():
+        assert functional._route(x.detach(), w, None) == functional.TRANSFORMED
+    seen = []
+
+    def f(w):
+        seen.append(functional._route(x.detach(), w, None))
+        return cct.conv2d(x.detach(), w, None, 1, 1).sum()
+    with pytest.raises(RuntimeError, match="setup_context"):      # torch's own refusal, from Function.apply
+        torch.func.grad(f)(w)
+    assert seen == [functional.TRANSFORMED]
+    calls = []
+    monkeypatch.setattr(functional, "_CONV_APPLY", lambda *a: calls.append("c") or functional._Conv.apply(*a))
+    y = cct.conv2d(x, w, None, 1, 1)
+    assert calls == ["c"] and type(y.grad_fn).__name__ == "_ConvBackward"
+
+
+def test_the_c_entry_records_the_same_graph_as_function_apply():
+    torch.manual_seed(3)
+    x, w, b = _r(2, 3, 6, 6), _r(4, 3, 3, 3), _r(4)
+    r, shape = functional.rules.forward_plan(2, x.shape, w.shape, 1, 1, 1, 1)
+    grads = []
+    for apply in (functional._CONV_APPLY, functional._Conv.apply):
+        y = apply(x, w, b, r, shape)
+        assert type(y.grad_fn).__name__ == "_ConvBackward"
+        grads.append(torch.autograd.grad(y.square().sum(), (x, w, b)))
+    for a, b_ in zip(*grads):
+        assert torch.equal(a, b_)

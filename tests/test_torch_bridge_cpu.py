@@ -101,10 +101,31 @@ def test_torchs_flags_read_through_its_c_getters_equal_its_public_properties(ben
     try:
         cudnn.benchmark, cudnn.deterministic, cudnn.allow_tf32 = bench, det, tf32
         torch.use_deterministic_algorithms(algorithms)
-        want = {"benchmark": bench, "deterministic": det or algorithms, "allow_tf32": tf32}
+        want = (bench, det or algorithms, tf32)
         assert bridge.torch_flags() == want
         assert bridge._public_flags() == want
-        assert bridge.call_flags() == want                  # outside a cudnnconv.flags() block
+        assert bridge.call_flags() == want + (None, None)   # outside a cudnnconv.flags() block
+        assert bridge.flag_kwargs(bridge.call_flags()) == {"benchmark": bench, "deterministic": det or algorithms,
+                                                            "allow_tf32": tf32}
     finally:
         cudnn.benchmark, cudnn.deterministic, cudnn.allow_tf32 = old[:3]
         torch.use_deterministic_algorithms(old[3])
+
+
+def test_inside_a_flags_block_a_call_takes_the_blocks_flags():
+    import cudnnconv
+    with cudnnconv.flags(benchmark=True, deterministic=True):
+        assert bridge.call_flags() == bridge.NO_FLAGS
+        assert bridge.flag_kwargs(bridge.call_flags()) == {}
+    assert bridge.call_flags()[:3] == bridge.torch_flags()
+
+
+def test_run_hands_the_typed_path_torchs_stream_and_its_dtype_table(monkeypatch):
+    got = []
+    monkeypatch.setattr(bridge, "_raw_stream", lambda index: 0x100 + index)
+    monkeypatch.setattr(bridge, "_run_strided", lambda *a: got.append(a) or True)
+    tensors, out, scalars, flags = ("x", "w", None), "y", ((1, 1), (0, 0), (1, 1), 1), bridge.NO_FLAGS
+    assert bridge.run(bridge.CONV, tensors, out, scalars, flags, 2) is True
+    assert got == [(bridge.CONV, tensors, out, scalars, flags, bridge._STRIDED, 0x102)]
+    for dt, (npdt, itemsize) in bridge._STRIDED.items():
+        assert npdt is bridge._DTYPES[dt] and itemsize == torch.empty(0, dtype=dt).element_size()

@@ -280,3 +280,121 @@ def test_a_call_that_needs_no_gradient_runs_without_autograd_and_equals_the_reco
     assert _rel(y, theirs(x, w, b).detach()) < 1e-5
     y2 = ours(x.detach(), w.detach(), b.detach())
     assert y2.grad_fn is None and torch.equal(y2, y)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The typed path for torch tensors (bridge.run: callplan.run_strided)
+# ---------------------------------------------------------------------------------------------------------
+
+def _cl(*shape, dtype=torch.float16):
+    return torch.randn(*shape, device=DEV, dtype=dtype).to(memory_format=torch.channels_last)
+
+
+def _poisoned_like(t):
+    return torch.full_like(t, float("nan"))
+
+
+def _views_call(name, tensors, out, scalars):
+    """The same call through the public function on CuPy views (the path that plans and binds), with
+    torch's flags, as the bridge makes it."""
+    import cudnnconv
+    from cudnnconv.torch import bridge
+    kw = bridge.flag_kwargs(bridge.call_flags())
+    arrays = [None if t is None else bridge.as_array(t) for t in tensors]
+    fn = {"conv": cudnnconv.conv, "conv_transpose": cudnnconv.conv_transpose}.get(name)
+    with bridge.on_torch_stream(out):
+        if name == "conv_backward_input":
+            cudnnconv.conv_backward_input(scalars[0], *arrays, *scalars[1:], out=bridge.as_array(out), **kw)
+        elif name == "conv_backward_weight":
+            cudnnconv.conv_backward_weight(arrays[0], scalars[0], arrays[1], *scalars[1:], out=bridge.as_array(out),
+                                           **kw)
+        else:
+            fn(*arrays, *scalars, out=bridge.as_array(out), **kw)
+
+
+STRIDED = [
+    ("conv", lambda: ((_cl(4, 16, 10, 9), _cl(8, 16, 3, 3), None), (4, 8, 10, 9),
+                      ((1, 1), (1, 1), (1, 1), 1))),
+    ("conv_backward_input", lambda: ((_cl(8, 16, 3, 3), _cl(4, 8, 5, 5)), (4, 16, 10, 9),
+                                     ((4, 16, 10, 9), (2, 2), (1, 1), (1, 1), 1))),
+    ("conv_backward_weight", lambda: ((_cl(4, 16, 10, 9), _cl(4, 8, 5, 5)), (8, 16, 3, 3),
+                                      ((8, 16, 3, 3), (2, 2), (1, 1), (1, 1), 1))),
+    ("conv_transpose", lambda: ((_cl(2, 8, 6, 5), _cl(8, 4, 3, 3), None), (2, 4, 12, 10),
+                                ((2, 2), (1, 1), (1, 1), 1, (1, 1)))),
+]
+
+
+@pytest.mark.usefixtures("_deterministic")
+@pytest.mark.parametrize("name,make", STRIDED, ids=[c[0] for c in STRIDED])
+def test_the_typed_tensor_path_runs_bound_plans_and_equals_the_public_function(name, make):
+    """A first call through the public function binds the plan; then the typed path runs the same
+    signature on fresh tensors (new pointers), writing every element of a NaN-poisoned output, bit for
+    bit what the public function writes; a signature it has no bound plan for is declined."""
+    from cudnnconv.torch import bridge
+    spec = {"conv": bridge.CONV, "conv_backward_input": bridge.BACKWARD_INPUT,
+            "conv_backward_weight": bridge.BACKWARD_WEIGHT, "conv_transpose": bridge.TRANSPOSE}[name]
+    flags = bridge.call_flags()
+    torch.manual_seed(11)
+    tensors, out_shape, scalars = make()
+    out = torch.empty(out_shape, device=DEV, dtype=torch.float16).to(memory_format=torch.channels_last)
+    _views_call(name, tensors, out, scalars)                   # plans and binds
+    tensors2, _, _ = make()
+    fast, ref = _poisoned_like(out), _poisoned_like(out)
+    assert bridge.run(spec, tensors2, fast, scalars, flags, 0)
+    _views_call(name, tensors2, ref, scalars)
+    torch.cuda.synchronize()
+    assert not torch.isnan(fast).any()
+    assert torch.equal(fast, ref)
+    # what it declines: an output of another layout, another dtype, a shape it has no plan for
+    assert not bridge.run(spec, tensors2, _poisoned_like(out).contiguous(), scalars, flags, 0)
+    other = tuple(None if t is None else t.float() for t in tensors2)
+    assert not bridge.run(spec, other, out.float(), scalars, flags, 0)
+
+
+def test_the_typed_tensor_path_declines_another_stream_and_explain():
+    """On a torch stream CuPy is not on, and while explain() runs, the call takes the public function
+    (which enters the stream, and lets explain see the search)."""
+    import importlib
+    from cudnnconv.torch import bridge
+    explain_module = importlib.import_module("cudnnconv.explain")
+    torch.manual_seed(12)
+    x, w = _cl(4, 16, 10, 9), _cl(8, 16, 3, 3)
+    args = ((1, 1), (1, 1), (1, 1), 1)
+    y = torch.empty(4, 8, 10, 9, device=DEV, dtype=torch.float16).to(memory_format=torch.channels_last)
+    _views_call("conv", (x, w, None), y, args)
+    assert bridge.run(bridge.CONV, (x, w, None), y, args, bridge.call_flags(), 0)
+    s = torch.cuda.Stream()
+    with torch.cuda.stream(s):
+        assert not bridge.run(bridge.CONV, (x, w, None), y, args, bridge.call_flags(), 0)
+    with explain_module.intercept_search(lambda *a: None):       # what explain() and warm-up install
+        assert not bridge.run(bridge.CONV, (x, w, None), y, args, bridge.call_flags(), 0)
+    assert bridge.run(bridge.CONV, (x, w, None), y, args, bridge.call_flags(), 0)
+
+
+def test_a_warm_training_step_runs_every_convolution_on_the_typed_path(monkeypatch):
+    """After one step, every convolution call of a converted resnet18's training step (forward, input
+    and weight gradients) runs on the typed tensor path: the public functions are never reached."""
+    from cudnnconv.torch import bridge, functional
+    model = cct.convert(_resnet18().to(DEV, torch.float16).to(memory_format=torch.channels_last))
+    x = _cl(4, 3, 64, 64)
+    t = torch.randint(0, 10, (4,), device=DEV)
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        TF.cross_entropy(model(x), t).backward()
+    step()
+    fast, slow = [], []
+    run = bridge.run
+    monkeypatch.setattr(bridge, "run", lambda *a: fast.append(a[0].name) or run(*a))
+    real = functional.cudnnconv
+
+    class Counting:
+        def __getattr__(self, name):
+            slow.append(name)
+            return getattr(real, name)
+    monkeypatch.setattr(functional, "cudnnconv", Counting())
+    step()
+    torch.cuda.synchronize()
+    assert slow == []
+    assert fast.count("conv") == 20 and fast.count("conv_backward_weight") == 20
+    assert fast.count("conv_backward_input") == 19               # conv1's input needs no gradient

@@ -1,19 +1,27 @@
 """Torch tensors as cudnnconv arrays, on torch's device and stream, with torch's flags.
 
-Every tensor a call reads or writes is seen by cudnnconv as a CuPy array over the tensor's own
-memory (``as_array``: no copy, no DLPack capsule, made in C; the array keeps the tensor alive).  Outputs and
-gradients are allocated by torch (its caching allocator, and the graph's private pool under
-``torch.cuda.graph``) and written through ``out=``; only cuDNN's workspace comes from CuPy's pool.
+A call first takes the typed path for strided tensors (``run``: ``cudnnconv.callplan.run_strided``).
+Each tensor is read in C through its own accessors (pointer, shape, strides, dtype, device), with
+no array made, and the call runs where this thread already holds a bound plan for its signature on
+torch's current stream.  Otherwise (the first call of a signature, a flag block that changed, a
+stream CuPy is not on, explain()), the call goes through the public function on CuPy arrays over
+the tensors' own memory (``as_array``: no copy, no DLPack capsule, made in C; the array keeps the
+tensor alive), which checks, plans and binds the plan that the next call's typed path finds.
+Outputs and gradients are allocated by torch (its caching allocator, and the graph's private pool
+under ``torch.cuda.graph``) and written through ``out=``; only cuDNN's workspace comes from CuPy's
+pool.
 
-A call runs on torch's current stream of the tensor's device (``on_torch_stream``).  Where CuPy's
-current device and stream already are those (both default to the legacy default stream on the
-current device), nothing is entered: one C read of CuPy's device and stream and one of torch's raw
-stream, about a microsecond, where a context manager that makes torch and CuPy stream objects costs
-ten.  Otherwise the call runs inside CuPy's device context and a CuPy stream over torch's.
+A call runs on torch's current stream of the tensor's device.  The typed path runs only where
+CuPy's current device and stream already are those (both default to the legacy default stream on
+the current device).  The public function runs under ``on_torch_stream``: nothing is entered where
+that holds, one C read of CuPy's device and stream and one of torch's raw stream, about a
+microsecond, where a context manager that makes torch and CuPy stream objects costs ten;
+otherwise the call runs inside CuPy's device context and a CuPy stream over torch's.
 
-Flags: inside a ``cudnnconv.flags()`` block, its flags; outside, the ones PyTorch's own
-convolutions read, ``torch.backends.cudnn.benchmark``, ``deterministic`` (or
-``torch.use_deterministic_algorithms``) and ``allow_tf32`` (``call_flags``).
+Flags (``call_flags``, the public functions' ``benchmark``, ``deterministic``, ``allow_tf32``,
+``workspace_limit`` and ``engine``, as a tuple): inside a ``cudnnconv.flags()`` block, that block's
+(all None); outside, the ones PyTorch's own convolutions read, ``torch.backends.cudnn.benchmark``,
+``deterministic`` (or ``torch.use_deterministic_algorithms``) and ``allow_tf32``.
 """
 import contextlib
 
@@ -21,6 +29,8 @@ import cupy
 import numpy
 import torch
 
+from cudnnconv import api as _api
+from cudnnconv import callplan as _callplan
 from cudnnconv.core import arrays as _arrays
 from cudnnconv.core.state import state as _thread_state
 
@@ -33,6 +43,7 @@ except ImportError:                # bfloat16 tensors then get the TypeError bel
     pass
 
 _ITEMSIZE = {k: v.itemsize for k, v in _DTYPES.items()}
+_STRIDED = {k: (v, v.itemsize) for k, v in _DTYPES.items()}       # what run_strided reads a dtype as
 _cudnn = torch.backends.cudnn
 _view = _arrays.view
 
@@ -77,16 +88,19 @@ def empty_like_layout(shape, x, w):
 def dense(g, like):
     """``g`` (an incoming gradient) in ``like``'s memory format where it is not dense in either
     layout (an expanded gradient has zero strides, which cudnnconv refuses as overlapping)."""
+    if 0 in g.stride():
+        return g.contiguous(memory_format=memory_format(like))
+    if g.is_contiguous():
+        return g
     fmt = memory_format(like)
-    if 0 in g.stride() or not (g.is_contiguous() or g.is_contiguous(memory_format=fmt)):
+    if fmt is torch.contiguous_format or not g.is_contiguous(memory_format=fmt):
         return g.contiguous(memory_format=fmt)
     return g
 
 
 def _public_flags():
-    return {"benchmark": bool(_cudnn.benchmark),
-            "deterministic": bool(_cudnn.deterministic or torch.are_deterministic_algorithms_enabled()),
-            "allow_tf32": bool(_cudnn.allow_tf32)}
+    return (bool(_cudnn.benchmark), bool(_cudnn.deterministic or torch.are_deterministic_algorithms_enabled()),
+            bool(_cudnn.allow_tf32))
 
 
 _GETTERS = ("_get_cudnn_benchmark", "_get_cudnn_deterministic", "_get_deterministic_algorithms",
@@ -95,19 +109,41 @@ if all(hasattr(torch._C, g) for g in _GETTERS):
     _benchmark, _deterministic, _det_algorithms, _allow_tf32 = (getattr(torch._C, g) for g in _GETTERS)
 
     def torch_flags():
-        """torch.backends.cudnn's flags, read through the C getters its properties call (a fifth of
-        the properties' cost; tests/test_torch_bridge_cpu.py holds the two equal)."""
-        return {"benchmark": bool(_benchmark()), "deterministic": bool(_deterministic() or _det_algorithms()),
-                "allow_tf32": bool(_allow_tf32())}
+        """(benchmark, deterministic, allow_tf32) of torch.backends.cudnn, read through the C getters
+        its properties call (a fifth of the properties' cost; tests/test_torch_bridge_cpu.py holds the
+        two equal)."""
+        return (bool(_benchmark()), bool(_deterministic() or _det_algorithms()), bool(_allow_tf32()))
 else:                                  # a torch without them: its public properties
     torch_flags = _public_flags
 
+NO_FLAGS = (None, None, None, None, None)      # inside a cudnnconv.flags() block: the block's own
+
 
 def call_flags():
-    """Per-call flags: None (the active ``cudnnconv.flags()`` block's) or torch.backends.cudnn's."""
+    """Per-call flags, as the public functions' (benchmark, deterministic, allow_tf32,
+    workspace_limit, engine): ``NO_FLAGS`` inside a ``cudnnconv.flags()`` block (the block's then
+    apply), else torch.backends.cudnn's three."""
     if _thread_state().options is not None:
-        return {}
-    return torch_flags()
+        return NO_FLAGS
+    return torch_flags() + (None, None)
+
+
+def flag_kwargs(flags):
+    """``call_flags()``'s tuple as the public functions' keyword arguments (the ones set)."""
+    return {} if flags[0] is None else {"benchmark": flags[0], "deterministic": flags[1], "allow_tf32": flags[2]}
+
+
+CONV, BACKWARD_INPUT, BACKWARD_WEIGHT, TRANSPOSE = _api._CONV, _api._BACKWARD_INPUT, _api._BACKWARD_WEIGHT, \
+    _api._TRANSPOSE
+_run_strided = _callplan.run_strided
+
+
+def run(spec, tensors, out, scalars, flags, index):
+    """The call of ``spec`` (one of the four above) on tensors of device ``index``, writing
+    ``out``, through the typed path for strided tensors on torch's current stream: True where it
+    ran, False where the caller takes the public function (see the module doc).  ``tensors`` and
+    ``scalars`` are the public function's, a backward function's shape argument as a tuple."""
+    return _run_strided(spec, tensors, out, scalars, flags, _STRIDED, torch_stream(index))
 
 
 _NOTHING = contextlib.nullcontext()
