@@ -132,7 +132,12 @@ def _plain(v):
     t = type(v)
     if t is int or t is str:
         return True
-    return t is tuple and all(type(e) is int for e in v)
+    if t is not tuple:
+        return False
+    for e in v:                # a loop, not all(genexpr): this runs three times a call
+        if type(e) is not int:
+            return False
+    return True
 
 
 def _remember(key, value):
