@@ -224,9 +224,16 @@ def measure_infer(torch, tv, cct, n, rounds):
 
 
 def _capture(torch, m, x, t, rec, k):
-    """One training step of ``m`` captured with torch.cuda.graph, replayed once.  It is warmed up on a
-    side stream and captured on that stream (torch.cuda.graph(stream=...)), with its gradients set to
-    None before the capture, as PyTorch's whole-network capture example does."""
+    """One training step of ``m`` captured with torch.cuda.graph, replayed once: (graph, optimizer).
+    It is warmed up on a side stream and captured on that stream (torch.cuda.graph(stream=...)), with
+    its gradients set to None before the capture, as PyTorch's whole-network capture example does.
+
+    The caller keeps the optimizer as long as the graph: its momentum buffers were made in the
+    warm-up, outside the graph's private pool, and the graph reads and writes them.  Dropped, they go
+    back to the caching allocator while the graph still points at them, and the next allocation
+    (another capture's warm-up) takes that memory: the cause of the crash once seen when two captured
+    steps were replayed in turns (an illegal address, or a segfault, in PyTorch's copy as often as in
+    ours, and in a pair of PyTorch's own)."""
     rec["stage"] = "capture " + k
     step, opt = _step_fn(torch, m, x, t, clear=False)
     s = torch.cuda.Stream()
@@ -245,7 +252,7 @@ def _capture(torch, m, x, t, rec, k):
     rec["stage"] = "first replay " + k
     g.replay()
     torch.cuda.synchronize()
-    return g
+    return g, opt
 
 
 def _graphed_inputs(torch, tv, cct, batch):
@@ -261,10 +268,10 @@ def measure_graphed(torch, tv, cct, batch, n, rounds, rec):
     ``rounds`` runs of n replays, and released before the next is captured."""
     models, x, t = _graphed_inputs(torch, tv, cct, batch)
     for k, m in models.items():
-        g = _capture(torch, m, x, t, rec, k)
+        g, opt = _capture(torch, m, x, t, rec, k)
         rec["stage"] = "timed replays " + k
         rec[k + "_ms"] = statistics.median([_timed(torch, g.replay, n) for _ in range(rounds)])
-        del g
+        del g, opt
         torch.cuda.synchronize()
     rec.pop("stage")
     return rec
@@ -273,9 +280,9 @@ def measure_graphed(torch, tv, cct, batch, n, rounds, rec):
 def _interleaved(torch, models, x, t, n, rounds, rec):
     """Both ``models`` captured, then replayed in turns, ``rounds`` x n times each, synchronised after
     each replay so that an error is that replay's: whether that runs."""
-    graphs = {k: _capture(torch, m, x, t, rec, k) for k, m in models.items()}
+    graphs = {k: _capture(torch, m, x, t, rec, k) for k, m in models.items()}   # each with its optimizer
     for i in range(rounds * n):
-        for k, g in graphs.items():
+        for k, (g, _) in graphs.items():
             rec["stage"] = "interleaved replay %d of %s" % (i, k)
             g.replay()
             torch.cuda.synchronize()
