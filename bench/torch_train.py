@@ -469,8 +469,8 @@ def build_parser():
     p.add_argument("--time-limit", type=float, default=None, metavar="S",
                    help="start nothing new after S seconds; the outputs are still written")
     p.add_argument("--interleaved", action="store_true",
-                   help="also capture both copies in one process and replay them in turns (a known crash: "
-                        "docs/torch.md)")
+                   help="also capture ours and PyTorch's copy in one process and replay them in turns, and "
+                        "two copies of PyTorch's as the control: whether that runs")
     p.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)     # child_phase's child
     p.add_argument("--phase-out", help=argparse.SUPPRESS)
     return p
