@@ -1,12 +1,12 @@
 """The typed path for torch tensors reads a tensor as the signature of its CuPy view reads (no GPU).
 
 ``callplan.run_strided`` finds the plan that the same call made through CuPy views bound, so for
-every tensor it must read exactly what a call's signature reads of the array
-``cudnnconv.core.arrays.view`` makes over the same memory: shape, byte strides, the dtype object,
-pointer and device.  A duck-typed tensor (torch's accessors: ``data_ptr()``, ``shape``,
-``stride()`` in elements, ``dtype``, ``get_device()``) stands in for torch's, and the conftest's
-MetaArray for the view; hypothesis draws shapes, strides (zero ones included), dtypes, pointers and
-devices.  What it declines (a dtype it has no entry for, more dims than a signature holds, a
+every tensor it must read exactly what a call's signature reads of an array with the tensor's
+metadata: shape, byte strides, the dtype object, pointer and device.  A duck-typed tensor (torch's
+accessors: ``data_ptr()``, ``shape``, ``stride()`` in elements, ``dtype``, ``get_device()``) stands
+in for torch's, and the conftest's MetaArray for the array; hypothesis draws shapes, strides (zero
+ones included), dtypes, pointers and devices.  tests/test_torch_bridge_cpu.py checks the reading
+against the view ``bridge.as_array`` really makes, with torch tensors.  What it declines (a dtype it has no entry for, more dims than a signature holds, a
 negative stride, which torch never makes) is a call for the public function, never a wrong plan.
 """
 import numpy

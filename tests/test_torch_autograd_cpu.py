@@ -208,6 +208,7 @@ def test_the_c_entry_records_the_same_graph_as_function_apply():
     torch.manual_seed(3)
     x, w, b = _r(2, 3, 6, 6), _r(4, 3, 3, 3), _r(4)
     r, shape = functional.rules.forward_plan(2, x.shape, w.shape, 1, 1, 1, 1)
+    assert functional._CONV_APPLY != functional._Conv.apply          # torch's C entry was found
     grads = []
     for apply in (functional._CONV_APPLY, functional._Conv.apply):
         y = apply(x, w, b, r, shape)
@@ -215,3 +216,54 @@ def test_the_c_entry_records_the_same_graph_as_function_apply():
         grads.append(torch.autograd.grad(y.square().sum(), (x, w, b)))
     for a, b_ in zip(*grads):
         assert torch.equal(a, b_)
+
+
+@pytest.mark.parametrize("call", [lambda x, w, b: cct.conv2d(x, w, b, 1, 1),
+                                  lambda x, w, b: cct.conv_transpose2d(x, w.transpose(0, 1), b, 1, 1)],
+                         ids=["conv2d", "conv_transpose2d"])
+def test_a_bias_is_checked_as_cudnnconv_checks_it(call):
+    """The bias is added with torch, after the convolution; torch would broadcast a bias of another
+    shape, so the layer checks it first, with cudnnconv's errors."""
+    x, w = _r(2, 3, 5, 5), _r(4, 3, 3, 3)
+    for bad in (torch.randn(1, dtype=torch.float64), torch.randn(4, 1, dtype=torch.float64),
+                torch.tensor(1.0, dtype=torch.float64), torch.randn(5, dtype=torch.float64)):
+        with pytest.raises(ValueError, match=r"bias must have shape \(4,\)"):
+            call(x, w, bad)
+    with pytest.raises(TypeError, match="bias has dtype float32 but input has dtype float64"):
+        call(x, w, torch.randn(4))
+    assert call(x, w, _r(4)).shape[1] == 4
+
+
+def test_the_typed_path_is_offered_what_the_public_function_then_receives(monkeypatch):
+    """For each function, bridge.run gets the tensors, output and scalars that the public function
+    receives when the typed path declines: the same call, so the plan the public call binds is the
+    one the next call's typed path finds."""
+    offered, received = [], []
+    monkeypatch.setattr(bridge, "run", lambda spec, tensors, out, scalars, flags, index:
+                        offered.append((spec.name, tensors, out, tuple(scalars))) and False)
+    fake = _fake_cudnnconv()
+
+    def recording(name, f, order):
+        def g(*args, out, **kw):
+            received.append((name, order(args), out))
+            return f(*args, out=out, **kw)
+        return g
+    monkeypatch.setattr(functional, "cudnnconv", types.SimpleNamespace(
+        conv=recording("conv", fake.conv, lambda a: (a[:3], a[3:])),
+        conv_transpose=recording("conv_transpose", fake.conv_transpose, lambda a: (a[:3], a[3:])),
+        conv_backward_input=recording("conv_backward_input", fake.conv_backward_input,
+                                      lambda a: (a[1:3], (tuple(a[0]),) + a[3:])),
+        conv_backward_weight=recording("conv_backward_weight", fake.conv_backward_weight,
+                                       lambda a: ((a[0], a[2]), (tuple(a[1]),) + a[3:])),
+        conv_bias_add_relu=fake.conv_bias_add_relu))
+    x, w, b = _r(2, 3, 7, 6), _r(4, 3, 3, 3), _r(4)
+    cct.conv2d(x, w, b, 2, 1, 1, 1).sum().backward()
+    xt, wt = _r(2, 4, 5, 5), _r(4, 3, 3, 3)
+    cct.conv_transpose2d(xt, wt, _r(3), 2, 1, 1, 1, 1).sum().backward()
+    assert [o[0] for o in offered] == [r[0] for r in received] == [
+        "conv", "conv_backward_input", "conv_backward_weight",
+        "conv_transpose", "conv", "conv_backward_weight"]
+    for (name, tensors, out, scalars), (_, (arrays, args), out2) in zip(offered, received):
+        assert out is out2, name
+        assert len(tensors) == len(arrays) and all(a is b_ for a, b_ in zip(tensors, arrays)), name
+        assert scalars == tuple(args), name

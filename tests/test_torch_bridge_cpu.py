@@ -129,3 +129,32 @@ def test_run_hands_the_typed_path_torchs_stream_and_its_dtype_table(monkeypatch)
     assert got == [(bridge.CONV, tensors, out, scalars, flags, bridge._STRIDED, 0x102)]
     for dt, (npdt, itemsize) in bridge._STRIDED.items():
         assert npdt is bridge._DTYPES[dt] and itemsize == torch.empty(0, dtype=dt).element_size()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
+@pytest.mark.parametrize("make", [lambda t: t, lambda t: t.to(memory_format=torch.channels_last),
+                                  lambda t: t[:, 1:3, ::2], lambda t: t[:1].expand(3, -1, -1, -1),
+                                  lambda t: t.permute(0, 2, 3, 1), lambda t: t[:, :0], lambda t: t[1, 2]],
+                         ids=["contiguous", "channels_last", "sliced", "expanded", "permuted", "empty", "2d"])
+def test_the_typed_path_reads_a_tensor_as_its_views_signature(dtype, make):
+    """callplan.run_strided reads a torch tensor (through its own accessors) as exactly the signature
+    of the CuPy view bridge.as_array makes over it: the same plan is found either way.  A CPU
+    tensor's address stands in for a GPU one (nothing reads it)."""
+    pytest.importorskip("cupy", reason="the view is a CuPy array")
+    from cudnnconv import callplan
+
+    t = make(torch.randn(2, 4, 6, 5, dtype=dtype))
+
+    class OnDevice0:                      # what both read of a tensor
+        shape = t.shape
+        data_ptr, stride = t.data_ptr, t.stride
+
+        def __init__(self):
+            self.dtype = t.dtype
+
+        def get_device(self):
+            return 0
+
+    got = callplan.strided_signature(OnDevice0(), bridge._STRIDED)
+    assert got is not None and got == callplan.array_signature(bridge.as_array(OnDevice0()))
+    assert got[0] == tuple(t.shape) and got[3] == t.data_ptr() and got[4] == 0

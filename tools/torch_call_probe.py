@@ -54,7 +54,7 @@ w = torch.empty(256, 256, 3, 3, **cl).normal_()
 shape = (64, 256, 14, 14)
 xa, wa = bridge.as_array(x), bridge.as_array(w)
 ya = bridge.as_array(torch.empty(shape, **cl))
-fl = bridge.call_flags()
+fl = bridge.flag_kwargs(bridge.call_flags())
 r, _ = rules.forward_plan(2, x.shape, w.shape, 1, 1, 1, 1)
 dev = x.device
 

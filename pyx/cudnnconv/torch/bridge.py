@@ -60,6 +60,12 @@ def check_tensor(t, name):
                         "float64" % (name, t.dtype))
 
 
+def dtype_name(t):
+    """``t``'s dtype as cudnnconv's messages name it (numpy's name: 'float16'), torch's where it has none."""
+    dt = _DTYPES.get(t.dtype)
+    return dt.name if dt is not None else str(t.dtype).replace("torch.", "")
+
+
 def as_array(t):
     """A CuPy array over ``t``'s memory: same shape, strides, dtype and device; it holds ``t``
     (``cudnnconv.core.arrays.view``: the array CuPy's constructor would make, made in C)."""

@@ -84,6 +84,19 @@ def _bias_grad(g, needed):
     return g.sum(dim=[d for d in range(g.dim()) if d != 1]) if needed else None
 
 
+def _check_bias(b, x, k):
+    """The checks cudnnconv's public functions make of a bias, made here because ``_add_bias`` adds
+    it with torch (whose broadcasting would take a bias of another shape): shape (k,), the input's
+    dtype; the same errors and messages."""
+    if b is None:
+        return
+    if b.dtype != x.dtype:
+        raise TypeError("bias has dtype %s but input has dtype %s: all arrays must share one dtype"
+                        % (bridge.dtype_name(b), bridge.dtype_name(x)))
+    if b.dim() != 1 or b.shape[0] != k:
+        raise ValueError("bias must have shape (%d,) (one value per output channel), got %s" % (k, tuple(b.shape)))
+
+
 def _add_bias(y, b):
     """y += b over the channel dim, as PyTorch's own convolutions add it (one kernel, after the
     convolution; cudnnconv's full path adds it the same way), so that every call with a bias still
@@ -244,6 +257,7 @@ def _conv(nsp, input, weight, bias, stride, padding, dilation, groups):
         bridge.check_tensor(bias, "bias")
     x, added = _batched(nsp, input)
     r, shape = rules.forward_plan(nsp, x.shape, weight.shape, stride, padding, dilation, groups)
+    _check_bias(bias, x, shape[1])
     if r.pre_pad is not None:                    # 'same' with an odd total: PyTorch's extra element at the end
         x = _pad(x, r.pre_pad)
     route = _route(x, weight, bias)
@@ -263,6 +277,7 @@ def _conv_transpose(nsp, input, weight, bias, stride, padding, output_padding, g
         bridge.check_tensor(bias, "bias")
     x, added = _batched(nsp, input)
     args, shape = rules.transpose_plan(nsp, x.shape, weight.shape, stride, padding, output_padding, groups, dilation)
+    _check_bias(bias, x, shape[1])
     if any(o >= s for o, s in zip(args[2], args[0])) and torch.is_grad_enabled() and (
             input.requires_grad or weight.requires_grad):
         raise NotImplementedError("output_padding %s not smaller than stride %s: its backward is not supported"
