@@ -106,36 +106,44 @@ def _add_bias(y, b):
     return y
 
 
+# The public function of each typed-path spec, called on CuPy views with its arguments in its own order.
+_PUBLIC = {
+    "conv": lambda cc, a, s, out, kw: cc.conv(*a, *s, out=out, **kw),
+    "conv_transpose": lambda cc, a, s, out, kw: cc.conv_transpose(*a, *s, out=out, **kw),
+    "conv_backward_input": lambda cc, a, s, out, kw: cc.conv_backward_input(s[0], *a, *s[1:], out=out, **kw),
+    "conv_backward_weight": lambda cc, a, s, out, kw: cc.conv_backward_weight(a[0], s[0], a[1], *s[1:], out=out,
+                                                                              **kw),
+}
+
+
+def _convolve(spec, tensors, out, scalars, flags):
+    """``spec``'s call on ``tensors`` with ``scalars`` (the public function's, a backward function's
+    shape argument a tuple), writing ``out``: the typed path (``bridge.run``), else the public
+    function on CuPy views over the tensors, on torch's stream.  Returns ``out``."""
+    if not bridge.run(spec, tensors, out, scalars, flags, out.get_device()):
+        with bridge.on_torch_stream(out):
+            _PUBLIC[spec.name](cudnnconv, [None if t is None else bridge.as_array(t) for t in tensors], scalars,
+                               bridge.as_array(out), bridge.flag_kwargs(flags))
+    return out
+
+
 def _conv_grads(x, w, g, r, flags, need):
     """(input gradient, weight gradient) of the convolution of x and w with ``Resolved`` arguments r,
     from its output gradient g (dense), each None unless need[0] / need[1] asks for it."""
     gx = gw = None
-    index = g.get_device()
     if need[0]:
-        gx = torch.empty_like(x)
-        if not bridge.run(bridge.BACKWARD_INPUT, (w, g), gx, (tuple(x.shape), r.stride, r.padding, r.dilation,
-                                                               r.groups), flags, index):
-            with bridge.on_torch_stream(g):
-                cudnnconv.conv_backward_input(x.shape, bridge.as_array(w), bridge.as_array(g), r.stride, r.padding,
-                                              r.dilation, r.groups, out=bridge.as_array(gx), **bridge.flag_kwargs(flags))
+        gx = _convolve(bridge.BACKWARD_INPUT, (w, g), torch.empty_like(x),
+                       (tuple(x.shape), r.stride, r.padding, r.dilation, r.groups), flags)
     if need[1]:
-        gw = torch.empty_like(w)
-        if not bridge.run(bridge.BACKWARD_WEIGHT, (x, g), gw, (tuple(w.shape), r.stride, r.padding, r.dilation,
-                                                                r.groups), flags, index):
-            with bridge.on_torch_stream(g):
-                cudnnconv.conv_backward_weight(bridge.as_array(x), w.shape, bridge.as_array(g), r.stride, r.padding,
-                                               r.dilation, r.groups, out=bridge.as_array(gw), **bridge.flag_kwargs(flags))
+        gw = _convolve(bridge.BACKWARD_WEIGHT, (x, g), torch.empty_like(w),
+                       (tuple(w.shape), r.stride, r.padding, r.dilation, r.groups), flags)
     return gx, gw
 
 
 def _conv_out(x, w, b, r, shape, flags):
     """The forward convolution into a new torch tensor of ``shape`` (the bias added by ``_add_bias``)."""
-    y = bridge.empty_like_layout(shape, x, w)
-    if not bridge.run(bridge.CONV, (x, w, None), y, (r.stride, r.padding, r.dilation, r.groups), flags,
-                      x.get_device()):
-        with bridge.on_torch_stream(x):
-            cudnnconv.conv(bridge.as_array(x), bridge.as_array(w), None, r.stride, r.padding, r.dilation, r.groups,
-                           out=bridge.as_array(y), **bridge.flag_kwargs(flags))
+    y = _convolve(bridge.CONV, (x, w, None), bridge.empty_like_layout(shape, x, w),
+                  (r.stride, r.padding, r.dilation, r.groups), flags)
     return _add_bias(y, b)
 
 
@@ -161,13 +169,7 @@ class _Conv(torch.autograd.Function):
 
 def _conv_transpose_out(x, w, b, args, shape, flags):
     """The transposed convolution into a new torch tensor of ``shape``."""
-    y = bridge.empty_like_layout(shape, x, w)
-    if not bridge.run(bridge.TRANSPOSE, (x, w, None), y, args, flags, x.get_device()):
-        stride, padding, opad, groups, dilation = args
-        with bridge.on_torch_stream(x):
-            cudnnconv.conv_transpose(bridge.as_array(x), bridge.as_array(w), None, stride, padding, opad, groups,
-                                     dilation, out=bridge.as_array(y), **bridge.flag_kwargs(flags))
-    return _add_bias(y, b)
+    return _add_bias(_convolve(bridge.TRANSPOSE, (x, w, None), bridge.empty_like_layout(shape, x, w), args, flags), b)
 
 
 class _ConvTranspose(torch.autograd.Function):
@@ -190,21 +192,11 @@ class _ConvTranspose(torch.autograd.Function):
         need = ctx.needs_input_grad
         gy = bridge.dense(gy, x)
         gx = gw = None
-        index = gy.get_device()
         if need[0]:
-            gx = torch.empty_like(x)
-            if not bridge.run(bridge.CONV, (gy, w, None), gx, (stride, padding, dilation, groups), flags, index):
-                with bridge.on_torch_stream(gy):
-                    cudnnconv.conv(bridge.as_array(gy), bridge.as_array(w), None, stride, padding, dilation, groups,
-                                   out=bridge.as_array(gx), **bridge.flag_kwargs(flags))
+            gx = _convolve(bridge.CONV, (gy, w, None), torch.empty_like(x), (stride, padding, dilation, groups), flags)
         if need[1]:
-            gw = torch.empty_like(w)
-            if not bridge.run(bridge.BACKWARD_WEIGHT, (gy, x), gw, (tuple(w.shape), stride, padding, dilation, groups),
-                              flags, index):
-                with bridge.on_torch_stream(gy):
-                    cudnnconv.conv_backward_weight(bridge.as_array(gy), w.shape, bridge.as_array(x), stride, padding,
-                                                   dilation, groups, out=bridge.as_array(gw),
-                                                   **bridge.flag_kwargs(flags))
+            gw = _convolve(bridge.BACKWARD_WEIGHT, (gy, x), torch.empty_like(w),
+                           (tuple(w.shape), stride, padding, dilation, groups), flags)
         return gx, gw, _bias_grad(gy, need[2]), None, None
 
 
@@ -250,45 +242,45 @@ def _batched(nsp, input):
     return input, False
 
 
-def _conv(nsp, input, weight, bias, stride, padding, dilation, groups):
+def _checked(nsp, input, weight, bias):
+    """(input with a batch dim, whether one was added), once the three tensors are checked."""
     bridge.check_tensor(input, "input")
     bridge.check_tensor(weight, "weight")
     if bias is not None:
         bridge.check_tensor(bias, "bias")
-    x, added = _batched(nsp, input)
+    return _batched(nsp, input)
+
+
+def _dispatch(fn, c_apply, out, x, weight, bias, args, shape):
+    """The call of autograd.Function ``fn`` (``c_apply``: its C entry) or, where no gradient is
+    recorded, of ``out`` alone, as ``_route`` says."""
+    route = _route(x, weight, bias)
+    if route == DIRECT:
+        return c_apply(x, weight, bias, args, shape)
+    if route == TRANSFORMED:
+        return fn.apply(x, weight, bias, args, shape)
+    return out(x, weight, bias, args, shape, bridge.call_flags())
+
+
+def _conv(nsp, input, weight, bias, stride, padding, dilation, groups):
+    x, added = _checked(nsp, input, weight, bias)
     r, shape = rules.forward_plan(nsp, x.shape, weight.shape, stride, padding, dilation, groups)
     _check_bias(bias, x, shape[1])
     if r.pre_pad is not None:                    # 'same' with an odd total: PyTorch's extra element at the end
         x = _pad(x, r.pre_pad)
-    route = _route(x, weight, bias)
-    if route == DIRECT:
-        y = _CONV_APPLY(x, weight, bias, r, shape)
-    elif route == TRANSFORMED:
-        y = _Conv.apply(x, weight, bias, r, shape)
-    else:
-        y = _conv_out(x, weight, bias, r, shape, bridge.call_flags())
+    y = _dispatch(_Conv, _CONV_APPLY, _conv_out, x, weight, bias, r, shape)
     return y.squeeze(0) if added else y
 
 
 def _conv_transpose(nsp, input, weight, bias, stride, padding, output_padding, groups, dilation):
-    bridge.check_tensor(input, "input")
-    bridge.check_tensor(weight, "weight")
-    if bias is not None:
-        bridge.check_tensor(bias, "bias")
-    x, added = _batched(nsp, input)
+    x, added = _checked(nsp, input, weight, bias)
     args, shape = rules.transpose_plan(nsp, x.shape, weight.shape, stride, padding, output_padding, groups, dilation)
     _check_bias(bias, x, shape[1])
     if any(o >= s for o, s in zip(args[2], args[0])) and torch.is_grad_enabled() and (
             input.requires_grad or weight.requires_grad):
         raise NotImplementedError("output_padding %s not smaller than stride %s: its backward is not supported"
                                   % (args[2], args[0]))
-    route = _route(x, weight, bias)
-    if route == DIRECT:
-        y = _TRANSPOSE_APPLY(x, weight, bias, args, shape)
-    elif route == TRANSFORMED:
-        y = _ConvTranspose.apply(x, weight, bias, args, shape)
-    else:
-        y = _conv_transpose_out(x, weight, bias, args, shape, bridge.call_flags())
+    y = _dispatch(_ConvTranspose, _TRANSPOSE_APPLY, _conv_transpose_out, x, weight, bias, args, shape)
     return y.squeeze(0) if added else y
 
 
