@@ -19,6 +19,9 @@ from cudnnconv.torch import bridge, functional  # noqa: E402
 TF, G = torch.nn.functional, torch.nn.grad
 
 
+_REAL_CALL_FLAGS = bridge.call_flags
+
+
 def _fake_cudnnconv():
     def conv(x, w, b, stride, padding, dilation, groups, *, out, **flags):
         out.copy_(getattr(TF, "conv%dd" % (x.dim() - 2))(x, w, b, stride, padding, dilation, groups))
@@ -103,6 +106,33 @@ def test_needs_input_grad_skips_the_gradients_nobody_asked_for(monkeypatch):
     x2, w2 = torch.randn(2, 3, 5, 5, dtype=torch.float64), _r(4, 3, 3, 3)
     cct.conv2d(x2, w2, None, 1, 1).sum().backward()
     assert calls == ["conv_backward_weight"] and w2.grad is not None
+
+
+def test_a_flags_block_reaches_the_backward_run_on_another_thread(monkeypatch):
+    """A cudnnconv.flags() block around the forward also governs its backward, which autograd runs
+    on a thread of its own for CUDA tensors (here a thread of the test's): the flags travel with
+    the graph, spelled out."""
+    import threading
+
+    import cudnnconv
+    seen = {}
+    fake = _fake_cudnnconv()
+    for name in ("conv", "conv_backward_input", "conv_backward_weight"):
+        f = getattr(fake, name)
+        setattr(fake, name, lambda *a, _f=f, _n=name, **k: (seen.__setitem__(_n, {
+            key: v for key, v in k.items() if key != "out"}), _f(*a, **k))[1])
+    monkeypatch.setattr(functional, "cudnnconv", fake)
+    monkeypatch.setattr(bridge, "call_flags", _REAL_CALL_FLAGS)          # the real one, not NO_FLAGS
+    x, w = _r(2, 3, 5, 5), _r(4, 3, 3, 3)
+    with cudnnconv.flags(deterministic=True, workspace_limit=1 << 16, engine="graph"):
+        loss = cct.conv2d(x, w, None, 1, 1).sum()
+    t = threading.Thread(target=loss.backward)
+    t.start()
+    t.join()
+    want = {"benchmark": False, "deterministic": True, "allow_tf32": True, "workspace_limit": 1 << 16,
+            "engine": "graph"}
+    assert seen == {"conv": want, "conv_backward_input": want, "conv_backward_weight": want}
+    assert x.grad is not None and w.grad is not None
 
 
 def test_double_backward_is_refused():

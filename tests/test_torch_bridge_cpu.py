@@ -112,12 +112,35 @@ def test_torchs_flags_read_through_its_c_getters_equal_its_public_properties(ben
         torch.use_deterministic_algorithms(old[3])
 
 
-def test_inside_a_flags_block_a_call_takes_the_blocks_flags():
+def test_inside_a_flags_block_a_call_takes_the_blocks_flags_spelled_out():
     import cudnnconv
     with cudnnconv.flags(benchmark=True, deterministic=True):
-        assert bridge.call_flags() == bridge.NO_FLAGS
-        assert bridge.flag_kwargs(bridge.call_flags()) == {}
+        assert bridge.call_flags() == (True, True, True, None, "auto")
+        assert bridge.flag_kwargs(bridge.call_flags()) == {"benchmark": True, "deterministic": True,
+                                                           "allow_tf32": True, "engine": "auto"}
+        with cudnnconv.flags(allow_tf32=False, workspace_limit=4096, engine="graph"):
+            assert bridge.call_flags() == (False, False, False, 4096, "graph")
+            assert bridge.flag_kwargs(bridge.call_flags()) == {"benchmark": False, "deterministic": False,
+                                                               "allow_tf32": False, "workspace_limit": 4096,
+                                                               "engine": "graph"}
     assert bridge.call_flags()[:3] == bridge.torch_flags()
+    assert bridge.flag_kwargs(bridge.NO_FLAGS) == {}
+
+
+def test_flags_spelled_out_resolve_as_the_block_does_on_a_thread_without_it():
+    """What the block's flags spelled out resolve to on a thread outside the block (autograd's
+    backward thread) equals what the block resolves to where it applies."""
+    import threading
+
+    import cudnnconv
+    from cudnnconv import options
+    with cudnnconv.flags(benchmark=True, deterministic=True, workspace_limit=1 << 20, engine="legacy"):
+        flags, inside = bridge.call_flags(), options.resolve()
+    got = []
+    t = threading.Thread(target=lambda: got.append(options.resolve(**bridge.flag_kwargs(flags))))
+    t.start()
+    t.join()
+    assert got == [inside] and inside == options.Options(True, True, True, 1 << 20, "legacy")
 
 
 def test_run_hands_the_typed_path_torchs_stream_and_its_dtype_table(monkeypatch):

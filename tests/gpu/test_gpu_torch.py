@@ -398,3 +398,33 @@ def test_a_warm_training_step_runs_every_convolution_on_the_typed_path(monkeypat
     assert slow == []
     assert fast.count("conv") == 20 and fast.count("conv_backward_weight") == 20
     assert fast.count("conv_backward_input") == 19               # conv1's input needs no gradient
+
+
+def test_a_flags_block_governs_the_backward_autograd_runs_on_its_own_thread(monkeypatch):
+    """Autograd runs a CUDA graph's backward on a thread of its own, where a cudnnconv.flags()
+    block around the forward does not apply: the block's flags travel with the graph, and the
+    backward's calls run on that thread with them (here the legacy engine and deterministic
+    choices), with PyTorch's gradients."""
+    import threading
+
+    from cudnnconv.torch import functional
+    real, seen = functional._convolve, []
+
+    def spy(spec, tensors, out, scalars, flags):
+        seen.append((spec.name, flags, threading.get_ident()))
+        return real(spec, tensors, out, scalars, flags)
+
+    monkeypatch.setattr(functional, "_convolve", spy)
+    torch.manual_seed(13)
+    x, w = _r(2, 4, 9, 8, dtype=torch.float32), _r(6, 4, 3, 3, dtype=torch.float32)
+    with cct.flags(deterministic=True, allow_tf32=False, workspace_limit=1 << 20, engine="legacy"):
+        loss = (cct.conv2d(x, w, None, 1, 1) ** 2).sum()
+    loss.backward()
+    want = (False, True, False, 1 << 20, "legacy")
+    main = threading.get_ident()
+    assert [(n, f) for n, f, _ in seen] == [("conv", want), ("conv_backward_input", want),
+                                           ("conv_backward_weight", want)], seen
+    assert seen[0][2] == main and {t for _, _, t in seen[1:]} != {main}      # backward: autograd's thread
+    xr, wr = x.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
+    (TF.conv2d(xr, wr, None, 1, 1) ** 2).sum().backward()
+    assert _rel(x.grad, xr.grad) < 1e-5 and _rel(w.grad, wr.grad) < 1e-5

@@ -20,8 +20,10 @@ otherwise the call runs inside CuPy's device context and a CuPy stream over torc
 
 Flags (``call_flags``, the public functions' ``benchmark``, ``deterministic``, ``allow_tf32``,
 ``workspace_limit`` and ``engine``, as a tuple): inside a ``cudnnconv.flags()`` block, that block's
-(all None); outside, the ones PyTorch's own convolutions read, ``torch.backends.cudnn.benchmark``,
-``deterministic`` (or ``torch.use_deterministic_algorithms``) and ``allow_tf32``.
+five, spelled out; outside, the ones PyTorch's own convolutions read,
+``torch.backends.cudnn.benchmark``, ``deterministic`` (or ``torch.use_deterministic_algorithms``)
+and ``allow_tf32``.  They are read when the forward runs and carried to its backward, which
+autograd runs on a thread of its own (for CUDA tensors), where the block does not apply.
 """
 import contextlib
 
@@ -122,21 +124,28 @@ if all(hasattr(torch._C, g) for g in _GETTERS):
 else:                                  # a torch without them: its public properties
     torch_flags = _public_flags
 
-NO_FLAGS = (None, None, None, None, None)      # inside a cudnnconv.flags() block: the block's own
+NO_FLAGS = (None, None, None, None, None)      # nothing set per call: the thread's defaults apply
 
 
 def call_flags():
     """Per-call flags, as the public functions' (benchmark, deterministic, allow_tf32,
-    workspace_limit, engine): ``NO_FLAGS`` inside a ``cudnnconv.flags()`` block (the block's then
-    apply), else torch.backends.cudnn's three."""
-    if _thread_state().options is not None:
-        return NO_FLAGS
+    workspace_limit, engine): inside a ``cudnnconv.flags()`` block, the block's five (spelled out,
+    so that a backward on autograd's own thread keeps them; a workspace_limit of None is no limit
+    there too, the default), else torch.backends.cudnn's three."""
+    o = _thread_state().options
+    if o is not None:
+        return tuple(o)
     return torch_flags() + (None, None)
 
 
 def flag_kwargs(flags):
     """``call_flags()``'s tuple as the public functions' keyword arguments (the ones set)."""
-    return {} if flags[0] is None else {"benchmark": flags[0], "deterministic": flags[1], "allow_tf32": flags[2]}
+    kw = {} if flags[0] is None else {"benchmark": flags[0], "deterministic": flags[1], "allow_tf32": flags[2]}
+    if flags[3] is not None:
+        kw["workspace_limit"] = flags[3]
+    if flags[4] is not None:
+        kw["engine"] = flags[4]
+    return kw
 
 
 CONV, BACKWARD_INPUT, BACKWARD_WEIGHT, TRANSPOSE = _api._CONV, _api._BACKWARD_INPUT, _api._BACKWARD_WEIGHT, \
