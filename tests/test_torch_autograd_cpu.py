@@ -135,6 +135,42 @@ def test_a_flags_block_reaches_the_backward_run_on_another_thread(monkeypatch):
     assert x.grad is not None and w.grad is not None
 
 
+def test_autocast_casts_as_it_does_for_pytorchs_own_convolutions(monkeypatch):
+    """Under autocast every floating-point argument but a float64 one reaches cudnnconv in
+    autocast's dtype (CUDA autocast is stood in for: this test runs on the CPU), the result is in
+    that dtype, and float32 leaves get float32 gradients through the casts."""
+    seen = []
+    fake = _fake_cudnnconv()
+    for name in ("conv", "conv_transpose", "conv_bias_add_relu"):
+        f = getattr(fake, name)
+        setattr(fake, name, lambda *a, _f=f, _n=name, **k: (seen.append(
+            (_n, tuple(t.dtype for t in a if isinstance(t, torch.Tensor)))), _f(*a, **k))[1])
+    monkeypatch.setattr(functional, "cudnnconv", fake)
+    assert functional._autocast_dtype() is None                       # autocast off
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert functional._autocast_dtype() is None                   # only CUDA's autocast counts
+    monkeypatch.setattr(functional, "_autocast_dtype", lambda: torch.bfloat16)
+    torch.manual_seed(3)
+    x = torch.randn(2, 3, 6, 6, requires_grad=True)
+    w = torch.randn(4, 3, 3, 3, requires_grad=True)
+    b = torch.randn(4, requires_grad=True)
+    y = cct.conv2d(x, w, b, 1, 1)
+    assert y.dtype == torch.bfloat16 and seen[-1] == ("conv", (torch.bfloat16,) * 2)
+    # (the bias is added after the convolution, as _add_bias does: one more bfloat16 rounding)
+    torch.testing.assert_close(y, TF.conv2d(x.bfloat16(), w.bfloat16(), None, 1, 1) + b.bfloat16().view(1, -1, 1, 1))
+    y.float().square().sum().backward()
+    assert (x.grad.dtype, w.grad.dtype, b.grad.dtype) == (torch.float32,) * 3
+    with torch.no_grad():
+        assert cct.conv_transpose2d(x, w.transpose(0, 1), None, 2, 1).dtype == torch.bfloat16
+        z = torch.randn(2, 4, 6, 6)
+        assert cct.conv_bias_add_relu(x, w, z, 0.5, b, 1, 1).dtype == torch.bfloat16
+    assert seen[-1] == ("conv_bias_add_relu", (torch.bfloat16,) * 4)
+    # float64, integer and already-cast tensors are left as they are
+    d, i, h = torch.zeros(2, dtype=torch.float64), torch.zeros(2, dtype=torch.int32), torch.zeros(2).bfloat16()
+    assert functional._autocast(d, torch.bfloat16) is d and functional._autocast(i, torch.bfloat16) is i
+    assert functional._autocast(h, torch.bfloat16) is h and functional._autocast(None, torch.bfloat16) is None
+
+
 def test_double_backward_is_refused():
     x, w = _r(2, 3, 5, 5), _r(4, 3, 3, 3)
     (gx,) = torch.autograd.grad(cct.conv2d(x, w, None, 1, 1).square().sum(), x, create_graph=True)

@@ -428,3 +428,27 @@ def test_a_flags_block_governs_the_backward_autograd_runs_on_its_own_thread(monk
     xr, wr = x.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
     (TF.conv2d(xr, wr, None, 1, 1) ** 2).sum().backward()
     assert _rel(x.grad, xr.grad) < 1e-5 and _rel(w.grad, wr.grad) < 1e-5
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float16, 1e-2), (torch.bfloat16, 4e-2)])
+def test_a_converted_model_under_autocast_runs_in_its_dtype_as_pytorchs_does(dtype, tol):
+    """torch.autocast("cuda"): the converted convolutions take autocast's dtype as PyTorch's own do
+    (float32 input and weights in, autocast's dtype out), and the float32 weights get float32
+    gradients equal to PyTorch's within the dtype's tolerance."""
+    from cudnnconv.torch import bridge
+    if dtype not in bridge._DTYPES:
+        pytest.skip("bfloat16 needs ml_dtypes")
+    torch.manual_seed(14)
+    theirs = torch.nn.Sequential(torch.nn.Conv2d(8, 16, 3, padding=1), torch.nn.ReLU(),
+                                 torch.nn.ConvTranspose2d(16, 4, 2, stride=2)).to(DEV)
+    ours = cct.convert(copy.deepcopy(theirs))
+    x = torch.randn(2, 8, 12, 12, device=DEV)
+    with torch.autocast("cuda", dtype=dtype):
+        yt, yo = theirs(x), ours(x)
+    assert yo.dtype == yt.dtype == dtype and yo.shape == yt.shape
+    assert _rel(yo, yt) < tol
+    yt.float().square().sum().backward()
+    yo.float().square().sum().backward()
+    for (name, pt), po in zip(theirs.named_parameters(), ours.parameters()):
+        assert po.dtype == po.grad.dtype == torch.float32, name
+        assert _rel(po.grad, pt.grad) < tol, name

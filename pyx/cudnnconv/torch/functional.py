@@ -21,6 +21,11 @@ Each convolution first tries the typed path for tensors (``bridge.run``), then t
 on CuPy views; a bias is added after the convolution as PyTorch's own convolutions add it
 (``_add_bias``), so calls with a bias take the typed path too.
 
+Autocast: under ``torch.autocast("cuda")`` each function first casts its floating-point CUDA
+tensors (not float64 ones) to autocast's dtype, as autocast does for PyTorch's own convolutions, so
+a converted model trains in mixed precision as it did before; the casts are autograd ops, and
+float32 master weights get float32 gradients.
+
 torch.compile: the functions are ``torch.compiler.disable``d, so a compiled model breaks its graph
 at each convolution and runs it eagerly here (docs/torch.md says why).  The wrapper costs about a
 microsecond a call; calling a disabled twin only while dynamo traces would save it, but dynamo then
@@ -41,6 +46,28 @@ _transforms_active = getattr(torch._C, "_are_functorch_transforms_active", lambd
 
 
 _wrapped = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", None)
+_is_autocast = torch.is_autocast_enabled
+_get_autocast_dtype = getattr(torch, "get_autocast_dtype", None)
+try:
+    _is_autocast("cuda")
+    _PER_DEVICE_AUTOCAST = _get_autocast_dtype is not None
+except TypeError:                  # a torch whose autocast queries take no device (CUDA's then)
+    _PER_DEVICE_AUTOCAST = False
+
+
+def _autocast_dtype():
+    """The dtype ``torch.autocast("cuda")`` runs convolutions in here, or None where it is off."""
+    if _PER_DEVICE_AUTOCAST:
+        return _get_autocast_dtype("cuda") if _is_autocast("cuda") else None
+    return torch.get_autocast_gpu_dtype() if _is_autocast() else None
+
+
+def _autocast(t, dtype):
+    """``t`` as autocast hands it to a convolution: a floating-point tensor other than float64 in
+    ``dtype`` (through ``Tensor.to``, an autograd op), anything else as it is."""
+    if t is None or t.dtype == dtype or t.dtype == torch.float64 or not t.is_floating_point():
+        return t
+    return t.to(dtype)
 NO_GRAD, DIRECT, TRANSFORMED = 0, 1, 2
 
 
@@ -243,12 +270,17 @@ def _batched(nsp, input):
 
 
 def _checked(nsp, input, weight, bias):
-    """(input with a batch dim, whether one was added), once the three tensors are checked."""
+    """(input with a batch dim, weight, bias, whether a batch dim was added), once the three
+    tensors are checked, each in autocast's dtype where autocast is on."""
     bridge.check_tensor(input, "input")
     bridge.check_tensor(weight, "weight")
     if bias is not None:
         bridge.check_tensor(bias, "bias")
-    return _batched(nsp, input)
+    dtype = _autocast_dtype()
+    if dtype is not None:
+        input, weight, bias = _autocast(input, dtype), _autocast(weight, dtype), _autocast(bias, dtype)
+    x, added = _batched(nsp, input)
+    return x, weight, bias, added
 
 
 def _dispatch(fn, c_apply, out, x, weight, bias, args, shape):
@@ -263,7 +295,7 @@ def _dispatch(fn, c_apply, out, x, weight, bias, args, shape):
 
 
 def _conv(nsp, input, weight, bias, stride, padding, dilation, groups):
-    x, added = _checked(nsp, input, weight, bias)
+    x, weight, bias, added = _checked(nsp, input, weight, bias)
     r, shape = rules.forward_plan(nsp, x.shape, weight.shape, stride, padding, dilation, groups)
     _check_bias(bias, x, shape[1])
     if r.pre_pad is not None:                    # 'same' with an odd total: PyTorch's extra element at the end
@@ -273,7 +305,7 @@ def _conv(nsp, input, weight, bias, stride, padding, dilation, groups):
 
 
 def _conv_transpose(nsp, input, weight, bias, stride, padding, output_padding, groups, dilation):
-    x, added = _checked(nsp, input, weight, bias)
+    x, weight, bias, added = _checked(nsp, input, weight, bias)
     args, shape = rules.transpose_plan(nsp, x.shape, weight.shape, stride, padding, output_padding, groups, dilation)
     _check_bias(bias, x, shape[1])
     if any(o >= s for o, s in zip(args[2], args[0])) and torch.is_grad_enabled() and (
@@ -327,6 +359,9 @@ def conv_bias_add_relu(input, weight, z, alpha, bias, stride=1, padding=0, dilat
     for t, name in ((input, "input"), (weight, "weight"), (z, "z")) + (((bias, "bias"),) if bias is not None
                                                                        else ()):
         bridge.check_tensor(t, name)
+    dtype = _autocast_dtype()
+    if dtype is not None:
+        input, weight, z, bias = (_autocast(t, dtype) for t in (input, weight, z, bias))
     nsp = weight.dim() - 2
     r, shape = rules.forward_plan(nsp, input.shape, weight.shape, stride, padding, dilation, groups)
     if r.pre_pad is not None:
