@@ -26,7 +26,7 @@ LAYERS = {
     0: ("_loader", "_log", "core", "core.status", "core.handle", "core.build", "core.state", "core.executor",
         "core.arrays", "decl", "decl.cudnn", "decl.cudnn_backend", "decl.cudnn_legacy", "decl.config"),
     1: ("params.dtypes", "params.layouts", "params.ingest", "params.geometry", "params.keys", "params.repro",
-        "params", "records", "options", "cache", "search", "workspace", "split", "ranking", "gpu_timing", "errata",
+        "params", "records", "options", "cache", "search", "workspace", "split", "tiling", "ranking", "gpu_timing", "errata",
         "tuning", "torch_rules"),
     2: ("engines", "engines.legacy_descriptors", "engines.legacy", "engines.legacy_record", "engines.graph_descriptors",
         "engines.graph", "engines.graph_record"),

@@ -1,0 +1,175 @@
+"""Spatial tiles with halos for samples over the index limit: a pure planning function (policy tier).
+
+cuDNN's kernels index a tensor with 32-bit integers.  ``split.plan_batch_split`` brings a call
+under the limit by splitting the batch; when a single sample is itself over the limit, the only way
+through is to split its spatial dims.  ``plan_spatial_tiles`` partitions the *output* of a forward
+convolution into tiles and gives each the window of the input it reads:
+
+* the output tiles cover the output exactly once (each output element is in one tile);
+* a tile of outputs ``[out_lo, out_hi)`` along a dim reads the input positions
+  ``o*stride - pad_lo + t*dilation`` for ``o`` in the tile and ``t`` in the kernel: its window
+  ``[in_lo, in_hi)`` is that range clipped to the tensor (the halo is the kernel's reach past the
+  tile's own share of the input), and the part of the range outside the tensor becomes the tile's
+  own padding, ``pad_lo`` before and ``pad_hi`` after.  So a tile has the convolution's real padding
+  where it meets the tensor's edge and none inside it;
+* run on its window with its padding and the convolution's stride and dilation, a tile computes
+  exactly its outputs: the window's first padded position is the one its first output starts at,
+  so the strides line up.
+
+The same plan serves every direction.  A forward (and a fused call: z and the output share the
+tiling) writes each output tile from its input window.  A weight gradient is the sum, over the
+tiles, of the weight gradients of each tile's input window with its gradient-output tile (every
+output element is in one tile, so every term of the sum is counted once); 16-bit types sum in
+float32, as the batch split does.  An input gradient is the sum of each tile's input gradient over
+its window: adjacent windows overlap by the halo, and the overlaps add up, as the convolution's
+adjoint does.  A transposed convolution is the input gradient of the convolution whose output
+shape is its input's.
+
+How tiles are sized: ``n`` samples of ``in_channels`` input and ``out_channels`` output channels
+per call, and every tile's input window (n x in_channels x the window) and output tile
+(n x out_channels x the tile) within ``index_limit`` elements.  The outermost spatial dim is tiled
+first, into the fewest tiles that fit, of near-equal size; where a single output row of it is still
+over the limit, it is tiled a row at a time and the next dim is tiled the same way, and so on.
+Where one output element's window is over the limit (a huge channel count, or a kernel window of
+that size), tiling cannot help: ValueError names the sizes.
+"""
+import collections
+import math
+
+# More tiles than this is no real problem (65,536 tiles of 2**31 elements are 2**47 elements):
+# shapes that claim it are refused rather than planned for hours.
+MAX_TILES = 1 << 16
+
+Tile = collections.namedtuple("Tile", "out_lo out_hi in_lo in_hi pad_lo pad_hi")
+Tile.__doc__ = """One tile: per spatial dim (each field a tuple, one int per dim), the outputs
+``[out_lo, out_hi)``, the input window ``[in_lo, in_hi)`` they read (halo included, clipped to the
+tensor), and the tile's padding before (``pad_lo``) and after (``pad_hi``) its window.  A window
+can be empty (``in_lo == in_hi``, placed outside the tensor) where padding wider than the kernel's
+reach leaves outputs that read padding alone; such a tile's outputs are the bias (zero without
+one)."""
+
+
+def output_size(size, kernel, stride, dilation, pad_lo, pad_hi):
+    """The number of outputs along one dim (PyTorch's formula)."""
+    return (size + pad_lo + pad_hi - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def window(out_lo, out_hi, size, kernel, stride, dilation, pad_lo):
+    """(in_lo, in_hi, pad_lo, pad_hi) of the outputs [out_lo, out_hi) along one dim: the input they
+    read, clipped to [0, size), and the padding the clipping leaves before and after it.  Always
+    ``in_lo - pad_lo`` is where the first output starts reading and ``in_hi + pad_hi`` one past where
+    the last stops, with both paddings >= 0; where the outputs read padding alone, the window is
+    empty (``in_lo == in_hi``, then outside [0, size))."""
+    first = out_lo * stride - pad_lo                               # where the first output starts
+    last = (out_hi - 1) * stride - pad_lo + dilation * (kernel - 1)  # what the last output reads last
+    if first >= size:                    # every position read lies past the end: an empty window there
+        lo = hi = first
+    elif last < 0:                       # ... or before the start
+        lo = hi = last + 1
+    else:
+        lo, hi = max(first, 0), min(last + 1, size)
+    return lo, hi, lo - first, last + 1 - hi
+
+
+def _check(n, in_channels, out_channels, spatial, kernel, stride, dilation, pad_lo, pad_hi, index_limit):
+    nsp = len(spatial)
+    if not 1 <= nsp <= 3 or not all(len(t) == nsp for t in (kernel, stride, dilation, pad_lo, pad_hi)):
+        raise ValueError("a tiling plan needs 1 to 3 spatial dims with one kernel size, stride, dilation and "
+                         "padding each; got spatial %s, kernel %s, stride %s, dilation %s, padding %s/%s"
+                         % (tuple(spatial), tuple(kernel), tuple(stride), tuple(dilation), tuple(pad_lo),
+                            tuple(pad_hi)))
+    ok = (n >= 1 and in_channels >= 1 and out_channels >= 1 and index_limit >= 1
+          and all(v >= 1 for v in tuple(spatial) + tuple(kernel) + tuple(stride) + tuple(dilation))
+          and all(v >= 0 for v in tuple(pad_lo) + tuple(pad_hi)))
+    if not ok:
+        raise ValueError("invalid tiling request: n=%d channels %d -> %d, spatial %s, kernel %s, stride %s, "
+                         "dilation %s, padding %s/%s, limit %d"
+                         % (n, in_channels, out_channels, tuple(spatial), tuple(kernel), tuple(stride),
+                            tuple(dilation), tuple(pad_lo), tuple(pad_hi), index_limit))
+    out = tuple(output_size(*a) for a in zip(spatial, kernel, stride, dilation, pad_lo, pad_hi))
+    if min(out) < 1:
+        raise ValueError("the convolution has no output: spatial %s, kernel %s, stride %s, dilation %s, "
+                         "padding %s/%s give output %s" % (tuple(spatial), tuple(kernel), tuple(stride),
+                                                          tuple(dilation), tuple(pad_lo), tuple(pad_hi), out))
+    return out
+
+
+def _reach(rows, size, kernel, stride, dilation):
+    """The most input positions ``rows`` consecutive outputs read along a dim."""
+    return min(size, (rows - 1) * stride + dilation * (kernel - 1) + 1)
+
+
+def _rows(out_size, fits):
+    """The fewest near-equal tiles of a dim of ``out_size`` outputs whose tiles ``fits(rows)``:
+    (tile count, rows per tile), or None where even one row does not fit."""
+    if fits(out_size):
+        return 1, out_size
+    if not fits(1):
+        return None
+    lo, hi = 1, out_size                 # fits(lo), not fits(hi): the largest row count that fits
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid
+    count = -(-out_size // lo)
+    return count, -(-out_size // count)  # the same count, rows spread evenly (never more than lo)
+
+
+def plan_spatial_tiles(n, in_channels, out_channels, spatial, kernel, stride, dilation, pad_lo, pad_hi,
+                       index_limit):
+    """Tiles (``Tile``, row-major over the tile grid) of a forward convolution of ``n`` samples,
+    ``in_channels`` -> ``out_channels``, input spatial sizes ``spatial``, with per-dim ``kernel``
+    sizes, ``stride``, ``dilation`` and padding ``pad_lo`` before / ``pad_hi`` after each dim, such
+    that every tile's input window and output tile hold at most ``index_limit`` elements.  One tile,
+    the whole convolution, where both already do.  See the module doc for what the tiles promise.
+
+    Raises:
+        ValueError: an invalid request, a convolution with no output, one output element whose
+            window is over the limit (tiling cannot help), or more than MAX_TILES tiles.
+    """
+    spatial, kernel, stride, dilation = tuple(spatial), tuple(kernel), tuple(stride), tuple(dilation)
+    pad_lo, pad_hi = tuple(pad_lo), tuple(pad_hi)
+    out = _check(n, in_channels, out_channels, spatial, kernel, stride, dilation, pad_lo, pad_hi, index_limit)
+    nsp = len(spatial)
+    rows = list(out)                     # outputs per tile along each dim, decided outermost first
+    for d in range(nsp + 1):
+        inner_in, inner_out = math.prod(spatial[d + 1:]), math.prod(out[d + 1:])
+        outer_in = math.prod(_reach(rows[e], spatial[e], kernel[e], stride[e], dilation[e]) for e in range(d))
+        outer_out = math.prod(rows[:d])
+
+        def fits(r, d=d, outer_in=outer_in, outer_out=outer_out, inner_in=inner_in, inner_out=inner_out):
+            win = _reach(r, spatial[d], kernel[d], stride[d], dilation[d])
+            return (n * in_channels * outer_in * win * inner_in <= index_limit
+                    and n * out_channels * outer_out * r * inner_out <= index_limit)
+
+        if d == nsp:                     # one output row along every dim, and still over the limit
+            one_in = n * in_channels * outer_in
+            one_out = n * out_channels * outer_out
+            raise ValueError(
+                "one output element of this convolution reads %d input elements (%d samples x %d channels x "
+                "a %s window) and writes %d (%d samples x %d channels); over the index limit of %d elements, "
+                "no spatial tiling brings it under (input %s, kernel %s, dilation %s)"
+                % (one_in, n, in_channels, "x".join(str(_reach(1, s, k, st, dl)) for s, k, st, dl in
+                                                     zip(spatial, kernel, stride, dilation)),
+                   one_out, n, out_channels, index_limit, spatial, kernel, dilation))
+        got = _rows(out[d], fits)
+        if got is not None:
+            rows[d] = got[1]
+            break
+        rows[d] = 1                      # one output row at a time here, and the next dim is tiled too
+    counts = [-(-o // r) for o, r in zip(out, rows)]
+    if math.prod(counts) > MAX_TILES:
+        raise ValueError("a sample of spatial size %s would need %d tiles under the index limit of %d elements "
+                         "(at most %d are planned): no GPU holds such arrays"
+                         % (spatial, math.prod(counts), index_limit, MAX_TILES))
+    per_dim = []
+    for d in range(nsp):
+        spans = [(lo, min(lo + rows[d], out[d])) for lo in range(0, out[d], rows[d])]
+        per_dim.append([(lo, hi) + window(lo, hi, spatial[d], kernel[d], stride[d], dilation[d], pad_lo[d])
+                        for lo, hi in spans])
+    tiles = [[]]
+    for options in per_dim:
+        tiles = [t + [o] for t in tiles for o in options]
+    return [Tile(*(tuple(part[i] for part in t) for i in range(6))) for t in tiles]

@@ -1,0 +1,256 @@
+"""cudnnconv.tiling: the spatial tiling plan, proved by brute force on small geometries (no GPU).
+
+For drawn geometries (1-3 spatial dims, kernel, stride, dilation, asymmetric padding) and index
+limits small enough to force tiling: the output tiles cover the output exactly once; every output
+element's receptive field inside the tensor lies in its tile's window, and the tile's window with
+its padding, run with the convolution's stride and dilation, reads exactly the positions the whole
+convolution reads for it (the strides line up); every window and tile is within the limit.  Then
+the convolution itself, in float64 NumPy: the forward assembled from tiles, the weight gradient
+summed over tiles and the input gradient summed over overlapping windows equal the untiled ones.
+"""
+import itertools
+import math
+
+import numpy
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cudnnconv import tiling
+
+
+# ---------------------------------------------------------------------------
+# A float64 convolution with per-dim (before, after) padding, groups 1, by its definition
+# ---------------------------------------------------------------------------
+
+def _taps(offs, dilation, stride, out_sp):
+    return tuple(slice(o * d, o * d + (n - 1) * s + 1, s) for o, d, s, n in zip(offs, dilation, stride, out_sp))
+
+
+def _out_sp(sp, ksz, stride, dilation, pads):
+    return tuple(tiling.output_size(s, k, st_, d, a, b) for s, k, st_, d, (a, b) in
+                 zip(sp, ksz, stride, dilation, pads))
+
+
+def conv(x, w, stride, dilation, pads):
+    xp = numpy.pad(x, [(0, 0), (0, 0)] + list(pads))
+    out_sp = _out_sp(x.shape[2:], w.shape[2:], stride, dilation, pads)
+    y = numpy.zeros((x.shape[0], w.shape[0]) + out_sp)
+    for offs in itertools.product(*[range(k) for k in w.shape[2:]]):
+        y += numpy.einsum("nc...,kc->nk...", xp[(Ellipsis,) + _taps(offs, dilation, stride, out_sp)],
+                          w[(slice(None), slice(None)) + offs])
+    return y
+
+
+def conv_backward_input(x_shape, w, gy, stride, dilation, pads):
+    padded = tuple(s + a + b for s, (a, b) in zip(x_shape[2:], pads))
+    gxp = numpy.zeros(tuple(x_shape[:2]) + padded)
+    for offs in itertools.product(*[range(k) for k in w.shape[2:]]):
+        gxp[(Ellipsis,) + _taps(offs, dilation, stride, gy.shape[2:])] += \
+            numpy.einsum("nk...,kc->nc...", gy, w[(slice(None), slice(None)) + offs])
+    return gxp[(Ellipsis,) + tuple(slice(a, a + s) for s, (a, _) in zip(x_shape[2:], pads))]
+
+
+def conv_backward_weight(x, w_shape, gy, stride, dilation, pads):
+    xp = numpy.pad(x, [(0, 0), (0, 0)] + list(pads))
+    gw = numpy.zeros(w_shape)
+    for offs in itertools.product(*[range(k) for k in w_shape[2:]]):
+        xs = xp[(Ellipsis,) + _taps(offs, dilation, stride, gy.shape[2:])]
+        gw[(slice(None), slice(None)) + offs] = numpy.einsum(
+            "ncp,nkp->kc", xs.reshape(xs.shape[:2] + (-1,)), gy.reshape(gy.shape[:2] + (-1,)))
+    return gw
+
+
+def test_the_float64_reference_agrees_with_the_suites():
+    """This file's convolution (asymmetric padding) against tests/gpu/reference.py (symmetric)."""
+    import importlib.util
+    import os
+    spec = importlib.util.spec_from_file_location(
+        "reference", os.path.join(os.path.dirname(__file__), "gpu", "reference.py"))
+    ref = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ref)
+    rng = numpy.random.default_rng(0)
+    x, w = rng.standard_normal((2, 3, 7, 6)), rng.standard_normal((4, 3, 3, 2))
+    pads = ((1, 1), (2, 2))
+    y = conv(x, w, (2, 1), (1, 2), pads)
+    numpy.testing.assert_allclose(y, ref.conv(x, w, None, (2, 1), (1, 2), (1, 2)), rtol=1e-12, atol=1e-12)
+    gy = rng.standard_normal(y.shape)
+    numpy.testing.assert_allclose(conv_backward_input(x.shape, w, gy, (2, 1), (1, 2), pads),
+                                  ref.conv_backward_input(x.shape, w, gy, (2, 1), (1, 2), (1, 2)), atol=1e-12)
+    numpy.testing.assert_allclose(conv_backward_weight(x, w.shape, gy, (2, 1), (1, 2), pads),
+                                  ref.conv_backward_weight(x, w.shape, gy, (2, 1), (1, 2), (1, 2)), atol=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# Geometries
+# ---------------------------------------------------------------------------
+
+@st.composite
+def geometries(draw):
+    nsp = draw(st.integers(1, 3))
+    spatial = tuple(draw(st.integers(1, 9 if nsp < 3 else 6)) for _ in range(nsp))
+    kernel = tuple(draw(st.integers(1, 4)) for _ in range(nsp))
+    stride = tuple(draw(st.integers(1, 3)) for _ in range(nsp))
+    dilation = tuple(draw(st.integers(1, 3)) for _ in range(nsp))
+    pad_lo = tuple(draw(st.integers(0, 4)) for _ in range(nsp))
+    pad_hi = tuple(draw(st.integers(0, 4)) for _ in range(nsp))
+    out = tuple(tiling.output_size(*a) for a in zip(spatial, kernel, stride, dilation, pad_lo, pad_hi))
+    if min(out) < 1:
+        pad_hi = tuple(p + dilation[i] * (kernel[i] - 1) for i, p in enumerate(pad_hi))   # give it an output
+        out = tuple(tiling.output_size(*a) for a in zip(spatial, kernel, stride, dilation, pad_lo, pad_hi))
+    n, cin, cout = draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    whole = max(n * cin * math.prod(spatial), n * cout * math.prod(out))
+    # the smallest limit one output element fits in, up to the whole: every depth of tiling
+    least = max(n * cin * math.prod(min(s, d * (k - 1) + 1) for s, k, d in zip(spatial, kernel, dilation)),
+                n * cout)
+    limit = draw(st.integers(least, max(least, whole)))
+    return dict(n=n, in_channels=cin, out_channels=cout, spatial=spatial, kernel=kernel, stride=stride,
+                dilation=dilation, pad_lo=pad_lo, pad_hi=pad_hi, index_limit=limit), out
+
+
+def _plan(g):
+    return tiling.plan_spatial_tiles(**g)
+
+
+SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@SETTINGS
+@given(geometries())
+def test_tiles_cover_the_output_once_read_their_whole_receptive_field_and_line_up(case):
+    g, out = case
+    tiles = _plan(g)
+    count = numpy.zeros(out, dtype=numpy.int64)
+    for t in tiles:
+        count[tuple(slice(a, b) for a, b in zip(t.out_lo, t.out_hi))] += 1
+        for d in range(len(out)):
+            s, k, st_, dl = g["spatial"][d], g["kernel"][d], g["stride"][d], g["dilation"][d]
+            pl = g["pad_lo"][d]
+            assert 0 <= t.out_lo[d] < t.out_hi[d] <= out[d]
+            assert t.pad_lo[d] >= 0 and t.pad_hi[d] >= 0 and t.in_lo[d] <= t.in_hi[d]
+            if t.in_lo[d] < t.in_hi[d]:
+                assert 0 <= t.in_lo[d] < t.in_hi[d] <= s
+            # the tile, run alone on its padded window, makes exactly its outputs ...
+            assert tiling.output_size(t.in_hi[d] - t.in_lo[d], k, st_, dl, t.pad_lo[d], t.pad_hi[d]) \
+                == t.out_hi[d] - t.out_lo[d]
+            for o in range(t.out_lo[d], t.out_hi[d]):
+                for tap in range(k):
+                    p = o * st_ - pl + tap * dl                            # what the whole conv reads
+                    local = (o - t.out_lo[d]) * st_ + tap * dl             # ... and the tile, in its padded window
+                    assert t.in_lo[d] - t.pad_lo[d] + local == p           # the strides line up
+                    if 0 <= p < s:
+                        assert t.in_lo[d] <= p < t.in_hi[d]                # the receptive field is in the window
+                    else:
+                        assert not (t.in_lo[d] <= p < t.in_hi[d])          # padding stays padding
+        win = math.prod(b - a for a, b in zip(t.in_lo, t.in_hi))
+        assert g["n"] * g["in_channels"] * win <= g["index_limit"]
+        assert g["n"] * g["out_channels"] * math.prod(b - a for a, b in zip(t.out_lo, t.out_hi)) <= g["index_limit"]
+    assert (count == 1).all()
+
+
+@SETTINGS
+@given(geometries(), st.integers(0, 2 ** 32 - 1))
+def test_tiled_convolutions_equal_the_whole_in_every_direction(case, seed):
+    g, out = case
+    rng = numpy.random.default_rng(seed)
+    n, cin, cout = g["n"], g["in_channels"], g["out_channels"]
+    x = rng.standard_normal((n, cin) + g["spatial"])
+    w = rng.standard_normal((cout, cin) + g["kernel"])
+    pads = tuple(zip(g["pad_lo"], g["pad_hi"]))
+    y = conv(x, w, g["stride"], g["dilation"], pads)
+    gy = rng.standard_normal(y.shape)
+    gx = conv_backward_input(x.shape, w, gy, g["stride"], g["dilation"], pads)
+    gw = conv_backward_weight(x, w.shape, gy, g["stride"], g["dilation"], pads)
+    ty = numpy.full(y.shape, numpy.nan)                  # poisoned: an output no tile writes shows
+    tgx, tgw = numpy.zeros(x.shape), numpy.zeros(w.shape)
+    for t in _plan(g):
+        osl = (Ellipsis,) + tuple(slice(a, b) for a, b in zip(t.out_lo, t.out_hi))
+        if any(a == b for a, b in zip(t.in_lo, t.in_hi)):       # padding alone: no bias here, zeros
+            ty[osl] = 0.0
+            continue
+        isl = (Ellipsis,) + tuple(slice(a, b) for a, b in zip(t.in_lo, t.in_hi))
+        tp = tuple(zip(t.pad_lo, t.pad_hi))
+        xw = x[isl]
+        ty[osl] = conv(xw, w, g["stride"], g["dilation"], tp)
+        tgx[isl] += conv_backward_input(xw.shape, w, gy[osl], g["stride"], g["dilation"], tp)
+        tgw += conv_backward_weight(xw, w.shape, gy[osl], g["stride"], g["dilation"], tp)
+    numpy.testing.assert_allclose(ty, y, rtol=1e-12, atol=1e-12)
+    numpy.testing.assert_allclose(tgx, gx, rtol=1e-11, atol=1e-11)
+    numpy.testing.assert_allclose(tgw, gw, rtol=1e-11, atol=1e-11)
+
+
+# ---------------------------------------------------------------------------
+# Sizing and refusals
+# ---------------------------------------------------------------------------
+
+def _g(**kw):
+    g = dict(n=1, in_channels=4, out_channels=4, spatial=(16, 16), kernel=(3, 3), stride=(1, 1), dilation=(1, 1),
+             pad_lo=(1, 1), pad_hi=(1, 1), index_limit=1 << 31)
+    g.update(kw)
+    return g
+
+
+def test_one_tile_when_the_whole_fits():
+    (t,) = tiling.plan_spatial_tiles(**_g())
+    assert t == tiling.Tile((0, 0), (16, 16), (0, 0), (16, 16), (1, 1), (1, 1))
+
+
+def test_the_outermost_dim_first_in_the_fewest_near_equal_tiles():
+    # 4 x 16 x 16 = 1024 elements each way.  A limit of 512: a window of at most 8 rows (4 x 8 x 16),
+    # so tiles of at most 6 output rows; the fewest such tiles are 3, of 6, 6 and 4 rows
+    tiles = tiling.plan_spatial_tiles(**_g(index_limit=512))
+    assert [(t.out_lo[0], t.out_hi[0]) for t in tiles] == [(0, 6), (6, 12), (12, 16)]
+    assert all(t.out_lo[1] == 0 and t.out_hi[1] == 16 for t in tiles)
+    assert [(t.in_lo[0], t.in_hi[0], t.pad_lo[0], t.pad_hi[0]) for t in tiles] == \
+        [(0, 7, 1, 0), (5, 13, 0, 0), (11, 16, 0, 1)]
+
+
+def test_the_next_dim_when_one_row_of_the_outermost_is_over_the_limit():
+    # one output row reads 3 input rows: 4 x 3 x 16 = 192 elements; a limit of 100 tiles the rows too
+    tiles = tiling.plan_spatial_tiles(**_g(index_limit=100))
+    assert all(t.out_hi[0] - t.out_lo[0] == 1 for t in tiles)
+    assert len({(t.out_lo[1], t.out_hi[1]) for t in tiles}) > 1
+    assert len(tiles) == 16 * len({(t.out_lo[1], t.out_hi[1]) for t in tiles})
+    for t in tiles:
+        assert 4 * math.prod(b - a for a, b in zip(t.in_lo, t.in_hi)) <= 100
+
+
+def test_a_limit_no_tiling_can_meet_is_refused_with_the_sizes():
+    # one output element reads 4 channels x a 3x3 window = 36 elements
+    with pytest.raises(ValueError, match=r"reads 36 input elements \(1 samples x 4 channels x a 3x3 window\).*"
+                                         r"index limit of 35"):
+        tiling.plan_spatial_tiles(**_g(index_limit=35))
+    with pytest.raises(ValueError, match="writes 8 "):
+        tiling.plan_spatial_tiles(**_g(in_channels=1, out_channels=8, kernel=(1, 1), pad_lo=(0, 0), pad_hi=(0, 0),
+                                       index_limit=7))
+    assert tiling.plan_spatial_tiles(**_g(index_limit=36))         # and 36 is enough
+
+
+@pytest.mark.parametrize("bad", [dict(n=0), dict(in_channels=0), dict(spatial=(16,)), dict(stride=(0, 1)),
+                                 dict(pad_lo=(-1, 0)), dict(index_limit=0), dict(spatial=(1, 1, 1, 1),
+                                 kernel=(1,) * 4, stride=(1,) * 4, dilation=(1,) * 4, pad_lo=(0,) * 4,
+                                 pad_hi=(0,) * 4)])
+def test_invalid_requests_are_refused(bad):
+    with pytest.raises(ValueError):
+        tiling.plan_spatial_tiles(**_g(**bad))
+
+
+def test_no_output_is_refused():
+    with pytest.raises(ValueError, match="no output"):
+        tiling.plan_spatial_tiles(**_g(spatial=(2, 16), pad_lo=(0, 1), pad_hi=(0, 1)))
+
+
+def test_absurd_tile_counts_are_refused():
+    with pytest.raises(ValueError, match="tiles"):
+        tiling.plan_spatial_tiles(**_g(spatial=(1 << 20, 1 << 10), in_channels=1, out_channels=1, index_limit=64))
+
+
+def test_a_real_over_limit_sample_plans_quickly_and_within_the_limit():
+    # 1 x 32 channels x 80 x 1024 x 1024 (2.7e9 elements), a 3x3x3 convolution, padding 1
+    g = dict(n=1, in_channels=32, out_channels=32, spatial=(80, 1024, 1024), kernel=(3, 3, 3), stride=(1, 1, 1),
+             dilation=(1, 1, 1), pad_lo=(1, 1, 1), pad_hi=(1, 1, 1), index_limit=2 ** 31 - 1)
+    tiles = tiling.plan_spatial_tiles(**g)
+    assert len(tiles) == 2 and [t.out_hi[0] - t.out_lo[0] for t in tiles] == [40, 40]
+    for t in tiles:
+        assert 32 * math.prod(b - a for a, b in zip(t.in_lo, t.in_hi)) <= 2 ** 31 - 1
+        assert t.in_hi[0] - t.in_lo[0] == 41                 # 40 rows and a one-row halo
