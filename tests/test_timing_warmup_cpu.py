@@ -169,3 +169,36 @@ def test_graph_record_naming_an_erratum_is_rejected():
         graph_record.check_record(rec, key, None)
     graph_record.check_record(rec, key._replace(allow_tf32=True), None)
     graph_record.check_record(dict(rec, tag="eng0", engine_index=0), key, None)
+
+
+def test_time_samples_bookkeeping_without_a_gpu(monkeypatch):
+    """time_samples' counting without a GPU: CuPy's events stand in as host clocks, the spin kernel
+    as a recorder, and the issue takes 1 ms of host time."""
+    import sys
+    import time
+    import types
+
+    class Event:
+        def record(self, stream=None):
+            self.t = time.perf_counter()
+
+        def synchronize(self):
+            pass
+
+    cuda = types.SimpleNamespace(Event=Event, get_current_stream=lambda: None,
+                                 get_elapsed_time=lambda a, b: (b.t - a.t) * 1e3)
+    monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(cuda=cuda))
+    spins = []
+    monkeypatch.setattr(gpu_timing, "spin", lambda stream, ns: spins.append(ns) or True)
+    calls = []
+
+    def issue():
+        calls.append(1)
+        time.sleep(0.001)
+
+    out = gpu_timing.time_samples(issue, repeats=4, warmup=2)
+    assert len(out) == 4 and all(0.9 <= g < 100 for g in out), out          # ms per run
+    # a 1 ms run needs no averaging: 2 warm-up runs, then 4 samples of one run (the probe is the first)
+    assert gpu_timing.runs_per_sample(out[0], 0.001) == 1 and len(calls) == 6
+    # each sample waits behind a spin that covers the host's issue time it measured (3x, plus the floor)
+    assert len(spins) == 4 and min(spins) >= gpu_timing.spin_ns_for(0.0009)
