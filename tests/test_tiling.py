@@ -8,7 +8,6 @@ convolution reads for it (the strides line up); every window and tile is within 
 the convolution itself, in float64 NumPy: the forward assembled from tiles, the weight gradient
 summed over tiles and the input gradient summed over overlapping windows equal the untiled ones.
 """
-import itertools
 import math
 
 import numpy
@@ -20,65 +19,53 @@ from cudnnconv import tiling
 
 
 # ---------------------------------------------------------------------------
-# A float64 convolution with per-dim (before, after) padding, groups 1, by its definition
+# The suite's float64 reference (tests/gpu/reference.py: NumPy arrays work too), with a tile's own
+# (before, after) padding per dim
 # ---------------------------------------------------------------------------
 
-def _taps(offs, dilation, stride, out_sp):
-    return tuple(slice(o * d, o * d + (n - 1) * s + 1, s) for o, d, s, n in zip(offs, dilation, stride, out_sp))
-
-
-def _out_sp(sp, ksz, stride, dilation, pads):
-    return tuple(tiling.output_size(s, k, st_, d, a, b) for s, k, st_, d, (a, b) in
-                 zip(sp, ksz, stride, dilation, pads))
-
-
-def conv(x, w, stride, dilation, pads):
-    xp = numpy.pad(x, [(0, 0), (0, 0)] + list(pads))
-    out_sp = _out_sp(x.shape[2:], w.shape[2:], stride, dilation, pads)
-    y = numpy.zeros((x.shape[0], w.shape[0]) + out_sp)
-    for offs in itertools.product(*[range(k) for k in w.shape[2:]]):
-        y += numpy.einsum("nc...,kc->nk...", xp[(Ellipsis,) + _taps(offs, dilation, stride, out_sp)],
-                          w[(slice(None), slice(None)) + offs])
-    return y
-
-
-def conv_backward_input(x_shape, w, gy, stride, dilation, pads):
-    padded = tuple(s + a + b for s, (a, b) in zip(x_shape[2:], pads))
-    gxp = numpy.zeros(tuple(x_shape[:2]) + padded)
-    for offs in itertools.product(*[range(k) for k in w.shape[2:]]):
-        gxp[(Ellipsis,) + _taps(offs, dilation, stride, gy.shape[2:])] += \
-            numpy.einsum("nk...,kc->nc...", gy, w[(slice(None), slice(None)) + offs])
-    return gxp[(Ellipsis,) + tuple(slice(a, a + s) for s, (a, _) in zip(x_shape[2:], pads))]
-
-
-def conv_backward_weight(x, w_shape, gy, stride, dilation, pads):
-    xp = numpy.pad(x, [(0, 0), (0, 0)] + list(pads))
-    gw = numpy.zeros(w_shape)
-    for offs in itertools.product(*[range(k) for k in w_shape[2:]]):
-        xs = xp[(Ellipsis,) + _taps(offs, dilation, stride, gy.shape[2:])]
-        gw[(slice(None), slice(None)) + offs] = numpy.einsum(
-            "ncp,nkp->kc", xs.reshape(xs.shape[:2] + (-1,)), gy.reshape(gy.shape[:2] + (-1,)))
-    return gw
-
-
-def test_the_float64_reference_agrees_with_the_suites():
-    """This file's convolution (asymmetric padding) against tests/gpu/reference.py (symmetric)."""
+def _load_reference():
     import importlib.util
     import os
     spec = importlib.util.spec_from_file_location(
         "reference", os.path.join(os.path.dirname(__file__), "gpu", "reference.py"))
-    ref = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ref)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+ref = _load_reference()
+
+
+def conv(x, w, stride, dilation, pads):
+    return ref.conv(x, w, None, stride, pads, dilation)
+
+
+def conv_backward_input(x_shape, w, gy, stride, dilation, pads):
+    return ref.conv_backward_input(x_shape, w, gy, stride, pads, dilation)
+
+
+def conv_backward_weight(x, w_shape, gy, stride, dilation, pads):
+    return ref.conv_backward_weight(x, w_shape, gy, stride, pads, dilation)
+
+
+def test_the_reference_takes_a_padding_pair_per_dim():
+    """Pairs equal to symmetric padding give the same results; asymmetric ones equal the input
+    padded by hand and convolved with none."""
     rng = numpy.random.default_rng(0)
     x, w = rng.standard_normal((2, 3, 7, 6)), rng.standard_normal((4, 3, 3, 2))
-    pads = ((1, 1), (2, 2))
-    y = conv(x, w, (2, 1), (1, 2), pads)
+    y = conv(x, w, (2, 1), (1, 2), ((1, 1), (2, 2)))
     numpy.testing.assert_allclose(y, ref.conv(x, w, None, (2, 1), (1, 2), (1, 2)), rtol=1e-12, atol=1e-12)
     gy = rng.standard_normal(y.shape)
-    numpy.testing.assert_allclose(conv_backward_input(x.shape, w, gy, (2, 1), (1, 2), pads),
+    numpy.testing.assert_allclose(conv_backward_input(x.shape, w, gy, (2, 1), (1, 2), ((1, 1), (2, 2))),
                                   ref.conv_backward_input(x.shape, w, gy, (2, 1), (1, 2), (1, 2)), atol=1e-12)
-    numpy.testing.assert_allclose(conv_backward_weight(x, w.shape, gy, (2, 1), (1, 2), pads),
+    numpy.testing.assert_allclose(conv_backward_weight(x, w.shape, gy, (2, 1), (1, 2), ((1, 1), (2, 2))),
                                   ref.conv_backward_weight(x, w.shape, gy, (2, 1), (1, 2), (1, 2)), atol=1e-12)
+    pads = ((2, 0), (0, 3))
+    numpy.testing.assert_allclose(conv(x, w, (1, 2), (2, 1), pads),
+                                  ref.conv(numpy.pad(x, ((0, 0), (0, 0)) + pads), w, None, (1, 2), 0, (2, 1)),
+                                  rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError):
+        ref.pads_for(((1, 1),), (3, 2), 1)                 # one pair for two dims
 
 
 # ---------------------------------------------------------------------------

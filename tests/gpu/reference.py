@@ -18,8 +18,9 @@ loop over kernel offsets:
   the two computations check each other;
 * conv_bias_add_relu: relu(conv + alpha*z + bias), composed.
 
-Padding: an int or tuple (symmetric), 'valid', or 'same' (stride 1; when the
-total d*(k-1) is odd, the extra element goes at the end, as PyTorch does).
+Padding: an int or tuple (symmetric), 'valid', 'same' (stride 1; when the
+total d*(k-1) is odd, the extra element goes at the end, as PyTorch does), or
+one (before, after) pair per spatial dim.
 
 Also the helpers the tests share: layouts, poisoned outputs, relative error
 and per-dtype tolerances.
@@ -52,9 +53,14 @@ def _tuple(v, nsp):
 
 
 def pads_for(padding, ksz, dilation):
-    """Per spatial dim, (before, after) padding."""
+    """Per spatial dim, (before, after) padding.  ``padding`` may also give the pairs themselves, one
+    (before, after) per spatial dim (a spatial tile's own padding, tests/test_tiling.py)."""
     nsp = len(ksz)
     dilation = _tuple(dilation, nsp)
+    if isinstance(padding, (tuple, list)) and padding and isinstance(padding[0], (tuple, list)):
+        if len(padding) != nsp or any(len(p) != 2 for p in padding):
+            raise ValueError(padding)
+        return [(int(a), int(b)) for a, b in padding]
     if isinstance(padding, str):
         if padding == "valid":
             return [(0, 0)] * nsp

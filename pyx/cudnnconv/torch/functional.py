@@ -37,6 +37,7 @@ from torch.autograd.function import once_differentiable
 
 import cudnnconv
 from cudnnconv import torch_rules as rules
+from cudnnconv.params import check_bias as _check_bias_shape
 import cudnnconv.torch.bridge as bridge
 
 _pad = torch.nn.functional.pad
@@ -68,6 +69,17 @@ def _autocast(t, dtype):
     if t is None or t.dtype == dtype or t.dtype == torch.float64 or not t.is_floating_point():
         return t
     return t.to(dtype)
+
+
+def _in_autocast_dtype(*tensors):
+    """``tensors`` as a convolution under autocast takes them (``_autocast``), or as they are where
+    autocast is off."""
+    dtype = _autocast_dtype()
+    if dtype is None:
+        return tensors
+    return tuple(_autocast(t, dtype) for t in tensors)
+
+
 NO_GRAD, DIRECT, TRANSFORMED = 0, 1, 2
 
 
@@ -113,15 +125,14 @@ def _bias_grad(g, needed):
 
 def _check_bias(b, x, k):
     """The checks cudnnconv's public functions make of a bias, made here because ``_add_bias`` adds
-    it with torch (whose broadcasting would take a bias of another shape): shape (k,), the input's
-    dtype; the same errors and messages."""
+    it with torch (whose broadcasting would take a bias of another shape): the input's dtype, and
+    shape (k,) (``params.check_bias``, the public functions' own); the same errors and messages."""
     if b is None:
         return
     if b.dtype != x.dtype:
         raise TypeError("bias has dtype %s but input has dtype %s: all arrays must share one dtype"
                         % (bridge.dtype_name(b), bridge.dtype_name(x)))
-    if b.dim() != 1 or b.shape[0] != k:
-        raise ValueError("bias must have shape (%d,) (one value per output channel), got %s" % (k, tuple(b.shape)))
+    _check_bias_shape(b, k)
 
 
 def _add_bias(y, b):
@@ -276,9 +287,7 @@ def _checked(nsp, input, weight, bias):
     bridge.check_tensor(weight, "weight")
     if bias is not None:
         bridge.check_tensor(bias, "bias")
-    dtype = _autocast_dtype()
-    if dtype is not None:
-        input, weight, bias = _autocast(input, dtype), _autocast(weight, dtype), _autocast(bias, dtype)
+    input, weight, bias = _in_autocast_dtype(input, weight, bias)
     x, added = _batched(nsp, input)
     return x, weight, bias, added
 
@@ -359,9 +368,7 @@ def conv_bias_add_relu(input, weight, z, alpha, bias, stride=1, padding=0, dilat
     for t, name in ((input, "input"), (weight, "weight"), (z, "z")) + (((bias, "bias"),) if bias is not None
                                                                        else ()):
         bridge.check_tensor(t, name)
-    dtype = _autocast_dtype()
-    if dtype is not None:
-        input, weight, z, bias = (_autocast(t, dtype) for t in (input, weight, z, bias))
+    input, weight, z, bias = _in_autocast_dtype(input, weight, z, bias)
     nsp = weight.dim() - 2
     r, shape = rules.forward_plan(nsp, input.shape, weight.shape, stride, padding, dilation, groups)
     if r.pre_pad is not None:
