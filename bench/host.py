@@ -609,6 +609,9 @@ def measure_tiny(torch, cupy, cc, shape, n, sync):
     if plan is not None:
         rec.update(plan_workspace=getattr(plan, "workspace", None), plan_choice=str(getattr(plan, "choice", "")))
         choice = getattr(getattr(plan, "executor", None), "choice", None)
+        if getattr(choice, "issue_ms", -1.0) >= 0:       # the search's host issue time of it (host-aware ranking)
+            rec["plan_issue_us"] = round(choice.issue_ms * 1e3, 2)
+            rec["plan_gpu_us"] = round(choice.time_ms * 1e3, 2)
         if hasattr(choice, "variant_pack_cost_us"):      # cuDNN's own cost of a new pack, in a tight loop
             rec["variant_pack_build_us"] = _attempt(lambda: choice.variant_pack_cost_us(2000), err, "pack cost")
     return rec, fns["plain"], (fns.get("plan") if "plan" not in err else None)

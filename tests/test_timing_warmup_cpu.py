@@ -1,6 +1,9 @@
 """Benchmark settings, the spin length rule and the warm-up's scratch plan, without a GPU."""
 import math
+import types
 
+import hypothesis
+import hypothesis.strategies as st
 import pytest
 
 import cudnnconv
@@ -15,17 +18,19 @@ def settings():
 
 
 def test_benchmark_settings_defaults_and_round_trip(settings):
-    assert cudnnconv.benchmark_settings() == {"repeats": 5, "warmup": 1, "margin": ranking.DEFAULT_MARGIN}
-    got = cudnnconv.benchmark_settings(repeats=9, warmup=0, margin=0.05)
-    assert got == {"repeats": 9, "warmup": 0, "margin": 0.05}
-    assert (gpu_timing.REPEATS, gpu_timing.WARMUP, gpu_timing.MARGIN) == (9, 0, 0.05)
+    assert cudnnconv.benchmark_settings() == {"repeats": 5, "warmup": 1, "margin": ranking.DEFAULT_MARGIN,
+                                              "host_aware": True}
+    got = cudnnconv.benchmark_settings(repeats=9, warmup=0, margin=0.05, host_aware=False)
+    assert got == {"repeats": 9, "warmup": 0, "margin": 0.05, "host_aware": False}
+    assert (gpu_timing.REPEATS, gpu_timing.WARMUP, gpu_timing.MARGIN, gpu_timing.HOST_AWARE) == (9, 0, 0.05, False)
     # None leaves a setting as it is.
     assert cudnnconv.benchmark_settings(repeats=3)["warmup"] == 0
 
 
 @pytest.mark.parametrize("kw", [dict(repeats=0), dict(repeats=True), dict(repeats=2.0), dict(repeats=1001),
                                 dict(warmup=-1), dict(warmup=False), dict(margin=-0.1), dict(margin=1.0),
-                                dict(margin=float("nan")), dict(margin="0.1")])
+                                dict(margin=float("nan")), dict(margin="0.1"), dict(host_aware=1),
+                                dict(host_aware="yes")])
 def test_benchmark_settings_refuse_bad_values_and_change_nothing(settings, kw):
     before = cudnnconv.benchmark_settings()
     with pytest.raises(ValueError):
@@ -202,3 +207,94 @@ def test_time_samples_bookkeeping_without_a_gpu(monkeypatch):
     assert gpu_timing.runs_per_sample(out[0], 0.001) == 1 and len(calls) == 6
     # each sample waits behind a spin that covers the host's issue time it measured (3x, plus the floor)
     assert len(spins) == 4 and min(spins) >= gpu_timing.spin_ns_for(0.0009)
+
+
+# ---------------------------------------------------------------------------
+# The host-aware ranking (gpu_timing.rank_host_aware), with stand-in measurements
+# ---------------------------------------------------------------------------
+
+class _Cand:
+    def __init__(self, tag, gpu_ms, workspace=0):
+        self.tag, self.samples, self.workspace = tag, (gpu_ms,), workspace
+
+
+def _measure(issue):
+    """A stand-in measure that reads the issue time from the issue callable and logs the calls."""
+    seen = []
+
+    def measure(fn, stream):
+        seen.append((fn.tag, stream))
+        if issue[fn.tag] is None:
+            raise cudnnconv.CuDNNError(3000, "refused")
+        return issue[fn.tag]
+    return measure, seen
+
+
+def _issuer(c):
+    return types.SimpleNamespace(tag=c.tag)
+
+
+def test_host_aware_prefers_the_cheaper_issue_where_the_kernel_is_short(settings):
+    c = [_Cand("eng47", 0.0054), _Cand("eng28", 0.0076), _Cand("eng71", 0.0089), _Cand("eng0", 0.040)]
+    measure, seen = _measure({"eng47": 0.0117, "eng28": 0.0102, "eng71": 0.0084, "eng0": 0.006})
+    out = gpu_timing.rank_host_aware(c, _issuer, "S", measure=measure)
+    assert [x.tag for x in out][:3] == ["eng71", "eng28", "eng47"]
+    # The GPU-fastest is measured first; eng0 (40 us on the GPU) cannot beat a 10.2 us cost: not measured.
+    assert [t for t, _ in seen] == ["eng47", "eng28", "eng71"] and {s for _, s in seen} == {"S"}
+    assert c[0].issue_ms == 0.0117 and not hasattr(c[3], "issue_ms")
+
+
+def test_host_aware_leaves_gpu_bound_problems_alone(settings):
+    c = [_Cand("a", 0.25), _Cand("b", 0.11)]
+    measure, seen = _measure({"a": 0.001, "b": 0.5})
+    assert [x.tag for x in gpu_timing.rank_host_aware(c, _issuer, "S", measure=measure)] == ["b", "a"]
+    assert seen == []
+    cudnnconv.benchmark_settings(host_aware=False)
+    c = [_Cand("a", 0.005), _Cand("b", 0.009)]
+    measure, seen = _measure({"a": 0.02, "b": 0.001})
+    assert [x.tag for x in gpu_timing.rank_host_aware(c, _issuer, "S", measure=measure)] == ["a", "b"]
+    assert seen == []
+
+
+def test_host_aware_keeps_the_gpu_time_of_a_run_that_cannot_be_measured(settings):
+    c = [_Cand("a", 0.005), _Cand("b", 0.006)]
+    measure, seen = _measure({"a": None, "b": 0.009})
+    out = gpu_timing.rank_host_aware(c, _issuer, "S", measure=measure)
+    assert [x.tag for x in out] == ["a", "b"] and len(seen) == 2 and not hasattr(c[0], "issue_ms")
+
+
+@hypothesis.settings(max_examples=400, deadline=None)
+@hypothesis.given(st.lists(st.tuples(st.integers(1, 120), st.integers(1, 40), st.integers(0, 3)),
+                           min_size=1, max_size=8),
+                  st.sampled_from([0.0, 0.03, 0.1]))
+def test_host_aware_skips_only_what_cannot_win(cands, margin):
+    """Measuring only the candidates that could cost less gives the winner that measuring all gives."""
+    def make():
+        return [_Cand("e%d" % i, g * 1e-3, ws << 20) for i, (g, _, ws) in enumerate(cands)]
+    issue = {"e%d" % i: h * 1e-3 for i, (_, h, _) in enumerate(cands)}
+    measure, seen = _measure(issue)
+    got = gpu_timing.rank_host_aware(make(), _issuer, "S", margin=margin, measure=measure)
+    every = make()
+    for x in every:
+        x.issue_ms = issue[x.tag]
+    want = ranking.rank(every, margin)
+    if min(g for g, _, _ in cands) * 1e-3 < gpu_timing.HOST_AWARE_BELOW_MS:
+        assert got[0].tag == want[0].tag
+        assert ranking.cost_ms(got[0]) == ranking.cost_ms(want[0])
+    else:
+        assert seen == [] and [x.tag for x in got] == [x.tag for x in ranking.rank(make(), margin)]
+
+
+def test_issue_time_is_the_median_of_runs_on_an_idle_gpu(monkeypatch):
+    events = []
+
+    class Stream:
+        def synchronize(self):
+            events.append("sync")
+
+    ticks = iter([0.0, 10e-6, 1.0, 1.0 + 30e-6, 2.0, 2.0 + 12e-6])
+    monkeypatch.setattr(gpu_timing.time, "perf_counter", lambda: next(ticks))
+    got = gpu_timing.issue_ms(lambda: events.append("run"), Stream(), samples=3)
+    assert got == pytest.approx(12e-3 + gpu_timing.CALL_OVERHEAD_US * 1e-3)
+    w = gpu_timing.ISSUE_WARMUP
+    assert events == ["run"] * w + ["sync", "run"] * 3 + ["sync"]

@@ -7,6 +7,7 @@ straight into the legacy engine's cache.
 import importlib
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -646,6 +647,26 @@ def test_rank_accepts_objects_and_checks_margin():
     assert ranking.choose([]) is None
 
 
+def test_cost_is_the_slower_of_gpu_time_and_issue_time():
+    C = types.SimpleNamespace
+    # GPU-fastest, but dear to issue: 12 us of host time behind a 5 us kernel.
+    dear = C(tag="eng47", samples=[0.005], workspace=0, issue_ms=0.012)
+    cheap = C(tag="eng71", samples=[0.009], workspace=0, issue_ms=0.008)
+    assert ranking.cost_ms(dear) == 0.012 and ranking.cost_ms(cheap) == 0.009
+    assert ranking.rank([dear, cheap]) == [cheap, dear]
+    # Not measured (None, NaN, negative, not a number): the GPU time alone.
+    for v in (None, float("nan"), -1.0, "x"):
+        dear.issue_ms = v
+        assert ranking.cost_ms(dear) == 0.005
+        assert ranking.choose([dear, cheap]) is dear
+    # An issue time never rescues a candidate without a usable sample.
+    untimed = C(tag="eng1", samples=[], workspace=0, issue_ms=0.001)
+    assert math.isnan(ranking.cost_ms(untimed))
+    assert ranking.rank([untimed, cheap]) == [cheap, untimed]
+    # Tuples carry no issue time.
+    assert ranking.cost_ms(("a", [0.004, 0.006], 0)) == 0.005
+
+
 # ---------------------------------------------------------------------------
 # The explain() report, from a synthetic candidate list
 # ---------------------------------------------------------------------------
@@ -677,7 +698,7 @@ def test_report_renders_a_table():
     assert any(l.startswith("* ") and "IMPLICIT_PRECOMP_GEMM(1)" in l for l in lines)
     assert "peak 5.0 MiB" in text
     header = lines[1]
-    assert "median ms" in header and "workspace" in header and "spread ms" in header
+    assert "median ms" in header and "workspace" in header and "spread ms" in header and "issue ms" in header
 
 
 def test_report_chosen_robust_and_dicts():
@@ -689,11 +710,29 @@ def test_report_chosen_robust_and_dicts():
     assert len(d) == 5 and d[0]["chosen"] and not d[1]["chosen"]
     assert d[3]["excluded"] and d[3]["median_ms"] is None
     assert d[0]["median_ms"] == pytest.approx(0.51) and d[0]["spread_ms"] == pytest.approx(0.02)
-    assert set(d[0]) >= {"tag", "name", "math_type", "median_ms", "spread_ms", "workspace", "deterministic",
-                         "notes", "excluded", "reason", "chosen"}
+    assert set(d[0]) >= {"tag", "name", "math_type", "median_ms", "spread_ms", "issue_ms", "workspace",
+                         "deterministic", "notes", "excluded", "reason", "chosen"}
     json.dumps(d)
     assert r.peak_search_bytes == 4 << 20
     assert "Report" in repr(r)
+
+
+def test_report_robust_choice_weighs_issue_time():
+    Candidate = explain_mod.Candidate
+    fast = Candidate("eng62", "eng62", None, [0.006, 0.006, 0.007], 0, True)
+    cheap = Candidate("eng71", "eng71", None, [0.009, 0.009, 0.009], 0, True)
+    fast.issue_ms, cheap.issue_ms = 0.0161, 0.0085
+    r = explain_mod.Report("t", [fast, cheap], 0)
+    assert r.robust_choice is cheap
+    text = str(r)
+    assert "0.0161" in text and "0.0085" in text
+    assert r.to_dicts()[0]["issue_ms"] == 0.0161
+    # Without issue times the GPU time decides.
+    fast2 = Candidate("eng62", "eng62", None, [0.006, 0.006, 0.007], 0, True)
+    cheap2 = Candidate("eng71", "eng71", None, [0.009, 0.009, 0.009], 0, True)
+    r2 = explain_mod.Report("t", [fast2, cheap2], 0)
+    assert r2.robust_choice is fast2
+    assert r2.to_dicts()[0]["issue_ms"] is None
 
 
 def test_empty_report_renders():
@@ -775,6 +814,39 @@ def test_explainer_update_cache_puts_the_choice(fake_timing):
     ex = explain_mod._Explainer(3, 1, True, 0.03)
     got = ex(FakeDirection(), None, cache, key(0), Options(True, False, True, None, "legacy"))
     assert cache.peek(key(0)) is got and got.algo == 6
+
+
+def test_explainer_reports_issue_times_where_runs_are_short(monkeypatch):
+    from cudnnconv import gpu_timing
+    from cudnnconv.options import Options
+    times = {6: [0.004] * 3, 1: [0.006] * 3, 0: [0.05] * 3}
+    issue = {6: 0.012, 1: 0.007, 0: 0.001}
+    measured = []
+
+    def fake_time(direction, args, c, k, warmup):
+        direction.execute(args, c, 0)
+        return times[c.algo][:k]
+
+    def fake_issue(fn, stream):
+        fn()                                   # runs the row's choice through the direction
+        measured.append(d.ran[-1])
+        return issue[d.ran[-1]]
+    monkeypatch.setattr(explain_mod, "_time", fake_time)
+    monkeypatch.setattr(explain_mod, "_pool_sample", lambda: (100, 200))
+    monkeypatch.setattr(gpu_timing, "issue_ms", fake_issue)
+    monkeypatch.setattr(gpu_timing, "HOST_AWARE", True)
+    monkeypatch.setattr(cudnnconv.workspace, "allocate", lambda n: None)
+    monkeypatch.setattr(cudnnconv.workspace, "pointer", lambda m: 0)
+    d = FakeDirection()
+    ex = explain_mod._Explainer(3, 1, False, 0.03)
+    got = ex(d, None, AlgoCache("t"), key(0), Options(True, False, True, None, "legacy"))
+    r = ex.report
+    rows = {c.tag: c for c in r.candidates}
+    assert got.algo == 6 and r.chosen.tag == 6        # the engine's order decides what the library runs
+    assert measured == [6, 1]                         # algo 0 (50 us on the GPU) cannot cost less: not measured
+    assert rows[6].issue_ms == 0.012 and rows[1].issue_ms == 0.007 and rows[0].issue_ms is None
+    assert r.robust_choice.tag == 1                   # 7 us beats max(4, 12) us
+    assert "0.0120" in str(r)
 
 
 def test_explainer_raises_clearly_when_nothing_runs(fake_timing):

@@ -12,7 +12,14 @@ engine's ranking is wrapped so that the forced tag comes first), makes a plan ob
 
 and F.conv2d's host µs in the same process.  The default choice (by GPU time) is run first.
 
-Usage (GPU, PyTorch): PYTHONPATH=pyx:. python3 tools/engine_host_probe.py OUT.json
+With ``--rules`` it compares instead the host-aware ranking (``cudnnconv.gpu_timing.rank_host_aware``)
+with ranking by GPU time alone, in one process: host µs of a plan call made under each rule, side by
+side with F.conv2d, in interleaved rounds.  Both plans live at once: the GPU-time-only one is made with
+a workspace limit of 2**40 bytes, which changes no candidate but keys a separate cache entry, so
+neither search replaces the other's choice.  Per rule: the config chosen, its GPU time and (host-aware)
+issue time, the plan call's host µs and the median execute stage of its stage trace.
+
+Usage (GPU, PyTorch): PYTHONPATH=pyx:. python3 tools/engine_host_probe.py [--rules] OUT.json
 """
 import json
 import statistics
@@ -33,6 +40,23 @@ S = 8
 SHAPES = ((64, 256, 14, 256, 3, 1), (1, 8, 8, 8, 3, 1), (64, 64, 56, 64, 1, 0), (32, 64, 56, 64, 3, 1),
           (32, 512, 7, 512, 3, 1))
 CONFIGS = 14            # the fastest configs forced per problem
+RULE_ROUNDS = 5
+RULE_SHAPES = ((64, 256, 14, 256, 3, 1), (1, 8, 8, 8, 3, 1), (64, 64, 56, 64, 1, 0), (32, 512, 7, 512, 3, 1),
+               (32, 64, 56, 64, 3, 1), (1, 64, 56, 64, 3, 1), (8, 256, 14, 256, 3, 1), (1, 512, 7, 512, 3, 1))
+
+
+def _header():
+    return {"gpu": torch.cuda.get_device_name(), "cudnn": torch.backends.cudnn.version(),
+            "torch": torch.__version__, "cupy": cupy.__version__, "shapes": {}}
+
+
+def _problem(N, C, H, K, R):
+    """Its name, S input sets and a weight as torch tensors, and the same as CuPy arrays."""
+    cl = dict(device="cuda", dtype=torch.float16, memory_format=torch.channels_last)
+    xs = [torch.empty(N, C, H, H, **cl).normal_() for _ in range(S)]
+    wt = torch.empty(K, C, R, R, **cl).normal_()
+    return "N=%d C=%d H=%d K=%d %dx%d" % (N, C, H, K, R, R), xs, wt, [cupy.from_dlpack(x) for x in xs], \
+        cupy.from_dlpack(wt)
 
 
 def main(out_path):
@@ -48,15 +72,10 @@ def main(out_path):
 
     ranking.rank = rank
     api = stage_api(cc)
-    res = {"gpu": torch.cuda.get_device_name(), "cudnn": torch.backends.cudnn.version(),
-           "torch": torch.__version__, "cupy": cupy.__version__, "shapes": {}}
-    cl = dict(device="cuda", dtype=torch.float16, memory_format=torch.channels_last)
+    res = _header()
     try:
         for (N, C, H, K, R, pad) in SHAPES:
-            name = "N=%d C=%d H=%d K=%d %dx%d" % (N, C, H, K, R, R)
-            xs = [torch.empty(N, C, H, H, **cl).normal_() for _ in range(S)]
-            wt = torch.empty(K, C, R, R, **cl).normal_()
-            xc, wc = [cupy.from_dlpack(x) for x in xs], cupy.from_dlpack(wt)
+            name, xs, wt, xc, wc = _problem(N, C, H, K, R)
             state["force"] = None
             cc.clear_cache()
             p0 = cc.plan(cc.conv, xc[0], wc, None, 1, pad, benchmark=True)
@@ -100,5 +119,55 @@ def main(out_path):
         json.dump(res, f, indent=1)
 
 
+
+RULES = (("host_aware", True, None), ("gpu_only", False, 1 << 40))
+
+
+def compare_rules(out_path):
+    """--rules: the host-aware ranking against GPU time alone (see the module doc)."""
+    api = stage_api(cc)
+    saved = cc.benchmark_settings()
+    res = _header()
+    cc.clear_cache()
+    try:
+        for (N, C, H, K, R, pad) in RULE_SHAPES:
+            name, xs, wt, xc, wc = _problem(N, C, H, K, R)
+            plans, rec = {}, {}
+            for rule, on, limit in RULES:
+                cc.benchmark_settings(host_aware=on)
+                p = plans[rule] = cc.plan(cc.conv, xc[0], wc, None, 1, pad, benchmark=True, workspace_limit=limit)
+                ch = p.executor.choice
+                rec[rule] = {"choice": ch.tag, "gpu_us": round(ch.time_ms * 1e3, 2),
+                             "issue_us": round(ch.issue_ms * 1e3, 2) if ch.issue_ms >= 0 else None}
+            cc.benchmark_settings(**saved)
+            fns = {"torch": lambda i: F.conv2d(xs[i % S], wt, None, 1, pad)}
+            fns.update({rule: (lambda i, p=p: p(xc[i % S], wc)) for rule, p in plans.items()})
+            t = {k: [] for k in fns}
+            with torch.no_grad():
+                for _ in range(RULE_ROUNDS):
+                    for k, fn in fns.items():
+                        t[k] += host_samples(fn, 100, sync, warmup=5)
+            for rule, p in plans.items():
+                st = stage_samples(fns[rule], 150, sync, api)
+                rec[rule]["execute_us"] = round(med([s.get("execute", 0.0) for s in st]), 2) if st else None
+                rec[rule]["plan_us"] = round(med(t[rule]), 2)
+            rec["torch_us"] = round(med(t["torch"]), 2)
+            for rule, _, _ in RULES:
+                rec[rule]["ratio"] = round(rec[rule]["plan_us"] / rec["torch_us"], 3)
+            res["shapes"][name] = rec
+            print("%-26s torch %5.1f us | host-aware %-6s gpu %5.1f issue %5s plan %5.1f (%.3f) | gpu-only %-6s "
+                  "gpu %5.1f plan %5.1f (%.3f)" % (
+                      name, rec["torch_us"], rec["host_aware"]["choice"], rec["host_aware"]["gpu_us"],
+                      rec["host_aware"]["issue_us"], rec["host_aware"]["plan_us"], rec["host_aware"]["ratio"],
+                      rec["gpu_only"]["choice"], rec["gpu_only"]["gpu_us"], rec["gpu_only"]["plan_us"],
+                      rec["gpu_only"]["ratio"]), flush=True)
+    finally:
+        cc.benchmark_settings(**saved)
+    with open(out_path, "w") as f:
+        json.dump(res, f, indent=1)
+
+
+
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "engine_host_probe.json")
+    args = [a for a in sys.argv[1:] if a != "--rules"]
+    (compare_rules if "--rules" in sys.argv[1:] else main)(args[0] if args else "engine_host_probe.json")

@@ -8,10 +8,12 @@ benchmark forced on), but where the engine would search it:
   its filters drop, and why);
 * times every candidate itself as the engines do (cudnnconv.gpu_timing:
   ``warmup`` runs, then ``k`` spin-guarded CUDA-event samples); reports the
-  median and spread (max - min);
+  median and spread (max - min), and the host issue time where the
+  benchmark's host-aware rule measures it (short runs only:
+  ``cudnnconv.gpu_timing.rank_host_aware``);
 * names the candidate the library would choose (the first in the engine's
   order that runs: what ``search.try_all`` caches) and the noise-robust
-  choice over the measured medians (``cudnnconv.ranking``);
+  choice over the measured costs (``cudnnconv.ranking``);
 * samples CuPy's memory pool (used/total bytes) before, during and after.
 
 The cache is not touched (no get, no put, so neither hits nor misses move)
@@ -38,7 +40,7 @@ _MATH_NAMES = {0: "DEFAULT", 1: "TENSOR_OP", 2: "TENSOR_OP_ALLOW_CONVERSION", 3:
 
 class Candidate:
     """One row of a Report."""
-    __slots__ = ("tag", "name", "math_type", "samples", "median_ms", "spread_ms", "workspace",
+    __slots__ = ("tag", "name", "math_type", "samples", "median_ms", "spread_ms", "issue_ms", "workspace",
                  "deterministic", "notes", "excluded", "reason", "chosen", "robust_choice", "choice")
 
     def __init__(self, tag, name=None, math_type=None, samples=(), workspace=0, deterministic=None,
@@ -48,6 +50,7 @@ class Candidate:
         self.math_type = math_type
         self.samples = list(samples)
         self.median_ms, self.spread_ms = ranking.median_and_spread(self.samples)
+        self.issue_ms = None            # host issue time, where the host-aware rule measured it
         self.workspace = int(workspace or 0)
         self.deterministic = deterministic
         self.notes = notes
@@ -61,7 +64,7 @@ class Candidate:
         return {"tag": self.tag, "name": self.name, "math_type": self.math_type,
                 "median_ms": None if math.isnan(self.median_ms) else self.median_ms,
                 "spread_ms": None if math.isnan(self.spread_ms) else self.spread_ms,
-                "samples_ms": list(self.samples), "workspace": self.workspace,
+                "issue_ms": self.issue_ms, "samples_ms": list(self.samples), "workspace": self.workspace,
                 "deterministic": self.deterministic, "notes": self.notes, "excluded": self.excluded,
                 "reason": self.reason, "chosen": self.chosen, "robust_choice": self.robust_choice}
 
@@ -116,7 +119,7 @@ class Report:
                                                           ch.name if ch else None)
 
     def __str__(self):
-        head = ("", "candidate", "math", "median ms", "spread ms", "workspace", "det", "status")
+        head = ("", "candidate", "math", "median ms", "spread ms", "issue ms", "workspace", "det", "status")
         rows = []
         for c in self.candidates:
             mark = ("*" if c.chosen else " ") + ("r" if c.robust_choice else " ")
@@ -124,7 +127,7 @@ class Report:
             if c.notes:
                 status += " (" + c.notes + ")"
             rows.append((mark, c.name, _math_text(c.math_type), _ms(c.median_ms), _ms(c.spread_ms),
-                         _bytes(c.workspace), {True: "yes", False: "no", None: "?"}[c.deterministic], status))
+                         _ms(c.issue_ms), _bytes(c.workspace), {True: "yes", False: "no", None: "?"}[c.deterministic], status))
         widths = [max(len(str(r[i])) for r in [head] + rows) for i in range(len(head))]
         lines = [self.title]
         lines.append("  ".join(str(h).ljust(w) for h, w in zip(head, widths)).rstrip())
@@ -134,8 +137,8 @@ class Report:
         ch = self.chosen
         lines.append("* the library's choice: %s" % (ch.name if ch else "none ran"))
         rc = self.robust_choice
-        lines.append("r noise-robust choice (median, ties within %g%% to the smaller workspace): %s"
-                     % (self.margin * 100, rc.name if rc else "none"))
+        lines.append("r noise-robust choice (median, or the issue time where that is longer; ties within "
+                     "%g%% to the smaller workspace): %s" % (self.margin * 100, rc.name if rc else "none"))
         if self.cached is not None:
             lines.append("cached before explain: %s" % self.cached)
         m = self.memory
@@ -309,6 +312,26 @@ def _time(direction, args, choice, k, warmup):
         mem = None
 
 
+def _issue_times(direction, args, rows, margin):
+    """Measure the rows' issue times as the engines' benchmark does
+    (cudnnconv.gpu_timing.rank_host_aware: only where the fastest run is short,
+    and only rows that could cost less than the cheapest so far)."""
+    from cudnnconv import gpu_timing, workspace
+
+    def issuer(row):
+        mem = workspace.allocate(row.choice.workspace)
+        ptr = workspace.pointer(mem)
+
+        def issue():
+            direction.execute(args, row.choice, ptr)
+            return mem                      # held until the measurement ends
+        return issue
+
+    timed = [r for r in rows if not math.isnan(r.median_ms)]
+    if timed:
+        gpu_timing.rank_host_aware(timed, issuer, None, margin)
+
+
 def _candidates(direction, args, opts):
     excluded = []
     try:
@@ -366,6 +389,8 @@ class _Explainer:
             rows.append(_row(choice, samples))
             if chosen is None:
                 chosen, chosen_index = choice, len(rows) - 1
+        _issue_times(direction, args, [r for r in rows if not r.excluded], self.margin)
+        self._sample()
         for choice, reason in excluded:
             rows.append(_row(choice, excluded=True, reason=reason))
         used1, total1 = _pool_sample()

@@ -23,6 +23,26 @@ back-to-back runs, with ``r`` chosen from a first probe so that a sample
 lasts at least MIN_SAMPLE_MS (at most MAX_RUNS_PER_SAMPLE runs); a kernel
 that long already is sampled one run at a time.
 
+Why the host time too.  cudnnBackendExecute's own host time depends on the
+engine config: on an H200 (cuDNN 9.19), among one small problem's fast
+configs, 5.5 against 13.0 us, and the GPU-fastest are often the dearest to
+issue.  A call whose kernel is shorter than its issue is bound by the host,
+and then the config that is cheaper to issue is the faster call.  So where
+the GPU-fastest candidate runs under HOST_AWARE_BELOW_MS, ``rank_host_aware``
+also measures each candidate's *issue time*: the host time of one run issued
+on an idle GPU (a synchronize before each), median of ISSUE_SAMPLES, plus
+CALL_OVERHEAD_US for the rest of a cached call's host path (a plan call sits
+2-5 us above its execute).  The ranking then costs a candidate the larger of
+its GPU time and its issue time (``cudnnconv.ranking.cost_ms``).  The issue
+time is not taken from the timed samples: back-to-back runs, or the first run
+behind the spin kernel, came to 1.5-4.6 times a call's execute on the same
+machine, and a ranking on them chose slower kernels for GPU-bound problems.
+Only candidates whose GPU time is below the cheapest cost found so far are
+measured (an issue time can only add to a cost), so a GPU-bound problem, whose
+fastest kernel outlasts any issue time, keeps its GPU-fastest choice and
+pays one measurement.  ``benchmark_settings(host_aware=False)`` ranks by GPU
+time alone.
+
 The spin kernel is PTX text loaded with the driver's JIT (no NVRTC, no
 nvcc); where it cannot be loaded, samples are taken without it and
 ``spin_available()`` says so.
@@ -32,6 +52,7 @@ import threading
 import time
 
 from cudnnconv import _log, ranking
+from cudnnconv.core.status import CuDNNError
 
 # The settings (benchmark_settings() sets them; read at each search).
 REPEATS = 5
@@ -41,6 +62,12 @@ MARGIN = ranking.DEFAULT_MARGIN
 MIN_SPIN_NS = 20_000          # never shorter than 20 us
 MAX_SPIN_NS = 2_000_000       # never longer than 2 ms
 SPIN_FACTOR = 3.0             # spin for 3x the host issue time (+ MIN_SPIN_NS)
+HOST_AWARE = True
+HOST_AWARE_BELOW_MS = 0.1     # a GPU-fastest run this long or longer is GPU-bound: no issue times
+CALL_OVERHEAD_US = 3.0        # a cached call's host time beyond its execute (H200: 2-5 us)
+ISSUE_SAMPLES = 15
+ISSUE_WARMUP = 2
+
 MIN_SAMPLE_MS = 0.25          # a sample of a short kernel averages runs up to this long
 MAX_RUNS_PER_SAMPLE = 32
 
@@ -71,19 +98,22 @@ _spin_lock = threading.Lock()
 _spin_fns = {}                 # device id -> (Module, Function) or None when it cannot load
 
 
-def benchmark_settings(repeats=None, warmup=None, margin=None):
+def benchmark_settings(repeats=None, warmup=None, margin=None, host_aware=None):
     """Read, and optionally set, how a benchmarking search times candidates.
 
     ``repeats`` (k >= 1): timed samples per candidate, whose median is its
     time; ``warmup`` (>= 0): untimed runs first; ``margin`` (>= 0): near-ties
     within this fraction of the fastest go to the smaller workspace, then a
-    fixed order (``cudnnconv.ranking``).  Applies to both engines and is the
-    default of ``explain()``'s ``k``.  Returns the settings now in force.
+    fixed order (``cudnnconv.ranking``); ``host_aware`` (bool): where the
+    fastest candidate runs under 0.1 ms, cost each candidate the larger of
+    its GPU time and its measured host issue time (see this module's doc),
+    or rank by GPU time alone.  Applies to both engines and is the default of
+    ``explain()``'s ``k``.  Returns the settings now in force.
 
     Raises:
         ValueError: a setting out of its range (nothing is changed then).
     """
-    global REPEATS, WARMUP, MARGIN
+    global REPEATS, WARMUP, MARGIN, HOST_AWARE
     if repeats is not None:
         if isinstance(repeats, bool) or not isinstance(repeats, int) or not 1 <= repeats <= 1000:
             raise ValueError("repeats must be an int in [1, 1000], got %r" % (repeats,))
@@ -94,13 +124,17 @@ def benchmark_settings(repeats=None, warmup=None, margin=None):
         if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not math.isfinite(margin) \
                 or not 0 <= margin < 1:
             raise ValueError("margin must be a number in [0, 1), got %r" % (margin,))
+    if host_aware is not None and not isinstance(host_aware, bool):
+        raise ValueError("host_aware must be True or False, got %r" % (host_aware,))
     if repeats is not None:
         REPEATS = repeats
     if warmup is not None:
         WARMUP = warmup
     if margin is not None:
         MARGIN = float(margin)
-    return {"repeats": REPEATS, "warmup": WARMUP, "margin": MARGIN}
+    if host_aware is not None:
+        HOST_AWARE = host_aware
+    return {"repeats": REPEATS, "warmup": WARMUP, "margin": MARGIN, "host_aware": HOST_AWARE}
 
 
 def spin_ns_for(host_s):
@@ -210,3 +244,55 @@ def time_samples(issue, repeats=None, warmup=None, stream=None):
     while len(out) < k:
         out.append(sample(r))
     return out
+
+
+def issue_ms(issue, stream=None, samples=None):
+    """The host time (ms) of one ``issue()`` on an idle GPU, as a cached call
+    pays it: ISSUE_WARMUP untimed runs, then the median of ``samples``
+    (default ISSUE_SAMPLES) runs, each after a synchronize of ``stream``
+    (None: the current stream), plus CALL_OVERHEAD_US.  Exceptions from
+    ``issue`` propagate."""
+    if stream is None:
+        import cupy
+        stream = cupy.cuda.get_current_stream()
+    n = ISSUE_SAMPLES if samples is None else max(1, int(samples))
+    for _ in range(ISSUE_WARMUP):
+        issue()
+    times = []
+    for _ in range(n):
+        stream.synchronize()
+        t0 = time.perf_counter()
+        issue()
+        times.append(time.perf_counter() - t0)
+    stream.synchronize()
+    return ranking.median_and_spread(times)[0] * 1e3 + CALL_OVERHEAD_US * 1e-3
+
+
+def rank_host_aware(timed, issue_of, stream, margin=None, measure=None):
+    """``timed`` (benchmarked candidates with ``samples``) in cudnnconv.ranking's
+    order, host-aware where it can matter (see this module's doc).
+
+    ``issue_of(c)`` gives the callable that issues one run of ``c`` on
+    ``stream`` (None: the current stream); ``measure(issue, stream)`` (default ``issue_ms``) its issue time in ms,
+    stored on the candidate as ``c.issue_ms``.  A candidate whose issue
+    cannot be measured (cuDNN or memory refuse the run) keeps its GPU time as its cost."""
+    margin = MARGIN if margin is None else margin
+    order = ranking.rank(timed, margin)
+    if not HOST_AWARE or not order:
+        return order
+    fastest = ranking.median_and_spread(order[0].samples)[0]
+    if not fastest < HOST_AWARE_BELOW_MS:           # GPU-bound (or untimed): nothing to weigh
+        return order
+    measure = issue_ms if measure is None else measure
+    bound = math.inf                                # the cheapest cost so far
+    for c in order:
+        gpu = ranking.median_and_spread(c.samples)[0]
+        if gpu > bound * (1.0 + margin):            # cannot cost less, nor tie: not measured
+            continue
+        try:
+            c.issue_ms = float(measure(issue_of(c), stream))
+        except (CuDNNError, MemoryError) as e:      # a run that fails here ranks by its GPU time
+            _log.debug("gpu_timing: issue time of %s not measured (%s)", getattr(c, "tag", c), e)
+            continue
+        bound = min(bound, ranking.cost_ms(c))
+    return ranking.rank(timed, margin)

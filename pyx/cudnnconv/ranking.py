@@ -6,18 +6,23 @@ process to process.  The rule here makes the choice stable:
 
 1. each candidate is timed k times after warm-up; its time is the median of
    its samples (``median_and_spread``);
-2. candidates without a usable sample (none, or only NaN/inf/negative) rank
+2. its *cost* is that time, or, where the candidate carries ``issue_ms`` (the
+   host time a call of it takes to issue, measured by
+   ``cudnnconv.gpu_timing.rank_host_aware``), the larger of the two: a call
+   costs whichever of the host and the GPU is slower (``cost_ms``);
+3. candidates without a usable sample (none, or only NaN/inf/negative) rank
    last, in their fixed order;
-3. among the rest, the fastest median ``m`` opens a *tie group*: every
-   candidate whose median is within ``margin`` of it (median <= m * (1 +
+4. among the rest, the cheapest cost ``m`` opens a *tie group*: every
+   candidate whose cost is within ``margin`` of it (cost <= m * (1 +
    margin)).  The group's winner is the one with the smallest workspace, then
    the smallest tag (a fixed order: the algorithm id or the engine tag);
-4. the winner is removed and step 3 repeats on the rest, which gives a total
+5. the winner is removed and step 4 repeats on the rest, which gives a total
    order (``rank``).  ``choose`` returns its first element.
 
 A candidate is anything with ``samples`` (a sequence of times in ms),
 ``workspace`` (bytes) and ``tag`` (an int or a str; compared ints first, then
-strings), or a ``(tag, samples, workspace)`` tuple.
+strings), and optionally ``issue_ms`` (None, NaN or negative: not measured),
+or a ``(tag, samples, workspace)`` tuple.
 """
 import math
 
@@ -58,6 +63,24 @@ def _fields(c):
     return c.tag, c.samples, c.workspace
 
 
+def _issue(c):
+    """``c``'s measured issue time (ms), or None."""
+    v = getattr(c, "issue_ms", None)
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) and v >= 0 else None
+
+
+def cost_ms(c):
+    """What a call of candidate ``c`` costs (ms): its median GPU time, or the
+    larger of that and its measured issue time; NaN without a usable sample."""
+    med, _ = median_and_spread(_fields(c)[1])
+    host = _issue(c)
+    return med if host is None or math.isnan(med) else max(med, host)
+
+
 def tag_order(tag):
     """The fixed order of tags: ints (and bools) by value, then anything else by its str."""
     if isinstance(tag, int):
@@ -74,8 +97,8 @@ def rank(candidates, margin=DEFAULT_MARGIN):
         raise ValueError("margin must be a finite non-negative number, got %r" % (margin,))
     timed, untimed = [], []
     for i, c in enumerate(candidates):
-        tag, samples, ws = _fields(c)
-        med, _ = median_and_spread(samples)
+        tag, _, ws = _fields(c)
+        med = cost_ms(c)
         ws = int(ws) if ws is not None else 0
         entry = (med, ws, tag_order(tag), i, c)
         (untimed if math.isnan(med) else timed).append(entry)

@@ -244,3 +244,50 @@ def test_env_var_warm_up_in_a_fresh_process(tmp_path, engine):
     assert second.returncode == 0, second.stderr
     assert second.stdout.split() == ["1", "0"]
     assert "warm-up: ran 1 loaded entries, skipped 0" in second.stderr, second.stderr[-3000:]
+
+
+def _fp16_nhwc(shape, seed):
+    import cupy
+    rs = cupy.random.RandomState(seed)
+    return rs.standard_normal((shape[0], *shape[2:], shape[1])).astype(cupy.float16).transpose(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_host_aware_search_measures_issue_times_of_short_runs(clean, engine):
+    """A tiny problem (kernels of a few us): the search measures the issue time of its choice, the
+    choice is the cheapest by max(GPU, issue) of the rows explain() measures alike, and the result is
+    right.  With host_aware off, no issue time is taken and the GPU time alone ranks."""
+    x, w = _fp16_nhwc((1, 8, 8, 8), 1), _fp16_nhwc((8, 8, 3, 3), 2)
+    y = cudnnconv.conv(x, w, padding=1, benchmark=True, engine=engine)
+    assert ref.rel_error(y, ref.conv(x, w, padding=1)) <= ref.tolerance("float16")
+    c = cudnnconv.last_choice(x, w, padding=1, engine=engine, benchmark=True)
+    assert c.benchmarked and c.time_ms < gpu_timing.HOST_AWARE_BELOW_MS
+    # cuDNN's execute costs the host microseconds; the call's overhead is added on top.
+    assert gpu_timing.CALL_OVERHEAD_US * 1e-3 < c.issue_ms < 1.0, c.issue_ms
+    assert c.as_dict()["issue_ms"] == c.issue_ms
+    r = cudnnconv.explain(x, w, padding=1, engine=engine)
+    measured = [row for row in r.candidates if row.issue_ms is not None]
+    assert measured and all(row.issue_ms > 0 for row in measured)
+    assert "issue ms" in str(r)
+    cudnnconv.clear_cache()
+    cudnnconv.benchmark_settings(host_aware=False)
+    cudnnconv.conv(x, w, padding=1, benchmark=True, engine=engine)
+    c = cudnnconv.last_choice(x, w, padding=1, engine=engine, benchmark=True)
+    assert c.benchmarked and c.issue_ms == -1.0
+
+
+@pytest.mark.skipif("graph" not in ENGINES, reason="the graph engine is not built")
+def test_host_aware_search_leaves_gpu_bound_problems_alone(clean):
+    """A problem whose fastest kernel outlasts any issue time: no issue time is measured."""
+    x, w = _fp16_nhwc((64, 256, 56, 56), 3), _fp16_nhwc((256, 256, 3, 3), 4)
+    cudnnconv.benchmark_settings(repeats=3)
+    y = cudnnconv.conv(x, w, padding=1, benchmark=True, engine="graph")
+    c = cudnnconv.last_choice(x, w, padding=1, engine="graph", benchmark=True)
+    assert c.time_ms >= gpu_timing.HOST_AWARE_BELOW_MS and c.issue_ms == -1.0
+    # Spot-check the result on one output pixel's channels (the full float64 reference is large).
+    import cupy
+    import numpy
+    xs, ws = cupy.asnumpy(x[:1, :, :3, :3]).astype(numpy.float64), cupy.asnumpy(w).astype(numpy.float64)
+    want = numpy.einsum("ncij,kcij->k", xs[:, :, :3, :3], ws)      # output pixel (1, 1) of sample 0
+    got = cupy.asnumpy(y[0, :, 1, 1]).astype(numpy.float64)
+    assert numpy.abs(got - want).max() <= 2e-2 * numpy.abs(want).max()

@@ -76,7 +76,8 @@ _NOT_SUPPORTED = 3000
 # Benchmark mode: each plan is timed by cudnnconv.gpu_timing (warm-up runs,
 # then the median of k spin-guarded CUDA-event samples; settable with
 # cudnnconv.benchmark_settings), and the plans are ordered by cudnnconv.ranking
-# (near-ties within the margin go to the smaller workspace, then the tag).
+# (near-ties within the margin go to the smaller workspace, then the tag),
+# host-aware where the fastest run is short (gpu_timing.rank_host_aware).
 
 
 # ---------------------------------------------------------------------------
@@ -266,6 +267,7 @@ cdef class GraphChoice:
     cdef readonly double time_ms
     cdef readonly bint benchmarked
     cdef readonly tuple samples     # the timed runs (ms) of a benchmarked plan
+    cdef public double issue_ms     # its host issue time (gpu_timing.rank_host_aware), or -1: not measured
     cdef public object plan_json    # the plan's JSON once read (choice_to_record), or None
     cdef BackendDescriptor plan
     cdef int64_t ws_size
@@ -281,6 +283,7 @@ cdef class GraphChoice:
 
     def __cinit__(self):
         self.packs = variant_packs(NULL, 0)     # an empty ring until _new_choice gives it the uids
+        self.issue_ms = -1.0
 
     @property
     def deterministic(self):
@@ -314,7 +317,7 @@ cdef class GraphChoice:
                 "tag": self.tag, "workspace": self.ws_size, "numerical_notes": list(self.notes),
                 "behavior_notes": list(self.behavior), "how": self.how,
                 "time_ms": self.time_ms if self.benchmarked else -1.0, "deterministic": self.deterministic,
-                "benchmarked": self.benchmarked}
+                "benchmarked": self.benchmarked, "issue_ms": self.issue_ms}
 
     def __repr__(self):
         return "GraphChoice(%s %s)" % (self.op, self.describe())
@@ -535,11 +538,20 @@ cdef class _PlanRun:
         self.c.run(self.a.handle, self.a.ptrs, self.ws)
 
 
+cdef _PlanRun _plan_run(GraphChoice c, GraphArgs a, size_t ws_ptr):
+    cdef _PlanRun runner = _PlanRun.__new__(_PlanRun)
+    runner.c = c
+    runner.a = a
+    runner.ws = <void*>ws_ptr
+    return runner
+
+
 def _benchmark(GraphArgs a, opts):
     """Every plan of A + FALLBACK within the workspace budget, timed by
     cudnnconv.gpu_timing (warm-up runs, then the median of k spin-guarded
-    CUDA-event samples), in cudnnconv.ranking's noise-robust order (fastest
-    first; near-ties within the margin to the smaller workspace, then the tag)."""
+    CUDA-event samples), in cudnnconv.ranking's noise-robust order (cheapest
+    first, host-aware where the runs are short: gpu_timing.rank_host_aware;
+    near-ties within the margin to the smaller workspace, then the tag)."""
     import cupy
     cdef GraphChoice c
     cdef _PlanRun runner
@@ -556,12 +568,10 @@ def _benchmark(GraphArgs a, opts):
     plans = [c for c in plans if c.ws_size <= nbytes]
     stream = cupy.cuda.get_current_stream()
     timed = []
+    ws_ptr = workspace.pointer(mem)
     try:
         for c in plans:
-            runner = _PlanRun.__new__(_PlanRun)
-            runner.c = c
-            runner.a = a
-            runner.ws = <void*><size_t>workspace.pointer(mem)
+            runner = _plan_run(c, a, ws_ptr)
             try:
                 times = gpu_timing.time_samples(runner, stream=stream)
             except (CuDNNError, MemoryError) as e:
@@ -575,12 +585,15 @@ def _benchmark(GraphArgs a, opts):
             c.how = "benchmark"
             c.forget_packs()          # they held the search workspace's pointer
             timed.append(c)
+        timed = gpu_timing.rank_host_aware(timed, lambda ch: _plan_run(ch, a, ws_ptr), stream)
+        for c in timed:
+            c.forget_packs()
     finally:
         runner = None
         mem = None                    # the search workspace goes back to the pool now
-    timed = ranking.rank(timed, gpu_timing.MARGIN)
     _log.debug("graph: %s: benchmarked %d plans: %s", a.op, len(timed),
-               ", ".join("%s %.4f ms" % (ch.tag, ch.time_ms) for ch in timed[:8]))
+               ", ".join("%s %.4f ms%s" % (ch.tag, ch.time_ms, " (issue %.4f)" % ch.issue_ms
+                                            if ch.issue_ms >= 0 else "") for ch in timed[:8]))
     return timed
 
 

@@ -63,7 +63,7 @@ class LegacyChoice:
     """One algorithm as the search saw it: what runs, and how it was chosen."""
     keeps_workspace = False        # a block per call, kept only under capture (cudnnconv.search.run_choice)
     __slots__ = ("op", "algo", "math_type", "workspace", "time_ms", "deterministic", "benchmarked", "samples",
-                 "ws_mem", "ws_stream", "ws_more")
+                 "issue_ms", "ws_mem", "ws_stream", "ws_more")
 
     def __init__(self, op, algo, math_type, workspace, time_ms, deterministic, benchmarked, samples=()):
         self.op = op
@@ -74,6 +74,7 @@ class LegacyChoice:
         self.time_ms = float(time_ms)
         self.deterministic = bool(deterministic)
         self.benchmarked = bool(benchmarked)
+        self.issue_ms = -1.0          # host issue time (gpu_timing.rank_host_aware), or -1: not measured
         # the workspace blocks kept per stream for captured calls (cudnnconv.workspace.kept_pointer)
         self.ws_mem = None
         self.ws_stream = 0
@@ -96,7 +97,7 @@ class LegacyChoice:
         return {"engine": ENGINE, "op": self.op, "algo": self.algo, "algo_name": self.name,
                 "math_type": MATH_NAMES.get(self.math_type), "workspace": self.workspace,
                 "time_ms": self.time_ms, "deterministic": self.deterministic,
-                "benchmarked": self.benchmarked}
+                "benchmarked": self.benchmarked, "issue_ms": self.issue_ms}
 
     def __repr__(self):
         return "LegacyChoice(%s %s)" % (self.op, self.describe())
@@ -234,7 +235,8 @@ cdef class _Direction:
 
     def _retime(self, LegacyArgs a, list found, size_t ws_ptr, size_t nbytes):
         """Find's algorithms timed again (gpu_timing: the median of k
-        samples) on the search workspace, in cudnnconv.ranking's order.  One
+        samples) on the search workspace, in cudnnconv.ranking's order, host-aware
+        where the runs are short (gpu_timing.rank_host_aware).  One
         that fails to run now keeps no samples and ranks last (try_all then
         meets its failure as it would have)."""
         stream = cupy.cuda.get_current_stream()
@@ -250,7 +252,7 @@ cdef class _Direction:
             med, _ = ranking.median_and_spread(samples)
             out.append(LegacyChoice(ch.op, ch.algo, ch.math_type, ch.workspace,
                                     med if samples else ch.time_ms, ch.deterministic, ch.benchmarked, samples))
-        return ranking.rank(out, gpu_timing.MARGIN)
+        return gpu_timing.rank_host_aware(out, lambda ch: (lambda: self.execute(a, ch, wsp)), stream)
 
     def _or_default(self, LegacyArgs a, opts, list out):
         """``out``, or (when the filters kept nothing) the default algorithm."""
