@@ -332,11 +332,13 @@ def _record(**kw):
 @needs_graph
 def test_graph_record_checks():
     assert graph.check_record(_record()) == ((2, 1), (3, 0))
+    assert graph.check_record(_record(issue_ms=0.0081)) == ((2, 1), (3, 0))       # the issue time is optional
     assert graph.check_record({"tag": "eng1", "engine_index": 1, "knobs": [], "workspace": 0}) == ()
     bad = [_record(tag="eng61_k2=1_k3=0"),            # tag disagrees with index/knobs
            _record(knobs=[[2, True]]), _record(knobs=[[2]]), _record(knobs="x"),
            _record(engine_index=-1), _record(engine_index=True), _record(workspace=1 << 41),
            _record(workspace=-1), _record(plan_json=5), _record(how="guess"), _record(time_ms=float("inf")),
+           _record(issue_ms=float("nan")), _record(issue_ms=-2.0), _record(issue_ms=True), _record(issue_ms="1"),
            _record(benchmarked=1), _record(numerical_notes=[1]), _record(extra=1), "record", None]
     for r in bad:
         with pytest.raises(ValueError):

@@ -49,7 +49,7 @@ def choice(algo=1, math_type=0, ws=1024, op="forward", det=True, bench=True, t=0
 def same_choice(a, b):
     return (type(a) is type(b) and a.op == b.op and a.algo == b.algo and a.math_type == b.math_type
             and a.workspace == b.workspace and a.deterministic == b.deterministic
-            and a.benchmarked == b.benchmarked and a.time_ms == b.time_ms)
+            and a.benchmarked == b.benchmarked and a.time_ms == b.time_ms and a.issue_ms == b.issue_ms)
 
 
 @pytest.fixture(autouse=True)
@@ -101,6 +101,7 @@ def test_round_trip(tmp_path):
         (key(6, input_shape=(2, 4, 5, 6, 7), weight_shape=(4, 2, 1, 2, 3), padding=(0, 1, 1), stride=(1, 1, 2),
              dilation=(1, 1, 1), groups=2), choice()),
     ]
+    entries[0][1].issue_ms = 0.0081          # a host-aware search's issue time survives the file
     for k, c in entries:
         CACHE.put(k, c)
     path = tmp_path / "tune.json"
@@ -120,6 +121,19 @@ def test_round_trip(tmp_path):
         for f in params.ProblemKey._fields:
             assert type(getattr(k, f)) is type(getattr(orig, f)), f
     assert CACHE.info().hits == 0 and CACHE.info().misses == 0
+
+
+def test_a_legacy_record_without_an_issue_time_loads(tmp_path):
+    CACHE.put(key(0), choice())
+    path = tmp_path / "tune.json"
+    cudnnconv.save_tuning(path)
+    doc = json.loads(path.read_text())
+    assert doc["entries"][0]["record"]["issue_ms"] == -1.0
+    del doc["entries"][0]["record"]["issue_ms"]                 # as files written before it have it
+    path.write_text(json.dumps(doc))
+    CACHE.clear()
+    assert load_no_warning(path) == 1
+    assert CACHE.peek(key(0)).issue_ms == -1.0 and CACHE.peek(key(0)).algo == 1
 
 
 def test_key_json_round_trip_is_exact():

@@ -427,9 +427,11 @@ def _graph_with(**fields):
 
 NUMERIC_FIELDS = {
     "legacy time_ms": lambda: _legacy_with("time_ms"),
+    "legacy issue_ms": lambda: _legacy_with("issue_ms"),
     "legacy workspace": lambda: _legacy_with("workspace"),
     "legacy algo": lambda: _legacy_with("algo"),
     "graph time_ms": lambda: _graph_with(time_ms=SENTINEL),
+    "graph issue_ms": lambda: _graph_with(issue_ms=SENTINEL),
     "graph workspace": lambda: _graph_with(workspace=SENTINEL),
     "graph knob value": lambda: _graph_with(knobs=[[2, SENTINEL]]),
     "graph knob type": lambda: _graph_with(knobs=[[SENTINEL, 1]]),

@@ -959,7 +959,7 @@ cdef object _from_tuning_file(key, cache, bint benchmark):
 # count (NOT_SUPPORTED_ARCH_MISMATCH, 3007).  A miss, never a crash.
 PLAN_MISMATCH_STATUSES = (1002, 1003, 3007)
 _RECORD_FIELDS = frozenset(("plan_json", "tag", "engine_index", "knobs", "workspace", "numerical_notes",
-                            "behavior_notes", "how", "time_ms", "benchmarked", "digest"))
+                            "behavior_notes", "how", "time_ms", "issue_ms", "benchmarked", "digest"))
 _MAX_KNOBS = NOTE_CAP
 
 
@@ -1076,9 +1076,10 @@ def check_record(record):
         raise ValueError("plan_json must be a string or null")
     if not isinstance(record.get("benchmarked", False), bool):
         raise ValueError("benchmarked must be a bool")
-    t = record.get("time_ms", -1.0)
-    if isinstance(t, bool) or not isinstance(t, (int, float)) or not -1.0 <= t <= 1e9:
-        raise ValueError("time_ms must be a number in [-1, 1e9]")
+    for f in ("time_ms", "issue_ms"):
+        t = record.get(f, -1.0)
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not -1.0 <= t <= 1e9:
+            raise ValueError("%s must be a number in [-1, 1e9]" % f)
     how = record.get("how", "heuristic")
     if how not in ("heuristic", "fallback", "benchmark"):
         raise ValueError("how must be heuristic, fallback or benchmark")
@@ -1089,7 +1090,7 @@ def choice_to_record(choice, key=None):
     """A GraphChoice as a tuning-file record (None for anything else): the
     plan's JSON (null where it does not serialise), the tag, engine index and
     knobs (to rebuild the config where the JSON cannot be loaded), the
-    workspace, the notes, how it was chosen and its time."""
+    workspace, the notes, how it was chosen, its time and its issue time."""
     cdef GraphChoice c
     if type(choice) is not GraphChoice:
         return None
@@ -1104,7 +1105,9 @@ def choice_to_record(choice, key=None):
     rec = {"plan_json": pj, "tag": c.tag, "engine_index": int(c.engine_index),
            "knobs": [[int(k), int(v)] for k, v in c.knobs], "workspace": int(c.ws_size),
            "numerical_notes": list(c.notes), "behavior_notes": list(c.behavior), "how": c.how,
-           "time_ms": float(c.time_ms) if c.benchmarked else -1.0, "benchmarked": bool(c.benchmarked)}
+           "time_ms": float(c.time_ms) if c.benchmarked else -1.0,
+           "issue_ms": float(c.issue_ms) if c.benchmarked and c.issue_ms >= 0 else -1.0,
+           "benchmarked": bool(c.benchmarked)}
     if key is not None:
         rec["digest"] = record_digest(key, pj, c.tag)
     return rec
@@ -1193,6 +1196,7 @@ def choice_from_record(record, key):
     c.how = how
     c.benchmarked = bool(record.get("benchmarked", False))
     c.time_ms = float(record.get("time_ms", -1.0)) if c.benchmarked else -1.0
+    c.issue_ms = float(record.get("issue_ms", -1.0)) if c.benchmarked else -1.0
     c.samples = ()
     if pj and c.plan_json is None:
         c.plan_json = pj

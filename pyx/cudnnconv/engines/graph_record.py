@@ -66,7 +66,7 @@ def check_record(record, key, env=None):
     or cuDNN-version field inside it, at any depth, must equal the entry's
     environment (a plan JSON edited to another SM count is rejected here, not
     left to cuDNN's NOT_SUPPORTED_ARCH_MISMATCH).  ``time_ms`` must be finite
-    and ``knobs`` pairs of ints in range, as the graph codec wants them: a
+    (and so must ``issue_ms``), and ``knobs`` pairs of ints in range, as the graph codec wants them: a
     number it would refuse later is rejected now, with a warning.  With
     ``env`` None only the structure is checked: the tuning cache checks an
     entry against its environment only once that environment is this
@@ -81,8 +81,9 @@ def check_record(record, key, env=None):
             raise BadEntry("workspace %d exceeds the key's workspace_limit %d" % (ws, key.workspace_limit))
     if "tag" in record:
         as_str(record["tag"], "tag", 4096)
-    if "time_ms" in record:
-        as_float(record["time_ms"], "time_ms", -1.0, 1e9)
+    for f in ("time_ms", "issue_ms"):
+        if f in record:
+            as_float(record[f], f, -1.0, 1e9)
     if "knobs" in record:
         _check_knobs(record["knobs"])
     if "engine_index" in record:

@@ -12,6 +12,7 @@ from cudnnconv.records import CUDNN_DATA_FLOAT, FMA_MATH, WORKSPACE_CAP, BadEntr
 
 ALGO_COUNT = {"forward": 8, "fused": 8, "backward_data": 6, "backward_filter": 7}
 FIELDS = {"algo", "math_type", "workspace", "time_ms", "deterministic", "benchmarked"}
+OPTIONAL = {"issue_ms"}         # the host-aware search's issue time (files written before it have none)
 
 
 def to_record(choice, key=None):
@@ -21,13 +22,15 @@ def to_record(choice, key=None):
         return None
     return {"algo": choice.algo, "math_type": choice.math_type, "workspace": choice.workspace,
             "time_ms": choice.time_ms if math.isfinite(choice.time_ms) else -1.0,
+            "issue_ms": choice.issue_ms if math.isfinite(choice.issue_ms) and choice.issue_ms >= 0 else -1.0,
             "deterministic": choice.deterministic, "benchmarked": choice.benchmarked}
 
 
 def check_record(record, key, env=None):
     """Raise BadEntry unless ``record`` is a valid legacy record for ``key`` (in any environment)."""
-    if not isinstance(record, dict) or set(record) != FIELDS:
-        raise BadEntry("legacy record must have exactly %s" % ", ".join(sorted(FIELDS)))
+    if not isinstance(record, dict) or not FIELDS <= set(record) <= FIELDS | OPTIONAL:
+        raise BadEntry("legacy record must have exactly %s (and optionally %s)"
+                       % (", ".join(sorted(FIELDS)), ", ".join(sorted(OPTIONAL))))
     as_int(record["algo"], "algo", 0, ALGO_COUNT[key.op] - 1)
     if key.op == "backward_filter" and record["algo"] == 4:
         raise BadEntry("backward_filter WINOGRAD (4) is not an algorithm cudnnconv runs")
@@ -36,6 +39,8 @@ def check_record(record, key, env=None):
     if key.workspace_limit is not None and ws > key.workspace_limit:
         raise BadEntry("workspace %d exceeds the key's workspace_limit %d" % (ws, key.workspace_limit))
     as_float(record["time_ms"], "time_ms", -1.0, 1e9)
+    if "issue_ms" in record:
+        as_float(record["issue_ms"], "issue_ms", -1.0, 1e9)
     det = as_bool(record["deterministic"], "deterministic")
     as_bool(record["benchmarked"], "benchmarked")
     if key.deterministic and not det:
@@ -50,5 +55,7 @@ def check_record(record, key, env=None):
 def from_record(record, key):
     """The LegacyChoice a record stands for; the tuning cache ran ``check_record`` on it first."""
     from cudnnconv.engines.legacy import LegacyChoice
-    return LegacyChoice(key.op, record["algo"], record["math_type"], record["workspace"], record["time_ms"],
-                        record["deterministic"], record["benchmarked"])
+    choice = LegacyChoice(key.op, record["algo"], record["math_type"], record["workspace"], record["time_ms"],
+                          record["deterministic"], record["benchmarked"])
+    choice.issue_ms = float(record.get("issue_ms", -1.0))
+    return choice
