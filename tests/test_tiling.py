@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cudnnconv import tiling
+from cudnnconv import tiled, tiling
 
 
 # ---------------------------------------------------------------------------
@@ -135,9 +135,27 @@ def test_tiles_cover_the_output_once_read_their_whole_receptive_field_and_line_u
     assert (count == 1).all()
 
 
+def _runners(g):
+    """The three directions' tile runners of cudnnconv.tiled, on the float64 reference."""
+    s, d = g["stride"], g["dilation"]
+
+    def fwd(xw, w, yt, pads):
+        yt[...] = conv(xw, w, s, d, pads)
+
+    def dgrad(gxw, w, gyt, pads):
+        gxw[...] = conv_backward_input(gxw.shape, w, gyt, s, d, pads)
+
+    def wgrad(xw, part, gyt, pads):
+        part[...] = conv_backward_weight(xw, part.shape, gyt, s, d, pads)
+    return fwd, dgrad, wgrad
+
+
 @SETTINGS
 @given(geometries(), st.integers(0, 2 ** 32 - 1))
 def test_tiled_convolutions_equal_the_whole_in_every_direction(case, seed):
+    """cudnnconv.tiled runs the plan: forward written tile by tile, the weight gradient summed over
+    tiles, the input gradient summed over overlapping windows; each equals the untiled one, and
+    every element of every result is written (the results start poisoned)."""
     g, out = case
     rng = numpy.random.default_rng(seed)
     n, cin, cout = g["n"], g["in_channels"], g["out_channels"]
@@ -148,22 +166,73 @@ def test_tiled_convolutions_equal_the_whole_in_every_direction(case, seed):
     gy = rng.standard_normal(y.shape)
     gx = conv_backward_input(x.shape, w, gy, g["stride"], g["dilation"], pads)
     gw = conv_backward_weight(x, w.shape, gy, g["stride"], g["dilation"], pads)
-    ty = numpy.full(y.shape, numpy.nan)                  # poisoned: an output no tile writes shows
-    tgx, tgw = numpy.zeros(x.shape), numpy.zeros(w.shape)
-    for t in _plan(g):
-        osl = (Ellipsis,) + tuple(slice(a, b) for a, b in zip(t.out_lo, t.out_hi))
-        if any(a == b for a, b in zip(t.in_lo, t.in_hi)):       # padding alone: no bias here, zeros
-            ty[osl] = 0.0
-            continue
-        isl = (Ellipsis,) + tuple(slice(a, b) for a, b in zip(t.in_lo, t.in_hi))
-        tp = tuple(zip(t.pad_lo, t.pad_hi))
-        xw = x[isl]
-        ty[osl] = conv(xw, w, g["stride"], g["dilation"], tp)
-        tgx[isl] += conv_backward_input(xw.shape, w, gy[osl], g["stride"], g["dilation"], tp)
-        tgw += conv_backward_weight(xw, w.shape, gy[osl], g["stride"], g["dilation"], tp)
+    fwd, dgrad, wgrad = _runners(g)
+    tiles = _plan(g)
+    ty = tiled.forward(fwd, x, w, numpy.full(y.shape, numpy.nan), tiles)
+    tgx = tiled.backward_data(dgrad, numpy.full(x.shape, numpy.nan), w, gy, tiles)
+    tgw = tiled.backward_weight(wgrad, x, numpy.full(w.shape, numpy.nan), gy, tiles, numpy.float64)
     numpy.testing.assert_allclose(ty, y, rtol=1e-12, atol=1e-12)
     numpy.testing.assert_allclose(tgx, gx, rtol=1e-11, atol=1e-11)
     numpy.testing.assert_allclose(tgw, gw, rtol=1e-11, atol=1e-11)
+
+
+def test_tiled_runs_each_tile_once_on_views_of_its_window():
+    g = _g(spatial=(12, 7), index_limit=4 * 5 * 9)
+    tiles = _plan(g)
+    assert len(tiles) > 2
+    x = numpy.arange(4 * 12 * 7, dtype=numpy.float64).reshape(1, 4, 12, 7)
+    w = numpy.ones((4, 4, 3, 3))
+    seen = []
+
+    def fwd(xw, w_, yt, pads):
+        assert numpy.shares_memory(xw, x) and xw.shape[2:] == tuple(b - a for a, b in zip(t.in_lo, t.in_hi))
+        seen.append(pads)
+        yt[...] = conv(xw, w_, (1, 1), (1, 1), pads)
+    for t in tiles:                  # each tile alone: its window is a view of x, its pads are the tile's
+        tiled.forward(fwd, x, w, numpy.zeros((1, 4, 12, 7)), [t])
+    assert seen == [tuple(zip(t.pad_lo, t.pad_hi)) for t in tiles]
+    # interior tiles pad nothing along the tiled dim; the edges have the convolution's padding
+    assert seen[0][0] == (1, 0) and seen[-1][0] == (0, 1) and all(p[0] == (0, 0) for p in seen[1:-1])
+
+
+def test_tiled_weight_gradient_accumulates_in_the_wider_dtype():
+    """16-bit parts summed in float16 lose what a float32 sum keeps: 64 tiles of one row each, every
+    part 1 + 3 * 2**-10 (exact in float16), sum 64 + 3 * 2**-4 (exact in float16 too).  A float16
+    running sum rounds away the small part of each term once its spacing outgrows it and ends at
+    64.0625; the float32 accumulator gives the sum exactly."""
+    g = _g(n=1, in_channels=1, out_channels=1, spatial=(64, 1), kernel=(1, 1), pad_lo=(0, 0), pad_hi=(0, 0),
+           index_limit=1)
+    tiles = _plan(g)
+    assert len(tiles) == 64
+    x = numpy.ones((1, 1, 64, 1), dtype=numpy.float16)
+    gy = numpy.ones((1, 1, 64, 1), dtype=numpy.float16)
+    term = numpy.float16(1 + 3 * 2 ** -10)
+
+    def wgrad(xw, part, gyt, pads):
+        part[...] = term
+    got = tiled.backward_weight(wgrad, x, numpy.empty((1, 1, 1, 1), numpy.float16), gy, tiles, numpy.float32)
+    want = numpy.float16(64 + 3 * 2 ** -4)
+    assert got.dtype == numpy.float16 and got[0, 0, 0, 0] == want
+    narrow = tiled.backward_weight(wgrad, x, numpy.empty((1, 1, 1, 1), numpy.float16), gy, tiles, numpy.float16)
+    assert narrow[0, 0, 0, 0] != want                    # the float16 sum is the one that loses
+
+
+def test_tiles_that_read_padding_alone_make_zeros_and_add_nothing():
+    # padding wider than the kernel's reach: the first and last outputs read padding alone
+    g = _g(n=1, in_channels=2, out_channels=3, spatial=(6,), kernel=(2,), stride=(1,), dilation=(1,),
+           pad_lo=(3,), pad_hi=(3,), index_limit=6)
+    tiles = _plan(g)
+    assert any(a == b for t in tiles for a, b in zip(t.in_lo, t.in_hi))
+    calls = []
+
+    def fwd(xw, w, yt, pads):
+        calls.append(xw.shape)
+        yt[...] = conv(xw, w, (1,), (1,), pads)
+    rng = numpy.random.default_rng(3)
+    x, w = rng.standard_normal((1, 2, 6)), rng.standard_normal((3, 2, 2))
+    y = tiled.forward(fwd, x, w, numpy.full((1, 3, 11), numpy.nan), tiles)
+    numpy.testing.assert_allclose(y, conv(x, w, (1,), (1,), ((3, 3),)), atol=1e-12)
+    assert all(s[2] > 0 for s in calls)                  # no empty window reached the runner
 
 
 # ---------------------------------------------------------------------------

@@ -1,0 +1,96 @@
+"""Running one convolution tile by tile, in every direction (policy tier, no engine, no GPU needed).
+
+``tiling.plan_spatial_tiles`` says which outputs each tile makes and which window of the input it
+reads, with the tile's own padding.  This module runs such a plan through a caller's ``run``
+function, which computes one tile's problem: a convolution of the tile's window (a view of the
+input) with the tile's padding, the call's stride, dilation and groups.  It decides nothing about
+engines or memory layouts: the caller's ``run`` packs a window that its engine cannot take as a view,
+pads by copy where its engine takes only symmetric padding, and writes the result where it is told.
+Arrays are CuPy arrays on the GPU and NumPy arrays in the CPU tests (the same code: slicing, ``+=``,
+``fill`` and ``zeros``).
+
+What each direction does with the tiles (every output element is in exactly one tile):
+
+* forward (and a fused call, whose z shares the output's tiling): each output tile is written once,
+  from its window; a tile whose window is empty (outputs that read padding alone) is zero;
+* weight gradient: the sum over tiles of each window's weight gradient with its gradient-output
+  tile, accumulated in ``acc_dtype`` (float32 for the 16-bit types, as the batch split does) and
+  written once at the end;
+* input gradient: the sum over tiles of each tile's input gradient over its window.  Adjacent
+  windows overlap by the kernel's halo, and the overlaps add up as the convolution's adjoint does.
+  The sum is taken in the gradient's dtype on a zeroed gradient: an element in one window gets its
+  term exactly, one in the overlap of two windows (the most there are unless tiles are shorter
+  than the kernel's reach) one more rounding, which for the 16-bit types is of the size of the
+  rounding each term already has; a float32 copy of a tensor over the index limit would cost more
+  memory than that is worth.  A transposed convolution is this direction of the convolution
+  whose output is the transposed call's input.
+
+``run`` signatures, one per direction (``pads``: one (before, after) pair per spatial dim):
+
+* forward: ``run(x_window, w, y_tile, pads)`` writes the convolution into ``y_tile`` (a view of y);
+* input gradient: ``run(gx_window, w, gy_tile, pads)`` writes the window's gradient into
+  ``gx_window``, a new array of the window's shape and the gradient's dtype;
+* weight gradient: ``run(x_window, gw_part, gy_tile, pads)`` writes the window's weight gradient
+  into ``gw_part``, a new array of the weight's shape and dtype.
+"""
+
+
+def _slices(lo, hi):
+    return (slice(None), slice(None)) + tuple(slice(a, b) for a, b in zip(lo, hi))
+
+
+def _pads(tile):
+    return tuple(zip(tile.pad_lo, tile.pad_hi))
+
+
+def _empty_window(tile):
+    return any(a == b for a, b in zip(tile.in_lo, tile.in_hi))
+
+
+def forward(run, x, w, y, tiles):
+    """Write every output tile of ``y`` from its window of ``x``; returns ``y``."""
+    for t in tiles:
+        yt = y[_slices(t.out_lo, t.out_hi)]
+        if _empty_window(t):
+            yt.fill(0)
+            continue
+        run(x[_slices(t.in_lo, t.in_hi)], w, yt, _pads(t))
+    return y
+
+
+def backward_data(run, gx, w, gy, tiles):
+    """``gx`` (written whole) as the sum over tiles of each tile's input gradient over its window;
+    returns ``gx``."""
+    xp = _module(gx)
+    gx.fill(0)
+    for t in tiles:
+        if _empty_window(t):
+            continue
+        part = xp.empty(gx.shape[:2] + tuple(b - a for a, b in zip(t.in_lo, t.in_hi)), dtype=gx.dtype)
+        run(part, w, gy[_slices(t.out_lo, t.out_hi)], _pads(t))
+        gx[_slices(t.in_lo, t.in_hi)] += part
+    return gx
+
+
+def backward_weight(run, x, gw, gy, tiles, acc_dtype):
+    """``gw`` (written once) as the sum over tiles of each window's weight gradient with its
+    gradient-output tile, accumulated in ``acc_dtype``; returns ``gw``."""
+    xp = _module(gw)
+    acc = xp.zeros(gw.shape, dtype=acc_dtype)
+    part = xp.empty(gw.shape, dtype=gw.dtype)
+    for t in tiles:
+        if _empty_window(t):
+            continue                    # outputs that read padding alone add nothing to the weights
+        run(x[_slices(t.in_lo, t.in_hi)], part, gy[_slices(t.out_lo, t.out_hi)], _pads(t))
+        acc += part
+    gw[...] = acc
+    return gw
+
+
+def _module(a):
+    """The array module of ``a``: NumPy for NumPy arrays, else CuPy."""
+    import numpy
+    if isinstance(a, numpy.ndarray):
+        return numpy
+    import cupy
+    return cupy
