@@ -139,13 +139,13 @@ def _runners(g):
     """The three directions' tile runners of cudnnconv.tiled, on the float64 reference."""
     s, d = g["stride"], g["dilation"]
 
-    def fwd(xw, w, yt, pads):
+    def fwd(xw, w, yt, pads, tile):
         yt[...] = conv(xw, w, s, d, pads)
 
-    def dgrad(gxw, w, gyt, pads):
+    def dgrad(gxw, w, gyt, pads, tile):
         gxw[...] = conv_backward_input(gxw.shape, w, gyt, s, d, pads)
 
-    def wgrad(xw, part, gyt, pads):
+    def wgrad(xw, part, gyt, pads, tile):
         part[...] = conv_backward_weight(xw, part.shape, gyt, s, d, pads)
     return fwd, dgrad, wgrad
 
@@ -184,8 +184,10 @@ def test_tiled_runs_each_tile_once_on_views_of_its_window():
     w = numpy.ones((4, 4, 3, 3))
     seen = []
 
-    def fwd(xw, w_, yt, pads):
-        assert numpy.shares_memory(xw, x) and xw.shape[2:] == tuple(b - a for a, b in zip(t.in_lo, t.in_hi))
+    def fwd(xw, w_, yt, pads, tile):
+        assert tile is t and numpy.shares_memory(xw, x)
+        assert xw.shape[2:] == tuple(b - a for a, b in zip(t.in_lo, t.in_hi))
+        assert yt.shape[2:] == tuple(b - a for a, b in zip(t.out_lo, t.out_hi))
         seen.append(pads)
         yt[...] = conv(xw, w_, (1, 1), (1, 1), pads)
     for t in tiles:                  # each tile alone: its window is a view of x, its pads are the tile's
@@ -208,7 +210,7 @@ def test_tiled_weight_gradient_accumulates_in_the_wider_dtype():
     gy = numpy.ones((1, 1, 64, 1), dtype=numpy.float16)
     term = numpy.float16(1 + 3 * 2 ** -10)
 
-    def wgrad(xw, part, gyt, pads):
+    def wgrad(xw, part, gyt, pads, tile):
         part[...] = term
     got = tiled.backward_weight(wgrad, x, numpy.empty((1, 1, 1, 1), numpy.float16), gy, tiles, numpy.float32)
     want = numpy.float16(64 + 3 * 2 ** -4)
@@ -222,17 +224,34 @@ def test_tiles_that_read_padding_alone_make_zeros_and_add_nothing():
     g = _g(n=1, in_channels=2, out_channels=3, spatial=(6,), kernel=(2,), stride=(1,), dilation=(1,),
            pad_lo=(3,), pad_hi=(3,), index_limit=6)
     tiles = _plan(g)
-    assert any(a == b for t in tiles for a, b in zip(t.in_lo, t.in_hi))
+    empties = [t for t in tiles if any(a == b for a, b in zip(t.in_lo, t.in_hi))]
+    assert empties
+    fwd, dgrad, wgrad = _runners(g)
     calls = []
 
-    def fwd(xw, w, yt, pads):
-        calls.append(xw.shape)
-        yt[...] = conv(xw, w, (1,), (1,), pads)
+    def counted(run):
+        def f(a, b, c, pads, tile):
+            assert tile not in empties                   # no empty window reaches a runner
+            calls.append(tile)
+            run(a, b, c, pads, tile)
+        return f
     rng = numpy.random.default_rng(3)
     x, w = rng.standard_normal((1, 2, 6)), rng.standard_normal((3, 2, 2))
-    y = tiled.forward(fwd, x, w, numpy.full((1, 3, 11), numpy.nan), tiles)
-    numpy.testing.assert_allclose(y, conv(x, w, (1,), (1,), ((3, 3),)), atol=1e-12)
-    assert all(s[2] > 0 for s in calls)                  # no empty window reached the runner
+    pads = ((3, 3),)
+    y = tiled.forward(counted(fwd), x, w, numpy.full((1, 3, 11), numpy.nan), tiles)
+    numpy.testing.assert_allclose(y, conv(x, w, (1,), (1,), pads), atol=1e-12)
+    gy = rng.standard_normal(y.shape)
+    gx = tiled.backward_data(counted(dgrad), numpy.full(x.shape, numpy.nan), w, gy, tiles)
+    numpy.testing.assert_allclose(gx, conv_backward_input(x.shape, w, gy, (1,), (1,), pads), atol=1e-12)
+    gw = tiled.backward_weight(counted(wgrad), x, numpy.full(w.shape, numpy.nan), gy, tiles, numpy.float64)
+    numpy.testing.assert_allclose(gw, conv_backward_weight(x, w.shape, gy, (1,), (1,), pads), atol=1e-12)
+    assert len(calls) == 3 * (len(tiles) - len(empties))
+    # A fused call's epilogue of a zero convolution goes where the windows are empty.
+    marked = tiled.forward(fwd, x, w, numpy.full((1, 3, 11), numpy.nan), tiles,
+                           empty=lambda yt, t: yt.fill(-7.0))
+    for t in empties:
+        assert (marked[:, :, t.out_lo[0]:t.out_hi[0]] == -7.0).all()
+    assert numpy.isfinite(marked).all()
 
 
 # ---------------------------------------------------------------------------

@@ -215,7 +215,8 @@ def test_time_samples_bookkeeping_without_a_gpu(monkeypatch):
 
 class _Cand:
     def __init__(self, tag, gpu_ms, workspace=0):
-        self.tag, self.samples, self.workspace = tag, (gpu_ms,), workspace
+        self.tag, self.workspace = tag, workspace
+        self.samples = () if gpu_ms is None else (gpu_ms,)
 
 
 def _measure(issue):
@@ -256,6 +257,22 @@ def test_host_aware_leaves_gpu_bound_problems_alone(settings):
     assert seen == []
 
 
+def test_host_aware_never_runs_a_candidate_without_a_gpu_time(settings):
+    """A candidate the benchmark could not time (its workspace did not fit, or it failed) is not
+    run for an issue time, whatever its place, and still ranks last."""
+    c = [_Cand("untimed", None), _Cand("a", 0.005), _Cand("nan", float("nan")), _Cand("b", 0.006),
+         _Cand("neg", -1.0)]
+    measure, seen = _measure({"a": 0.012, "b": 0.007, "untimed": 0.001, "nan": 0.001, "neg": 0.001})
+    out = gpu_timing.rank_host_aware(c, _issuer, "S", measure=measure)
+    assert [t for t, _ in seen] == ["a", "b"]
+    assert [x.tag for x in out][:2] == ["b", "a"] and {x.tag for x in out[2:]} == {"untimed", "nan", "neg"}
+    # The 0.1 ms rule looks at the fastest usable GPU time, not at what ranks first.
+    c = [_Cand("big_ws", 0.0995, 1 << 30), _Cand("small_ws", 0.1, 0)]
+    measure, seen = _measure({"big_ws": 0.001, "small_ws": 0.001})
+    gpu_timing.rank_host_aware(c, _issuer, "S", measure=measure)
+    assert [t for t, _ in seen] == ["big_ws", "small_ws"]
+
+
 def test_host_aware_keeps_the_gpu_time_of_a_run_that_cannot_be_measured(settings):
     c = [_Cand("a", 0.005), _Cand("b", 0.006)]
     measure, seen = _measure({"a": None, "b": 0.009})
@@ -264,23 +281,27 @@ def test_host_aware_keeps_the_gpu_time_of_a_run_that_cannot_be_measured(settings
 
 
 @hypothesis.settings(max_examples=400, deadline=None)
-@hypothesis.given(st.lists(st.tuples(st.integers(1, 120), st.integers(1, 40), st.integers(0, 3)),
-                           min_size=1, max_size=8),
+@hypothesis.given(st.lists(st.tuples(st.one_of(st.none(), st.integers(1, 120)), st.integers(1, 40),
+                                     st.integers(0, 3)), min_size=1, max_size=8),
                   st.sampled_from([0.0, 0.03, 0.1]))
 def test_host_aware_skips_only_what_cannot_win(cands, margin):
-    """Measuring only the candidates that could cost less gives the winner that measuring all gives."""
+    """Measuring only the candidates that could cost less gives the winner that measuring every timed
+    one gives; an untimed candidate (None) is never measured."""
     def make():
-        return [_Cand("e%d" % i, g * 1e-3, ws << 20) for i, (g, _, ws) in enumerate(cands)]
+        return [_Cand("e%d" % i, None if g is None else g * 1e-3, ws << 20) for i, (g, _, ws) in enumerate(cands)]
     issue = {"e%d" % i: h * 1e-3 for i, (_, h, _) in enumerate(cands)}
     measure, seen = _measure(issue)
     got = gpu_timing.rank_host_aware(make(), _issuer, "S", margin=margin, measure=measure)
     every = make()
     for x in every:
-        x.issue_ms = issue[x.tag]
+        if x.samples:
+            x.issue_ms = issue[x.tag]
     want = ranking.rank(every, margin)
-    if min(g for g, _, _ in cands) * 1e-3 < gpu_timing.HOST_AWARE_BELOW_MS:
+    timed = [g for g, _, _ in cands if g is not None]
+    assert all(cands[int(t[1:])][0] is not None for t, _ in seen)
+    if timed and min(timed) * 1e-3 < gpu_timing.HOST_AWARE_BELOW_MS:
         assert got[0].tag == want[0].tag
-        assert ranking.cost_ms(got[0]) == ranking.cost_ms(want[0])
+        assert ranking.cost_ms(got[0]) == ranking.cost_ms(want[0]) or not got[0].samples
     else:
         assert seen == [] and [x.tag for x in got] == [x.tag for x in ranking.rank(make(), margin)]
 

@@ -37,11 +37,15 @@ its GPU time and its issue time (``cudnnconv.ranking.cost_ms``).  The issue
 time is not taken from the timed samples: back-to-back runs, or the first run
 behind the spin kernel, came to 1.5-4.6 times a call's execute on the same
 machine, and a ranking on them chose slower kernels for GPU-bound problems.
-Only candidates whose GPU time is below the cheapest cost found so far are
-measured (an issue time can only add to a cost), so a GPU-bound problem, whose
-fastest kernel outlasts any issue time, keeps its GPU-fastest choice and
-pays one measurement.  ``benchmark_settings(host_aware=False)`` ranks by GPU
-time alone.
+Candidates are measured fastest GPU time first, and only while their GPU
+time is within the margin of the cheapest cost found so far (an issue time can
+only add to a cost), so a GPU-bound problem, whose fastest kernel outlasts any
+issue time, keeps its GPU-fastest choice and pays one measurement, and the
+winner is the one measuring every candidate would give (the order behind it,
+which a failed run falls back along, may differ).  The issue time is wall-clock
+host time: searches running at once on other threads can lengthen it, and with
+it a choice may differ from run to run there.
+``benchmark_settings(host_aware=False)`` ranks by GPU time alone.
 
 The spin kernel is PTX text loaded with the driver's JIT (no NVRTC, no
 nvcc); where it cannot be loaded, samples are taken without it and
@@ -273,22 +277,28 @@ def rank_host_aware(timed, issue_of, stream, margin=None, measure=None):
     order, host-aware where it can matter (see this module's doc).
 
     ``issue_of(c)`` gives the callable that issues one run of ``c`` on
-    ``stream`` (None: the current stream); ``measure(issue, stream)`` (default ``issue_ms``) its issue time in ms,
-    stored on the candidate as ``c.issue_ms``.  A candidate whose issue
-    cannot be measured (cuDNN or memory refuse the run) keeps its GPU time as its cost."""
+    ``stream`` (None: the current stream); ``measure(issue, stream)``
+    (default ``issue_ms``) its issue time in ms, stored on the candidate as
+    ``c.issue_ms``.  Candidates are measured fastest GPU time first, and only
+    while their GPU time is within the margin of the cheapest cost found so
+    far (an issue time can only add to a cost), so the winner is the one that
+    measuring every candidate would give.  A candidate without a usable GPU
+    time is never run here (it may be one whose workspace did not fit), and
+    one whose run cuDNN or memory refuse keeps its GPU time as its cost."""
     margin = MARGIN if margin is None else margin
     order = ranking.rank(timed, margin)
     if not HOST_AWARE or not order:
         return order
-    fastest = ranking.median_and_spread(order[0].samples)[0]
-    if not fastest < HOST_AWARE_BELOW_MS:           # GPU-bound (or untimed): nothing to weigh
+    gpu = [(ranking.median_and_spread(c.samples)[0], i) for i, c in enumerate(timed)]
+    gpu = sorted((g, i) for g, i in gpu if g == g)  # usable GPU times only (NaN != NaN)
+    if not gpu or not gpu[0][0] < HOST_AWARE_BELOW_MS:     # GPU-bound (or untimed): nothing to weigh
         return order
     measure = issue_ms if measure is None else measure
     bound = math.inf                                # the cheapest cost so far
-    for c in order:
-        gpu = ranking.median_and_spread(c.samples)[0]
-        if gpu > bound * (1.0 + margin):            # cannot cost less, nor tie: not measured
-            continue
+    for g, i in gpu:
+        if not g <= bound * (1.0 + margin):         # cannot cost less, nor tie: neither can the rest
+            break
+        c = timed[i]
         try:
             c.issue_ms = float(measure(issue_of(c), stream))
         except (CuDNNError, MemoryError) as e:      # a run that fails here ranks by its GPU time

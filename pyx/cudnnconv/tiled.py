@@ -11,8 +11,11 @@ Arrays are CuPy arrays on the GPU and NumPy arrays in the CPU tests (the same co
 
 What each direction does with the tiles (every output element is in exactly one tile):
 
-* forward (and a fused call, whose z shares the output's tiling): each output tile is written once,
-  from its window; a tile whose window is empty (outputs that read padding alone) is zero;
+* forward: each output tile is written once, from its window.  A tile whose window is empty
+  (outputs that read padding alone) has a convolution of zero: ``empty(y_tile, tile)`` writes it
+  (default: zeros).  A bias added after the convolution is the caller's, over the whole output; a
+  fused call (z shares the output's tiling) slices z by the tile ``run`` is given, and gives an
+  ``empty`` that writes its epilogue of a zero convolution;
 * weight gradient: the sum over tiles of each window's weight gradient with its gradient-output
   tile, accumulated in ``acc_dtype`` (float32 for the 16-bit types, as the batch split does) and
   written once at the end;
@@ -25,13 +28,16 @@ What each direction does with the tiles (every output element is in exactly one 
   memory than that is worth.  A transposed convolution is this direction of the convolution
   whose output is the transposed call's input.
 
-``run`` signatures, one per direction (``pads``: one (before, after) pair per spatial dim):
+``run`` signatures, one per direction (``pads``: one (before, after) pair per spatial dim;
+``tile``: the ``tiling.Tile``):
 
-* forward: ``run(x_window, w, y_tile, pads)`` writes the convolution into ``y_tile`` (a view of y);
-* input gradient: ``run(gx_window, w, gy_tile, pads)`` writes the window's gradient into
+* forward: ``run(x_window, w, y_tile, pads, tile)`` writes the convolution into ``y_tile`` (a view
+  of y);
+* input gradient: ``run(gx_window, w, gy_tile, pads, tile)`` writes the window's gradient into
   ``gx_window``, a new array of the window's shape and the gradient's dtype;
-* weight gradient: ``run(x_window, gw_part, gy_tile, pads)`` writes the window's weight gradient
-  into ``gw_part``, a new array of the weight's shape and dtype.
+* weight gradient: ``run(x_window, gw_part, gy_tile, pads, tile)`` writes the window's weight
+  gradient into ``gw_part``, an array of the weight's shape and dtype that every tile reuses:
+  ``run`` overwrites it and keeps no reference to it.
 """
 
 
@@ -47,14 +53,19 @@ def _empty_window(tile):
     return any(a == b for a, b in zip(tile.in_lo, tile.in_hi))
 
 
-def forward(run, x, w, y, tiles):
-    """Write every output tile of ``y`` from its window of ``x``; returns ``y``."""
+def _zeros(y_tile, tile):
+    y_tile.fill(0)
+
+
+def forward(run, x, w, y, tiles, empty=_zeros):
+    """Write every output tile of ``y`` from its window of ``x`` (``empty`` for a window that reads
+    padding alone); returns ``y``."""
     for t in tiles:
         yt = y[_slices(t.out_lo, t.out_hi)]
         if _empty_window(t):
-            yt.fill(0)
+            empty(yt, t)
             continue
-        run(x[_slices(t.in_lo, t.in_hi)], w, yt, _pads(t))
+        run(x[_slices(t.in_lo, t.in_hi)], w, yt, _pads(t), t)
     return y
 
 
@@ -67,7 +78,7 @@ def backward_data(run, gx, w, gy, tiles):
         if _empty_window(t):
             continue
         part = xp.empty(gx.shape[:2] + tuple(b - a for a, b in zip(t.in_lo, t.in_hi)), dtype=gx.dtype)
-        run(part, w, gy[_slices(t.out_lo, t.out_hi)], _pads(t))
+        run(part, w, gy[_slices(t.out_lo, t.out_hi)], _pads(t), t)
         gx[_slices(t.in_lo, t.in_hi)] += part
     return gx
 
@@ -81,7 +92,7 @@ def backward_weight(run, x, gw, gy, tiles, acc_dtype):
     for t in tiles:
         if _empty_window(t):
             continue                    # outputs that read padding alone add nothing to the weights
-        run(x[_slices(t.in_lo, t.in_hi)], part, gy[_slices(t.out_lo, t.out_hi)], _pads(t))
+        run(x[_slices(t.in_lo, t.in_hi)], part, gy[_slices(t.out_lo, t.out_hi)], _pads(t), t)
         acc += part
     gw[...] = acc
     return gw

@@ -586,9 +586,9 @@ def _benchmark(GraphArgs a, opts):
             c.forget_packs()          # they held the search workspace's pointer
             timed.append(c)
         timed = gpu_timing.rank_host_aware(timed, lambda ch: _plan_run(ch, a, ws_ptr), stream)
-        for c in timed:
-            c.forget_packs()
     finally:
+        for c in timed:
+            c.forget_packs()          # the issue-time runs held the search workspace's pointer too
         runner = None
         mem = None                    # the search workspace goes back to the pool now
     _log.debug("graph: %s: benchmarked %d plans: %s", a.op, len(timed),
