@@ -2,7 +2,6 @@
 built-in suites or your own layers.  ``python -m bench --help`` for options;
 bench/README.md for what is measured and how."""
 import argparse
-import os
 import sys
 import time
 
@@ -102,7 +101,7 @@ def main(argv=None):
     t_start = time.time()
     import cudnnconv
     from cudnnconv import params
-    from bench import timing
+    from bench import roofline, timing
     notes = []
     built = cudnnconv.build_info()["engines"]
     wanted = args.engine or list(built)
@@ -122,6 +121,7 @@ def main(argv=None):
     env = report.environment()
     peak, peak_sustained = timing.measure_peak_fp16()
     env["peak_sustained_tflops"] = peak_sustained
+    peaks = roofline.measure_peaks(peak, notes)
     run = runner.Runner(dtype, layout, engines, args.compare, repeat=args.repeat, budget_s=args.budget,
                         allow_tf32=allow_tf32)
     notes += run.notes
@@ -135,7 +135,8 @@ def main(argv=None):
               "budget_s": args.budget, "allow_tf32": allow_tf32, "tolerance": run.tol,
               "argv": sys.argv[1:] if argv is None else list(argv)}
     work = [(layer, d) for layer in layers for d in runner.directions_for(layer, args.direction)]
-    print("\n".join(report.header_lines({"env": env, "config": config, "peak_tflops": peak, "notes": notes})),
+    print("\n".join(report.header_lines({"env": env, "config": config, "peak_tflops": peak, "peaks": peaks,
+                                          "notes": notes})),
           flush=True)
     print("%d layers x directions = %d measurements" % (len(layers), len(work)), flush=True)
     records = []
@@ -154,7 +155,7 @@ def main(argv=None):
             print("  %-28s %-5s %5.1fs" % (layer.shape_text(), d, rec["wall_s"]), flush=True)
     if bar is not None:
         bar.close()
-    result = report.make_result(config, env, peak, records, notes, wall_s=time.time() - t_start)
+    result = report.make_result(config, env, peak, records, notes, wall_s=time.time() - t_start, peaks=peaks)
     report.validate(result)
     print()
     print(report.table_text(result), flush=True)

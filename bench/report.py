@@ -11,12 +11,18 @@ Conventions:
 * **speed-up** (the chart) = PyTorch's time / ours: above 1 we are faster.
 * TFLOP/s counts 2 x multiply-adds of the convolution, the same for every
   direction; % peak is against the fp16 matmul measured at the start.
+* roofline (bench/roofline.py): a layer's bound is max(flops / the matmul
+  peak of its math, bytes of its three tensors / copy bandwidth), both peaks
+  measured in the same run (``result["peaks"]``); the fraction a time
+  reaches is bound / time.
 """
 import datetime
 import json
 import math
 import os
 import platform
+
+from bench import roofline
 
 SCHEMA = "cudnnconv-bench/1"
 TARGET_RATIO = 1.05
@@ -91,9 +97,9 @@ def gpu_slug(gpu_name):
 # the result document
 # ---------------------------------------------------------------------------
 
-def make_result(config, env, peak_tflops, records, notes=(), wall_s=None):
+def make_result(config, env, peak_tflops, records, notes=(), wall_s=None, peaks=None):
     result = {"schema": SCHEMA, "env": env, "config": config, "peak_tflops": peak_tflops,
-              "notes": list(notes), "wall_s": wall_s, "records": records}
+              "peaks": peaks, "notes": list(notes), "wall_s": wall_s, "records": records}
     result["summary"] = summarize(result)
     return result
 
@@ -142,6 +148,17 @@ def geomean(values):
     return math.exp(sum(math.log(x) for x in v) / len(v)) if v else None
 
 
+def bound_ms(result, rec):
+    """The roofline bound (ms) of a record of ``result``, or None (bench/roofline.py)."""
+    cfg = result["config"]
+    return roofline.record_bound_ms(rec, result.get("peaks"), cfg.get("dtype"), cfg.get("allow_tf32", True))
+
+
+def roof_fraction(result, rec, who, side="ours"):
+    """The share of its roofline that ``who``'s kernel time reaches on ``rec``, or None."""
+    return roofline.fraction(bound_ms(result, rec), _time(rec[side].get(who)))
+
+
 def summarize(result):
     """Per engine and direction: geomean ratios (kernel, eager), worst layer,
     failures, target misses, network time; the largest layer's peak
@@ -179,6 +196,9 @@ def summarize(result):
                     largest["flops"] / (lt * 1e-3) / 1e12 / peak},
                 "network_ms": {"ours": sum(ours_net), "torch": sum(torch_net),
                                "ratio": (sum(ours_net) / sum(torch_net)) if torch_net and sum(torch_net) else None},
+                "roofline_fraction_geomean": geomean([roof_fraction(result, r, eng) for r in recs]),
+                "roofline_fraction_geomean_torch": geomean([roof_fraction(result, r, "torch", "peers")
+                                                            for r in recs]),
             }
         tiny = [r for r in result["records"] if r["flops"] < 1e8]
         host = []
@@ -206,6 +226,9 @@ def validate(result):
         need(key in result["env"], "env lacks %r" % key)
     need(result.get("peak_tflops") is None or isinstance(result["peak_tflops"], (int, float)),
          "peak_tflops must be a number or null")
+    pk = result.get("peaks")
+    need(pk is None or (isinstance(pk, dict) and all(v is None or isinstance(v, (int, float)) for v in pk.values())),
+         "peaks must be null or an object of numbers or nulls")
     for key in ("dtype", "layout", "directions", "engines", "compare"):
         need(key in result["config"], "config lacks %r" % key)
     for i, r in enumerate(result["records"]):
@@ -283,7 +306,8 @@ def _rows(result):
     header += ["eager %s/torch" % engines[0]] if engines and "torch" in peers else []
     if engines and "torch" in peers:
         header += ["host us %s/torch" % engines[0]]
-    header += ["TFLOP/s", "%peak", "algo (%s)" % engines[0] if engines else "algo", "ws MiB"]
+    header += ["TFLOP/s", "%peak", "roof ms", "%roof"] + (["torch %roof"] if "torch" in peers else [])
+    header += ["algo (%s)" % engines[0] if engines else "algo", "ws MiB"]
     rows = []
     for r in result["records"]:
         row = [r["shape"] if r["layer"] == r["spec"] else "%s %s" % (r["layer"], r["shape"]), r["direction"],
@@ -305,6 +329,12 @@ def _rows(result):
         tf = r["flops"] / (t * 1e-3) / 1e12 if t else None
         row.append("-" if tf is None else "%.1f" % tf)
         row.append("-" if (tf is None or not peak) else "%.0f%%" % (100 * tf / peak))
+        b = bound_ms(result, r)
+        row.append("-" if b is None else "%.4f" % b)
+        fr = [roof_fraction(result, r, engines[0])] if engines else [None]
+        if "torch" in peers:
+            fr.append(roof_fraction(result, r, "torch", "peers"))
+        row += ["-" if f is None else "%.0f%%" % (100 * f) for f in fr]
         row.append(str((e0 or {}).get("algo") or "-") + ("" if (e0 or {}).get("path") in (None, "direct")
                                                          else " [%s]" % e0["path"]))
         ws = (e0 or {}).get("workspace")
@@ -330,6 +360,13 @@ def header_lines(result):
                                                  "%.0f" % env["peak_sustained_tflops"]
                                                  if env.get("peak_sustained_tflops") else "n/a", TARGET_RATIO),
     ]
+    pk = result.get("peaks")
+    if pk:
+        lines.append("roofline peaks, measured in this run: matmul fp16 %s, bf16 %s, TF32 %s, fp32 %s TFLOP/s; "
+                     "device copy %s TB/s (read + written); bound = max(flops / peak, bytes of x, w and y / "
+                     "bandwidth); %%roof = bound / kernel time" % tuple(
+                         "-" if pk.get(k) is None else ("%.2f" if k == "copy_tb_s" else "%.0f") % pk[k]
+                         for k in ("fp16", "bf16", "tf32", "fp32", "copy_tb_s")))
     for n in result.get("notes", []):
         lines.append("note: " + n)
     return lines
@@ -353,6 +390,9 @@ def summary_lines(result):
                     "-" if net["ratio"] is None else "%.2f ms vs %.2f ms (%.2f)" % (net["ours"], net["torch"],
                                                                                     net["ratio"]),
                     len(s["failures"]), TARGET_RATIO, len(s["over_target"])))
+            if s.get("roofline_fraction_geomean") is not None:
+                lines.append("%s %-5s roofline fraction geomean %s (torch %s)" % (
+                    eng, d, _f(s["roofline_fraction_geomean"]), _f(s.get("roofline_fraction_geomean_torch"))))
         h = per["host"]
         if h["layers"]:
             lines.append("%s host us/call (tiny layers): %s; geomean ours/torch %s" % (
@@ -444,8 +484,11 @@ def chart(result, path):
         ax.invert_yaxis()
         ax.set_xlim(0, xmax * 1.15)
         s = result["summary"][engines[0]][d]
-        ax.set_title("%s: geomean speed-up %s" % (d, "-" if not s["geomean_ratio_kernel"] else
-                                                  "%.2fx" % (1 / s["geomean_ratio_kernel"])), fontsize=11)
+        roof = s.get("roofline_fraction_geomean")
+        ax.set_title("%s: geomean speed-up %s%s" % (
+            d, "-" if not s["geomean_ratio_kernel"] else "%.2fx" % (1 / s["geomean_ratio_kernel"]),
+            "" if roof is None else "\nroofline fraction %.2f (torch %s)" % (
+                roof, _f(s.get("roofline_fraction_geomean_torch")))), fontsize=11)
         ax.set_xlabel("speed-up vs PyTorch (torch time / ours; >1 = cudnnconv faster)", fontsize=9)
         ax.grid(axis="x", alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()

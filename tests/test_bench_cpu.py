@@ -13,7 +13,7 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from bench import report, runner, spec, suites  # noqa: E402
+from bench import report, roofline, runner, spec, suites  # noqa: E402
 from bench.__main__ import main as bench_main  # noqa: E402
 from cudnnconv import params  # noqa: E402
 
@@ -278,7 +278,88 @@ def test_summary_numbers():
     assert s["graph"]["host"]["geomean_ratio"] == pytest.approx(12.0 / 15.0)
 
 
+# ---------------------------------------------------------------------------
+# the roofline (bench/roofline.py and its columns)
+# ---------------------------------------------------------------------------
+
+def test_roofline_bound_is_the_slower_of_arithmetic_and_memory():
+    assert [roofline.peak_key(d, t) for d, t in (("float16", False), ("bfloat16", True), ("float32", True),
+                                                  ("float32", False), ("float64", True))] == \
+        ["fp16", "bf16", "tf32", "fp32", "fp64"]
+    rec = {"flops": 2e12, "input_shape": [4, 8, 10, 10], "weight_shape": [8, 8, 3, 3], "output_shape": [4, 8, 10, 10]}
+    assert roofline.bytes_moved(rec, 2) == 2 * (3200 + 576 + 3200)
+    assert roofline.bytes_moved(dict(rec, weight_shape=[]), 2) is None
+    # compute-bound: 2 TFLOP at 500 TFLOP/s is 4 ms; 13,952 bytes at 4 TB/s is nothing
+    assert roofline.bound_ms(2e12, 13952, 500.0, 4.0) == pytest.approx(4.0)
+    # memory-bound: 8 GB at 4 TB/s is 2 ms, 1 GFLOP at 500 is 2 us
+    assert roofline.bound_ms(1e9, 8e9, 500.0, 4.0) == pytest.approx(2.0)
+    assert roofline.bound_ms(1e9, 8e9, None, 4.0) is None and roofline.bound_ms(1e9, 8e9, 500.0, None) is None
+    assert roofline.fraction(2.0, 2.5) == pytest.approx(0.8)
+    assert roofline.fraction(None, 2.5) is None and roofline.fraction(2.0, 0) is None
+    peaks = {"fp16": 500.0, "tf32": 250.0, "fp32": 50.0, "copy_tb_s": 4.0}
+    assert roofline.record_bound_ms(rec, peaks, "float16", True) == pytest.approx(4.0)
+    assert roofline.record_bound_ms(rec, peaks, "float32", True) == pytest.approx(8.0)
+    assert roofline.record_bound_ms(rec, peaks, "float32", False) == pytest.approx(40.0)
+    assert roofline.record_bound_ms(rec, peaks, "bfloat16", True) is None         # no bf16 peak measured
+    assert roofline.record_bound_ms(rec, None, "float16", True) is None
+
+
+def _roofline_result():
+    """Two layers with shapes, fwd and dgrad, ours at 1.25x and 2x the bound, torch at 2x and 4x."""
+    a = spec.parse_spec("N=8,C=64,H=56,W=56,K=64,R=3,S=3,pad=1", name="a")
+    b = spec.parse_spec("N=8,C=256,H=14,W=14,K=256,R=1,S=1", name="b")
+    peaks = {"fp16": 500.0, "bf16": 480.0, "tf32": 250.0, "fp32": 50.0, "fp64": None, "copy_tb_s": 4.0}
+    recs = []
+    for layer, ours_x, torch_x in ((a, 1.25, 2.0), (b, 2.0, 4.0)):
+        for d in ("fwd", "dgrad"):
+            rec = _record(layer, d, {}, {})
+            rec["input_shape"] = list(layer.input_shape())
+            rec["weight_shape"] = list(layer.weight_shape())
+            rec["output_shape"] = list(layer.output_shape())
+            bound = roofline.record_bound_ms(rec, peaks, "float16", True)
+            rec["ours"] = {"graph": _entry(kernel=bound * ours_x, eager=bound * ours_x)}
+            rec["peers"] = {"torch": _entry(kernel=bound * torch_x, eager=bound * torch_x)}
+            recs.append(rec)
+    config = {"suites": ["synthetic"], "dtype": "float16", "layout": "NHWC", "directions": ["fwd", "dgrad"],
+              "engines": ["graph"], "compare": ["torch"], "allow_tf32": True}
+    env = dict(synthetic_result()["env"])
+    return report.make_result(config, env, 500.0, recs, [], wall_s=1.0, peaks=peaks)
+
+
+def test_roofline_fraction_in_the_summary_table_and_chart(tmp_path):
+    res = _roofline_result()
+    assert report.validate(res)
+    for d in ("fwd", "dgrad"):
+        s = res["summary"]["graph"][d]
+        assert s["roofline_fraction_geomean"] == pytest.approx(math.sqrt(0.8 * 0.5))
+        assert s["roofline_fraction_geomean_torch"] == pytest.approx(math.sqrt(0.5 * 0.25))
+    text = report.table_text(res)
+    header = [l for l in text.splitlines() if l.startswith("layer")][0]
+    assert "roof ms" in header and "%roof" in header and "torch %roof" in header
+    row = [l for l in text.splitlines() if l.startswith("a 3x3") and " fwd " in l][0]
+    assert "80%" in row and "50%" in row
+    assert "roofline peaks, measured in this run: matmul fp16 500, bf16 480, TF32 250, fp32 50" in text
+    assert "device copy 4.00 TB/s" in text
+    assert "graph fwd   roofline fraction geomean 0.632 (torch 0.354)" in text
+    md = report.markdown(res)
+    assert "%roof" in md and "roofline fraction geomean 0.632" in md
+    paths = report.write_all(res, str(tmp_path), "r")
+    assert json.load(open(paths["json"]))["peaks"]["copy_tb_s"] == 4.0
+
+
+def test_a_result_without_peaks_has_no_roofline():
+    res = synthetic_result(0.9)                      # no peaks (as results written before the roofline)
+    assert res["peaks"] is None
+    assert res["summary"]["graph"]["fwd"]["roofline_fraction_geomean"] is None
+    text = report.table_text(res)
+    assert "roofline peaks" not in text and "roofline fraction" not in text
+    res.pop("peaks")
+    assert report.validate(res)
+
+
 @pytest.mark.parametrize("mutate, words", [
+    (lambda r: r.update(peaks=[1.0]), "peaks must be"),
+    (lambda r: r.update(peaks={"fp16": "fast"}), "peaks must be"),
     (lambda r: r.update(schema="other"), "schema must be"),
     (lambda r: r["env"].pop("cudnn"), "env lacks"),
     (lambda r: r["config"].pop("dtype"), "config lacks"),
