@@ -32,9 +32,15 @@ first, into the fewest tiles that fit, of near-equal size; where a single output
 over the limit, it is tiled a row at a time and the next dim is tiled the same way, and so on.
 Where one output element's window is over the limit (a huge channel count, or a kernel window of
 that size), tiling cannot help: ValueError names the sizes.
+
+``split_or_tile`` puts the two splits together for a call: batch chunks where whole samples fit,
+otherwise one chunk per sample and the tiles of one sample.  ``span`` says whether a window can run
+as a view of its tensor or must be copied: what a 32-bit index into the view has to reach.
 """
 import collections
 import math
+
+from cudnnconv import split
 
 # More tiles than this is no real problem (65,536 tiles of 2**31 elements are 2**47 elements):
 # shapes that claim it are refused rather than planned for hours.
@@ -173,3 +179,33 @@ def plan_spatial_tiles(n, in_channels, out_channels, spatial, kernel, stride, di
     for options in per_dim:
         tiles = [t + [o] for t in tiles for o in options]
     return [Tile(*(tuple(part[i] for part in t) for i in range(6))) for t in tiles]
+
+
+def span(shape, strides):
+    """Elements from a view's first element to one past its last: what a 32-bit index into the view
+    must reach (``strides`` in elements, none negative).  A window of a channels-last tensor of one
+    sample, tiled along its outermost spatial dim, spans just its own elements and can run as a view;
+    a window of an NCHW tensor spans nearly the whole tensor (its channel stride is the whole sample)
+    and must be copied where that is over the limit.  0 for an empty view."""
+    if any(s == 0 for s in shape):
+        return 0
+    return 1 + sum((s - 1) * st for s, st in zip(shape, strides))
+
+
+def split_or_tile(n, in_channels, out_channels, spatial, kernel, stride, dilation, pad_lo, pad_hi, max_worksize,
+                  index_limit):
+    """How a call of ``n`` samples gets under ``index_limit``: ``(chunks, tiles)``.  Where whole
+    samples fit, ``split.plan_batch_split``'s batch chunks and ``tiles`` None; where one sample is
+    itself over the limit, one chunk per sample and the spatial tiles of one sample
+    (``plan_spatial_tiles`` with n=1), which every chunk runs.  Errors as those two raise them (a
+    sample that no tiling brings under the limit names its sizes)."""
+    in_per = in_channels * math.prod(spatial)
+    out_per = out_channels * math.prod(output_size(*a) for a in zip(spatial, kernel, stride, dilation, pad_lo, pad_hi))
+    if max(in_per, out_per) <= index_limit:
+        return split.plan_batch_split(n, n * in_per, n * out_per, max_worksize, index_limit), None
+    if n > split.MAX_CHUNKS:
+        raise ValueError("a batch of %d samples each over the index limit of %d elements would need %d calls "
+                         "(at most %d are planned)" % (n, index_limit, n, split.MAX_CHUNKS))
+    tiles = plan_spatial_tiles(1, in_channels, out_channels, spatial, kernel, stride, dilation, pad_lo, pad_hi,
+                               index_limit)
+    return [(s, 1) for s in range(n)], tiles
