@@ -151,6 +151,28 @@ def _runners(g):
 
 
 @SETTINGS
+@given(geometries())
+def test_padded_tiles_hold_their_padding_within_the_limit(case):
+    """With padded=True a tile's window with its padding (what a caller copying it with zeros hands
+    its engine) is within the limit; where no tiling can do that, the refusal says so."""
+    g, out = case
+    least = max(g["n"] * g["in_channels"] * math.prod(d * (k - 1) + 1 for k, d in zip(g["kernel"], g["dilation"])),
+                g["n"] * g["out_channels"])
+    if g["index_limit"] < least:
+        with pytest.raises(ValueError, match="no spatial tiling brings it under"):
+            tiling.plan_spatial_tiles(**g, padded=True)
+        return
+    tiles = tiling.plan_spatial_tiles(**g, padded=True)
+    count = numpy.zeros(out, dtype=numpy.int64)
+    for t in tiles:
+        count[tuple(slice(a, b) for a, b in zip(t.out_lo, t.out_hi))] += 1
+        padded = math.prod(b - a + lo + hi for a, b, lo, hi in zip(t.in_lo, t.in_hi, t.pad_lo, t.pad_hi))
+        assert g["n"] * g["in_channels"] * padded <= g["index_limit"]
+        assert g["n"] * g["out_channels"] * math.prod(b - a for a, b in zip(t.out_lo, t.out_hi)) <= g["index_limit"]
+    assert (count == 1).all()
+
+
+@SETTINGS
 @given(geometries(), st.integers(0, 2 ** 32 - 1))
 def test_tiled_convolutions_equal_the_whole_in_every_direction(case, seed):
     """cudnnconv.tiled runs the plan: forward written tile by tile, the weight gradient summed over

@@ -21,9 +21,9 @@ What each direction does with the tiles (every output element is in exactly one 
   written once at the end;
 * input gradient: the sum over tiles of each tile's input gradient over its window.  Adjacent
   windows overlap by the kernel's halo, and the overlaps add up as the convolution's adjoint does.
-  The sum is taken in the gradient's dtype on a zeroed gradient: an element in one window gets its
-  term exactly, one in the overlap of two windows (the most there are unless tiles are shorter
-  than the kernel's reach) one more rounding, which for the 16-bit types is of the size of the
+  The sum is taken on a zeroed gradient, each addition for the 16-bit types in float32 and rounded
+  once: an element in one window gets its term exactly, one in the overlap of two windows (the most
+  there are unless tiles are shorter than the kernel's reach) one more rounding, of the size of the
   rounding each term already has; a float32 copy of a tensor over the index limit would cost more
   memory than that is worth.  A transposed convolution is this direction of the convolution
   whose output is the transposed call's input.
@@ -79,7 +79,11 @@ def backward_data(run, gx, w, gy, tiles):
             continue
         part = xp.empty(gx.shape[:2] + tuple(b - a for a, b in zip(t.in_lo, t.in_hi)), dtype=gx.dtype)
         run(part, w, gy[_slices(t.out_lo, t.out_hi)], _pads(t), t)
-        gx[_slices(t.in_lo, t.in_hi)] += part
+        sl = _slices(t.in_lo, t.in_hi)
+        if gx.dtype.itemsize == 2:       # float16, bfloat16: one rounding of a float32 sum, as the split does
+            gx[sl] = (gx[sl].astype(xp.float32) + part.astype(xp.float32)).astype(gx.dtype)
+        else:
+            gx[sl] += part
     return gx
 
 
@@ -93,8 +97,8 @@ def backward_weight(run, x, gw, gy, tiles, acc_dtype):
         if _empty_window(t):
             continue                    # outputs that read padding alone add nothing to the weights
         run(x[_slices(t.in_lo, t.in_hi)], part, gy[_slices(t.out_lo, t.out_hi)], _pads(t), t)
-        acc += part
-    gw[...] = acc
+        acc += part if part.dtype == acc.dtype else part.astype(acc.dtype)
+    gw[...] = acc if acc.dtype == gw.dtype else acc.astype(gw.dtype)
     return gw
 
 

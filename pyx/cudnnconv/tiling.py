@@ -100,9 +100,12 @@ def _check(n, in_channels, out_channels, spatial, kernel, stride, dilation, pad_
     return out
 
 
-def _reach(rows, size, kernel, stride, dilation):
-    """The most input positions ``rows`` consecutive outputs read along a dim."""
-    return min(size, (rows - 1) * stride + dilation * (kernel - 1) + 1)
+def _reach(rows, size, kernel, stride, dilation, padded=False):
+    """The most input positions ``rows`` consecutive outputs read along a dim: clipped to the
+    tensor, or (``padded``) with the padding they read counted in, as a window copied with its
+    padding holds them."""
+    span = (rows - 1) * stride + dilation * (kernel - 1) + 1
+    return span if padded else min(size, span)
 
 
 def _rows(out_size, fits):
@@ -124,12 +127,14 @@ def _rows(out_size, fits):
 
 
 def plan_spatial_tiles(n, in_channels, out_channels, spatial, kernel, stride, dilation, pad_lo, pad_hi,
-                       index_limit):
+                       index_limit, padded=False):
     """Tiles (``Tile``, row-major over the tile grid) of a forward convolution of ``n`` samples,
     ``in_channels`` -> ``out_channels``, input spatial sizes ``spatial``, with per-dim ``kernel``
     sizes, ``stride``, ``dilation`` and padding ``pad_lo`` before / ``pad_hi`` after each dim, such
-    that every tile's input window and output tile hold at most ``index_limit`` elements.  One tile,
-    the whole convolution, where both already do.  See the module doc for what the tiles promise.
+    that every tile's input window and output tile hold at most ``index_limit`` elements.  With
+    ``padded``, the window counts its padding too (``in_hi - in_lo + pad_lo + pad_hi`` per dim): what
+    a caller that copies each window with its padding as zeros hands its engine.  One tile, the
+    whole convolution, where both already fit.  See the module doc for what the tiles promise.
 
     Raises:
         ValueError: an invalid request, a convolution with no output, one output element whose
@@ -141,12 +146,15 @@ def plan_spatial_tiles(n, in_channels, out_channels, spatial, kernel, stride, di
     nsp = len(spatial)
     rows = list(out)                     # outputs per tile along each dim, decided outermost first
     for d in range(nsp + 1):
-        inner_in, inner_out = math.prod(spatial[d + 1:]), math.prod(out[d + 1:])
-        outer_in = math.prod(_reach(rows[e], spatial[e], kernel[e], stride[e], dilation[e]) for e in range(d))
+        inner_out = math.prod(out[d + 1:])
+        inner_in = math.prod(_reach(out[e], spatial[e], kernel[e], stride[e], dilation[e], padded) if padded
+                             else spatial[e] for e in range(d + 1, nsp))
+        outer_in = math.prod(_reach(rows[e], spatial[e], kernel[e], stride[e], dilation[e], padded)
+                             for e in range(d))
         outer_out = math.prod(rows[:d])
 
         def fits(r, d=d, outer_in=outer_in, outer_out=outer_out, inner_in=inner_in, inner_out=inner_out):
-            win = _reach(r, spatial[d], kernel[d], stride[d], dilation[d])
+            win = _reach(r, spatial[d], kernel[d], stride[d], dilation[d], padded)
             return (n * in_channels * outer_in * win * inner_in <= index_limit
                     and n * out_channels * outer_out * r * inner_out <= index_limit)
 
@@ -157,7 +165,7 @@ def plan_spatial_tiles(n, in_channels, out_channels, spatial, kernel, stride, di
                 "one output element of this convolution reads %d input elements (%d samples x %d channels x "
                 "a %s window) and writes %d (%d samples x %d channels); over the index limit of %d elements, "
                 "no spatial tiling brings it under (input %s, kernel %s, dilation %s)"
-                % (one_in, n, in_channels, "x".join(str(_reach(1, s, k, st, dl)) for s, k, st, dl in
+                % (one_in, n, in_channels, "x".join(str(_reach(1, s, k, st, dl, padded)) for s, k, st, dl in
                                                      zip(spatial, kernel, stride, dilation)),
                    one_out, n, out_channels, index_limit, spatial, kernel, dilation))
         got = _rows(out[d], fits)
@@ -193,12 +201,12 @@ def span(shape, strides):
 
 
 def split_or_tile(n, in_channels, out_channels, spatial, kernel, stride, dilation, pad_lo, pad_hi, max_worksize,
-                  index_limit):
+                  index_limit, padded=False):
     """How a call of ``n`` samples gets under ``index_limit``: ``(chunks, tiles)``.  Where whole
     samples fit, ``split.plan_batch_split``'s batch chunks and ``tiles`` None; where one sample is
     itself over the limit, one chunk per sample and the spatial tiles of one sample
-    (``plan_spatial_tiles`` with n=1), which every chunk runs.  Errors as those two raise them (a
-    sample that no tiling brings under the limit names its sizes)."""
+    (``plan_spatial_tiles`` with n=1 and ``padded``), which every chunk runs.  Errors as those two
+    raise them (a sample that no tiling brings under the limit names its sizes)."""
     in_per = in_channels * math.prod(spatial)
     out_per = out_channels * math.prod(output_size(*a) for a in zip(spatial, kernel, stride, dilation, pad_lo, pad_hi))
     if max(in_per, out_per) <= index_limit:
@@ -207,5 +215,5 @@ def split_or_tile(n, in_channels, out_channels, spatial, kernel, stride, dilatio
         raise ValueError("a batch of %d samples each over the index limit of %d elements would need %d calls "
                          "(at most %d are planned)" % (n, index_limit, n, split.MAX_CHUNKS))
     tiles = plan_spatial_tiles(1, in_channels, out_channels, spatial, kernel, stride, dilation, pad_lo, pad_hi,
-                               index_limit)
+                               index_limit, padded)
     return [(s, 1) for s in range(n)], tiles
