@@ -101,7 +101,7 @@ def main(argv=None):
     t_start = time.time()
     import cudnnconv
     from cudnnconv import params
-    from bench import roofline, timing
+    from bench import timing
     notes = []
     built = cudnnconv.build_info()["engines"]
     wanted = args.engine or list(built)
@@ -121,7 +121,7 @@ def main(argv=None):
     env = report.environment()
     peak, peak_sustained = timing.measure_peak_fp16()
     env["peak_sustained_tflops"] = peak_sustained
-    peaks = roofline.measure_peaks(peak, notes)
+    peaks = timing.measure_peaks(peak, notes)
     run = runner.Runner(dtype, layout, engines, args.compare, repeat=args.repeat, budget_s=args.budget,
                         allow_tf32=allow_tf32)
     notes += run.notes

@@ -1,7 +1,7 @@
 """The roofline of a convolution: the least time its arithmetic or its memory traffic allows.
 
 A layer's bound is max(flops / matmul peak, bytes / copy bandwidth), with both peaks measured in the
-same run (``measure_peaks``) on the same GPU:
+same run (``bench.timing.measure_peaks``) on the same GPU:
 
 * flops: 2 x multiply-adds of the convolution, the same in every direction (the record's ``flops``);
 * bytes: the three tensors a direction touches, each once: input, weight and output (forward reads
@@ -13,10 +13,9 @@ same run (``measure_peaks``) on the same GPU:
 * the bandwidth of a device-to-device copy, counting the bytes read and written.
 
 The fraction of the roofline a time reaches is bound / time (1 is the roofline itself).  Everything
-but ``measure_peaks`` is pure and is tested without a GPU.
+here is pure and is tested without a GPU; ``bench.timing.measure_peaks`` measures the peaks.
 """
 import math
-import statistics
 
 ITEMSIZE = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8}
 
@@ -57,81 +56,3 @@ def fraction(bound, time_ms):
     if bound is None or not time_ms or time_ms <= 0:
         return None
     return bound / time_ms
-
-
-# ---------------------------------------------------------------------------
-# the peaks, measured (GPU)
-# ---------------------------------------------------------------------------
-
-def _median_ms(record, repeat):
-    """The median of ``repeat`` calls of ``record()``, each returning a time in ms."""
-    return statistics.median(record() for _ in range(repeat))
-
-
-def _copy_tb_s(nbytes=1 << 30, repeat=20):
-    """TB/s of a device-to-device copy of ``nbytes`` through cudaMemcpyAsync, bytes read + written."""
-    import cupy
-    a = cupy.empty(nbytes, dtype=cupy.uint8)
-    b = cupy.empty(nbytes, dtype=cupy.uint8)
-    a.fill(1)
-    s = cupy.cuda.Stream(non_blocking=True)
-    rt = cupy.cuda.runtime
-
-    def record():
-        e0, e1 = cupy.cuda.Event(), cupy.cuda.Event()
-        e0.record(s)
-        rt.memcpyAsync(b.data.ptr, a.data.ptr, nbytes, rt.memcpyDeviceToDevice, s.ptr)
-        e1.record(s)
-        e1.synchronize()
-        return cupy.cuda.get_elapsed_time(e0, e1)
-
-    for _ in range(3):
-        record()
-    return 2 * nbytes / (_median_ms(record, repeat) * 1e-3) / 1e12
-
-
-def _torch_matmul_tflops(dtype_name, tf32, n, repeat):
-    """TF/s of an n x n x n torch.matmul in ``dtype_name`` ('bfloat16', 'float32'), TF32 as asked."""
-    import torch
-    dt = getattr(torch, dtype_name)
-    g = torch.Generator(device="cuda").manual_seed(1)
-    a = torch.rand((n, n), device="cuda", dtype=torch.float32, generator=g).to(dt) - 0.5
-    b = torch.rand((n, n), device="cuda", dtype=torch.float32, generator=g).to(dt) - 0.5
-    c = torch.empty((n, n), device="cuda", dtype=dt)
-    old = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    try:
-        def record():
-            e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            e0.record()
-            torch.matmul(a, b, out=c)
-            e1.record()
-            e1.synchronize()
-            return e0.elapsed_time(e1)
-        for _ in range(3):
-            record()
-        return 2.0 * n ** 3 / (_median_ms(record, repeat) * 1e-3) / 1e12
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = old
-
-
-def measure_peaks(fp16_tflops, notes):
-    """The run's peaks: ``fp16`` (measured by the caller, CuPy's matmul), ``bf16``, ``tf32`` and
-    ``fp32`` (torch.matmul, where PyTorch is installed), ``copy_tb_s``.  A figure that cannot be
-    measured is None, with a line in ``notes``."""
-    peaks = {"fp16": fp16_tflops, "bf16": None, "tf32": None, "fp32": None, "fp64": None, "copy_tb_s": None}
-    try:
-        peaks["copy_tb_s"] = _copy_tb_s()
-    except Exception as e:                         # noqa: BLE001 - a missing peak leaves the roofline blank
-        notes.append("roofline: the copy bandwidth was not measured (%s: %s)" % (type(e).__name__, e))
-    import importlib.util
-    if importlib.util.find_spec("torch") is None:
-        notes.append("roofline: no PyTorch, so no bf16, TF32 or fp32 matmul peak")
-        return peaks
-    for key, name, tf32, n, repeat in (("bf16", "bfloat16", False, 8192, 30), ("tf32", "float32", True, 8192, 20),
-                                       ("fp32", "float32", False, 4096, 10)):
-        try:
-            peaks[key] = _torch_matmul_tflops(name, tf32, n, repeat)
-        except Exception as e:                     # noqa: BLE001
-            notes.append("roofline: the %s matmul peak was not measured (%s: %s)" % (key, type(e).__name__, e))
-    return peaks

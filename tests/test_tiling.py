@@ -354,7 +354,7 @@ def test_a_real_over_limit_sample_plans_quickly_and_within_the_limit():
 
 
 # ---------------------------------------------------------------------------
-# A call's way under the limit (batch chunks or spatial tiles), and a window's span
+# A call's way under the limit: batch chunks or spatial tiles
 # ---------------------------------------------------------------------------
 
 def test_split_or_tile_splits_the_batch_where_samples_fit():
@@ -377,20 +377,3 @@ def test_split_or_tile_tiles_each_sample_where_one_is_over_the_limit():
     assert tiles == tiling.plan_spatial_tiles(1, index_limit=limit, **g) and len(tiles) > 1
     with pytest.raises(ValueError, match="no spatial tiling brings it under"):
         tiling.split_or_tile(2, **g, max_worksize=1 << 20, index_limit=7)
-
-
-def test_a_window_view_spans_its_own_elements_in_channels_last_only():
-    C, D, H, W = 3, 10, 4, 5
-    cl = numpy.empty((1, D, H, W, C)).transpose(0, 4, 1, 2, 3)        # channels-last (N, C, D, H, W)
-    nchw = numpy.empty((1, C, D, H, W))
-    for a in (cl, nchw):
-        st = tuple(s // a.itemsize for s in a.strides)
-        assert tiling.span(a.shape, st) == a.size                       # a whole dense array
-        win = a[:, :, 2:6]
-        wst = tuple(s // win.itemsize for s in win.strides)
-        got = tiling.span(win.shape, wst)
-        if a is cl:
-            assert got == win.size == C * 4 * H * W                      # just the window's own elements
-        else:
-            assert got == (C - 1) * D * H * W + 4 * H * W               # across every channel's plane
-    assert tiling.span((1, 0, 3), (9, 3, 1)) == 0

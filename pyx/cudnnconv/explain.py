@@ -300,38 +300,35 @@ def _pool_sample():
     return pool.used_bytes(), pool.total_bytes()
 
 
+def _runner(direction, args, choice):
+    """One run of ``choice`` on a workspace of its own, which the returned callable holds."""
+    from cudnnconv import workspace
+    mem = workspace.allocate(choice.workspace)
+    ptr = workspace.pointer(mem)
+
+    def run():
+        direction.execute(args, choice, ptr)
+        return mem                          # held as long as the runner is
+    return run
+
+
 def _time(direction, args, choice, k, warmup):
     """k GPU-time samples (ms) of ``choice`` after ``warmup`` untimed runs,
     taken as the engines' benchmark takes them (cudnnconv.gpu_timing)."""
-    from cudnnconv import gpu_timing, workspace
-    mem = workspace.allocate(choice.workspace)
-    try:
-        ptr = workspace.pointer(mem)
-        return gpu_timing.time_samples(lambda: direction.execute(args, choice, ptr), k, warmup)
-    finally:
-        mem = None
+    from cudnnconv import gpu_timing
+    return gpu_timing.time_samples(_runner(direction, args, choice), k, warmup)
 
 
 def _issue_times(direction, args, rows, margin):
     """Measure the rows' issue times as the engines' benchmark does
     (cudnnconv.gpu_timing.rank_host_aware: only where the fastest run is short,
     and only rows that could cost less than the cheapest so far)."""
-    from cudnnconv import gpu_timing, workspace
-
-    def issuer(row):
-        mem = workspace.allocate(row.choice.workspace)
-        ptr = workspace.pointer(mem)
-
-        def issue():
-            direction.execute(args, row.choice, ptr)
-            return mem                      # held until the measurement ends
-        return issue
-
+    from cudnnconv import gpu_timing
     timed = [r for r in rows if not math.isnan(r.median_ms)]
     if not timed:
         return
     try:
-        gpu_timing.rank_host_aware(timed, issuer, None, margin)
+        gpu_timing.rank_host_aware(timed, lambda row: _runner(direction, args, row.choice), None, margin)
     except Exception as e:      # a report, not a search: the rows not measured yet show no issue time
         _log.debug("explain: issue times stopped at %s: %s", type(e).__name__, e)
 

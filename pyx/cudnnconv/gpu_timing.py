@@ -286,13 +286,10 @@ def rank_host_aware(timed, issue_of, stream, margin=None, measure=None):
     time is never run here (it may be one whose workspace did not fit), and
     one whose run cuDNN or memory refuse keeps its GPU time as its cost."""
     margin = MARGIN if margin is None else margin
-    order = ranking.rank(timed, margin)
-    if not HOST_AWARE or not order:
-        return order
-    gpu = [(ranking.median_and_spread(c.samples)[0], i) for i, c in enumerate(timed)]
+    gpu = [(ranking.median_and_spread(c.samples)[0], i) for i, c in enumerate(timed)] if HOST_AWARE else []
     gpu = sorted((g, i) for g, i in gpu if g == g)  # usable GPU times only (NaN != NaN)
-    if not gpu or not gpu[0][0] < HOST_AWARE_BELOW_MS:     # GPU-bound (or untimed): nothing to weigh
-        return order
+    if not gpu or not gpu[0][0] < HOST_AWARE_BELOW_MS:     # off, GPU-bound or untimed: nothing to weigh
+        return ranking.rank(timed, margin)
     measure = issue_ms if measure is None else measure
     bound = math.inf                                # the cheapest cost so far
     for g, i in gpu:

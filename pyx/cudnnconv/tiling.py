@@ -34,8 +34,7 @@ Where one output element's window is over the limit (a huge channel count, or a 
 that size), tiling cannot help: ValueError names the sizes.
 
 ``split_or_tile`` puts the two splits together for a call: batch chunks where whole samples fit,
-otherwise one chunk per sample and the tiles of one sample.  ``span`` says whether a window can run
-as a view of its tensor or must be copied: what a 32-bit index into the view has to reach.
+otherwise one chunk per sample and the tiles of one sample.
 """
 import collections
 import math
@@ -187,17 +186,6 @@ def plan_spatial_tiles(n, in_channels, out_channels, spatial, kernel, stride, di
     for options in per_dim:
         tiles = [t + [o] for t in tiles for o in options]
     return [Tile(*(tuple(part[i] for part in t) for i in range(6))) for t in tiles]
-
-
-def span(shape, strides):
-    """Elements from a view's first element to one past its last: what a 32-bit index into the view
-    must reach (``strides`` in elements, none negative).  A window of a channels-last tensor of one
-    sample, tiled along its outermost spatial dim, spans just its own elements and can run as a view;
-    a window of an NCHW tensor spans nearly the whole tensor (its channel stride is the whole sample)
-    and must be copied where that is over the limit.  0 for an empty view."""
-    if any(s == 0 for s in shape):
-        return 0
-    return 1 + sum((s - 1) * st for s, st in zip(shape, strides))
 
 
 def split_or_tile(n, in_channels, out_channels, spatial, kernel, stride, dilation, pad_lo, pad_hi, max_worksize,
