@@ -112,16 +112,113 @@ def test_split_backward_weight_accumulates_in_float32(engine, dtype, layout):
     assert err <= 3 * rounding, (err, rounding, nchunks)
 
 
+GEOMETRIES = [dict(padding=1), dict(padding=(2, 0), stride=2), dict(padding=2, dilation=2), dict(padding="same")]
+
+
+@pytest.fixture
+def engine_sizes(monkeypatch):
+    """Every array a tiled call hands its engine, checked against the index limit (and listed)."""
+    from cudnnconv import tiled_calls
+    run, seen = tiled_calls.run, []
+
+    class Checked:
+        def __init__(self, eng):
+            self.eng = eng
+
+        def run(self, op, x, w, y, *args, **kw):
+            assert x.size <= LIMIT and y.size <= LIMIT, (op, x.shape, y.shape, LIMIT)
+            seen.append((op, x.shape, y.shape))
+            return self.eng.run(op, x, w, y, *args, **kw)
+
+    monkeypatch.setattr(tiled_calls, "run", lambda eng, *a: run(Checked(eng), *a))
+    return seen
+
+
+@pytest.mark.parametrize("geom", range(len(GEOMETRIES)))
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16"])
 @pytest.mark.parametrize("engine", ENGINES)
-def test_split_sample_over_limit_raises(engine):
+def test_a_sample_over_the_limit_runs_in_spatial_tiles(engine, dtype, layout, geom, engine_sizes):
+    """Two samples, each over the index limit: conv and its two gradients run tile by tile and
+    match the float64 reference; every output element is written (outputs start poisoned)."""
+    kw = GEOMETRIES[geom]
     side = int((LIMIT // 2) ** 0.5) + 2
-    x = ref.random((2, 2, side, side), "float32")         # one sample: 2*side^2 > LIMIT
+    x = ref.random((2, 2, side, side + 1), dtype, layout)        # one sample: 2 * side * (side + 1) > LIMIT
+    w = ref.random((3, 2, 3, 3), dtype, layout)
+    assert 2 * side * (side + 1) > LIMIT
+    expect = ref.conv(x, w, None, **kw)
+    out = ref.poisoned(expect.shape, dtype, layout)
+    y = cudnnconv.conv(x, w, out=out, allow_tf32=False, engine=engine, **kw)
+    assert y is out and _nchunks() >= 4, cudnnconv.last_call()         # 2 samples x at least 2 tiles
+    assert ref.rel_error(y, expect) <= ref.tolerance(dtype)
+    gy = ref.random(expect.shape, dtype, layout)
+    gx = cudnnconv.conv_backward_input(x.shape, w, gy, out=ref.poisoned(x.shape, dtype, layout), allow_tf32=False,
+                                       engine=engine, **kw)
+    assert _nchunks() >= 4
+    assert ref.rel_error(gx, ref.conv_backward_input(x.shape, w, gy, **kw)) <= ref.tolerance(dtype)
+    gw = cudnnconv.conv_backward_weight(x, w.shape, gy, out=ref.poisoned(w.shape, dtype, layout), allow_tf32=False,
+                                        engine=engine, **kw)
+    assert _nchunks() >= 4
+    assert ref.rel_error(gw, ref.conv_backward_weight(x, w.shape, gy, **kw)) <= ref.tolerance(dtype)
+    assert {op for op, _, _ in engine_sizes} == {"forward", "backward_data", "backward_filter"}
+    # the same signature again: the memoized tiled plan runs its tiles again, unbound
+    again = cudnnconv.conv(x, w, out=ref.poisoned(expect.shape, dtype, layout), allow_tf32=False, engine=engine, **kw)
+    assert _nchunks() >= 4 and ref.rel_error(again, expect) <= ref.tolerance(dtype)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_same_padding_with_an_even_kernel_and_1d_over_the_limit(engine, engine_sizes):
+    side = int((LIMIT // 2) ** 0.5) + 2
+    x = ref.random((1, 2, side, side + 1), "float32", "channels_last")
+    w = ref.random((3, 2, 2, 4), "float32", "channels_last")     # even kernels: 'same' pads the end by one
+    y = cudnnconv.conv(x, w, padding="same", allow_tf32=False, engine=engine)
+    assert y.shape == (1, 3, side, side + 1) and _nchunks() >= 2
+    assert ref.rel_error(y, ref.conv(x, w, None, padding="same")) <= ref.tolerance("float32")
+    n = LIMIT // 2 + 7
+    x1 = ref.random((2, 2, n), "float32")                          # 1D: one sample 2 * n > LIMIT
+    w1 = ref.random((3, 2, 5), "float32")
+    y1 = cudnnconv.conv(x1, w1, padding=2, stride=3, allow_tf32=False, engine=engine)
+    assert _nchunks() >= 4
+    assert ref.rel_error(y1, ref.conv(x1, w1, None, padding=2, stride=3)) <= ref.tolerance("float32")
+    gy1 = ref.random(y1.shape, "float32")
+    gx1 = cudnnconv.conv_backward_input(x1.shape, w1, gy1, padding=2, stride=3, allow_tf32=False, engine=engine)
+    assert ref.rel_error(gx1, ref.conv_backward_input(x1.shape, w1, gy1, padding=2, stride=3)) \
+        <= ref.tolerance("float32")
+    gw1 = cudnnconv.conv_backward_weight(x1, w1.shape, gy1, padding=2, stride=3, allow_tf32=False, engine=engine)
+    assert ref.rel_error(gw1, ref.conv_backward_weight(x1, w1.shape, gy1, padding=2, stride=3)) \
+        <= ref.tolerance("float32")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_sample_over_the_limit_in_3d_and_with_groups(engine, engine_sizes):
+    d = max(int((LIMIT // 4) ** (1 / 3)) + 2, 4)
+    x = ref.random((1, 4, d, d, d), "float32")                    # 4 * d**3 > LIMIT
+    w = ref.random((4, 2, 3, 3, 3), "float32")
+    assert 4 * d ** 3 > LIMIT
+    y = cudnnconv.conv(x, w, padding=1, groups=2, allow_tf32=False, engine=engine)
+    assert _nchunks() >= 2
+    assert ref.rel_error(y, ref.conv(x, w, None, padding=1, groups=2)) <= ref.tolerance("float32")
+    gy = ref.random(y.shape, "float32")
+    gx = cudnnconv.conv_backward_input(x.shape, w, gy, padding=1, groups=2, allow_tf32=False, engine=engine)
+    assert ref.rel_error(gx, ref.conv_backward_input(x.shape, w, gy, padding=1, groups=2)) <= ref.tolerance("float32")
+    gw = cudnnconv.conv_backward_weight(x, w.shape, gy, padding=1, groups=2, allow_tf32=False, engine=engine)
+    assert ref.rel_error(gw, ref.conv_backward_weight(x, w.shape, gy, padding=1, groups=2)) \
+        <= ref.tolerance("float32")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_where_tiling_cannot_help_or_is_not_built_the_error_says_so(engine):
+    side = int((LIMIT // 2) ** 0.5) + 2
+    x = ref.random((2, 2, side, side), "float32")
     w = ref.random((2, 2, 3, 3), "float32")
-    assert 2 * side * side > LIMIT
+    # transposed and fused calls do not tile: the batch split's refusal
     with pytest.raises(ValueError, match="limit"):
-        cudnnconv.conv(x, w, padding=1, engine=engine)
-    gy = ref.random((2, 2, side, side), "float32")
+        cudnnconv.conv_transpose(x, w, padding=1, engine=engine)
     with pytest.raises(ValueError, match="limit"):
-        cudnnconv.conv_backward_input(x.shape, w, gy, padding=1, engine=engine)
-    with pytest.raises(ValueError, match="limit"):
-        cudnnconv.conv_backward_weight(x, w.shape, gy, padding=1, engine=engine)
+        cudnnconv.conv_bias_add_relu(x, w, x, 1.0, None, padding=1, engine=engine)
+    # one output element reads more than the limit: C x the 3x3 window
+    c = LIMIT // 9 + 1
+    x = ref.random((1, c, 3, 3), "float32")
+    w = ref.random((1, c, 3, 3), "float32")
+    with pytest.raises(ValueError, match="no spatial tiling brings it under"):
+        cudnnconv.conv(x, w, engine=engine)
