@@ -390,12 +390,16 @@ class _ReferenceEngine:
         self.shapes = []
         self.limit = limit
 
-    def run(self, op, x, w, y, geom, opts, layout, device, repro):
+    def run(self, op, x, w, y, geom, opts, layout, device, repro, z=None, bias=None, alpha=1.0):
         assert geom.padding == (0,) * geom.nsp and geom.same_extra == (0,) * geom.nsp   # padding is copied
         assert x.size <= self.limit and y.size <= self.limit, (x.shape, y.shape, self.limit)
         pads = ((0, 0),) * geom.nsp
         if op == "forward":
             y[...] = conv(x, w, geom.stride, geom.dilation, pads)
+        elif op == "fused":
+            assert z.shape == y.shape
+            y[...] = numpy.maximum(conv(x, w, geom.stride, geom.dilation, pads) + alpha * z
+                                   + bias.reshape((1, -1) + (1,) * geom.nsp), 0)
         elif op == "backward_data":
             x[...] = conv_backward_input(x.shape, w, y, geom.stride, geom.dilation, pads)
         else:
@@ -455,6 +459,12 @@ def test_tiled_calls_run_every_direction_through_an_engine(monkeypatch, case, se
     tiled_calls.run(eng, "backward_filter", plan, x, tgw, gy, None)
     numpy.testing.assert_allclose(tgw, conv_backward_weight(x, w.shape, gy, g["stride"], g["dilation"], pads),
                                   rtol=1e-11, atol=1e-11)
+    # fused: each tile gets its slice of z; a window reading padding alone gets relu(alpha * z + bias)
+    z, b = rng.standard_normal(y.shape), rng.standard_normal(cout)
+    tf = numpy.full(y.shape, numpy.nan)
+    tiled_calls.run(eng, "fused", plan, x, w, tf, None, z=z, bias=b, alpha=0.75)
+    want = numpy.maximum(y + 0.75 * z + b.reshape((1, -1) + (1,) * nsp), 0)
+    numpy.testing.assert_allclose(tf, want, rtol=1e-12, atol=1e-12)
 
 
 def test_tiled_calls_plan_chooses_chunks_or_tiles():
@@ -467,3 +477,30 @@ def test_tiled_calls_plan_chooses_chunks_or_tiles():
     assert 4 * 16 * 2 ** 28 > build.INDEX_LIMIT
     chunks = tiled_calls.plan(2, big, (8, 4, 3, 3), geom, split.FORWARD_MAX_WORKSIZE)
     assert tiled_calls.is_tiled(chunks) and list(chunks) == [(0, 1), (1, 1)] and len(chunks.tiles) >= 2
+
+
+def test_tiled_calls_fused_epilogue_where_a_window_reads_padding_alone(monkeypatch):
+    import types
+    from cudnnconv import params, tiled_calls
+    _numpy_layouts(monkeypatch)
+    g = _g(n=1, in_channels=2, out_channels=3, spatial=(6,), kernel=(2,), stride=(1,), dilation=(1,),
+           pad_lo=(3,), pad_hi=(3,), index_limit=8)
+    tiles = tiling.plan_spatial_tiles(**g, padded=True)
+    assert any(a == b for t in tiles for a, b in zip(t.in_lo, t.in_hi))
+    rng = numpy.random.default_rng(5)
+    x, w = rng.standard_normal((1, 2, 6)), rng.standard_normal((3, 2, 2))
+    z, b = rng.standard_normal((1, 3, 11)), rng.standard_normal(3)
+    geom = params.Geometry(1, (1,), (3,), (1,), 1, (0,))
+    plan = types.SimpleNamespace(chunks=tiled_calls.Tiled([(0, 1)], tiles), layout=params.NCHW, geom=geom,
+                                 device=0, repro=None)
+    y = numpy.full((1, 3, 11), numpy.nan)
+    tiled_calls.run(_ReferenceEngine(8), "fused", plan, x, w, y, None, z=z, bias=b, alpha=-1.5)
+    want = numpy.maximum(conv(x, w, (1,), (1,), ((3, 3),)) - 1.5 * z + b.reshape(1, 3, 1), 0)
+    numpy.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
+    # in float16 the epilogue is computed in float32 and rounded once
+    zh = z.astype(numpy.float16)
+    got = tiled_calls._relu_epilogue(zh, 0.3, b.astype(numpy.float16))
+    assert got.dtype == numpy.float16
+    numpy.testing.assert_array_equal(got, numpy.maximum(0.3 * zh.astype(numpy.float32)
+                                                        + b.astype(numpy.float16).astype(numpy.float32)
+                                                        .reshape(1, 3, 1), 0).astype(numpy.float16))

@@ -16,7 +16,6 @@ from cudnnconv import params, split, engine_registry, tiled_calls
 from cudnnconv.options import flags as _flag_defaults
 from cudnnconv import callplan
 from cudnnconv.callplan import CallPlan, FnSpec, Miss, conv_plan, rel_span
-from cudnnconv.core import build
 from cudnnconv.core.state import state as _state
 from cudnnconv.core.status import CuDNNError
 
@@ -131,18 +130,10 @@ def _pad_end(x, extra, layout):
     return xp
 
 
-def _padded_numel(x_shape, geom):
-    """Elements of the input the engine sees ('same' may pad its end)."""
-    return math.prod(x_shape[:2]) * math.prod(s + e for s, e in zip(x_shape[2:], geom.same_extra))
-
-
-def _chunks(n, in_numel, out_numel, max_worksize):
-    return split.plan_batch_split(n, in_numel, out_numel, max_worksize, build.INDEX_LIMIT)
-
-
 def _chunks_or_tiles(x_shape, w_shape, geom, max_worksize):
-    """Batch chunks, or the spatial tiles of a sample over the index limit (tiled_calls.plan):
-    conv and its two backward functions run either."""
+    """Batch chunks, or the spatial tiles of a sample over the index limit (tiled_calls.plan), of
+    the forward convolution of ``x_shape`` (as the engine sees it) and ``w_shape``: every public
+    function runs either."""
     return tiled_calls.plan(x_shape[0], x_shape, w_shape, geom, max_worksize)
 
 
@@ -233,7 +224,7 @@ def _run_chunks(eng, op, plan, x, w, y, opts, z=None, bias=None, alpha=1.0):
     """Run ``op`` over the plan's batch chunks (x, y and z are split, w not), or its tiles."""
     chunks = plan.chunks
     if tiled_calls.is_tiled(chunks):
-        return tiled_calls.run(eng, op, plan, x, w, y, opts)
+        return tiled_calls.run(eng, op, plan, x, w, y, opts, z=z, bias=bias, alpha=alpha)
     if len(chunks) == 1:
         return [eng.run(op, x, w, y, plan.geom, opts, plan.layout, plan.device, plan.repro,
                         z=z, bias=bias, alpha=alpha)]
@@ -484,9 +475,9 @@ def _transpose_first_pass(arrays, scalars, out, opts, miss):
     params.check_bias(a["bias"], y_shape[1])
     opad = params.spatial_tuple(output_padding, geom.nsp, "output_padding", 0)
     crop = _transpose_crop(a["input"].shape, a["weight"].shape, geom, opad)
-    size = math.prod(crop[1] if crop else y_shape)
-    chunks = (_chunks(y_shape[0], size, math.prod(a["input"].shape), split.BACKWARD_INPUT_MAX_WORKSIZE)
-              if math.prod(y_shape) else [])
+    # forward roles: the (full) transposed output is the convolution's input, its input the output
+    chunks = (_chunks_or_tiles(crop[1] if crop else y_shape, a["weight"].shape, crop[0] if crop else geom,
+                               split.BACKWARD_INPUT_MAX_WORKSIZE) if math.prod(y_shape) else [])
     arr, out, device = _prepare(a, out, y_shape)
     arrays = x, w, b = arr["input"], arr["weight"], arr["bias"]
     layout = params.suggest_layout(x, w)
@@ -588,8 +579,9 @@ def _fused_first_pass(arrays, scalars, out, opts, miss):
         raise ValueError("z must have the output's shape %s, got %s" % (y_shape, tuple(a["z"].shape)))
     params.check_bias(a["bias"], y_shape[1])
     size = math.prod(y_shape)
-    chunks = (_chunks(y_shape[0], _padded_numel(a["input"].shape, geom), size, split.FORWARD_MAX_WORKSIZE)
-              if size else [])
+    xs = a["input"].shape
+    chunks = _chunks_or_tiles(xs[:2] + tuple(s + e for s, e in zip(xs[2:], geom.same_extra)), a["weight"].shape,
+                              geom, split.FORWARD_MAX_WORKSIZE) if size else []
     arr, out, device = _prepare(a, out, y_shape, may_alias=("z",))
     arrays = x, w, zz, b = arr["input"], arr["weight"], arr["z"], arr["bias"]
     layout = params.suggest_layout(x, w)

@@ -45,6 +45,11 @@ def _slices(lo, hi):
     return (slice(None), slice(None)) + tuple(slice(a, b) for a, b in zip(lo, hi))
 
 
+def out_slices(tile):
+    """The index of ``tile``'s outputs in an array of the whole output (batch and channels whole)."""
+    return _slices(tile.out_lo, tile.out_hi)
+
+
 def _pads(tile):
     return tuple(zip(tile.pad_lo, tile.pad_hi))
 

@@ -15,8 +15,9 @@ chunks).  ``run`` runs a tiled plan, chunk by chunk, with ``cudnnconv.tiled`` an
   backward-weight sums the tiles' partial gradients, and the samples', in float32 for the 16-bit
   types (``split.accumulation_dtype``).
 
-Transposed and fused calls keep the batch split alone (``split.plan_batch_split``), whose ValueError
-names the sizes where one sample is over the limit.
+A transposed call runs as the input gradient of the convolution whose input is its output; a fused
+call (``conv_bias_add_relu``) gives each tile its slice of z, and writes relu(alpha * z + bias) where
+a window reads padding alone.
 A tiled plan is never bound to the typed path: each call runs its tiles through the engine, whose
 cache holds one choice per distinct tile shape.
 """
@@ -47,6 +48,14 @@ def is_tiled(chunks):
     return isinstance(chunks, Tiled)
 
 
+def _relu_epilogue(z, alpha, bias):
+    """relu(alpha * z + bias), bias over the channel dim, computed in float32 for the 16-bit types."""
+    xp = tiled.array_module(z)
+    wide = xp.float32 if z.dtype.itemsize == 2 else z.dtype
+    b = bias.astype(wide).reshape((1, -1) + (1,) * (z.ndim - 2))
+    return xp.maximum(alpha * z.astype(wide) + b, 0).astype(z.dtype)
+
+
 def _tile_geom(geom):
     zeros = (0,) * geom.nsp
     return geom._replace(padding=zeros, same_extra=zeros)
@@ -66,23 +75,34 @@ def _interior(shape, pads):
     return (slice(None), slice(None)) + tuple(slice(lo, lo + s) for s, (lo, _) in zip(shape[2:], pads))
 
 
-def run(eng, op, plan, x, w, y, opts):
-    """Run ``op`` ('forward', 'backward_data' or 'backward_filter') over a tiled plan's chunks, the
-    arrays in forward roles (x: input or its gradient, w: weight or its gradient, y: output or its
-    gradient).  Returns the choices that ran, one per tile run."""
+def run(eng, op, plan, x, w, y, opts, z=None, bias=None, alpha=1.0):
+    """Run ``op`` ('forward', 'fused', 'backward_data' or 'backward_filter') over a tiled plan's
+    chunks, the arrays in forward roles (x: input or its gradient, w: weight or its gradient, y:
+    output or its gradient; a fused call's ``z`` has the output's shape, ``bias`` is a vector and
+    ``alpha`` its scale).  Returns the choices that ran, one per tile run."""
     tiles, layout, geom = plan.chunks.tiles, plan.layout, _tile_geom(plan.geom)
     choices = []
 
-    def engine(xb, wb, yb):
-        choices.append(eng.run(op, xb, wb, yb, geom, opts, layout, plan.device, plan.repro))
+    def engine(xb, wb, yb, **kw):
+        choices.append(eng.run(op, xb, wb, yb, geom, opts, layout, plan.device, plan.repro, **kw))
 
-    if op == "forward":
-        def fwd(xw, w_, yt, pads, tile):
-            yb = params.empty_in_layout(yt.shape, yt.dtype, layout)
-            engine(_padded(xw, pads, layout), w_, yb)
-            yt[...] = yb
+    if op in ("forward", "fused"):
         for s, _ in plan.chunks:
-            tiled.forward(fwd, x[s:s + 1], w, y[s:s + 1], tiles)
+            zs = None if z is None else z[s:s + 1]
+
+            def fwd(xw, w_, yt, pads, tile, zs=zs):
+                yb = params.empty_in_layout(yt.shape, yt.dtype, layout)
+                kw = {} if op == "forward" else dict(
+                    z=params.to_layout(zs[tiled.out_slices(tile)], layout), bias=bias, alpha=alpha)
+                engine(_padded(xw, pads, layout), w_, yb, **kw)
+                yt[...] = yb
+
+            def padding_alone(yt, tile, zs=zs):
+                if op == "forward":
+                    yt.fill(0)
+                else:                   # relu(alpha * z + bias) over a convolution of zero
+                    yt[...] = _relu_epilogue(zs[tiled.out_slices(tile)], alpha, bias)
+            tiled.forward(fwd, x[s:s + 1], w, y[s:s + 1], tiles, padding_alone)
     elif op == "backward_data":
         def dgrad(part, w_, gyt, pads, tile):
             shape = part.shape[:2] + tuple(p + lo + hi for p, (lo, hi) in zip(part.shape[2:], pads))

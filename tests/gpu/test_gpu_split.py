@@ -206,16 +206,32 @@ def test_a_sample_over_the_limit_in_3d_and_with_groups(engine, engine_sizes):
         <= ref.tolerance("float32")
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("engine", ENGINES)
-def test_where_tiling_cannot_help_or_is_not_built_the_error_says_so(engine):
+def test_transposed_and_fused_calls_over_the_limit_run_in_tiles(engine, layout, engine_sizes):
     side = int((LIMIT // 2) ** 0.5) + 2
-    x = ref.random((2, 2, side, side), "float32")
-    w = ref.random((2, 2, 3, 3), "float32")
-    # transposed and fused calls do not tile: the batch split's refusal
-    with pytest.raises(ValueError, match="limit"):
-        cudnnconv.conv_transpose(x, w, padding=1, engine=engine)
-    with pytest.raises(ValueError, match="limit"):
-        cudnnconv.conv_bias_add_relu(x, w, x, 1.0, None, padding=1, engine=engine)
+    x = ref.random((2, 2, side, side + 1), "float32", layout)
+    w = ref.random((2, 3, 3, 3), "float32", layout)               # transposed: 2 -> 3 channels
+    b = ref.random((3,), "float32")
+    for kw in (dict(stride=1, padding=1), dict(stride=2, padding=1, output_padding=1),
+               dict(stride=1, padding=0, output_padding=1, dilation=3)):   # output_padding >= stride: cropped
+        expect = ref.conv_transpose(x, w, b, **kw)
+        y = cudnnconv.conv_transpose(x, w, b, out=ref.poisoned(expect.shape, "float32", layout), allow_tf32=False,
+                                     engine=engine, **kw)
+        assert _nchunks() >= 4, kw
+        assert ref.rel_error(y, expect) <= ref.tolerance("float32"), kw
+    wf = ref.random((3, 2, 3, 3), "float32", layout)
+    z = ref.random((2, 3, side, side + 1), "float32", layout)
+    for fusion in ("composed", "auto"):
+        expect = ref.conv_bias_add_relu(x, wf, z, 0.5, b, padding=1)
+        y = cudnnconv.conv_bias_add_relu(x, wf, z, 0.5, b, padding=1, out=ref.poisoned(expect.shape, "float32", layout),
+                                         fusion=fusion, allow_tf32=False, engine=engine)
+        assert _nchunks() >= 4, fusion
+        assert ref.rel_error(y, expect) <= ref.tolerance("float32"), fusion
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_where_tiling_cannot_help_the_error_names_the_sizes(engine):
     # one output element reads more than the limit: C x the 3x3 window
     c = LIMIT // 9 + 1
     x = ref.random((1, c, 3, 3), "float32")
