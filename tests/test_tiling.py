@@ -471,11 +471,11 @@ def test_tiled_calls_plan_chooses_chunks_or_tiles():
     from cudnnconv import params, split, tiled_calls
     from cudnnconv.core import build
     geom, _ = params.conv_geometry((2, 4, 16, 16), (8, 4, 3, 3), 1, 1, 1, 1)
-    chunks = tiled_calls.plan(2, (2, 4, 16, 16), (8, 4, 3, 3), geom, split.FORWARD_MAX_WORKSIZE)
+    chunks = tiled_calls.plan((2, 4, 16, 16), (8, 4, 3, 3), geom, split.FORWARD_MAX_WORKSIZE)
     assert chunks == [(0, 2)] and not tiled_calls.is_tiled(chunks)
     big = (2, 4, 16, 2 ** 28)                                     # one sample over 2**31 - 1 elements
     assert 4 * 16 * 2 ** 28 > build.INDEX_LIMIT
-    chunks = tiled_calls.plan(2, big, (8, 4, 3, 3), geom, split.FORWARD_MAX_WORKSIZE)
+    chunks = tiled_calls.plan(big, (8, 4, 3, 3), geom, split.FORWARD_MAX_WORKSIZE)
     assert tiled_calls.is_tiled(chunks) and list(chunks) == [(0, 1), (1, 1)] and len(chunks.tiles) >= 2
 
 

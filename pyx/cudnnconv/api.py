@@ -130,13 +130,6 @@ def _pad_end(x, extra, layout):
     return xp
 
 
-def _chunks_or_tiles(x_shape, w_shape, geom, max_worksize):
-    """Batch chunks, or the spatial tiles of a sample over the index limit (tiled_calls.plan), of
-    the forward convolution of ``x_shape`` (as the engine sees it) and ``w_shape``: every public
-    function runs either."""
-    return tiled_calls.plan(x_shape[0], x_shape, w_shape, geom, max_worksize)
-
-
 def _positional(*named):
     """Repro entries for positional array arguments; a trailing None is dropped."""
     out = [(name, a if a is None or isinstance(a, tuple) else tuple(a.shape)) for name, a in named]
@@ -310,9 +303,7 @@ def _conv_first_pass(input, weight, bias, stride, padding, dilation, groups, out
     geom, y_shape = params.conv_geometry(a["input"].shape, a["weight"].shape, stride, padding, dilation, groups)
     params.check_bias(a["bias"], y_shape[1])
     size = math.prod(y_shape)
-    xs = a["input"].shape
-    chunks = _chunks_or_tiles(xs[:2] + tuple(s + e for s, e in zip(xs[2:], geom.same_extra)), a["weight"].shape,
-                              geom, split.FORWARD_MAX_WORKSIZE) if size else []
+    chunks = tiled_calls.plan(a["input"].shape, a["weight"].shape, geom, split.FORWARD_MAX_WORKSIZE) if size else []
     arr, out, device = _prepare(a, out, y_shape)
     arrays = x, w, b = arr["input"], arr["weight"], arr["bias"]
     layout = params.suggest_layout(x, w)
@@ -360,7 +351,7 @@ def _backward_input_first_pass(arrays, scalars, out, opts, miss):
                                           stride, padding, dilation, groups)
     x_shape = tuple(int(s) for s in input_shape)
     size, gy_size = math.prod(x_shape), math.prod(a["grad_output"].shape)
-    chunks = (_chunks_or_tiles(x_shape, a["weight"].shape, geom, split.BACKWARD_INPUT_MAX_WORKSIZE)
+    chunks = (tiled_calls.plan(x_shape, a["weight"].shape, geom, split.BACKWARD_INPUT_MAX_WORKSIZE)
               if size and gy_size else [])
     return _backward_plan("conv_backward_input", a, out, ("input_shape", 0, x_shape), geom, chunks, opts, (1, 0))
 
@@ -401,7 +392,7 @@ def _backward_weight_first_pass(arrays, scalars, out, opts, miss):
                                            stride, padding, dilation, groups)
     w_shape = tuple(int(s) for s in weight_shape)
     x_shape = tuple(a["input"].shape)
-    chunks = (_chunks_or_tiles(x_shape, w_shape, geom, split.BACKWARD_WEIGHT_MAX_WORKSIZE)
+    chunks = (tiled_calls.plan(x_shape, w_shape, geom, split.BACKWARD_WEIGHT_MAX_WORKSIZE)
               if x_shape[0] else [])
     return _backward_plan("conv_backward_weight", a, out, ("weight_shape", 1, w_shape), geom, chunks, opts,
                           (0, 1))
@@ -476,7 +467,7 @@ def _transpose_first_pass(arrays, scalars, out, opts, miss):
     opad = params.spatial_tuple(output_padding, geom.nsp, "output_padding", 0)
     crop = _transpose_crop(a["input"].shape, a["weight"].shape, geom, opad)
     # forward roles: the (full) transposed output is the convolution's input, its input the output
-    chunks = (_chunks_or_tiles(crop[1] if crop else y_shape, a["weight"].shape, crop[0] if crop else geom,
+    chunks = (tiled_calls.plan(crop[1] if crop else y_shape, a["weight"].shape, crop[0] if crop else geom,
                                split.BACKWARD_INPUT_MAX_WORKSIZE) if math.prod(y_shape) else [])
     arr, out, device = _prepare(a, out, y_shape)
     arrays = x, w, b = arr["input"], arr["weight"], arr["bias"]
@@ -579,9 +570,7 @@ def _fused_first_pass(arrays, scalars, out, opts, miss):
         raise ValueError("z must have the output's shape %s, got %s" % (y_shape, tuple(a["z"].shape)))
     params.check_bias(a["bias"], y_shape[1])
     size = math.prod(y_shape)
-    xs = a["input"].shape
-    chunks = _chunks_or_tiles(xs[:2] + tuple(s + e for s, e in zip(xs[2:], geom.same_extra)), a["weight"].shape,
-                              geom, split.FORWARD_MAX_WORKSIZE) if size else []
+    chunks = tiled_calls.plan(a["input"].shape, a["weight"].shape, geom, split.FORWARD_MAX_WORKSIZE) if size else []
     arr, out, device = _prepare(a, out, y_shape, may_alias=("z",))
     arrays = x, w, zz, b = arr["input"], arr["weight"], arr["z"], arr["bias"]
     layout = params.suggest_layout(x, w)

@@ -34,11 +34,13 @@ class Tiled(tuple):
         return self
 
 
-def plan(n, x_shape, w_shape, geom, max_worksize):
-    """The chunks of a call of ``n`` samples with input ``x_shape`` (as the engine sees it: 'same'
-    end padding included), weight ``w_shape`` and geometry ``geom``: ``split.plan_batch_split``'s
-    list, or a ``Tiled`` where one sample is over the index limit."""
-    chunks, tiles = tiling.split_or_tile(n, x_shape[1], w_shape[0], tuple(x_shape[2:]), tuple(w_shape[2:]),
+def plan(x_shape, w_shape, geom, max_worksize):
+    """The chunks of the forward convolution of an input of ``x_shape`` (before any 'same' end
+    padding: ``geom.same_extra`` is added here, as the engine sees it), weight ``w_shape`` and
+    geometry ``geom``: ``split.plan_batch_split``'s list, or a ``Tiled`` where one sample is over
+    the index limit."""
+    spatial = tuple(s + e for s, e in zip(x_shape[2:], geom.same_extra))
+    chunks, tiles = tiling.split_or_tile(x_shape[0], x_shape[1], w_shape[0], spatial, tuple(w_shape[2:]),
                                          geom.stride, geom.dilation, geom.padding, geom.padding, max_worksize,
                                          build.INDEX_LIMIT, padded=True)
     return chunks if tiles is None else Tiled(chunks, tiles)
