@@ -130,7 +130,7 @@ def engine_sizes(monkeypatch):
             seen.append((op, x.shape, y.shape))
             return self.eng.run(op, x, w, y, *args, **kw)
 
-    monkeypatch.setattr(tiled_calls, "run", lambda eng, *a: run(Checked(eng), *a))
+    monkeypatch.setattr(tiled_calls, "run", lambda eng, *a, **kw: run(Checked(eng), *a, **kw))
     return seen
 
 
@@ -171,20 +171,23 @@ def test_same_padding_with_an_even_kernel_and_1d_over_the_limit(engine, engine_s
     side = int((LIMIT // 2) ** 0.5) + 2
     x = ref.random((1, 2, side, side + 1), "float32", "channels_last")
     w = ref.random((3, 2, 2, 4), "float32", "channels_last")     # even kernels: 'same' pads the end by one
-    y = cudnnconv.conv(x, w, padding="same", allow_tf32=False, engine=engine)
+    y = cudnnconv.conv(x, w, padding="same", out=ref.poisoned((1, 3, side, side + 1), "float32", "channels_last"),
+                       allow_tf32=False, engine=engine)
     assert y.shape == (1, 3, side, side + 1) and _nchunks() >= 2
     assert ref.rel_error(y, ref.conv(x, w, None, padding="same")) <= ref.tolerance("float32")
     n = LIMIT // 2 + 7
     x1 = ref.random((2, 2, n), "float32")                          # 1D: one sample 2 * n > LIMIT
     w1 = ref.random((3, 2, 5), "float32")
-    y1 = cudnnconv.conv(x1, w1, padding=2, stride=3, allow_tf32=False, engine=engine)
+    kw = dict(padding=2, stride=3, allow_tf32=False, engine=engine)
+    expect = ref.conv(x1, w1, None, padding=2, stride=3)
+    y1 = cudnnconv.conv(x1, w1, out=ref.poisoned(expect.shape, "float32"), **kw)
     assert _nchunks() >= 4
-    assert ref.rel_error(y1, ref.conv(x1, w1, None, padding=2, stride=3)) <= ref.tolerance("float32")
+    assert ref.rel_error(y1, expect) <= ref.tolerance("float32")
     gy1 = ref.random(y1.shape, "float32")
-    gx1 = cudnnconv.conv_backward_input(x1.shape, w1, gy1, padding=2, stride=3, allow_tf32=False, engine=engine)
+    gx1 = cudnnconv.conv_backward_input(x1.shape, w1, gy1, out=ref.poisoned(x1.shape, "float32"), **kw)
     assert ref.rel_error(gx1, ref.conv_backward_input(x1.shape, w1, gy1, padding=2, stride=3)) \
         <= ref.tolerance("float32")
-    gw1 = cudnnconv.conv_backward_weight(x1, w1.shape, gy1, padding=2, stride=3, allow_tf32=False, engine=engine)
+    gw1 = cudnnconv.conv_backward_weight(x1, w1.shape, gy1, out=ref.poisoned(w1.shape, "float32"), **kw)
     assert ref.rel_error(gw1, ref.conv_backward_weight(x1, w1.shape, gy1, padding=2, stride=3)) \
         <= ref.tolerance("float32")
 
@@ -195,15 +198,49 @@ def test_a_sample_over_the_limit_in_3d_and_with_groups(engine, engine_sizes):
     x = ref.random((1, 4, d, d, d), "float32")                    # 4 * d**3 > LIMIT
     w = ref.random((4, 2, 3, 3, 3), "float32")
     assert 4 * d ** 3 > LIMIT
-    y = cudnnconv.conv(x, w, padding=1, groups=2, allow_tf32=False, engine=engine)
+    kw = dict(padding=1, groups=2, allow_tf32=False, engine=engine)
+    expect = ref.conv(x, w, None, padding=1, groups=2)
+    y = cudnnconv.conv(x, w, out=ref.poisoned(expect.shape, "float32"), **kw)
     assert _nchunks() >= 2
-    assert ref.rel_error(y, ref.conv(x, w, None, padding=1, groups=2)) <= ref.tolerance("float32")
+    assert ref.rel_error(y, expect) <= ref.tolerance("float32")
     gy = ref.random(y.shape, "float32")
-    gx = cudnnconv.conv_backward_input(x.shape, w, gy, padding=1, groups=2, allow_tf32=False, engine=engine)
+    gx = cudnnconv.conv_backward_input(x.shape, w, gy, out=ref.poisoned(x.shape, "float32"), **kw)
     assert ref.rel_error(gx, ref.conv_backward_input(x.shape, w, gy, padding=1, groups=2)) <= ref.tolerance("float32")
-    gw = cudnnconv.conv_backward_weight(x, w.shape, gy, padding=1, groups=2, allow_tf32=False, engine=engine)
+    gw = cudnnconv.conv_backward_weight(x, w.shape, gy, out=ref.poisoned(w.shape, "float32"), **kw)
     assert ref.rel_error(gw, ref.conv_backward_weight(x, w.shape, gy, padding=1, groups=2)) \
         <= ref.tolerance("float32")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("engine", ENGINES)
+def test_windows_that_read_padding_alone(engine, dtype, engine_sizes):
+    """Padding wider than the kernel: the output's edge rows read padding alone, so their windows
+    are never run (a forward writes them as zeros, the fused call as relu(alpha * z + bias)); every
+    element still matches the reference (outputs start poisoned)."""
+    if dtype == "bfloat16" and ref.BFLOAT16 is None:
+        pytest.skip("bfloat16 needs ml_dtypes")
+    side = int((LIMIT // 2) ** 0.5) + 2
+    x = ref.random((1, 2, side, side + 1), dtype, "channels_last")
+    w = ref.random((3, 2, 1, 2), dtype, "channels_last")
+    kw = dict(padding=(3, 2), allow_tf32=False, engine=engine)
+    expect = ref.conv(x, w, None, padding=(3, 2))
+    y = cudnnconv.conv(x, w, out=ref.poisoned(expect.shape, dtype, "channels_last"), **kw)
+    assert _nchunks() >= 2
+    assert ref.rel_error(y, expect) <= ref.tolerance(dtype)
+    gy = ref.random(expect.shape, dtype, "channels_last")
+    gx = cudnnconv.conv_backward_input(x.shape, w, gy, out=ref.poisoned(x.shape, dtype, "channels_last"), **kw)
+    assert ref.rel_error(gx, ref.conv_backward_input(x.shape, w, gy, padding=(3, 2))) <= ref.tolerance(dtype)
+    gw = cudnnconv.conv_backward_weight(x, w.shape, gy, out=ref.poisoned(w.shape, dtype, "channels_last"), **kw)
+    assert ref.rel_error(gw, ref.conv_backward_weight(x, w.shape, gy, padding=(3, 2))) <= ref.tolerance(dtype)
+    z = ref.random(expect.shape, dtype, "channels_last")
+    b = ref.random((3,), dtype)
+    for fusion in ("composed", "auto"):
+        fexpect = ref.conv_bias_add_relu(x, w, z, 0.5, b, padding=(3, 2))
+        fy = cudnnconv.conv_bias_add_relu(x, w, z, 0.5, b, padding=(3, 2), fusion=fusion, allow_tf32=False,
+                                          engine=engine, out=ref.poisoned(expect.shape, dtype, "channels_last"))
+        assert _nchunks() >= 2, fusion
+        assert ref.rel_error(fy, fexpect) <= ref.tolerance(dtype), fusion
+    assert {op for op, _, _ in engine_sizes} == {"forward", "fused", "backward_data", "backward_filter"}
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
