@@ -377,3 +377,130 @@ def test_split_or_tile_tiles_each_sample_where_one_is_over_the_limit():
     assert tiles == tiling.plan_spatial_tiles(1, index_limit=limit, **g) and len(tiles) > 1
     with pytest.raises(ValueError, match="no spatial tiling brings it under"):
         tiling.split_or_tile(2, **g, max_worksize=1 << 20, index_limit=7)
+
+
+# ---------------------------------------------------------------------------
+# tiled_calls: a tiled plan run through an engine, with NumPy arrays and a float64 stand-in engine
+# ---------------------------------------------------------------------------
+
+class _ReferenceEngine:
+    """An engine's ``run`` on NumPy arrays: the float64 reference with the geometry it is given."""
+
+    def __init__(self, limit):
+        self.shapes = []
+        self.limit = limit
+
+    def run(self, op, x, w, y, geom, opts, layout, device, repro, z=None, bias=None, alpha=1.0):
+        assert geom.padding == (0,) * geom.nsp and geom.same_extra == (0,) * geom.nsp   # padding is copied
+        assert x.size <= self.limit and y.size <= self.limit, (x.shape, y.shape, self.limit)
+        pads = ((0, 0),) * geom.nsp
+        if op == "forward":
+            y[...] = conv(x, w, geom.stride, geom.dilation, pads)
+        elif op == "fused":
+            assert z.shape == y.shape
+            y[...] = numpy.maximum(conv(x, w, geom.stride, geom.dilation, pads) + alpha * z
+                                   + bias.reshape((1, -1) + (1,) * geom.nsp), 0)
+        elif op == "backward_data":
+            x[...] = conv_backward_input(x.shape, w, y, geom.stride, geom.dilation, pads)
+        else:
+            w[...] = conv_backward_weight(x, w.shape, y, geom.stride, geom.dilation, pads)
+        self.shapes.append((op, x.shape))
+        return op
+
+
+def _numpy_layouts(monkeypatch):
+    from cudnnconv import params
+
+    def empty_in_layout(shape, dtype, layout):
+        return numpy.empty(shape, dtype=dtype)
+
+    def to_layout(a, layout):
+        return numpy.ascontiguousarray(a)
+    monkeypatch.setattr(params, "empty_in_layout", empty_in_layout)
+    monkeypatch.setattr(params, "to_layout", to_layout)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                    HealthCheck.function_scoped_fixture])
+@given(geometries(), st.integers(0, 2 ** 32 - 1))
+def test_tiled_calls_run_every_direction_through_an_engine(monkeypatch, case, seed):
+    """A tiled plan of two samples through tiled_calls.run: windows copied with their padding and run
+    with none, results copied into the output's tiles, gradients summed; every direction equals the
+    untiled float64 result and writes every element of it."""
+    import types
+    from cudnnconv import params, tiled_calls
+    _numpy_layouts(monkeypatch)
+    g, out = case
+    rng = numpy.random.default_rng(seed)
+    n, cin, cout = 2, g["in_channels"], g["out_channels"]
+    x = rng.standard_normal((n, cin) + g["spatial"])
+    w = rng.standard_normal((cout, cin) + g["kernel"])
+    pads = tuple(zip(g["pad_lo"], g["pad_hi"]))
+    y = conv(x, w, g["stride"], g["dilation"], pads)
+    gy = rng.standard_normal(y.shape)
+    least = cin * math.prod(d * (k - 1) + 1 for k, d in zip(g["kernel"], g["dilation"]))
+    g["index_limit"] = max(g["index_limit"], least, cout)        # a padded window of one output fits
+    tiles = tiling.plan_spatial_tiles(**dict(g, n=1), padded=True)
+    nsp = len(g["spatial"])
+    geom = params.Geometry(nsp, g["stride"], g["pad_lo"], g["dilation"], 1, (0,) * nsp)
+    plan = types.SimpleNamespace(chunks=tiled_calls.Tiled([(0, 1), (1, 1)], tiles), layout=params.NCHW, geom=geom,
+                                 device=0, repro=None)
+    eng = _ReferenceEngine(g["index_limit"])
+    ty = numpy.full(y.shape, numpy.nan)
+    ran = tiled_calls.run(eng, "forward", plan, x, w, ty, None)
+    numpy.testing.assert_allclose(ty, y, rtol=1e-12, atol=1e-12)
+    live = [t for t in tiles if all(a < b for a, b in zip(t.in_lo, t.in_hi))]
+    assert len(ran) == n * len(live)
+    tgx = numpy.full(x.shape, numpy.nan)
+    tiled_calls.run(eng, "backward_data", plan, tgx, w, gy, None)
+    numpy.testing.assert_allclose(tgx, conv_backward_input(x.shape, w, gy, g["stride"], g["dilation"], pads),
+                                  rtol=1e-11, atol=1e-11)
+    tgw = numpy.full(w.shape, numpy.nan)
+    tiled_calls.run(eng, "backward_filter", plan, x, tgw, gy, None)
+    numpy.testing.assert_allclose(tgw, conv_backward_weight(x, w.shape, gy, g["stride"], g["dilation"], pads),
+                                  rtol=1e-11, atol=1e-11)
+    # fused: each tile gets its slice of z; a window reading padding alone gets relu(alpha * z + bias)
+    z, b = rng.standard_normal(y.shape), rng.standard_normal(cout)
+    tf = numpy.full(y.shape, numpy.nan)
+    tiled_calls.run(eng, "fused", plan, x, w, tf, None, z=z, bias=b, alpha=0.75)
+    want = numpy.maximum(y + 0.75 * z + b.reshape((1, -1) + (1,) * nsp), 0)
+    numpy.testing.assert_allclose(tf, want, rtol=1e-12, atol=1e-12)
+
+
+def test_tiled_calls_plan_chooses_chunks_or_tiles():
+    from cudnnconv import params, split, tiled_calls
+    from cudnnconv.core import build
+    geom, _ = params.conv_geometry((2, 4, 16, 16), (8, 4, 3, 3), 1, 1, 1, 1)
+    chunks = tiled_calls.plan((2, 4, 16, 16), (8, 4, 3, 3), geom, split.FORWARD_MAX_WORKSIZE)
+    assert chunks == [(0, 2)] and not tiled_calls.is_tiled(chunks)
+    big = (2, 4, 16, 2 ** 28)                                     # one sample over 2**31 - 1 elements
+    assert 4 * 16 * 2 ** 28 > build.INDEX_LIMIT
+    chunks = tiled_calls.plan(big, (8, 4, 3, 3), geom, split.FORWARD_MAX_WORKSIZE)
+    assert tiled_calls.is_tiled(chunks) and list(chunks) == [(0, 1), (1, 1)] and len(chunks.tiles) >= 2
+
+
+def test_tiled_calls_fused_epilogue_where_a_window_reads_padding_alone(monkeypatch):
+    import types
+    from cudnnconv import params, tiled_calls
+    _numpy_layouts(monkeypatch)
+    g = _g(n=1, in_channels=2, out_channels=3, spatial=(6,), kernel=(2,), stride=(1,), dilation=(1,),
+           pad_lo=(3,), pad_hi=(3,), index_limit=8)
+    tiles = tiling.plan_spatial_tiles(**g, padded=True)
+    assert any(a == b for t in tiles for a, b in zip(t.in_lo, t.in_hi))
+    rng = numpy.random.default_rng(5)
+    x, w = rng.standard_normal((1, 2, 6)), rng.standard_normal((3, 2, 2))
+    z, b = rng.standard_normal((1, 3, 11)), rng.standard_normal(3)
+    geom = params.Geometry(1, (1,), (3,), (1,), 1, (0,))
+    plan = types.SimpleNamespace(chunks=tiled_calls.Tiled([(0, 1)], tiles), layout=params.NCHW, geom=geom,
+                                 device=0, repro=None)
+    y = numpy.full((1, 3, 11), numpy.nan)
+    tiled_calls.run(_ReferenceEngine(8), "fused", plan, x, w, y, None, z=z, bias=b, alpha=-1.5)
+    want = numpy.maximum(conv(x, w, (1,), (1,), ((3, 3),)) - 1.5 * z + b.reshape(1, 3, 1), 0)
+    numpy.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
+    # in float16 the epilogue is computed in float32 and rounded once
+    zh = z.astype(numpy.float16)
+    got = tiled_calls._relu_epilogue(zh, 0.3, b.astype(numpy.float16))
+    assert got.dtype == numpy.float16
+    numpy.testing.assert_array_equal(got, numpy.maximum(0.3 * zh.astype(numpy.float32)
+                                                        + b.astype(numpy.float16).astype(numpy.float32)
+                                                        .reshape(1, 3, 1), 0).astype(numpy.float16))

@@ -12,11 +12,10 @@ import math
 
 import numpy
 
-from cudnnconv import params, split, engine_registry
+from cudnnconv import params, split, engine_registry, tiled_calls
 from cudnnconv.options import flags as _flag_defaults
 from cudnnconv import callplan
 from cudnnconv.callplan import CallPlan, FnSpec, Miss, conv_plan, rel_span
-from cudnnconv.core import build
 from cudnnconv.core.state import state as _state
 from cudnnconv.core.status import CuDNNError
 
@@ -131,15 +130,6 @@ def _pad_end(x, extra, layout):
     return xp
 
 
-def _padded_numel(x_shape, geom):
-    """Elements of the input the engine sees ('same' may pad its end)."""
-    return math.prod(x_shape[:2]) * math.prod(s + e for s, e in zip(x_shape[2:], geom.same_extra))
-
-
-def _chunks(n, in_numel, out_numel, max_worksize):
-    return split.plan_batch_split(n, in_numel, out_numel, max_worksize, build.INDEX_LIMIT)
-
-
 def _positional(*named):
     """Repro entries for positional array arguments; a trailing None is dropped."""
     out = [(name, a if a is None or isinstance(a, tuple) else tuple(a.shape)) for name, a in named]
@@ -178,8 +168,8 @@ def _remember(spec, miss, plan):
 
 
 def _bind(miss, plan, choices, x, w, y):
-    """Bind ``plan`` to the choice that just ran on x, w, y (forward roles)."""
-    if miss.sig is not None and len(choices) == 1:
+    """Bind ``plan`` to the choice that just ran on x, w, y (forward roles); never a tiled plan."""
+    if miss.sig is not None and len(choices) == 1 and not tiled_calls.is_tiled(plan.chunks):
         callplan.bind(plan, engine_registry.executor(choices[0], plan.device), x, w, y, miss)
 
 
@@ -224,8 +214,10 @@ def _output(plan, out, dtype):
 
 
 def _run_chunks(eng, op, plan, x, w, y, opts, z=None, bias=None, alpha=1.0):
-    """Run ``op`` over the plan's batch chunks (x, y and z are split, w not)."""
+    """Run ``op`` over the plan's batch chunks (x, y and z are split, w not), or its tiles."""
     chunks = plan.chunks
+    if tiled_calls.is_tiled(chunks):
+        return tiled_calls.run(eng, op, plan, x, w, y, opts, z=z, bias=bias, alpha=alpha)
     if len(chunks) == 1:
         return [eng.run(op, x, w, y, plan.geom, opts, plan.layout, plan.device, plan.repro,
                         z=z, bias=bias, alpha=alpha)]
@@ -311,8 +303,7 @@ def _conv_first_pass(input, weight, bias, stride, padding, dilation, groups, out
     geom, y_shape = params.conv_geometry(a["input"].shape, a["weight"].shape, stride, padding, dilation, groups)
     params.check_bias(a["bias"], y_shape[1])
     size = math.prod(y_shape)
-    chunks = _chunks(y_shape[0], _padded_numel(a["input"].shape, geom), size, split.FORWARD_MAX_WORKSIZE) \
-        if size else []
+    chunks = tiled_calls.plan(a["input"].shape, a["weight"].shape, geom, split.FORWARD_MAX_WORKSIZE) if size else []
     arr, out, device = _prepare(a, out, y_shape)
     arrays = x, w, b = arr["input"], arr["weight"], arr["bias"]
     layout = params.suggest_layout(x, w)
@@ -360,7 +351,7 @@ def _backward_input_first_pass(arrays, scalars, out, opts, miss):
                                           stride, padding, dilation, groups)
     x_shape = tuple(int(s) for s in input_shape)
     size, gy_size = math.prod(x_shape), math.prod(a["grad_output"].shape)
-    chunks = (_chunks(x_shape[0], size, gy_size, split.BACKWARD_INPUT_MAX_WORKSIZE)
+    chunks = (tiled_calls.plan(x_shape, a["weight"].shape, geom, split.BACKWARD_INPUT_MAX_WORKSIZE)
               if size and gy_size else [])
     return _backward_plan("conv_backward_input", a, out, ("input_shape", 0, x_shape), geom, chunks, opts, (1, 0))
 
@@ -401,8 +392,8 @@ def _backward_weight_first_pass(arrays, scalars, out, opts, miss):
                                            stride, padding, dilation, groups)
     w_shape = tuple(int(s) for s in weight_shape)
     x_shape = tuple(a["input"].shape)
-    chunks = (_chunks(x_shape[0], math.prod(x_shape), math.prod(a["grad_output"].shape),
-                      split.BACKWARD_WEIGHT_MAX_WORKSIZE) if x_shape[0] else [])
+    chunks = (tiled_calls.plan(x_shape, w_shape, geom, split.BACKWARD_WEIGHT_MAX_WORKSIZE)
+              if x_shape[0] else [])
     return _backward_plan("conv_backward_weight", a, out, ("weight_shape", 1, w_shape), geom, chunks, opts,
                           (0, 1))
 
@@ -432,6 +423,8 @@ def _backward_weight_execute(eng, plan, arrays, scalars, out, opts, miss):
     choices = []
     if not plan.chunks:
         gw.fill(0)          # an empty batch contributes nothing
+    elif tiled_calls.is_tiled(plan.chunks):
+        choices = _run_chunks(eng, "backward_filter", plan, xs, gw, gys, opts)
     elif len(plan.chunks) == 1:
         choices = _run_chunks(eng, "backward_filter", plan, xs, gw, gys, opts)
         _bind(miss, plan, choices, xs, gw, gys)
@@ -473,9 +466,9 @@ def _transpose_first_pass(arrays, scalars, out, opts, miss):
     params.check_bias(a["bias"], y_shape[1])
     opad = params.spatial_tuple(output_padding, geom.nsp, "output_padding", 0)
     crop = _transpose_crop(a["input"].shape, a["weight"].shape, geom, opad)
-    size = math.prod(crop[1] if crop else y_shape)
-    chunks = (_chunks(y_shape[0], size, math.prod(a["input"].shape), split.BACKWARD_INPUT_MAX_WORKSIZE)
-              if math.prod(y_shape) else [])
+    # forward roles: the (full) transposed output is the convolution's input, its input the output
+    chunks = (tiled_calls.plan(crop[1] if crop else y_shape, a["weight"].shape, crop[0] if crop else geom,
+                               split.BACKWARD_INPUT_MAX_WORKSIZE) if math.prod(y_shape) else [])
     arr, out, device = _prepare(a, out, y_shape)
     arrays = x, w, b = arr["input"], arr["weight"], arr["bias"]
     layout = params.suggest_layout(x, w)
@@ -577,8 +570,7 @@ def _fused_first_pass(arrays, scalars, out, opts, miss):
         raise ValueError("z must have the output's shape %s, got %s" % (y_shape, tuple(a["z"].shape)))
     params.check_bias(a["bias"], y_shape[1])
     size = math.prod(y_shape)
-    chunks = (_chunks(y_shape[0], _padded_numel(a["input"].shape, geom), size, split.FORWARD_MAX_WORKSIZE)
-              if size else [])
+    chunks = tiled_calls.plan(a["input"].shape, a["weight"].shape, geom, split.FORWARD_MAX_WORKSIZE) if size else []
     arr, out, device = _prepare(a, out, y_shape, may_alias=("z",))
     arrays = x, w, zz, b = arr["input"], arr["weight"], arr["z"], arr["bias"]
     layout = params.suggest_layout(x, w)

@@ -804,6 +804,8 @@ def bind(CallPlan plan, Executor executor, x, w, y, Miss miss):
         return False      # explain()/last_choice()/warm-up chose outside the cache: bind on a plain call
     if len(plan.chunks) != 1 or any(plan.pack) or plan.pad or plan.extra is not None:
         return False
+    if getattr(plan.chunks, "tiles", None) is not None:
+        return False                       # one sample in spatial tiles (tiled_calls.Tiled): many runs
     if plan.om is not None and not plan.out_direct:
         return False
     for i in range(spec.n_arrays):

@@ -45,6 +45,11 @@ def _slices(lo, hi):
     return (slice(None), slice(None)) + tuple(slice(a, b) for a, b in zip(lo, hi))
 
 
+def out_slices(tile):
+    """The index of ``tile``'s outputs in an array of the whole output (batch and channels whole)."""
+    return _slices(tile.out_lo, tile.out_hi)
+
+
 def _pads(tile):
     return tuple(zip(tile.pad_lo, tile.pad_hi))
 
@@ -72,7 +77,7 @@ def forward(run, x, w, y, tiles, empty=_zeros):
 def backward_data(run, gx, w, gy, tiles):
     """``gx`` (written whole) as the sum over tiles of each tile's input gradient over its window;
     returns ``gx``."""
-    xp = _module(gx)
+    xp = array_module(gx)
     gx.fill(0)
     for t in tiles:
         if _empty_window(t):
@@ -90,19 +95,26 @@ def backward_data(run, gx, w, gy, tiles):
 def backward_weight(run, x, gw, gy, tiles, acc_dtype):
     """``gw`` (written once) as the sum over tiles of each window's weight gradient with its
     gradient-output tile, accumulated in ``acc_dtype``; returns ``gw``."""
-    xp = _module(gw)
+    xp = array_module(gw)
     acc = xp.zeros(gw.shape, dtype=acc_dtype)
-    part = xp.empty(gw.shape, dtype=gw.dtype)
+    accumulate_weight(run, x, gy, tiles, acc, xp.empty(gw.shape, dtype=gw.dtype))
+    gw[...] = acc if acc.dtype == gw.dtype else acc.astype(gw.dtype)
+    return gw
+
+
+def accumulate_weight(run, x, gy, tiles, acc, part):
+    """Add to ``acc`` each tile's weight gradient, which ``run`` writes into ``part`` (an array of
+    the weight's shape and dtype, reused for every tile); returns ``acc``.  A caller summing more
+    than one call's tiles (the samples of a batch, say) keeps one accumulator for all of them."""
     for t in tiles:
         if _empty_window(t):
             continue                    # outputs that read padding alone add nothing to the weights
         run(x[_slices(t.in_lo, t.in_hi)], part, gy[_slices(t.out_lo, t.out_hi)], _pads(t), t)
         acc += part if part.dtype == acc.dtype else part.astype(acc.dtype)
-    gw[...] = acc if acc.dtype == gw.dtype else acc.astype(gw.dtype)
-    return gw
+    return acc
 
 
-def _module(a):
+def array_module(a):
     """The array module of ``a``: NumPy for NumPy arrays, else CuPy."""
     import numpy
     if isinstance(a, numpy.ndarray):

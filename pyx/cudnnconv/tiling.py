@@ -174,9 +174,10 @@ def plan_spatial_tiles(n, in_channels, out_channels, spatial, kernel, stride, di
         rows[d] = 1                      # one output row at a time here, and the next dim is tiled too
     counts = [-(-o // r) for o, r in zip(out, rows)]
     if math.prod(counts) > MAX_TILES:
-        raise ValueError("a sample of spatial size %s would need %d tiles under the index limit of %d elements "
-                         "(at most %d are planned): no GPU holds such arrays"
-                         % (spatial, math.prod(counts), index_limit, MAX_TILES))
+        raise ValueError("an input sample of spatial size %s with padding %s/%s has outputs %s per channel: over "
+                         "the index limit of %d elements it would need %d tiles (at most %d are planned), and no "
+                         "GPU holds such arrays"
+                         % (spatial, pad_lo, pad_hi, out, index_limit, math.prod(counts), MAX_TILES))
     per_dim = []
     for d in range(nsp):
         spans = [(lo, min(lo + rows[d], out[d])) for lo in range(0, out[d], rows[d])]

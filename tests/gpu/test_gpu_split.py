@@ -112,16 +112,166 @@ def test_split_backward_weight_accumulates_in_float32(engine, dtype, layout):
     assert err <= 3 * rounding, (err, rounding, nchunks)
 
 
+GEOMETRIES = [dict(padding=1), dict(padding=(2, 0), stride=2), dict(padding=2, dilation=2), dict(padding="same")]
+
+
+@pytest.fixture
+def engine_sizes(monkeypatch):
+    """Every array a tiled call hands its engine, checked against the index limit (and listed)."""
+    from cudnnconv import tiled_calls
+    run, seen = tiled_calls.run, []
+
+    class Checked:
+        def __init__(self, eng):
+            self.eng = eng
+
+        def run(self, op, x, w, y, *args, **kw):
+            assert x.size <= LIMIT and y.size <= LIMIT, (op, x.shape, y.shape, LIMIT)
+            seen.append((op, x.shape, y.shape))
+            return self.eng.run(op, x, w, y, *args, **kw)
+
+    monkeypatch.setattr(tiled_calls, "run", lambda eng, *a, **kw: run(Checked(eng), *a, **kw))
+    return seen
+
+
+@pytest.mark.parametrize("geom", range(len(GEOMETRIES)))
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16"])
 @pytest.mark.parametrize("engine", ENGINES)
-def test_split_sample_over_limit_raises(engine):
+def test_a_sample_over_the_limit_runs_in_spatial_tiles(engine, dtype, layout, geom, engine_sizes):
+    """Two samples, each over the index limit: conv and its two gradients run tile by tile and
+    match the float64 reference; every output element is written (outputs start poisoned)."""
+    kw = GEOMETRIES[geom]
     side = int((LIMIT // 2) ** 0.5) + 2
-    x = ref.random((2, 2, side, side), "float32")         # one sample: 2*side^2 > LIMIT
-    w = ref.random((2, 2, 3, 3), "float32")
-    assert 2 * side * side > LIMIT
-    with pytest.raises(ValueError, match="limit"):
-        cudnnconv.conv(x, w, padding=1, engine=engine)
-    gy = ref.random((2, 2, side, side), "float32")
-    with pytest.raises(ValueError, match="limit"):
-        cudnnconv.conv_backward_input(x.shape, w, gy, padding=1, engine=engine)
-    with pytest.raises(ValueError, match="limit"):
-        cudnnconv.conv_backward_weight(x, w.shape, gy, padding=1, engine=engine)
+    x = ref.random((2, 2, side, side + 1), dtype, layout)        # one sample: 2 * side * (side + 1) > LIMIT
+    w = ref.random((3, 2, 3, 3), dtype, layout)
+    assert 2 * side * (side + 1) > LIMIT
+    expect = ref.conv(x, w, None, **kw)
+    out = ref.poisoned(expect.shape, dtype, layout)
+    y = cudnnconv.conv(x, w, out=out, allow_tf32=False, engine=engine, **kw)
+    assert y is out and _nchunks() >= 4, cudnnconv.last_call()         # 2 samples x at least 2 tiles
+    assert ref.rel_error(y, expect) <= ref.tolerance(dtype)
+    gy = ref.random(expect.shape, dtype, layout)
+    gx = cudnnconv.conv_backward_input(x.shape, w, gy, out=ref.poisoned(x.shape, dtype, layout), allow_tf32=False,
+                                       engine=engine, **kw)
+    assert _nchunks() >= 4
+    assert ref.rel_error(gx, ref.conv_backward_input(x.shape, w, gy, **kw)) <= ref.tolerance(dtype)
+    gw = cudnnconv.conv_backward_weight(x, w.shape, gy, out=ref.poisoned(w.shape, dtype, layout), allow_tf32=False,
+                                        engine=engine, **kw)
+    assert _nchunks() >= 4
+    assert ref.rel_error(gw, ref.conv_backward_weight(x, w.shape, gy, **kw)) <= ref.tolerance(dtype)
+    assert {op for op, _, _ in engine_sizes} == {"forward", "backward_data", "backward_filter"}
+    # the same signature again: the memoized tiled plan runs its tiles again, unbound
+    again = cudnnconv.conv(x, w, out=ref.poisoned(expect.shape, dtype, layout), allow_tf32=False, engine=engine, **kw)
+    assert _nchunks() >= 4 and ref.rel_error(again, expect) <= ref.tolerance(dtype)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_same_padding_with_an_even_kernel_and_1d_over_the_limit(engine, engine_sizes):
+    side = int((LIMIT // 2) ** 0.5) + 2
+    x = ref.random((1, 2, side, side + 1), "float32", "channels_last")
+    w = ref.random((3, 2, 2, 4), "float32", "channels_last")     # even kernels: 'same' pads the end by one
+    y = cudnnconv.conv(x, w, padding="same", out=ref.poisoned((1, 3, side, side + 1), "float32", "channels_last"),
+                       allow_tf32=False, engine=engine)
+    assert y.shape == (1, 3, side, side + 1) and _nchunks() >= 2
+    assert ref.rel_error(y, ref.conv(x, w, None, padding="same")) <= ref.tolerance("float32")
+    n = LIMIT // 2 + 7
+    x1 = ref.random((2, 2, n), "float32")                          # 1D: one sample 2 * n > LIMIT
+    w1 = ref.random((3, 2, 5), "float32")
+    kw = dict(padding=2, stride=3, allow_tf32=False, engine=engine)
+    expect = ref.conv(x1, w1, None, padding=2, stride=3)
+    y1 = cudnnconv.conv(x1, w1, out=ref.poisoned(expect.shape, "float32"), **kw)
+    assert _nchunks() >= 4
+    assert ref.rel_error(y1, expect) <= ref.tolerance("float32")
+    gy1 = ref.random(y1.shape, "float32")
+    gx1 = cudnnconv.conv_backward_input(x1.shape, w1, gy1, out=ref.poisoned(x1.shape, "float32"), **kw)
+    assert ref.rel_error(gx1, ref.conv_backward_input(x1.shape, w1, gy1, padding=2, stride=3)) \
+        <= ref.tolerance("float32")
+    gw1 = cudnnconv.conv_backward_weight(x1, w1.shape, gy1, out=ref.poisoned(w1.shape, "float32"), **kw)
+    assert ref.rel_error(gw1, ref.conv_backward_weight(x1, w1.shape, gy1, padding=2, stride=3)) \
+        <= ref.tolerance("float32")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_sample_over_the_limit_in_3d_and_with_groups(engine, engine_sizes):
+    d = max(int((LIMIT // 4) ** (1 / 3)) + 2, 4)
+    x = ref.random((1, 4, d, d, d), "float32")                    # 4 * d**3 > LIMIT
+    w = ref.random((4, 2, 3, 3, 3), "float32")
+    assert 4 * d ** 3 > LIMIT
+    kw = dict(padding=1, groups=2, allow_tf32=False, engine=engine)
+    expect = ref.conv(x, w, None, padding=1, groups=2)
+    y = cudnnconv.conv(x, w, out=ref.poisoned(expect.shape, "float32"), **kw)
+    assert _nchunks() >= 2
+    assert ref.rel_error(y, expect) <= ref.tolerance("float32")
+    gy = ref.random(y.shape, "float32")
+    gx = cudnnconv.conv_backward_input(x.shape, w, gy, out=ref.poisoned(x.shape, "float32"), **kw)
+    assert ref.rel_error(gx, ref.conv_backward_input(x.shape, w, gy, padding=1, groups=2)) <= ref.tolerance("float32")
+    gw = cudnnconv.conv_backward_weight(x, w.shape, gy, out=ref.poisoned(w.shape, "float32"), **kw)
+    assert ref.rel_error(gw, ref.conv_backward_weight(x, w.shape, gy, padding=1, groups=2)) \
+        <= ref.tolerance("float32")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("engine", ENGINES)
+def test_windows_that_read_padding_alone(engine, dtype, engine_sizes):
+    """Padding wider than the kernel: the output's edge rows read padding alone, so their windows
+    are never run (a forward writes them as zeros, the fused call as relu(alpha * z + bias)); every
+    element still matches the reference (outputs start poisoned)."""
+    if dtype == "bfloat16" and ref.BFLOAT16 is None:
+        pytest.skip("bfloat16 needs ml_dtypes")
+    side = int((LIMIT // 2) ** 0.5) + 2
+    x = ref.random((1, 2, side, side + 1), dtype, "channels_last")
+    w = ref.random((3, 2, 1, 2), dtype, "channels_last")
+    kw = dict(padding=(3, 2), allow_tf32=False, engine=engine)
+    expect = ref.conv(x, w, None, padding=(3, 2))
+    y = cudnnconv.conv(x, w, out=ref.poisoned(expect.shape, dtype, "channels_last"), **kw)
+    assert _nchunks() >= 2
+    assert ref.rel_error(y, expect) <= ref.tolerance(dtype)
+    gy = ref.random(expect.shape, dtype, "channels_last")
+    gx = cudnnconv.conv_backward_input(x.shape, w, gy, out=ref.poisoned(x.shape, dtype, "channels_last"), **kw)
+    assert ref.rel_error(gx, ref.conv_backward_input(x.shape, w, gy, padding=(3, 2))) <= ref.tolerance(dtype)
+    gw = cudnnconv.conv_backward_weight(x, w.shape, gy, out=ref.poisoned(w.shape, dtype, "channels_last"), **kw)
+    assert ref.rel_error(gw, ref.conv_backward_weight(x, w.shape, gy, padding=(3, 2))) <= ref.tolerance(dtype)
+    z = ref.random(expect.shape, dtype, "channels_last")
+    b = ref.random((3,), dtype)
+    for fusion in ("composed", "auto"):
+        fexpect = ref.conv_bias_add_relu(x, w, z, 0.5, b, padding=(3, 2))
+        fy = cudnnconv.conv_bias_add_relu(x, w, z, 0.5, b, padding=(3, 2), fusion=fusion, allow_tf32=False,
+                                          engine=engine, out=ref.poisoned(expect.shape, dtype, "channels_last"))
+        assert _nchunks() >= 2, fusion
+        assert ref.rel_error(fy, fexpect) <= ref.tolerance(dtype), fusion
+    assert {op for op, _, _ in engine_sizes} == {"forward", "fused", "backward_data", "backward_filter"}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_transposed_and_fused_calls_over_the_limit_run_in_tiles(engine, layout, engine_sizes):
+    side = int((LIMIT // 2) ** 0.5) + 2
+    x = ref.random((2, 2, side, side + 1), "float32", layout)
+    w = ref.random((2, 3, 3, 3), "float32", layout)               # transposed: 2 -> 3 channels
+    b = ref.random((3,), "float32")
+    for kw in (dict(stride=1, padding=1), dict(stride=2, padding=1, output_padding=1),
+               dict(stride=1, padding=0, output_padding=1, dilation=3)):   # output_padding >= stride: cropped
+        expect = ref.conv_transpose(x, w, b, **kw)
+        y = cudnnconv.conv_transpose(x, w, b, out=ref.poisoned(expect.shape, "float32", layout), allow_tf32=False,
+                                     engine=engine, **kw)
+        assert _nchunks() >= 4, kw
+        assert ref.rel_error(y, expect) <= ref.tolerance("float32"), kw
+    wf = ref.random((3, 2, 3, 3), "float32", layout)
+    z = ref.random((2, 3, side, side + 1), "float32", layout)
+    for fusion in ("composed", "auto"):
+        expect = ref.conv_bias_add_relu(x, wf, z, 0.5, b, padding=1)
+        y = cudnnconv.conv_bias_add_relu(x, wf, z, 0.5, b, padding=1, out=ref.poisoned(expect.shape, "float32", layout),
+                                         fusion=fusion, allow_tf32=False, engine=engine)
+        assert _nchunks() >= 4, fusion
+        assert ref.rel_error(y, expect) <= ref.tolerance("float32"), fusion
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_where_tiling_cannot_help_the_error_names_the_sizes(engine):
+    # one output element reads more than the limit: C x the 3x3 window
+    c = LIMIT // 9 + 1
+    x = ref.random((1, c, 3, 3), "float32")
+    w = ref.random((1, c, 3, 3), "float32")
+    with pytest.raises(ValueError, match="no spatial tiling brings it under"):
+        cudnnconv.conv(x, w, engine=engine)

@@ -1,0 +1,127 @@
+"""Samples over the index limit, run as spatial tiles through an engine (policy tier, beside api).
+
+``tiling.split_or_tile`` plans a call: batch chunks where whole samples fit the index limit, else
+one chunk per sample and the spatial tiles of one sample (``Tiled``, which a call plan keeps as its
+chunks).  ``run`` runs a tiled plan, chunk by chunk, with ``cudnnconv.tiled`` and an engine's
+``run``:
+
+* each tile's window is copied into a packed array of the plan's layout with the tile's padding
+  as zeros around it (the planner counts that padding against the limit: ``padded=True``), and run
+  with no padding, so both engines take it (the legacy engine has only
+  symmetric padding, and an engine reads packed arrays); a channels-last window of one sample
+  could run as a view, but views need engines that read strides, which they do not yet;
+* its result goes into a packed array and is copied into the output's tile;
+* forward writes every output tile; backward-data sums each tile's gradient over its window;
+  backward-weight sums the tiles' partial gradients, and the samples', in float32 for the 16-bit
+  types (``split.accumulation_dtype``).
+
+A transposed call runs as the input gradient of the convolution whose input is its output; a fused
+call (``conv_bias_add_relu``) gives each tile its slice of z, and writes relu(alpha * z + bias) where
+a window reads padding alone.
+A tiled plan is never bound to the typed path: each call runs its tiles through the engine, whose
+cache holds one choice per distinct tile shape.
+"""
+from cudnnconv import params, split, tiled, tiling
+from cudnnconv.core import build
+
+
+class Tiled(tuple):
+    """The chunks of a tiled plan, ((sample, 1), ...), with ``tiles``: the tiles of one sample."""
+
+    def __new__(cls, chunks, tiles):
+        self = super().__new__(cls, chunks)
+        self.tiles = tiles
+        return self
+
+
+def plan(x_shape, w_shape, geom, max_worksize):
+    """The chunks of the forward convolution of an input of ``x_shape`` (before any 'same' end
+    padding: ``geom.same_extra`` is added here, as the engine sees it), weight ``w_shape`` and
+    geometry ``geom``: ``split.plan_batch_split``'s list, or a ``Tiled`` where one sample is over
+    the index limit."""
+    spatial = tuple(s + e for s, e in zip(x_shape[2:], geom.same_extra))
+    chunks, tiles = tiling.split_or_tile(x_shape[0], x_shape[1], w_shape[0], spatial, tuple(w_shape[2:]),
+                                         geom.stride, geom.dilation, geom.padding, geom.padding, max_worksize,
+                                         build.INDEX_LIMIT, padded=True)
+    return chunks if tiles is None else Tiled(chunks, tiles)
+
+
+def is_tiled(chunks):
+    return isinstance(chunks, Tiled)
+
+
+def _relu_epilogue(z, alpha, bias):
+    """relu(alpha * z + bias), bias over the channel dim, computed in float32 for the 16-bit types."""
+    xp = tiled.array_module(z)
+    wide = xp.float32 if z.dtype.itemsize == 2 else z.dtype
+    b = bias.astype(wide).reshape((1, -1) + (1,) * (z.ndim - 2))
+    return xp.maximum(alpha * z.astype(wide) + b, 0).astype(z.dtype)
+
+
+def _tile_geom(geom):
+    zeros = (0,) * geom.nsp
+    return geom._replace(padding=zeros, same_extra=zeros)
+
+
+def _padded(a, pads, layout):
+    """A packed copy of ``a`` in ``layout`` with ``pads`` zeros before and after each spatial dim."""
+    shape = a.shape[:2] + tuple(s + lo + hi for s, (lo, hi) in zip(a.shape[2:], pads))
+    out = params.empty_in_layout(shape, a.dtype, layout)
+    if any(lo or hi for lo, hi in pads):
+        out.fill(0)
+    out[_interior(a.shape, pads)] = a
+    return out
+
+
+def _interior(shape, pads):
+    return (slice(None), slice(None)) + tuple(slice(lo, lo + s) for s, (lo, _) in zip(shape[2:], pads))
+
+
+def run(eng, op, plan, x, w, y, opts, z=None, bias=None, alpha=1.0):
+    """Run ``op`` ('forward', 'fused', 'backward_data' or 'backward_filter') over a tiled plan's
+    chunks, the arrays in forward roles (x: input or its gradient, w: weight or its gradient, y:
+    output or its gradient; a fused call's ``z`` has the output's shape, ``bias`` is a vector and
+    ``alpha`` its scale).  Returns the choices that ran, one per tile run."""
+    tiles, layout, geom = plan.chunks.tiles, plan.layout, _tile_geom(plan.geom)
+    choices = []
+
+    def engine(xb, wb, yb, **kw):
+        choices.append(eng.run(op, xb, wb, yb, geom, opts, layout, plan.device, plan.repro, **kw))
+
+    if op in ("forward", "fused"):
+        for s, _ in plan.chunks:
+            zs = None if z is None else z[s:s + 1]
+
+            def fwd(xw, w_, yt, pads, tile, zs=zs):
+                yb = params.empty_in_layout(yt.shape, yt.dtype, layout)
+                kw = {} if op == "forward" else dict(
+                    z=params.to_layout(zs[tiled.out_slices(tile)], layout), bias=bias, alpha=alpha)
+                engine(_padded(xw, pads, layout), w_, yb, **kw)
+                yt[...] = yb
+
+            def padding_alone(yt, tile, zs=zs):
+                if op == "forward":
+                    yt.fill(0)
+                else:                   # relu(alpha * z + bias) over a convolution of zero
+                    yt[...] = _relu_epilogue(zs[tiled.out_slices(tile)], alpha, bias)
+            tiled.forward(fwd, x[s:s + 1], w, y[s:s + 1], tiles, padding_alone)
+    elif op == "backward_data":
+        def dgrad(part, w_, gyt, pads, tile):
+            shape = part.shape[:2] + tuple(p + lo + hi for p, (lo, hi) in zip(part.shape[2:], pads))
+            gxb = params.empty_in_layout(shape, part.dtype, layout)
+            engine(gxb, w_, params.to_layout(gyt, layout))
+            part[...] = gxb[_interior(part.shape, pads)]
+        for s, _ in plan.chunks:
+            tiled.backward_data(dgrad, x[s:s + 1], w, y[s:s + 1], tiles)
+    elif op == "backward_filter":
+        acc = tiled.array_module(w).zeros(w.shape, dtype=split.accumulation_dtype(w.dtype))
+        part = params.empty_in_layout(w.shape, w.dtype, layout)
+
+        def wgrad(xw, gw_part, gyt, pads, tile):
+            engine(_padded(xw, pads, layout), gw_part, params.to_layout(gyt, layout))
+        for s, _ in plan.chunks:        # every sample's tiles into one accumulator
+            tiled.accumulate_weight(wgrad, x[s:s + 1], y[s:s + 1], tiles, acc, part)
+        w[...] = acc if acc.dtype == w.dtype else acc.astype(w.dtype)
+    else:
+        raise ValueError("tiled_calls.run: unknown op %r" % (op,))
+    return choices
