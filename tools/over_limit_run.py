@@ -16,7 +16,7 @@ channels-last (D = 80: 2.68e9 elements per tensor, over cuDNN's 2**31 - 1), a 3x
 Throughput: each direction is then timed (CUDA events, median of 3 after a warm-up) against the
 same convolution on a sample just under the limit (the largest depth that is not tiled), and the
 ratio of elements per second is reported (tiled / untiled; the target is >= 0.9).  Memory: about
-40 GB of device memory at D = 80.
+50 GB of device memory at D = 80.
 """
 import argparse
 import json
@@ -141,7 +141,9 @@ def main():
     print("forward", res["forward"], flush=True)
     gy = volume(d, rng)
     gx = cudnnconv.conv_backward_input(x.shape, w, gy, out=poisoned(x.shape), **kw)
-    w_adj = cupy.ascontiguousarray(w.transpose(1, 0, 2, 3, 4)[:, :, ::-1, ::-1, ::-1])  # dgrad = conv with it
+    # the input gradient is the convolution of grad_output with w_adj and padding K - 1 - PAD, which is
+    # PAD here (K = 3, PAD = 1), so crop_with_halo's crops serve it too
+    w_adj = cupy.ascontiguousarray(w.transpose(1, 0, 2, 3, 4)[:, :, ::-1, ::-1, ::-1])
     res["backward_input"] = {"tiles": tiles_of_last_call(), "nan_left": int(cupy.isnan(gx).sum()),
                              "crop_rel_error": check_crops("backward_input", gx, gy, w_adj, d, starts)}
     print("backward_input", res["backward_input"], flush=True)
