@@ -61,6 +61,8 @@ CASES = {
     "conv/dilated-kernel-too-large": ("conv", [A(1, 4, 6, 6), W2], {"dilation": 3}, ValueError,
                                       "larger than the padded input"),
     "conv/stride-zero": ("conv", [X2, W2], {"stride": 0}, ValueError, "stride must be positive"),
+    "conv/weight-over-index-limit": ("conv", [A(1, 65536, 1, 1), A(65536, 65536, 1, 1)], {}, ValueError,
+                                     "the weight \\(65536, 65536, 1, 1\\) has 4294967296 elements"),
     "conv/stride-negative": ("conv", [X2, W2], {"stride": (1, -2)}, ValueError, "stride must be positive"),
     "conv/dilation-zero": ("conv", [X2, W2], {"dilation": 0}, ValueError, "dilation must be positive"),
     "conv/padding-negative": ("conv", [X2, W2], {"padding": -1}, ValueError, "padding must be non-negative"),
@@ -124,6 +126,9 @@ CASES = {
     "bwd_input/bad-engine": ("conv_backward_input", [(2, 4, 8, 8), W2, A(2, 6, 6, 6)], {"engine": "v7"},
                              ValueError, "engine must be one of"),
     # ---- conv_backward_weight ----------------------------------------------
+    "bwd_weight/weight-over-index-limit": ("conv_backward_weight", [A(1, 65536, 1, 1), (65536, 65536, 1, 1),
+                                                                    A(1, 65536, 1, 1)], {}, ValueError,
+                                           "the weight \\(65536, 65536, 1, 1\\) has 4294967296 elements"),
     "bwd_weight/inconsistent": ("conv_backward_weight", [X2, (6, 4, 3, 3), A(2, 6, 5, 5)], {}, ValueError,
                                 "grad_output has shape"),
     "bwd_weight/weight-shape-K": ("conv_backward_weight", [X2, (7, 4, 3, 3), A(2, 6, 6, 6)], {}, ValueError,

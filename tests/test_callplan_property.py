@@ -169,6 +169,17 @@ def test_huge_parameters_are_left_to_the_full_path():
         assert min(full.shape[2:]) >= 1, (kw, full.shape)        # Python ints: no wrap-around
 
 
+def test_a_weight_over_the_index_limit_is_left_to_the_full_path_which_names_it():
+    """The input and output are small, the weight is over 2**31 - 1 elements: the typed pass declines
+    (it plans no batch split for the weight), and the full path refuses with the weight's size."""
+    opts = options.resolve()
+    x = FakeArray((1, 65536, 1, 1), (65536, 1, 1, 1), "float16", 1 << 32)
+    w = FakeArray((65536, 65536, 1, 1), (65536, 1, 1, 1), "float16", 1 << 40)
+    assert callplan.conv_plan(x, w, None, 1, 0, 1, 1, None, opts) is None
+    with pytest.raises(ValueError, match="the weight \\(65536, 65536, 1, 1\\) has 4294967296 elements"):
+        api._conv_first_pass(x, w, None, 1, 0, 1, 1, None, opts)
+
+
 def test_the_common_case_is_planned_by_the_typed_pass():
     """A guard on the property test: the typed pass does plan ordinary calls."""
     opts = options.resolve()

@@ -1097,6 +1097,8 @@ def conv_plan(x, w, b, stride, padding, dilation, groups, out, opts):
     cdef long long in_numel = x.size, size = 1
     for i in range(ndim):
         size *= <long long>y_list[i]
+    if <long long>w.size > _INDEX_LIMIT:
+        return None                  # a weight over the limit: the full path names it (tiled_calls.plan)
     if size == 0:
         chunks = []
     elif in_numel <= _INDEX_LIMIT and size <= _INDEX_LIMIT:

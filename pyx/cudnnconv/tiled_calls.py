@@ -38,7 +38,15 @@ def plan(x_shape, w_shape, geom, max_worksize):
     """The chunks of the forward convolution of an input of ``x_shape`` (before any 'same' end
     padding: ``geom.same_extra`` is added here, as the engine sees it), weight ``w_shape`` and
     geometry ``geom``: ``split.plan_batch_split``'s list, or a ``Tiled`` where one sample is over
-    the index limit."""
+    the index limit.  A weight over the limit is a ValueError naming its size: no split or tiling
+    changes the weight (or its gradient)."""
+    wn = 1
+    for d in w_shape:
+        wn *= int(d)
+    if wn > build.INDEX_LIMIT:
+        raise ValueError("the weight %s has %d elements, over the index limit of %d elements: neither splitting "
+                         "the batch nor tiling the samples brings it under (cuDNN indexes each tensor with "
+                         "32 bits)" % (tuple(w_shape), wn, build.INDEX_LIMIT))
     spatial = tuple(s + e for s, e in zip(x_shape[2:], geom.same_extra))
     chunks, tiles = tiling.split_or_tile(x_shape[0], x_shape[1], w_shape[0], spatial, tuple(w_shape[2:]),
                                          geom.stride, geom.dilation, geom.padding, geom.padding, max_worksize,
