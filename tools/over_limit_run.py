@@ -21,14 +21,13 @@ ratio of elements per second is reported (tiled / untiled; the target is >= 0.9)
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 
 import cupy
-import numpy
 
 import cudnnconv
+from cudnnconv.demo import _time_ms
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "gpu"))
 import reference as ref  # noqa: E402
@@ -46,8 +45,7 @@ def volume(d, rng):
 
 
 def poisoned(shape):
-    a = cupy.full((shape[0],) + tuple(shape[2:]) + (shape[1],), numpy.nan, dtype=cupy.float16)
-    return a.transpose(0, 4, 1, 2, 3)
+    return ref.poisoned(shape, "float16", "channels_last")
 
 
 def crop_with_halo(a, region):
@@ -91,17 +89,9 @@ def wgrad_reference(x, gy, w_shape, slab=8):
     return acc
 
 
-def timed(fn, reps=3):
-    a, b = cupy.cuda.Event(), cupy.cuda.Event()
-    fn()
-    out = []
-    for _ in range(reps):
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        out.append(cupy.cuda.get_elapsed_time(a, b))
-    return statistics.median(out)
+def timed(fn):
+    """ms of one call, by CUDA events: the median of 3 after a warm-up (the demo's timer)."""
+    return _time_ms(cupy, fn, warmup=1, repeats=3)
 
 
 def tiles_of_last_call():

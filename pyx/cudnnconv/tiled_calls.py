@@ -21,6 +21,8 @@ a window reads padding alone.
 A tiled plan is never bound to the typed path: each call runs its tiles through the engine, whose
 cache holds one choice per distinct tile shape.
 """
+import math
+
 from cudnnconv import params, split, tiled, tiling
 from cudnnconv.core import build
 
@@ -40,9 +42,7 @@ def plan(x_shape, w_shape, geom, max_worksize):
     geometry ``geom``: ``split.plan_batch_split``'s list, or a ``Tiled`` where one sample is over
     the index limit.  A weight over the limit is a ValueError naming its size: no split or tiling
     changes the weight (or its gradient)."""
-    wn = 1
-    for d in w_shape:
-        wn *= int(d)
+    wn = math.prod(int(d) for d in w_shape)
     if wn > build.INDEX_LIMIT:
         raise ValueError("the weight %s has %d elements, over the index limit of %d elements: neither splitting "
                          "the batch nor tiling the samples brings it under (cuDNN indexes each tensor with "

@@ -134,6 +134,27 @@ def engine_sizes(monkeypatch):
     return seen
 
 
+def _three_directions(x, w, dtype, layout, engine, **geom):
+    """conv of x and w, its input gradient and its weight gradient, each into a poisoned ``out=``
+    (so an element left unwritten shows) and against the float64 reference.  Returns (the run
+    count of each call, as _nchunks() gives it; the forward's float64 reference)."""
+    kw = dict(geom, allow_tf32=False, engine=engine)
+    tol = ref.tolerance(dtype)
+    expect = ref.conv(x, w, None, **geom)
+    out = ref.poisoned(expect.shape, dtype, layout)
+    y = cudnnconv.conv(x, w, out=out, **kw)
+    counts = [_nchunks()]
+    assert y is out and ref.rel_error(y, expect) <= tol, cudnnconv.last_call()
+    gy = ref.random(expect.shape, dtype, layout)
+    gx = cudnnconv.conv_backward_input(x.shape, w, gy, out=ref.poisoned(x.shape, dtype, layout), **kw)
+    counts.append(_nchunks())
+    assert ref.rel_error(gx, ref.conv_backward_input(x.shape, w, gy, **geom)) <= tol
+    gw = cudnnconv.conv_backward_weight(x, w.shape, gy, out=ref.poisoned(w.shape, dtype, layout), **kw)
+    counts.append(_nchunks())
+    assert ref.rel_error(gw, ref.conv_backward_weight(x, w.shape, gy, **geom)) <= tol
+    return counts, expect
+
+
 @pytest.mark.parametrize("geom", range(len(GEOMETRIES)))
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("dtype", ["float64", "float32", "float16"])
@@ -146,20 +167,8 @@ def test_a_sample_over_the_limit_runs_in_spatial_tiles(engine, dtype, layout, ge
     x = ref.random((2, 2, side, side + 1), dtype, layout)        # one sample: 2 * side * (side + 1) > LIMIT
     w = ref.random((3, 2, 3, 3), dtype, layout)
     assert 2 * side * (side + 1) > LIMIT
-    expect = ref.conv(x, w, None, **kw)
-    out = ref.poisoned(expect.shape, dtype, layout)
-    y = cudnnconv.conv(x, w, out=out, allow_tf32=False, engine=engine, **kw)
-    assert y is out and _nchunks() >= 4, cudnnconv.last_call()         # 2 samples x at least 2 tiles
-    assert ref.rel_error(y, expect) <= ref.tolerance(dtype)
-    gy = ref.random(expect.shape, dtype, layout)
-    gx = cudnnconv.conv_backward_input(x.shape, w, gy, out=ref.poisoned(x.shape, dtype, layout), allow_tf32=False,
-                                       engine=engine, **kw)
-    assert _nchunks() >= 4
-    assert ref.rel_error(gx, ref.conv_backward_input(x.shape, w, gy, **kw)) <= ref.tolerance(dtype)
-    gw = cudnnconv.conv_backward_weight(x, w.shape, gy, out=ref.poisoned(w.shape, dtype, layout), allow_tf32=False,
-                                        engine=engine, **kw)
-    assert _nchunks() >= 4
-    assert ref.rel_error(gw, ref.conv_backward_weight(x, w.shape, gy, **kw)) <= ref.tolerance(dtype)
+    counts, expect = _three_directions(x, w, dtype, layout, engine, **kw)
+    assert min(counts) >= 4, counts                                    # 2 samples x at least 2 tiles
     assert {op for op, _, _ in engine_sizes} == {"forward", "backward_data", "backward_filter"}
     # the same signature again: the memoized tiled plan runs its tiles again, unbound
     again = cudnnconv.conv(x, w, out=ref.poisoned(expect.shape, dtype, layout), allow_tf32=False, engine=engine, **kw)
@@ -178,18 +187,8 @@ def test_same_padding_with_an_even_kernel_and_1d_over_the_limit(engine, engine_s
     n = LIMIT // 2 + 7
     x1 = ref.random((2, 2, n), "float32")                          # 1D: one sample 2 * n > LIMIT
     w1 = ref.random((3, 2, 5), "float32")
-    kw = dict(padding=2, stride=3, allow_tf32=False, engine=engine)
-    expect = ref.conv(x1, w1, None, padding=2, stride=3)
-    y1 = cudnnconv.conv(x1, w1, out=ref.poisoned(expect.shape, "float32"), **kw)
-    assert _nchunks() >= 4
-    assert ref.rel_error(y1, expect) <= ref.tolerance("float32")
-    gy1 = ref.random(y1.shape, "float32")
-    gx1 = cudnnconv.conv_backward_input(x1.shape, w1, gy1, out=ref.poisoned(x1.shape, "float32"), **kw)
-    assert ref.rel_error(gx1, ref.conv_backward_input(x1.shape, w1, gy1, padding=2, stride=3)) \
-        <= ref.tolerance("float32")
-    gw1 = cudnnconv.conv_backward_weight(x1, w1.shape, gy1, out=ref.poisoned(w1.shape, "float32"), **kw)
-    assert ref.rel_error(gw1, ref.conv_backward_weight(x1, w1.shape, gy1, padding=2, stride=3)) \
-        <= ref.tolerance("float32")
+    counts, _ = _three_directions(x1, w1, "float32", "nchw", engine, padding=2, stride=3)
+    assert counts[0] >= 4, counts
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -198,17 +197,8 @@ def test_a_sample_over_the_limit_in_3d_and_with_groups(engine, engine_sizes):
     x = ref.random((1, 4, d, d, d), "float32")                    # 4 * d**3 > LIMIT
     w = ref.random((4, 2, 3, 3, 3), "float32")
     assert 4 * d ** 3 > LIMIT
-    kw = dict(padding=1, groups=2, allow_tf32=False, engine=engine)
-    expect = ref.conv(x, w, None, padding=1, groups=2)
-    y = cudnnconv.conv(x, w, out=ref.poisoned(expect.shape, "float32"), **kw)
-    assert _nchunks() >= 2
-    assert ref.rel_error(y, expect) <= ref.tolerance("float32")
-    gy = ref.random(y.shape, "float32")
-    gx = cudnnconv.conv_backward_input(x.shape, w, gy, out=ref.poisoned(x.shape, "float32"), **kw)
-    assert ref.rel_error(gx, ref.conv_backward_input(x.shape, w, gy, padding=1, groups=2)) <= ref.tolerance("float32")
-    gw = cudnnconv.conv_backward_weight(x, w.shape, gy, out=ref.poisoned(w.shape, "float32"), **kw)
-    assert ref.rel_error(gw, ref.conv_backward_weight(x, w.shape, gy, padding=1, groups=2)) \
-        <= ref.tolerance("float32")
+    counts, _ = _three_directions(x, w, "float32", "nchw", engine, padding=1, groups=2)
+    assert counts[0] >= 2, counts
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
@@ -222,16 +212,8 @@ def test_windows_that_read_padding_alone(engine, dtype, engine_sizes):
     side = int((LIMIT // 2) ** 0.5) + 2
     x = ref.random((1, 2, side, side + 1), dtype, "channels_last")
     w = ref.random((3, 2, 1, 2), dtype, "channels_last")
-    kw = dict(padding=(3, 2), allow_tf32=False, engine=engine)
-    expect = ref.conv(x, w, None, padding=(3, 2))
-    y = cudnnconv.conv(x, w, out=ref.poisoned(expect.shape, dtype, "channels_last"), **kw)
-    assert _nchunks() >= 2
-    assert ref.rel_error(y, expect) <= ref.tolerance(dtype)
-    gy = ref.random(expect.shape, dtype, "channels_last")
-    gx = cudnnconv.conv_backward_input(x.shape, w, gy, out=ref.poisoned(x.shape, dtype, "channels_last"), **kw)
-    assert ref.rel_error(gx, ref.conv_backward_input(x.shape, w, gy, padding=(3, 2))) <= ref.tolerance(dtype)
-    gw = cudnnconv.conv_backward_weight(x, w.shape, gy, out=ref.poisoned(w.shape, dtype, "channels_last"), **kw)
-    assert ref.rel_error(gw, ref.conv_backward_weight(x, w.shape, gy, padding=(3, 2))) <= ref.tolerance(dtype)
+    counts, expect = _three_directions(x, w, dtype, "channels_last", engine, padding=(3, 2))
+    assert counts[0] >= 2, counts
     z = ref.random(expect.shape, dtype, "channels_last")
     b = ref.random((3,), dtype)
     for fusion in ("composed", "auto"):
