@@ -1,6 +1,8 @@
 """The 32-bit split paths, exercised through a build with a small
 CUDNNCONV_INDEX_LIMIT (tools/gpu_suite.sh builds one with 1048576 and runs
 this file against it).  With the default limit these tests skip."""
+import math
+
 import pytest
 
 import cudnnconv
@@ -251,9 +253,20 @@ def test_transposed_and_fused_calls_over_the_limit_run_in_tiles(engine, layout, 
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_where_tiling_cannot_help_the_error_names_the_sizes(engine):
-    # one output element reads more than the limit: C x the 3x3 window
+    # one output element reads more than the limit: a dilated 3x3 window spans all of C x side x side,
+    # while the weight stays small (an undilated window over the limit needs a weight over it too)
+    c = 16
+    side = math.isqrt(LIMIT // c) + 1
+    side += 1 - side % 2                         # odd: a 3-tap window with dilation (side - 1) / 2 spans it
+    x = ref.random((1, c, side, side), "float32")
+    w = ref.random((1, c, 3, 3), "float32")
+    with pytest.raises(ValueError, match=r"one output element of this convolution reads %d input elements.*"
+                                         r"no spatial tiling brings it under" % (c * side * side)):
+        cudnnconv.conv(x, w, dilation=(side - 1) // 2, engine=engine)
+    # a weight over the limit: no split or tiling changes it
     c = LIMIT // 9 + 1
     x = ref.random((1, c, 3, 3), "float32")
     w = ref.random((1, c, 3, 3), "float32")
-    with pytest.raises(ValueError, match="no spatial tiling brings it under"):
+    with pytest.raises(ValueError, match=r"the weight \(1, %d, 3, 3\) has %d elements, over the index limit"
+                                         % (c, 9 * c)):
         cudnnconv.conv(x, w, engine=engine)
