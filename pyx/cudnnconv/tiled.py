@@ -126,8 +126,12 @@ def backward_data(run, gx, w, gy, tiles):
         run(part, w, gy[_slices(t.out_lo, t.out_hi)], _pads(t), t)
         sl = _slices(t.in_lo, t.in_hi)
         if gx.dtype.itemsize == 2:       # float16, bfloat16: one rounding of a float32 sum, as the split does
-            wide = gx[sl].astype(xp.float32)            # astype keeps the memory order (order='K')
-            add_into(wide, part.astype(xp.float32))
+            # the casts run as copies in memory order (``assign``), and the sum widens ``part`` as it
+            # reads it: astype over a channels-last window indexes every axis, which for a window
+            # over the 32-bit limit took 62 ms where these copies take a few (docs/design.md)
+            wide = empty_like_order(gx, part.shape, xp.float32, xp)
+            assign(wide, gx[sl])
+            add_into(wide, part)
             assign(gx[sl], wide)
         else:
             add_into(gx[sl], part)
