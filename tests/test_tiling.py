@@ -241,6 +241,71 @@ def test_tiled_weight_gradient_accumulates_in_the_wider_dtype():
     assert narrow[0, 0, 0, 0] != want                    # the float16 sum is the one that loses
 
 
+@st.composite
+def _strided_pair(draw):
+    """(dst, src): two NumPy arrays of one shape, each a slice of a larger array whose axes lie in
+    memory in a drawn order (as a channels-last window lies in a channels-last tensor)."""
+    nd = draw(st.integers(1, 5))
+    shape = tuple(draw(st.integers(1, 4)) for _ in range(nd))
+
+    def array(seed):
+        order = draw(st.permutations(range(nd)))
+        extra = tuple(draw(st.integers(0, 2)) for _ in range(nd))
+        base = numpy.random.default_rng(seed).standard_normal(tuple(shape[i] + extra[i] for i in order))
+        whole = base.transpose(numpy.argsort(order))
+        lo = tuple(draw(st.integers(0, e)) for e in extra)
+        return whole[tuple(slice(a, a + n) for a, n in zip(lo, shape))]
+    return array(draw(st.integers(0, 2 ** 32 - 1))), array(draw(st.integers(0, 2 ** 32 - 1)))
+
+
+@SETTINGS
+@given(_strided_pair())
+def test_memory_order_copies_fills_and_sums_equal_the_plain_ones(pair):
+    """tiled.assign, fill and add_into write what ``dst[...] = src``, ``fill`` and ``+=`` write, on
+    views of any memory order, and nothing outside ``dst``; empty_like_order lays its axes out in
+    the order of the array it copies."""
+    dst, src = pair
+    base = dst.base
+    for op, plain in ((lambda d, s: tiled.assign(d, s), lambda d, s: d.__setitem__(Ellipsis, s)),
+                      (lambda d, s: tiled.add_into(d, s), lambda d, s: d.__iadd__(s)),
+                      (lambda d, s: tiled.fill(d, 2.5), lambda d, s: d.fill(2.5))):
+        before = base.copy()
+        plain(dst, src)
+        want_base = base.copy()
+        base[...] = before
+        op(dst, src)
+        numpy.testing.assert_array_equal(base, want_base)
+    like = dst
+    made = tiled.empty_like_order(like, like.shape, numpy.float32, numpy)
+    assert made.shape == like.shape and made.dtype == numpy.float32
+    big = [i for i in range(like.ndim) if like.shape[i] > 1]
+    assert sorted(big, key=lambda i: -made.strides[i]) == sorted(big, key=lambda i: -abs(like.strides[i]))
+
+
+def test_tiled_input_gradient_in_16_bits_and_channels_last_keeps_its_memory_order():
+    """backward_data on a channels-last float16 gradient: the parts it allocates share the
+    gradient's memory order, and the overlapping windows still sum to the whole gradient."""
+    g = _g(n=1, in_channels=3, out_channels=2, spatial=(9, 5), kernel=(3, 3), pad_lo=(1, 1), pad_hi=(1, 1),
+           index_limit=3 * 5 * 5)
+    tiles = _plan(g)
+    assert len(tiles) > 2
+    rng = numpy.random.default_rng(5)
+    w = rng.standard_normal((2, 3, 3, 3))
+    gy = rng.standard_normal((1, 2, 9, 5))
+    gx = numpy.full((1, 9, 5, 3), numpy.nan, dtype=numpy.float16).transpose(0, 3, 1, 2)
+    seen = []
+
+    def dgrad(part, w_, gyt, pads, tile):
+        seen.append(part.strides)
+        assert part.strides[1] == part.itemsize           # channels innermost, as in gx
+        part[...] = conv_backward_input(part.shape, w_, gyt, (1, 1), (1, 1), pads).astype(part.dtype)
+    tiled.backward_data(dgrad, gx, w, gy, tiles)
+    assert len(seen) == len(tiles)
+    exact = conv_backward_input((1, 3, 9, 5), w, gy, (1, 1), (1, 1), ((1, 1), (1, 1)))
+    # each element: at most two float16-rounded terms, summed in float32, rounded once
+    assert numpy.abs(gx.astype(numpy.float64) - exact).max() <= 3 * 2 ** -11 * numpy.abs(exact).max() + 1e-3
+
+
 def test_tiles_that_read_padding_alone_make_zeros_and_add_nothing():
     # padding wider than the kernel's reach: the first and last outputs read padding alone
     g = _g(n=1, in_channels=2, out_channels=3, spatial=(6,), kernel=(2,), stride=(1,), dilation=(1,),
@@ -386,13 +451,18 @@ def test_split_or_tile_tiles_each_sample_where_one_is_over_the_limit():
 class _ReferenceEngine:
     """An engine's ``run`` on NumPy arrays: the float64 reference with the geometry it is given."""
 
-    def __init__(self, limit):
+    def __init__(self, limit, layout=None):
         self.shapes = []
         self.limit = limit
+        self.layout = layout
 
     def run(self, op, x, w, y, geom, opts, layout, device, repro, z=None, bias=None, alpha=1.0):
         assert geom.padding == (0,) * geom.nsp and geom.same_extra == (0,) * geom.nsp   # padding is copied
         assert x.size <= self.limit and y.size <= self.limit, (x.shape, y.shape, self.limit)
+        if self.layout is not None:     # the activations it is handed are packed in the plan's layout
+            from cudnnconv import params
+            assert layout == self.layout
+            assert all(params.has_layout(a, layout) for a in (x, y) + ((z,) if z is not None else ())), op
         pads = ((0, 0),) * geom.nsp
         if op == "forward":
             y[...] = conv(x, w, geom.stride, geom.dilation, pads)
@@ -408,60 +478,81 @@ class _ReferenceEngine:
         return op
 
 
+def _in_layout(shape, dtype, layout):
+    """A NumPy array of ``shape`` packed in ``layout`` (params.empty_in_layout's NumPy twin)."""
+    from cudnnconv import params
+    if layout == params.NCHW:
+        return numpy.empty(shape, dtype=dtype)
+    nd = len(shape)
+    perm = (0,) + tuple(range(2, nd)) + (1,)
+    return numpy.empty(tuple(shape[p] for p in perm), dtype=dtype).transpose(numpy.argsort(perm))
+
+
 def _numpy_layouts(monkeypatch):
     from cudnnconv import params
 
-    def empty_in_layout(shape, dtype, layout):
-        return numpy.empty(shape, dtype=dtype)
-
     def to_layout(a, layout):
-        return numpy.ascontiguousarray(a)
-    monkeypatch.setattr(params, "empty_in_layout", empty_in_layout)
+        if params.has_layout(a, layout):
+            return a
+        out = _in_layout(a.shape, a.dtype, layout)
+        out[...] = a
+        return out
+    monkeypatch.setattr(params, "empty_in_layout", _in_layout)
     monkeypatch.setattr(params, "to_layout", to_layout)
+
+
+def _packed_in(a, layout):
+    out = _in_layout(a.shape, a.dtype, layout)
+    out[...] = a
+    return out
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                     HealthCheck.function_scoped_fixture])
-@given(geometries(), st.integers(0, 2 ** 32 - 1))
-def test_tiled_calls_run_every_direction_through_an_engine(monkeypatch, case, seed):
-    """A tiled plan of two samples through tiled_calls.run: windows copied with their padding and run
-    with none, results copied into the output's tiles, gradients summed; every direction equals the
-    untiled float64 result and writes every element of it."""
+@given(geometries(), st.integers(0, 2 ** 32 - 1), st.sampled_from(["nchw", "channels_last"]))
+def test_tiled_calls_run_every_direction_through_an_engine(monkeypatch, case, seed, layout):
+    """A tiled plan of two samples through tiled_calls.run, in either layout: windows copied with
+    their padding and run with none, results copied into the output's tiles, gradients summed; every
+    direction equals the untiled float64 result and writes every element of it."""
     import types
     from cudnnconv import params, tiled_calls
     _numpy_layouts(monkeypatch)
     g, out = case
     rng = numpy.random.default_rng(seed)
     n, cin, cout = 2, g["in_channels"], g["out_channels"]
-    x = rng.standard_normal((n, cin) + g["spatial"])
-    w = rng.standard_normal((cout, cin) + g["kernel"])
+    layout = params.NCHW if layout == "nchw" else params.CHANNELS_LAST
+    x = _packed_in(rng.standard_normal((n, cin) + g["spatial"]), layout)
+    w = _packed_in(rng.standard_normal((cout, cin) + g["kernel"]), layout)
     pads = tuple(zip(g["pad_lo"], g["pad_hi"]))
     y = conv(x, w, g["stride"], g["dilation"], pads)
-    gy = rng.standard_normal(y.shape)
+    gy = _packed_in(rng.standard_normal(y.shape), layout)
     least = cin * math.prod(d * (k - 1) + 1 for k, d in zip(g["kernel"], g["dilation"]))
     g["index_limit"] = max(g["index_limit"], least, cout)        # a padded window of one output fits
     tiles = tiling.plan_spatial_tiles(**dict(g, n=1), padded=True)
     nsp = len(g["spatial"])
     geom = params.Geometry(nsp, g["stride"], g["pad_lo"], g["dilation"], 1, (0,) * nsp)
-    plan = types.SimpleNamespace(chunks=tiled_calls.Tiled([(0, 1), (1, 1)], tiles), layout=params.NCHW, geom=geom,
+    plan = types.SimpleNamespace(chunks=tiled_calls.Tiled([(0, 1), (1, 1)], tiles), layout=layout, geom=geom,
                                  device=0, repro=None)
-    eng = _ReferenceEngine(g["index_limit"])
-    ty = numpy.full(y.shape, numpy.nan)
+    eng = _ReferenceEngine(g["index_limit"], layout)
+
+    def poisoned(shape):
+        return _packed_in(numpy.full(shape, numpy.nan), layout)
+    ty = poisoned(y.shape)
     ran = tiled_calls.run(eng, "forward", plan, x, w, ty, None)
     numpy.testing.assert_allclose(ty, y, rtol=1e-12, atol=1e-12)
     live = [t for t in tiles if all(a < b for a, b in zip(t.in_lo, t.in_hi))]
     assert len(ran) == n * len(live)
-    tgx = numpy.full(x.shape, numpy.nan)
+    tgx = poisoned(x.shape)
     tiled_calls.run(eng, "backward_data", plan, tgx, w, gy, None)
     numpy.testing.assert_allclose(tgx, conv_backward_input(x.shape, w, gy, g["stride"], g["dilation"], pads),
                                   rtol=1e-11, atol=1e-11)
-    tgw = numpy.full(w.shape, numpy.nan)
+    tgw = poisoned(w.shape)
     tiled_calls.run(eng, "backward_filter", plan, x, tgw, gy, None)
     numpy.testing.assert_allclose(tgw, conv_backward_weight(x, w.shape, gy, g["stride"], g["dilation"], pads),
                                   rtol=1e-11, atol=1e-11)
     # fused: each tile gets its slice of z; a window reading padding alone gets relu(alpha * z + bias)
-    z, b = rng.standard_normal(y.shape), rng.standard_normal(cout)
-    tf = numpy.full(y.shape, numpy.nan)
+    z, b = _packed_in(rng.standard_normal(y.shape), layout), rng.standard_normal(cout)
+    tf = poisoned(y.shape)
     tiled_calls.run(eng, "fused", plan, x, w, tf, None, z=z, bias=b, alpha=0.75)
     want = numpy.maximum(y + 0.75 * z + b.reshape((1, -1) + (1,) * nsp), 0)
     numpy.testing.assert_allclose(tf, want, rtol=1e-12, atol=1e-12)

@@ -9,6 +9,13 @@ pads by copy where its engine takes only symmetric padding, and writes the resul
 Arrays are CuPy arrays on the GPU and NumPy arrays in the CPU tests (the same code: slicing, ``+=``,
 ``fill`` and ``zeros``).
 
+Copies, fills and sums over whole windows go through ``assign``, ``fill`` and ``add_into``, which
+run them with the arrays' axes in the destination's memory order (largest stride first).  A
+channels-last window is (N, C, D, H, W) by its axes but (N, D, H, W, C) in memory; CuPy runs an
+elementwise kernel over the axes as given and merges only neighbouring axes whose strides chain, so
+in the axes' order it indexes five strided dims (a 1.4e9-element window copy took 46 ms on an H200),
+and in memory order it merges W with C (6.7 ms).
+
 What each direction does with the tiles (every output element is in exactly one tile):
 
 * forward: each output tile is written once, from its window.  A tile whose window is empty
@@ -41,6 +48,39 @@ What each direction does with the tiles (every output element is in exactly one 
 """
 
 
+def _memory_order(a):
+    """The axes of ``a`` from its largest stride to its smallest (ties keep their order)."""
+    return sorted(range(a.ndim), key=lambda i: -abs(a.strides[i]))
+
+
+def assign(dst, src):
+    """``dst[...] = src`` (same shape), run over both arrays' axes in ``dst``'s memory order."""
+    order = _memory_order(dst)
+    dst.transpose(order)[...] = src.transpose(order)
+
+
+def fill(a, value):
+    """``a.fill(value)``, run over ``a``'s axes in its memory order."""
+    a.transpose(_memory_order(a)).fill(value)
+
+
+def add_into(dst, src):
+    """``dst += src`` (same shape), run over both arrays' axes in ``dst``'s memory order."""
+    order = _memory_order(dst)
+    view = dst.transpose(order)
+    view += src.transpose(order)
+
+
+def empty_like_order(like, shape, dtype, xp):
+    """A new array of ``shape`` and ``dtype`` whose axes lie in memory in ``like``'s order."""
+    order = _memory_order(like)
+    a = xp.empty(tuple(shape[i] for i in order), dtype=dtype)
+    inverse = [0] * len(order)
+    for k, i in enumerate(order):
+        inverse[i] = k
+    return a.transpose(inverse)
+
+
 def _slices(lo, hi):
     return (slice(None), slice(None)) + tuple(slice(a, b) for a, b in zip(lo, hi))
 
@@ -59,7 +99,7 @@ def _empty_window(tile):
 
 
 def _zeros(y_tile, tile):
-    y_tile.fill(0)
+    fill(y_tile, 0)
 
 
 def forward(run, x, w, y, tiles, empty=_zeros):
@@ -78,17 +118,23 @@ def backward_data(run, gx, w, gy, tiles):
     """``gx`` (written whole) as the sum over tiles of each tile's input gradient over its window;
     returns ``gx``."""
     xp = array_module(gx)
-    gx.fill(0)
+    fill(gx, 0)
     for t in tiles:
         if _empty_window(t):
             continue
-        part = xp.empty(gx.shape[:2] + tuple(b - a for a, b in zip(t.in_lo, t.in_hi)), dtype=gx.dtype)
+        part = empty_like_order(gx, gx.shape[:2] + tuple(b - a for a, b in zip(t.in_lo, t.in_hi)), gx.dtype, xp)
         run(part, w, gy[_slices(t.out_lo, t.out_hi)], _pads(t), t)
         sl = _slices(t.in_lo, t.in_hi)
         if gx.dtype.itemsize == 2:       # float16, bfloat16: one rounding of a float32 sum, as the split does
-            gx[sl] = (gx[sl].astype(xp.float32) + part.astype(xp.float32)).astype(gx.dtype)
+            # the casts run as copies in memory order (``assign``), and the sum widens ``part`` as it
+            # reads it: astype over a channels-last window indexes every axis, which for a window
+            # over the 32-bit limit took 62 ms where these copies take a few (docs/design.md)
+            wide = empty_like_order(gx, part.shape, xp.float32, xp)
+            assign(wide, gx[sl])
+            add_into(wide, part)
+            assign(gx[sl], wide)
         else:
-            gx[sl] += part
+            add_into(gx[sl], part)
     return gx
 
 

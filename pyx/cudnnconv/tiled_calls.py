@@ -6,7 +6,7 @@ chunks).  ``run`` runs a tiled plan, chunk by chunk, with ``cudnnconv.tiled`` an
 ``run``:
 
 * each tile's window is copied into a packed array of the plan's layout with the tile's padding
-  as zeros around it (the planner counts that padding against the limit: ``padded=True``), and run
+  as zeros around it (copies and fills in memory order: ``tiled.assign``, ``tiled.fill``) (the planner counts that padding against the limit: ``padded=True``), and run
   with no padding, so both engines take it (the legacy engine has only
   symmetric padding, and an engine reads packed arrays); a channels-last window of one sample
   could run as a view, but views need engines that read strides, which they do not yet;
@@ -76,8 +76,18 @@ def _padded(a, pads, layout):
     shape = a.shape[:2] + tuple(s + lo + hi for s, (lo, hi) in zip(a.shape[2:], pads))
     out = params.empty_in_layout(shape, a.dtype, layout)
     if any(lo or hi for lo, hi in pads):
-        out.fill(0)
-    out[_interior(a.shape, pads)] = a
+        tiled.fill(out, 0)
+    tiled.assign(out[_interior(a.shape, pads)], a)
+    return out
+
+
+def _packed(a, layout):
+    """``a`` itself where it is packed in ``layout``, else a packed copy (``params.to_layout``, its
+    copy run in memory order)."""
+    if params.has_layout(a, layout):
+        return a
+    out = params.empty_in_layout(a.shape, a.dtype, layout)
+    tiled.assign(out, a)
     return out
 
 
@@ -103,22 +113,22 @@ def run(eng, op, plan, x, w, y, opts, z=None, bias=None, alpha=1.0):
             def fwd(xw, w_, yt, pads, tile, zs=zs):
                 yb = params.empty_in_layout(yt.shape, yt.dtype, layout)
                 kw = {} if op == "forward" else dict(
-                    z=params.to_layout(zs[tiled.out_slices(tile)], layout), bias=bias, alpha=alpha)
+                    z=_packed(zs[tiled.out_slices(tile)], layout), bias=bias, alpha=alpha)
                 engine(_padded(xw, pads, layout), w_, yb, **kw)
-                yt[...] = yb
+                tiled.assign(yt, yb)
 
             def padding_alone(yt, tile, zs=zs):
                 if op == "forward":
-                    yt.fill(0)
+                    tiled.fill(yt, 0)
                 else:                   # relu(alpha * z + bias) over a convolution of zero
-                    yt[...] = _relu_epilogue(zs[tiled.out_slices(tile)], alpha, bias)
+                    tiled.assign(yt, _relu_epilogue(zs[tiled.out_slices(tile)], alpha, bias))
             tiled.forward(fwd, x[s:s + 1], w, y[s:s + 1], tiles, padding_alone)
     elif op == "backward_data":
         def dgrad(part, w_, gyt, pads, tile):
             shape = part.shape[:2] + tuple(p + lo + hi for p, (lo, hi) in zip(part.shape[2:], pads))
             gxb = params.empty_in_layout(shape, part.dtype, layout)
-            engine(gxb, w_, params.to_layout(gyt, layout))
-            part[...] = gxb[_interior(part.shape, pads)]
+            engine(gxb, w_, _packed(gyt, layout))
+            tiled.assign(part, gxb[_interior(part.shape, pads)])
         for s, _ in plan.chunks:
             tiled.backward_data(dgrad, x[s:s + 1], w, y[s:s + 1], tiles)
     elif op == "backward_filter":
@@ -126,7 +136,7 @@ def run(eng, op, plan, x, w, y, opts, z=None, bias=None, alpha=1.0):
         part = params.empty_in_layout(w.shape, w.dtype, layout)
 
         def wgrad(xw, gw_part, gyt, pads, tile):
-            engine(_padded(xw, pads, layout), gw_part, params.to_layout(gyt, layout))
+            engine(_padded(xw, pads, layout), gw_part, _packed(gyt, layout))
         for s, _ in plan.chunks:        # every sample's tiles into one accumulator
             tiled.accumulate_weight(wgrad, x[s:s + 1], y[s:s + 1], tiles, acc, part)
         w[...] = acc if acc.dtype == w.dtype else acc.astype(w.dtype)
