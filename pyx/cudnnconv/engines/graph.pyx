@@ -46,7 +46,7 @@ import weakref
 
 from cudnnconv.core import executor as _executor
 
-from cudnnconv import _log, errata, gpu_timing, options, params, ranking, records, search, workspace
+from cudnnconv import _log, errata, gpu_timing, knob_space, options, params, ranking, records, search, workspace
 from cudnnconv.cache import AlgoCache, CacheInfo, check_maxsize
 from cudnnconv.core.status import CuDNNError, CuDNNOutOfMemoryError
 
@@ -516,14 +516,94 @@ cdef GraphChoice _new_choice(str op, idx, knobs, str tag, ws, notes, behavior, B
     return c
 
 
-def _heuristic_choices(GraphArgs a, opts):
+def _heuristic_choices(GraphArgs a, opts, seen=None):
     """Mode A's configs, then FALLBACK's (queried only when needed), as
-    finalized plans, filtered by the flags, each config once."""
+    finalized plans, filtered by the flags, each config once (``seen``: the
+    tags met so far, which it adds to)."""
     cdef GraphChoice c
-    seen = set()
+    if seen is None:
+        seen = set()
     for mode, how in ((<int>CUDNN_HEUR_MODE_A, "heuristic"), (<int>CUDNN_HEUR_MODE_FALLBACK, "fallback")):
         for cfg in _heuristic_configs(a.graph, mode):
             c = _make_choice(a, cfg, how, opts, seen)
+            if c is not None:
+                yield c
+
+
+cdef int64_t _engine_count(BackendDescriptor graph) except -1:
+    """How many engines cuDNN has for ``graph`` (0 where it will not say)."""
+    try:
+        return graph.get_int64(CUDNN_ATTR_OPERATIONGRAPH_ENGINE_GLOBAL_COUNT)
+    except CuDNNError as e:
+        _log.debug("graph: the engine count was refused (%s)", e.name)
+        return 0
+
+
+cdef list _knob_infos(BackendDescriptor graph, int64_t idx):
+    """Engine ``idx``'s knobs for ``graph`` as knob_space.KnobInfo, or None where
+    the engine does not take the graph (its finalize is refused)."""
+    cdef BackendDescriptor eng, ki
+    cdef int64_t got = 0
+    cdef int cap = <int>CUDNN_KNOB_TYPE_COUNTS
+    cdef int kt[1]
+    cdef cudnnBackendDescriptor_t* arr
+    try:
+        eng = create(CUDNN_BACKEND_ENGINE_DESCRIPTOR)
+        eng.set_desc(CUDNN_ATTR_ENGINE_OPERATION_GRAPH, graph)
+        eng.set_int64(CUDNN_ATTR_ENGINE_GLOBAL_INDEX, idx)
+        eng.finalize()
+    except CuDNNError:
+        return None
+    kis = [create(CUDNN_BACKEND_KNOB_INFO_DESCRIPTOR) for _ in range(cap)]
+    arr = <cudnnBackendDescriptor_t*>malloc(cap * sizeof(cudnnBackendDescriptor_t))
+    if arr == NULL:
+        raise MemoryError()
+    try:
+        for i in range(cap):
+            ki = kis[i]
+            arr[i] = ki.ptr
+        check(cudnnBackendGetAttribute(eng.ptr, CUDNN_ATTR_ENGINE_KNOB_INFO, CUDNN_TYPE_BACKEND_DESCRIPTOR,
+                                       cap, &got, <void*>arr))
+    finally:
+        free(arr)
+    out = []
+    for i in range(min(got, cap)):
+        ki = kis[i]
+        ki.finalized = True
+        ki.get_enums(CUDNN_ATTR_KNOB_INFO_TYPE, CUDNN_TYPE_KNOB_TYPE, kt, 1)
+        out.append(knob_space.KnobInfo(kt[0], ki.get_int64(CUDNN_ATTR_KNOB_INFO_MINIMUM_VALUE),
+                                       ki.get_int64(CUDNN_ATTR_KNOB_INFO_MAXIMUM_VALUE),
+                                       ki.get_int64(CUDNN_ATTR_KNOB_INFO_STRIDE)))
+    return out
+
+
+def _exhaustive_extra(GraphArgs a, opts, set seen, budget):
+    """Every engine of the graph with every knob setting knob_space keeps, as
+    finalized plans filtered by the flags, past the configs in ``seen`` (the
+    heuristics' own), until ``budget`` runs out.  An engine that does not take
+    the graph, or a setting that does not finalize, is skipped (the latter
+    recorded in ``a.excluded``)."""
+    cdef GraphChoice c
+    cdef BackendDescriptor cfg
+    cdef int64_t count = _engine_count(a.graph)
+    for idx in range(count):
+        if budget.exhausted():
+            return
+        infos = _knob_infos(a.graph, idx)
+        if infos is None:
+            continue
+        for knobs in knob_space.settings(infos):
+            if budget.exhausted():
+                return
+            if make_tag(idx, knobs) in seen:
+                continue
+            try:
+                cfg = _engine_config(a.graph, idx, knobs)
+            except CuDNNError as e:
+                seen.add(make_tag(idx, knobs))
+                a.rejected.append((make_tag(idx, knobs), e.name))
+                continue
+            c = _make_choice(a, cfg, "exhaustive", opts, seen)
             if c is not None:
                 yield c
 
@@ -555,7 +635,14 @@ def _benchmark(GraphArgs a, opts):
     import cupy
     cdef GraphChoice c
     cdef _PlanRun runner
-    plans = list(_heuristic_choices(a, opts))
+    exhaustive = gpu_timing.EXHAUSTIVE
+    clock = knob_space.Budget(gpu_timing.EXHAUSTIVE_BUDGET_S) if exhaustive else None
+    seen = set()
+    plans = list(_heuristic_choices(a, opts, seen))
+    heuristic = {c.tag for c in plans}     # always timed, so exhaustive is never worse than benchmark
+    if exhaustive:
+        plans.extend(_exhaustive_extra(a, opts, seen, clock))
+        progress = knob_space.Progress("%s x=%s w=%s" % (a.op, a.x_shape, a.w_shape))
     budget = workspace.search_budget(opts.workspace_limit)
     for c in plans:
         if c.ws_size > budget:
@@ -571,6 +658,9 @@ def _benchmark(GraphArgs a, opts):
     ws_ptr = workspace.pointer(mem)
     try:
         for c in plans:
+            if exhaustive and c.tag not in heuristic and clock.exhausted():
+                a.excluded.append((c, "not timed: the exhaustive search's %.1f s ran out" % clock.seconds))
+                continue
             runner = _plan_run(c, a, ws_ptr)
             try:
                 times = gpu_timing.time_samples(runner, stream=stream)
@@ -582,9 +672,11 @@ def _benchmark(GraphArgs a, opts):
             c.samples = tuple(times)
             c.time_ms = ranking.median_and_spread(times)[0]
             c.benchmarked = True
-            c.how = "benchmark"
+            c.how = "exhaustive" if exhaustive else "benchmark"
             c.forget_packs()          # they held the search workspace's pointer
             timed.append(c)
+            if exhaustive:
+                progress.add(c.tag, c.time_ms)
         timed = gpu_timing.rank_host_aware(timed, lambda ch: _plan_run(ch, a, ws_ptr), stream)
     finally:
         for c in timed:
@@ -922,7 +1014,16 @@ def set_persistence(stored_record, record_choice, forget_records):
 
 
 cdef bint _usable(value, bint benchmark):
-    return type(value) is GraphChoice and (not benchmark or (<GraphChoice>value).benchmarked)
+    """A cached or stored choice serves a call: any choice without benchmark; a
+    benchmarked one with it; with the exhaustive search on, only one it chose
+    (a plain benchmark's choice is searched again, and replaced)."""
+    if type(value) is not GraphChoice:
+        return False
+    if not benchmark:
+        return True
+    if gpu_timing.EXHAUSTIVE:
+        return (<GraphChoice>value).how == "exhaustive"
+    return (<GraphChoice>value).benchmarked
 
 
 cdef object _from_tuning_file(key, cache, bint benchmark):
@@ -1081,8 +1182,8 @@ def check_record(record):
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not -1.0 <= t <= 1e9:
             raise ValueError("%s must be a number in [-1, 1e9]" % f)
     how = record.get("how", "heuristic")
-    if how not in ("heuristic", "fallback", "benchmark"):
-        raise ValueError("how must be heuristic, fallback or benchmark")
+    if how not in ("heuristic", "fallback", "benchmark", "exhaustive"):
+        raise ValueError("how must be heuristic, fallback, benchmark or exhaustive")
     return tuple(sorted(out))
 
 
