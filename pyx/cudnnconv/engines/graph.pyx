@@ -323,6 +323,32 @@ cdef class GraphChoice:
         return "GraphChoice(%s %s)" % (self.op, self.describe())
 
 
+cdef list _get_descriptors(BackendDescriptor owner, cudnnBackendAttributeName_t name,
+                           cudnnBackendDescriptorType_t kind, int64_t capacity):
+    """The descriptors ``owner`` holds under attribute ``name``, at most
+    ``capacity``: cuDNN fills descriptors of ``kind`` made here, which are then
+    finalized (cuDNN made them so)."""
+    cdef cudnnBackendDescriptor_t* arr
+    cdef BackendDescriptor d
+    cdef int64_t got = 0
+    ds = [create(kind) for _ in range(capacity)]
+    arr = <cudnnBackendDescriptor_t*>malloc(capacity * sizeof(cudnnBackendDescriptor_t))
+    if arr == NULL:
+        raise MemoryError()
+    try:
+        for i in range(capacity):
+            d = ds[i]
+            arr[i] = d.ptr
+        check(cudnnBackendGetAttribute(owner.ptr, name, CUDNN_TYPE_BACKEND_DESCRIPTOR, capacity, &got, <void*>arr))
+    finally:
+        free(arr)
+    got = min(got, capacity)
+    for i in range(got):
+        d = ds[i]
+        d.finalized = True
+    return ds[:got]
+
+
 cdef list _heuristic_configs(BackendDescriptor graph, int mode):
     """The engine configs heuristics ``mode`` proposes, best first.  A mode
     that proposes nothing, or refuses the graph, gives an empty list."""
@@ -345,22 +371,7 @@ cdef list _heuristic_configs(BackendDescriptor graph, int mode):
         return []
     if count <= 0:
         return []
-    cfgs = [create(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR) for _ in range(count)]
-    arr = <cudnnBackendDescriptor_t*>malloc(count * sizeof(cudnnBackendDescriptor_t))
-    if arr == NULL:
-        raise MemoryError()
-    try:
-        for i in range(count):
-            cfg = cfgs[i]
-            arr[i] = cfg.ptr
-        check(cudnnBackendGetAttribute(heur.ptr, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR,
-                                       count, &got, <void*>arr))
-    finally:
-        free(arr)
-    for i in range(got):
-        cfg = cfgs[i]
-        cfg.finalized = True
-    return cfgs[:got]
+    return _get_descriptors(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_BACKEND_ENGINECFG_DESCRIPTOR, count)
 
 
 cdef tuple _config_info(BackendDescriptor cfg):
@@ -543,10 +554,8 @@ cdef list _knob_infos(BackendDescriptor graph, int64_t idx):
     """Engine ``idx``'s knobs for ``graph`` as knob_space.KnobInfo, or None where
     the engine does not take the graph (its finalize is refused)."""
     cdef BackendDescriptor eng, ki
-    cdef int64_t got = 0
     cdef int cap = <int>CUDNN_KNOB_TYPE_COUNTS
     cdef int kt[1]
-    cdef cudnnBackendDescriptor_t* arr
     try:
         eng = create(CUDNN_BACKEND_ENGINE_DESCRIPTOR)
         eng.set_desc(CUDNN_ATTR_ENGINE_OPERATION_GRAPH, graph)
@@ -554,22 +563,8 @@ cdef list _knob_infos(BackendDescriptor graph, int64_t idx):
         eng.finalize()
     except CuDNNError:
         return None
-    kis = [create(CUDNN_BACKEND_KNOB_INFO_DESCRIPTOR) for _ in range(cap)]
-    arr = <cudnnBackendDescriptor_t*>malloc(cap * sizeof(cudnnBackendDescriptor_t))
-    if arr == NULL:
-        raise MemoryError()
-    try:
-        for i in range(cap):
-            ki = kis[i]
-            arr[i] = ki.ptr
-        check(cudnnBackendGetAttribute(eng.ptr, CUDNN_ATTR_ENGINE_KNOB_INFO, CUDNN_TYPE_BACKEND_DESCRIPTOR,
-                                       cap, &got, <void*>arr))
-    finally:
-        free(arr)
     out = []
-    for i in range(min(got, cap)):
-        ki = kis[i]
-        ki.finalized = True
+    for ki in _get_descriptors(eng, CUDNN_ATTR_ENGINE_KNOB_INFO, CUDNN_BACKEND_KNOB_INFO_DESCRIPTOR, cap):
         ki.get_enums(CUDNN_ATTR_KNOB_INFO_TYPE, CUDNN_TYPE_KNOB_TYPE, kt, 1)
         out.append(knob_space.KnobInfo(kt[0], ki.get_int64(CUDNN_ATTR_KNOB_INFO_MINIMUM_VALUE),
                                        ki.get_int64(CUDNN_ATTR_KNOB_INFO_MAXIMUM_VALUE),
@@ -581,8 +576,9 @@ def _exhaustive_extra(GraphArgs a, opts, set seen, budget):
     """Every engine of the graph with every knob setting knob_space keeps, as
     finalized plans filtered by the flags, past the configs in ``seen`` (the
     heuristics' own), until ``budget`` runs out.  An engine that does not take
-    the graph, or a setting that does not finalize, is skipped (the latter
-    recorded in ``a.excluded``)."""
+    the graph is skipped; a setting that does not finalize is skipped and
+    listed with its status (``a.rejected``, and ``a.excluded`` where the plan
+    was refused)."""
     cdef GraphChoice c
     cdef BackendDescriptor cfg
     cdef int64_t count = _engine_count(a.graph)
