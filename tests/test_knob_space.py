@@ -96,4 +96,6 @@ def test_progress_counts_keeps_the_best_and_reports_at_most_once_a_second():
     clock.t += 1.0
     p.add("eng6", float("nan"))
     assert lines[-1].endswith("6 candidates timed, best eng5 0.1000 ms")
+    p.done()
+    assert len(lines) == 3 and lines[-1].endswith("6 candidates timed, best eng5 0.1000 ms (done)")
 

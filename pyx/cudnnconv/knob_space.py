@@ -16,7 +16,8 @@ cuDNN, so the CPU tests can prove them:
 - ``Budget``: the per-problem wall clock, spent on building plans and on timing them alike (a
   config that compiles at runtime can cost hundreds of milliseconds to finalize).
 - ``Progress``: a count of candidates and the best time so far, logged at INFO on
-  ``cudnnconv``'s logger at most once a second: quiet unless the application asks for INFO.
+  ``cudnnconv``'s logger at most once a second and once at the end: quiet unless the application
+  asks for INFO.
 """
 import collections
 import itertools
@@ -122,6 +123,10 @@ class Progress:
         if now - self._last >= self.every_s:
             self._last = now
             self.report(self.line())
+
+    def done(self):
+        """The search is over: report its count and best once more, marked ``(done)``."""
+        self.report(self.line() + " (done)")
 
     def line(self):
         best = "none yet" if self.best is None else "%s %.4f ms" % (self.best, self.best_ms)

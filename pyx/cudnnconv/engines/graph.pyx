@@ -674,6 +674,8 @@ def _benchmark(GraphArgs a, opts):
             if exhaustive:
                 progress.add(c.tag, c.time_ms)
         timed = gpu_timing.rank_host_aware(timed, lambda ch: _plan_run(ch, a, ws_ptr), stream)
+        if exhaustive:
+            progress.done()
     finally:
         for c in timed:
             c.forget_packs()          # the issue-time runs held the search workspace's pointer too
