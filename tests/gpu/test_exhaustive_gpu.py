@@ -13,12 +13,8 @@ pytestmark = [pytest.mark.gpu,
 
 
 @pytest.fixture
-def clean():
-    saved = cudnnconv.benchmark_settings()
-    cudnnconv.clear_cache()
+def clean(fresh_search):
     yield
-    cudnnconv.clear_cache()
-    cudnnconv.benchmark_settings(**saved)
 
 
 def _fp16_nhwc(shape, seed):
