@@ -527,15 +527,35 @@ cdef GraphChoice _new_choice(str op, idx, knobs, str tag, ws, notes, behavior, B
     return c
 
 
-def _heuristic_choices(GraphArgs a, opts, seen=None):
-    """Mode A's configs, then FALLBACK's (queried only when needed), as
-    finalized plans, filtered by the flags, each config once (``seen``: the
-    tags met so far, which it adds to)."""
+_MODE_B_LOCK = threading.Lock()     # mode B's queries one at a time, as cuDNN's frontend runs them
+
+
+def _mode_b_applies(GraphArgs a):
+    """Heuristics mode B (cuDNN's neural-net heuristic) serves 2-d convolutions
+    without groups or dilation only."""
+    return len(a.x_shape) == 4 and a.x_shape[1] == a.w_shape[1] and all(d == 1 for d in a.dilation)
+
+
+def _heuristic_choices(GraphArgs a, opts, seen=None, bint mode_b=False):
+    """Mode A's configs, then (``mode_b``, where it applies) mode B's, then
+    FALLBACK's (each mode queried only when needed), as finalized plans,
+    filtered by the flags, each config once (``seen``: the tags met so far,
+    which it adds to).  Mode B costs the host 10-100x mode A's query, so only
+    a benchmarking search asks it."""
     cdef GraphChoice c
     if seen is None:
         seen = set()
-    for mode, how in ((<int>CUDNN_HEUR_MODE_A, "heuristic"), (<int>CUDNN_HEUR_MODE_FALLBACK, "fallback")):
-        for cfg in _heuristic_configs(a.graph, mode):
+    modes = [(<int>CUDNN_HEUR_MODE_A, "heuristic")]
+    if mode_b and _mode_b_applies(a):
+        modes.append((<int>CUDNN_HEUR_MODE_B, "heuristic"))
+    modes.append((<int>CUDNN_HEUR_MODE_FALLBACK, "fallback"))
+    for mode, how in modes:
+        if mode == <int>CUDNN_HEUR_MODE_B:
+            with _MODE_B_LOCK:
+                cfgs = _heuristic_configs(a.graph, mode)
+        else:
+            cfgs = _heuristic_configs(a.graph, mode)
+        for cfg in cfgs:
             c = _make_choice(a, cfg, how, opts, seen)
             if c is not None:
                 yield c
@@ -634,7 +654,7 @@ def _benchmark(GraphArgs a, opts):
     exhaustive = gpu_timing.EXHAUSTIVE
     clock = knob_space.Budget(gpu_timing.EXHAUSTIVE_BUDGET_S) if exhaustive else None
     seen = set()
-    plans = list(_heuristic_choices(a, opts, seen))
+    plans = list(_heuristic_choices(a, opts, seen, True))
     heuristic = {c.tag for c in plans}     # always timed, so exhaustive is never worse than benchmark
     if exhaustive:
         plans.extend(_exhaustive_extra(a, opts, seen, clock))
