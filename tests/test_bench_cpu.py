@@ -456,6 +456,15 @@ def test_cli_list_and_errors(capsys):
     assert bench_main(["--suite", "tiny", "--dtype", "int8", "--list"]) == 2
 
 
+def test_cli_exhaustive_budget_is_checked_before_any_work(capsys):
+    import cudnnconv
+    before = cudnnconv.benchmark_settings()
+    for bad in ("0", "-1", "inf"):
+        assert bench_main(["--suite", "tiny", "--exhaustive", bad]) == 2
+        assert "exhaustive_budget_s" in capsys.readouterr().err
+    assert cudnnconv.benchmark_settings() == before
+
+
 def test_cli_batch_applies_to_layers_and_suites_but_not_tiny(capsys):
     assert bench_main(["--suite", "resnet50,tiny", "--layer", "N=2,C=8,H=8,W=8,K=8", "--batch", "16",
                        "--list"]) == 0
