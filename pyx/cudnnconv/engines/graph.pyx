@@ -657,7 +657,9 @@ def _benchmark(GraphArgs a, opts):
     plans = list(_heuristic_choices(a, opts, seen, True))
     heuristic = {c.tag for c in plans}     # always timed, so exhaustive is never worse than benchmark
     if exhaustive:
-        plans.extend(_exhaustive_extra(a, opts, seen, clock))
+        # building plans may take at most half the budget (a config compiled at runtime can take
+        # hundreds of ms to finalize), so that the rest is left for timing them
+        plans.extend(_exhaustive_extra(a, opts, seen, knob_space.Budget(clock.seconds / 2)))
         progress = knob_space.Progress("%s x=%s w=%s" % (a.op, a.x_shape, a.w_shape))
     budget = workspace.search_budget(opts.workspace_limit)
     for c in plans:
