@@ -62,6 +62,12 @@ def test_settings_are_capped_deterministic_distinct_and_drawn_from_the_product(r
         assert {t for t, _ in s} <= set(types)
 
 
+def test_round_robin_covers_every_engine_before_any_engine_twice():
+    got = list(knob_space.round_robin([(3, ["a", "b", "c"]), (5, []), (7, ["x"]), (9, ["p", "q"])]))
+    assert got == [(3, "a"), (7, "x"), (9, "p"), (3, "b"), (9, "q"), (3, "c")]
+    assert list(knob_space.round_robin([])) == []
+
+
 class _Clock:
     def __init__(self):
         self.t = 100.0

@@ -84,6 +84,18 @@ def settings(infos, cap=MAX_SETTINGS, value_cap=MAX_VALUES):
     return out
 
 
+def round_robin(per_engine):
+    """``(engine, setting)`` pairs from ``[(engine, [setting, ...]), ...]``: every engine's first
+    setting, then every engine's second, and so on, so that a budget that runs out has covered the
+    engines evenly rather than the first ones wholly."""
+    queues = [(e, list(s)) for e, s in per_engine]
+    depth = max((len(s) for _, s in queues), default=0)
+    for i in range(depth):
+        for e, s in queues:
+            if i < len(s):
+                yield e, s[i]
+
+
 class Budget:
     """A wall-clock budget of ``seconds``, started now (``clock``: seconds, monotonic)."""
 

@@ -602,26 +602,28 @@ def _exhaustive_extra(GraphArgs a, opts, set seen, budget):
     cdef GraphChoice c
     cdef BackendDescriptor cfg
     cdef int64_t count = _engine_count(a.graph)
+    per_engine = []
     for idx in range(count):
         if budget.exhausted():
-            return
+            break
         infos = _knob_infos(a.graph, idx)
-        if infos is None:
+        if infos is not None:
+            per_engine.append((idx, knob_space.settings(infos)))
+    for idx, knobs in knob_space.round_robin(per_engine):     # engines covered evenly if time runs out
+        if budget.exhausted():
+            return
+        tag = make_tag(idx, knobs)
+        if tag in seen:
             continue
-        for knobs in knob_space.settings(infos):
-            if budget.exhausted():
-                return
-            if make_tag(idx, knobs) in seen:
-                continue
-            try:
-                cfg = _engine_config(a.graph, idx, knobs)
-            except CuDNNError as e:
-                seen.add(make_tag(idx, knobs))
-                a.rejected.append((make_tag(idx, knobs), e.name))
-                continue
-            c = _make_choice(a, cfg, "exhaustive", opts, seen)
-            if c is not None:
-                yield c
+        try:
+            cfg = _engine_config(a.graph, idx, knobs)
+        except CuDNNError as e:
+            seen.add(tag)
+            a.rejected.append((tag, e.name))
+            continue
+        c = _make_choice(a, cfg, "exhaustive", opts, seen)
+        if c is not None:
+            yield c
 
 
 cdef class _PlanRun:
