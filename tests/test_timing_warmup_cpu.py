@@ -44,6 +44,31 @@ def test_benchmark_settings_refuse_bad_values_and_change_nothing(settings, kw):
     assert cudnnconv.benchmark_settings() == before
 
 
+def test_which_cached_choice_answers_a_call_at_each_search_level(settings):
+    ns = types.SimpleNamespace
+    heuristic, plain = ns(benchmarked=False, how="heuristic"), ns(benchmarked=True, how="benchmark")
+    exhaustive, legacy = ns(benchmarked=True, how="exhaustive"), ns(benchmarked=True)
+    answers = gpu_timing.answers
+    assert all(answers(c, False) for c in (heuristic, plain, exhaustive, legacy))
+    assert [answers(c, True) for c in (heuristic, plain, exhaustive, legacy)] == [False, True, True, True]
+    cudnnconv.benchmark_settings(exhaustive=True)
+    assert all(answers(c, False) for c in (heuristic, plain, exhaustive, legacy))
+    # a plain benchmark's choice is searched again; the legacy engine's benchmark already tries everything
+    assert [answers(c, True) for c in (heuristic, plain, exhaustive, legacy)] == [False, False, True, True]
+
+
+def test_changing_the_search_level_makes_bound_plans_stale(settings):
+    from cudnnconv.core import state
+    g = state.current_generation()
+    cudnnconv.benchmark_settings(exhaustive=False)           # no change: nothing goes stale
+    assert state.current_generation() == g
+    cudnnconv.benchmark_settings(exhaustive=True)
+    assert state.current_generation() > g
+    g = state.current_generation()
+    cudnnconv.benchmark_settings(exhaustive_budget_s=9)      # the budget alone changes no choice
+    assert state.current_generation() == g
+
+
 def test_spin_length_covers_host_time_within_bounds():
     assert gpu_timing.spin_ns_for(0.0) == gpu_timing.MIN_SPIN_NS
     # 100 us of host issue time: 3x that, plus the floor.

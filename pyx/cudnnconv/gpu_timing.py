@@ -56,6 +56,7 @@ import threading
 import time
 
 from cudnnconv import _log, knob_space, ranking
+from cudnnconv.core import state as _state
 from cudnnconv.core.status import CuDNNError
 
 # The settings (benchmark_settings() sets them; read at each search).
@@ -121,8 +122,8 @@ def benchmark_settings(repeats=None, warmup=None, margin=None, host_aware=None, 
     within ``exhaustive_budget_s`` seconds (> 0, default 5) per problem; the
     heuristics' own configs are always timed.  Its choices are cached and
     stored with ``how: exhaustive``; while it is on, a choice that a plain
-    benchmark made is searched again.  Plans already bound to a call signature
-    keep their choice until ``clear_cache()``.  Returns the settings now in
+    benchmark made is searched again (``answers``), and changing it makes the
+    plans bound to call signatures stale.  Returns the settings now in
     force.
 
     Raises:
@@ -157,11 +158,25 @@ def benchmark_settings(repeats=None, warmup=None, margin=None, host_aware=None, 
     if host_aware is not None:
         HOST_AWARE = host_aware
     if exhaustive is not None:
+        if exhaustive != EXHAUSTIVE:
+            _state.invalidate()         # call plans bound under the other level take the full path again
         EXHAUSTIVE = exhaustive
     if exhaustive_budget_s is not None:
         EXHAUSTIVE_BUDGET_S = float(exhaustive_budget_s)
     return {"repeats": REPEATS, "warmup": WARMUP, "margin": MARGIN, "host_aware": HOST_AWARE,
             "exhaustive": EXHAUSTIVE, "exhaustive_budget_s": EXHAUSTIVE_BUDGET_S}
+
+
+def answers(choice, benchmark):
+    """Whether a cached or stored choice answers a call: any choice one without ``benchmark``; a
+    benchmarked one a benchmarking call; with the exhaustive search on, only a choice it made
+    (``how == 'exhaustive'``).  A choice without ``how`` (the legacy engine's, whose benchmark
+    already times every algorithm) counts as exhaustive once benchmarked."""
+    if not benchmark:
+        return True
+    if not choice.benchmarked:
+        return False
+    return not EXHAUSTIVE or getattr(choice, "how", "exhaustive") == "exhaustive"
 
 
 def spin_ns_for(host_s):

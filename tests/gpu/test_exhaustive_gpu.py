@@ -48,8 +48,11 @@ def test_exhaustive_tries_more_and_chooses_at_least_as_well(clean, direction, tm
     assert ref.rel_error(got, expect) <= ref.tolerance("float16") * (4 if direction == "backward_filter" else 1)
     chosen = cudnnconv.last_call()["choices"][0]
     assert chosen["how"] == "exhaustive" and chosen["benchmarked"]
-    # at least as fast as the benchmark's choice, within the timing noise the ranking allows
-    assert chosen["time_ms"] <= plain["time_ms"] * (1 + 2 * gpu_timing.MARGIN) + 0.002, (chosen, plain)
+    # at least as cheap as the benchmark's choice by the ranking's own cost (max of GPU time and the
+    # issue time where one was measured), within the timing noise the ranking allows
+    def cost(c):
+        return max(c["time_ms"], c["issue_ms"])
+    assert cost(chosen) <= cost(plain) * (1 + 2 * gpu_timing.MARGIN) + 0.002, (chosen, plain)
     # stored with its knobs; a fresh cache loaded from the file hits without searching
     path = tmp_path / "t.json"
     assert cudnnconv.save_tuning(path) >= 1

@@ -532,8 +532,9 @@ _MODE_B_LOCK = threading.Lock()     # mode B's queries one at a time, as cuDNN's
 
 def _mode_b_applies(GraphArgs a):
     """Heuristics mode B (cuDNN's neural-net heuristic) serves 2-d convolutions
-    without groups or dilation only."""
-    return len(a.x_shape) == 4 and a.x_shape[1] == a.w_shape[1] and all(d == 1 for d in a.dilation)
+    without groups or dilation only (and no fused graph)."""
+    return a.op != "fused" and len(a.x_shape) == 4 and a.x_shape[1] == a.w_shape[1] \
+        and all(d == 1 for d in a.dilation)
 
 
 def _heuristic_choices(GraphArgs a, opts, seen=None, bint mode_b=False):
@@ -576,19 +577,20 @@ cdef list _knob_infos(BackendDescriptor graph, int64_t idx):
     cdef BackendDescriptor eng, ki
     cdef int cap = <int>CUDNN_KNOB_TYPE_COUNTS
     cdef int kt[1]
+    out = []
     try:
         eng = create(CUDNN_BACKEND_ENGINE_DESCRIPTOR)
         eng.set_desc(CUDNN_ATTR_ENGINE_OPERATION_GRAPH, graph)
         eng.set_int64(CUDNN_ATTR_ENGINE_GLOBAL_INDEX, idx)
         eng.finalize()
-    except CuDNNError:
+        for ki in _get_descriptors(eng, CUDNN_ATTR_ENGINE_KNOB_INFO, CUDNN_BACKEND_KNOB_INFO_DESCRIPTOR, cap):
+            ki.get_enums(CUDNN_ATTR_KNOB_INFO_TYPE, CUDNN_TYPE_KNOB_TYPE, kt, 1)
+            out.append(knob_space.KnobInfo(kt[0], ki.get_int64(CUDNN_ATTR_KNOB_INFO_MINIMUM_VALUE),
+                                           ki.get_int64(CUDNN_ATTR_KNOB_INFO_MAXIMUM_VALUE),
+                                           ki.get_int64(CUDNN_ATTR_KNOB_INFO_STRIDE)))
+    except CuDNNError as e:             # an engine that will not take the graph, or say its knobs: skipped
+        _log.debug("graph: engine %d skipped (%s)", idx, e.name)
         return None
-    out = []
-    for ki in _get_descriptors(eng, CUDNN_ATTR_ENGINE_KNOB_INFO, CUDNN_BACKEND_KNOB_INFO_DESCRIPTOR, cap):
-        ki.get_enums(CUDNN_ATTR_KNOB_INFO_TYPE, CUDNN_TYPE_KNOB_TYPE, kt, 1)
-        out.append(knob_space.KnobInfo(kt[0], ki.get_int64(CUDNN_ATTR_KNOB_INFO_MINIMUM_VALUE),
-                                       ki.get_int64(CUDNN_ATTR_KNOB_INFO_MAXIMUM_VALUE),
-                                       ki.get_int64(CUDNN_ATTR_KNOB_INFO_STRIDE)))
     return out
 
 
@@ -789,6 +791,8 @@ class PlanCache(AlgoCache):
             value = self._data.get(key)
             if type(value) is not GraphChoice or (benchmark and not (<GraphChoice>value).benchmarked):
                 return None
+            if benchmark and gpu_timing.EXHAUSTIVE and (<GraphChoice>value).how != "exhaustive":
+                return None             # gpu_timing.answers: the exhaustive search asks for its own
             self._data.move_to_end(key)
             self.hits += 1
             return value
@@ -1036,16 +1040,8 @@ def set_persistence(stored_record, record_choice, forget_records):
 
 
 cdef bint _usable(value, bint benchmark):
-    """A cached or stored choice serves a call: any choice without benchmark; a
-    benchmarked one with it; with the exhaustive search on, only one it chose
-    (a plain benchmark's choice is searched again, and replaced)."""
-    if type(value) is not GraphChoice:
-        return False
-    if not benchmark:
-        return True
-    if gpu_timing.EXHAUSTIVE:
-        return (<GraphChoice>value).how == "exhaustive"
-    return (<GraphChoice>value).benchmarked
+    """A cached or stored choice serves a call (gpu_timing.answers)."""
+    return type(value) is GraphChoice and gpu_timing.answers(value, benchmark)
 
 
 cdef object _from_tuning_file(key, cache, bint benchmark):
