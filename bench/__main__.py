@@ -175,13 +175,21 @@ def main(argv=None):
         print(profile_host(run, layers[0], runner.directions_for(layers[0], args.direction)[0], engines[0],
                            args.profile_host), flush=True)
     if args.out:
-        suite = "_".join(args.suite) or "custom"
-        base = args.name or "%s_%s_%s_%s" % (report.gpu_slug(env.get("gpu")), suite,
-                                             {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32",
-                                              "float64": "fp64"}[dtype], args.layout)
-        paths = report.write_all(result, args.out, base)
+        paths = report.write_all(result, args.out, result_name(args, env.get("gpu"), dtype))
         print("wrote " + ", ".join(paths.values()))
     return 0
+
+
+def result_name(args, gpu, dtype):
+    """The results' file name without extension: ``--name``, else GPU_SUITE_DTYPE_LAYOUT, with
+    ``_exhaustive`` after it for an exhaustive search, whose run keeps its own file beside the
+    benchmark-mode run of the same suite."""
+    from bench import report
+    if args.name:
+        return args.name
+    short = {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32", "float64": "fp64"}[dtype]
+    base = "%s_%s_%s_%s" % (report.gpu_slug(gpu), "_".join(args.suite) or "custom", short, args.layout)
+    return base + ("_exhaustive" if args.exhaustive is not None else "")
 
 
 def profile_host(run, layer, direction, engine, calls):
