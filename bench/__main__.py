@@ -38,6 +38,10 @@ def build_parser():
                    help="stop starting new layers after this many seconds (the outputs are still written)")
     p.add_argument("--out", metavar="DIR", help="write NAME.json, NAME.md and NAME.png here")
     p.add_argument("--name", help="base name of the output files (default GPU_SUITE_DTYPE_LAYOUT)")
+    p.add_argument("--exhaustive", type=float, default=None, metavar="SECONDS",
+                   help="search every engine and knob setting, SECONDS per problem "
+                        "(cudnnconv.benchmark_settings(exhaustive=True)); the run's wall time says what the "
+                        "searches cost")
     p.add_argument("--profile-host", type=int, default=0, metavar="CALLS",
                    help="after the run, profile CALLS eager calls of the first layer on the first engine with "
                         "cProfile and print where the host time goes")
@@ -101,6 +105,12 @@ def main(argv=None):
     t_start = time.time()
     import cudnnconv
     from cudnnconv import params
+    if args.exhaustive is not None:
+        try:
+            cudnnconv.benchmark_settings(exhaustive=True, exhaustive_budget_s=args.exhaustive)
+        except ValueError as e:
+            print("error: --exhaustive: %s" % e, file=sys.stderr)
+            return 2
     from bench import timing
     notes = []
     built = cudnnconv.build_info()["engines"]
@@ -133,6 +143,7 @@ def main(argv=None):
     config = {"suites": args.suite, "dtype": dtype, "layout": layout, "directions": args.direction,
               "engines": engines, "compare": list(run.peers), "batch": args.batch, "repeat": args.repeat,
               "budget_s": args.budget, "allow_tf32": allow_tf32, "tolerance": run.tol,
+              "exhaustive_budget_s": args.exhaustive,
               "argv": sys.argv[1:] if argv is None else list(argv)}
     work = [(layer, d) for layer in layers for d in runner.directions_for(layer, args.direction)]
     print("\n".join(report.header_lines({"env": env, "config": config, "peak_tflops": peak, "peaks": peaks,
@@ -164,13 +175,21 @@ def main(argv=None):
         print(profile_host(run, layers[0], runner.directions_for(layers[0], args.direction)[0], engines[0],
                            args.profile_host), flush=True)
     if args.out:
-        suite = "_".join(args.suite) or "custom"
-        base = args.name or "%s_%s_%s_%s" % (report.gpu_slug(env.get("gpu")), suite,
-                                             {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32",
-                                              "float64": "fp64"}[dtype], args.layout)
-        paths = report.write_all(result, args.out, base)
+        paths = report.write_all(result, args.out, result_name(args, env.get("gpu"), dtype))
         print("wrote " + ", ".join(paths.values()))
     return 0
+
+
+def result_name(args, gpu, dtype):
+    """The results' file name without extension: ``--name``, else GPU_SUITE_DTYPE_LAYOUT, with
+    ``_exhaustive`` after it for an exhaustive search, whose run keeps its own file beside the
+    benchmark-mode run of the same suite."""
+    from bench import report
+    if args.name:
+        return args.name
+    short = {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32", "float64": "fp64"}[dtype]
+    base = "%s_%s_%s_%s" % (report.gpu_slug(gpu), "_".join(args.suite) or "custom", short, args.layout)
+    return base + ("_exhaustive" if args.exhaustive is not None else "")
 
 
 def profile_host(run, layer, direction, engine, calls):

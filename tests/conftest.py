@@ -87,6 +87,17 @@ class FakeCudaArray:
 
 
 @pytest.fixture
+def fresh_search():
+    """The benchmark settings restored, and the choice caches cleared, around a test."""
+    import cudnnconv
+    saved = cudnnconv.benchmark_settings()
+    cudnnconv.clear_cache()
+    yield
+    cudnnconv.clear_cache()
+    cudnnconv.benchmark_settings(**saved)
+
+
+@pytest.fixture
 def fake_cuda_array():
     """``fake_cuda_array(shape, typestr='<f4')``: see FakeCudaArray."""
     return FakeCudaArray

@@ -14,7 +14,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from bench import report, roofline, runner, spec, suites  # noqa: E402
-from bench.__main__ import main as bench_main  # noqa: E402
+from bench.__main__ import main as bench_main, result_name  # noqa: E402
 from cudnnconv import params  # noqa: E402
 
 
@@ -454,6 +454,27 @@ def test_cli_list_and_errors(capsys):
     assert bench_main(["--list"]) == 2
     assert bench_main(["--suite", "tiny", "--direction", "up", "--list"]) == 2
     assert bench_main(["--suite", "tiny", "--dtype", "int8", "--list"]) == 2
+
+
+def test_cli_exhaustive_budget_is_checked_before_any_work(capsys):
+    import cudnnconv
+    before = cudnnconv.benchmark_settings()
+    for bad in ("0", "-1", "inf"):
+        assert bench_main(["--suite", "tiny", "--exhaustive", bad]) == 2
+        assert "exhaustive_budget_s" in capsys.readouterr().err
+    assert cudnnconv.benchmark_settings() == before
+
+
+def test_an_exhaustive_run_writes_its_own_results_beside_the_benchmark_runs():
+    import argparse
+    run = argparse.Namespace(name=None, suite=["resnet50"], layout="nhwc", exhaustive=None)
+    assert result_name(run, "NVIDIA H200", "float16") == "h200_resnet50_fp16_nhwc"
+    run.exhaustive = 5.0
+    assert result_name(run, "NVIDIA H200", "float16") == "h200_resnet50_fp16_nhwc_exhaustive"
+    run.suite, run.layout = [], "nchw"
+    assert result_name(run, "NVIDIA H200", "float32") == "h200_custom_fp32_nchw_exhaustive"
+    run.name = "mine"
+    assert result_name(run, "NVIDIA H200", "float32") == "mine"
 
 
 def test_cli_batch_applies_to_layers_and_suites_but_not_tiny(capsys):

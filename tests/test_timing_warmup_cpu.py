@@ -19,10 +19,13 @@ def settings():
 
 def test_benchmark_settings_defaults_and_round_trip(settings):
     assert cudnnconv.benchmark_settings() == {"repeats": 5, "warmup": 1, "margin": ranking.DEFAULT_MARGIN,
-                                              "host_aware": True}
-    got = cudnnconv.benchmark_settings(repeats=9, warmup=0, margin=0.05, host_aware=False)
-    assert got == {"repeats": 9, "warmup": 0, "margin": 0.05, "host_aware": False}
+                                              "host_aware": True, "exhaustive": False, "exhaustive_budget_s": 5.0}
+    got = cudnnconv.benchmark_settings(repeats=9, warmup=0, margin=0.05, host_aware=False, exhaustive=True,
+                                       exhaustive_budget_s=12)
+    assert got == {"repeats": 9, "warmup": 0, "margin": 0.05, "host_aware": False, "exhaustive": True,
+                   "exhaustive_budget_s": 12.0}
     assert (gpu_timing.REPEATS, gpu_timing.WARMUP, gpu_timing.MARGIN, gpu_timing.HOST_AWARE) == (9, 0, 0.05, False)
+    assert (gpu_timing.EXHAUSTIVE, gpu_timing.EXHAUSTIVE_BUDGET_S) == (True, 12.0)
     # None leaves a setting as it is.
     assert cudnnconv.benchmark_settings(repeats=3)["warmup"] == 0
 
@@ -30,12 +33,40 @@ def test_benchmark_settings_defaults_and_round_trip(settings):
 @pytest.mark.parametrize("kw", [dict(repeats=0), dict(repeats=True), dict(repeats=2.0), dict(repeats=1001),
                                 dict(warmup=-1), dict(warmup=False), dict(margin=-0.1), dict(margin=1.0),
                                 dict(margin=float("nan")), dict(margin="0.1"), dict(host_aware=1),
-                                dict(host_aware="yes")])
+                                dict(host_aware="yes"), dict(exhaustive=1), dict(exhaustive="on"),
+                                dict(exhaustive_budget_s=0), dict(exhaustive_budget_s=-1.0),
+                                dict(exhaustive_budget_s=float("inf")), dict(exhaustive_budget_s=True),
+                                dict(exhaustive_budget_s="5"), dict(exhaustive_budget_s=3601)])
 def test_benchmark_settings_refuse_bad_values_and_change_nothing(settings, kw):
     before = cudnnconv.benchmark_settings()
     with pytest.raises(ValueError):
         cudnnconv.benchmark_settings(**kw)
     assert cudnnconv.benchmark_settings() == before
+
+
+def test_which_cached_choice_answers_a_call_at_each_search_level(settings):
+    ns = types.SimpleNamespace
+    heuristic, plain = ns(benchmarked=False, how="heuristic"), ns(benchmarked=True, how="benchmark")
+    exhaustive, legacy = ns(benchmarked=True, how="exhaustive"), ns(benchmarked=True)
+    answers = gpu_timing.answers
+    assert all(answers(c, False) for c in (heuristic, plain, exhaustive, legacy))
+    assert [answers(c, True) for c in (heuristic, plain, exhaustive, legacy)] == [False, True, True, True]
+    cudnnconv.benchmark_settings(exhaustive=True)
+    assert all(answers(c, False) for c in (heuristic, plain, exhaustive, legacy))
+    # a plain benchmark's choice is searched again; the legacy engine's benchmark already tries everything
+    assert [answers(c, True) for c in (heuristic, plain, exhaustive, legacy)] == [False, False, True, True]
+
+
+def test_changing_the_search_level_makes_bound_plans_stale(settings):
+    from cudnnconv.core import state
+    g = state.current_generation()
+    cudnnconv.benchmark_settings(exhaustive=False)           # no change: nothing goes stale
+    assert state.current_generation() == g
+    cudnnconv.benchmark_settings(exhaustive=True)
+    assert state.current_generation() > g
+    g = state.current_generation()
+    cudnnconv.benchmark_settings(exhaustive_budget_s=9)      # the budget alone changes no choice
+    assert state.current_generation() == g
 
 
 def test_spin_length_covers_host_time_within_bounds():

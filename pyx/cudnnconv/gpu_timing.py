@@ -55,7 +55,8 @@ import math
 import threading
 import time
 
-from cudnnconv import _log, ranking
+from cudnnconv import _log, knob_space, ranking
+from cudnnconv.core import state as _state
 from cudnnconv.core.status import CuDNNError
 
 # The settings (benchmark_settings() sets them; read at each search).
@@ -67,6 +68,8 @@ MIN_SPIN_NS = 20_000          # never shorter than 20 us
 MAX_SPIN_NS = 2_000_000       # never longer than 2 ms
 SPIN_FACTOR = 3.0             # spin for 3x the host issue time (+ MIN_SPIN_NS)
 HOST_AWARE = True
+EXHAUSTIVE = False                              # benchmark_settings(exhaustive=): every engine and knob too
+EXHAUSTIVE_BUDGET_S = knob_space.DEFAULT_BUDGET_S
 HOST_AWARE_BELOW_MS = 0.1     # a GPU-fastest run this long or longer is GPU-bound: no issue times
 CALL_OVERHEAD_US = 3.0        # a cached call's host time beyond its execute (H200: 2-5 us)
 ISSUE_SAMPLES = 15
@@ -102,7 +105,8 @@ _spin_lock = threading.Lock()
 _spin_fns = {}                 # device id -> (Module, Function) or None when it cannot load
 
 
-def benchmark_settings(repeats=None, warmup=None, margin=None, host_aware=None):
+def benchmark_settings(repeats=None, warmup=None, margin=None, host_aware=None, exhaustive=None,
+                       exhaustive_budget_s=None):
     """Read, and optionally set, how a benchmarking search times candidates.
 
     ``repeats`` (k >= 1): timed samples per candidate, whose median is its
@@ -112,12 +116,20 @@ def benchmark_settings(repeats=None, warmup=None, margin=None, host_aware=None):
     fastest candidate runs under 0.1 ms, cost each candidate the larger of
     its GPU time and its measured host issue time (see this module's doc),
     or rank by GPU time alone.  Applies to both engines and is the default of
-    ``explain()``'s ``k``.  Returns the settings now in force.
+    ``explain()``'s ``k``.  ``exhaustive`` (bool, default False): a
+    benchmarking search on the graph engine also times every engine of the
+    operation graph with every knob setting ``cudnnconv.knob_space`` keeps,
+    within ``exhaustive_budget_s`` seconds (> 0, default 5) per problem; the
+    heuristics' own configs are always timed.  Its choices are cached and
+    stored with ``how: exhaustive``; while it is on, a choice that a plain
+    benchmark made is searched again (``answers``), and changing it makes the
+    plans bound to call signatures stale.  Returns the settings now in
+    force.
 
     Raises:
         ValueError: a setting out of its range (nothing is changed then).
     """
-    global REPEATS, WARMUP, MARGIN, HOST_AWARE
+    global REPEATS, WARMUP, MARGIN, HOST_AWARE, EXHAUSTIVE, EXHAUSTIVE_BUDGET_S
     if repeats is not None:
         if isinstance(repeats, bool) or not isinstance(repeats, int) or not 1 <= repeats <= 1000:
             raise ValueError("repeats must be an int in [1, 1000], got %r" % (repeats,))
@@ -130,6 +142,13 @@ def benchmark_settings(repeats=None, warmup=None, margin=None, host_aware=None):
             raise ValueError("margin must be a number in [0, 1), got %r" % (margin,))
     if host_aware is not None and not isinstance(host_aware, bool):
         raise ValueError("host_aware must be True or False, got %r" % (host_aware,))
+    if exhaustive is not None and not isinstance(exhaustive, bool):
+        raise ValueError("exhaustive must be True or False, got %r" % (exhaustive,))
+    if exhaustive_budget_s is not None:
+        if isinstance(exhaustive_budget_s, bool) or not isinstance(exhaustive_budget_s, (int, float)) \
+                or not math.isfinite(exhaustive_budget_s) or not 0 < exhaustive_budget_s <= 3600:
+            raise ValueError("exhaustive_budget_s must be a number of seconds in (0, 3600], got %r"
+                             % (exhaustive_budget_s,))
     if repeats is not None:
         REPEATS = repeats
     if warmup is not None:
@@ -138,7 +157,26 @@ def benchmark_settings(repeats=None, warmup=None, margin=None, host_aware=None):
         MARGIN = float(margin)
     if host_aware is not None:
         HOST_AWARE = host_aware
-    return {"repeats": REPEATS, "warmup": WARMUP, "margin": MARGIN, "host_aware": HOST_AWARE}
+    if exhaustive is not None:
+        if exhaustive != EXHAUSTIVE:
+            _state.invalidate()         # call plans bound under the other level take the full path again
+        EXHAUSTIVE = exhaustive
+    if exhaustive_budget_s is not None:
+        EXHAUSTIVE_BUDGET_S = float(exhaustive_budget_s)
+    return {"repeats": REPEATS, "warmup": WARMUP, "margin": MARGIN, "host_aware": HOST_AWARE,
+            "exhaustive": EXHAUSTIVE, "exhaustive_budget_s": EXHAUSTIVE_BUDGET_S}
+
+
+def answers(choice, benchmark):
+    """Whether a cached or stored choice answers a call: any choice one without ``benchmark``; a
+    benchmarked one a benchmarking call; with the exhaustive search on, only a choice it made
+    (``how == 'exhaustive'``).  A choice without ``how`` (the legacy engine's, whose benchmark
+    already times every algorithm) counts as exhaustive once benchmarked."""
+    if not benchmark:
+        return True
+    if not choice.benchmarked:
+        return False
+    return not EXHAUSTIVE or getattr(choice, "how", "exhaustive") == "exhaustive"
 
 
 def spin_ns_for(host_s):

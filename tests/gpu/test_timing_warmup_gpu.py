@@ -19,12 +19,8 @@ ENGINES = cudnnconv.build_info()["engines"]
 
 
 @pytest.fixture
-def clean():
-    saved = cudnnconv.benchmark_settings()
-    cudnnconv.clear_cache()
+def clean(fresh_search):
     yield
-    cudnnconv.clear_cache()
-    cudnnconv.benchmark_settings(**saved)
 
 
 def test_spin_kernel_loads_and_keeps_the_gpu_busy():

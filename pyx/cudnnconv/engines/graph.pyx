@@ -46,7 +46,7 @@ import weakref
 
 from cudnnconv.core import executor as _executor
 
-from cudnnconv import _log, errata, gpu_timing, options, params, ranking, records, search, workspace
+from cudnnconv import _log, errata, gpu_timing, knob_space, options, params, ranking, records, search, workspace
 from cudnnconv.cache import AlgoCache, CacheInfo, check_maxsize
 from cudnnconv.core.status import CuDNNError, CuDNNOutOfMemoryError
 
@@ -323,6 +323,32 @@ cdef class GraphChoice:
         return "GraphChoice(%s %s)" % (self.op, self.describe())
 
 
+cdef list _get_descriptors(BackendDescriptor owner, cudnnBackendAttributeName_t name,
+                           cudnnBackendDescriptorType_t kind, int64_t capacity):
+    """The descriptors ``owner`` holds under attribute ``name``, at most
+    ``capacity``: cuDNN fills descriptors of ``kind`` made here, which are then
+    finalized (cuDNN made them so)."""
+    cdef cudnnBackendDescriptor_t* arr
+    cdef BackendDescriptor d
+    cdef int64_t got = 0
+    ds = [create(kind) for _ in range(capacity)]
+    arr = <cudnnBackendDescriptor_t*>malloc(capacity * sizeof(cudnnBackendDescriptor_t))
+    if arr == NULL:
+        raise MemoryError()
+    try:
+        for i in range(capacity):
+            d = ds[i]
+            arr[i] = d.ptr
+        check(cudnnBackendGetAttribute(owner.ptr, name, CUDNN_TYPE_BACKEND_DESCRIPTOR, capacity, &got, <void*>arr))
+    finally:
+        free(arr)
+    got = min(got, capacity)
+    for i in range(got):
+        d = ds[i]
+        d.finalized = True
+    return ds[:got]
+
+
 cdef list _heuristic_configs(BackendDescriptor graph, int mode):
     """The engine configs heuristics ``mode`` proposes, best first.  A mode
     that proposes nothing, or refuses the graph, gives an empty list."""
@@ -345,22 +371,7 @@ cdef list _heuristic_configs(BackendDescriptor graph, int mode):
         return []
     if count <= 0:
         return []
-    cfgs = [create(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR) for _ in range(count)]
-    arr = <cudnnBackendDescriptor_t*>malloc(count * sizeof(cudnnBackendDescriptor_t))
-    if arr == NULL:
-        raise MemoryError()
-    try:
-        for i in range(count):
-            cfg = cfgs[i]
-            arr[i] = cfg.ptr
-        check(cudnnBackendGetAttribute(heur.ptr, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR,
-                                       count, &got, <void*>arr))
-    finally:
-        free(arr)
-    for i in range(got):
-        cfg = cfgs[i]
-        cfg.finalized = True
-    return cfgs[:got]
+    return _get_descriptors(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_BACKEND_ENGINECFG_DESCRIPTOR, count)
 
 
 cdef tuple _config_info(BackendDescriptor cfg):
@@ -516,16 +527,105 @@ cdef GraphChoice _new_choice(str op, idx, knobs, str tag, ws, notes, behavior, B
     return c
 
 
-def _heuristic_choices(GraphArgs a, opts):
-    """Mode A's configs, then FALLBACK's (queried only when needed), as
-    finalized plans, filtered by the flags, each config once."""
+_MODE_B_LOCK = threading.Lock()     # mode B's queries one at a time, as cuDNN's frontend runs them
+
+
+def _mode_b_applies(GraphArgs a):
+    """Heuristics mode B (cuDNN's neural-net heuristic) serves 2-d convolutions
+    without groups or dilation only (and no fused graph)."""
+    return a.op != "fused" and len(a.x_shape) == 4 and a.x_shape[1] == a.w_shape[1] \
+        and all(d == 1 for d in a.dilation)
+
+
+def _heuristic_choices(GraphArgs a, opts, seen=None, bint mode_b=False):
+    """Mode A's configs, then (``mode_b``, where it applies) mode B's, then
+    FALLBACK's (each mode queried only when needed), as finalized plans,
+    filtered by the flags, each config once (``seen``: the tags met so far,
+    which it adds to).  Mode B costs the host 10-100x mode A's query, so only
+    a benchmarking search asks it."""
     cdef GraphChoice c
-    seen = set()
-    for mode, how in ((<int>CUDNN_HEUR_MODE_A, "heuristic"), (<int>CUDNN_HEUR_MODE_FALLBACK, "fallback")):
-        for cfg in _heuristic_configs(a.graph, mode):
+    if seen is None:
+        seen = set()
+    modes = [(<int>CUDNN_HEUR_MODE_A, "heuristic")]
+    if mode_b and _mode_b_applies(a):
+        modes.append((<int>CUDNN_HEUR_MODE_B, "heuristic"))
+    modes.append((<int>CUDNN_HEUR_MODE_FALLBACK, "fallback"))
+    for mode, how in modes:
+        if mode == <int>CUDNN_HEUR_MODE_B:
+            with _MODE_B_LOCK:
+                cfgs = _heuristic_configs(a.graph, mode)
+        else:
+            cfgs = _heuristic_configs(a.graph, mode)
+        for cfg in cfgs:
             c = _make_choice(a, cfg, how, opts, seen)
             if c is not None:
                 yield c
+
+
+cdef int64_t _engine_count(BackendDescriptor graph) except -1:
+    """How many engines cuDNN has for ``graph`` (0 where it will not say)."""
+    try:
+        return graph.get_int64(CUDNN_ATTR_OPERATIONGRAPH_ENGINE_GLOBAL_COUNT)
+    except CuDNNError as e:
+        _log.debug("graph: the engine count was refused (%s)", e.name)
+        return 0
+
+
+cdef list _knob_infos(BackendDescriptor graph, int64_t idx):
+    """Engine ``idx``'s knobs for ``graph`` as knob_space.KnobInfo, or None where
+    the engine does not take the graph (its finalize is refused)."""
+    cdef BackendDescriptor eng, ki
+    cdef int cap = <int>CUDNN_KNOB_TYPE_COUNTS
+    cdef int kt[1]
+    out = []
+    try:
+        eng = create(CUDNN_BACKEND_ENGINE_DESCRIPTOR)
+        eng.set_desc(CUDNN_ATTR_ENGINE_OPERATION_GRAPH, graph)
+        eng.set_int64(CUDNN_ATTR_ENGINE_GLOBAL_INDEX, idx)
+        eng.finalize()
+        for ki in _get_descriptors(eng, CUDNN_ATTR_ENGINE_KNOB_INFO, CUDNN_BACKEND_KNOB_INFO_DESCRIPTOR, cap):
+            ki.get_enums(CUDNN_ATTR_KNOB_INFO_TYPE, CUDNN_TYPE_KNOB_TYPE, kt, 1)
+            out.append(knob_space.KnobInfo(kt[0], ki.get_int64(CUDNN_ATTR_KNOB_INFO_MINIMUM_VALUE),
+                                           ki.get_int64(CUDNN_ATTR_KNOB_INFO_MAXIMUM_VALUE),
+                                           ki.get_int64(CUDNN_ATTR_KNOB_INFO_STRIDE)))
+    except CuDNNError as e:             # an engine that will not take the graph, or say its knobs: skipped
+        _log.debug("graph: engine %d skipped (%s)", idx, e.name)
+        return None
+    return out
+
+
+def _exhaustive_extra(GraphArgs a, opts, set seen, budget):
+    """Every engine of the graph with every knob setting knob_space keeps, as
+    finalized plans filtered by the flags, past the configs in ``seen`` (the
+    heuristics' own), until ``budget`` runs out.  An engine that does not take
+    the graph is skipped; a setting that does not finalize is skipped and
+    listed with its status (``a.rejected``, and ``a.excluded`` where the plan
+    was refused)."""
+    cdef GraphChoice c
+    cdef BackendDescriptor cfg
+    cdef int64_t count = _engine_count(a.graph)
+    per_engine = []
+    for idx in range(count):
+        if budget.exhausted():
+            break
+        infos = _knob_infos(a.graph, idx)
+        if infos is not None:
+            per_engine.append((idx, knob_space.settings(infos)))
+    for idx, knobs in knob_space.round_robin(per_engine):     # engines covered evenly if time runs out
+        if budget.exhausted():
+            return
+        tag = make_tag(idx, knobs)
+        if tag in seen:
+            continue
+        try:
+            cfg = _engine_config(a.graph, idx, knobs)
+        except CuDNNError as e:
+            seen.add(tag)
+            a.rejected.append((tag, e.name))
+            continue
+        c = _make_choice(a, cfg, "exhaustive", opts, seen)
+        if c is not None:
+            yield c
 
 
 cdef class _PlanRun:
@@ -555,7 +655,16 @@ def _benchmark(GraphArgs a, opts):
     import cupy
     cdef GraphChoice c
     cdef _PlanRun runner
-    plans = list(_heuristic_choices(a, opts))
+    exhaustive = gpu_timing.EXHAUSTIVE
+    clock = knob_space.Budget(gpu_timing.EXHAUSTIVE_BUDGET_S) if exhaustive else None
+    seen = set()
+    plans = list(_heuristic_choices(a, opts, seen, True))
+    heuristic = {c.tag for c in plans}     # always timed, so exhaustive is never worse than benchmark
+    if exhaustive:
+        # building plans may take at most half the budget (a config compiled at runtime can take
+        # hundreds of ms to finalize), so that the rest is left for timing them
+        plans.extend(_exhaustive_extra(a, opts, seen, knob_space.Budget(clock.seconds / 2)))
+        progress = knob_space.Progress("%s x=%s w=%s" % (a.op, a.x_shape, a.w_shape))
     budget = workspace.search_budget(opts.workspace_limit)
     for c in plans:
         if c.ws_size > budget:
@@ -571,6 +680,9 @@ def _benchmark(GraphArgs a, opts):
     ws_ptr = workspace.pointer(mem)
     try:
         for c in plans:
+            if exhaustive and c.tag not in heuristic and clock.exhausted():
+                a.excluded.append((c, "not timed: the exhaustive search's %.1f s ran out" % clock.seconds))
+                continue
             runner = _plan_run(c, a, ws_ptr)
             try:
                 times = gpu_timing.time_samples(runner, stream=stream)
@@ -582,10 +694,14 @@ def _benchmark(GraphArgs a, opts):
             c.samples = tuple(times)
             c.time_ms = ranking.median_and_spread(times)[0]
             c.benchmarked = True
-            c.how = "benchmark"
+            c.how = "exhaustive" if exhaustive else "benchmark"
             c.forget_packs()          # they held the search workspace's pointer
             timed.append(c)
+            if exhaustive:
+                progress.add(c.tag, c.time_ms)
         timed = gpu_timing.rank_host_aware(timed, lambda ch: _plan_run(ch, a, ws_ptr), stream)
+        if exhaustive:
+            progress.done()
     finally:
         for c in timed:
             c.forget_packs()          # the issue-time runs held the search workspace's pointer too
@@ -675,6 +791,8 @@ class PlanCache(AlgoCache):
             value = self._data.get(key)
             if type(value) is not GraphChoice or (benchmark and not (<GraphChoice>value).benchmarked):
                 return None
+            if benchmark and gpu_timing.EXHAUSTIVE and (<GraphChoice>value).how != "exhaustive":
+                return None             # gpu_timing.answers: the exhaustive search asks for its own
             self._data.move_to_end(key)
             self.hits += 1
             return value
@@ -922,7 +1040,8 @@ def set_persistence(stored_record, record_choice, forget_records):
 
 
 cdef bint _usable(value, bint benchmark):
-    return type(value) is GraphChoice and (not benchmark or (<GraphChoice>value).benchmarked)
+    """A cached or stored choice serves a call (gpu_timing.answers)."""
+    return type(value) is GraphChoice and gpu_timing.answers(value, benchmark)
 
 
 cdef object _from_tuning_file(key, cache, bint benchmark):
@@ -1081,8 +1200,8 @@ def check_record(record):
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not -1.0 <= t <= 1e9:
             raise ValueError("%s must be a number in [-1, 1e9]" % f)
     how = record.get("how", "heuristic")
-    if how not in ("heuristic", "fallback", "benchmark"):
-        raise ValueError("how must be heuristic, fallback or benchmark")
+    if how not in ("heuristic", "fallback", "benchmark", "exhaustive"):
+        raise ValueError("how must be heuristic, fallback, benchmark or exhaustive")
     return tuple(sorted(out))
 
 
