@@ -399,6 +399,14 @@ def test_table_columns_and_header():
         assert col in header
     assert "1.10!" in text                        # over the 1.05 target is flagged
     assert "note: a note" in text
+    assert "search: exhaustive" not in text
+
+
+def test_an_exhaustive_runs_header_says_so_with_its_budget():
+    res = synthetic_result(0.9)
+    res["config"]["exhaustive_budget_s"] = 5.0
+    assert "search: exhaustive (every engine and knob setting cuDNN lists), budget 5 s per problem" \
+        in report.markdown(res)
 
 
 def test_write_all_outputs(tmp_path):
