@@ -405,7 +405,7 @@ def test_table_columns_and_header():
 def test_an_exhaustive_runs_header_says_so_with_its_budget():
     res = synthetic_result(0.9)
     res["config"]["exhaustive_budget_s"] = 5.0
-    assert "search: exhaustive (every engine and knob setting cuDNN lists), budget 5 s per problem" \
+    assert "search: exhaustive (cudnnconv.benchmark_settings(exhaustive=True)), budget 5 s per problem" \
         in report.markdown(res)
 
 

@@ -183,33 +183,30 @@ def test_the_typed_path_reads_a_tensor_as_its_views_signature(dtype, make):
     assert got[0] == tuple(t.shape) and got[3] == t.data_ptr() and got[4] == 0
 
 
-def _formatted(shape, fmt):
-    return torch.empty(shape).contiguous(memory_format=fmt) if fmt is not None else torch.empty(shape)
-
-
-@pytest.mark.parametrize("x_shape,w_shape,fmt,out_shape", [
-    ((2, 3, 8, 8), (4, 3, 3, 3), torch.channels_last, (2, 4, 6, 6)),
-    ((2, 3, 8, 8), (4, 3, 3, 3), None, (2, 4, 6, 6)),
-    ((1, 3, 8, 8), (1, 3, 8, 8), torch.channels_last, (1, 1, 1, 1)),      # size-1 dims: strides torch's way
-    ((0, 3, 8, 8), (4, 3, 3, 3), torch.channels_last, (0, 4, 6, 6)),      # an empty batch
-    ((2, 3, 4, 8, 8), (4, 3, 3, 3, 3), torch.channels_last_3d, (2, 4, 2, 6, 6)),
-    ((2, 3, 16), (4, 3, 3), None, (2, 4, 14)),
+@pytest.mark.parametrize("x_shape,w_shape,fmt,out_shape,expect_fmt", [
+    ((2, 3, 8, 8), (4, 3, 3, 3), torch.channels_last, (2, 4, 6, 6), torch.channels_last),
+    ((2, 3, 8, 8), (4, 3, 3, 3), None, (2, 4, 6, 6), torch.contiguous_format),
+    ((1, 3, 8, 8), (1, 3, 8, 8), torch.channels_last, (1, 1, 1, 1), torch.channels_last),  # size-1 dims
+    # an empty batch is contiguous in every format, so it reads as plain (as the format rule has it)
+    ((0, 3, 8, 8), (4, 3, 3, 3), torch.channels_last, (0, 4, 6, 6), torch.contiguous_format),
+    ((2, 3, 4, 8, 8), (4, 3, 3, 3, 3), torch.channels_last_3d, (2, 4, 2, 6, 6), torch.channels_last_3d),
+    ((2, 3, 16), (4, 3, 3), None, (2, 4, 14), torch.contiguous_format),
 ])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
 def test_the_output_has_the_strides_torch_empty_gives_its_format_first_call_and_cached(x_shape, w_shape, fmt,
-                                                                                       out_shape):
+                                                                                       out_shape, expect_fmt, dtype):
     # the first call of a (shape, format) asks torch.empty; later calls take its strides from the memo
-    # through new_empty_strided: both must be what torch.empty with that memory format gives
+    # through new_empty_strided: both must be what torch.empty with that memory format gives, in the
+    # input's dtype (not torch's default one)
     bridge._STRIDES.clear()
-    x = _formatted(x_shape, fmt)
-    w = torch.empty(w_shape)
-    fmt_expected = bridge.memory_format(x)
-    if fmt_expected is torch.contiguous_format:
-        fmt_expected = bridge.memory_format(w)
-    expect = torch.empty(out_shape, memory_format=fmt_expected).stride()
+    x = (torch.empty(x_shape, dtype=dtype).contiguous(memory_format=fmt) if fmt is not None
+         else torch.empty(x_shape, dtype=dtype))
+    w = torch.empty(w_shape, dtype=dtype)
+    expect = torch.empty(out_shape, memory_format=expect_fmt).stride()
     for _ in range(2):
         y = bridge.empty_like_layout(out_shape, x, w)
-        assert (tuple(y.shape), y.stride(), y.dtype, y.device) == (out_shape, expect, x.dtype, x.device)
-    assert bridge._STRIDES == {(out_shape, fmt_expected): expect}
+        assert (tuple(y.shape), y.stride(), y.dtype, y.device) == (out_shape, expect, dtype, x.device)
+    assert bridge._STRIDES == {(out_shape, expect_fmt): expect}
 
 
 def test_a_channels_last_weight_makes_a_channels_last_output_where_the_input_is_plain():
