@@ -168,8 +168,9 @@ def _remember(spec, miss, plan):
 
 
 def _bind(miss, plan, choices, x, w, y):
-    """Bind ``plan`` to the choice that just ran on x, w, y (forward roles); never a tiled plan."""
-    if miss.sig is not None and len(choices) == 1 and not tiled_calls.is_tiled(plan.chunks):
+    """Bind ``plan`` to the choice that just ran on x, w, y (forward roles); ``callplan.bind``
+    refuses what it cannot bind (a tiled plan among them)."""
+    if miss.sig is not None and len(choices) == 1:
         callplan.bind(plan, engine_registry.executor(choices[0], plan.device), x, w, y, miss)
 
 
@@ -423,9 +424,7 @@ def _backward_weight_execute(eng, plan, arrays, scalars, out, opts, miss):
     choices = []
     if not plan.chunks:
         gw.fill(0)          # an empty batch contributes nothing
-    elif tiled_calls.is_tiled(plan.chunks):
-        choices = _run_chunks(eng, "backward_filter", plan, xs, gw, gys, opts)
-    elif len(plan.chunks) == 1:
+    elif len(plan.chunks) == 1 or tiled_calls.is_tiled(plan.chunks):     # tiles sum their own samples
         choices = _run_chunks(eng, "backward_filter", plan, xs, gw, gys, opts)
         _bind(miss, plan, choices, xs, gw, gys)
     else:

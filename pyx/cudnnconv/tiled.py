@@ -106,7 +106,7 @@ def forward(run, x, w, y, tiles, empty=_zeros):
     """Write every output tile of ``y`` from its window of ``x`` (``empty`` for a window that reads
     padding alone); returns ``y``."""
     for t in tiles:
-        yt = y[_slices(t.out_lo, t.out_hi)]
+        yt = y[out_slices(t)]
         if _empty_window(t):
             empty(yt, t)
             continue
@@ -123,7 +123,7 @@ def backward_data(run, gx, w, gy, tiles):
         if _empty_window(t):
             continue
         part = empty_like_order(gx, gx.shape[:2] + tuple(b - a for a, b in zip(t.in_lo, t.in_hi)), gx.dtype, xp)
-        run(part, w, gy[_slices(t.out_lo, t.out_hi)], _pads(t), t)
+        run(part, w, gy[out_slices(t)], _pads(t), t)
         sl = _slices(t.in_lo, t.in_hi)
         if gx.dtype.itemsize == 2:       # float16, bfloat16: one rounding of a float32 sum, as the split does
             # the casts run as copies in memory order (``assign``), and the sum widens ``part`` as it
@@ -155,7 +155,7 @@ def accumulate_weight(run, x, gy, tiles, acc, part):
     for t in tiles:
         if _empty_window(t):
             continue                    # outputs that read padding alone add nothing to the weights
-        run(x[_slices(t.in_lo, t.in_hi)], part, gy[_slices(t.out_lo, t.out_hi)], _pads(t), t)
+        run(x[_slices(t.in_lo, t.in_hi)], part, gy[out_slices(t)], _pads(t), t)
         acc += part if part.dtype == acc.dtype else part.astype(acc.dtype)
     return acc
 

@@ -6,10 +6,11 @@ chunks).  ``run`` runs a tiled plan, chunk by chunk, with ``cudnnconv.tiled`` an
 ``run``:
 
 * each tile's window is copied into a packed array of the plan's layout with the tile's padding
-  as zeros around it (copies and fills in memory order: ``tiled.assign``, ``tiled.fill``) (the planner counts that padding against the limit: ``padded=True``), and run
-  with no padding, so both engines take it (the legacy engine has only
-  symmetric padding, and an engine reads packed arrays); a channels-last window of one sample
-  could run as a view, but views need engines that read strides, which they do not yet;
+  as zeros around it (copies and fills in memory order: ``tiled.assign``, ``tiled.fill``; the
+  planner counts that padding against the limit: ``padded=True``), and run with no padding, so
+  both engines take it (the legacy engine has only symmetric padding); a channels-last window of
+  one sample could run as a view, which needs the post-padding in the problem key and the tuning
+  record (docs/design.md, "Samples over the index limit");
 * its result goes into a packed array and is copied into the output's tile;
 * forward writes every output tile; backward-data sums each tile's gradient over its window;
   backward-weight sums the tiles' partial gradients, and the samples', in float32 for the 16-bit
