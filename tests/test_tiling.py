@@ -8,6 +8,7 @@ convolution reads for it (the strides line up); every window and tile is within 
 the convolution itself, in float64 NumPy: the forward assembled from tiles, the weight gradient
 summed over tiles and the input gradient summed over overlapping windows equal the untiled ones.
 """
+import ctypes
 import math
 
 import numpy
@@ -280,6 +281,101 @@ def test_memory_order_copies_fills_and_sums_equal_the_plain_ones(pair):
     assert made.shape == like.shape and made.dtype == numpy.float32
     big = [i for i in range(like.ndim) if like.shape[i] > 1]
     assert sorted(big, key=lambda i: -made.strides[i]) == sorted(big, key=lambda i: -abs(like.strides[i]))
+
+
+def _run_blocks(dst, src, blocks):
+    """``copy_plan``'s blocks run on the host, byte for byte, as cudaMemcpy2DAsync runs them; a row
+    outside either array's buffer fails the test before it is copied."""
+    d0, s0 = dst.ctypes.data, src.ctypes.data
+
+    def inside(arr, addr, n):
+        lo = arr.base.ctypes.data
+        return lo <= addr and addr + n <= lo + arr.base.nbytes
+    for d, dpitch, s, spitch, width, height in blocks:
+        for r in range(height):
+            to, frm = d0 + d + r * dpitch, s0 + s + r * spitch
+            assert inside(dst, to, width) and inside(src, frm, width), (d, dpitch, s, spitch, width, height)
+            ctypes.memmove(to, frm, width)
+
+
+@SETTINGS
+@given(_strided_pair())
+def test_block_copies_write_what_assignment_writes_and_nothing_else(pair):
+    """Where ``copy_plan`` gives blocks for two views (any memory order, any slice), running them
+    writes ``dst[...] = src`` and no byte outside ``dst``; where it gives None, assign's elementwise
+    copy runs instead (the property above).  Rows of any width count here (``min_row=1``), so
+    that the small drawn arrays reach every layout."""
+    dst, src = pair
+    order = tiled._memory_order(dst)
+    d, s_ = dst.transpose(order), src.transpose(order)
+    blocks = tiled.copy_plan(d.shape, d.itemsize, d.strides, s_.strides, min_row=1)
+    if blocks is None:
+        assert any(n > 1 for n in d.shape)                     # declined: not for a single element
+        return
+    base = dst.base
+    before = base.copy()
+    dst[...] = src
+    want = base.copy()
+    base[...] = before
+    _run_blocks(d, s_, blocks)
+    numpy.testing.assert_array_equal(base, want)
+
+
+def test_block_copies_of_a_channels_last_window_are_rows_at_two_pitches():
+    """The copies tiled calls make of a channels-last (N, C, D, H, W) window: into the interior of
+    its padded buffer, one 2-d copy per depth plane (rows of W x C elements, the buffer's pitch
+    (W + 2) x C); from a packed output tile into the output, one contiguous run."""
+    n, c, d, h, w = 1, 32, 5, 6, 16
+    item = 2
+    def cl(shape):
+        return numpy.zeros((shape[0],) + tuple(shape[2:]) + (shape[1],), numpy.float16).transpose(0, 4, 1, 2, 3)
+    window = cl((n, c, d, h, w))
+    padded = cl((n, c, d + 2, h + 2, w + 2))
+    interior = padded[:, :, 1:-1, 1:-1, 1:-1]
+    order = tiled._memory_order(interior)
+    assert order == [0, 2, 3, 4, 1]
+    i, s_ = interior.transpose(order), window.transpose(order)
+    blocks = tiled.copy_plan(i.shape, item, i.strides, s_.strides)
+    row = w * c * item
+    assert blocks == [(k * (h + 2) * (w + 2) * c * item, (w + 2) * c * item, k * h * row, row, row, h)
+                      for k in range(d)]
+    y = cl((n, c, 3 * d, h, w))
+    tile = y[:, :, d:2 * d]
+    order = tiled._memory_order(tile)
+    t, p = tile.transpose(order), window.transpose(order)
+    assert tiled.copy_plan(t.shape, item, t.strides, p.strides) == [(0, d * h * row, 0, d * h * row, d * h * row, 1)]
+    # the layouts it leaves to the elementwise copy: rows narrower than MIN_ROW_BYTES, reversed strides
+    narrow = cl((1, 2, 2, 2, 2))
+    o = narrow.transpose(tiled._memory_order(narrow))
+    assert tiled.copy_plan(o.shape, item, o.strides, o.strides) == [(0, 32, 0, 32, 32, 1)]   # contiguous: one run
+    rows = cl((1, 2, 2, 4, 4))[:, :, :, :, :2]
+    o = rows.transpose(tiled._memory_order(rows))
+    assert tiled.copy_plan(o.shape, item, o.strides, o.strides) is None
+    flipped = padded[:, :, ::-1]
+    o = flipped.transpose(tiled._memory_order(flipped))
+    assert tiled.copy_plan(o.shape, item, o.strides, o.strides) is None
+
+
+def test_block_copies_go_to_the_cuda_runtime_at_each_arrays_own_address(monkeypatch):
+    """``_copy_blocks`` hands each block to cudaMemcpy2DAsync (a one-row block to cudaMemcpyAsync)
+    at the arrays' first-element addresses plus the block's offsets, on CuPy's current stream."""
+    import sys
+    import types
+    calls = []
+    rt = types.SimpleNamespace(
+        memcpyDeviceToDevice=3,
+        memcpyAsync=lambda *a: calls.append(("1d",) + a),
+        memcpy2DAsync=lambda *a: calls.append(("2d",) + a))
+    fake = types.SimpleNamespace(cuda=types.SimpleNamespace(
+        runtime=rt, get_current_stream=lambda: types.SimpleNamespace(ptr=77)))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+
+    def array(ptr):
+        return types.SimpleNamespace(data=types.SimpleNamespace(ptr=ptr))
+    tiled._copy_blocks(array(1000), array(5000), [(0, 64, 8, 32, 32, 4), (256, 64, 136, 32, 32, 4),
+                                                  (0, 96, 0, 96, 96, 1)])
+    assert calls == [("2d", 1000, 64, 5008, 32, 32, 4, 3, 77), ("2d", 1256, 64, 5136, 32, 32, 4, 3, 77),
+                     ("1d", 1000, 5000, 96, 3, 77)]
 
 
 def test_tiled_input_gradient_in_16_bits_and_channels_last_keeps_its_memory_order():

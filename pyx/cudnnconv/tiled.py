@@ -46,6 +46,8 @@ What each direction does with the tiles (every output element is in exactly one 
   gradient into ``gw_part``, an array of the weight's shape and dtype that every tile reuses:
   ``run`` overwrites it and keeps no reference to it.
 """
+import itertools
+import math
 
 
 def _memory_order(a):
@@ -53,10 +55,70 @@ def _memory_order(a):
     return sorted(range(a.ndim), key=lambda i: -abs(a.strides[i]))
 
 
+# Block copies: a copy between two arrays of one dtype whose innermost axes (in the destination's
+# memory order) are contiguous in both is a set of 2-d copies, rows of contiguous bytes at two
+# pitches, which cudaMemcpy2DAsync runs at the device's copy bandwidth.  CuPy's elementwise copy of
+# a window over the index limit ran at about a fifth of it on an H200 (docs/design.md).
+MIN_ROW_BYTES = 512        # narrower rows: the elementwise copy
+MAX_BLOCKS = 1024          # more 2-d copies than this in one assign: the elementwise copy
+MAX_PITCH = 2 ** 31 - 1    # cudaMemcpy2D's limit on a pitch (and so on a row), cudaDevAttrMaxPitch
+
+
+def copy_plan(shape, itemsize, dst_strides, src_strides, min_row=MIN_ROW_BYTES):
+    """The copy of an array of ``shape`` between two layouts (byte strides, axes in the
+    destination's memory order, as ``assign`` transposes them) as block copies: a list of
+    ``(dst_offset, dst_pitch, src_offset, src_pitch, width, height)`` in bytes from each array's
+    first element, each copying ``height`` rows of ``width`` contiguous bytes.  A single block with
+    ``height`` 1 is one contiguous run.  None where the layouts do not allow it: the innermost
+    contiguous run narrower than ``min_row`` bytes, a negative stride, rows that overlap, a pitch over
+    MAX_PITCH or more than MAX_BLOCKS blocks."""
+    if 0 in shape:
+        return []
+    width, i = itemsize, len(shape) - 1
+    while i >= 0 and (shape[i] == 1 or (dst_strides[i] == width and src_strides[i] == width)):
+        width *= shape[i]
+        i -= 1
+    if i < 0:
+        return [(0, width, 0, width, width, 1)]
+    height, dpitch, spitch = shape[i], dst_strides[i], src_strides[i]
+    if width < min_row or dpitch < width or spitch < width or max(dpitch, spitch) > MAX_PITCH:
+        return None
+    outer = [(n, dst_strides[k], src_strides[k]) for k, n in enumerate(shape[:i]) if n > 1]
+    if any(d < 0 or s < 0 for _, d, s in outer) or math.prod(n for n, _, _ in outer) > MAX_BLOCKS:
+        return None
+    blocks = []
+    for index in itertools.product(*[range(n) for n, _, _ in outer]):
+        d = sum(j * ds for j, (_, ds, _) in zip(index, outer))
+        s_ = sum(j * ss for j, (_, _, ss) in zip(index, outer))
+        blocks.append((d, dpitch, s_, spitch, width, height))
+    return blocks
+
+
+def _copy_blocks(dst, src, blocks):
+    """Run ``copy_plan``'s blocks from CuPy array ``src`` into ``dst`` on the current stream."""
+    import cupy
+    rt = cupy.cuda.runtime
+    stream = cupy.cuda.get_current_stream().ptr
+    d0, s0 = dst.data.ptr, src.data.ptr
+    for d, dpitch, s, spitch, width, height in blocks:
+        if height == 1:
+            rt.memcpyAsync(d0 + d, s0 + s, width, rt.memcpyDeviceToDevice, stream)
+        else:
+            rt.memcpy2DAsync(d0 + d, dpitch, s0 + s, spitch, width, height, rt.memcpyDeviceToDevice, stream)
+
+
 def assign(dst, src):
-    """``dst[...] = src`` (same shape), run over both arrays' axes in ``dst``'s memory order."""
+    """``dst[...] = src`` (same shape), run over both arrays' axes in ``dst``'s memory order: as
+    block copies (``copy_plan``) for CuPy arrays of one dtype where the layouts allow, else as an
+    elementwise copy."""
     order = _memory_order(dst)
-    dst.transpose(order)[...] = src.transpose(order)
+    d, s = dst.transpose(order), src.transpose(order)
+    if dst.dtype == src.dtype and array_module(dst) is not _numpy():
+        blocks = copy_plan(d.shape, d.itemsize, d.strides, s.strides)
+        if blocks is not None:
+            _copy_blocks(d, s, blocks)
+            return
+    d[...] = s
 
 
 def fill(a, value):
@@ -160,9 +222,14 @@ def accumulate_weight(run, x, gy, tiles, acc, part):
     return acc
 
 
+def _numpy():
+    import numpy
+    return numpy
+
+
 def array_module(a):
     """The array module of ``a``: NumPy for NumPy arrays, else CuPy."""
-    import numpy
+    numpy = _numpy()
     if isinstance(a, numpy.ndarray):
         return numpy
     import cupy
