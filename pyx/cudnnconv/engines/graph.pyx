@@ -381,7 +381,6 @@ cdef tuple _config_info(BackendDescriptor cfg):
     cdef int n
     cdef BackendDescriptor eng = create(CUDNN_BACKEND_ENGINE_DESCRIPTOR)
     cdef BackendDescriptor kc
-    cdef cudnnBackendDescriptor_t karr[NOTE_CAP]
     check(cudnnBackendGetAttribute(cfg.ptr, CUDNN_ATTR_ENGINECFG_ENGINE, CUDNN_TYPE_BACKEND_DESCRIPTOR,
                                    1, &count, <void*>&eng.ptr))
     eng.finalized = True
@@ -390,21 +389,15 @@ cdef tuple _config_info(BackendDescriptor cfg):
     notes = tuple(NUMERICAL_NOTES.get(buf[i], str(buf[i])) for i in range(min(n, NOTE_CAP)))
     n = eng.get_enums(CUDNN_ATTR_ENGINE_BEHAVIOR_NOTE, CUDNN_TYPE_BEHAVIOR_NOTE, buf, NOTE_CAP)
     behavior = tuple(BEHAVIOR_NOTES.get(buf[i], str(buf[i])) for i in range(min(n, NOTE_CAP)))
-    check(cudnnBackendGetAttribute(cfg.ptr, CUDNN_ATTR_ENGINECFG_KNOB_CHOICES, CUDNN_TYPE_BACKEND_DESCRIPTOR,
-                                   0, &count, NULL))
+    # the knob choices are read into descriptors made beforehand, as many as there are knob types (as
+    # cudnn-frontend reads them): a count-only query (no array) of this attribute answers 0 on cuDNN
+    # 9.19, which made every config look knob-less and an exhaustive search's knob settings
+    # duplicates of their engine's default
     knobs = []
-    if count > 0:
-        count = min(count, NOTE_CAP)
-        kcs = [create(CUDNN_BACKEND_KNOB_CHOICE_DESCRIPTOR) for _ in range(count)]
-        for i in range(count):
-            kc = kcs[i]
-            karr[i] = kc.ptr
-        check(cudnnBackendGetAttribute(cfg.ptr, CUDNN_ATTR_ENGINECFG_KNOB_CHOICES, CUDNN_TYPE_BACKEND_DESCRIPTOR,
-                                       count, &count, <void*>karr))
-        for i in range(count):
-            kc = kcs[i]
-            kc.get_enums(CUDNN_ATTR_KNOB_CHOICE_KNOB_TYPE, CUDNN_TYPE_KNOB_TYPE, buf, 1)
-            knobs.append((buf[0], kc.get_int64(CUDNN_ATTR_KNOB_CHOICE_KNOB_VALUE)))
+    for kc in _get_descriptors(cfg, CUDNN_ATTR_ENGINECFG_KNOB_CHOICES, CUDNN_BACKEND_KNOB_CHOICE_DESCRIPTOR,
+                               <int>CUDNN_KNOB_TYPE_COUNTS):
+        kc.get_enums(CUDNN_ATTR_KNOB_CHOICE_KNOB_TYPE, CUDNN_TYPE_KNOB_TYPE, buf, 1)
+        knobs.append((buf[0], kc.get_int64(CUDNN_ATTR_KNOB_CHOICE_KNOB_VALUE)))
     knobs.sort()
     ws = cfg.get_int64(CUDNN_ATTR_ENGINECFG_WORKSPACE_SIZE)
     return idx, tuple(knobs), notes, behavior, ws
