@@ -84,3 +84,20 @@ def test_exhaustive_search_stays_within_its_budget_and_counts_its_candidates(cle
     final = [m for m in lines if m.endswith("(done)")]
     assert len(final) == 1 and "candidates timed, best eng" in final[0], lines
     assert int(final[0].split(": ")[2].split(" candidates")[0]) >= 1
+
+
+def test_the_exhaustive_search_times_knob_settings_beyond_each_engines_default(clean):
+    # every engine of a 3x3 fp16 forward that takes the graph is built with the settings its knobs
+    # describe: explain() lists configs whose tags carry knobs (eng62_k2=1_k3=0), not one per engine
+    x, w = _fp16_nhwc((16, 64, 28, 28), 6), _fp16_nhwc((64, 64, 3, 3), 7)
+    cudnnconv.benchmark_settings(exhaustive=True, exhaustive_budget_s=10)
+    report = cudnnconv.explain(x, w, padding=1, engine="graph")
+    tags = [str(c.tag) for c in report.candidates]
+    knobbed = [t for t in tags if "_k" in t]
+    assert knobbed, tags
+    engines = {t.split("_")[0] for t in tags}
+    assert len(tags) > len(engines), tags         # more configs than engines: settings, not defaults
+    # the chosen config, knobs and all, computes the convolution
+    y = cudnnconv.conv(x, w, padding=1, benchmark=True, engine="graph",
+                       out=ref.poisoned((16, 64, 28, 28), "float16", "channels_last"))
+    assert ref.rel_error(y, ref.conv(x, w, padding=1)) <= ref.tolerance("float16")
