@@ -390,9 +390,11 @@ cdef tuple _config_info(BackendDescriptor cfg):
     n = eng.get_enums(CUDNN_ATTR_ENGINE_BEHAVIOR_NOTE, CUDNN_TYPE_BEHAVIOR_NOTE, buf, NOTE_CAP)
     behavior = tuple(BEHAVIOR_NOTES.get(buf[i], str(buf[i])) for i in range(min(n, NOTE_CAP)))
     # the knob choices are read into descriptors made beforehand, as many as there are knob types (as
-    # cudnn-frontend reads them): a count-only query (no array) of this attribute answers 0 on cuDNN
-    # 9.19, which made every config look knob-less and an exhaustive search's knob settings
-    # duplicates of their engine's default
+    # cudnn-frontend reads them).  They were read with a count-only query (no array) before, and on
+    # cuDNN 9.19 every config then read as knob-less, which made an exhaustive search's knob settings
+    # duplicates of their engine's default; that query answering 0 is the likely cause.  A tuning
+    # record of that time replays exactly through its plan JSON; only where the JSON cannot be loaded
+    # is its config rebuilt, with the knobs it recorded (none: the engine's defaults).
     knobs = []
     for kc in _get_descriptors(cfg, CUDNN_ATTR_ENGINECFG_KNOB_CHOICES, CUDNN_BACKEND_KNOB_CHOICE_DESCRIPTOR,
                                <int>CUDNN_KNOB_TYPE_COUNTS):
