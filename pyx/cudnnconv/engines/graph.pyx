@@ -392,7 +392,10 @@ cdef tuple _config_info(BackendDescriptor cfg):
     # the knob choices are read into descriptors made beforehand, as many as there are knob types (as
     # cudnn-frontend reads them).  They were read with a count-only query (no array) before, and on
     # cuDNN 9.19 every config then read as knob-less, which made an exhaustive search's knob settings
-    # duplicates of their engine's default; that query answering 0 is the likely cause.  A tuning
+    # duplicates of their engine's default; that query answering 0 is the likely cause.  The same
+    # read-back dedups heuristics' configs by tag, so a benchmark search lost every config that
+    # differed from an earlier one by its knobs alone (mode B's or FALLBACK's variant of an engine
+    # mode A had proposed), configs PyTorch's own search keeps apart by their knobs.  A tuning
     # record of that time replays exactly through its plan JSON; only where the JSON cannot be loaded
     # is its config rebuilt, with the knobs it recorded (none: the engine's defaults).
     knobs = []
