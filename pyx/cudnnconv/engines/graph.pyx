@@ -569,26 +569,26 @@ cdef int64_t _engine_count(BackendDescriptor graph) except -1:
         return 0
 
 
-cdef list _knob_infos(BackendDescriptor graph, int64_t idx):
-    """Engine ``idx``'s knobs for ``graph`` as knob_space.KnobInfo, or None where
-    the engine does not take the graph (its finalize is refused)."""
-    cdef BackendDescriptor eng, ki
-    cdef int cap = <int>CUDNN_KNOB_TYPE_COUNTS
+cdef BackendDescriptor _engine(BackendDescriptor graph, int64_t idx):
+    """Engine ``idx`` of ``graph``, finalized (CuDNNError where the engine does not take the graph)."""
+    eng = create(CUDNN_BACKEND_ENGINE_DESCRIPTOR)
+    eng.set_desc(CUDNN_ATTR_ENGINE_OPERATION_GRAPH, graph)
+    eng.set_int64(CUDNN_ATTR_ENGINE_GLOBAL_INDEX, idx)
+    eng.finalize()
+    return eng
+
+
+cdef list _knob_infos(BackendDescriptor eng):
+    """A finalized engine's knobs as knob_space.KnobInfo (CuDNNError where it will not say them)."""
+    cdef BackendDescriptor ki
     cdef int kt[1]
     out = []
-    try:
-        eng = create(CUDNN_BACKEND_ENGINE_DESCRIPTOR)
-        eng.set_desc(CUDNN_ATTR_ENGINE_OPERATION_GRAPH, graph)
-        eng.set_int64(CUDNN_ATTR_ENGINE_GLOBAL_INDEX, idx)
-        eng.finalize()
-        for ki in _get_descriptors(eng, CUDNN_ATTR_ENGINE_KNOB_INFO, CUDNN_BACKEND_KNOB_INFO_DESCRIPTOR, cap):
-            ki.get_enums(CUDNN_ATTR_KNOB_INFO_TYPE, CUDNN_TYPE_KNOB_TYPE, kt, 1)
-            out.append(knob_space.KnobInfo(kt[0], ki.get_int64(CUDNN_ATTR_KNOB_INFO_MINIMUM_VALUE),
-                                           ki.get_int64(CUDNN_ATTR_KNOB_INFO_MAXIMUM_VALUE),
-                                           ki.get_int64(CUDNN_ATTR_KNOB_INFO_STRIDE)))
-    except CuDNNError as e:             # an engine that will not take the graph, or say its knobs: skipped
-        _log.debug("graph: engine %d skipped (%s)", idx, e.name)
-        return None
+    for ki in _get_descriptors(eng, CUDNN_ATTR_ENGINE_KNOB_INFO, CUDNN_BACKEND_KNOB_INFO_DESCRIPTOR,
+                               <int64_t>CUDNN_KNOB_TYPE_COUNTS):
+        ki.get_enums(CUDNN_ATTR_KNOB_INFO_TYPE, CUDNN_TYPE_KNOB_TYPE, kt, 1)
+        out.append(knob_space.KnobInfo(kt[0], ki.get_int64(CUDNN_ATTR_KNOB_INFO_MINIMUM_VALUE),
+                                       ki.get_int64(CUDNN_ATTR_KNOB_INFO_MAXIMUM_VALUE),
+                                       ki.get_int64(CUDNN_ATTR_KNOB_INFO_STRIDE)))
     return out
 
 
@@ -600,15 +600,20 @@ def _exhaustive_extra(GraphArgs a, opts, set seen, budget):
     listed with its status (``a.rejected``, and ``a.excluded`` where the plan
     was refused)."""
     cdef GraphChoice c
-    cdef BackendDescriptor cfg
+    cdef BackendDescriptor cfg, eng
     cdef int64_t count = _engine_count(a.graph)
-    per_engine = []
+    engines, per_engine = {}, []
     for idx in range(count):
         if budget.exhausted():
             break
-        infos = _knob_infos(a.graph, idx)
-        if infos is not None:
-            per_engine.append((idx, knob_space.settings(infos)))
+        try:
+            eng = _engine(a.graph, idx)      # built once: its knobs are read and its configs made from it
+            infos = _knob_infos(eng)
+        except CuDNNError as e:             # an engine that will not take the graph, or say its knobs: skipped
+            _log.debug("graph: engine %d skipped (%s)", idx, e.name)
+            continue
+        engines[idx] = eng
+        per_engine.append((idx, knob_space.settings(infos)))
     for idx, knobs in knob_space.round_robin(per_engine):     # engines covered evenly if time runs out
         if budget.exhausted():
             return
@@ -616,7 +621,7 @@ def _exhaustive_extra(GraphArgs a, opts, set seen, budget):
         if tag in seen:
             continue
         try:
-            cfg = _engine_config(a.graph, idx, knobs)
+            cfg = _engine_config(engines[idx], knobs)
         except CuDNNError as e:
             seen.add(tag)
             a.rejected.append((tag, e.name))
@@ -787,10 +792,8 @@ class PlanCache(AlgoCache):
         counted: the search's get counts) otherwise."""
         with self._lock:
             value = self._data.get(key)
-            if type(value) is not GraphChoice or (benchmark and not (<GraphChoice>value).benchmarked):
+            if not _usable(value, benchmark):
                 return None
-            if benchmark and gpu_timing.EXHAUSTIVE and (<GraphChoice>value).how != "exhaustive":
-                return None             # gpu_timing.answers: the exhaustive search asks for its own
             self._data.move_to_end(key)
             self.hits += 1
             return value
@@ -1038,8 +1041,9 @@ def set_persistence(stored_record, record_choice, forget_records):
 
 
 cdef bint _usable(value, bint benchmark):
-    """A cached or stored choice serves a call (gpu_timing.answers)."""
-    return type(value) is GraphChoice and gpu_timing.answers(value, benchmark)
+    """A cached or stored choice serves a call (gpu_timing.answers, asked only of a benchmarking
+    call: any plan serves a heuristic one)."""
+    return type(value) is GraphChoice and (not benchmark or gpu_timing.answers(value, True))
 
 
 cdef object _from_tuning_file(key, cache, bint benchmark):
@@ -1117,15 +1121,11 @@ cdef BackendDescriptor _plan_from_json(str text, cudnnHandle_t hp):
     return plan
 
 
-cdef BackendDescriptor _engine_config(BackendDescriptor graph, int64_t idx, knobs):
-    """An ENGINECFG for engine ``idx`` of ``graph`` with these knob choices."""
+cdef BackendDescriptor _engine_config(BackendDescriptor eng, knobs):
+    """An ENGINECFG for the finalized engine ``eng`` (``_engine``) with these knob choices."""
     cdef cudnnBackendDescriptor_t karr[NOTE_CAP]
     cdef BackendDescriptor kc
     cdef int n = len(knobs)
-    eng = create(CUDNN_BACKEND_ENGINE_DESCRIPTOR)
-    eng.set_desc(CUDNN_ATTR_ENGINE_OPERATION_GRAPH, graph)
-    eng.set_int64(CUDNN_ATTR_ENGINE_GLOBAL_INDEX, idx)
-    eng.finalize()
     cfg = create(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR)
     cfg.set_desc(CUDNN_ATTR_ENGINECFG_ENGINE, eng)
     if n > NOTE_CAP:
@@ -1295,7 +1295,7 @@ def choice_from_record(record, key):
     if plan is None:
         a = _args_from_key(key, h, hp)
         a.ensure_graph()
-        cfg = _engine_config(a.graph, record["engine_index"], knobs)
+        cfg = _engine_config(_engine(a.graph, record["engine_index"]), knobs)
         c = _make_choice(a, cfg, how, opts, set())
         if c is None or c.tag != record["tag"]:
             return None
