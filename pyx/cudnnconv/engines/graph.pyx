@@ -46,7 +46,7 @@ import weakref
 
 from cudnnconv.core import executor as _executor
 
-from cudnnconv import _log, errata, gpu_timing, knob_space, options, params, ranking, records, search, workspace
+from cudnnconv import _log, errata, exhaustive_budget, gpu_timing, options, params, ranking, records, search, workspace
 from cudnnconv.cache import AlgoCache, CacheInfo, check_maxsize
 from cudnnconv.core.status import CuDNNError, CuDNNOutOfMemoryError
 
@@ -390,14 +390,14 @@ cdef tuple _config_info(BackendDescriptor cfg):
     n = eng.get_enums(CUDNN_ATTR_ENGINE_BEHAVIOR_NOTE, CUDNN_TYPE_BEHAVIOR_NOTE, buf, NOTE_CAP)
     behavior = tuple(BEHAVIOR_NOTES.get(buf[i], str(buf[i])) for i in range(min(n, NOTE_CAP)))
     # the knob choices are read into descriptors made beforehand, as many as there are knob types (as
-    # cudnn-frontend reads them).  They were read with a count-only query (no array) before, and on
-    # cuDNN 9.19 every config then read as knob-less, which made an exhaustive search's knob settings
-    # duplicates of their engine's default; that query answering 0 is the likely cause.  The same
-    # read-back dedups heuristics' configs by tag, so a benchmark search lost every config that
-    # differed from an earlier one by its knobs alone (mode B's or FALLBACK's variant of an engine
-    # mode A had proposed), configs PyTorch's own search keeps apart by their knobs.  A tuning
-    # record of that time replays exactly through its plan JSON; only where the JSON cannot be loaded
-    # is its config rebuilt, with the knobs it recorded (none: the engine's defaults).
+    # cudnn-frontend reads them).  A count-only query (no array) found none on cuDNN 9.19, so every
+    # config read as knob-less (H200, 2026-12-02: a heuristics config of a 3x3 fp16 forward reads
+    # eng62_k2=4_k13=0_k18=0_k25=1_k27=7_k28=1 this way, eng62 the other).  Configs are deduplicated by
+    # tag, so a benchmark search used to lose every config that differed from an earlier one by its
+    # knobs alone (mode B's or FALLBACK's variant of an engine mode A had proposed), configs
+    # PyTorch's own search keeps apart.  A tuning record of that time replays exactly through its
+    # plan JSON; only where the JSON cannot be loaded is its config rebuilt, with the knobs it
+    # recorded (none: the engine's defaults).
     knobs = []
     for kc in _get_descriptors(cfg, CUDNN_ATTR_ENGINECFG_KNOB_CHOICES, CUDNN_BACKEND_KNOB_CHOICE_DESCRIPTOR,
                                <int>CUDNN_KNOB_TYPE_COUNTS):
@@ -578,55 +578,33 @@ cdef BackendDescriptor _engine(BackendDescriptor graph, int64_t idx):
     return eng
 
 
-cdef list _knob_infos(BackendDescriptor eng):
-    """A finalized engine's knobs as knob_space.KnobInfo (CuDNNError where it will not say them)."""
-    cdef BackendDescriptor ki
-    cdef int kt[1]
-    out = []
-    for ki in _get_descriptors(eng, CUDNN_ATTR_ENGINE_KNOB_INFO, CUDNN_BACKEND_KNOB_INFO_DESCRIPTOR,
-                               <int64_t>CUDNN_KNOB_TYPE_COUNTS):
-        ki.get_enums(CUDNN_ATTR_KNOB_INFO_TYPE, CUDNN_TYPE_KNOB_TYPE, kt, 1)
-        out.append(knob_space.KnobInfo(kt[0], ki.get_int64(CUDNN_ATTR_KNOB_INFO_MINIMUM_VALUE),
-                                       ki.get_int64(CUDNN_ATTR_KNOB_INFO_MAXIMUM_VALUE),
-                                       ki.get_int64(CUDNN_ATTR_KNOB_INFO_STRIDE)))
-    return out
-
-
 def _exhaustive_extra(GraphArgs a, opts, set seen, budget):
-    """Every engine of the graph with every knob setting knob_space keeps, as
-    finalized plans filtered by the flags, past the configs in ``seen`` (the
-    heuristics' own), until ``budget`` runs out.  An engine that does not take
-    the graph is skipped; a setting that does not finalize is skipped and
-    listed with its status (``a.rejected``, and ``a.excluded`` where the plan
-    was refused)."""
+    """Every engine of the graph with cuDNN's default knobs, as finalized plans
+    filtered by the flags, past the configs in ``seen`` (the heuristics' own),
+    until ``budget`` runs out.  An engine that does not take the graph is
+    skipped; a config that does not finalize is skipped and listed with its
+    status (``a.rejected``, and ``a.excluded`` where the plan was refused).
+    No knob settings of the search's own: cudnnconv.exhaustive_budget says why."""
     cdef GraphChoice c
     cdef BackendDescriptor cfg, eng
     cdef int64_t count = _engine_count(a.graph)
-    engines, per_engine = {}, []
     for idx in range(count):
         if budget.exhausted():
-            break
-        try:
-            eng = _engine(a.graph, idx)      # built once: its knobs are read and its configs made from it
-            infos = _knob_infos(eng)
-        except CuDNNError as e:             # an engine that will not take the graph, or say its knobs: skipped
-            _log.debug("graph: engine %d skipped (%s)", idx, e.name)
-            continue
-        engines[idx] = eng
-        per_engine.append((idx, knob_space.settings(infos)))
-    for idx, knobs in knob_space.round_robin(per_engine):     # engines covered evenly if time runs out
-        if budget.exhausted():
             return
-        tag = make_tag(idx, knobs)
+        tag = make_tag(idx, ())
         if tag in seen:
             continue
         try:
-            cfg = _engine_config(engines[idx], knobs)
+            eng = _engine(a.graph, idx)
+        except CuDNNError as e:             # an engine that will not take the graph: skipped
+            _log.debug("graph: engine %d skipped (%s)", idx, e.name)
+            continue
+        try:
+            cfg = _engine_config(eng, ())
         except CuDNNError as e:
-            seen.add(tag)
             a.rejected.append((tag, e.name))
             continue
-        c = _make_choice(a, cfg, "exhaustive", opts, seen)
+        c = _make_choice(a, cfg, "exhaustive", opts, seen)     # dedups by the tag the config reads back
         if c is not None:
             yield c
 
@@ -659,15 +637,15 @@ def _benchmark(GraphArgs a, opts):
     cdef GraphChoice c
     cdef _PlanRun runner
     exhaustive = gpu_timing.EXHAUSTIVE
-    clock = knob_space.Budget(gpu_timing.EXHAUSTIVE_BUDGET_S) if exhaustive else None
+    clock = exhaustive_budget.Budget(gpu_timing.EXHAUSTIVE_BUDGET_S) if exhaustive else None
     seen = set()
     plans = list(_heuristic_choices(a, opts, seen, True))
     heuristic = {c.tag for c in plans}     # always timed, so exhaustive is never worse than benchmark
     if exhaustive:
         # building plans may take at most half the budget (a config compiled at runtime can take
         # hundreds of ms to finalize), so that the rest is left for timing them
-        plans.extend(_exhaustive_extra(a, opts, seen, knob_space.Budget(clock.seconds / 2)))
-        progress = knob_space.Progress("%s x=%s w=%s" % (a.op, a.x_shape, a.w_shape))
+        plans.extend(_exhaustive_extra(a, opts, seen, exhaustive_budget.Budget(clock.seconds / 2)))
+        progress = exhaustive_budget.Progress("%s x=%s w=%s" % (a.op, a.x_shape, a.w_shape))
     budget = workspace.search_budget(opts.workspace_limit)
     for c in plans:
         if c.ws_size > budget:
