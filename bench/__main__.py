@@ -39,7 +39,7 @@ def build_parser():
     p.add_argument("--out", metavar="DIR", help="write NAME.json, NAME.md and NAME.png here")
     p.add_argument("--name", help="base name of the output files (default GPU_SUITE_DTYPE_LAYOUT)")
     p.add_argument("--exhaustive", type=float, default=None, metavar="SECONDS",
-                   help="search every engine and knob setting, SECONDS per problem "
+                   help="search every engine (with cuDNN's default knobs) besides the heuristics' configs, SECONDS per problem "
                         "(cudnnconv.benchmark_settings(exhaustive=True)); the run's wall time says what the "
                         "searches cost")
     p.add_argument("--profile-host", type=int, default=0, metavar="CALLS",

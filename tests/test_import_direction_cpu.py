@@ -27,7 +27,7 @@ LAYERS = {
         "core.arrays", "decl", "decl.cudnn", "decl.cudnn_backend", "decl.cudnn_legacy", "decl.config"),
     1: ("params.dtypes", "params.layouts", "params.ingest", "params.geometry", "params.keys", "params.repro",
         "params", "records", "options", "cache", "search", "workspace", "split", "tiling", "tiled", "ranking",
-        "knob_space",
+        "exhaustive_budget",
         "gpu_timing", "errata",
         "tuning", "torch_rules"),
     2: ("engines", "engines.legacy_descriptors", "engines.legacy", "engines.legacy_record", "engines.graph_descriptors",

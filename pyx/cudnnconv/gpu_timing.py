@@ -55,7 +55,7 @@ import math
 import threading
 import time
 
-from cudnnconv import _log, knob_space, ranking
+from cudnnconv import _log, exhaustive_budget, ranking
 from cudnnconv.core import state as _state
 from cudnnconv.core.status import CuDNNError
 
@@ -68,8 +68,8 @@ MIN_SPIN_NS = 20_000          # never shorter than 20 us
 MAX_SPIN_NS = 2_000_000       # never longer than 2 ms
 SPIN_FACTOR = 3.0             # spin for 3x the host issue time (+ MIN_SPIN_NS)
 HOST_AWARE = True
-EXHAUSTIVE = False                              # benchmark_settings(exhaustive=): every engine and knob too
-EXHAUSTIVE_BUDGET_S = knob_space.DEFAULT_BUDGET_S
+EXHAUSTIVE = False                              # benchmark_settings(exhaustive=): every engine too
+EXHAUSTIVE_BUDGET_S = exhaustive_budget.DEFAULT_BUDGET_S
 HOST_AWARE_BELOW_MS = 0.1     # a GPU-fastest run this long or longer is GPU-bound: no issue times
 CALL_OVERHEAD_US = 3.0        # a cached call's host time beyond its execute (H200: 2-5 us)
 ISSUE_SAMPLES = 15
@@ -118,7 +118,7 @@ def benchmark_settings(repeats=None, warmup=None, margin=None, host_aware=None, 
     or rank by GPU time alone.  Applies to both engines and is the default of
     ``explain()``'s ``k``.  ``exhaustive`` (bool, default False): a
     benchmarking search on the graph engine also times every engine of the
-    operation graph with every knob setting ``cudnnconv.knob_space`` keeps,
+    operation graph with cuDNN's default knobs (``cudnnconv.exhaustive_budget``),
     within ``exhaustive_budget_s`` seconds (> 0, default 5) per problem; the
     heuristics' own configs are always timed.  Its choices are cached and
     stored with ``how: exhaustive``; while it is on, a choice that a plain

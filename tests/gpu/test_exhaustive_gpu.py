@@ -84,3 +84,24 @@ def test_exhaustive_search_stays_within_its_budget_and_counts_its_candidates(cle
     final = [m for m in lines if m.endswith("(done)")]
     assert len(final) == 1 and "candidates timed, best eng" in final[0], lines
     assert int(final[0].split(": ")[2].split(" candidates")[0]) >= 1
+
+
+def test_configs_carry_their_knobs_and_the_exhaustive_search_builds_each_engine_once(clean):
+    # a config's tag carries the knob choices cuDNN reads back (eng62_k2=4_k13=0...): some of the
+    # heuristics' configs of a 3x3 fp16 forward have knobs.  The exhaustive search adds every
+    # engine with its default knobs, each once: no knob settings of its own (cudnnconv.exhaustive_budget
+    # says why: one such setting ran a kernel that had not returned 500 s later)
+    x, w = _fp16_nhwc((16, 64, 28, 28), 6), _fp16_nhwc((64, 64, 3, 3), 7)
+    plain = [str(c.tag) for c in cudnnconv.explain(x, w, padding=1, engine="graph").candidates]
+    assert [t for t in plain if "_k" in t], plain
+    cudnnconv.benchmark_settings(exhaustive=True, exhaustive_budget_s=10)
+    tags = [str(c.tag) for c in cudnnconv.explain(x, w, padding=1, engine="graph").candidates]
+    added = [t for t in tags if t not in set(plain)]
+    assert added, tags
+    engines = [t.split("_")[0] for t in added]
+    assert len(engines) == len(set(engines)), added
+    # the chosen config, knobs and all, computes the convolution
+    y = cudnnconv.conv(x, w, padding=1, benchmark=True, engine="graph",
+                       out=ref.poisoned((16, 64, 28, 28), "float16", "channels_last"))
+    assert cudnnconv.last_call()["choices"][0]["how"] == "exhaustive"
+    assert ref.rel_error(y, ref.conv(x, w, padding=1)) <= ref.tolerance("float16")

@@ -46,7 +46,7 @@ import weakref
 
 from cudnnconv.core import executor as _executor
 
-from cudnnconv import _log, errata, gpu_timing, knob_space, options, params, ranking, records, search, workspace
+from cudnnconv import _log, errata, exhaustive_budget, gpu_timing, options, params, ranking, records, search, workspace
 from cudnnconv.cache import AlgoCache, CacheInfo, check_maxsize
 from cudnnconv.core.status import CuDNNError, CuDNNOutOfMemoryError
 
@@ -381,7 +381,6 @@ cdef tuple _config_info(BackendDescriptor cfg):
     cdef int n
     cdef BackendDescriptor eng = create(CUDNN_BACKEND_ENGINE_DESCRIPTOR)
     cdef BackendDescriptor kc
-    cdef cudnnBackendDescriptor_t karr[NOTE_CAP]
     check(cudnnBackendGetAttribute(cfg.ptr, CUDNN_ATTR_ENGINECFG_ENGINE, CUDNN_TYPE_BACKEND_DESCRIPTOR,
                                    1, &count, <void*>&eng.ptr))
     eng.finalized = True
@@ -390,21 +389,20 @@ cdef tuple _config_info(BackendDescriptor cfg):
     notes = tuple(NUMERICAL_NOTES.get(buf[i], str(buf[i])) for i in range(min(n, NOTE_CAP)))
     n = eng.get_enums(CUDNN_ATTR_ENGINE_BEHAVIOR_NOTE, CUDNN_TYPE_BEHAVIOR_NOTE, buf, NOTE_CAP)
     behavior = tuple(BEHAVIOR_NOTES.get(buf[i], str(buf[i])) for i in range(min(n, NOTE_CAP)))
-    check(cudnnBackendGetAttribute(cfg.ptr, CUDNN_ATTR_ENGINECFG_KNOB_CHOICES, CUDNN_TYPE_BACKEND_DESCRIPTOR,
-                                   0, &count, NULL))
+    # the knob choices are read into descriptors made beforehand, as many as there are knob types (as
+    # cudnn-frontend reads them).  A count-only query (no array) found none on cuDNN 9.19, so every
+    # config read as knob-less (H200, 2026-12-02: a heuristics config of a 3x3 fp16 forward reads
+    # eng62_k2=4_k13=0_k18=0_k25=1_k27=7_k28=1 this way, eng62 the other).  Configs are deduplicated by
+    # tag, so a benchmark search used to lose every config that differed from an earlier one by its
+    # knobs alone (mode B's or FALLBACK's variant of an engine mode A had proposed), configs
+    # PyTorch's own search keeps apart.  A tuning record of that time replays exactly through its
+    # plan JSON; only where the JSON cannot be loaded is its config rebuilt, with the knobs it
+    # recorded (none: the engine's defaults).
     knobs = []
-    if count > 0:
-        count = min(count, NOTE_CAP)
-        kcs = [create(CUDNN_BACKEND_KNOB_CHOICE_DESCRIPTOR) for _ in range(count)]
-        for i in range(count):
-            kc = kcs[i]
-            karr[i] = kc.ptr
-        check(cudnnBackendGetAttribute(cfg.ptr, CUDNN_ATTR_ENGINECFG_KNOB_CHOICES, CUDNN_TYPE_BACKEND_DESCRIPTOR,
-                                       count, &count, <void*>karr))
-        for i in range(count):
-            kc = kcs[i]
-            kc.get_enums(CUDNN_ATTR_KNOB_CHOICE_KNOB_TYPE, CUDNN_TYPE_KNOB_TYPE, buf, 1)
-            knobs.append((buf[0], kc.get_int64(CUDNN_ATTR_KNOB_CHOICE_KNOB_VALUE)))
+    for kc in _get_descriptors(cfg, CUDNN_ATTR_ENGINECFG_KNOB_CHOICES, CUDNN_BACKEND_KNOB_CHOICE_DESCRIPTOR,
+                               <int>CUDNN_KNOB_TYPE_COUNTS):
+        kc.get_enums(CUDNN_ATTR_KNOB_CHOICE_KNOB_TYPE, CUDNN_TYPE_KNOB_TYPE, buf, 1)
+        knobs.append((buf[0], kc.get_int64(CUDNN_ATTR_KNOB_CHOICE_KNOB_VALUE)))
     knobs.sort()
     ws = cfg.get_int64(CUDNN_ATTR_ENGINECFG_WORKSPACE_SIZE)
     return idx, tuple(knobs), notes, behavior, ws
@@ -571,59 +569,42 @@ cdef int64_t _engine_count(BackendDescriptor graph) except -1:
         return 0
 
 
-cdef list _knob_infos(BackendDescriptor graph, int64_t idx):
-    """Engine ``idx``'s knobs for ``graph`` as knob_space.KnobInfo, or None where
-    the engine does not take the graph (its finalize is refused)."""
-    cdef BackendDescriptor eng, ki
-    cdef int cap = <int>CUDNN_KNOB_TYPE_COUNTS
-    cdef int kt[1]
-    out = []
-    try:
-        eng = create(CUDNN_BACKEND_ENGINE_DESCRIPTOR)
-        eng.set_desc(CUDNN_ATTR_ENGINE_OPERATION_GRAPH, graph)
-        eng.set_int64(CUDNN_ATTR_ENGINE_GLOBAL_INDEX, idx)
-        eng.finalize()
-        for ki in _get_descriptors(eng, CUDNN_ATTR_ENGINE_KNOB_INFO, CUDNN_BACKEND_KNOB_INFO_DESCRIPTOR, cap):
-            ki.get_enums(CUDNN_ATTR_KNOB_INFO_TYPE, CUDNN_TYPE_KNOB_TYPE, kt, 1)
-            out.append(knob_space.KnobInfo(kt[0], ki.get_int64(CUDNN_ATTR_KNOB_INFO_MINIMUM_VALUE),
-                                           ki.get_int64(CUDNN_ATTR_KNOB_INFO_MAXIMUM_VALUE),
-                                           ki.get_int64(CUDNN_ATTR_KNOB_INFO_STRIDE)))
-    except CuDNNError as e:             # an engine that will not take the graph, or say its knobs: skipped
-        _log.debug("graph: engine %d skipped (%s)", idx, e.name)
-        return None
-    return out
+cdef BackendDescriptor _engine(BackendDescriptor graph, int64_t idx):
+    """Engine ``idx`` of ``graph``, finalized (CuDNNError where the engine does not take the graph)."""
+    eng = create(CUDNN_BACKEND_ENGINE_DESCRIPTOR)
+    eng.set_desc(CUDNN_ATTR_ENGINE_OPERATION_GRAPH, graph)
+    eng.set_int64(CUDNN_ATTR_ENGINE_GLOBAL_INDEX, idx)
+    eng.finalize()
+    return eng
 
 
 def _exhaustive_extra(GraphArgs a, opts, set seen, budget):
-    """Every engine of the graph with every knob setting knob_space keeps, as
-    finalized plans filtered by the flags, past the configs in ``seen`` (the
-    heuristics' own), until ``budget`` runs out.  An engine that does not take
-    the graph is skipped; a setting that does not finalize is skipped and
-    listed with its status (``a.rejected``, and ``a.excluded`` where the plan
-    was refused)."""
+    """Every engine of the graph with cuDNN's default knobs, as finalized plans
+    filtered by the flags, past the configs in ``seen`` (the heuristics' own),
+    until ``budget`` runs out.  An engine that does not take the graph is
+    skipped; a config that does not finalize is skipped and listed with its
+    status (``a.rejected``, and ``a.excluded`` where the plan was refused).
+    No knob settings of the search's own: cudnnconv.exhaustive_budget says why."""
     cdef GraphChoice c
-    cdef BackendDescriptor cfg
+    cdef BackendDescriptor cfg, eng
     cdef int64_t count = _engine_count(a.graph)
-    per_engine = []
     for idx in range(count):
         if budget.exhausted():
-            break
-        infos = _knob_infos(a.graph, idx)
-        if infos is not None:
-            per_engine.append((idx, knob_space.settings(infos)))
-    for idx, knobs in knob_space.round_robin(per_engine):     # engines covered evenly if time runs out
-        if budget.exhausted():
             return
-        tag = make_tag(idx, knobs)
+        tag = make_tag(idx, ())
         if tag in seen:
             continue
         try:
-            cfg = _engine_config(a.graph, idx, knobs)
+            eng = _engine(a.graph, idx)
+        except CuDNNError as e:             # an engine that will not take the graph: skipped
+            _log.debug("graph: engine %d skipped (%s)", idx, e.name)
+            continue
+        try:
+            cfg = _engine_config(eng, ())
         except CuDNNError as e:
-            seen.add(tag)
             a.rejected.append((tag, e.name))
             continue
-        c = _make_choice(a, cfg, "exhaustive", opts, seen)
+        c = _make_choice(a, cfg, "exhaustive", opts, seen)     # dedups by the tag the config reads back
         if c is not None:
             yield c
 
@@ -656,15 +637,15 @@ def _benchmark(GraphArgs a, opts):
     cdef GraphChoice c
     cdef _PlanRun runner
     exhaustive = gpu_timing.EXHAUSTIVE
-    clock = knob_space.Budget(gpu_timing.EXHAUSTIVE_BUDGET_S) if exhaustive else None
+    clock = exhaustive_budget.Budget(gpu_timing.EXHAUSTIVE_BUDGET_S) if exhaustive else None
     seen = set()
     plans = list(_heuristic_choices(a, opts, seen, True))
     heuristic = {c.tag for c in plans}     # always timed, so exhaustive is never worse than benchmark
     if exhaustive:
         # building plans may take at most half the budget (a config compiled at runtime can take
         # hundreds of ms to finalize), so that the rest is left for timing them
-        plans.extend(_exhaustive_extra(a, opts, seen, knob_space.Budget(clock.seconds / 2)))
-        progress = knob_space.Progress("%s x=%s w=%s" % (a.op, a.x_shape, a.w_shape))
+        plans.extend(_exhaustive_extra(a, opts, seen, exhaustive_budget.Budget(clock.seconds / 2)))
+        progress = exhaustive_budget.Progress("%s x=%s w=%s" % (a.op, a.x_shape, a.w_shape))
     budget = workspace.search_budget(opts.workspace_limit)
     for c in plans:
         if c.ws_size > budget:
@@ -789,10 +770,8 @@ class PlanCache(AlgoCache):
         counted: the search's get counts) otherwise."""
         with self._lock:
             value = self._data.get(key)
-            if type(value) is not GraphChoice or (benchmark and not (<GraphChoice>value).benchmarked):
+            if not _usable(value, benchmark):
                 return None
-            if benchmark and gpu_timing.EXHAUSTIVE and (<GraphChoice>value).how != "exhaustive":
-                return None             # gpu_timing.answers: the exhaustive search asks for its own
             self._data.move_to_end(key)
             self.hits += 1
             return value
@@ -1040,8 +1019,9 @@ def set_persistence(stored_record, record_choice, forget_records):
 
 
 cdef bint _usable(value, bint benchmark):
-    """A cached or stored choice serves a call (gpu_timing.answers)."""
-    return type(value) is GraphChoice and gpu_timing.answers(value, benchmark)
+    """A cached or stored choice serves a call (gpu_timing.answers, asked only of a benchmarking
+    call: any plan serves a heuristic one)."""
+    return type(value) is GraphChoice and (not benchmark or gpu_timing.answers(value, True))
 
 
 cdef object _from_tuning_file(key, cache, bint benchmark):
@@ -1119,15 +1099,11 @@ cdef BackendDescriptor _plan_from_json(str text, cudnnHandle_t hp):
     return plan
 
 
-cdef BackendDescriptor _engine_config(BackendDescriptor graph, int64_t idx, knobs):
-    """An ENGINECFG for engine ``idx`` of ``graph`` with these knob choices."""
+cdef BackendDescriptor _engine_config(BackendDescriptor eng, knobs):
+    """An ENGINECFG for the finalized engine ``eng`` (``_engine``) with these knob choices."""
     cdef cudnnBackendDescriptor_t karr[NOTE_CAP]
     cdef BackendDescriptor kc
     cdef int n = len(knobs)
-    eng = create(CUDNN_BACKEND_ENGINE_DESCRIPTOR)
-    eng.set_desc(CUDNN_ATTR_ENGINE_OPERATION_GRAPH, graph)
-    eng.set_int64(CUDNN_ATTR_ENGINE_GLOBAL_INDEX, idx)
-    eng.finalize()
     cfg = create(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR)
     cfg.set_desc(CUDNN_ATTR_ENGINECFG_ENGINE, eng)
     if n > NOTE_CAP:
@@ -1297,7 +1273,7 @@ def choice_from_record(record, key):
     if plan is None:
         a = _args_from_key(key, h, hp)
         a.ensure_graph()
-        cfg = _engine_config(a.graph, record["engine_index"], knobs)
+        cfg = _engine_config(_engine(a.graph, record["engine_index"]), knobs)
         c = _make_choice(a, cfg, how, opts, set())
         if c is None or c.tag != record["tag"]:
             return None
