@@ -643,8 +643,10 @@ def _benchmark(GraphArgs a, opts):
     heuristic = {c.tag for c in plans}     # always timed, so exhaustive is never worse than benchmark
     if exhaustive:
         # building plans may take at most half the budget (a config compiled at runtime can take
-        # hundreds of ms to finalize), so that the rest is left for timing them
-        plans.extend(_exhaustive_extra(a, opts, seen, exhaustive_budget.Budget(clock.seconds / 2)))
+        # hundreds of ms to finalize), so that the rest is left for timing them, and no more than
+        # the heuristics' configs left of it: a config built when no time is left to time it is waste
+        build_s = min(clock.seconds / 2, clock.seconds - clock.spent())
+        plans.extend(_exhaustive_extra(a, opts, seen, exhaustive_budget.Budget(build_s)))
         progress = exhaustive_budget.Progress("%s x=%s w=%s" % (a.op, a.x_shape, a.w_shape))
     budget = workspace.search_budget(opts.workspace_limit)
     for c in plans:
