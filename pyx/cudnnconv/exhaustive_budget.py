@@ -15,9 +15,10 @@ so the CPU tests can prove them:
 The search does not build knob settings of its own.  It once did (every value each
 ``CUDNN_ATTR_ENGINE_KNOB_INFO`` range describes, combined), and on cuDNN 9.19 one such setting of an
 fp16 channels-last input gradient (x 32x64x28x28, w 64x64x3x3, padding 1) ran a kernel that had not
-finished 500 s later on an H200 (2026-12-02), where one config per engine had run the same problem: a
-range describes values each knob takes, not which combinations the engine supports, and a hung
-kernel cannot be stopped without losing the process's CUDA context.  The knob settings timed are
+finished 500 s later on an H200 (2026-12-02), where one config per engine (each one's first
+setting) had run the same problem: a range describes values each knob takes, not which
+combinations the engine supports, and a hung kernel cannot be stopped without losing the
+process's CUDA context.  The knob settings timed are
 those cuDNN's heuristics propose (mode A, the fallback list and, for the 2-d convolutions it serves,
 mode B; each config with its own knobs) and each engine's defaults.
 """

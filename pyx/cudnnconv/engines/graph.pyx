@@ -628,7 +628,9 @@ cdef _PlanRun _plan_run(GraphChoice c, GraphArgs a, size_t ws_ptr):
 
 
 def _benchmark(GraphArgs a, opts):
-    """Every plan of A + FALLBACK within the workspace budget, timed by
+    """Every plan of the heuristics (mode A, FALLBACK and, where it applies, mode B; with
+    ``benchmark_settings(exhaustive=True)`` every engine besides, ``_exhaustive_extra``) within the
+    workspace budget, timed by
     cudnnconv.gpu_timing (warm-up runs, then the median of k spin-guarded
     CUDA-event samples), in cudnnconv.ranking's noise-robust order (cheapest
     first, host-aware where the runs are short: gpu_timing.rank_host_aware;
@@ -642,10 +644,11 @@ def _benchmark(GraphArgs a, opts):
     plans = list(_heuristic_choices(a, opts, seen, True))
     heuristic = {c.tag for c in plans}     # always timed, so exhaustive is never worse than benchmark
     if exhaustive:
-        # building plans may take at most half the budget (a config compiled at runtime can take
-        # hundreds of ms to finalize), so that the rest is left for timing them, and no more than
-        # the heuristics' configs left of it: a config built when no time is left to time it is waste
-        build_s = min(clock.seconds / 2, clock.seconds - clock.spent())
+        # building plans ends at half the budget, counted from the search's start with the
+        # heuristics' own building (a config compiled at runtime can take hundreds of ms to
+        # finalize), so that the rest is left for timing: a config built with no time left to time
+        # it is waste
+        build_s = clock.seconds / 2 - clock.spent()
         plans.extend(_exhaustive_extra(a, opts, seen, exhaustive_budget.Budget(build_s)))
         progress = exhaustive_budget.Progress("%s x=%s w=%s" % (a.op, a.x_shape, a.w_shape))
     budget = workspace.search_budget(opts.workspace_limit)
