@@ -244,10 +244,14 @@ def test_tiled_weight_gradient_accumulates_in_the_wider_dtype():
 
 @st.composite
 def _strided_pair(draw):
-    """(dst, src): two NumPy arrays of one shape, each a slice of a larger array whose axes lie in
-    memory in a drawn order (as a channels-last window lies in a channels-last tensor)."""
+    """(dst, src): two NumPy arrays of one shape (now and then with an empty dim), each a slice of a
+    larger array whose axes lie in memory in a drawn order (as a channels-last window lies in a
+    channels-last tensor), some axes of either now and then reversed (negative strides)."""
     nd = draw(st.integers(1, 5))
     shape = tuple(draw(st.integers(1, 4)) for _ in range(nd))
+    if draw(st.integers(0, 9)) == 0:
+        k = draw(st.integers(0, nd - 1))
+        shape = shape[:k] + (0,) + shape[k + 1:]
 
     def array(seed):
         order = draw(st.permutations(range(nd)))
@@ -255,7 +259,10 @@ def _strided_pair(draw):
         base = numpy.random.default_rng(seed).standard_normal(tuple(shape[i] + extra[i] for i in order))
         whole = base.transpose(numpy.argsort(order))
         lo = tuple(draw(st.integers(0, e)) for e in extra)
-        return whole[tuple(slice(a, a + n) for a, n in zip(lo, shape))]
+        view = whole[tuple(slice(a, a + n) for a, n in zip(lo, shape))]
+        if draw(st.integers(0, 4)) == 0:
+            view = view[tuple(slice(None, None, -1) if draw(st.booleans()) else slice(None) for _ in range(nd))]
+        return view
     return array(draw(st.integers(0, 2 ** 32 - 1))), array(draw(st.integers(0, 2 ** 32 - 1)))
 
 
@@ -279,8 +286,9 @@ def test_memory_order_copies_fills_and_sums_equal_the_plain_ones(pair):
     like = dst
     made = tiled.empty_like_order(like, like.shape, numpy.float32, numpy)
     assert made.shape == like.shape and made.dtype == numpy.float32
-    big = [i for i in range(like.ndim) if like.shape[i] > 1]
-    assert sorted(big, key=lambda i: -made.strides[i]) == sorted(big, key=lambda i: -abs(like.strides[i]))
+    if like.size:                      # an empty array's strides say nothing of a memory order
+        big = [i for i in range(like.ndim) if like.shape[i] > 1]
+        assert sorted(big, key=lambda i: -made.strides[i]) == sorted(big, key=lambda i: -abs(like.strides[i]))
 
 
 def _run_blocks(dst, src, blocks):
@@ -354,6 +362,40 @@ def test_block_copies_of_a_channels_last_window_are_rows_at_two_pitches():
     flipped = padded[:, :, ::-1]
     o = flipped.transpose(tiled._memory_order(flipped))
     assert tiled.copy_plan(o.shape, item, o.strides, o.strides) is None
+
+
+def test_assign_takes_block_copies_only_for_device_arrays_of_one_dtype(monkeypatch):
+    """``assign`` of a channels-last window into its padded buffer's interior runs ``copy_plan``'s
+    blocks (run here on the host, byte for byte) where both arrays are device arrays of one dtype,
+    and the elementwise copy where either is a NumPy array or the dtypes differ; both write
+    ``dst[...] = src`` and nothing else."""
+    import types
+    device_ids = set()
+    gpu = types.SimpleNamespace(__name__="cupy")
+    monkeypatch.setattr(tiled, "array_module", lambda a: gpu if id(a) in device_ids else numpy)
+    ran = []
+    monkeypatch.setattr(tiled, "_copy_blocks", lambda d, s_, b: (ran.append(len(b)), _run_blocks(d, s_, b)))
+    rng = numpy.random.default_rng(3)
+
+    def cl(shape, dtype):
+        a = rng.standard_normal((shape[0],) + tuple(shape[2:]) + (shape[1],)).astype(dtype)
+        return a.transpose(0, 4, 1, 2, 3)
+    n, c, d, h, w = 1, 32, 3, 4, 16
+    for src_dtype, src_on_device, blocks in ((numpy.float16, True, True), (numpy.float16, False, False),
+                                             (numpy.float32, True, False)):
+        window = cl((n, c, d, h, w), src_dtype)
+        padded = cl((n, c, d + 2, h + 2, w + 2), numpy.float16)
+        interior = padded[:, :, 1:-1, 1:-1, 1:-1]
+        device_ids.clear()
+        device_ids.add(id(interior))
+        if src_on_device:
+            device_ids.add(id(window))
+        want = padded.copy()
+        want[:, :, 1:-1, 1:-1, 1:-1] = window
+        ran.clear()
+        tiled.assign(interior, window)
+        assert (ran == [d]) if blocks else (ran == []), (src_dtype, src_on_device, ran)
+        numpy.testing.assert_array_equal(padded, want)
 
 
 def test_block_copies_go_to_the_cuda_runtime_at_each_arrays_own_address(monkeypatch):

@@ -109,11 +109,11 @@ def _copy_blocks(dst, src, blocks):
 
 def assign(dst, src):
     """``dst[...] = src`` (same shape), run over both arrays' axes in ``dst``'s memory order: as
-    block copies (``copy_plan``) for CuPy arrays of one dtype where the layouts allow, else as an
-    elementwise copy."""
+    block copies (``copy_plan``) where both are CuPy arrays of one dtype and the layouts allow, else
+    as an elementwise copy."""
     order = _memory_order(dst)
     d, s = dst.transpose(order), src.transpose(order)
-    if dst.dtype == src.dtype and array_module(dst) is not _numpy():
+    if dst.dtype == src.dtype and array_module(dst) is not _numpy() and array_module(src) is not _numpy():
         blocks = copy_plan(d.shape, d.itemsize, d.strides, s.strides)
         if blocks is not None:
             _copy_blocks(d, s, blocks)
