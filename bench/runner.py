@@ -115,7 +115,9 @@ def describe_choice(last):
                 name = str(c[key])
                 break
         knobs = c.get("knobs")
-        if knobs and isinstance(knobs, dict):      # graph engine: the config is the engine plus its knobs
+        if knobs and isinstance(knobs, dict) and "_k" not in str(name):
+            # graph engine: the config is the engine plus its knobs, which its tag carries (eng62_k2=4);
+            # a name without them gets them appended
             name = "%s{%s}" % (name, ",".join("%s=%s" % kv for kv in sorted(knobs.items(), key=str)))
         math_type = c.get("math_type")
         if math_type and isinstance(math_type, str) and "TENSOR" in math_type:

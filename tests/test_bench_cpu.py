@@ -208,6 +208,9 @@ def test_describe_choice_reads_legacy_and_graph_shaped_choices():
     knobs = {"engine": "graph", "path": "direct", "choices": [{"tag": "eng62", "knobs": {"SPLIT_K": 2, "TILE": 5},
                                                                 "workspace": 131}]}
     assert runner.describe_choice(knobs) == ("eng62{SPLIT_K=2,TILE=5}", 131, "direct")
+    tagged = {"engine": "graph", "path": "direct", "choices": [{"tag": "eng62_k2=4_k13=0", "knobs": {2: 4, 13: 0},
+                                                                 "workspace": 0}]}
+    assert runner.describe_choice(tagged) == ("eng62_k2=4_k13=0", 0, "direct")      # the knobs shown once
     assert runner.describe_choice(None) == (None, None, None)
 
 
