@@ -199,6 +199,92 @@ def test_tiled_convolutions_equal_the_whole_in_every_direction(case, seed):
     numpy.testing.assert_allclose(tgw, gw, rtol=1e-11, atol=1e-11)
 
 
+def _summed_on_zeros(run, gx, w, gy, tiles):
+    """The input gradient as tiled.backward_data summed it before it added only the halos: every
+    tile's part added over its whole window on a zeroed gradient, in tile order (16-bit types: each
+    addition in float32, rounded once).  The reference the overlap-only sum must equal element for
+    element."""
+    gx[...] = 0
+    for t in tiles:
+        if any(a == b for a, b in zip(t.in_lo, t.in_hi)):
+            continue
+        part = numpy.empty(gx.shape[:2] + tuple(b - a for a, b in zip(t.in_lo, t.in_hi)), gx.dtype)
+        run(part, w, gy[tiled.out_slices(t)], tuple(zip(t.pad_lo, t.pad_hi)), t)
+        sl = (slice(None), slice(None)) + tuple(slice(a, b) for a, b in zip(t.in_lo, t.in_hi))
+        if gx.dtype.itemsize == 2:
+            gx[sl] = (gx[sl].astype(numpy.float32) + part.astype(numpy.float32)).astype(gx.dtype)
+        else:
+            gx[sl] += part
+    return gx
+
+
+@SETTINGS
+@given(geometries(), st.sampled_from([numpy.float16, numpy.float32]), st.integers(0, 2 ** 32 - 1))
+def test_the_input_gradient_adds_only_where_windows_overlap_and_equals_the_sum_on_zeros(case, dtype, seed):
+    """tiled.backward_data copies each part where no earlier window reached and adds it where one
+    did; on parts of random values (a window's own, seeded by the tile) that equals, element for
+    element, the sum of every part over its whole window on a zeroed gradient, in tile order, with
+    the 16-bit sums rounded as that sum rounds them, however many windows overlap; and every
+    element is written (the gradient starts poisoned)."""
+    g, out = case
+    tiles = _plan(g)
+    shape = (g["n"], g["in_channels"]) + g["spatial"]
+
+    def run(part, w, gyt, pads, tile):
+        part[...] = numpy.random.default_rng([seed] + list(tile.in_lo)).standard_normal(part.shape).astype(dtype)
+    gy = numpy.zeros((g["n"], g["out_channels"]) + out)
+    got = tiled.backward_data(run, numpy.full(shape, numpy.nan, dtype), None, gy, tiles)
+    want = _summed_on_zeros(run, numpy.full(shape, numpy.nan, dtype), None, gy, tiles)
+    assert not numpy.isnan(got).any()
+    numpy.testing.assert_array_equal(got, want)
+
+
+@given(st.integers(1, 3).flatmap(lambda nd: st.lists(st.integers(1, 4), min_size=nd, max_size=nd)),
+       st.integers(0, 2 ** 32 - 1), st.integers(1, 3))
+def test_boxes_cover_a_grid_once_with_each_cells_value(shape, seed, values):
+    """tiled._boxes: every cell of the grid in exactly one box, whose value is the cell's; a grid
+    that varies along one dim only has one box per run of equal values along it."""
+    grid = numpy.random.default_rng(seed).integers(0, values, shape)
+    seen = numpy.zeros(shape, numpy.int64)
+    for box, value in tiled._boxes(grid):
+        index = tuple(slice(a, b) for a, b in box)
+        assert (grid[index] == value).all()
+        seen[index] += 1
+    assert (seen == 1).all()
+    line = numpy.random.default_rng(seed).integers(0, values, shape[0])
+    along = numpy.broadcast_to(line.reshape((-1,) + (1,) * (len(shape) - 1)), shape)
+    runs = 1 + int((line[1:] != line[:-1]).sum())
+    assert len(tiled._boxes(along)) == runs
+
+
+def test_the_input_gradient_of_two_tiles_adds_over_the_halo_alone(monkeypatch):
+    """A gradient tiled in two along its depth: each part copied once where it is alone, the second
+    added over the depth the two windows share, and nothing over the whole gradient (no fill)."""
+    g = _g(n=1, in_channels=2, out_channels=2, spatial=(12, 3), kernel=(3, 3), pad_lo=(1, 1), pad_hi=(1, 1),
+           index_limit=2 * 8 * 3)
+    tiles = _plan(g)
+    assert len(tiles) == 2
+    overlap = tiles[0].in_hi[0] - tiles[1].in_lo[0]
+    assert overlap == 2
+    copied, added, filled = [], [], []
+    assign, add_into, fill = tiled.assign, tiled.add_into, tiled.fill
+    monkeypatch.setattr(tiled, "assign", lambda d, s_: (copied.append((d.shape, d.dtype, s_.dtype)), assign(d, s_)))
+    monkeypatch.setattr(tiled, "add_into", lambda d, s_: (added.append(d.shape), add_into(d, s_)))
+    monkeypatch.setattr(tiled, "fill", lambda a, v: (filled.append(a.shape), fill(a, v)))
+    rng = numpy.random.default_rng(1)
+    w = rng.standard_normal((2, 2, 3, 3))
+    gy = rng.standard_normal((1, 2, 12, 3))
+    fwd, dgrad, wgrad = _runners(g)
+    gx = tiled.backward_data(dgrad, numpy.full((1, 2, 12, 3), numpy.nan, numpy.float16), w, gy, tiles)
+    assert filled == []
+    depth0 = tiles[0].in_hi[0] - tiles[0].in_lo[0]
+    assert copied[0] == ((1, 2, depth0, 3), numpy.float16, numpy.float16)        # the first part, whole
+    assert added == [(1, 2, overlap, 3)]                                         # the halo, in float32
+    assert copied[-1] == ((1, 2, tiles[1].in_hi[0] - tiles[0].in_hi[0], 3), numpy.float16, numpy.float16)
+    exact = conv_backward_input((1, 2, 12, 3), w, gy, (1, 1), (1, 1), ((1, 1), (1, 1)))
+    numpy.testing.assert_allclose(gx.astype(numpy.float64), exact, rtol=2e-3, atol=2e-3)
+
+
 def test_tiled_runs_each_tile_once_on_views_of_its_window():
     g = _g(spatial=(12, 7), index_limit=4 * 5 * 9)
     tiles = _plan(g)

@@ -28,11 +28,13 @@ What each direction does with the tiles (every output element is in exactly one 
   written once at the end;
 * input gradient: the sum over tiles of each tile's input gradient over its window.  Adjacent
   windows overlap by the kernel's halo, and the overlaps add up as the convolution's adjoint does.
-  The sum is taken on a zeroed gradient, each addition for the 16-bit types in float32 and rounded
-  once: an element in one window gets its term exactly, one in the overlap of two windows (the most
-  there are unless tiles are shorter than the kernel's reach) one more rounding, of the size of the
-  rounding each term already has; a float32 copy of a tensor over the index limit would cost more
-  memory than that is worth.  A transposed convolution is this direction of the convolution
+  The sum is the one the tiles make in order on a zeroed gradient, each addition for the 16-bit
+  types in float32 and rounded once: an element in one window gets its term exactly, one in the
+  overlap of two windows (the most there are unless tiles are shorter than the kernel's reach) one
+  more rounding, of the size of the rounding each term already has; a float32 copy of a tensor
+  over the index limit would cost more memory than that is worth.  It is made without zeroing or
+  adding over whole windows: a part is copied where no earlier window reached, added over the
+  halos alone, and zeros written where no window reaches (``backward_data``).  A transposed convolution is this direction of the convolution
   whose output is the transposed call's input.
 
 ``run`` signatures, one per direction (``pads``: one (before, after) pair per spatial dim;
@@ -176,27 +178,88 @@ def forward(run, x, w, y, tiles, empty=_zeros):
     return y
 
 
+def _cuts(windows, spatial):
+    """Per spatial dim, the sorted positions where some window starts or ends, with 0 and the
+    dim's size: the windows cut the gradient into cells that each lie wholly inside or outside
+    every window."""
+    return [sorted({0, n}.union(*[(lo[d], hi[d]) for lo, hi in windows])) for d, n in enumerate(spatial)]
+
+
+def _boxes(grid):
+    """``grid`` (a NumPy array of cells) as boxes of equal value that cover it once: a list of
+    (((start, stop) per dim, in cells), value).  A dim along which the grid varies is cut where
+    its slabs change, and each run of equal slabs is taken the same way, so equal neighbours share
+    a box: a tiling along one dim gives at most one box per change along it."""
+    import numpy
+    out = []
+
+    def take(origin, sub):
+        first = sub.flat[0]
+        if (sub == first).all():
+            out.append((tuple((o, o + n) for o, n in zip(origin, sub.shape)), first.item()))
+            return
+        for d in range(sub.ndim):
+            slabs = numpy.moveaxis(sub, d, 0)
+            changes = [i for i in range(1, len(slabs)) if not numpy.array_equal(slabs[i], slabs[i - 1])]
+            if changes:
+                break
+        bounds = [0] + changes + [sub.shape[d]]
+        for lo, hi in zip(bounds, bounds[1:]):
+            index = tuple(slice(lo, hi) if k == d else slice(None) for k in range(sub.ndim))
+            take(tuple(o + (lo if k == d else 0) for k, o in enumerate(origin)), sub[index])
+    take((0,) * grid.ndim, grid)
+    return out
+
+
 def backward_data(run, gx, w, gy, tiles):
     """``gx`` (written whole) as the sum over tiles of each tile's input gradient over its window;
-    returns ``gx``."""
+    returns ``gx``.
+
+    The windows cut the gradient into cells (``_cuts``).  A cell no window covers is zero; in the
+    cells of its window that no earlier window covered, a tile's part is copied (``assign``: block
+    copies where the layouts allow); where an earlier window covered a cell, the part is added
+    (16-bit types: the sum taken in float32 and rounded once, as the batch split does).  Element
+    for element that is the sum the tiles in order make on a zeroed gradient, with no pass over
+    the whole gradient and no float32 copy of a window: only the halos, where windows overlap,
+    are added."""
+    import numpy
     xp = array_module(gx)
-    fill(gx, 0)
-    for t in tiles:
-        if _empty_window(t):
-            continue
+    nsp = gx.ndim - 2
+    live = [t for t in tiles if not _empty_window(t)]
+    cuts = _cuts([(t.in_lo, t.in_hi) for t in live], gx.shape[2:])
+    at = [{v: i for i, v in enumerate(c)} for c in cuts]
+    owner = numpy.full([len(c) - 1 for c in cuts], -1, dtype=numpy.int64)   # the first window over each cell
+    cells = []
+    for k, t in enumerate(live):
+        r = tuple(slice(at[d][t.in_lo[d]], at[d][t.in_hi[d]]) for d in range(nsp))
+        view = owner[r]
+        view[view < 0] = k
+        cells.append(r)
+
+    def span(box, origin=None):     # a box of cells as an index of gx (or of a window starting at origin)
+        return (slice(None), slice(None)) + tuple(
+            slice(cuts[d][a] - (0 if origin is None else origin[d]), cuts[d][b] - (0 if origin is None else origin[d]))
+            for d, (a, b) in enumerate(box))
+
+    for box, uncovered in _boxes(owner < 0):
+        if uncovered:
+            fill(gx[span(box)], 0)
+    for k, t in enumerate(live):
         part = empty_like_order(gx, gx.shape[:2] + tuple(b - a for a, b in zip(t.in_lo, t.in_hi)), gx.dtype, xp)
         run(part, w, gy[out_slices(t)], _pads(t), t)
-        sl = _slices(t.in_lo, t.in_hi)
-        if gx.dtype.itemsize == 2:       # float16, bfloat16: one rounding of a float32 sum, as the split does
-            # the casts run as copies in memory order (``assign``), and the sum widens ``part`` as it
-            # reads it: astype over a channels-last window indexes every axis, which for a window
-            # over the 32-bit limit took 62 ms where these copies take a few (docs/design.md)
-            wide = empty_like_order(gx, part.shape, xp.float32, xp)
-            assign(wide, gx[sl])
-            add_into(wide, part)
-            assign(gx[sl], wide)
-        else:
-            add_into(gx[sl], part)
+        r = cells[k]
+        for box, first in _boxes(owner[r] == k):
+            box = tuple((a + s.start, b + s.start) for (a, b), s in zip(box, r))
+            dst, src = gx[span(box)], part[span(box, t.in_lo)]
+            if first:
+                assign(dst, src)
+            elif gx.dtype.itemsize == 2:     # float16, bfloat16: one rounding of a float32 sum
+                wide = empty_like_order(gx, dst.shape, xp.float32, xp)
+                assign(wide, dst)
+                add_into(wide, src)
+                assign(dst, wide)
+            else:
+                add_into(dst, src)
     return gx
 
 
