@@ -143,8 +143,8 @@ def _runners(g):
     def fwd(xw, w, yt, pads, tile):
         yt[...] = conv(xw, w, s, d, pads)
 
-    def dgrad(gxw, w, gyt, pads, tile):
-        gxw[...] = conv_backward_input(gxw.shape, w, gyt, s, d, pads)
+    def dgrad(shape, w, gyt, pads, tile):
+        return conv_backward_input(shape, w, gyt, s, d, pads)
 
     def wgrad(xw, part, gyt, pads, tile):
         part[...] = conv_backward_weight(xw, part.shape, gyt, s, d, pads)
@@ -208,8 +208,8 @@ def _summed_on_zeros(run, gx, w, gy, tiles):
     for t in tiles:
         if any(a == b for a, b in zip(t.in_lo, t.in_hi)):
             continue
-        part = numpy.empty(gx.shape[:2] + tuple(b - a for a, b in zip(t.in_lo, t.in_hi)), gx.dtype)
-        run(part, w, gy[tiled.out_slices(t)], tuple(zip(t.pad_lo, t.pad_hi)), t)
+        part = run(gx.shape[:2] + tuple(b - a for a, b in zip(t.in_lo, t.in_hi)), w, gy[tiled.out_slices(t)],
+                   tuple(zip(t.pad_lo, t.pad_hi)), t)
         sl = (slice(None), slice(None)) + tuple(slice(a, b) for a, b in zip(t.in_lo, t.in_hi))
         if gx.dtype.itemsize == 2:
             gx[sl] = (gx[sl].astype(numpy.float32) + part.astype(numpy.float32)).astype(gx.dtype)
@@ -230,8 +230,8 @@ def test_the_input_gradient_adds_only_where_windows_overlap_and_equals_the_sum_o
     tiles = _plan(g)
     shape = (g["n"], g["in_channels"]) + g["spatial"]
 
-    def run(part, w, gyt, pads, tile):
-        part[...] = numpy.random.default_rng([seed] + list(tile.in_lo)).standard_normal(part.shape).astype(dtype)
+    def run(shape, w, gyt, pads, tile):
+        return numpy.random.default_rng([seed] + list(tile.in_lo)).standard_normal(shape).astype(dtype)
     gy = numpy.zeros((g["n"], g["out_channels"]) + out)
     got = tiled.backward_data(run, numpy.full(shape, numpy.nan, dtype), None, gy, tiles)
     want = _summed_on_zeros(run, numpy.full(shape, numpy.nan, dtype), None, gy, tiles)
@@ -275,7 +275,8 @@ def test_the_input_gradient_of_two_tiles_adds_over_the_halo_alone(monkeypatch):
     w = rng.standard_normal((2, 2, 3, 3))
     gy = rng.standard_normal((1, 2, 12, 3))
     fwd, dgrad, wgrad = _runners(g)
-    gx = tiled.backward_data(dgrad, numpy.full((1, 2, 12, 3), numpy.nan, numpy.float16), w, gy, tiles)
+    gx = tiled.backward_data(lambda *a: dgrad(*a).astype(numpy.float16),
+                             numpy.full((1, 2, 12, 3), numpy.nan, numpy.float16), w, gy, tiles)
     assert filled == []
     depth0 = tiles[0].in_hi[0] - tiles[0].in_lo[0]
     assert copied[0] == ((1, 2, depth0, 3), numpy.float16, numpy.float16)        # the first part, whole
@@ -506,9 +507,10 @@ def test_block_copies_go_to_the_cuda_runtime_at_each_arrays_own_address(monkeypa
                      ("1d", 1000, 5000, 96, 3, 77)]
 
 
-def test_tiled_input_gradient_in_16_bits_and_channels_last_keeps_its_memory_order():
-    """backward_data on a channels-last float16 gradient: the parts it allocates share the
-    gradient's memory order, and the overlapping windows still sum to the whole gradient."""
+def test_tiled_input_gradient_in_16_bits_reads_each_part_through_the_runners_view():
+    """backward_data on a channels-last float16 gradient, with a runner that returns its window's
+    gradient as the interior view of a padded channels-last buffer (as tiled_calls' does): the
+    overlapping windows still sum to the whole gradient, one runner call per tile."""
     g = _g(n=1, in_channels=3, out_channels=2, spatial=(9, 5), kernel=(3, 3), pad_lo=(1, 1), pad_hi=(1, 1),
            index_limit=3 * 5 * 5)
     tiles = _plan(g)
@@ -519,11 +521,15 @@ def test_tiled_input_gradient_in_16_bits_and_channels_last_keeps_its_memory_orde
     gx = numpy.full((1, 9, 5, 3), numpy.nan, dtype=numpy.float16).transpose(0, 3, 1, 2)
     seen = []
 
-    def dgrad(part, w_, gyt, pads, tile):
-        seen.append(part.strides)
-        assert part.strides[1] == part.itemsize           # channels innermost, as in gx
-        part[...] = conv_backward_input(part.shape, w_, gyt, (1, 1), (1, 1), pads).astype(part.dtype)
+    def dgrad(shape, w_, gyt, pads, tile):
+        seen.append(shape)
+        padded = numpy.full((shape[0],) + tuple(n + lo + hi for n, (lo, hi) in zip(shape[2:], pads)) + (shape[1],),
+                            numpy.nan, numpy.float16).transpose(0, 3, 1, 2)
+        view = padded[(slice(None), slice(None)) + tuple(slice(lo, lo + n) for n, (lo, _) in zip(shape[2:], pads))]
+        view[...] = conv_backward_input(shape, w_, gyt, (1, 1), (1, 1), pads)
+        return view
     tiled.backward_data(dgrad, gx, w, gy, tiles)
+    assert not numpy.isnan(gx).any()
     assert len(seen) == len(tiles)
     exact = conv_backward_input((1, 3, 9, 5), w, gy, (1, 1), (1, 1), ((1, 1), (1, 1)))
     # each element: at most two float16-rounded terms, summed in float32, rounded once
@@ -544,7 +550,7 @@ def test_tiles_that_read_padding_alone_make_zeros_and_add_nothing():
         def f(a, b, c, pads, tile):
             assert tile not in empties                   # no empty window reaches a runner
             calls.append(tile)
-            run(a, b, c, pads, tile)
+            return run(a, b, c, pads, tile)
         return f
     rng = numpy.random.default_rng(3)
     x, w = rng.standard_normal((1, 2, 6)), rng.standard_normal((3, 2, 2))
@@ -677,6 +683,7 @@ class _ReferenceEngine:
 
     def __init__(self, limit, layout=None):
         self.shapes = []
+        self.arrays = []
         self.limit = limit
         self.layout = layout
 
@@ -699,6 +706,7 @@ class _ReferenceEngine:
         else:
             w[...] = conv_backward_weight(x, w.shape, y, geom.stride, geom.dilation, pads)
         self.shapes.append((op, x.shape))
+        self.arrays.append((x, y))
         return op
 
 
@@ -780,6 +788,42 @@ def test_tiled_calls_run_every_direction_through_an_engine(monkeypatch, case, se
     tiled_calls.run(eng, "fused", plan, x, w, tf, None, z=z, bias=b, alpha=0.75)
     want = numpy.maximum(y + 0.75 * z + b.reshape((1, -1) + (1,) * nsp), 0)
     numpy.testing.assert_allclose(tf, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_tiled_calls_write_packed_output_tiles_in_place(monkeypatch, layout):
+    """A channels-last sample cut along its outermost spatial dim has packed output tiles: the
+    forward hands the engine the output's own tile (no copy after); in NCHW the tile is not packed,
+    and the engine writes a packed array that is copied in.  The input gradient's windows come back
+    as views of the engine's padded buffers either way, and every result equals the reference."""
+    import types
+    from cudnnconv import params, tiled_calls
+    _numpy_layouts(monkeypatch)
+    lay = params.NCHW if layout == "nchw" else params.CHANNELS_LAST
+    g = _g(n=1, in_channels=2, out_channels=2, spatial=(12, 4), kernel=(3, 3), pad_lo=(1, 1), pad_hi=(1, 1),
+           index_limit=2 * 8 * 6)
+    tiles = tiling.plan_spatial_tiles(**g, padded=True)
+    assert len(tiles) == 2 and all(t.out_lo[1] == 0 and t.out_hi[1] == 4 for t in tiles)
+    geom = params.Geometry(2, (1, 1), (1, 1), (1, 1), 1, (0, 0))
+    plan = types.SimpleNamespace(chunks=tiled_calls.Tiled([(0, 1)], tiles), layout=lay, geom=geom, device=0,
+                                 repro=None)
+    rng = numpy.random.default_rng(4)
+    x, w = _packed_in(rng.standard_normal((1, 2, 12, 4)), lay), rng.standard_normal((2, 2, 3, 3))
+    y = _packed_in(numpy.full((1, 2, 12, 4), numpy.nan), lay)
+    eng = _ReferenceEngine(g["index_limit"], lay)
+    copies = []
+    assign = tiled.assign
+    monkeypatch.setattr(tiled, "assign", lambda d, s_: (copies.append(numpy.shares_memory(d, y)), assign(d, s_)))
+    tiled_calls.run(eng, "forward", plan, x, w, y, None)
+    numpy.testing.assert_allclose(y, conv(x, w, (1, 1), (1, 1), ((1, 1), (1, 1))), rtol=1e-12, atol=1e-12)
+    in_place = [numpy.shares_memory(out, y) for _, out in eng.arrays]
+    assert in_place == ([True, True] if layout == "channels_last" else [False, False])
+    assert sum(copies) == (0 if layout == "channels_last" else 2)            # copies into y
+    gy = _packed_in(rng.standard_normal((1, 2, 12, 4)), lay)
+    gx = _packed_in(numpy.full((1, 2, 12, 4), numpy.nan), lay)
+    tiled_calls.run(eng, "backward_data", plan, gx, w, gy, None)
+    numpy.testing.assert_allclose(gx, conv_backward_input(gx.shape, w, gy, (1, 1), (1, 1), ((1, 1), (1, 1))),
+                                  rtol=1e-11, atol=1e-11)
 
 
 def test_tiled_calls_plan_chooses_chunks_or_tiles():

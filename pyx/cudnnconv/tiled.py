@@ -42,8 +42,9 @@ What each direction does with the tiles (every output element is in exactly one 
 
 * forward: ``run(x_window, w, y_tile, pads, tile)`` writes the convolution into ``y_tile`` (a view
   of y);
-* input gradient: ``run(gx_window, w, gy_tile, pads, tile)`` writes the window's gradient into
-  ``gx_window``, a new array of the window's shape and the gradient's dtype;
+* input gradient: ``run(shape, w, gy_tile, pads, tile)`` returns the window's gradient, an array
+  of ``shape`` (the gradient's batch and channels by the window) and the gradient's dtype, in any
+  layout (a view of the runner's own buffer is fine: it is read before the next tile runs);
 * weight gradient: ``run(x_window, gw_part, gy_tile, pads, tile)`` writes the window's weight
   gradient into ``gw_part``, an array of the weight's shape and dtype that every tile reuses:
   ``run`` overwrites it and keeps no reference to it.
@@ -245,8 +246,7 @@ def backward_data(run, gx, w, gy, tiles):
         if uncovered:
             fill(gx[span(box)], 0)
     for k, t in enumerate(live):
-        part = empty_like_order(gx, gx.shape[:2] + tuple(b - a for a, b in zip(t.in_lo, t.in_hi)), gx.dtype, xp)
-        run(part, w, gy[out_slices(t)], _pads(t), t)
+        part = run(gx.shape[:2] + tuple(b - a for a, b in zip(t.in_lo, t.in_hi)), w, gy[out_slices(t)], _pads(t), t)
         r = cells[k]
         for box, first in _boxes(owner[r] == k):
             box = tuple((a + s.start, b + s.start) for (a, b), s in zip(box, r))

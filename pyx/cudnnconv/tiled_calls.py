@@ -11,7 +11,10 @@ chunks).  ``run`` runs a tiled plan, chunk by chunk, with ``cudnnconv.tiled`` an
   both engines take it (the legacy engine has only symmetric padding); a channels-last window of
   one sample could run as a view, which needs the post-padding in the problem key and the tuning
   record (docs/design.md, "Samples over the index limit");
-* its result goes into a packed array and is copied into the output's tile;
+* its result is written into the output's tile in place where that tile is packed in the layout
+  (a channels-last sample cut along its outermost spatial dim), else into a packed array copied
+  into it; an input gradient's padded window is read by ``tiled.backward_data`` through a view of
+  its interior, with no copy in between;
 * forward writes every output tile; backward-data sums each tile's gradient over its window;
   backward-weight sums the tiles' partial gradients, and the samples', in float32 for the 16-bit
   types (``split.accumulation_dtype``).
@@ -112,11 +115,14 @@ def run(eng, op, plan, x, w, y, opts, z=None, bias=None, alpha=1.0):
             zs = None if z is None else z[s:s + 1]
 
             def fwd(xw, w_, yt, pads, tile, zs=zs):
-                yb = params.empty_in_layout(yt.shape, yt.dtype, layout)
+                # the output's tile is written in place where it is packed in the layout (a
+                # channels-last sample cut along its outermost dim), else through a packed array
+                yb = yt if params.has_layout(yt, layout) else params.empty_in_layout(yt.shape, yt.dtype, layout)
                 kw = {} if op == "forward" else dict(
                     z=_packed(zs[tiled.out_slices(tile)], layout), bias=bias, alpha=alpha)
                 engine(_padded(xw, pads, layout), w_, yb, **kw)
-                tiled.assign(yt, yb)
+                if yb is not yt:
+                    tiled.assign(yt, yb)
 
             def padding_alone(yt, tile, zs=zs):
                 if op == "forward":
@@ -125,11 +131,12 @@ def run(eng, op, plan, x, w, y, opts, z=None, bias=None, alpha=1.0):
                     tiled.assign(yt, _relu_epilogue(zs[tiled.out_slices(tile)], alpha, bias))
             tiled.forward(fwd, x[s:s + 1], w, y[s:s + 1], tiles, padding_alone)
     elif op == "backward_data":
-        def dgrad(part, w_, gyt, pads, tile):
-            shape = part.shape[:2] + tuple(p + lo + hi for p, (lo, hi) in zip(part.shape[2:], pads))
-            gxb = params.empty_in_layout(shape, part.dtype, layout)
+        def dgrad(shape, w_, gyt, pads, tile):
+            # the padded window's gradient; tiled.backward_data reads its interior, a view
+            padded = shape[:2] + tuple(p + lo + hi for p, (lo, hi) in zip(shape[2:], pads))
+            gxb = params.empty_in_layout(padded, x.dtype, layout)
             engine(gxb, w_, _packed(gyt, layout))
-            tiled.assign(part, gxb[_interior(part.shape, pads)])
+            return gxb[_interior(shape, pads)]
         for s, _ in plan.chunks:
             tiled.backward_data(dgrad, x[s:s + 1], w, y[s:s + 1], tiles)
     elif op == "backward_filter":
