@@ -199,6 +199,14 @@ def test_tiled_convolutions_equal_the_whole_in_every_direction(case, seed):
     numpy.testing.assert_allclose(tgw, gw, rtol=1e-11, atol=1e-11)
 
 
+def _channels_last(a):
+    """``a``'s values in an array whose channels lie innermost in memory."""
+    perm = (0,) + tuple(range(2, a.ndim)) + (1,)
+    out = numpy.empty(tuple(a.shape[p] for p in perm), a.dtype).transpose(numpy.argsort(perm))
+    out[...] = a
+    return out
+
+
 def _summed_on_zeros(run, gx, w, gy, tiles):
     """The input gradient as tiled.backward_data summed it before it added only the halos: every
     tile's part added over its whole window on a zeroed gradient, in tile order (16-bit types: each
@@ -219,24 +227,36 @@ def _summed_on_zeros(run, gx, w, gy, tiles):
 
 
 @SETTINGS
-@given(geometries(), st.sampled_from([numpy.float16, numpy.float32]), st.integers(0, 2 ** 32 - 1))
-def test_the_input_gradient_adds_only_where_windows_overlap_and_equals_the_sum_on_zeros(case, dtype, seed):
+@given(geometries(), st.sampled_from([numpy.float16, numpy.float32]), st.integers(0, 2 ** 32 - 1), st.booleans(),
+       st.booleans())
+def test_the_input_gradient_adds_only_where_windows_overlap_and_equals_the_sum_on_zeros(case, dtype, seed, padded,
+                                                                                     last):
     """tiled.backward_data copies each part where no earlier window reached and adds it where one
     did; on parts of random values (a window's own, seeded by the tile) that equals, element for
     element, the sum of every part over its whole window on a zeroed gradient, in tile order, with
     the 16-bit sums rounded as that sum rounds them, however many windows overlap; and every
     element is written (the gradient starts poisoned)."""
     g, out = case
-    tiles = _plan(g)
+    if padded:                           # as tiled_calls plans (a window's padding counts too)
+        least = g["n"] * g["in_channels"] * math.prod(d * (k - 1) + 1 for k, d in zip(g["kernel"], g["dilation"]))
+        g["index_limit"] = max(g["index_limit"], least, g["n"] * g["out_channels"])
+    tiles = tiling.plan_spatial_tiles(**g, padded=padded)
     shape = (g["n"], g["in_channels"]) + g["spatial"]
+    layout = _channels_last if last else (lambda a: a)
 
     def run(shape, w, gyt, pads, tile):
-        return numpy.random.default_rng([seed] + list(tile.in_lo)).standard_normal(shape).astype(dtype)
+        rng = numpy.random.default_rng([seed] + list(tile.in_lo))
+        part = rng.standard_normal(shape).astype(dtype)
+        part[rng.random(shape) < 0.05] = -0.0                # signed zeros too
+        return layout(part)
     gy = numpy.zeros((g["n"], g["out_channels"]) + out)
-    got = tiled.backward_data(run, numpy.full(shape, numpy.nan, dtype), None, gy, tiles)
+    got = tiled.backward_data(run, layout(numpy.full(shape, numpy.nan, dtype)), None, gy, tiles)
     want = _summed_on_zeros(run, numpy.full(shape, numpy.nan, dtype), None, gy, tiles)
     assert not numpy.isnan(got).any()
-    numpy.testing.assert_array_equal(got, want)
+    bits = numpy.uint16 if dtype == numpy.float16 else numpy.uint32
+    # bit for bit, but for the sign of a zero (a part's -0.0 alone is copied; on zeros it became +0.0)
+    numpy.testing.assert_array_equal(numpy.ascontiguousarray(got + dtype(0)).view(bits),
+                                     numpy.ascontiguousarray(want + dtype(0)).view(bits))
 
 
 @given(st.integers(1, 3).flatmap(lambda nd: st.lists(st.integers(1, 4), min_size=nd, max_size=nd)),
@@ -255,6 +275,37 @@ def test_boxes_cover_a_grid_once_with_each_cells_value(shape, seed, values):
     along = numpy.broadcast_to(line.reshape((-1,) + (1,) * (len(shape) - 1)), shape)
     runs = 1 + int((line[1:] != line[:-1]).sum())
     assert len(tiled._boxes(along)) == runs
+
+
+@pytest.mark.parametrize("max_fills", [0, 1000])
+def test_gaps_no_window_reaches_are_zero_filled_one_by_one_or_at_once(monkeypatch, max_fills):
+    """A stride past the kernel's reach leaves inputs no window reads (their gradient is zero):
+    filled gap by gap, or with one fill of the whole gradient where there are more than MAX_FILLS
+    gaps; either way the gradient equals the reference and is written whole."""
+    monkeypatch.setattr(tiled, "MAX_FILLS", max_fills)
+    g = _g(n=1, in_channels=1, out_channels=1, spatial=(20,), kernel=(1,), stride=(3,), dilation=(1,),
+           pad_lo=(0,), pad_hi=(0,), index_limit=3)
+    tiles = _plan(g)
+    owner = numpy.zeros(20, int)
+    for t in tiles:
+        owner[t.in_lo[0]:t.in_hi[0]] += 1
+    assert (owner == 0).sum() >= 2                               # gaps between the windows
+    fills = []
+    fill = tiled.fill
+    monkeypatch.setattr(tiled, "fill", lambda a, v: (fills.append(a.shape), fill(a, v)))
+    rng = numpy.random.default_rng(2)
+    w, gy = rng.standard_normal((1, 1, 1)), rng.standard_normal((1, 1, 7))
+    fwd, dgrad, wgrad = _runners(g)
+    gx = tiled.backward_data(dgrad, numpy.full((1, 1, 20), numpy.nan), w, gy, tiles)
+    numpy.testing.assert_allclose(gx, conv_backward_input((1, 1, 20), w, gy, (3,), (1,), ((0, 0),)), atol=1e-12)
+    runs, n = [], 0
+    for c in list(owner) + [1]:                                  # the gaps: runs of inputs no window reads
+        if c == 0:
+            n += 1
+        elif n:
+            runs.append((1, 1, n))
+            n = 0
+    assert fills == ([(1, 1, 20)] if max_fills == 0 else runs)
 
 
 def test_the_input_gradient_of_two_tiles_adds_over_the_halo_alone(monkeypatch):
@@ -824,6 +875,20 @@ def test_tiled_calls_write_packed_output_tiles_in_place(monkeypatch, layout):
     tiled_calls.run(eng, "backward_data", plan, gx, w, gy, None)
     numpy.testing.assert_allclose(gx, conv_backward_input(gx.shape, w, gy, (1, 1), (1, 1), ((1, 1), (1, 1))),
                                   rtol=1e-11, atol=1e-11)
+
+
+def test_output_tiles_are_written_in_place_only_where_packed_and_aligned():
+    """tiled_calls._in_place: a packed, 16-byte aligned tile yes; the same tile 2 bytes off its
+    alignment (a float16 slab whose rows are 6 bytes), or not packed in the layout, no."""
+    from cudnnconv import params, tiled_calls
+    cl = _in_layout((1, 4, 12, 8), numpy.float16, params.CHANNELS_LAST)
+    assert tiled_calls._in_place(cl[:, :, 4:8], params.CHANNELS_LAST)
+    assert not tiled_calls._in_place(cl[:, :, :, 4:8], params.CHANNELS_LAST)              # not packed
+    assert not tiled_calls._in_place(cl[:, :, 4:8], params.NCHW)
+    odd = _in_layout((1, 1, 12, 3), numpy.float16, params.CHANNELS_LAST)                   # 6-byte rows
+    assert odd.ctypes.data % 16 == 0 and params.has_layout(odd[:, :, 1:4], params.CHANNELS_LAST)
+    assert not tiled_calls._in_place(odd[:, :, 1:4], params.CHANNELS_LAST)               # 6 bytes in
+    assert tiled_calls._in_place(odd[:, :, 8:12], params.CHANNELS_LAST)                  # 48 bytes in
 
 
 def test_tiled_calls_plan_chooses_chunks_or_tiles():

@@ -65,6 +65,7 @@ def _memory_order(a):
 MIN_ROW_BYTES = 512        # narrower rows: the elementwise copy
 MAX_BLOCKS = 1024          # more 2-d copies than this in one assign: the elementwise copy
 MAX_PITCH = 2 ** 31 - 1    # cudaMemcpy2D's limit on a pitch (and so on a row), cudaDevAttrMaxPitch
+MAX_FILLS = 16             # more gaps than this in an input gradient's windows: one fill of the whole
 
 
 def copy_plan(shape, itemsize, dst_strides, src_strides, min_row=MIN_ROW_BYTES):
@@ -222,7 +223,8 @@ def backward_data(run, gx, w, gy, tiles):
     (16-bit types: the sum taken in float32 and rounded once, as the batch split does).  Element
     for element that is the sum the tiles in order make on a zeroed gradient, with no pass over
     the whole gradient and no float32 copy of a window: only the halos, where windows overlap,
-    are added."""
+    are added.  (By value: a part's -0.0 where it is alone stays -0.0, where the sum on zeros made
+    it +0.0.)"""
     import numpy
     xp = array_module(gx)
     nsp = gx.ndim - 2
@@ -242,8 +244,11 @@ def backward_data(run, gx, w, gy, tiles):
             slice(cuts[d][a] - (0 if origin is None else origin[d]), cuts[d][b] - (0 if origin is None else origin[d]))
             for d, (a, b) in enumerate(box))
 
-    for box, uncovered in _boxes(owner < 0):
-        if uncovered:
+    gaps = [box for box, uncovered in _boxes(owner < 0) if uncovered]
+    if len(gaps) > MAX_FILLS:            # many small gaps (a stride past the kernel's reach): one fill
+        fill(gx, 0)
+    else:
+        for box in gaps:
             fill(gx[span(box)], 0)
     for k, t in enumerate(live):
         part = run(gx.shape[:2] + tuple(b - a for a, b in zip(t.in_lo, t.in_hi)), w, gy[out_slices(t)], _pads(t), t)
@@ -260,6 +265,7 @@ def backward_data(run, gx, w, gy, tiles):
                 assign(dst, wide)
             else:
                 add_into(dst, src)
+        del part, dst, src                   # the runner's buffer goes back before the next tile runs
     return gx
 
 

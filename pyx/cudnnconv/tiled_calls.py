@@ -12,8 +12,7 @@ chunks).  ``run`` runs a tiled plan, chunk by chunk, with ``cudnnconv.tiled`` an
   one sample could run as a view, which needs the post-padding in the problem key and the tuning
   record (docs/design.md, "Samples over the index limit");
 * its result is written into the output's tile in place where that tile is packed in the layout
-  (a channels-last sample cut along its outermost spatial dim), else into a packed array copied
-  into it; an input gradient's padded window is read by ``tiled.backward_data`` through a view of
+  and 16-byte aligned (``_in_place``), else into a packed array copied into it; an input gradient's padded window is read by ``tiled.backward_data`` through a view of
   its interior, with no copy in between;
 * forward writes every output tile; backward-data sums each tile's gradient over its window;
   backward-weight sums the tiles' partial gradients, and the samples', in float32 for the 16-bit
@@ -95,6 +94,16 @@ def _packed(a, layout):
     return out
 
 
+def _in_place(a, layout):
+    """Whether an engine can write the output tile ``a`` itself: packed in ``layout`` (a
+    channels-last sample cut along its outermost spatial dim, or any tile of a one-channel NCHW
+    sample cut so) and 16-byte aligned, as a fresh allocation is, so that the graph engine's plans,
+    which it keys on alignment, are the ones a packed buffer would get."""
+    data = a.data
+    ptr = data.ptr if hasattr(data, "ptr") else a.ctypes.data      # CuPy, NumPy
+    return ptr % 16 == 0 and params.has_layout(a, layout)
+
+
 def _interior(shape, pads):
     return (slice(None), slice(None)) + tuple(slice(lo, lo + s) for s, (lo, _) in zip(shape[2:], pads))
 
@@ -115,9 +124,7 @@ def run(eng, op, plan, x, w, y, opts, z=None, bias=None, alpha=1.0):
             zs = None if z is None else z[s:s + 1]
 
             def fwd(xw, w_, yt, pads, tile, zs=zs):
-                # the output's tile is written in place where it is packed in the layout (a
-                # channels-last sample cut along its outermost dim), else through a packed array
-                yb = yt if params.has_layout(yt, layout) else params.empty_in_layout(yt.shape, yt.dtype, layout)
+                yb = yt if _in_place(yt, layout) else params.empty_in_layout(yt.shape, yt.dtype, layout)
                 kw = {} if op == "forward" else dict(
                     z=_packed(zs[tiled.out_slices(tile)], layout), bias=bias, alpha=alpha)
                 engine(_padded(xw, pads, layout), w_, yb, **kw)
