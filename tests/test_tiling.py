@@ -735,17 +735,19 @@ class _ReferenceEngine:
     def __init__(self, limit, layout=None):
         self.shapes = []
         self.arrays = []
+        self.paddings = []
         self.limit = limit
         self.layout = layout
 
     def run(self, op, x, w, y, geom, opts, layout, device, repro, z=None, bias=None, alpha=1.0):
-        assert geom.padding == (0,) * geom.nsp and geom.same_extra == (0,) * geom.nsp   # padding is copied
+        assert geom.same_extra == (0,) * geom.nsp          # a tile's padding is symmetric, or copied in
         assert x.size <= self.limit and y.size <= self.limit, (x.shape, y.shape, self.limit)
         if self.layout is not None:     # the activations it is handed are packed in the plan's layout
             from cudnnconv import params
             assert layout == self.layout
             assert all(params.has_layout(a, layout) for a in (x, y) + ((z,) if z is not None else ())), op
-        pads = ((0, 0),) * geom.nsp
+        pads = tuple((p, p) for p in geom.padding)
+        self.paddings.append(geom.padding)
         if op == "forward":
             y[...] = conv(x, w, geom.stride, geom.dilation, pads)
         elif op == "fused":
@@ -889,6 +891,55 @@ def test_output_tiles_are_written_in_place_only_where_packed_and_aligned():
     assert odd.ctypes.data % 16 == 0 and params.has_layout(odd[:, :, 1:4], params.CHANNELS_LAST)
     assert not tiled_calls._in_place(odd[:, :, 1:4], params.CHANNELS_LAST)               # 6 bytes in
     assert tiled_calls._in_place(odd[:, :, 8:12], params.CHANNELS_LAST)                  # 48 bytes in
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("kernel,pad", [(3, 1), (1, 0)])
+def test_tiles_with_symmetric_padding_run_on_their_windows_themselves(monkeypatch, layout, kernel, pad):
+    """A tile whose padding is the same before and after in every dim (an inner tile; every tile
+    of an unpadded convolution) hands the engine its window of x itself, with that padding, where
+    the window is packed (channels-last); an edge tile of a padded convolution gets a padded copy
+    run with none, as does every tile in NCHW.  Each direction equals the reference."""
+    import types
+    from cudnnconv import params, tiled_calls
+    _numpy_layouts(monkeypatch)
+    lay = params.NCHW if layout == "nchw" else params.CHANNELS_LAST
+    g = _g(n=1, in_channels=2, out_channels=2, spatial=(18, 4), kernel=(kernel, kernel), pad_lo=(pad, pad),
+           pad_hi=(pad, pad), index_limit=2 * 8 * (4 + 2 * pad))
+    tiles = tiling.plan_spatial_tiles(**g, padded=True)
+    assert len(tiles) >= 3
+    geom = params.Geometry(2, (1, 1), (pad, pad), (1, 1), 1, (0, 0))
+    plan = types.SimpleNamespace(chunks=tiled_calls.Tiled([(0, 1)], tiles), layout=lay, geom=geom, device=0,
+                                 repro=None)
+    rng = numpy.random.default_rng(6)
+    x, w = _packed_in(rng.standard_normal((1, 2, 18, 4)), lay), rng.standard_normal((2, 2, kernel, kernel))
+    pads = ((pad, pad), (pad, pad))
+    symmetric = [all(a == b for a, b in zip(t.pad_lo, t.pad_hi)) for t in tiles]
+    want_views = [sym and layout == "channels_last" for sym in symmetric]
+    assert any(want_views) == (layout == "channels_last") and (all(symmetric) == (pad == 0))
+    for op in ("forward", "backward_filter", "backward_data"):
+        eng = _ReferenceEngine(10 ** 6, lay)
+        if op == "forward":
+            y = _packed_in(numpy.full((1, 2, 18, 4), numpy.nan), lay)
+            tiled_calls.run(eng, op, plan, x, w, y, None)
+            numpy.testing.assert_allclose(y, conv(x, w, (1, 1), (1, 1), pads), rtol=1e-12, atol=1e-12)
+        elif op == "backward_filter":
+            gw = numpy.full(w.shape, numpy.nan)
+            gy = _packed_in(rng.standard_normal((1, 2, 18, 4)), lay)
+            tiled_calls.run(eng, op, plan, x, gw, gy, None)
+            numpy.testing.assert_allclose(gw, conv_backward_weight(x, w.shape, gy, (1, 1), (1, 1), pads),
+                                          rtol=1e-11, atol=1e-11)
+        else:
+            gx = _packed_in(numpy.full((1, 2, 18, 4), numpy.nan), lay)
+            gy = _packed_in(rng.standard_normal((1, 2, 18, 4)), lay)
+            tiled_calls.run(eng, op, plan, gx, w, gy, None)
+            numpy.testing.assert_allclose(gx, conv_backward_input(gx.shape, w, gy, (1, 1), (1, 1), pads),
+                                          rtol=1e-11, atol=1e-11)
+            want_views = symmetric                 # its windows' gradients: written whole, in either layout
+        given = [numpy.shares_memory(xa, x) for xa, _ in eng.arrays] if op != "backward_data" else \
+            [xa.shape[2:] == tuple(b - a for a, b in zip(t.in_lo, t.in_hi)) for (xa, _), t in zip(eng.arrays, tiles)]
+        assert given == want_views, (op, given)
+        assert eng.paddings == [(t.pad_lo if v else (0, 0)) for t, v in zip(tiles, want_views)], op
 
 
 def test_tiled_calls_plan_chooses_chunks_or_tiles():

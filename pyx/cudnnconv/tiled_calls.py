@@ -5,12 +5,15 @@ one chunk per sample and the spatial tiles of one sample (``Tiled``, which a cal
 chunks).  ``run`` runs a tiled plan, chunk by chunk, with ``cudnnconv.tiled`` and an engine's
 ``run``:
 
-* each tile's window is copied into a packed array of the plan's layout with the tile's padding
-  as zeros around it (copies and fills in memory order: ``tiled.assign``, ``tiled.fill``; the
-  planner counts that padding against the limit: ``padded=True``), and run with no padding, so
-  both engines take it (the legacy engine has only symmetric padding); a channels-last window of
-  one sample could run as a view, which needs the post-padding in the problem key and the tuning
-  record (docs/design.md, "Samples over the index limit");
+* a tile whose padding is the same before and after in every dim (an inner tile, or any tile of
+  a convolution without padding along the cut dims) runs on its window itself, with that padding,
+  where the window is packed in the plan's layout and aligned (a channels-last sample cut along its
+  outermost spatial dim); an input gradient's window is then written whole.  Any other tile's
+  window is copied into a packed array with the tile's padding as zeros around it (copies and
+  fills in memory order: ``tiled.assign``, ``tiled.fill``; the planner counts that padding against
+  the limit: ``padded=True``), and run with no padding, so both engines take it (the legacy engine
+  has only symmetric padding); an edge tile could run as a view too, which needs the post-padding
+  in the problem key and the tuning record (docs/design.md, "Samples over the index limit");
 * its result is written into the output's tile in place where that tile is packed in the layout
   and 16-byte aligned (``_in_place``), else into a packed array copied into it; an input gradient's padded window is read by ``tiled.backward_data`` through a view of
   its interior, with no copy in between;
@@ -95,13 +98,19 @@ def _packed(a, layout):
 
 
 def _in_place(a, layout):
-    """Whether an engine can write the output tile ``a`` itself: packed in ``layout`` (a
+    """Whether an engine can take the tile or window ``a`` itself: packed in ``layout`` (a
     channels-last sample cut along its outermost spatial dim, or any tile of a one-channel NCHW
     sample cut so) and 16-byte aligned, as a fresh allocation is, so that the graph engine's plans,
     which it keys on alignment, are the ones a packed buffer would get."""
     data = a.data
     ptr = data.ptr if hasattr(data, "ptr") else a.ctypes.data      # CuPy, NumPy
     return ptr % 16 == 0 and params.has_layout(a, layout)
+
+
+def _symmetric(pads):
+    """The tile's padding as a convolution's (one int per dim) where it is the same before and
+    after in every dim (an inner tile, or any tile of a dim without padding), else None."""
+    return tuple(lo for lo, _ in pads) if all(lo == hi for lo, hi in pads) else None
 
 
 def _interior(shape, pads):
@@ -116,8 +125,18 @@ def run(eng, op, plan, x, w, y, opts, z=None, bias=None, alpha=1.0):
     tiles, layout, geom = plan.chunks.tiles, plan.layout, _tile_geom(plan.geom)
     choices = []
 
-    def engine(xb, wb, yb, **kw):
-        choices.append(eng.run(op, xb, wb, yb, geom, opts, layout, plan.device, plan.repro, **kw))
+    def engine(xb, wb, yb, pad=None, **kw):
+        g = geom if pad is None else geom._replace(padding=pad)
+        choices.append(eng.run(op, xb, wb, yb, g, opts, layout, plan.device, plan.repro, **kw))
+
+    def window(xw, pads):
+        """(the window as the engine takes it, its padding): the window itself with its padding
+        where that is symmetric and the window packed and aligned, else a padded copy run with
+        none."""
+        pad = _symmetric(pads)
+        if pad is not None and _in_place(xw, layout):
+            return xw, pad
+        return _padded(xw, pads, layout), None
 
     if op in ("forward", "fused"):
         for s, _ in plan.chunks:
@@ -127,7 +146,8 @@ def run(eng, op, plan, x, w, y, opts, z=None, bias=None, alpha=1.0):
                 yb = yt if _in_place(yt, layout) else params.empty_in_layout(yt.shape, yt.dtype, layout)
                 kw = {} if op == "forward" else dict(
                     z=_packed(zs[tiled.out_slices(tile)], layout), bias=bias, alpha=alpha)
-                engine(_padded(xw, pads, layout), w_, yb, **kw)
+                xb, pad = window(xw, pads)
+                engine(xb, w_, yb, pad, **kw)
                 if yb is not yt:
                     tiled.assign(yt, yb)
 
@@ -139,6 +159,11 @@ def run(eng, op, plan, x, w, y, opts, z=None, bias=None, alpha=1.0):
             tiled.forward(fwd, x[s:s + 1], w, y[s:s + 1], tiles, padding_alone)
     elif op == "backward_data":
         def dgrad(shape, w_, gyt, pads, tile):
+            pad = _symmetric(pads)
+            if pad is not None:         # the window's gradient, with its padding
+                gxw = params.empty_in_layout(shape, x.dtype, layout)
+                engine(gxw, w_, _packed(gyt, layout), pad)
+                return gxw
             # the padded window's gradient; tiled.backward_data reads its interior, a view
             padded = shape[:2] + tuple(p + lo + hi for p, (lo, hi) in zip(shape[2:], pads))
             gxb = params.empty_in_layout(padded, x.dtype, layout)
@@ -151,7 +176,8 @@ def run(eng, op, plan, x, w, y, opts, z=None, bias=None, alpha=1.0):
         part = params.empty_in_layout(w.shape, w.dtype, layout)
 
         def wgrad(xw, gw_part, gyt, pads, tile):
-            engine(_padded(xw, pads, layout), gw_part, _packed(gyt, layout))
+            xb, pad = window(xw, pads)
+            engine(xb, gw_part, _packed(gyt, layout), pad)
         for s, _ in plan.chunks:        # every sample's tiles into one accumulator
             tiled.accumulate_weight(wgrad, x[s:s + 1], y[s:s + 1], tiles, acc, part)
         w[...] = acc if acc.dtype == w.dtype else acc.astype(w.dtype)
