@@ -201,8 +201,13 @@ def _boxes(grid):
             out.append((tuple((o, o + n) for o, n in zip(origin, sub.shape)), first.item()))
             return
         for d in range(sub.ndim):
-            slabs = numpy.moveaxis(sub, d, 0)
-            changes = [i for i in range(1, len(slabs)) if not numpy.array_equal(slabs[i], slabs[i - 1])]
+            if sub.shape[d] < 2:
+                continue
+            after = tuple(slice(1, None) if k == d else slice(None) for k in range(sub.ndim))
+            before = tuple(slice(None, -1) if k == d else slice(None) for k in range(sub.ndim))
+            differ = sub[after] != sub[before]          # slab i against slab i - 1, cell by cell
+            others = tuple(k for k in range(sub.ndim) if k != d)
+            changes = (numpy.flatnonzero(differ.any(axis=others) if others else differ) + 1).tolist()
             if changes:
                 break
         bounds = [0] + changes + [sub.shape[d]]
