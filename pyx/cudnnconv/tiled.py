@@ -34,8 +34,8 @@ What each direction does with the tiles (every output element is in exactly one 
   more rounding, of the size of the rounding each term already has; a float32 copy of a tensor
   over the index limit would cost more memory than that is worth.  It is made without zeroing or
   adding over whole windows: a part is copied where no earlier window reached, added over the
-  halos alone, and zeros written where no window reaches (``backward_data``).  A transposed convolution is this direction of the convolution
-  whose output is the transposed call's input.
+  halos alone, and zeros written where no window reaches (``backward_data``).  A transposed
+  convolution is this direction of the convolution whose output is the transposed call's input.
 
 ``run`` signatures, one per direction (``pads``: one (before, after) pair per spatial dim;
 ``tile``: the ``tiling.Tile``):
@@ -65,7 +65,6 @@ def _memory_order(a):
 MIN_ROW_BYTES = 512        # narrower rows: the elementwise copy
 MAX_BLOCKS = 1024          # more 2-d copies than this in one assign: the elementwise copy
 MAX_PITCH = 2 ** 31 - 1    # cudaMemcpy2D's limit on a pitch (and so on a row), cudaDevAttrMaxPitch
-MAX_FILLS = 16             # more gaps than this in an input gradient's windows: one fill of the whole
 
 
 def copy_plan(shape, itemsize, dst_strides, src_strides, min_row=MIN_ROW_BYTES):
@@ -180,6 +179,9 @@ def forward(run, x, w, y, tiles, empty=_zeros):
     return y
 
 
+MAX_FILLS = 16             # more gaps than this between an input gradient's windows: one fill of the whole
+
+
 def _cuts(windows, spatial):
     """Per spatial dim, the sorted positions where some window starts or ends, with 0 and the
     dim's size: the windows cut the gradient into cells that each lie wholly inside or outside
@@ -244,10 +246,9 @@ def backward_data(run, gx, w, gy, tiles):
         view[view < 0] = k
         cells.append(r)
 
-    def span(box, origin=None):     # a box of cells as an index of gx (or of a window starting at origin)
+    def span(box, origin=(0,) * nsp):     # a box of cells as an index of gx, or of a window at origin
         return (slice(None), slice(None)) + tuple(
-            slice(cuts[d][a] - (0 if origin is None else origin[d]), cuts[d][b] - (0 if origin is None else origin[d]))
-            for d, (a, b) in enumerate(box))
+            slice(cuts[d][a] - o, cuts[d][b] - o) for d, ((a, b), o) in enumerate(zip(box, origin)))
 
     gaps = [box for box, uncovered in _boxes(owner < 0) if uncovered]
     if len(gaps) > MAX_FILLS:            # many small gaps (a stride past the kernel's reach): one fill

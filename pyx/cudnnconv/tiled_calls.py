@@ -15,8 +15,9 @@ chunks).  ``run`` runs a tiled plan, chunk by chunk, with ``cudnnconv.tiled`` an
   has only symmetric padding); an edge tile could run as a view too, which needs the post-padding
   in the problem key and the tuning record (docs/design.md, "Samples over the index limit");
 * its result is written into the output's tile in place where that tile is packed in the layout
-  and 16-byte aligned (``_in_place``), else into a packed array copied into it; an input gradient's padded window is read by ``tiled.backward_data`` through a view of
-  its interior, with no copy in between;
+  and 16-byte aligned (``_in_place``), else into a packed array copied into it; an input
+  gradient's padded window is read by ``tiled.backward_data`` through a view of its interior,
+  with no copy in between;
 * forward writes every output tile; backward-data sums each tile's gradient over its window;
   backward-weight sums the tiles' partial gradients, and the samples', in float32 for the 16-bit
   types (``split.accumulation_dtype``).
