@@ -79,10 +79,6 @@ MEMO_MAX = 2048          # signatures a thread memoizes before it starts over
 cdef Py_ssize_t _MEMO_MAX = MEMO_MAX
 cdef dict _RESOLVED = {}                   # (flags, thread defaults) -> Options
 
-cdef enum:
-    MAX_ARRAYS = 4       # array arguments of a public function (fused: x, w, z, bias)
-
-
 cdef inline object _nd():
     return array_type()
 
@@ -92,15 +88,6 @@ def _use_array_type(cls):
     with shape, strides, dtype, itemsize, size and data.ptr/device_id); None:
     cupy.ndarray again."""
     _arrays.use_array_type(cls)
-
-
-# The arrays of a call as its signature reads them (None arguments marked absent).
-cdef struct Sig:
-    int n
-    bint has[MAX_ARRAYS]
-    ArrayMeta a[MAX_ARRAYS]
-    bint has_out
-    ArrayMeta out
 
 
 # ---------------------------------------------------------------------------
@@ -113,12 +100,6 @@ cdef class FnSpec:
     each array argument takes and which the result takes, whether the typed
     path may run it, and ``redo(arrays, scalars, out, opts)``, the public
     function called with these values (a plan whose fast checks fail)."""
-    cdef readonly str name, op
-    cdef readonly int n_arrays, out_role
-    cdef readonly bint bindable
-    cdef readonly object redo
-    cdef int roles[MAX_ARRAYS]
-    cdef Py_hash_t name_hash
 
     def __init__(self, str name, str op, tuple roles, int out_role, bint bindable, redo):
         cdef int i
@@ -143,42 +124,11 @@ cdef class Miss:
     (None when the call cannot be memoized), the memoized plan or None, the
     resolved flags, the call's scalar parameters as given, and the plan
     generation before the call ran."""
-    cdef readonly object sig, plan, opts, scalars
-    cdef readonly unsigned long long gen
 
 
 cdef class CallPlan:
     """What one validated call signature resolves to (see the module doc).
     Immutable from Python; calling it runs its call on new arrays."""
-    cdef readonly object fn, device, layout, geom, shape, pack, chunks, repro, out_direct
-    cdef readonly object spans, out_span, names, pad, extra
-    # memoized with: its signature's parts and resolved flags
-    cdef readonly FnSpec spec
-    cdef readonly tuple metas
-    cdef readonly object om, scalars, opts
-    cdef object owner               # a weak reference to the ThreadState whose memo holds it
-    cdef Sig raw                    # the signature's arrays, read as the typed path reads a call's
-    cdef bint has_raw
-    cdef int n_spans                # the input spans, relative to each array's pointer (overlap check)
-    cdef bint has_span[MAX_ARRAYS]
-    cdef long long span_lo[MAX_ARRAYS]
-    cdef long long span_hi[MAX_ARRAYS]
-    cdef bint has_out_span
-    cdef long long out_lo, out_hi
-    # bound: the executor, the generation it was bound in, the alignments
-    # (x, w, y roles) it was chosen for, and the output it allocates
-    cdef readonly Executor executor
-    cdef unsigned long long gen
-    cdef int device_id
-    cdef int64_t align[3]
-    cdef readonly object dtype
-    cdef readonly tuple out_strides
-    cdef object nbytes_obj          # the output's size in bytes, as the allocator takes it
-    cdef Layout out_layout          # the output's layout, from an array CuPy made
-    cdef ArrayMeta alloc_meta       # ... as a signature reads it (an out= given to a plan made without)
-    cdef long long alloc_lo, alloc_hi
-    cdef bint alloc_span
-
     @property
     def bound(self):
         """Whether a call runs on the typed path (see the module doc)."""
@@ -587,7 +537,7 @@ def call(FnSpec spec, tuple arrays, out, scalars, tuple flags):
     return m
 
 
-cdef int _read_strided(object t, ArrayMeta* m, dict dtypes) except -1:
+cdef int read_strided(object t, ArrayMeta* m, dict dtypes) except -1:
     """``t``, a strided tensor read through its own accessors (``data_ptr()``,
     ``shape``, ``stride()`` in elements, ``dtype``, ``get_device()``, as torch
     tensors have them), as the signature of a CuPy array over the same memory
@@ -629,7 +579,7 @@ def strided_signature(t, dict dtypes):
     device), or None where it declines it (tests hold it equal to ``array_signature`` of the array
     ``cudnnconv.core.arrays.view`` makes over the same memory)."""
     cdef ArrayMeta m
-    return _meta_tuple(&m) if _read_strided(t, &m, dtypes) else None
+    return _meta_tuple(&m) if read_strided(t, &m, dtypes) else None
 
 
 def array_signature(a):
@@ -645,46 +595,53 @@ def run_strided(FnSpec spec, tuple tensors, out, scalars, tuple flags, dict dtyp
     ``stream``, writing ``out``; False where the caller must make CuPy views
     and take the public function, which checks, plans, binds and raises as
     ever.  No array is made: each tensor is read as its view's signature
-    would read (``_read_strided``), so a call finds the plan that the same
+    would read (``read_strided``), so a call finds the plan that the same
     call through views bound.  ``tensors``, ``scalars`` and ``flags`` are
     the public function's (the backward functions' shape argument a tuple);
     ``out`` is required.  False also where ``stream`` is not CuPy's current
     stream or explain() is active, so that everything a plain call does
     there (the workspace per stream, the search handler) stays as it is."""
-    cdef ThreadState st
     cdef Sig s
-    cdef CallPlan p
     cdef Py_ssize_t i, n = len(tensors)
-    if out is None or n > MAX_ARRAYS or current_stream() != stream:
-        return False
-    st = get_state()
-    if st.explain is not None:
+    if out is None or n > MAX_ARRAYS:
         return False
     trace_reset()
     trace(TRACE_ENTRY)
-    opts = _resolve(flags, st)
-    scal = _sig_scalars(scalars)
-    if scal is None:
-        return False
     s.n = <int>n
     for i in range(n):
         t = tensors[i]
         if t is None:
             s.has[i] = False
-        elif _read_strided(t, &s.a[i], dtypes):
+        elif read_strided(t, &s.a[i], dtypes):
             s.has[i] = True
         else:
             return False
-    if not _read_strided(out, &s.out, dtypes):
+    if not read_strided(out, &s.out, dtypes):
         return False
     s.has_out = True
-    p = _find(st.memo, spec, &s, scal, opts)
+    return run_strided_sig(spec, &s, out, scalars, flags, stream) == 1
+
+
+cdef int run_strided_sig(FnSpec spec, Sig* s, object out, object scalars, tuple flags, size_t stream) except -1:
+    """(The caller stamps the trace's entry, before it reads the tensors.)"""
+    cdef ThreadState st
+    cdef CallPlan p
+    if current_stream() != stream:
+        return 0
+    st = get_state()
+    if st.explain is not None:
+        return 0
+    opts = _resolve(flags, st)
+    scal = _sig_scalars(scalars)
+    if scal is None:
+        return 0
+    p = _find(st.memo, spec, s, scal, opts)
     trace(TRACE_SIGNATURE)
     if p is None or p.executor is None or p.gen != generation():
-        return False
-    _check_overlap(p, &s, p.has_out_span, p.out_lo, p.out_hi)
+        return 0
+    _check_overlap(p, s, p.has_out_span, p.out_lo, p.out_hi)
     st.last_plan = p
-    return _run_bound(p, &s, out, st) is not None
+    return 1 if _run_bound(p, s, out, st) is not None else 0
 
 
 cdef object _run_bound(CallPlan plan, Sig* s, out, ThreadState st):
