@@ -136,7 +136,8 @@ def extensions():
         + ([] if debug_info else ["-g0"]),
         define_macros=macros,
     )
-    modules = ["core.status", "core.handle", "core.build", "core.state", "core.executor", "core.arrays", "callplan"]
+    modules = ["core.status", "core.handle", "core.build", "core.state", "core.executor", "core.arrays", "callplan",
+               "torch.typed"]
     if options["CUDNNCONV_LEGACY_API"] != 0:
         modules += ["engines.legacy_descriptors", "engines.legacy"]
     if options["CUDNNCONV_GRAPH_API"] != 0 and os.path.exists(os.path.join(SRC, "cudnnconv", "engines", "graph.pyx")):

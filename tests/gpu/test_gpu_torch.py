@@ -452,3 +452,122 @@ def test_a_converted_model_under_autocast_runs_in_its_dtype_as_pytorchs_does(dty
     for (name, pt), po in zip(theirs.named_parameters(), ours.parameters()):
         assert po.dtype == po.grad.dtype == torch.float32, name
         assert _rel(po.grad, pt.grad) < tol, name
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The typed forward (cudnnconv.torch.typed): the Python layer of a repeated forward call, in C
+# ---------------------------------------------------------------------------------------------------------
+
+from torch_paths import outcome, python_path  # noqa: E402
+
+def _typed_case(seed, nsp, layout, dtype, bias, grad, groups, stride, padding, dilation):
+    g = torch.Generator(device=DEV).manual_seed(seed)
+    sp = (9, 8, 7)[:nsp]
+    x = torch.randn((3, 4 * groups) + sp, device=DEV, dtype=dtype, generator=g)
+    w = torch.randn((6, 4) + (3,) * nsp, device=DEV, dtype=dtype, generator=g)
+    if layout == "channels_last" and nsp in (2, 3):
+        fmt = torch.channels_last if nsp == 2 else torch.channels_last_3d
+        x, w = x.contiguous(memory_format=fmt), w.contiguous(memory_format=fmt)
+    elif layout == "sliced":
+        x = torch.randn((3, 4 * groups) + sp[:-1] + (2 * sp[-1],), device=DEV, dtype=dtype, generator=g)[..., ::2]
+    b = {None: None, "good": torch.randn(6, device=DEV, dtype=dtype, generator=g),
+         "shape": torch.randn(7, device=DEV, dtype=dtype, generator=g)}[bias]
+    leaves = []
+    for _ in range(2):
+        leaves.append((x.clone().requires_grad_(grad), torch.nn.Parameter(w.clone(), requires_grad=grad),
+                       None if b is None else b.clone().requires_grad_(grad)))
+    return leaves
+
+
+@pytest.mark.usefixtures("_deterministic")
+def test_the_typed_forward_gives_what_the_python_path_gives_on_cudnn():
+    """Property test (hypothesis): on random convolutions (1-3 spatial dims, plain and channels-last and
+    sliced inputs, fp16 and fp32, groups, stride, padding ints / tuples / 'same' / 'valid', dilation,
+    a good or a misshapen bias, recording autograd or not) the typed forward gives what the Python
+    path gives: the same error, or the same tensor bit for bit (the same bound plan runs both), with
+    the same strides, dtype and autograd record, and the same gradients; it declines (None) only a
+    misshapen bias or a 'same' that needs an extra element; a fresh no-grad output is written in full
+    (NaN-poisoned memory that torch's allocator hands back) and matches a float64 reference."""
+    hyp = pytest.importorskip("hypothesis")
+    st = hyp.strategies
+    from cudnnconv.torch import functional, typed
+    poisoned = []
+
+    @hyp.settings(max_examples=60, deadline=None, derandomize=True)
+    @hyp.given(seed=st.integers(0, 1000), nsp=st.integers(1, 3),
+               layout=st.sampled_from(["contiguous", "channels_last", "sliced"]),
+               dtype=st.sampled_from([torch.float16, torch.float32]), bias=st.sampled_from([None, "good", "shape"]),
+               grad=st.booleans(), groups=st.sampled_from([1, 2]), stride=st.sampled_from([1, 2, (2, 1, 1)]),
+               padding=st.sampled_from([0, 1, (1, 0, 1), "same", "valid"]), dilation=st.sampled_from([1, 2]))
+    def check(seed, nsp, layout, dtype, bias, grad, groups, stride, padding, dilation):
+        fix = (lambda v: v[:nsp] if isinstance(v, tuple) else v)
+        stride, padding = fix(stride), fix(padding)
+        (xp, wp, bp), (xt, wt, bt) = _typed_case(seed, nsp, layout, dtype, bias, grad, groups, stride, padding,
+                                                 dilation)
+        args = (stride, padding, dilation, groups)
+        want = outcome(lambda: python_path(nsp, xp, wp, bp, *args))
+        got = outcome(lambda: typed.forward(nsp, xt, wt, bt, *args, functional._CONV_APPLY))
+        if got == ("ok", None):
+            r = functional.rules.forward_plan(nsp, xt.shape, wt.shape, *args)[0]
+            assert bias == "shape" or r.pre_pad is not None
+            return
+        if got[0] == "raised" or want[0] == "raised":
+            assert got == want
+            return
+        yp, yt = want[1], got[1]
+        assert (yt.shape, yt.stride(), yt.dtype, yt.requires_grad) == (yp.shape, yp.stride(), yp.dtype,
+                                                                       yp.requires_grad)
+        assert type(yt.grad_fn).__name__ == type(yp.grad_fn).__name__
+        assert torch.equal(yt, yp)
+        if grad:
+            up = torch.randn_like(yp)
+            yp.backward(up)
+            yt.backward(up)
+            for a, b_ in ((xp, xt), (wp, wt), (bp, bt)):
+                if a is not None:
+                    assert torch.equal(a.grad, b_.grad)
+            return
+        # a fresh output on poisoned memory: the block torch's allocator hands back after a NaN fill
+        nan = torch.full_like(yt, float("nan"))
+        ptr = nan.data_ptr()
+        del nan
+        y = typed.forward(nsp, xt, wt, bt, *args, functional._CONV_APPLY)
+        if y.data_ptr() == ptr:
+            poisoned.append(1)
+        ref = getattr(TF, "conv%dd" % nsp)(xt.double(), wt.double(), None if bt is None else bt.double(), *args)
+        assert not torch.isnan(y).any()
+        assert _rel(y, ref) < (5e-3 if dtype == torch.float16 else 1e-5)
+
+    with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True, allow_tf32=False):
+        check()
+    assert poisoned, "torch's allocator never handed back the poisoned block"
+
+
+def test_a_converted_models_repeated_forward_takes_the_typed_forward_for_every_convolution(monkeypatch):
+    """After a first forward, every convolution of a converted resnet18's forward, under no_grad and
+    recording autograd, is taken by the typed forward (no Python layer, no public function), and the
+    outputs equal PyTorch's."""
+    from cudnnconv.torch import functional, typed
+    theirs = _resnet18().to(DEV, torch.float16).to(memory_format=torch.channels_last).eval()
+    ours = cct.convert(copy.deepcopy(theirs))
+    x = _cl(2, 3, 64, 64)
+    with torch.no_grad():
+        ours(x)
+    ours(x)
+    real, slow = functional.cudnnconv, []
+
+    class Counting:
+        def __getattr__(self, name):
+            slow.append(name)
+            return getattr(real, name)
+    monkeypatch.setattr(functional, "cudnnconv", Counting())
+    monkeypatch.setattr(functional, "_checked", lambda *a: slow.append("python layer"))
+    for record in (False, True):
+        before = typed.taken()
+        with torch.set_grad_enabled(record):
+            y = ours(x)
+            want = theirs(x)
+        assert typed.taken() - before == 20
+        assert (y.grad_fn is not None) == record
+        assert _rel(y.float(), want.float()) < 1e-2
+    assert slow == []

@@ -88,21 +88,26 @@ def memory_format(t):
 _STRIDES = {}          # (shape, memory format) -> the strides torch.empty gives that pair
 
 
-def empty_like_layout(shape, x, w):
-    """A new tensor of ``shape`` for a convolution of ``x`` and ``w``: channels-last when either is.
-    It is ``x.new_empty_strided`` with the strides that ``torch.empty(shape, memory_format=...)``
-    gives, taken from torch once per (shape, format): on an H200 that costs 3.9 us a call where
-    ``torch.empty`` with a dtype, a device and a memory format costs 6.0 (docs/torch.md)."""
+def out_strides(shape, x, w):
+    """The strides of a new convolution output of ``shape`` next to ``x`` and ``w``: channels-last
+    when either is (``memory_format``), as ``torch.empty(shape, memory_format=...)`` gives them,
+    taken from torch once per (shape, format)."""
     fmt = memory_format(x)
     if fmt is torch.contiguous_format:
         fmt = memory_format(w)
     strides = _STRIDES.get((shape, fmt))
     if strides is None:
-        y = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt)
+        strides = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt).stride()
         if len(_STRIDES) < 4096:       # a bound: a program of endless shapes keeps working, uncached
-            _STRIDES[(shape, fmt)] = y.stride()
-        return y
-    return x.new_empty_strided(shape, strides)
+            _STRIDES[(shape, fmt)] = strides
+    return strides
+
+
+def empty_like_layout(shape, x, w):
+    """A new tensor of ``shape`` for a convolution of ``x`` and ``w``, laid out as ``out_strides``
+    says: ``x.new_empty_strided``, which on an H200 costs 3.9 us a call where ``torch.empty`` with a
+    dtype, a device and a memory format costs 6.0 (docs/torch.md)."""
+    return x.new_empty_strided(shape, out_strides(shape, x, w))
 
 
 def dense(g, like):
@@ -128,12 +133,15 @@ _GETTERS = ("_get_cudnn_benchmark", "_get_cudnn_deterministic", "_get_determinis
 if all(hasattr(torch._C, g) for g in _GETTERS):
     _benchmark, _deterministic, _det_algorithms, _allow_tf32 = (getattr(torch._C, g) for g in _GETTERS)
 
+    FLAG_GETTERS = (_benchmark, _deterministic, _det_algorithms, _allow_tf32)
+
     def torch_flags():
         """(benchmark, deterministic, allow_tf32) of torch.backends.cudnn, read through the C getters
         its properties call (a fifth of the properties' cost; tests/test_torch_bridge_cpu.py holds the
         two equal)."""
         return (bool(_benchmark()), bool(_deterministic() or _det_algorithms()), bool(_allow_tf32()))
 else:                                  # a torch without them: its public properties
+    FLAG_GETTERS = None
     torch_flags = _public_flags
 
 NO_FLAGS = (None, None, None, None, None)      # nothing set per call: the thread's defaults apply
@@ -176,6 +184,9 @@ def run(spec, tensors, out, scalars, flags, index):
 _NOTHING = contextlib.nullcontext()
 _raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)   # torch's own C++ getter: an int
 _runs_on = _arrays.runs_on
+
+
+raw_stream = _raw_stream if _raw_stream is not None else (lambda index: torch_stream(index))
 
 
 def torch_stream(index):

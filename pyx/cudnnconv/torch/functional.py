@@ -17,8 +17,11 @@ Function.apply's Python layer.  A call under forward-mode AD or a functorch tran
 (``torch.func``), or with a functorch-wrapped argument, takes ``Function.apply``, which refuses
 what it does not support with torch's own clear error.
 
-Each convolution first tries the typed path for tensors (``bridge.run``), then the public function
-on CuPy views; a bias is added after the convolution as PyTorch's own convolutions add it
+A forward convolution (``conv1d/2d/3d`` and the modules) is first offered to the typed forward,
+``cudnnconv.torch.typed``, which does this module's checks, route, argument resolution, output
+allocation and flags in C for a repeated call and returns None for anything else; then this
+module's Python path runs it (``_conv``).  Each convolution first tries the typed path for tensors
+(``bridge.run``), then the public function on CuPy views; a bias is added after the convolution as PyTorch's own convolutions add it
 (``_add_bias``), so calls with a bias take the typed path too.
 
 Autocast: under ``torch.autocast("cuda")`` each function first casts its floating-point CUDA
@@ -30,7 +33,8 @@ torch.compile: the functions are ``torch.compiler.disable``d, so a compiled mode
 at each convolution and runs it eagerly here (docs/torch.md says why).  The wrapper costs about a
 microsecond a call; calling a disabled twin only while dynamo traces would save it, but dynamo then
 traces the function's own frame, guards on its arguments' shapes and compiles it again for every
-convolution shape, up to its recompile limit.
+convolution shape, up to its recompile limit.  The modules, whose forward dynamo traces anyway,
+do call the typed forward directly when not compiling (modules.py).
 """
 import torch
 from torch.autograd.function import once_differentiable
@@ -39,6 +43,7 @@ import cudnnconv
 from cudnnconv import torch_rules as rules
 from cudnnconv.params import check_bias as _check_bias_shape
 import cudnnconv.torch.bridge as bridge
+import cudnnconv.torch.typed as _typed
 
 _pad = torch.nn.functional.pad
 _grad_enabled = torch.is_grad_enabled
@@ -61,6 +66,15 @@ def _autocast_dtype():
     if _PER_DEVICE_AUTOCAST:
         return _get_autocast_dtype("cuda") if _is_autocast("cuda") else None
     return torch.get_autocast_gpu_dtype() if _is_autocast() else None
+
+
+_any_autocast = getattr(torch._C, "_is_any_autocast_enabled", None)
+
+
+def _autocast_on():
+    """Whether an autocast is on (any device's, where torch can say so cheaply: the typed forward
+    then leaves the call to the Python path, which casts as autocast does for CUDA)."""
+    return _any_autocast() if _any_autocast is not None else _autocast_dtype() is not None
 
 
 def _autocast(t, dtype):
@@ -272,6 +286,23 @@ class _ConvBiasAddRelu(torch.autograd.Function):
 _CONV_APPLY, _TRANSPOSE_APPLY = _c_apply(_Conv), _c_apply(_ConvTranspose)
 
 
+def configure_typed(**overrides):
+    """Hand cudnnconv.torch.typed the objects and functions its forward calls: this module's, with
+    ``overrides`` (CPU tests hand over stand-ins for the CUDA calls, and ``cuda_only=False``)."""
+    conf = dict(Tensor=torch.Tensor, Parameter=torch.nn.Parameter, strided=torch.strided, dtypes=bridge._STRIDED,
+                grad_enabled=_grad_enabled, forward_ad=_forward_ad, transforms_active=_transforms_active,
+                wrapped=_wrapped, autocast_on=_any_autocast or _autocast_on, flag_getters=bridge.FLAG_GETTERS,
+                call_flags=bridge.call_flags, raw_stream=bridge.raw_stream, run_strided=bridge._run_strided,
+                conv_spec=bridge.CONV, convolve=_convolve, forward_plan=rules.forward_plan,
+                out_strides=bridge.out_strides)
+    conf.update(overrides)
+    _typed.configure(**conf)
+
+
+configure_typed()
+_typed_forward = _typed.forward
+
+
 def _batched(nsp, input):
     """(input with a batch dim, whether one was added): the unbatched (C, *spatial) form (the rank is
     checked with the arguments, torch_rules.forward_plan / transpose_plan)."""
@@ -304,6 +335,9 @@ def _dispatch(fn, c_apply, out, x, weight, bias, args, shape):
 
 
 def _conv(nsp, input, weight, bias, stride, padding, dilation, groups):
+    y = _typed_forward(nsp, input, weight, bias, stride, padding, dilation, groups, _CONV_APPLY)
+    if y is not None:
+        return y
     x, weight, bias, added = _checked(nsp, input, weight, bias)
     r, shape = rules.forward_plan(nsp, x.shape, weight.shape, stride, padding, dilation, groups)
     _check_bias(bias, x, shape[1])

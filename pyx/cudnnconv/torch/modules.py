@@ -10,11 +10,21 @@ torch's own convolution.
 import torch
 
 import cudnnconv.torch.functional as F
+from cudnnconv.torch.typed import forward as _typed_forward
 
 _pad = torch.nn.functional.pad
+_is_compiling = getattr(torch.compiler, "is_compiling", lambda: False)
 
 
-def _conv_forward(self, base, fn, input, weight, bias):
+def _conv_forward(self, base, fn, nsp, input, weight, bias):
+    # The typed forward first (cudnnconv.torch.typed: None where it does not take the call), called
+    # here rather than through ``fn`` so that an eager call skips fn's torch.compiler.disable
+    # wrapper; while dynamo traces, ``fn`` is called, and the graph breaks there as it always did.
+    if self.padding_mode == "zeros" and not _is_compiling():
+        y = _typed_forward(nsp, input, weight, bias, self.stride, self.padding, self.dilation, self.groups,
+                           F._CONV_APPLY)
+        if y is not None:
+            return y
     if not input.is_cuda:
         return base._conv_forward(self, input, weight, bias)
     if self.padding_mode != "zeros":
@@ -25,17 +35,17 @@ def _conv_forward(self, base, fn, input, weight, bias):
 
 class Conv1d(torch.nn.Conv1d):
     def _conv_forward(self, input, weight, bias):
-        return _conv_forward(self, torch.nn.Conv1d, F.conv1d, input, weight, bias)
+        return _conv_forward(self, torch.nn.Conv1d, F.conv1d, 1, input, weight, bias)
 
 
 class Conv2d(torch.nn.Conv2d):
     def _conv_forward(self, input, weight, bias):
-        return _conv_forward(self, torch.nn.Conv2d, F.conv2d, input, weight, bias)
+        return _conv_forward(self, torch.nn.Conv2d, F.conv2d, 2, input, weight, bias)
 
 
 class Conv3d(torch.nn.Conv3d):
     def _conv_forward(self, input, weight, bias):
-        return _conv_forward(self, torch.nn.Conv3d, F.conv3d, input, weight, bias)
+        return _conv_forward(self, torch.nn.Conv3d, F.conv3d, 3, input, weight, bias)
 
 
 def _transpose_forward(self, base, fn, nsp, input, output_size):

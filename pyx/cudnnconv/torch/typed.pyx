@@ -1,0 +1,278 @@
+# cython: language_level=3
+"""cudnnconv.torch's typed forward: a repeated convolution call decided and run in C.
+
+A converted model's forward at a small batch is host-bound, and each convolution module spent more
+host time in its Python layer (tensor checks, autocast, the autograd route, argument resolution,
+the output's layout, the flags) than cuDNN's execute costs.  ``forward`` does that work in C for
+the calls a network makes over and over: the same input and weight layouts, plain int arguments.
+The modules (``Conv1d/2d/3d``) and the functional forms call it first; it returns None for any call
+it does not take, and the caller then takes the Python path (``functional._conv``), which checks
+everything and raises every error.
+
+It takes a call only where the Python path would run it without casting, padding or unbatching
+anything: exact ``torch.Tensor`` (or ``Parameter``) arguments, dense (strided) and all CUDA, of a dtype cudnnconv runs,
+the weight (and bias) in the input's dtype, a batched input, autocast off, no forward-mode AD, no
+functorch transform or wrapper, plain int (or tuple of int) stride, padding and dilation (or a
+padding string that needs no extra element), a bias of shape (out_channels,).  Then it does what
+the Python path does, in the same order, with the same functions:
+
+- the input and the weight are read once, in C, as the typed path for strided tensors reads them
+  (``callplan.read_strided``: pointer, shape, strides, dtype, device);
+- the resolved arguments and output shape come from ``torch_rules.forward_plan``, and the output's
+  strides from ``bridge.out_strides``, once per (input shape and strides, weight shape and strides,
+  dtype, arguments): an entry of this module's memo, found by a digest of what was read and
+  confirmed field for field, so that a repeated call builds no key object;
+- where a gradient is to be recorded, the call goes to the autograd Function's C entry with those
+  arguments, as the Python path's ``DIRECT`` route does;
+- otherwise the output comes from ``new_empty_strided`` (torch's caching allocator), the flags are
+  the thread's ``cudnnconv.flags()`` block or torch's cudnn flags (``bridge.call_flags``), the
+  call runs on the typed path for strided tensors on torch's current stream, with the signature
+  already read and the output's taken from the entry (``callplan.run_strided_sig``), or, where
+  that declines, through ``functional._convolve``, and a bias is added by torch.
+
+The torch objects and the Python functions it calls are handed over once by ``configure`` (this
+module imports nothing from torch, so it builds and imports without it).  tests/gpu/test_gpu_torch.py
+holds its results and its choice of path equal to the Python path's, call for call, on random
+arguments.
+"""
+from cpython.object cimport PyObject
+from cpython.dict cimport PyDict_GetItem
+from libc.stdint cimport uint64_t
+
+from cudnnconv.core.arrays cimport ArrayMeta
+from cudnnconv.core.executor cimport trace, trace_reset, TRACE_ENTRY
+from cudnnconv.core.state cimport ThreadState, get_state
+from cudnnconv.callplan cimport FnSpec, Sig, read_strided, run_strided_sig
+
+cdef bint _ready = False
+cdef object _Tensor = None                 # torch.Tensor
+cdef object _Parameter = None              # torch.nn.Parameter
+cdef object _strided = None                # torch.strided (a dense tensor's layout)
+cdef dict _DTYPES = None                   # torch dtype -> (numpy dtype, itemsize), as read_strided reads them
+cdef object _grad_enabled = None           # torch.is_grad_enabled
+cdef object _forward_ad = None             # torch.autograd.forward_ad (its _current_level)
+cdef object _transforms_active = None      # functorch: a transform is active
+cdef object _wrapped = None                # functorch: the tensor is a wrapper (None: no such check)
+cdef object _autocast_on = None            # whether any autocast is on (then the Python path casts)
+cdef object _flag_getters = None           # torch's C getters of its cudnn flags, or None (call_flags then)
+cdef object _call_flags = None             # bridge.call_flags
+cdef object _raw_stream = None             # device index -> torch's current raw stream there
+cdef object _run_strided = None            # callplan.run_strided: what a CPU test's stand-in replaces
+cdef FnSpec _conv_spec = None              # the public conv's FnSpec (bridge.CONV)
+cdef object _convolve = None               # functional._convolve: the typed path, else the public function
+cdef object _forward_plan = None           # torch_rules.forward_plan
+cdef object _out_strides = None            # bridge.out_strides
+cdef dict _ENTRIES = {}                    # digest -> _Entry
+cdef Py_ssize_t _ENTRIES_MAX = 4096        # the memo starts over when full (a program of endless shapes)
+cdef tuple _BIAS_VIEW = ((1, -1), (1, -1, 1), (1, -1, 1, 1), (1, -1, 1, 1, 1))
+cdef tuple _NO_LIMIT_NO_ENGINE = (None, None)
+cdef unsigned long long _taken = 0         # calls this module ran or handed to the Function's C entry
+cdef bint _cuda_only = True                # False only in CPU tests, with stand-ins for the CUDA calls
+
+
+cdef class _Entry:
+    """What a call signature resolves to: the Resolved arguments and output shape (forward_plan),
+    the output's strides (in elements, and as a signature reads them), the public function's
+    scalars, and whether the call is ours at all; and the signature itself, to confirm a digest."""
+    cdef int nsp
+    cdef ArrayMeta xm, wm, om
+    cdef object stride, padding, dilation, groups
+    cdef object r, shape, strides, scalars
+    cdef Py_ssize_t k
+    cdef bint ours
+
+
+def configure(*, Tensor, Parameter, strided, dtypes, grad_enabled, forward_ad, transforms_active, wrapped,
+              autocast_on, flag_getters, call_flags, raw_stream, run_strided, conv_spec, convolve,
+              forward_plan, out_strides, cuda_only=True):
+    """Hand over the torch objects and the functions the typed forward calls (functional does, once,
+    at import).  ``dtypes``: torch dtype -> (numpy dtype, itemsize), as ``run_strided`` takes it;
+    ``autocast_on()``: whether an autocast is on; ``flag_getters``: torch's (benchmark,
+    deterministic, deterministic algorithms, allow_tf32) C getters, or None to call ``call_flags``
+    outside a flags() block too.  ``cuda_only=False`` takes CPU tensors too and runs through
+    ``run_strided`` (with the tensors as given) instead of its C twin: for CPU tests, which hand over
+    stand-ins for the functions that run the convolution."""
+    global _ready, _Tensor, _Parameter, _strided, _DTYPES, _grad_enabled, _forward_ad, _transforms_active, _wrapped, \
+        _autocast_on, _flag_getters, _call_flags, _raw_stream, _run_strided, _conv_spec, _convolve, \
+        _forward_plan, _out_strides, _cuda_only
+    _Tensor, _Parameter, _strided, _DTYPES = Tensor, Parameter, strided, dict(dtypes)
+    _grad_enabled, _forward_ad, _transforms_active, _wrapped = grad_enabled, forward_ad, transforms_active, wrapped
+    _autocast_on, _call_flags, _raw_stream, _run_strided = autocast_on, call_flags, raw_stream, run_strided
+    _flag_getters = None if flag_getters is None else tuple(flag_getters)
+    _conv_spec, _convolve, _forward_plan, _out_strides = conv_spec, convolve, forward_plan, out_strides
+    _cuda_only = cuda_only
+    _ENTRIES.clear()
+    _ready = True
+
+
+def clear():
+    """Forget every memoized call signature."""
+    _ENTRIES.clear()
+
+
+def taken():
+    """How many calls ``forward`` has taken (run, or handed to the Function's C entry)."""
+    return _taken
+
+
+def entries():
+    """How many call signatures the memo holds."""
+    return len(_ENTRIES)
+
+
+cdef inline bint _is_tensor(object t):
+    cdef object ty = type(t)
+    return ty is _Tensor or ty is _Parameter
+
+
+cdef inline bint _plain(object v):
+    """torch_rules' test for an argument the memo can key on: an int, a str, or a tuple of ints."""
+    cdef object t = type(v)
+    if t is int or t is str:
+        return True
+    if t is not tuple:
+        return False
+    for e in <tuple>v:
+        if type(e) is not int:
+            return False
+    return True
+
+
+cdef inline uint64_t _mix(uint64_t h, uint64_t v) noexcept nogil:
+    h ^= v + <uint64_t>0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2)
+    return h
+
+
+cdef uint64_t _mix_layout(uint64_t h, const ArrayMeta* m) noexcept nogil:
+    cdef int i
+    h = _mix(h, <uint64_t>m.ndim)
+    h = _mix(h, <uint64_t><size_t>m.dtype)
+    for i in range(m.ndim):
+        h = _mix(h, <uint64_t>m.shape[i])
+        h = _mix(h, <uint64_t>m.strides[i])
+    return h
+
+
+cdef bint _same_layout(const ArrayMeta* a, const ArrayMeta* b) noexcept nogil:
+    """Same dims, shape, strides and dtype (not the pointer, not the device)."""
+    cdef int i
+    if a.ndim != b.ndim or a.dtype != b.dtype:
+        return False
+    for i in range(a.ndim):
+        if a.shape[i] != b.shape[i] or a.strides[i] != b.strides[i]:
+            return False
+    return True
+
+
+cdef inline bint _same(object a, object b) except -1:
+    return a is b or a == b
+
+
+cdef inline object _flags():
+    """bridge.call_flags(): the thread's flags() block, spelled out, else torch's three cudnn flags."""
+    cdef ThreadState st = get_state()
+    if st.options is not None or _flag_getters is None:
+        return _call_flags()
+    g = <tuple>_flag_getters
+    return (bool(g[0]()), bool(g[1]() or g[2]()), bool(g[3]())) + _NO_LIMIT_NO_ENGINE
+
+
+cdef _Entry _entry(int nsp, Sig* s, x, w, stride, padding, dilation, groups):
+    """The memo's entry for this call, made on its first call (forward_plan raises for arguments the
+    Python path would refuse, with the same error: it is the next check that path makes)."""
+    cdef _Entry e
+    cdef uint64_t h = _mix(<uint64_t>nsp, _mix_layout(_mix_layout(0, &s.a[0]), &s.a[1]))
+    cdef Py_ssize_t i, itemsize
+    h = _mix(h, <uint64_t>hash(stride))
+    h = _mix(h, <uint64_t>hash(padding))
+    h = _mix(h, <uint64_t>hash(dilation))
+    h = _mix(h, <uint64_t>hash(groups))
+    key = <object>h
+    cdef PyObject* got = PyDict_GetItem(_ENTRIES, key)
+    if got != NULL:
+        e = <_Entry>got
+        if (e.nsp == nsp and _same_layout(&e.xm, &s.a[0]) and _same_layout(&e.wm, &s.a[1])
+                and _same(e.stride, stride) and _same(e.padding, padding) and _same(e.dilation, dilation)
+                and _same(e.groups, groups)):
+            return e
+    r, shape = _forward_plan(nsp, x.shape, w.shape, stride, padding, dilation, groups)
+    e = _Entry.__new__(_Entry)
+    e.nsp, e.xm, e.wm = nsp, s.a[0], s.a[1]
+    e.stride, e.padding, e.dilation, e.groups = stride, padding, dilation, groups
+    e.r, e.shape, e.k = r, shape, shape[1]
+    e.ours = r.pre_pad is None and len(shape) == nsp + 2
+    if e.ours:
+        e.strides = tuple(_out_strides(shape, x, w))
+        e.scalars = (r.stride, r.padding, r.dilation, r.groups)
+        itemsize = (<tuple>_DTYPES[x.dtype])[1]
+        e.om.ndim = nsp + 2
+        e.om.dtype = s.a[0].dtype          # _DTYPES holds it
+        e.om.ptr = 0
+        e.om.device = -1
+        for i in range(nsp + 2):
+            e.om.shape[i] = shape[i]
+            e.om.strides[i] = <Py_ssize_t>e.strides[i] * itemsize
+    if len(_ENTRIES) >= _ENTRIES_MAX:
+        _ENTRIES.clear()
+    _ENTRIES[key] = e
+    return e
+
+
+def forward(int nsp, input, weight, bias, stride, padding, dilation, groups, apply):
+    """The forward convolution of ``input`` and ``weight`` (plus ``bias``) over ``nsp`` spatial
+    dims, as ``functional._conv`` computes it, or None where the caller must take that Python path
+    (see the module doc).  ``apply``: the autograd Function's C entry, called as
+    ``apply(input, weight, bias, resolved, shape)`` where a gradient is to be recorded."""
+    global _taken
+    cdef Sig s
+    cdef _Entry e
+    cdef bint grad
+    if not _ready or type(input) is not _Tensor or not _is_tensor(weight):
+        return None
+    if bias is not None and not _is_tensor(bias):
+        return None
+    if not (_plain(stride) and _plain(padding) and _plain(dilation) and type(groups) is int):
+        return None
+    if input.layout is not _strided or weight.layout is not _strided:
+        return None
+    # A transform's or a wrapper's tensors have no storage to read: these come before any read.
+    if getattr(_forward_ad, "_current_level", -1) >= 0 or _transforms_active() or _autocast_on():
+        return None
+    if _wrapped is not None and (_wrapped(input) or _wrapped(weight) or (bias is not None and _wrapped(bias))):
+        return None
+    trace_reset()
+    trace(TRACE_ENTRY)
+    if not read_strided(input, &s.a[0], _DTYPES) or (_cuda_only and s.a[0].device < 0):
+        return None
+    if not read_strided(weight, &s.a[1], _DTYPES) or (_cuda_only and s.a[1].device < 0):
+        return None
+    if s.a[0].dtype != s.a[1].dtype or s.a[0].ndim != nsp + 2:
+        return None
+    if bias is not None and (bias.dtype is not input.dtype or (_cuda_only and not bias.is_cuda)):
+        return None
+    e = _entry(nsp, &s, input, weight, stride, padding, dilation, groups)
+    if not e.ours:
+        return None
+    if bias is not None and (bias.dim() != 1 or bias.shape[0] != e.k):
+        return None
+    grad = _grad_enabled() and (input.requires_grad or weight.requires_grad
+                                or (bias is not None and bias.requires_grad))
+    _taken += 1
+    if grad:
+        return apply(input, weight, bias, e.r, e.shape)
+    flags = _flags()
+    y = input.new_empty_strided(e.shape, e.strides)
+    s.n = 3
+    s.has[0] = s.has[1] = True
+    s.has[2] = False
+    s.out = e.om
+    s.out.ptr = <size_t>y.data_ptr()
+    s.out.device = s.a[0].device
+    s.has_out = True
+    stream = _raw_stream(s.a[0].device)
+    if not (run_strided_sig(_conv_spec, &s, y, e.scalars, flags, <size_t>stream) if _cuda_only else
+            _run_strided(_conv_spec, (input, weight, None), y, e.scalars, flags, _DTYPES, stream)):
+        _convolve(_conv_spec, (input, weight, None), y, e.scalars, flags)
+    if bias is not None:
+        y.add_(bias.view((<tuple>_BIAS_VIEW)[nsp]))
+    return y
