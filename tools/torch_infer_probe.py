@@ -1,7 +1,8 @@
 """Where cudnnconv.torch's batch-1 inference spends its time, against PyTorch's own: torchvision's
 ResNet-50, fp16 channels-last, eval mode, no grad, benchmark mode on both sides.
 
-1. How many of the 53 convolutions take the typed tensor path (``bridge.run`` returning True).
+1. How many of the 53 convolutions the typed forward takes (``cudnnconv.torch.typed``), and how many
+   take the typed tensor path through ``bridge.run`` (returning True) or go past it.
 2. The forward: ms back to back by CUDA events, and host ms with a synchronize after each, two rounds.
 3. Host ms spent inside the 53 conv modules within one forward (forward pre-hook to forward hook,
    on both models alike), and the hooked forward's host ms.
@@ -9,8 +10,8 @@ ResNet-50, fp16 channels-last, eval mode, no grad, benchmark mode on both sides.
    kernels that follow).
 5. Kernel time and kernel count per forward (torch.profiler), and the largest kernels.
 6. One 256->256 3x3 conv at 14x14 in a tight loop (host µs, a synchronize after each): the module,
-   the functional call, ``bridge.run`` alone, the output's ``empty_like_layout``, and the typed
-   path's stage trace.
+   the functional call, the typed forward alone, ``bridge.run`` alone, the output's
+   ``empty_like_layout``, and the stage traces of the typed forward and of ``bridge.run``.
 
 Usage (GPU, PyTorch, torchvision): PYTHONPATH=pyx:. python3 tools/torch_infer_probe.py OUTDIR
 """
@@ -27,7 +28,7 @@ import cudnnconv as cc
 import cudnnconv.torch as cct
 from bench.host import host_samples
 from bench.torch_train import _timed
-from cudnnconv.torch import bridge, functional
+from cudnnconv.torch import bridge, functional, typed
 
 sync, med, pc = torch.cuda.synchronize, statistics.median, time.perf_counter
 
@@ -41,12 +42,13 @@ def typed_path_counts(ours, x):
         (fast if r else slow).append(a[0].name)
         return r
     bridge.run = counted
+    taken = typed.taken()
     try:
         ours(x)
         sync()
     finally:
         bridge.run = run
-    return len(fast), slow
+    return len(fast), slow, typed.taken() - taken
 
 
 def conv_host_in_network(m, x, n=30):
@@ -108,7 +110,7 @@ def main(out_dir):
             for _ in range(10):
                 m(x)
         sync()
-        res["fast"], res["slow"] = typed_path_counts(ours, x)
+        res["fast"], res["slow"], res["typed_forward_taken"] = typed_path_counts(ours, x)
         for rep in range(2):
             for k, m in (("torch", base), ("ours", ours)):
                 res["%s_events_ms_%d" % (k, rep)] = med([_timed(torch, lambda: m(x), 30) for _ in range(5)])
@@ -141,10 +143,15 @@ def main(out_dir):
                                              300, sync, warmup=20))
         res["empty_like_layout"] = med(host_samples(lambda i: bridge.empty_like_layout(shape, xt, mo.weight), 300,
                                                     sync, warmup=20))
+        res["typed_forward"] = med(host_samples(
+            lambda i: typed.forward(2, xt, mo.weight, None, 1, 1, 1, 1, None), 300, sync, warmup=20))
         cc.trace_stages(True)
         for _ in range(50):
             bridge.run(bridge.CONV, (xt, mo.weight, None), y, args, fl, 0)
         res["stages"] = cc.stage_times()
+        for _ in range(50):
+            typed.forward(2, xt, mo.weight, None, 1, 1, 1, 1, None)
+        res["typed_forward_stages"] = cc.stage_times()
         cc.trace_stages(False)
     print(json.dumps(res, indent=1))
     with open(out_dir + "/torch_infer_probe.json", "w") as f:
