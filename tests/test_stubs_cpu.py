@@ -35,6 +35,9 @@ def test_every_extension_has_a_stub_and_py_typed_ships():
 
 @pytest.mark.parametrize("stub", STUBS, ids=_module)
 def test_stub_names_exist(stub):
+    if _module(stub).startswith("cudnnconv.torch."):
+        # the package cudnnconv.torch imports torch (and says so plainly where it is missing)
+        pytest.importorskip("torch", reason="cudnnconv.torch's modules import with PyTorch only")
     mod = importlib.import_module(_module(stub))
     tree = ast.parse(open(stub).read())
     for node in tree.body:
