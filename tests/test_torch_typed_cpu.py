@@ -241,3 +241,23 @@ def test_it_takes_nothing_before_it_is_configured_and_no_subclass_or_transform(c
     functional.configure_typed()                   # CUDA tensors only again
     with torch.no_grad():
         assert typed.forward(2, x, w, None, 1, 1, 1, 1, None) is None
+
+
+def test_a_device_with_an_index_that_is_not_cuda_is_not_taken():
+    """CUDA is what the Python path says it is (``is_cuda``): a lazy tensor has a device index (0)
+    too, and the typed forward must leave it alone, so that the Python path refuses it with its
+    TypeError and a converted module runs torch's own convolution on it, as before."""
+    lazy = pytest.importorskip("torch._lazy.ts_backend", reason="torch's lazy backend (a non-CUDA indexed device)")
+    lazy.init()
+    functional.configure_typed()
+    x, w = torch.randn(1, 2, 5, 5, device="lazy"), torch.randn(3, 2, 3, 3, device="lazy")
+    assert x.get_device() == 0 and not x.is_cuda
+    with torch.no_grad():
+        assert typed.forward(2, x, w, None, 1, 1, 1, 1, functional._CONV_APPLY) is None
+        with pytest.raises(TypeError, match="runs CUDA tensors"):
+            cct.conv2d(x, w, None, 1, 1)
+        theirs = torch.nn.Conv2d(2, 3, 3, padding=1, bias=False)
+        ours = cct.convert(torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3, padding=1, bias=False)))[0]
+        ours.weight.copy_(theirs.weight)
+        xc = torch.randn(1, 2, 5, 5)
+        assert torch.equal(ours.to("lazy")(xc.to("lazy")).cpu(), theirs.to("lazy")(xc.to("lazy")).cpu())

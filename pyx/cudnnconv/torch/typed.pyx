@@ -235,6 +235,9 @@ def forward(int nsp, input, weight, bias, stride, padding, dilation, groups, app
         return None
     if input.layout is not _strided or weight.layout is not _strided:
         return None
+    # CUDA as the Python path reads it (is_cuda): a lazy, XLA or XPU tensor has a device index too
+    if _cuda_only and not (input.is_cuda and weight.is_cuda):
+        return None
     # A transform's or a wrapper's tensors have no storage to read: these come before any read.
     if getattr(_forward_ad, "_current_level", -1) >= 0 or _transforms_active() or _autocast_on():
         return None
@@ -242,9 +245,7 @@ def forward(int nsp, input, weight, bias, stride, padding, dilation, groups, app
         return None
     trace_reset()
     trace(TRACE_ENTRY)
-    if not read_strided(input, &s.a[0], _DTYPES) or (_cuda_only and s.a[0].device < 0):
-        return None
-    if not read_strided(weight, &s.a[1], _DTYPES) or (_cuda_only and s.a[1].device < 0):
+    if not (read_strided(input, &s.a[0], _DTYPES) and read_strided(weight, &s.a[1], _DTYPES)):
         return None
     if s.a[0].dtype != s.a[1].dtype or s.a[0].ndim != nsp + 2:
         return None
