@@ -49,7 +49,8 @@ from cudnnconv.core.executor cimport (
     Executor, alignment, trace, trace_reset, TRACE_ENTRY, TRACE_SIGNATURE, TRACE_OUTPUT, TRACE_RETURN)
 from cudnnconv.core.arrays cimport (
     MAX_DIMS,
-    ArrayMeta, Layout, read_meta, same_meta, layout_of, new_array, current_device, current_stream, array_type)
+    ArrayMeta, Layout, read_meta, same_meta, mix, mix_meta, layout_of, new_array, current_device, current_stream,
+    array_type)
 
 import weakref
 
@@ -306,33 +307,16 @@ cdef bint _same_arrays(const Sig* a, const Sig* b) noexcept nogil:
     return True
 
 
-cdef inline uint64_t _mix(uint64_t h, uint64_t v) noexcept nogil:
-    h ^= v * <uint64_t>0x9E3779B97F4A7C15ULL
-    h = (h << 27) | (h >> 37)
-    return h * <uint64_t>0xBF58476D1CE4E5B9ULL + <uint64_t>0x94D049BB133111EBULL
-
-
-cdef inline uint64_t _mix_meta(uint64_t h, const ArrayMeta* m) noexcept nogil:
-    cdef int i
-    h = _mix(h, <uint64_t>(m.ndim + 1))
-    h = _mix(h, <uint64_t><size_t>m.dtype)
-    h = _mix(h, <uint64_t>m.device)
-    for i in range(m.ndim):
-        h = _mix(h, <uint64_t>m.shape[i])
-        h = _mix(h, <uint64_t>m.strides[i])
-    return h
-
-
 cdef uint64_t _digest(const Sig* s, Py_hash_t fn, Py_hash_t scalars, Py_hash_t opts) noexcept nogil:
     """The memo key of a signature: its arrays' layouts (dtype by identity),
     the function, and the hashes of its scalars and flags."""
     cdef int i
-    cdef uint64_t h = _mix(<uint64_t>fn, <uint64_t>s.n)
+    cdef uint64_t h = mix(<uint64_t>fn, <uint64_t>s.n)
     for i in range(s.n):
-        h = _mix_meta(h, &s.a[i]) if s.has[i] else _mix(h, 0)
-    h = _mix_meta(h, &s.out) if s.has_out else _mix(h, 0)
-    h = _mix(h, <uint64_t>scalars)
-    return _mix(h, <uint64_t>opts)
+        h = mix_meta(h, &s.a[i]) if s.has[i] else mix(h, 0)
+    h = mix_meta(h, &s.out) if s.has_out else mix(h, 0)
+    h = mix(h, <uint64_t>scalars)
+    return mix(h, <uint64_t>opts)
 
 
 cdef object _last_opts = None

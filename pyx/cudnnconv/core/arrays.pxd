@@ -1,6 +1,7 @@
 # CuPy arrays read and made at C speed (see arrays.pyx).
 
 from cpython.ref cimport PyObject
+from libc.stdint cimport uint64_t
 
 cdef enum:
     MAX_DIMS = 8            # arrays with more dims are read as "not an array" (no convolution takes them)
@@ -28,6 +29,24 @@ cdef int read_meta(object a, ArrayMeta* m) except -1
 
 # Same shape, strides, dtype and device (not the pointer).
 cdef bint same_meta(const ArrayMeta* a, const ArrayMeta* b) noexcept nogil
+
+# A memo digest's step, and the fields same_meta compares mixed into one (ndim, dtype by identity,
+# device, shape, strides; not the pointer): equal metas mix alike.
+cdef inline uint64_t mix(uint64_t h, uint64_t v) noexcept nogil:
+    h ^= v * <uint64_t>0x9E3779B97F4A7C15ULL
+    h = (h << 27) | (h >> 37)
+    return h * <uint64_t>0xBF58476D1CE4E5B9ULL + <uint64_t>0x94D049BB133111EBULL
+
+
+cdef inline uint64_t mix_meta(uint64_t h, const ArrayMeta* m) noexcept nogil:
+    cdef int i
+    h = mix(h, <uint64_t>(m.ndim + 1))
+    h = mix(h, <uint64_t><size_t>m.dtype)
+    h = mix(h, <uint64_t>m.device)
+    for i in range(m.ndim):
+        h = mix(h, <uint64_t>m.shape[i])
+        h = mix(h, <uint64_t>m.strides[i])
+    return h
 
 # Fill ``lay`` from ``a`` (an array CuPy made): 1, or 0 where ``a`` is not one.
 cdef int layout_of(object a, Layout* lay) except -1

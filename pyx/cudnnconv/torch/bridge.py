@@ -186,14 +186,14 @@ _raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)   # torch's o
 _runs_on = _arrays.runs_on
 
 
-raw_stream = _raw_stream if _raw_stream is not None else (lambda index: torch_stream(index))
-
-
 def torch_stream(index):
     """The raw ``cudaStream_t`` of torch's current stream on device ``index``."""
     if _raw_stream is not None:
         return _raw_stream(index)
     return torch.cuda.current_stream(index).cuda_stream
+
+
+raw_stream = _raw_stream if _raw_stream is not None else torch_stream      # the typed forward's getter
 
 
 def on_torch_stream(t):

@@ -19,9 +19,10 @@ the Python path does, in the same order, with the same functions:
 - the input and the weight are read once, in C, as the typed path for strided tensors reads them
   (``callplan.read_strided``: pointer, shape, strides, dtype, device);
 - the resolved arguments and output shape come from ``torch_rules.forward_plan``, and the output's
-  strides from ``bridge.out_strides``, once per (input shape and strides, weight shape and strides,
-  dtype, arguments): an entry of this module's memo, found by a digest of what was read and
-  confirmed field for field, so that a repeated call builds no key object;
+  strides from ``bridge.out_strides``, once per (input and weight layouts as a signature holds them,
+  arguments): an entry of this module's memo, found by a digest of what was read (the call plan
+  memo's own mix, ``core.arrays.mix_meta``) and confirmed field for field (``same_meta``), so that
+  a repeated call builds no key object;
 - where a gradient is to be recorded, the call goes to the autograd Function's C entry with those
   arguments, as the Python path's ``DIRECT`` route does;
 - otherwise the output comes from ``new_empty_strided`` (torch's caching allocator), the flags are
@@ -39,7 +40,7 @@ from cpython.object cimport PyObject
 from cpython.dict cimport PyDict_GetItem
 from libc.stdint cimport uint64_t
 
-from cudnnconv.core.arrays cimport ArrayMeta
+from cudnnconv.core.arrays cimport ArrayMeta, mix, mix_meta, same_meta
 from cudnnconv.core.executor cimport trace, trace_reset, TRACE_ENTRY
 from cudnnconv.core.state cimport ThreadState, get_state
 from cudnnconv.callplan cimport FnSpec, Sig, read_strided, run_strided_sig
@@ -138,32 +139,6 @@ cdef inline bint _plain(object v):
     return True
 
 
-cdef inline uint64_t _mix(uint64_t h, uint64_t v) noexcept nogil:
-    h ^= v + <uint64_t>0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2)
-    return h
-
-
-cdef uint64_t _mix_layout(uint64_t h, const ArrayMeta* m) noexcept nogil:
-    cdef int i
-    h = _mix(h, <uint64_t>m.ndim)
-    h = _mix(h, <uint64_t><size_t>m.dtype)
-    for i in range(m.ndim):
-        h = _mix(h, <uint64_t>m.shape[i])
-        h = _mix(h, <uint64_t>m.strides[i])
-    return h
-
-
-cdef bint _same_layout(const ArrayMeta* a, const ArrayMeta* b) noexcept nogil:
-    """Same dims, shape, strides and dtype (not the pointer, not the device)."""
-    cdef int i
-    if a.ndim != b.ndim or a.dtype != b.dtype:
-        return False
-    for i in range(a.ndim):
-        if a.shape[i] != b.shape[i] or a.strides[i] != b.strides[i]:
-            return False
-    return True
-
-
 cdef inline bint _same(object a, object b) except -1:
     return a is b or a == b
 
@@ -181,17 +156,17 @@ cdef _Entry _entry(int nsp, Sig* s, x, w, stride, padding, dilation, groups):
     """The memo's entry for this call, made on its first call (forward_plan raises for arguments the
     Python path would refuse, with the same error: it is the next check that path makes)."""
     cdef _Entry e
-    cdef uint64_t h = _mix(<uint64_t>nsp, _mix_layout(_mix_layout(0, &s.a[0]), &s.a[1]))
+    cdef uint64_t h = mix(<uint64_t>nsp, mix_meta(mix_meta(0, &s.a[0]), &s.a[1]))
     cdef Py_ssize_t i, itemsize
-    h = _mix(h, <uint64_t>hash(stride))
-    h = _mix(h, <uint64_t>hash(padding))
-    h = _mix(h, <uint64_t>hash(dilation))
-    h = _mix(h, <uint64_t>hash(groups))
+    h = mix(h, <uint64_t>hash(stride))
+    h = mix(h, <uint64_t>hash(padding))
+    h = mix(h, <uint64_t>hash(dilation))
+    h = mix(h, <uint64_t>hash(groups))
     key = <object>h
     cdef PyObject* got = PyDict_GetItem(_ENTRIES, key)
     if got != NULL:
         e = <_Entry>got
-        if (e.nsp == nsp and _same_layout(&e.xm, &s.a[0]) and _same_layout(&e.wm, &s.a[1])
+        if (e.nsp == nsp and same_meta(&e.xm, &s.a[0]) and same_meta(&e.wm, &s.a[1])
                 and _same(e.stride, stride) and _same(e.padding, padding) and _same(e.dilation, dilation)
                 and _same(e.groups, groups)):
             return e
@@ -202,7 +177,7 @@ cdef _Entry _entry(int nsp, Sig* s, x, w, stride, padding, dilation, groups):
     e.r, e.shape, e.k = r, shape, shape[1]
     e.ours = r.pre_pad is None and len(shape) == nsp + 2
     if e.ours:
-        e.strides = tuple(_out_strides(shape, x, w))
+        e.strides = _out_strides(shape, x, w)
         e.scalars = (r.stride, r.padding, r.dilation, r.groups)
         itemsize = (<tuple>_DTYPES[x.dtype])[1]
         e.om.ndim = nsp + 2
