@@ -151,7 +151,41 @@ def extensions():
         include_path=[SRC],
         language_level=3,
         compiler_directives={"boundscheck": False, "wraparound": False, "embedsignature": True},
-    )
+    ) + torch_extensions(debug_info)
+
+
+def torch_extensions(debug_info):
+    """cudnnconv.torch.conv_node, the C++ autograd node of cudnnconv.torch's forward convolutions,
+    where torch imports in the environment doing the build (build with --no-build-isolation) and
+    CUDNNCONV_TORCH_NODE is not 0; CUDNNCONV_TORCH_NODE=1 makes a build without torch an error.
+    It is compiled against that torch's headers and runs only with that torch (a torch of another
+    version fails its import, and cudnnconv.torch records its Python autograd.Function instead;
+    docs/torch.md).  Like the other extensions it carries no RUNPATH: torch's libraries are loaded
+    by ``import torch``, which cudnnconv.torch does before it loads the node."""
+    want = _flag("CUDNNCONV_TORCH_NODE", None)
+    if want == 0:
+        return []
+    try:
+        import torch
+        from torch.utils import cpp_extension
+    except ImportError:
+        if want == 1:
+            _fail("CUDNNCONV_TORCH_NODE=1, but torch does not import in the environment doing the build")
+        return []
+    abi = int(bool(getattr(torch._C, "_GLIBCXX_USE_CXX11_ABI", True)))
+    # torch's headers put their own path in assertion messages (__FILE__): name them from torch/ on
+    site = os.path.dirname(os.path.dirname(os.path.abspath(torch.__file__)))
+    return [Extension(
+        "cudnnconv.torch.conv_node", [os.path.join("pyx", "cudnnconv", "torch", "conv_node.cpp")],
+        include_dirs=cpp_extension.include_paths(),
+        library_dirs=cpp_extension.library_paths(),
+        libraries=["c10", "torch", "torch_cpu", "torch_python"],
+        language="c++",
+        extra_compile_args=["-O2", "-std=c++20", "-fvisibility=hidden", "-Wno-deprecated-declarations",
+                            "-D_GLIBCXX_USE_CXX11_ABI=%d" % abi, "-fmacro-prefix-map=%s%s=" % (site, os.sep)]
+        + ([] if debug_info else ["-g0"]),
+        extra_link_args=[] if debug_info else ["-s"],
+    )]
 
 
 class BuildExt(build_ext):

@@ -9,6 +9,11 @@ Three copies of one model, fp16 channels-last, torch.backends.cudnn.benchmark=Tr
 - control: a copy whose convolutions run PyTorch's own aten convolution and convolution_backward from a
   Python ``torch.autograd.Function`` (what any Python-level autograd layer costs, apart from ours).
 
+Where cudnnconv.torch's C++ autograd node is built, the training step also runs "ours_function": the
+same converted copy with its convolutions recorded by cudnnconv.torch's Python autograd.Function
+instead (``functional.use_autograd_node(False)`` for that step), so the node's saving is measured
+beside it.
+
 Training step (SGD with momentum, cross-entropy on random labels): forward, backward, optimizer step,
 timed back to back with CUDA events (no sync inside), the median ms per step over rounds in which the
 three copies take turns.  Inference: batch 1, eval mode, no grad, the median ms per forward.  Captured
@@ -41,8 +46,8 @@ except ImportError:                                     # run as a script: pytho
     from bench import report
 
 SCHEMA = "cudnnconv.bench.torch_train/1"
-SUMMARY_KEYS = ("train_step_ratio_b64", "train_step_ratio_b256", "control_function_ratio_b64", "infer_ratio_b1",
-                "graphed_step_ratio", "max_grad_relerr_fp32")
+SUMMARY_KEYS = ("train_step_ratio_b64", "train_step_ratio_b256", "control_function_ratio_b64",
+                "ours_function_ratio_b64", "infer_ratio_b1", "graphed_step_ratio", "max_grad_relerr_fp32")
 
 
 def ratio(a, b):
@@ -56,6 +61,7 @@ def summarize(result):
     for st in result.get("train", []):
         s["train_step_ratio_b%d" % st["batch"]] = ratio(st.get("ours_ms"), st.get("torch_ms"))
         s["control_function_ratio_b%d" % st["batch"]] = ratio(st.get("control_ms"), st.get("torch_ms"))
+        s["ours_function_ratio_b%d" % st["batch"]] = ratio(st.get("ours_function_ms"), st.get("torch_ms"))
     inf = result.get("infer") or {}
     s["infer_ratio_b1"] = ratio(inf.get("ours_ms"), inf.get("torch_ms"))
     gr = result.get("graphed") or {}
@@ -74,16 +80,20 @@ def markdown(result):
                env.get("gpu"), env.get("cudnn"), env.get("torch"), env.get("torchvision"), env.get("cupy"),
                env.get("cudnnconv"), env.get("date")),
            "- fp16 channels-last, cudnn.benchmark=True; ratio = ours / PyTorch's (<1: faster). control = PyTorch's "
-           "aten convolutions called from a Python autograd.Function.", "", "## Summary", "", "| metric | value |",
+           "aten convolutions called from a Python autograd.Function; ours (Python Function) = ours recorded by "
+           "cudnnconv.torch's Python autograd.Function instead of its C++ node. autograd node: %s" % (
+               result.get("autograd_node"),), "", "## Summary", "", "| metric | value |",
            "|---|---:|"]
     out += ["| %s | %s |" % (k, f(s.get(k), "%.2e" if k.startswith("max_grad") else "%.3f")) for k in SUMMARY_KEYS]
-    out += ["", "## Training step (ms per step, median)", "", "| batch | ours | torch | control | ours/torch | "
-            "control/torch | note |", "|---:|---:|---:|---:|---:|---:|---|"]
+    out += ["", "## Training step (ms per step, median)", "", "| batch | ours | torch | control | ours (Python "
+            "Function) | ours/torch | control/torch | ours (Python Function)/torch | note |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for st in result.get("train", []):
-        out.append("| %d | %s | %s | %s | %s | %s | %s |" % (
+        out.append("| %d | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             st["batch"], f(st.get("ours_ms")), f(st.get("torch_ms")), f(st.get("control_ms")),
-            f(ratio(st.get("ours_ms"), st.get("torch_ms"))), f(ratio(st.get("control_ms"), st.get("torch_ms"))),
-            st.get("error", "")))
+            f(st.get("ours_function_ms")), f(ratio(st.get("ours_ms"), st.get("torch_ms"))),
+            f(ratio(st.get("control_ms"), st.get("torch_ms"))),
+            f(ratio(st.get("ours_function_ms"), st.get("torch_ms"))), st.get("error", "")))
     for name, key in (("Inference, batch 1 (ms per forward)", "infer"), ("Captured training step (ms per replay)",
                                                                           "graphed")):
         r = result.get(key) or {}
@@ -186,12 +196,27 @@ def _timed(torch, fn, n):
     return a.elapsed_time(b) / n
 
 
+def _without_node(functional, step):
+    """``step`` with cudnnconv.torch's forward convolutions recorded by its Python autograd.Function
+    instead of its C++ node (what the node saves is measured beside it)."""
+    def fn():
+        functional.use_autograd_node(False)
+        try:
+            return step()
+        finally:
+            functional.use_autograd_node(True)
+    return fn
+
+
 def measure_train(torch, tv, cct, batch, steps, rounds, deadline):
+    from cudnnconv.torch import functional
     fmt, dtype = torch.channels_last, torch.float16
     models = _models(torch, tv, cct, dtype, fmt)
     x = torch.randn(batch, 3, 224, 224, device="cuda", dtype=dtype).to(memory_format=fmt)
     t = torch.randint(0, 1000, (batch,), device="cuda")
     fns = {k: _step_fn(torch, m, x, t)[0] for k, m in models.items()}
+    if functional.autograd_node():             # ours again, recorded by the Python autograd.Function
+        fns["ours_function"] = _without_node(functional, _step_fn(torch, models["ours"], x, t)[0])
     for fn in fns.values():                    # warm-up: cuDNN's and our benchmark searches run here
         for _ in range(3):
             fn()
@@ -422,8 +447,10 @@ def run(args, result):
     import torch
     import torchvision as tv
     import cudnnconv.torch as cct
+    from cudnnconv.torch import functional
     torch.backends.cudnn.benchmark = True
     result["environment"]["torchvision"] = tv.__version__
+    result["autograd_node"] = "C++ node" if functional.autograd_node() else functional.NODE_UNAVAILABLE
     deadline = args.deadline
     _progress("fp32 gradient check")
     try:

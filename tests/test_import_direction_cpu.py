@@ -36,7 +36,8 @@ LAYERS = {
     4: ("api",),
     5: ("explain", "warmup"),
     6: ("cudnnconv", "demo", "__main__"),
-    7: ("torch", "torch.bridge", "torch.typed", "torch.functional", "torch.modules", "torch.conversion"),
+    7: ("torch", "torch.bridge", "torch.typed", "torch.conv_node", "torch.functional", "torch.modules",
+        "torch.conversion"),
 }
 LAYER = {m: n for n, mods in LAYERS.items() for m in mods}
 NOT_FROM_ENGINES = ("tuning", "explain", "warmup", "api")

@@ -38,6 +38,9 @@ def test_stub_names_exist(stub):
     if _module(stub).startswith("cudnnconv.torch."):
         # the package cudnnconv.torch imports torch (and says so plainly where it is missing)
         pytest.importorskip("torch", reason="cudnnconv.torch's modules import with PyTorch only")
+    if _module(stub) == "cudnnconv.torch.conv_node":
+        pytest.importorskip("cudnnconv.torch.conv_node",
+                            reason="the C++ node is built only where torch imports at build time (setup.py)")
     mod = importlib.import_module(_module(stub))
     tree = ast.parse(open(stub).read())
     for node in tree.body:

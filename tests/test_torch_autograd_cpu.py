@@ -39,9 +39,16 @@ def _fake_cudnnconv():
         y = getattr(TF, "conv%dd" % (x.dim() - 2))(x, w, None, stride, padding, dilation, groups) + alpha * z
         out.copy_(torch.relu(y if b is None else y + b.view((1, -1) + (1,) * (x.dim() - 2))))
 
-    return types.SimpleNamespace(conv=conv, conv_backward_input=conv_backward_input,
-                                 conv_backward_weight=conv_backward_weight, conv_transpose=conv_transpose,
-                                 conv_bias_add_relu=conv_bias_add_relu)
+    def untracked(f):                  # cudnnconv records nothing in torch's autograd: nor do its stand-ins
+        def run(*args, **kwargs):
+            with torch.no_grad():
+                return f(*args, **kwargs)
+        return run
+
+    return types.SimpleNamespace(conv=untracked(conv), conv_backward_input=untracked(conv_backward_input),
+                                 conv_backward_weight=untracked(conv_backward_weight),
+                                 conv_transpose=untracked(conv_transpose),
+                                 conv_bias_add_relu=untracked(conv_bias_add_relu))
 
 
 @pytest.fixture(autouse=True)
@@ -266,8 +273,16 @@ def test_the_route_sends_transforms_and_wrappers_through_function_apply(monkeypa
     assert seen == [functional.TRANSFORMED]
     calls = []
     monkeypatch.setattr(functional, "_CONV_APPLY", lambda *a: calls.append("c") or functional._Conv.apply(*a))
-    y = cct.conv2d(x, w, None, 1, 1)
+    node = functional.autograd_node()
+    functional.use_autograd_node(False)         # the Function, as where the C++ node is not built
+    try:
+        y = cct.conv2d(x, w, None, 1, 1)
+    finally:
+        functional.use_autograd_node(node)
     assert calls == ["c"] and type(y.grad_fn).__name__ == "_ConvBackward"
+    if node:                                    # the C++ node records it, and no Function is entered
+        y = cct.conv2d(x, w, None, 1, 1)
+        assert calls == ["c"] and type(y.grad_fn).__name__ == "CudnnConvBackward"
 
 
 def test_the_c_entry_records_the_same_graph_as_function_apply():

@@ -371,10 +371,16 @@ def test_the_typed_tensor_path_declines_another_stream_and_explain():
     assert bridge.run(bridge.CONV, (x, w, None), y, args, bridge.call_flags(), 0)
 
 
-def test_a_warm_training_step_runs_every_convolution_on_the_typed_path(monkeypatch):
+@pytest.mark.parametrize("node", [True, False], ids=["cpp_node", "python_function"])
+def test_a_warm_training_step_runs_every_convolution_on_the_typed_path(monkeypatch, node):
     """After one step, every convolution call of a converted resnet18's training step (forward, input
-    and weight gradients) runs on the typed tensor path: the public functions are never reached."""
-    from cudnnconv.torch import bridge, functional
+    and weight gradients) runs on the typed tensor path: the public functions are never reached.
+    With the C++ node, the forward is the typed forward's and the gradients the typed backward's;
+    with the Python Function, each goes through ``bridge.run``."""
+    from cudnnconv.torch import bridge, functional, typed
+    if node and not functional.autograd_node():
+        pytest.skip(functional.NODE_UNAVAILABLE)
+    functional.use_autograd_node(node)
     model = cct.convert(_resnet18().to(DEV, torch.float16).to(memory_format=torch.channels_last))
     x = _cl(4, 3, 64, 64)
     t = torch.randint(0, 10, (4,), device=DEV)
@@ -382,25 +388,33 @@ def test_a_warm_training_step_runs_every_convolution_on_the_typed_path(monkeypat
     def step():
         model.zero_grad(set_to_none=True)
         TF.cross_entropy(model(x), t).backward()
-    step()
-    fast, slow = [], []
-    run = bridge.run
-    monkeypatch.setattr(bridge, "run", lambda *a: fast.append(a[0].name) or run(*a))
-    real = functional.cudnnconv
+    try:
+        step()
+        fast, slow = [], []
+        run = bridge.run
+        monkeypatch.setattr(bridge, "run", lambda *a: fast.append(a[0].name) or run(*a))
+        real = functional.cudnnconv
 
-    class Counting:
-        def __getattr__(self, name):
-            slow.append(name)
-            return getattr(real, name)
-    monkeypatch.setattr(functional, "cudnnconv", Counting())
-    step()
-    torch.cuda.synchronize()
+        class Counting:
+            def __getattr__(self, name):
+                slow.append(name)
+                return getattr(real, name)
+        monkeypatch.setattr(functional, "cudnnconv", Counting())
+        taken, grads = typed.taken(), typed.gradients()
+        step()
+        torch.cuda.synchronize()
+    finally:
+        functional.use_autograd_node(functional._conv_node is not None)
     assert slow == []
-    assert fast.count("conv") == 20 and fast.count("conv_backward_weight") == 20
-    assert fast.count("conv_backward_input") == 19               # conv1's input needs no gradient
+    if node:
+        assert fast == [] and typed.taken() - taken == 20
+        assert typed.gradients() - grads == 20 + 19               # conv1's input needs no gradient
+    else:
+        assert fast.count("conv") == 20 and fast.count("conv_backward_weight") == 20
+        assert fast.count("conv_backward_input") == 19
 
 
-def test_a_flags_block_governs_the_backward_autograd_runs_on_its_own_thread(monkeypatch):
+def test_a_flags_block_governs_the_backward_autograd_runs_on_its_own_thread(monkeypatch, request):
     """Autograd runs a CUDA graph's backward on a thread of its own, where a cudnnconv.flags()
     block around the forward does not apply: the block's flags travel with the graph, and the
     backward's calls run on that thread with them (here the legacy engine and deterministic
@@ -415,6 +429,8 @@ def test_a_flags_block_governs_the_backward_autograd_runs_on_its_own_thread(monk
         return real(spec, tensors, out, scalars, flags)
 
     monkeypatch.setattr(functional, "_convolve", spy)
+    functional.configure_typed()             # the typed forward and backward call the spy too
+    request.addfinalizer(lambda: functional.configure_typed(convolve=real))
     torch.manual_seed(13)
     x, w = _r(2, 4, 9, 8, dtype=torch.float32), _r(6, 4, 3, 3, dtype=torch.float32)
     with cct.flags(deterministic=True, allow_tf32=False, workspace_limit=1 << 20, engine="legacy"):
@@ -541,6 +557,85 @@ def test_the_typed_forward_gives_what_the_python_path_gives_on_cudnn():
     with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True, allow_tf32=False):
         check()
     assert poisoned, "torch's allocator never handed back the poisoned block"
+
+
+@pytest.mark.usefixtures("_deterministic")
+def test_the_cpp_node_gives_what_the_python_function_gives_on_cudnn():
+    """Property test (hypothesis): on random convolutions (1-3 spatial dims, plain, channels-last and
+    sliced inputs, fp16 and fp32, groups, stride, padding, dilation, with and without a bias, each of
+    x, w and b requiring grad or not, autograd.grad asking for all or some of them, a plain,
+    channels-last or expanded output gradient), the C++ node records what the Python Function
+    records: the same output, and the same gradients bit for bit (the same deterministic plans run
+    both), each written in full (the gradients come from torch's allocator right after a NaN-filled
+    block was freed) and within a dtype's tolerance of a float64 reference."""
+    hyp = pytest.importorskip("hypothesis")
+    st = hyp.strategies
+    from cudnnconv.torch import functional
+    if not functional.autograd_node():
+        pytest.skip(functional.NODE_UNAVAILABLE)
+
+    def run(node, nsp, x, w, b, args, asked, gy):
+        functional.use_autograd_node(node)
+        try:
+            y = getattr(cct, "conv%dd" % nsp)(x, w, b, *args)
+            wanted = [t for t in (x, w, b) if t is not None and t.requires_grad]
+            wanted = {"all": wanted, "first": wanted[:1], "last": wanted[-1:]}[asked]
+            nan = torch.full((4 * (x.numel() + w.numel()) + 4096,), float("nan"), device=DEV, dtype=x.dtype)
+            del nan                            # the gradients are allocated over this block
+            return y, torch.autograd.grad(y, wanted, gy(y))
+        finally:
+            functional.use_autograd_node(True)
+
+    @hyp.settings(max_examples=50, deadline=None, derandomize=True)
+    @hyp.given(seed=st.integers(0, 1000), nsp=st.integers(1, 3),
+               layout=st.sampled_from(["contiguous", "channels_last", "sliced"]),
+               dtype=st.sampled_from([torch.float16, torch.float32]), bias=st.booleans(),
+               requires=st.sampled_from([(1, 1, 1), (1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0)]),
+               asked=st.sampled_from(["all", "first", "last"]),
+               grad_layout=st.sampled_from(["contiguous", "channels_last", "expanded"]),
+               groups=st.sampled_from([1, 2]), stride=st.sampled_from([1, 2]), padding=st.sampled_from([0, 1]),
+               dilation=st.sampled_from([1, 2]))
+    def check(seed, nsp, layout, dtype, bias, requires, asked, grad_layout, groups, stride, padding, dilation):
+        hyp.assume(bias or requires != (0, 0, 1))
+        (x0, w0, b0), _ = _typed_case(seed, nsp, layout, dtype, "good" if bias else None, False, groups, stride,
+                                      padding, dilation)
+        args = (stride, padding, dilation, groups)
+        g = torch.Generator(device=DEV).manual_seed(seed + 1)
+
+        def gy(y):
+            if grad_layout == "expanded":
+                return torch.randn((1,) + tuple(y.shape[1:]), device=DEV, dtype=y.dtype, generator=g).expand(y.shape)
+            u = torch.randn(y.shape, device=DEV, dtype=y.dtype, generator=g)
+            if grad_layout == "channels_last" and nsp in (2, 3):
+                u = u.contiguous(memory_format=torch.channels_last if nsp == 2 else torch.channels_last_3d)
+            return u
+        out = []
+        for node in (True, False):
+            g.manual_seed(seed + 1)
+            leaves = (x0.detach().clone().requires_grad_(bool(requires[0])),
+                      torch.nn.Parameter(w0.detach().clone(), requires_grad=bool(requires[1])),
+                      None if b0 is None else b0.detach().clone().requires_grad_(bool(requires[2])))
+            out.append((leaves,) + run(node, nsp, *leaves, args, asked, gy))
+        (ln, yn, gn), (lf, yf, gf) = out
+        assert type(yn.grad_fn).__name__ == "CudnnConvBackward" and type(yf.grad_fn).__name__ == "_ConvBackward"
+        assert (yn.shape, yn.stride(), yn.dtype) == (yf.shape, yf.stride(), yf.dtype) and torch.equal(yn, yf)
+        assert len(gn) == len(gf)
+        for a, b_ in zip(gn, gf):
+            assert (a.shape, a.stride(), a.dtype) == (b_.shape, b_.stride(), b_.dtype)
+            assert not torch.isnan(a).any()
+            assert torch.equal(a, b_)
+        # against float64: PyTorch's own gradients of the same call
+        ld = [None if t is None else t.detach().double().requires_grad_(t.requires_grad) for t in ln]
+        yd = getattr(TF, "conv%dd" % nsp)(*ld, *args)
+        wanted = [t for t in ld if t is not None and t.requires_grad]
+        wanted = {"all": wanted, "first": wanted[:1], "last": wanted[-1:]}[asked]
+        g.manual_seed(seed + 1)
+        ref = torch.autograd.grad(yd, wanted, gy(yf).double())
+        for a, r in zip(gn, ref):
+            assert _rel(a, r) < (1e-2 if dtype == torch.float16 else 1e-5)
+
+    with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True, allow_tf32=False):
+        check()
 
 
 def test_a_converted_models_repeated_forward_takes_the_typed_forward_for_every_convolution(monkeypatch):

@@ -12,8 +12,17 @@ A call that needs no gradient (under ``torch.no_grad()``, or with no argument th
 runs the convolution directly, without an autograd.Function: its output is the same tensor the
 Function's forward makes, with no ``grad_fn``, and inference pays none of autograd's per-call cost.
 
-A call that records autograd runs its Function through torch's C entry (``_c_apply``), without
-Function.apply's Python layer.  A call under forward-mode AD or a functorch transform
+A forward convolution that records autograd (``conv1d/2d/3d`` and the modules) gets a C++ autograd
+node, ``cudnnconv.torch.conv_node``, where it was built (setup.py builds it where torch imports at
+build time): the convolution runs here, and ``conv_node.record`` adds the bias, saves x and w and
+makes the node the output's grad_fn ("CudnnConvBackward").  Its backward is PyTorch's own kind of
+node, entered by the autograd engine with no Python in between, and runs the two gradient
+convolutions through the typed backward (``cudnnconv.torch.typed``); it computes what ``_Conv``'s
+backward computes, and refuses double backward the same way.  ``use_autograd_node(False)`` (and a
+torch other than the one it was built for) records ``_Conv`` instead.  docs/torch.md has the costs.
+
+A call that records autograd through a Function runs it through torch's C entry (``_c_apply``),
+without Function.apply's Python layer.  A call under forward-mode AD or a functorch transform
 (``torch.func``), or with a functorch-wrapped argument, takes ``Function.apply``, which refuses
 what it does not support with torch's own clear error.
 
@@ -44,6 +53,14 @@ from cudnnconv import torch_rules as rules
 from cudnnconv.params import check_bias as _check_bias_shape
 import cudnnconv.torch.bridge as bridge
 import cudnnconv.torch.typed as _typed
+
+try:
+    import cudnnconv.torch.conv_node as _conv_node
+    _conv_node.configure(_typed.backward_capsule())
+    NODE_UNAVAILABLE = None
+except ImportError as _e:          # not built (no torch at build time), or built for another torch
+    _conv_node, NODE_UNAVAILABLE = None, "cudnnconv.torch.conv_node does not import: %s" % _e
+_RECORD = None if _conv_node is None else _conv_node.record
 
 _pad = torch.nn.functional.pad
 _grad_enabled = torch.is_grad_enabled
@@ -192,6 +209,13 @@ def _conv_grads(x, w, g, r, flags, need):
     return gx, gw
 
 
+def _grad_geom(x, w, r):
+    """The scalars of the input and the weight gradient calls of the convolution of x and w with
+    ``Resolved`` arguments r (the C++ node's ``geom``, as ``_conv_grads`` passes them)."""
+    tail = (r.stride, r.padding, r.dilation, r.groups)
+    return (tuple(x.shape),) + tail, (tuple(w.shape),) + tail
+
+
 def _conv_out(x, w, b, r, shape, flags):
     """The forward convolution into a new torch tensor of ``shape`` (the bias added by ``_add_bias``)."""
     y = _convolve(bridge.CONV, (x, w, None), bridge.empty_like_layout(shape, x, w),
@@ -293,14 +317,33 @@ def configure_typed(**overrides):
                 grad_enabled=_grad_enabled, forward_ad=_forward_ad, transforms_active=_transforms_active,
                 wrapped=_wrapped, autocast_on=_any_autocast or _autocast_on, flag_getters=bridge.FLAG_GETTERS,
                 call_flags=bridge.call_flags, raw_stream=bridge.raw_stream, run_strided=bridge._run_strided,
-                conv_spec=bridge.CONV, convolve=_convolve, forward_plan=rules.forward_plan,
-                out_strides=bridge.out_strides)
+                conv_spec=bridge.CONV, input_grad_spec=bridge.BACKWARD_INPUT,
+                weight_grad_spec=bridge.BACKWARD_WEIGHT, convolve=_convolve, forward_plan=rules.forward_plan,
+                out_strides=bridge.out_strides, record=_RECORD)
     conf.update(overrides)
     _typed.configure(**conf)
 
 
 configure_typed()
 _typed_forward = _typed.forward
+
+
+def use_autograd_node(on=True):
+    """Record forward convolutions with the C++ autograd node (``on``, the default where it is
+    built) or with the Python autograd.Function ``_Conv`` (for a comparison: bench/torch_train.py
+    measures both).  Returns whether the node is in use; asking for it where it is not built raises
+    RuntimeError with the reason (``NODE_UNAVAILABLE``)."""
+    global _RECORD
+    if on and _conv_node is None:
+        raise RuntimeError(NODE_UNAVAILABLE)
+    _RECORD = _conv_node.record if on else None
+    _typed.set_record(_RECORD)
+    return _RECORD is not None
+
+
+def autograd_node():
+    """Whether forward convolutions that record autograd get the C++ node (``use_autograd_node``)."""
+    return _RECORD is not None
 
 
 def _batched(nsp, input):
@@ -323,11 +366,15 @@ def _checked(nsp, input, weight, bias):
     return x, weight, bias, added
 
 
-def _dispatch(fn, c_apply, out, x, weight, bias, args, shape):
+def _dispatch(fn, c_apply, out, x, weight, bias, args, shape, geom=None):
     """The call of autograd.Function ``fn`` (``c_apply``: its C entry) or, where no gradient is
-    recorded, of ``out`` alone, as ``_route`` says."""
+    recorded, of ``out`` alone, as ``_route`` says; where ``geom`` (``_grad_geom``) is given and
+    the C++ node is in use, ``out`` recorded by the node in place of ``fn``."""
     route = _route(x, weight, bias)
     if route == DIRECT:
+        if geom is not None and _RECORD is not None:
+            flags = bridge.call_flags()
+            return _RECORD(x, weight, bias, out(x, weight, None, args, shape, flags), geom(x, weight, args), flags)
         return c_apply(x, weight, bias, args, shape)
     if route == TRANSFORMED:
         return fn.apply(x, weight, bias, args, shape)
@@ -343,7 +390,7 @@ def _conv(nsp, input, weight, bias, stride, padding, dilation, groups):
     _check_bias(bias, x, shape[1])
     if r.pre_pad is not None:                    # 'same' with an odd total: PyTorch's extra element at the end
         x = _pad(x, r.pre_pad)
-    y = _dispatch(_Conv, _CONV_APPLY, _conv_out, x, weight, bias, r, shape)
+    y = _dispatch(_Conv, _CONV_APPLY, _conv_out, x, weight, bias, r, shape, _grad_geom)
     return y.squeeze(0) if added else y
 
 

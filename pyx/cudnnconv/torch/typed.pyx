@@ -23,13 +23,19 @@ the Python path does, in the same order, with the same functions:
   arguments): an entry of this module's memo, found by a digest of what was read (the call plan
   memo's own mix, ``core.arrays.mix_meta``) and confirmed field for field (``same_meta``), so that
   a repeated call builds no key object;
-- where a gradient is to be recorded, the call goes to the autograd Function's C entry with those
-  arguments, as the Python path's ``DIRECT`` route does;
-- otherwise the output comes from ``new_empty_strided`` (torch's caching allocator), the flags are
-  the thread's ``cudnnconv.flags()`` block or torch's cudnn flags (``bridge.call_flags``), the
-  call runs on the typed path for strided tensors on torch's current stream, with the signature
-  already read and the output's taken from the entry (``callplan.run_strided_sig``), or, where
-  that declines, through ``functional._convolve``, and a bias is added by torch.
+- the output comes from ``new_empty_strided`` (torch's caching allocator), the flags are the
+  thread's ``cudnnconv.flags()`` block or torch's cudnn flags (``bridge.call_flags``), the call
+  runs on the typed path for strided tensors on torch's current stream, with the signature already
+  read and the output's taken from the entry (``callplan.run_strided_sig``), or, where that
+  declines, through ``functional._convolve``;
+- where no gradient is to be recorded, a bias is added by torch; where one is, the C++ autograd
+  node records the call (``conv_node.record``: the bias added, x and w saved, the node made the
+  output's grad_fn), as the Python path's ``DIRECT`` route does; where that node is not built, the
+  call goes to the autograd Function's C entry instead, with the entry's arguments.
+
+The node's backward calls back into this module (``backward_capsule``): each gradient the engine
+asks for is read and run like the forward, on the typed path for strided tensors where this
+thread holds a bound plan for its signature, else through ``functional._convolve``.
 
 The torch objects and the Python functions it calls are handed over once by ``configure`` (this
 module imports nothing from torch, so it builds and imports without it).  tests/gpu/test_gpu_torch.py
@@ -37,6 +43,7 @@ holds its results and its choice of path equal to the Python path's, call for ca
 arguments.
 """
 from cpython.object cimport PyObject
+from cpython.pycapsule cimport PyCapsule_New
 from cpython.dict cimport PyDict_GetItem
 from libc.stdint cimport uint64_t
 
@@ -60,6 +67,9 @@ cdef object _call_flags = None             # bridge.call_flags
 cdef object _raw_stream = None             # device index -> torch's current raw stream there
 cdef object _run_strided = None            # callplan.run_strided: what a CPU test's stand-in replaces
 cdef FnSpec _conv_spec = None              # the public conv's FnSpec (bridge.CONV)
+cdef FnSpec _input_grad_spec = None        # conv_backward_input's (bridge.BACKWARD_INPUT)
+cdef FnSpec _weight_grad_spec = None       # conv_backward_weight's (bridge.BACKWARD_WEIGHT)
+cdef object _record = None                 # conv_node.record, or None (the Function's C entry then)
 cdef object _convolve = None               # functional._convolve: the typed path, else the public function
 cdef object _forward_plan = None           # torch_rules.forward_plan
 cdef object _out_strides = None            # bridge.out_strides
@@ -68,6 +78,7 @@ cdef Py_ssize_t _ENTRIES_MAX = 4096        # the memo starts over when full (a p
 cdef tuple _BIAS_VIEW = ((1, -1), (1, -1, 1), (1, -1, 1, 1), (1, -1, 1, 1, 1))
 cdef tuple _NO_LIMIT_NO_ENGINE = (None, None)
 cdef unsigned long long _taken = 0         # calls this module ran or handed to the Function's C entry
+cdef unsigned long long _grads_typed = 0   # the node's gradient calls run on the typed path
 cdef bint _cuda_only = True                # False only in CPU tests, with stand-ins for the CUDA calls
 
 
@@ -79,31 +90,41 @@ cdef class _Entry:
     cdef ArrayMeta xm, wm, om
     cdef object stride, padding, dilation, groups
     cdef object r, shape, strides, scalars
+    cdef tuple geom                        # the input and weight gradient calls' scalars
     cdef Py_ssize_t k
     cdef bint ours
 
 
 def configure(*, Tensor, Parameter, strided, dtypes, grad_enabled, forward_ad, transforms_active, wrapped,
-              autocast_on, flag_getters, call_flags, raw_stream, run_strided, conv_spec, convolve,
-              forward_plan, out_strides, cuda_only=True):
+              autocast_on, flag_getters, call_flags, raw_stream, run_strided, conv_spec, input_grad_spec,
+              weight_grad_spec, convolve, forward_plan, out_strides, record, cuda_only=True):
     """Hand over the torch objects and the functions the typed forward calls (functional does, once,
     at import).  ``dtypes``: torch dtype -> (numpy dtype, itemsize), as ``run_strided`` takes it;
     ``autocast_on()``: whether an autocast is on; ``flag_getters``: torch's (benchmark,
     deterministic, deterministic algorithms, allow_tf32) C getters, or None to call ``call_flags``
-    outside a flags() block too.  ``cuda_only=False`` takes CPU tensors too and runs through
+    outside a flags() block too.  ``record``: the C++ node's ``conv_node.record``, or None where
+    a recorded call goes to the Function's C entry.  ``cuda_only=False`` takes CPU tensors too and runs through
     ``run_strided`` (with the tensors as given) instead of its C twin: for CPU tests, which hand over
     stand-ins for the functions that run the convolution."""
     global _ready, _Tensor, _Parameter, _strided, _DTYPES, _grad_enabled, _forward_ad, _transforms_active, _wrapped, \
         _autocast_on, _flag_getters, _call_flags, _raw_stream, _run_strided, _conv_spec, _convolve, \
-        _forward_plan, _out_strides, _cuda_only
+        _forward_plan, _out_strides, _cuda_only, _input_grad_spec, _weight_grad_spec, _record
     _Tensor, _Parameter, _strided, _DTYPES = Tensor, Parameter, strided, dict(dtypes)
     _grad_enabled, _forward_ad, _transforms_active, _wrapped = grad_enabled, forward_ad, transforms_active, wrapped
     _autocast_on, _call_flags, _raw_stream, _run_strided = autocast_on, call_flags, raw_stream, run_strided
     _flag_getters = None if flag_getters is None else tuple(flag_getters)
     _conv_spec, _convolve, _forward_plan, _out_strides = conv_spec, convolve, forward_plan, out_strides
+    _input_grad_spec, _weight_grad_spec, _record = input_grad_spec, weight_grad_spec, record
     _cuda_only = cuda_only
     _ENTRIES.clear()
     _ready = True
+
+
+def set_record(record):
+    """Record with ``record`` (``conv_node.record``) or, given None, through the Function's C entry;
+    the memo stays (``functional.use_autograd_node``)."""
+    global _record
+    _record = record
 
 
 def clear():
@@ -114,6 +135,12 @@ def clear():
 def taken():
     """How many calls ``forward`` has taken (run, or handed to the Function's C entry)."""
     return _taken
+
+
+def gradients():
+    """How many of the C++ node's gradient calls ran on the typed path for strided tensors (the
+    others went through ``functional._convolve``)."""
+    return _grads_typed
 
 
 def entries():
@@ -179,6 +206,7 @@ cdef _Entry _entry(int nsp, Sig* s, x, w, stride, padding, dilation, groups):
     if e.ours:
         e.strides = _out_strides(shape, x, w)
         e.scalars = (r.stride, r.padding, r.dilation, r.groups)
+        e.geom = ((tuple(x.shape),) + e.scalars, (tuple(w.shape),) + e.scalars)
         itemsize = (<tuple>_DTYPES[x.dtype])[1]
         e.om.ndim = nsp + 2
         e.om.dtype = s.a[0].dtype          # _DTYPES holds it
@@ -197,7 +225,8 @@ def forward(int nsp, input, weight, bias, stride, padding, dilation, groups, app
     """The forward convolution of ``input`` and ``weight`` (plus ``bias``) over ``nsp`` spatial
     dims, as ``functional._conv`` computes it, or None where the caller must take that Python path
     (see the module doc).  ``apply``: the autograd Function's C entry, called as
-    ``apply(input, weight, bias, resolved, shape)`` where a gradient is to be recorded."""
+    ``apply(input, weight, bias, resolved, shape)`` where a gradient is to be recorded and the C++
+    node is not configured."""
     global _taken
     cdef Sig s
     cdef _Entry e
@@ -234,7 +263,7 @@ def forward(int nsp, input, weight, bias, stride, padding, dilation, groups, app
     grad = _grad_enabled() and (input.requires_grad or weight.requires_grad
                                 or (bias is not None and bias.requires_grad))
     _taken += 1
-    if grad:
+    if grad and _record is None:
         return apply(input, weight, bias, e.r, e.shape)
     flags = _flags()
     y = input.new_empty_strided(e.shape, e.strides)
@@ -249,6 +278,48 @@ def forward(int nsp, input, weight, bias, stride, padding, dilation, groups, app
     if not (run_strided_sig(_conv_spec, &s, y, e.scalars, flags, <size_t>stream) if _cuda_only else
             _run_strided(_conv_spec, (input, weight, None), y, e.scalars, flags, _DTYPES, stream)):
         _convolve(_conv_spec, (input, weight, None), y, e.scalars, flags)
+    if grad:
+        return _record(input, weight, bias, y, e.geom, flags)
     if bias is not None:
         y.add_(bias.view((<tuple>_BIAS_VIEW)[nsp]))
     return y
+
+
+cdef int _gradient(FnSpec spec, a, b, out, scalars, flags) except -1:
+    """One gradient call (``spec`` on tensors a and b, writing ``out``), as the forward runs its
+    convolution: the typed path for strided tensors on torch's current stream, else
+    ``functional._convolve`` (the Python backward's own call)."""
+    global _grads_typed
+    cdef Sig s
+    if _cuda_only:
+        trace_reset()
+        trace(TRACE_ENTRY)
+        # (a tensor off CUDA, device -1, reaches here only where a test stands in for the checks)
+        if (read_strided(a, &s.a[0], _DTYPES) and read_strided(b, &s.a[1], _DTYPES)
+                and read_strided(out, &s.out, _DTYPES) and s.out.device >= 0):
+            s.n = 2
+            s.has[0] = s.has[1] = True
+            s.has_out = True
+            if run_strided_sig(spec, &s, out, scalars, <tuple>flags, <size_t>_raw_stream(s.out.device)):
+                _grads_typed += 1
+                return 0
+    _convolve(spec, (a, b), out, scalars, flags)
+    return 0
+
+
+cdef int _conv_backward(object geom, object flags, object x, object w, object g, object gx,
+                        object gw) except -1:
+    """The C++ node's backward (``conv_node``): the input gradient into ``gx`` and the weight
+    gradient into ``gw`` (None where the engine does not ask for it) of the convolution of x and w,
+    from g, the output gradient made dense; ``geom``: the entry's (input gradient scalars, weight
+    gradient scalars); ``flags``: the forward's."""
+    if gx is not None:
+        _gradient(_input_grad_spec, w, g, gx, (<tuple>geom)[0], flags)
+    if gw is not None:
+        _gradient(_weight_grad_spec, x, g, gw, (<tuple>geom)[1], flags)
+    return 0
+
+
+def backward_capsule():
+    """The typed backward as the C++ node calls it (``conv_node.configure`` takes this)."""
+    return PyCapsule_New(<void*>_conv_backward, b"cudnnconv.torch.typed.conv_backward", NULL)

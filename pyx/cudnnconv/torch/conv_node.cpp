@@ -1,0 +1,303 @@
+// cudnnconv.torch.conv_node: the autograd node of a cudnnconv forward convolution, in C++.
+//
+// A torch.autograd.Function costs a training step host time that PyTorch's own convolutions do
+// not pay: its forward builds a Python context object and its backward runs in Python, entered
+// from the autograd engine through PyNode (the grads packed into a tuple, BackwardCFunction.apply,
+// once_differentiable's no_grad block, ctx attribute reads, the saved tensors unpacked into new
+// Python objects, the outputs validated again).  This node is what PyTorch's own
+// ConvolutionBackward0 is: a C++ Node with two SavedVariables, entered by the engine directly.  It
+// allocates the gradients with ATen (torch's caching allocator, on the stream the engine made
+// current: the forward's) and hands the two convolutions to cudnnconv's typed backward
+// (cudnnconv.torch.typed, Cython) through one C function pointer, under the GIL.
+//
+// It is built only where torch imports in the building environment (setup.py), against that
+// torch's headers, and is loaded only by cudnnconv.torch.functional, after torch.  A build for
+// another torch fails to import, and cudnnconv.torch then records its Python autograd.Function
+// (docs/torch.md).  The module imports nothing of cudnnconv: typed hands over its backward with
+// configure(), so the dependency points from cudnnconv.torch.functional to both.
+//
+// Behaviour, each the Python Function's (_Conv in functional.py), which the tests hold it to:
+// - record(x, w, b, y, geom, flags): y (the convolution of x and w, computed by the caller with no
+//   autograd) gets b added (under no_grad) and this node as its grad_fn; the node saves x and w
+//   (SavedVariable: version checks, saved-tensor hooks, "backward through the graph a second
+//   time") and holds geom (the two gradient calls' scalars) and flags (the forward's cudnn flags).
+// - backward: the incoming gradient made dense in x's memory format, as bridge.dense does; the
+//   input and weight gradients from empty_like(x) / empty_like(w), each only where the engine asks
+//   for it (task_should_compute_output: needs_input_grad, narrowed by autograd.grad's inputs); the
+//   bias gradient as the sum over every dim but 1.
+// - double backward is refused as once_differentiable refuses it: under create_graph the
+//   gradients carry a DelayedError, which raises "trying to differentiate twice a function that
+//   was marked with @once_differentiable" only when they are differentiated.
+// - an error in the convolution (a cuDNN status, a bad workspace) is the Python exception the
+//   typed backward raised, re-raised from backward() on the caller's thread.
+
+#include <Python.h>
+
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+#include <torch/csrc/Exceptions.h>
+#include <torch/csrc/autograd/edge.h>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/functions/basic_ops.h>
+#include <torch/csrc/autograd/functions/utils.h>
+#include <torch/csrc/autograd/python_cpp_function.h>
+#include <torch/csrc/autograd/python_variable.h>
+#include <torch/csrc/autograd/saved_variable.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace {
+
+using torch::autograd::Edge;
+using torch::autograd::Node;
+using torch::autograd::SavedVariable;
+using torch::autograd::variable_list;
+
+// How this torch holds a Node: std::shared_ptr before 2.13, c10::intrusive_ptr since.
+using NodePtr = decltype(std::declval<Edge>().function);
+constexpr bool kIntrusive = !std::is_same_v<NodePtr, std::shared_ptr<Node>>;
+
+template <class T, class... A>
+auto make_node(A&&... a) {
+  if constexpr (kIntrusive) {
+    return c10::make_intrusive<T>(std::forward<A>(a)...);
+  } else {
+    return std::make_shared<T>(std::forward<A>(a)...);
+  }
+}
+
+// cudnnconv.torch.typed's backward: the input gradient into gx and the weight gradient into gw
+// (None where not asked for) of the convolution of x and w, from the dense output gradient g,
+// with geom's scalars and the forward's flags, on torch's current stream.  Called with the GIL;
+// 0, or -1 with a Python exception set.
+using BackwardFn = int (*)(PyObject* geom, PyObject* flags, PyObject* x, PyObject* w, PyObject* g,
+                           PyObject* gx, PyObject* gw);
+BackwardFn g_backward = nullptr;
+constexpr const char* kBackwardCapsule = "cudnnconv.torch.typed.conv_backward";
+constexpr const char* kTwice =
+    "trying to differentiate twice a function that was marked with @once_differentiable";
+
+// A new reference to a Python object, released under the GIL (a node may die on any thread).
+class PyRef {
+ public:
+  PyRef() = default;
+  PyRef(const PyRef&) = delete;
+  PyRef& operator=(const PyRef&) = delete;
+  ~PyRef() {
+    if (p_ != nullptr && Py_IsInitialized()) {
+      PyGILState_STATE s = PyGILState_Ensure();
+      Py_DECREF(p_);
+      PyGILState_Release(s);
+    }
+  }
+  PyObject* get() const { return p_; }
+  void hold(PyObject* o) {  // (the GIL held; once, on a new node)
+    Py_XINCREF(o);
+    p_ = o;
+  }
+
+ private:
+  PyObject* p_ = nullptr;
+};
+
+// The memory format of a convolution output next to t (bridge.memory_format).
+at::MemoryFormat format_of(const at::Tensor& t) {
+  if (t.dim() == 4 && !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast)) {
+    return at::MemoryFormat::ChannelsLast;
+  }
+  if (t.dim() == 5 && !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast3d)) {
+    return at::MemoryFormat::ChannelsLast3d;
+  }
+  return at::MemoryFormat::Contiguous;
+}
+
+// g in like's memory format where it is not dense in either layout (bridge.dense).
+at::Tensor dense(const at::Tensor& g, const at::Tensor& like) {
+  for (int64_t s : g.strides()) {
+    if (s == 0) {
+      return g.contiguous(format_of(like));
+    }
+  }
+  if (g.is_contiguous()) {
+    return g;
+  }
+  at::MemoryFormat fmt = format_of(like);
+  if (fmt == at::MemoryFormat::Contiguous || !g.is_contiguous(fmt)) {
+    return g.contiguous(fmt);
+  }
+  return g;
+}
+
+struct CudnnConvBackward : public Node {
+  explicit CudnnConvBackward(torch::autograd::edge_list&& next) : Node(std::move(next)) {}
+
+  std::string name() const override { return "CudnnConvBackward"; }
+
+  void release_variables() override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    x_.reset_data();
+    w_.reset_data();
+  }
+
+  variable_list apply(variable_list&& grads) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    variable_list out(3);
+    const bool need_x = task_should_compute_output(0);
+    const bool need_w = task_should_compute_output(1);
+    const bool need_b = has_bias_ && task_should_compute_output(2);
+    const at::Tensor& g0 = grads[0];
+    if (!g0.defined() || !(need_x || need_w || need_b)) {
+      return out;
+    }
+    at::Tensor x = x_.unpack();
+    at::Tensor w = w_.unpack();
+    const bool twice = at::GradMode::is_enabled() && g0.requires_grad();
+    {
+      at::NoGradGuard no_grad;
+      at::Tensor g = dense(g0, x);
+      if (need_x) {
+        out[0] = at::empty_like(x);
+      }
+      if (need_w) {
+        out[1] = at::empty_like(w);
+      }
+      if (need_x || need_w) {
+        run(x, w, g, out[0], out[1]);
+      }
+      if (need_b) {
+        std::vector<int64_t> dims;
+        for (int64_t d = 0; d < g.dim(); ++d) {
+          if (d != 1) {
+            dims.push_back(d);
+          }
+        }
+        out[2] = g.sum(dims);
+      }
+    }
+    if (twice) {
+      // once_differentiable: detached copies that require grad, through a DelayedError node
+      variable_list fake;
+      for (auto& v : out) {
+        fake.push_back(v.defined() ? v.detach().requires_grad_(true) : v);
+      }
+      auto err = make_node<torch::autograd::DelayedError>(kTwice, static_cast<int64_t>(fake.size()));
+      return err->apply(std::move(fake));
+    }
+    return out;
+  }
+
+  void run(const at::Tensor& x, const at::Tensor& w, const at::Tensor& g, const at::Tensor& gx,
+           const at::Tensor& gw) {
+    PyGILState_STATE s = PyGILState_Ensure();
+    PyObject* objs[5] = {THPVariable_Wrap(x), THPVariable_Wrap(w), THPVariable_Wrap(g), nullptr, nullptr};
+    objs[3] = gx.defined() ? THPVariable_Wrap(gx) : Py_NewRef(Py_None);
+    objs[4] = gw.defined() ? THPVariable_Wrap(gw) : Py_NewRef(Py_None);
+    bool made = true;
+    for (PyObject* o : objs) {
+      made = made && o != nullptr;
+    }
+    int rc = -1;
+    if (made && g_backward == nullptr) {
+      PyErr_SetString(PyExc_RuntimeError, "cudnnconv.torch.conv_node: no backward configured");
+    } else if (made) {
+      rc = g_backward(geom_.get(), flags_.get(), objs[0], objs[1], objs[2], objs[3], objs[4]);
+    }
+    for (PyObject* o : objs) {
+      Py_XDECREF(o);
+    }
+    if (rc != 0) {
+      python_error err;
+      err.persist();
+      PyGILState_Release(s);
+      throw std::move(err);
+    }
+    PyGILState_Release(s);
+  }
+
+  SavedVariable x_, w_;
+  PyRef geom_, flags_;
+  bool has_bias_ = false;
+};
+
+// record(x, w, b, y, geom, flags) -> y: see the file's head.
+PyObject* record(PyObject*, PyObject* const* args, Py_ssize_t n) {
+  HANDLE_TH_ERRORS
+  if (n != 6) {
+    PyErr_SetString(PyExc_TypeError, "record(x, w, b, y, geom, flags) takes 6 arguments");
+    return nullptr;
+  }
+  for (int i = 0; i < 4; ++i) {
+    if (!(i == 2 && args[i] == Py_None) && !THPVariable_Check(args[i])) {
+      PyErr_SetString(PyExc_TypeError, "record: x, w and y must be tensors, b a tensor or None");
+      return nullptr;
+    }
+  }
+  const at::Tensor& x = THPVariable_Unpack(args[0]);
+  const at::Tensor& w = THPVariable_Unpack(args[1]);
+  at::Tensor b = args[2] == Py_None ? at::Tensor() : THPVariable_Unpack(args[2]);
+  const at::Tensor& y = THPVariable_Unpack(args[3]);
+  // The GIL stays held: a saved-tensor hook is Python, and this is one short step after the
+  // convolution the caller launched with it held.
+  if (b.defined()) {
+    at::NoGradGuard no_grad;
+    std::vector<int64_t> view(static_cast<size_t>(y.dim()), 1);
+    view[1] = -1;
+    y.add_(b.view(view));
+  }
+  if (torch::autograd::compute_requires_grad(x, w, b)) {
+    auto node = make_node<CudnnConvBackward>(torch::autograd::collect_next_edges(x, w, b));
+    node->x_ = SavedVariable(x, false);
+    node->w_ = SavedVariable(w, false);
+    node->has_bias_ = b.defined();
+    node->geom_.hold(args[4]);
+    node->flags_.hold(args[5]);
+    torch::autograd::set_history(y, node);
+  }
+  return Py_NewRef(args[3]);
+  END_HANDLE_TH_ERRORS
+}
+
+PyObject* configure(PyObject*, PyObject* capsule) {
+  void* fn = PyCapsule_GetPointer(capsule, kBackwardCapsule);
+  if (fn == nullptr) {
+    return nullptr;
+  }
+  g_backward = reinterpret_cast<BackwardFn>(fn);
+  Py_RETURN_NONE;
+}
+
+PyObject* intrusive(PyObject*, PyObject*) { return PyBool_FromLong(kIntrusive); }
+
+PyMethodDef kMethods[] = {
+    {"record", reinterpret_cast<PyCFunction>(reinterpret_cast<void*>(record)), METH_FASTCALL,
+     "record(x, w, b, y, geom, flags) -> y: y + b, with this module's node as its grad_fn."},
+    {"configure", configure, METH_O,
+     "configure(capsule): the typed backward the node calls (cudnnconv.torch.typed.backward_capsule())."},
+    {"intrusive", intrusive, METH_NOARGS, "Whether this torch holds nodes by intrusive_ptr (2.13 on)."},
+    {nullptr, nullptr, 0, nullptr}};
+
+PyModuleDef kModule = {PyModuleDef_HEAD_INIT, "cudnnconv.torch.conv_node",
+                       "The autograd node of a cudnnconv forward convolution (C++).", -1, kMethods};
+
+}  // namespace
+
+// grad_fn's Python type: CudnnConvBackward, with the methods and properties of torch's own C++ nodes
+// (name(), next_functions, register_hook, metadata, ...).
+static PyTypeObject kNodeType = {PyVarObject_HEAD_INIT(nullptr, 0)};
+
+PyMODINIT_FUNC PyInit_conv_node() {
+  try {
+    torch::autograd::_initFunctionPyTypeObject(kNodeType, "cudnnconv.torch.conv_node.CudnnConvBackward", nullptr,
+                                               nullptr);
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_ImportError, e.what());
+    return nullptr;
+  }
+  torch::autograd::registerCppFunction(typeid(CudnnConvBackward), &kNodeType);
+  return PyModule_Create(&kModule);
+}
