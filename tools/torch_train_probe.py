@@ -62,6 +62,26 @@ def step_figures(batch=64):
         ev = med([_timed(torch, f, 10) for _ in range(3)])
         host = med(host_samples(lambda i: f(), 15, sync, warmup=2)) / 1e3
         out[k] = {"events_ms": round(ev, 3), "host_ms": round(host, 3)}
+    for k, m in models.items():               # host ms of each phase, with a synchronize after each
+        opt = torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9)
+        ph = {"forward": [], "backward": [], "optimizer": []}
+        for i in range(18):
+            opt.zero_grad(set_to_none=True)
+            sync()
+            t0 = time.perf_counter()
+            loss = torch.nn.functional.cross_entropy(m(x), t)
+            sync()
+            t1 = time.perf_counter()
+            loss.backward()
+            sync()
+            t2 = time.perf_counter()
+            opt.step()
+            sync()
+            t3 = time.perf_counter()
+            if i >= 3:
+                for name, a, b in (("forward", t0, t1), ("backward", t1, t2), ("optimizer", t2, t3)):
+                    ph[name].append((b - a) * 1e3)
+        out[k]["phases_ms"] = {name: round(med(v), 3) for name, v in ph.items()}
     prof = cProfile.Profile()
     prof.enable()
     for _ in range(10):
@@ -102,7 +122,7 @@ def conv_pair(name, n, cin, hw, cout, k, s, p):
             ys.append(m(x))
             return ys.pop()
         out[key + "_bwd"] = host_us(lambda y: torch.autograd.backward(y, gy), prep=prep)
-        if name == "3x3_256_14" and key != "torch":
+        if name == "3x3_256_14" and hasattr(type(m(x).grad_fn), "_forward_cls"):    # a Python Function's
             inside = []                     # µs inside the Function's backward, as the engine calls it
             fwd_cls = type(m(x).grad_fn)._forward_cls
             body = fwd_cls.backward
