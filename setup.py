@@ -177,7 +177,8 @@ def torch_extensions(debug_info):
     site = os.path.dirname(os.path.dirname(os.path.abspath(torch.__file__)))
     return [Extension(
         "cudnnconv.torch.conv_node", [os.path.join("pyx", "cudnnconv", "torch", "conv_node.cpp")],
-        include_dirs=cpp_extension.include_paths(),
+        include_dirs=[os.path.join(HERE, "include")] + cpp_extension.include_paths(),
+        depends=[os.path.join("include", "cudnnconv_torch_node.h")],
         library_dirs=cpp_extension.library_paths(),
         libraries=["c10", "torch", "torch_cpu", "torch_python"],
         language="c++",

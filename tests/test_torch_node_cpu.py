@@ -276,3 +276,36 @@ def test_use_autograd_node_says_why_where_it_is_not_built(cpu, monkeypatch):
             functional.use_autograd_node(True)
         assert functional.use_autograd_node(False) is False and not functional.autograd_node()
     assert functional.use_autograd_node(True) is True and functional.autograd_node()
+
+
+@st.composite
+def tensors(draw):
+    dtype = draw(st.sampled_from([torch.float16, torch.float32, torch.float64, torch.bfloat16, torch.int32,
+                                  torch.uint8, torch.complex64]))
+    ndim = draw(st.integers(0, 10))
+    shape = tuple(draw(st.integers(1, 3)) for _ in range(ndim))
+    t = torch.zeros(shape, dtype=dtype)
+    kind = draw(st.sampled_from(["plain", "transposed", "sliced", "expanded", "offset"]))
+    if kind == "transposed" and ndim >= 2:
+        t = t.transpose(0, ndim - 1)
+    elif kind == "sliced" and ndim >= 1:
+        t = torch.zeros(shape[:-1] + (2 * shape[-1],), dtype=dtype)[..., ::2]
+    elif kind == "expanded" and ndim >= 1:
+        t = torch.zeros((1,) + shape[1:], dtype=dtype).expand(shape)
+    elif kind == "offset":
+        t = torch.zeros((2,) + shape, dtype=dtype)[1]
+    return t
+
+
+@settings(max_examples=300, deadline=None)
+@given(t=tensors())
+def test_the_node_reads_a_tensor_as_the_typed_path_reads_it(t):
+    """What the typed backward makes of the node's read of a tensor (C++, through ATen) is what the
+    typed path makes of it through its Python accessors (``read_strided``): the same signature, or
+    None for both (a dtype cudnnconv does not run, more than 8 dims)."""
+    from cudnnconv import callplan
+    from cudnnconv.torch import conv_node, typed
+    got = conv_node.read_probe(t, typed.node_signature_capsule())
+    assert got == callplan.strided_signature(t, bridge._STRIDED)
+    if t.dtype in bridge._STRIDED and t.dim() <= 8:
+        assert got is not None and got[3] == t.data_ptr()

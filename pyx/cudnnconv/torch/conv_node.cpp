@@ -35,6 +35,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
+#include <torch/csrc/DynamicTypes.h>
 #include <torch/csrc/Exceptions.h>
 #include <torch/csrc/autograd/edge.h>
 #include <torch/csrc/autograd/function.h>
@@ -50,6 +51,8 @@
 #include <type_traits>
 #include <utility>
 #include <vector>
+
+#include "cudnnconv_torch_node.h"
 
 namespace {
 
@@ -71,14 +74,8 @@ auto make_node(A&&... a) {
   }
 }
 
-// cudnnconv.torch.typed's backward: the input gradient into gx and the weight gradient into gw
-// (None where not asked for) of the convolution of x and w, from the dense output gradient g,
-// with geom's scalars and the forward's flags, on torch's current stream.  Called with the GIL;
-// 0, or -1 with a Python exception set.
-using BackwardFn = int (*)(PyObject* geom, PyObject* flags, PyObject* x, PyObject* w, PyObject* g,
-                           PyObject* gx, PyObject* gw);
-BackwardFn g_backward = nullptr;
-constexpr const char* kBackwardCapsule = "cudnnconv.torch.typed.conv_backward";
+// cudnnconv.torch.typed's backward (include/cudnnconv_torch_node.h), from configure().
+cudnnconv_node_backward g_backward = nullptr;
 constexpr const char* kTwice =
     "trying to differentiate twice a function that was marked with @once_differentiable";
 
@@ -191,24 +188,50 @@ struct CudnnConvBackward : public Node {
     return out;
   }
 
+  // x, w, g, gx, gw read for the typed backward (gx, gw undefined where not asked for); the GIL held.
+  static bool read(const at::Tensor* ts, cudnnconv_node_tensor* out) {
+    bool made = true;
+    for (int i = 0; i < 5; ++i) {
+      const at::Tensor& t = ts[i];
+      cudnnconv_node_tensor& m = out[i];
+      m.ndim = -1;
+      m.dtype = nullptr;
+      if (!t.defined()) {
+        m.tensor = Py_NewRef(Py_None);
+        continue;
+      }
+      m.tensor = THPVariable_Wrap(t);
+      made = made && m.tensor != nullptr;
+      const int64_t n = t.dim();
+      if (n > CUDNNCONV_NODE_DIMS) {
+        continue;
+      }
+      m.dtype = reinterpret_cast<PyObject*>(torch::getTHPDtype(t.scalar_type()));
+      m.ptr = reinterpret_cast<size_t>(t.data_ptr());
+      m.device = t.get_device();
+      for (int64_t d = 0; d < n; ++d) {
+        m.shape[d] = t.size(d);
+        m.strides[d] = t.stride(d);
+      }
+      m.ndim = static_cast<int>(n);
+    }
+    return made;
+  }
+
   void run(const at::Tensor& x, const at::Tensor& w, const at::Tensor& g, const at::Tensor& gx,
            const at::Tensor& gw) {
     PyGILState_STATE s = PyGILState_Ensure();
-    PyObject* objs[5] = {THPVariable_Wrap(x), THPVariable_Wrap(w), THPVariable_Wrap(g), nullptr, nullptr};
-    objs[3] = gx.defined() ? THPVariable_Wrap(gx) : Py_NewRef(Py_None);
-    objs[4] = gw.defined() ? THPVariable_Wrap(gw) : Py_NewRef(Py_None);
-    bool made = true;
-    for (PyObject* o : objs) {
-      made = made && o != nullptr;
-    }
+    const at::Tensor ts[5] = {x, w, g, gx, gw};
+    cudnnconv_node_tensor t[5];
+    const bool made = read(ts, t);
     int rc = -1;
     if (made && g_backward == nullptr) {
       PyErr_SetString(PyExc_RuntimeError, "cudnnconv.torch.conv_node: no backward configured");
     } else if (made) {
-      rc = g_backward(geom_.get(), flags_.get(), objs[0], objs[1], objs[2], objs[3], objs[4]);
+      rc = g_backward(geom_.get(), flags_.get(), t);
     }
-    for (PyObject* o : objs) {
-      Py_XDECREF(o);
+    for (auto& m : t) {
+      Py_XDECREF(m.tensor);
     }
     if (rc != 0) {
       python_error err;
@@ -263,15 +286,39 @@ PyObject* record(PyObject*, PyObject* const* args, Py_ssize_t n) {
 }
 
 PyObject* configure(PyObject*, PyObject* capsule) {
-  void* fn = PyCapsule_GetPointer(capsule, kBackwardCapsule);
+  void* fn = PyCapsule_GetPointer(capsule, CUDNNCONV_NODE_BACKWARD_CAPSULE);
   if (fn == nullptr) {
     return nullptr;
   }
-  g_backward = reinterpret_cast<BackwardFn>(fn);
+  g_backward = reinterpret_cast<cudnnconv_node_backward>(fn);
   Py_RETURN_NONE;
 }
 
 PyObject* intrusive(PyObject*, PyObject*) { return PyBool_FromLong(kIntrusive); }
+
+// read_probe(t, capsule): t read as the node reads each tensor, handed to the capsule's
+// PyObject* (*)(const cudnnconv_node_tensor*) (typed.node_signature_capsule(): the signature the
+// typed backward makes of it), whose result is returned: for a test that holds the two reads equal.
+PyObject* read_probe(PyObject*, PyObject* const* args, Py_ssize_t n) {
+  HANDLE_TH_ERRORS
+  if (n != 2 || !THPVariable_Check(args[0])) {
+    PyErr_SetString(PyExc_TypeError, "read_probe(tensor, capsule)");
+    return nullptr;
+  }
+  using Probe = PyObject* (*)(const cudnnconv_node_tensor*);
+  auto fn = reinterpret_cast<Probe>(PyCapsule_GetPointer(args[1], "cudnnconv.torch.typed.node_signature"));
+  if (fn == nullptr) {
+    return nullptr;
+  }
+  const at::Tensor ts[5] = {THPVariable_Unpack(args[0])};
+  cudnnconv_node_tensor t[5];
+  PyObject* r = CudnnConvBackward::read(ts, t) ? fn(&t[0]) : nullptr;
+  for (auto& m : t) {
+    Py_XDECREF(m.tensor);
+  }
+  return r;
+  END_HANDLE_TH_ERRORS
+}
 
 PyMethodDef kMethods[] = {
     {"record", reinterpret_cast<PyCFunction>(reinterpret_cast<void*>(record)), METH_FASTCALL,
@@ -279,6 +326,8 @@ PyMethodDef kMethods[] = {
     {"configure", configure, METH_O,
      "configure(capsule): the typed backward the node calls (cudnnconv.torch.typed.backward_capsule())."},
     {"intrusive", intrusive, METH_NOARGS, "Whether this torch holds nodes by intrusive_ptr (2.13 on)."},
+    {"read_probe", reinterpret_cast<PyCFunction>(reinterpret_cast<void*>(read_probe)), METH_FASTCALL,
+     "read_probe(t, capsule): t as the node reads it, through the capsule's function (tests)."},
     {nullptr, nullptr, 0, nullptr}};
 
 PyModuleDef kModule = {PyModuleDef_HEAD_INIT, "cudnnconv.torch.conv_node",

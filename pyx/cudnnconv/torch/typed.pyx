@@ -47,10 +47,24 @@ from cpython.pycapsule cimport PyCapsule_New
 from cpython.dict cimport PyDict_GetItem
 from libc.stdint cimport uint64_t
 
-from cudnnconv.core.arrays cimport ArrayMeta, mix, mix_meta, same_meta
+from cudnnconv.core.arrays cimport ArrayMeta, MAX_DIMS, mix, mix_meta, same_meta
 from cudnnconv.core.executor cimport trace, trace_reset, TRACE_ENTRY
 from cudnnconv.core.state cimport ThreadState, get_state
 from cudnnconv.callplan cimport FnSpec, Sig, read_strided, run_strided_sig
+
+
+cdef extern from "cudnnconv_torch_node.h":
+    enum:
+        CUDNNCONV_NODE_DIMS
+    const char* CUDNNCONV_NODE_BACKWARD_CAPSULE
+    ctypedef struct cudnnconv_node_tensor:
+        PyObject* tensor
+        PyObject* dtype
+        size_t ptr
+        int ndim
+        int device
+        long long shape[8]
+        long long strides[8]
 
 cdef bint _ready = False
 cdef object _Tensor = None                 # torch.Tensor
@@ -285,41 +299,81 @@ def forward(int nsp, input, weight, bias, stride, padding, dilation, groups, app
     return y
 
 
-cdef int _gradient(FnSpec spec, a, b, out, scalars, flags) except -1:
+cdef int _node_meta(const cudnnconv_node_tensor* t, ArrayMeta* m) except -1:
+    """A tensor as the C++ node read it, as ``read_strided`` reads the same tensor: 1, or 0 where
+    its dtype is not one cudnnconv runs or the node did not read it."""
+    cdef PyObject* e
+    cdef Py_ssize_t i, itemsize
+    if t.ndim < 0 or t.ndim > MAX_DIMS or t.dtype == NULL:
+        return 0
+    e = PyDict_GetItem(_DTYPES, <object>t.dtype)
+    if e == NULL:
+        return 0
+    entry = <tuple><object>e
+    itemsize = entry[1]
+    for i in range(t.ndim):
+        m.shape[i] = <Py_ssize_t>t.shape[i]
+        m.strides[i] = <Py_ssize_t>t.strides[i] * itemsize
+        if m.strides[i] < 0:
+            return 0
+    m.ndim = t.ndim
+    m.dtype = <PyObject*>entry[0]        # _DTYPES holds it
+    m.ptr = t.ptr
+    m.device = t.device
+    return 1
+
+
+cdef int _gradient(FnSpec spec, const cudnnconv_node_tensor* a, const cudnnconv_node_tensor* b,
+                   const cudnnconv_node_tensor* out, scalars, flags) except -1:
     """One gradient call (``spec`` on tensors a and b, writing ``out``), as the forward runs its
     convolution: the typed path for strided tensors on torch's current stream, else
-    ``functional._convolve`` (the Python backward's own call)."""
+    ``functional._convolve`` (the Python backward's own call) on the tensors' Python objects."""
     global _grads_typed
     cdef Sig s
     if _cuda_only:
         trace_reset()
         trace(TRACE_ENTRY)
         # (a tensor off CUDA, device -1, reaches here only where a test stands in for the checks)
-        if (read_strided(a, &s.a[0], _DTYPES) and read_strided(b, &s.a[1], _DTYPES)
-                and read_strided(out, &s.out, _DTYPES) and s.out.device >= 0):
+        if (_node_meta(a, &s.a[0]) and _node_meta(b, &s.a[1]) and _node_meta(out, &s.out)
+                and s.out.device >= 0):
             s.n = 2
             s.has[0] = s.has[1] = True
             s.has_out = True
-            if run_strided_sig(spec, &s, out, scalars, <tuple>flags, <size_t>_raw_stream(s.out.device)):
+            if run_strided_sig(spec, &s, <object>out.tensor, scalars, <tuple>flags,
+                               <size_t>_raw_stream(s.out.device)):
                 _grads_typed += 1
                 return 0
-    _convolve(spec, (a, b), out, scalars, flags)
+    _convolve(spec, (<object>a.tensor, <object>b.tensor), <object>out.tensor, scalars, flags)
     return 0
 
 
-cdef int _conv_backward(object geom, object flags, object x, object w, object g, object gx,
-                        object gw) except -1:
-    """The C++ node's backward (``conv_node``): the input gradient into ``gx`` and the weight
-    gradient into ``gw`` (None where the engine does not ask for it) of the convolution of x and w,
-    from g, the output gradient made dense; ``geom``: the entry's (input gradient scalars, weight
-    gradient scalars); ``flags``: the forward's."""
-    if gx is not None:
-        _gradient(_input_grad_spec, w, g, gx, (<tuple>geom)[0], flags)
-    if gw is not None:
-        _gradient(_weight_grad_spec, x, g, gw, (<tuple>geom)[1], flags)
+cdef int _conv_backward(object geom, object flags, const cudnnconv_node_tensor* t) except -1:
+    """The C++ node's backward (``conv_node``, include/cudnnconv_torch_node.h): the input gradient
+    into t[3] and the weight gradient into t[4] (None where the engine does not ask for it) of the
+    convolution of t[0] (x) and t[1] (w), from t[2], the output gradient made dense; ``geom``: the
+    entry's (input gradient scalars, weight gradient scalars); ``flags``: the forward's."""
+    if <object>t[3].tensor is not None:
+        _gradient(_input_grad_spec, &t[1], &t[2], &t[3], (<tuple>geom)[0], flags)
+    if <object>t[4].tensor is not None:
+        _gradient(_weight_grad_spec, &t[0], &t[2], &t[4], (<tuple>geom)[1], flags)
     return 0
+
+
+cdef object _node_signature(const cudnnconv_node_tensor* t):
+    """What the typed backward reads of a tensor the C++ node read: (shape, byte strides, dtype,
+    pointer, device), as ``callplan.strided_signature`` gives it for ``read_strided``, or None."""
+    cdef ArrayMeta m
+    if not _node_meta(t, &m):
+        return None
+    return (tuple([m.shape[i] for i in range(m.ndim)]), tuple([m.strides[i] for i in range(m.ndim)]),
+            <object>m.dtype, m.ptr, m.device)
+
+
+def node_signature_capsule():
+    """``_node_signature`` for ``conv_node.read_probe`` (a test holds it equal to read_strided's)."""
+    return PyCapsule_New(<void*>_node_signature, b"cudnnconv.torch.typed.node_signature", NULL)
 
 
 def backward_capsule():
     """The typed backward as the C++ node calls it (``conv_node.configure`` takes this)."""
-    return PyCapsule_New(<void*>_conv_backward, b"cudnnconv.torch.typed.conv_backward", NULL)
+    return PyCapsule_New(<void*>_conv_backward, CUDNNCONV_NODE_BACKWARD_CAPSULE, NULL)
