@@ -130,6 +130,26 @@ at::Tensor dense(const at::Tensor& g, const at::Tensor& like) {
   return g;
 }
 
+// The Python error set now, as an exception the engine re-raises on backward()'s caller (the GIL held).
+[[noreturn]] void throw_python() {
+  python_error err;
+  err.persist();
+  throw std::move(err);
+}
+
+// A backward call's five reads; their Python objects are released when it goes (the GIL held).
+struct Reads {
+  cudnnconv_node_tensor t[5] = {};
+  Reads() = default;
+  Reads(const Reads&) = delete;
+  Reads& operator=(const Reads&) = delete;
+  ~Reads() {
+    for (auto& m : t) {
+      Py_XDECREF(m.tensor);
+    }
+  }
+};
+
 struct CudnnConvBackward : public Node {
   explicit CudnnConvBackward(torch::autograd::edge_list&& next) : Node(std::move(next)) {}
 
@@ -218,28 +238,23 @@ struct CudnnConvBackward : public Node {
     return made;
   }
 
+  // The typed backward's call.  The GIL and the tensors' Python objects are released by their
+  // guards on every way out, an exception from ATen or the Python error of a failed call included.
   void run(const at::Tensor& x, const at::Tensor& w, const at::Tensor& g, const at::Tensor& gx,
            const at::Tensor& gw) {
-    PyGILState_STATE s = PyGILState_Ensure();
+    pybind11::gil_scoped_acquire gil;
     const at::Tensor ts[5] = {x, w, g, gx, gw};
-    cudnnconv_node_tensor t[5];
-    const bool made = read(ts, t);
-    int rc = -1;
-    if (made && g_backward == nullptr) {
+    Reads r;
+    if (!read(ts, r.t)) {
+      throw_python();
+    }
+    if (g_backward == nullptr) {
       PyErr_SetString(PyExc_RuntimeError, "cudnnconv.torch.conv_node: no backward configured");
-    } else if (made) {
-      rc = g_backward(geom_.get(), flags_.get(), t);
+      throw_python();
     }
-    for (auto& m : t) {
-      Py_XDECREF(m.tensor);
+    if (g_backward(geom_.get(), flags_.get(), r.t) != 0) {
+      throw_python();
     }
-    if (rc != 0) {
-      python_error err;
-      err.persist();
-      PyGILState_Release(s);
-      throw std::move(err);
-    }
-    PyGILState_Release(s);
   }
 
   SavedVariable x_, w_;
@@ -311,12 +326,8 @@ PyObject* read_probe(PyObject*, PyObject* const* args, Py_ssize_t n) {
     return nullptr;
   }
   const at::Tensor ts[5] = {THPVariable_Unpack(args[0])};
-  cudnnconv_node_tensor t[5];
-  PyObject* r = CudnnConvBackward::read(ts, t) ? fn(&t[0]) : nullptr;
-  for (auto& m : t) {
-    Py_XDECREF(m.tensor);
-  }
-  return r;
+  Reads r;
+  return CudnnConvBackward::read(ts, r.t) ? fn(&r.t[0]) : nullptr;
   END_HANDLE_TH_ERRORS
 }
 
