@@ -168,7 +168,7 @@ def torch_extensions(debug_info):
     try:
         import torch
         from torch.utils import cpp_extension
-    except ImportError:
+    except Exception:                 # no torch, or one that fails to import (its CUDA libraries, say)
         if want == 1:
             _fail("CUDNNCONV_TORCH_NODE=1, but torch does not import in the environment doing the build")
         return []
@@ -186,6 +186,12 @@ def torch_extensions(debug_info):
                             "-D_GLIBCXX_USE_CXX11_ABI=%d" % abi, "-fmacro-prefix-map=%s%s=" % (site, os.sep)]
         + ([] if debug_info else ["-g0"]),
         extra_link_args=[] if debug_info else ["-s"],
+        # the torch it runs with must be this one (PyInit_conv_node checks); a new torch also makes
+        # an in-place build's stamp differ, so the node is rebuilt
+        define_macros=[("CUDNNCONV_TORCH_BUILT", '"%s"' % torch.__version__)],
+        # where it does not compile (a compiler without C++20, say), the rest of cudnnconv still
+        # builds, and cudnnconv.torch records its Python Function; CUDNNCONV_TORCH_NODE=1 makes that an error
+        optional=want is None,
     )]
 
 

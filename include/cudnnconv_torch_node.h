@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CUDNNCONV_NODE_DIMS 8    /* as cudnnconv.core.arrays' MAX_DIMS: more dims are not read */
+#define CUDNNCONV_NODE_DIMS 8    /* as cudnnconv.core.arrays' MAX_DIMS (typed checks): more dims are not read */
 
 typedef struct {
     PyObject* tensor;            /* the tensor as a Python object (a new reference), or Py_None */
@@ -27,6 +27,8 @@ typedef struct {
  * forward's.  Called with the GIL held; 0, or -1 with a Python exception set. */
 typedef int (*cudnnconv_node_backward)(PyObject* geom, PyObject* flags, const cudnnconv_node_tensor* t);
 
-#define CUDNNCONV_NODE_BACKWARD_CAPSULE "cudnnconv.torch.typed.conv_backward"
+/* The capsule's name carries the layout's version: a conv_node and a typed of different layouts
+ * (one module rebuilt without the other) refuse each other in conv_node.configure(). */
+#define CUDNNCONV_NODE_BACKWARD_CAPSULE "cudnnconv.torch.typed.conv_backward/1"
 
 #endif

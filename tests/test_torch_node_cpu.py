@@ -309,3 +309,77 @@ def test_the_node_reads_a_tensor_as_the_typed_path_reads_it(t):
     assert got == callplan.strided_signature(t, bridge._STRIDED)
     if t.dtype in bridge._STRIDED and t.dim() <= 8:
         assert got is not None and got[3] == t.data_ptr()
+
+
+def test_an_output_gradient_a_consumer_leaves_undefined_is_zeros_as_for_the_function(cpu):
+    """A consumer whose backward gives None for our output: the Function's backward sees zeros
+    (PyTorch materializes them), and so does the node's: x.grad and w.grad are zeros, not None."""
+    class Drop(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, y):
+            return y * 2
+
+        @staticmethod
+        def backward(ctx, g):
+            return None
+
+    def f(node):
+        x, w = _xw()
+        y = cct.conv2d(x, w, None, 1, 1)
+        Drop.apply(y).sum().backward()
+        gx, gw = torch.autograd.grad(Drop.apply(cct.conv2d(x, w, None, 1, 1)).sum(), (x, w))
+        return x.grad, w.grad, gx, gw
+    (kn, rn), (kf, rf) = _both(f)
+    assert kn == kf == "ok"
+    for a, b in zip(rn, rf):
+        assert b is not None and not b.any() and torch.equal(a, b)
+
+
+def test_record_refuses_arguments_it_cannot_hold():
+    from cudnnconv.torch import conv_node
+    x = torch.randn(1, 2, 5, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    y = torch.zeros(1, 3, 5, 5, dtype=torch.float64)
+    geom = functional._grad_geom(x, w, functional.rules.forward_plan(2, x.shape, w.shape, 1, 1, 1, 1)[0])
+    for bad_geom, bad_flags in ((5, ()), ((), ()), ([geom[0], geom[1]], ()), (geom, [])):
+        with pytest.raises(TypeError, match="geom must be a tuple of two tuples"):
+            conv_node.record(x, w, None, y, bad_geom, bad_flags)
+    with pytest.raises(TypeError, match="must be tensors"):
+        conv_node.record(x, "w", None, y, geom, ())
+    with pytest.raises(ValueError, match="channel dim"):
+        conv_node.record(x, w, torch.zeros(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64), geom, ())
+    assert y.grad_fn is None                    # nothing was recorded by a refused call
+
+
+def test_the_node_takes_only_a_backward_of_its_own_layout():
+    from cudnnconv.torch import conv_node, typed
+    import ctypes
+    wrong = ctypes.pythonapi.PyCapsule_New
+    wrong.restype, wrong.argtypes = ctypes.py_object, (ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p)
+    with pytest.raises(ValueError):
+        conv_node.configure(wrong(1, b"cudnnconv.torch.typed.conv_backward/0", None))
+    conv_node.configure(typed.backward_capsule())   # (the right one stays configured)
+
+
+def test_under_compiled_autograd_the_function_records_what_the_node_cannot(cpu):
+    """docs/torch.md's limitation and its way out: the node has no compiled_args, so a backward
+    compiled by compiled autograd raises PyTorch's NotImplementedError naming it; recorded by the
+    Python Function (use_autograd_node(False)), the same backward runs, with the eager gradients."""
+    compiled_autograd = pytest.importorskip("torch._dynamo.compiled_autograd")
+    if not hasattr(compiled_autograd, "_enable"):
+        pytest.skip("this torch has no compiled_autograd._enable")
+    got = {}
+    for node in (True, False):
+        x, w = _xw()
+        y = _recorded(node, lambda: cct.conv2d(x, w, None, 1, 1))
+        try:
+            with compiled_autograd._enable(torch.compile(backend="eager")):
+                y.sum().backward()
+            got[node] = ("ok", x.grad)
+        except NotImplementedError as e:
+            got[node] = ("raised", str(e))
+    assert got[True][0] == "raised" and "compiled_args not implemented: CudnnConvBackward" in got[True][1]
+    assert got[False][0] == "ok"
+    x, w = _xw()
+    _recorded(False, lambda: cct.conv2d(x, w, None, 1, 1)).sum().backward()
+    assert torch.equal(got[False][1], x.grad)

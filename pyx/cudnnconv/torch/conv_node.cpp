@@ -79,6 +79,14 @@ cudnnconv_node_backward g_backward = nullptr;
 constexpr const char* kTwice =
     "trying to differentiate twice a function that was marked with @once_differentiable";
 
+bool finalizing() {
+#if PY_VERSION_HEX >= 0x030D0000
+  return Py_IsFinalizing();
+#else
+  return _Py_IsFinalizing();
+#endif
+}
+
 // A new reference to a Python object, released under the GIL (a node may die on any thread).
 class PyRef {
  public:
@@ -86,7 +94,9 @@ class PyRef {
   PyRef(const PyRef&) = delete;
   PyRef& operator=(const PyRef&) = delete;
   ~PyRef() {
-    if (p_ != nullptr && Py_IsInitialized()) {
+    // (at interpreter shutdown the object is left: a thread other than Python's own may not take
+    // the GIL then)
+    if (p_ != nullptr && Py_IsInitialized() && !finalizing()) {
       PyGILState_STATE s = PyGILState_Ensure();
       Py_DECREF(p_);
       PyGILState_Release(s);
@@ -167,12 +177,14 @@ struct CudnnConvBackward : public Node {
     const bool need_x = task_should_compute_output(0);
     const bool need_w = task_should_compute_output(1);
     const bool need_b = has_bias_ && task_should_compute_output(2);
-    const at::Tensor& g0 = grads[0];
-    if (!g0.defined() || !(need_x || need_w || need_b)) {
+    if (!(need_x || need_w || need_b)) {
       return out;
     }
-    at::Tensor x = x_.unpack();
+    at::Tensor x = x_.unpack();  // (raises where x changed in place, or the graph was freed)
     at::Tensor w = w_.unpack();
+    // An undefined output gradient (a consumer that gave None) is zeros, as a Python Function's
+    // backward sees it (PyNode materializes it).
+    const at::Tensor g0 = grads[0].defined() ? grads[0] : input_metadata(0).zeros_like();
     const bool twice = at::GradMode::is_enabled() && g0.requires_grad();
     {
       at::NoGradGuard no_grad;
@@ -275,6 +287,11 @@ PyObject* record(PyObject*, PyObject* const* args, Py_ssize_t n) {
       return nullptr;
     }
   }
+  if (!PyTuple_CheckExact(args[4]) || PyTuple_GET_SIZE(args[4]) != 2 || !PyTuple_CheckExact(PyTuple_GET_ITEM(args[4], 0))
+      || !PyTuple_CheckExact(PyTuple_GET_ITEM(args[4], 1)) || !PyTuple_CheckExact(args[5])) {
+    PyErr_SetString(PyExc_TypeError, "record: geom must be a tuple of two tuples, flags a tuple");
+    return nullptr;
+  }
   const at::Tensor& x = THPVariable_Unpack(args[0]);
   const at::Tensor& w = THPVariable_Unpack(args[1]);
   at::Tensor b = args[2] == Py_None ? at::Tensor() : THPVariable_Unpack(args[2]);
@@ -282,6 +299,10 @@ PyObject* record(PyObject*, PyObject* const* args, Py_ssize_t n) {
   // The GIL stays held: a saved-tensor hook is Python, and this is one short step after the
   // convolution the caller launched with it held.
   if (b.defined()) {
+    if (y.dim() < 2) {
+      PyErr_SetString(PyExc_ValueError, "record: y must have a channel dim to add a bias to");
+      return nullptr;
+    }
     at::NoGradGuard no_grad;
     std::vector<int64_t> view(static_cast<size_t>(y.dim()), 1);
     view[1] = -1;
@@ -350,7 +371,37 @@ PyModuleDef kModule = {PyModuleDef_HEAD_INIT, "cudnnconv.torch.conv_node",
 // (name(), next_functions, register_hook, metadata, ...).
 static PyTypeObject kNodeType = {PyVarObject_HEAD_INIT(nullptr, 0)};
 
+// The torch this module was compiled against must be the one running: the node's layout and the
+// inline code of torch's headers are that version's.
+bool same_torch() {
+  PyObject* torch = PyImport_ImportModule("torch");
+  if (torch == nullptr) {
+    return false;
+  }
+  PyObject* version = PyObject_GetAttrString(torch, "__version__");
+  Py_DECREF(torch);
+  if (version == nullptr) {
+    return false;
+  }
+  PyObject* text = PyObject_Str(version);  // (torch.__version__ is a str subclass)
+  Py_DECREF(version);
+  if (text == nullptr) {
+    return false;
+  }
+  const char* running = PyUnicode_AsUTF8(text);
+  const bool same = running != nullptr && std::string(running) == CUDNNCONV_TORCH_BUILT;
+  if (running != nullptr && !same) {
+    PyErr_Format(PyExc_ImportError, "built for torch %s, running torch %s: rebuild cudnnconv",
+                 CUDNNCONV_TORCH_BUILT, running);
+  }
+  Py_DECREF(text);
+  return same;
+}
+
 PyMODINIT_FUNC PyInit_conv_node() {
+  if (!same_torch()) {
+    return nullptr;
+  }
   try {
     torch::autograd::_initFunctionPyTypeObject(kNodeType, "cudnnconv.torch.conv_node.CudnnConvBackward", nullptr,
                                                nullptr);

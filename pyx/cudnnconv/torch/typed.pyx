@@ -63,8 +63,11 @@ cdef extern from "cudnnconv_torch_node.h":
         size_t ptr
         int ndim
         int device
-        long long shape[8]
-        long long strides[8]
+        long long shape[CUDNNCONV_NODE_DIMS]
+        long long strides[CUDNNCONV_NODE_DIMS]
+
+# the node's reads hold as many dims as a signature does (include/cudnnconv_torch_node.h)
+assert CUDNNCONV_NODE_DIMS == MAX_DIMS, (CUDNNCONV_NODE_DIMS, MAX_DIMS)
 
 cdef bint _ready = False
 cdef object _Tensor = None                 # torch.Tensor
