@@ -383,3 +383,8 @@ def test_under_compiled_autograd_the_function_records_what_the_node_cannot(cpu):
     x, w = _xw()
     _recorded(False, lambda: cct.conv2d(x, w, None, 1, 1)).sum().backward()
     assert torch.equal(got[False][1], x.grad)
+
+
+def test_the_package_offers_the_switch():
+    assert cct.use_autograd_node is functional.use_autograd_node and cct.autograd_node is functional.autograd_node
+    assert cct.autograd_node() is True          # built here (the module's skip says otherwise)

@@ -8,7 +8,9 @@ arguments of ``torch.nn.functional``'s and differentiate through cudnnconv's bac
 (input, weight and bias gradients; ``needs_input_grad`` respected; double backward refused with a
 clear error).  ``Conv1d/2d/3d`` and ``ConvTranspose1d/2d/3d`` subclass ``torch.nn``'s, so they take
 the same constructor arguments and ``state_dict`` keys; ``convert(model)`` swaps every ``torch.nn``
-convolution of a model in place and ``revert(model)`` swaps them back.  See ``docs/torch.md``.
+convolution of a model in place and ``revert(model)`` swaps them back.  A forward convolution that
+records autograd gets a C++ autograd node where one was built (``autograd_node()`` says whether;
+``use_autograd_node(False)`` records the Python autograd.Function instead).  See ``docs/torch.md``.
 
 Importing ``cudnnconv`` never imports torch: only this module does.
 """
@@ -24,6 +26,7 @@ from cudnnconv.torch.functional import (  # noqa: E402,F401
 from cudnnconv.torch.modules import (  # noqa: E402,F401
     Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d)
 from cudnnconv.torch.conversion import convert, revert  # noqa: E402,F401
+from cudnnconv.torch.functional import autograd_node, use_autograd_node  # noqa: E402,F401
 
 # The configuration is cudnnconv's own: the same objects, the same tuning cache and flags.
 flags, explain, last_choice, last_call = _cc.flags, _cc.explain, _cc.last_choice, _cc.last_call
@@ -32,4 +35,4 @@ save_tuning, load_tuning, clear_cache, cache_info = _cc.save_tuning, _cc.load_tu
 __all__ = ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
            "conv_bias_add_relu", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d",
            "ConvTranspose3d", "convert", "revert", "flags", "explain", "last_choice", "last_call", "save_tuning",
-           "load_tuning", "clear_cache", "cache_info"]
+           "load_tuning", "clear_cache", "cache_info", "autograd_node", "use_autograd_node"]
