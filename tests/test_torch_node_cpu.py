@@ -388,3 +388,22 @@ def test_under_compiled_autograd_the_function_records_what_the_node_cannot(cpu):
 def test_the_package_offers_the_switch():
     assert cct.use_autograd_node is functional.use_autograd_node and cct.autograd_node is functional.autograd_node
     assert cct.autograd_node() is True          # built here (the module's skip says otherwise)
+
+
+def test_under_another_torch_version_the_node_refuses_to_load_and_the_function_records():
+    """The node is compiled against one torch: under any other version its import fails with a
+    message that says so, and cudnnconv.torch records with its Python Function (a fresh process in
+    which torch reports another version)."""
+    import subprocess
+    import sys
+    code = ("import torch\n"
+            "torch.__version__ = '0.0.1+other'\n"
+            "import cudnnconv.torch as cct\n"
+            "from cudnnconv.torch import functional\n"
+            "print(cct.autograd_node())\n"
+            "print(functional.NODE_UNAVAILABLE)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "False"
+    assert "built for torch %s, running torch 0.0.1+other: rebuild cudnnconv" % torch.__version__ in lines[1]
