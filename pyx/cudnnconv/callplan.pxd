@@ -67,6 +67,10 @@ cdef class CallPlan:
 # the same memory reads: 1, or 0 where its dtype is not in ``dtypes`` or its shape does not fit.
 cdef int read_strided(object t, ArrayMeta* m, dict dtypes) except -1
 
+# A signature's array as a tuple (shape, byte strides, dtype, pointer, device): what
+# ``strided_signature`` and ``array_signature`` return, for tests.
+cdef object meta_tuple(const ArrayMeta* m)
+
 # run_strided's run, for a signature its caller has read already (``s``, with ``out`` its output):
 # 1 where this thread's bound plan ran it on ``stream``, 0 where the caller takes the public function.
 cdef int run_strided_sig(FnSpec spec, Sig* s, object out, object scalars, tuple flags, size_t stream) except -1

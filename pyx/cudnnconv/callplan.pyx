@@ -553,7 +553,7 @@ cdef int read_strided(object t, ArrayMeta* m, dict dtypes) except -1:
     return 1
 
 
-cdef object _meta_tuple(const ArrayMeta* m):
+cdef object meta_tuple(const ArrayMeta* m):
     return (tuple([m.shape[i] for i in range(m.ndim)]), tuple([m.strides[i] for i in range(m.ndim)]),
             <object>m.dtype, m.ptr, m.device)
 
@@ -563,14 +563,14 @@ def strided_signature(t, dict dtypes):
     device), or None where it declines it (tests hold it equal to ``array_signature`` of the array
     ``cudnnconv.core.arrays.view`` makes over the same memory)."""
     cdef ArrayMeta m
-    return _meta_tuple(&m) if read_strided(t, &m, dtypes) else None
+    return meta_tuple(&m) if read_strided(t, &m, dtypes) else None
 
 
 def array_signature(a):
     """What a call's signature reads of the array ``a``, as ``strided_signature`` gives it; None
     for anything but an array of the array type."""
     cdef ArrayMeta m
-    return _meta_tuple(&m) if read_meta(a, &m) else None
+    return meta_tuple(&m) if read_meta(a, &m) else None
 
 
 def run_strided(FnSpec spec, tuple tensors, out, scalars, tuple flags, dict dtypes, size_t stream):

@@ -330,8 +330,6 @@ PyObject* configure(PyObject*, PyObject* capsule) {
   Py_RETURN_NONE;
 }
 
-PyObject* intrusive(PyObject*, PyObject*) { return PyBool_FromLong(kIntrusive); }
-
 // read_probe(t, capsule): t read as the node reads each tensor, handed to the capsule's
 // PyObject* (*)(const cudnnconv_node_tensor*) (typed.node_signature_capsule(): the signature the
 // typed backward makes of it), whose result is returned: for a test that holds the two reads equal.
@@ -357,7 +355,6 @@ PyMethodDef kMethods[] = {
      "record(x, w, b, y, geom, flags) -> y: y + b, with this module's node as its grad_fn."},
     {"configure", configure, METH_O,
      "configure(capsule): the typed backward the node calls (cudnnconv.torch.typed.backward_capsule())."},
-    {"intrusive", intrusive, METH_NOARGS, "Whether this torch holds nodes by intrusive_ptr (2.13 on)."},
     {"read_probe", reinterpret_cast<PyCFunction>(reinterpret_cast<void*>(read_probe)), METH_FASTCALL,
      "read_probe(t, capsule): t as the node reads it, through the capsule's function (tests)."},
     {nullptr, nullptr, 0, nullptr}};

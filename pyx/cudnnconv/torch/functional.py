@@ -200,18 +200,18 @@ def _conv_grads(x, w, g, r, flags, need):
     """(input gradient, weight gradient) of the convolution of x and w with ``Resolved`` arguments r,
     from its output gradient g (dense), each None unless need[0] / need[1] asks for it."""
     gx = gw = None
+    geom = _grad_geom(x, w, r)
     if need[0]:
-        gx = _convolve(bridge.BACKWARD_INPUT, (w, g), torch.empty_like(x),
-                       (tuple(x.shape), r.stride, r.padding, r.dilation, r.groups), flags)
+        gx = _convolve(bridge.BACKWARD_INPUT, (w, g), torch.empty_like(x), geom[0], flags)
     if need[1]:
-        gw = _convolve(bridge.BACKWARD_WEIGHT, (x, g), torch.empty_like(w),
-                       (tuple(w.shape), r.stride, r.padding, r.dilation, r.groups), flags)
+        gw = _convolve(bridge.BACKWARD_WEIGHT, (x, g), torch.empty_like(w), geom[1], flags)
     return gx, gw
 
 
 def _grad_geom(x, w, r):
     """The scalars of the input and the weight gradient calls of the convolution of x and w with
-    ``Resolved`` arguments r (the C++ node's ``geom``, as ``_conv_grads`` passes them)."""
+    ``Resolved`` arguments r: what ``_conv_grads`` passes, and the C++ node's ``geom`` (the typed
+    forward's memo builds it here too, once per entry)."""
     tail = (r.stride, r.padding, r.dilation, r.groups)
     return (tuple(x.shape),) + tail, (tuple(w.shape),) + tail
 
@@ -319,7 +319,7 @@ def configure_typed(**overrides):
                 call_flags=bridge.call_flags, raw_stream=bridge.raw_stream, run_strided=bridge._run_strided,
                 conv_spec=bridge.CONV, input_grad_spec=bridge.BACKWARD_INPUT,
                 weight_grad_spec=bridge.BACKWARD_WEIGHT, convolve=_convolve, forward_plan=rules.forward_plan,
-                out_strides=bridge.out_strides, record=_RECORD)
+                out_strides=bridge.out_strides, grad_geom=_grad_geom, record=_RECORD)
     conf.update(overrides)
     _typed.configure(**conf)
 

@@ -50,7 +50,7 @@ from libc.stdint cimport uint64_t
 from cudnnconv.core.arrays cimport ArrayMeta, MAX_DIMS, mix, mix_meta, same_meta
 from cudnnconv.core.executor cimport trace, trace_reset, TRACE_ENTRY
 from cudnnconv.core.state cimport ThreadState, get_state
-from cudnnconv.callplan cimport FnSpec, Sig, read_strided, run_strided_sig
+from cudnnconv.callplan cimport FnSpec, Sig, meta_tuple, read_strided, run_strided_sig
 
 
 cdef extern from "cudnnconv_torch_node.h":
@@ -90,6 +90,7 @@ cdef object _record = None                 # conv_node.record, or None (the Func
 cdef object _convolve = None               # functional._convolve: the typed path, else the public function
 cdef object _forward_plan = None           # torch_rules.forward_plan
 cdef object _out_strides = None            # bridge.out_strides
+cdef object _grad_geom = None              # functional._grad_geom
 cdef dict _ENTRIES = {}                    # digest -> _Entry
 cdef Py_ssize_t _ENTRIES_MAX = 4096        # the memo starts over when full (a program of endless shapes)
 cdef tuple _BIAS_VIEW = ((1, -1), (1, -1, 1), (1, -1, 1, 1), (1, -1, 1, 1, 1))
@@ -114,7 +115,7 @@ cdef class _Entry:
 
 def configure(*, Tensor, Parameter, strided, dtypes, grad_enabled, forward_ad, transforms_active, wrapped,
               autocast_on, flag_getters, call_flags, raw_stream, run_strided, conv_spec, input_grad_spec,
-              weight_grad_spec, convolve, forward_plan, out_strides, record, cuda_only=True):
+              weight_grad_spec, convolve, forward_plan, out_strides, grad_geom, record, cuda_only=True):
     """Hand over the torch objects and the functions the typed forward calls (functional does, once,
     at import).  ``dtypes``: torch dtype -> (numpy dtype, itemsize), as ``run_strided`` takes it;
     ``autocast_on()``: whether an autocast is on; ``flag_getters``: torch's (benchmark,
@@ -125,13 +126,14 @@ def configure(*, Tensor, Parameter, strided, dtypes, grad_enabled, forward_ad, t
     stand-ins for the functions that run the convolution."""
     global _ready, _Tensor, _Parameter, _strided, _DTYPES, _grad_enabled, _forward_ad, _transforms_active, _wrapped, \
         _autocast_on, _flag_getters, _call_flags, _raw_stream, _run_strided, _conv_spec, _convolve, \
-        _forward_plan, _out_strides, _cuda_only, _input_grad_spec, _weight_grad_spec, _record
+        _forward_plan, _out_strides, _cuda_only, _input_grad_spec, _weight_grad_spec, _record, _grad_geom
     _Tensor, _Parameter, _strided, _DTYPES = Tensor, Parameter, strided, dict(dtypes)
     _grad_enabled, _forward_ad, _transforms_active, _wrapped = grad_enabled, forward_ad, transforms_active, wrapped
     _autocast_on, _call_flags, _raw_stream, _run_strided = autocast_on, call_flags, raw_stream, run_strided
     _flag_getters = None if flag_getters is None else tuple(flag_getters)
     _conv_spec, _convolve, _forward_plan, _out_strides = conv_spec, convolve, forward_plan, out_strides
     _input_grad_spec, _weight_grad_spec, _record = input_grad_spec, weight_grad_spec, record
+    _grad_geom = grad_geom
     _cuda_only = cuda_only
     _ENTRIES.clear()
     _ready = True
@@ -223,7 +225,7 @@ cdef _Entry _entry(int nsp, Sig* s, x, w, stride, padding, dilation, groups):
     if e.ours:
         e.strides = _out_strides(shape, x, w)
         e.scalars = (r.stride, r.padding, r.dilation, r.groups)
-        e.geom = ((tuple(x.shape),) + e.scalars, (tuple(w.shape),) + e.scalars)
+        e.geom = _grad_geom(x, w, r)
         itemsize = (<tuple>_DTYPES[x.dtype])[1]
         e.om.ndim = nsp + 2
         e.om.dtype = s.a[0].dtype          # _DTYPES holds it
@@ -326,27 +328,27 @@ cdef int _node_meta(const cudnnconv_node_tensor* t, ArrayMeta* m) except -1:
     return 1
 
 
-cdef int _gradient(FnSpec spec, const cudnnconv_node_tensor* a, const cudnnconv_node_tensor* b,
-                   const cudnnconv_node_tensor* out, scalars, flags) except -1:
-    """One gradient call (``spec`` on tensors a and b, writing ``out``), as the forward runs its
-    convolution: the typed path for strided tensors on torch's current stream, else
+cdef int _gradient(FnSpec spec, const cudnnconv_node_tensor* a, const cudnnconv_node_tensor* g,
+                   const ArrayMeta* gm, size_t stream, const cudnnconv_node_tensor* out, scalars,
+                   flags) except -1:
+    """One gradient call (``spec`` on tensor a and the output gradient g, writing ``out``), as the
+    forward runs its convolution: the typed path for strided tensors on ``stream`` (torch's current
+    one), with g as ``gm`` already reads it (None: g not read, the typed path not tried), else
     ``functional._convolve`` (the Python backward's own call) on the tensors' Python objects."""
     global _grads_typed
     cdef Sig s
-    if _cuda_only:
+    if gm != NULL:
         trace_reset()
         trace(TRACE_ENTRY)
-        # (a tensor off CUDA, device -1, reaches here only where a test stands in for the checks)
-        if (_node_meta(a, &s.a[0]) and _node_meta(b, &s.a[1]) and _node_meta(out, &s.out)
-                and s.out.device >= 0):
+        if _node_meta(a, &s.a[0]) and _node_meta(out, &s.out):
             s.n = 2
+            s.a[1] = gm[0]
             s.has[0] = s.has[1] = True
             s.has_out = True
-            if run_strided_sig(spec, &s, <object>out.tensor, scalars, <tuple>flags,
-                               <size_t>_raw_stream(s.out.device)):
+            if run_strided_sig(spec, &s, <object>out.tensor, scalars, <tuple>flags, stream):
                 _grads_typed += 1
                 return 0
-    _convolve(spec, (<object>a.tensor, <object>b.tensor), <object>out.tensor, scalars, flags)
+    _convolve(spec, (<object>a.tensor, <object>g.tensor), <object>out.tensor, scalars, flags)
     return 0
 
 
@@ -354,11 +356,19 @@ cdef int _conv_backward(object geom, object flags, const cudnnconv_node_tensor* 
     """The C++ node's backward (``conv_node``, include/cudnnconv_torch_node.h): the input gradient
     into t[3] and the weight gradient into t[4] (None where the engine does not ask for it) of the
     convolution of t[0] (x) and t[1] (w), from t[2], the output gradient made dense; ``geom``: the
-    entry's (input gradient scalars, weight gradient scalars); ``flags``: the forward's."""
+    entry's (input gradient scalars, weight gradient scalars); ``flags``: the forward's.  The
+    output gradient and torch's stream are read once, for both calls."""
+    cdef ArrayMeta gm
+    cdef const ArrayMeta* g = NULL
+    cdef size_t stream = 0
+    # (a tensor off CUDA, device -1, reaches here only where a test stands in for the checks)
+    if _cuda_only and _node_meta(&t[2], &gm) and gm.device >= 0:
+        g = &gm
+        stream = <size_t>_raw_stream(gm.device)
     if <object>t[3].tensor is not None:
-        _gradient(_input_grad_spec, &t[1], &t[2], &t[3], (<tuple>geom)[0], flags)
+        _gradient(_input_grad_spec, &t[1], &t[2], g, stream, &t[3], (<tuple>geom)[0], flags)
     if <object>t[4].tensor is not None:
-        _gradient(_weight_grad_spec, &t[0], &t[2], &t[4], (<tuple>geom)[1], flags)
+        _gradient(_weight_grad_spec, &t[0], &t[2], g, stream, &t[4], (<tuple>geom)[1], flags)
     return 0
 
 
@@ -366,10 +376,7 @@ cdef object _node_signature(const cudnnconv_node_tensor* t):
     """What the typed backward reads of a tensor the C++ node read: (shape, byte strides, dtype,
     pointer, device), as ``callplan.strided_signature`` gives it for ``read_strided``, or None."""
     cdef ArrayMeta m
-    if not _node_meta(t, &m):
-        return None
-    return (tuple([m.shape[i] for i in range(m.ndim)]), tuple([m.strides[i] for i in range(m.ndim)]),
-            <object>m.dtype, m.ptr, m.device)
+    return meta_tuple(&m) if _node_meta(t, &m) else None
 
 
 def node_signature_capsule():
