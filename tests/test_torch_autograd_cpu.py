@@ -7,7 +7,6 @@ unbatched inputs), which backward function each gradient comes from and with whi
 transposed convolution's swapped roles), the bias and z gradients, and needs_input_grad.
 torch.autograd.gradcheck in float64 then checks that logic's gradients against finite differences.
 The same checks run on a GPU through cudnnconv in tests/gpu/test_gpu_torch.py."""
-import contextlib
 import types
 
 import pytest
@@ -15,6 +14,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="cudnnconv.torch's tests need PyTorch")
 cct = pytest.importorskip("cudnnconv.torch")
 from cudnnconv.torch import bridge, functional  # noqa: E402
+from torch_paths import fake_cudnnconv, on_the_cpu  # noqa: E402
 
 TF, G = torch.nn.functional, torch.nn.grad
 
@@ -22,43 +22,9 @@ TF, G = torch.nn.functional, torch.nn.grad
 _REAL_CALL_FLAGS = bridge.call_flags
 
 
-def _fake_cudnnconv():
-    def conv(x, w, b, stride, padding, dilation, groups, *, out, **flags):
-        out.copy_(getattr(TF, "conv%dd" % (x.dim() - 2))(x, w, b, stride, padding, dilation, groups))
-
-    def conv_backward_input(shape, w, g, stride, padding, dilation, groups, *, out, **flags):
-        out.copy_(getattr(G, "conv%dd_input" % (g.dim() - 2))(shape, w, g, stride, padding, dilation, groups))
-
-    def conv_backward_weight(x, wshape, g, stride, padding, dilation, groups, *, out, **flags):
-        out.copy_(getattr(G, "conv%dd_weight" % (x.dim() - 2))(x, wshape, g, stride, padding, dilation, groups))
-
-    def conv_transpose(x, w, b, stride, padding, opad, groups, dilation, *, out, **flags):
-        out.copy_(getattr(TF, "conv_transpose%dd" % (x.dim() - 2))(x, w, b, stride, padding, opad, groups, dilation))
-
-    def conv_bias_add_relu(x, w, z, alpha, b, stride, padding, dilation, groups, *, out, **flags):
-        y = getattr(TF, "conv%dd" % (x.dim() - 2))(x, w, None, stride, padding, dilation, groups) + alpha * z
-        out.copy_(torch.relu(y if b is None else y + b.view((1, -1) + (1,) * (x.dim() - 2))))
-
-    def untracked(f):                  # cudnnconv records nothing in torch's autograd: nor do its stand-ins
-        def run(*args, **kwargs):
-            with torch.no_grad():
-                return f(*args, **kwargs)
-        return run
-
-    return types.SimpleNamespace(conv=untracked(conv), conv_backward_input=untracked(conv_backward_input),
-                                 conv_backward_weight=untracked(conv_backward_weight),
-                                 conv_transpose=untracked(conv_transpose),
-                                 conv_bias_add_relu=untracked(conv_bias_add_relu))
-
-
 @pytest.fixture(autouse=True)
 def _on_the_cpu(monkeypatch):
-    monkeypatch.setattr(functional, "cudnnconv", _fake_cudnnconv())
-    monkeypatch.setattr(bridge, "as_array", lambda t: t)
-    monkeypatch.setattr(bridge, "on_torch_stream", lambda device: contextlib.nullcontext())
-    monkeypatch.setattr(bridge, "call_flags", lambda: bridge.NO_FLAGS)
-    monkeypatch.setattr(bridge, "run", lambda *args: False)        # the typed path never runs here
-    monkeypatch.setattr(bridge, "check_tensor", lambda t, name: None)
+    on_the_cpu(monkeypatch)                                         # the typed path never runs here
 
 
 def _r(*shape):
@@ -101,7 +67,7 @@ def test_conv_bias_add_relu_gradients_through_all_four_inputs():
 
 def test_needs_input_grad_skips_the_gradients_nobody_asked_for(monkeypatch):
     calls = []
-    fake = _fake_cudnnconv()
+    fake = fake_cudnnconv()
     for name in ("conv_backward_input", "conv_backward_weight"):
         f = getattr(fake, name)
         setattr(fake, name, lambda *a, _f=f, _n=name, **k: (calls.append(_n), _f(*a, **k))[1])
@@ -123,7 +89,7 @@ def test_a_flags_block_reaches_the_backward_run_on_another_thread(monkeypatch):
 
     import cudnnconv
     seen = {}
-    fake = _fake_cudnnconv()
+    fake = fake_cudnnconv()
     for name in ("conv", "conv_backward_input", "conv_backward_weight"):
         f = getattr(fake, name)
         setattr(fake, name, lambda *a, _f=f, _n=name, **k: (seen.__setitem__(_n, {
@@ -147,7 +113,7 @@ def test_autocast_casts_as_it_does_for_pytorchs_own_convolutions(monkeypatch):
     autocast's dtype (CUDA autocast is stood in for: this test runs on the CPU), the result is in
     that dtype, and float32 leaves get float32 gradients through the casts."""
     seen = []
-    fake = _fake_cudnnconv()
+    fake = fake_cudnnconv()
     for name in ("conv", "conv_transpose", "conv_bias_add_relu"):
         f = getattr(fake, name)
         setattr(fake, name, lambda *a, _f=f, _n=name, **k: (seen.append(
@@ -322,7 +288,7 @@ def test_the_typed_path_is_offered_what_the_public_function_then_receives(monkey
     offered, received = [], []
     monkeypatch.setattr(bridge, "run", lambda spec, tensors, out, scalars, flags, index:
                         offered.append((spec.name, tensors, out, tuple(scalars))) and False)
-    fake = _fake_cudnnconv()
+    fake = fake_cudnnconv()
 
     def recording(name, f, order):
         def g(*args, out, **kw):

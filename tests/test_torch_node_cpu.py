@@ -8,7 +8,6 @@ a saved tensor, a backward through a freed graph, a failing gradient call, doubl
 test_torch_autograd_cpu.py, cudnnconv's functions are replaced by PyTorch's own CPU computations,
 so what is compared is the recording and the wiring, not cuDNN; tests/gpu/test_gpu_torch.py holds
 the same equality through cuDNN."""
-import contextlib
 import types
 
 import pytest
@@ -19,7 +18,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, settings, strategies as st, HealthCheck  # noqa: E402
 
 from cudnnconv.torch import bridge, functional  # noqa: E402
-from test_torch_autograd_cpu import _fake_cudnnconv  # noqa: E402
+from torch_paths import on_the_cpu  # noqa: E402
 
 pytestmark = pytest.mark.skipif(functional.NODE_UNAVAILABLE is not None,
                                 reason="the C++ node is not built here: %s" % functional.NODE_UNAVAILABLE)
@@ -31,13 +30,7 @@ _CALL_FLAGS = bridge.call_flags
 def cpu(monkeypatch):
     """cudnnconv's functions and the bridge replaced by CPU stand-ins; yields a function that
     configures the typed forward to take CPU tensors (``typed=True``) or to decline them."""
-    fake = _fake_cudnnconv()
-    monkeypatch.setattr(functional, "cudnnconv", fake)
-    monkeypatch.setattr(bridge, "as_array", lambda t: t)
-    monkeypatch.setattr(bridge, "on_torch_stream", lambda device: contextlib.nullcontext())
-    monkeypatch.setattr(bridge, "call_flags", lambda: bridge.NO_FLAGS)
-    monkeypatch.setattr(bridge, "run", lambda *args: False)
-    monkeypatch.setattr(bridge, "check_tensor", lambda t, name: None)
+    fake = on_the_cpu(monkeypatch)
 
     def typed(on):
         if on:

@@ -4,12 +4,11 @@ The typed forward (C) takes a repeated forward convolution before functional's P
 and must give what that layer gives, call for call: the same tensor (values, shape, strides, dtype,
 autograd record, gradients) or the same error, and decline (None) only where that layer would cast,
 pad or unbatch something.  Here both run on the CPU with cudnnconv's functions replaced by PyTorch's
-own CPU convolutions (as in test_torch_autograd_cpu.py); the typed forward is configured to take
+own CPU convolutions (torch_paths.on_the_cpu, as in test_torch_autograd_cpu.py); the typed forward is configured to take
 CPU tensors and to run through a stand-in for the typed tensor path, which either declines (the
 call then goes through functional._convolve, as on a first call) or runs the convolution itself.
 tests/gpu/test_gpu_torch.py holds the same equality on a GPU, through cuDNN."""
 import contextlib
-import types
 
 import numpy
 import pytest
@@ -20,23 +19,10 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, settings, strategies as st, HealthCheck  # noqa: E402
 
 from cudnnconv.torch import bridge, functional, typed  # noqa: E402
-from torch_paths import outcome, python_path  # noqa: E402
+from torch_paths import on_the_cpu, outcome, python_path  # noqa: E402
 
 TF = torch.nn.functional
 _CALL_FLAGS = bridge.call_flags            # the real one: the fixture replaces bridge's for the Python path
-
-
-def _fake_conv(x, w, b, stride, padding, dilation, groups, *, out, **flags):
-    out.copy_(getattr(TF, "conv%dd" % (x.dim() - 2))(x, w, b, stride, padding, dilation, groups))
-
-
-def _fake_backward_input(shape, w, g, stride, padding, dilation, groups, *, out, **flags):
-    out.copy_(getattr(torch.nn.grad, "conv%dd_input" % (g.dim() - 2))(shape, w, g, stride, padding, dilation, groups))
-
-
-def _fake_backward_weight(x, wshape, g, stride, padding, dilation, groups, *, out, **flags):
-    out.copy_(getattr(torch.nn.grad, "conv%dd_weight" % (x.dim() - 2))(x, wshape, g, stride, padding, dilation,
-                                                                       groups))
 
 
 _RAN = []
@@ -46,7 +32,7 @@ def _runs(spec, tensors, out, scalars, flags, dtypes, stream):
     """A stand-in for the typed tensor path that runs the call (and records what it was handed)."""
     _RAN.append((spec.name, scalars, flags, out.shape, out.stride()))
     x, w, _ = tensors
-    _fake_conv(x, w, None, *scalars, out=out)
+    functional.cudnnconv.conv(x, w, None, *scalars, out=out)
     return True
 
 
@@ -56,13 +42,7 @@ def _declines(*args):
 
 @pytest.fixture
 def cpu(monkeypatch, request):
-    monkeypatch.setattr(functional, "cudnnconv", types.SimpleNamespace(
-        conv=_fake_conv, conv_backward_input=_fake_backward_input, conv_backward_weight=_fake_backward_weight))
-    monkeypatch.setattr(bridge, "as_array", lambda t: t)
-    monkeypatch.setattr(bridge, "on_torch_stream", lambda device: contextlib.nullcontext())
-    monkeypatch.setattr(bridge, "call_flags", lambda: bridge.NO_FLAGS)
-    monkeypatch.setattr(bridge, "run", lambda *args: False)
-    monkeypatch.setattr(bridge, "check_tensor", lambda t, name: None)
+    on_the_cpu(monkeypatch)
     yield lambda run: functional.configure_typed(cuda_only=False, run_strided=run, raw_stream=lambda i: 0,
                                                  call_flags=_CALL_FLAGS)
     functional.configure_typed()
