@@ -39,9 +39,12 @@ def build_parser():
     p.add_argument("--out", metavar="DIR", help="write NAME.json, NAME.md and NAME.png here")
     p.add_argument("--name", help="base name of the output files (default GPU_SUITE_DTYPE_LAYOUT)")
     p.add_argument("--exhaustive", type=float, default=None, metavar="SECONDS",
-                   help="search every engine (with cuDNN's default knobs) besides the heuristics' configs, SECONDS per problem "
+                   help="search every engine and knob setting besides the heuristics' configs, SECONDS per problem "
                         "(cudnnconv.benchmark_settings(exhaustive=True)); the run's wall time says what the "
                         "searches cost")
+    p.add_argument("--no-knob-sweep", action="store_true",
+                   help="with --exhaustive: no knob sweep in a worker process, every engine with cuDNN's default "
+                        "knobs only (benchmark_settings(knob_sweep=False))")
     p.add_argument("--profile-host", type=int, default=0, metavar="CALLS",
                    help="after the run, profile CALLS eager calls of the first layer on the first engine with "
                         "cProfile and print where the host time goes")
@@ -107,7 +110,14 @@ def main(argv=None):
     from cudnnconv import params
     if args.exhaustive is not None:
         try:
-            cudnnconv.benchmark_settings(exhaustive=True, exhaustive_budget_s=args.exhaustive)
+            cudnnconv.benchmark_settings(exhaustive=True, exhaustive_budget_s=args.exhaustive,
+                                         knob_sweep=not args.no_knob_sweep)
+            # each search's progress line (candidates timed, the best) and any setting that hung, on stderr
+            import logging
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            logging.getLogger("cudnnconv").addHandler(handler)
+            logging.getLogger("cudnnconv").setLevel(logging.INFO)
         except ValueError as e:
             print("error: --exhaustive: %s" % e, file=sys.stderr)
             return 2
@@ -144,6 +154,7 @@ def main(argv=None):
               "engines": engines, "compare": list(run.peers), "batch": args.batch, "repeat": args.repeat,
               "budget_s": args.budget, "allow_tf32": allow_tf32, "tolerance": run.tol,
               "exhaustive_budget_s": args.exhaustive,
+              "knob_sweep": args.exhaustive is not None and not args.no_knob_sweep,
               "argv": sys.argv[1:] if argv is None else list(argv)}
     work = [(layer, d) for layer in layers for d in runner.directions_for(layer, args.direction)]
     print("\n".join(report.header_lines({"env": env, "config": config, "peak_tflops": peak, "peaks": peaks,

@@ -361,8 +361,11 @@ def header_lines(result):
                                                  if env.get("peak_sustained_tflops") else "n/a", TARGET_RATIO),
     ]
     if cfg.get("exhaustive_budget_s") is not None:
-        lines.append("search: exhaustive (cudnnconv.benchmark_settings(exhaustive=True)), budget %g s per problem; "
-                     "PyTorch with cudnn.benchmark" % cfg["exhaustive_budget_s"])
+        lines.append("search: exhaustive (cudnnconv.benchmark_settings(exhaustive=True)), budget %g s per problem, "
+                     "%s; PyTorch with cudnn.benchmark" % (
+                         cfg["exhaustive_budget_s"],
+                         "knob settings swept in a worker process" if cfg.get("knob_sweep")
+                         else "every engine with its default knobs (no knob sweep)"))
     pk = result.get("peaks")
     if pk:
         lines.append("roofline peaks, measured in this run: matmul fp16 %s, bf16 %s, TF32 %s, fp32 %s TFLOP/s; "

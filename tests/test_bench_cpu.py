@@ -408,8 +408,10 @@ def test_table_columns_and_header():
 def test_an_exhaustive_runs_header_says_so_with_its_budget():
     res = synthetic_result(0.9)
     res["config"]["exhaustive_budget_s"] = 5.0
-    assert "search: exhaustive (cudnnconv.benchmark_settings(exhaustive=True)), budget 5 s per problem" \
-        in report.markdown(res)
+    assert "search: exhaustive (cudnnconv.benchmark_settings(exhaustive=True)), budget 5 s per problem, " \
+        "every engine with its default knobs (no knob sweep)" in report.markdown(res)
+    res["config"]["knob_sweep"] = True
+    assert "budget 5 s per problem, knob settings swept in a worker process" in report.markdown(res)
 
 
 def test_write_all_outputs(tmp_path):

@@ -19,13 +19,14 @@ def settings():
 
 def test_benchmark_settings_defaults_and_round_trip(settings):
     assert cudnnconv.benchmark_settings() == {"repeats": 5, "warmup": 1, "margin": ranking.DEFAULT_MARGIN,
-                                              "host_aware": True, "exhaustive": False, "exhaustive_budget_s": 5.0}
+                                              "host_aware": True, "exhaustive": False, "exhaustive_budget_s": 5.0,
+                                              "knob_sweep": True}
     got = cudnnconv.benchmark_settings(repeats=9, warmup=0, margin=0.05, host_aware=False, exhaustive=True,
-                                       exhaustive_budget_s=12)
+                                       exhaustive_budget_s=12, knob_sweep=False)
     assert got == {"repeats": 9, "warmup": 0, "margin": 0.05, "host_aware": False, "exhaustive": True,
-                   "exhaustive_budget_s": 12.0}
+                   "exhaustive_budget_s": 12.0, "knob_sweep": False}
     assert (gpu_timing.REPEATS, gpu_timing.WARMUP, gpu_timing.MARGIN, gpu_timing.HOST_AWARE) == (9, 0, 0.05, False)
-    assert (gpu_timing.EXHAUSTIVE, gpu_timing.EXHAUSTIVE_BUDGET_S) == (True, 12.0)
+    assert (gpu_timing.EXHAUSTIVE, gpu_timing.EXHAUSTIVE_BUDGET_S, gpu_timing.KNOB_SWEEP) == (True, 12.0, False)
     # None leaves a setting as it is.
     assert cudnnconv.benchmark_settings(repeats=3)["warmup"] == 0
 
@@ -36,7 +37,8 @@ def test_benchmark_settings_defaults_and_round_trip(settings):
                                 dict(host_aware="yes"), dict(exhaustive=1), dict(exhaustive="on"),
                                 dict(exhaustive_budget_s=0), dict(exhaustive_budget_s=-1.0),
                                 dict(exhaustive_budget_s=float("inf")), dict(exhaustive_budget_s=True),
-                                dict(exhaustive_budget_s="5"), dict(exhaustive_budget_s=3601)])
+                                dict(exhaustive_budget_s="5"), dict(exhaustive_budget_s=3601), dict(knob_sweep=1),
+                                dict(knob_sweep="off")])
 def test_benchmark_settings_refuse_bad_values_and_change_nothing(settings, kw):
     before = cudnnconv.benchmark_settings()
     with pytest.raises(ValueError):

@@ -1,33 +1,25 @@
 """The exhaustive search's wall-clock budget and progress report (policy tier, no cuDNN).
 
 A benchmarking search times what cuDNN's heuristics propose, with the knobs they chose.  An
-exhaustive search (``benchmark_settings(exhaustive=True)``) also builds every engine of the
-operation graph (``CUDNN_ATTR_OPERATIONGRAPH_ENGINE_GLOBAL_COUNT``) with cuDNN's default knobs, and
-times them under a wall-clock budget per problem.  This module holds the parts that need no cuDNN,
-so the CPU tests can prove them:
+exhaustive search (``benchmark_settings(exhaustive=True)``) also tries every engine of the
+operation graph (``CUDNN_ATTR_OPERATIONGRAPH_ENGINE_GLOBAL_COUNT``) and its knob settings, in a
+worker process (``cudnnconv.knob_sandbox`` says why), or, where the knob sweep is off or its worker
+cannot run, every engine with cuDNN's default knobs in the searching process.  It works under a
+wall-clock budget per problem.  This module holds the parts that need no cuDNN, so the CPU tests
+can prove them:
 
 - ``Budget``: the per-problem wall clock, spent on building plans and on timing them alike (a
   config that compiles at runtime can cost hundreds of milliseconds to finalize).
 - ``Progress``: a count of candidates and the best time so far, logged at INFO on
   ``cudnnconv``'s logger at most once a second and once at the end: quiet unless the application
   asks for INFO.
-
-The search does not build knob settings of its own.  It once did (every value each
-``CUDNN_ATTR_ENGINE_KNOB_INFO`` range describes, combined), and on cuDNN 9.19 one such setting of an
-fp16 channels-last input gradient (x 32x64x28x28, w 64x64x3x3, padding 1) ran a kernel that had not
-finished 500 s later on an H200 (2026-12-02), where one config per engine (each one's first
-setting) had run the same problem: a range describes values each knob takes, not which
-combinations the engine supports, and a hung kernel cannot be stopped without losing the
-process's CUDA context.  The knob settings timed are
-those cuDNN's heuristics propose (mode A, the fallback list and, for the 2-d convolutions it serves,
-mode B; each config with its own knobs) and each engine's defaults.
 """
 import math
 import time
 
 from cudnnconv._log import logger as _logger
 
-DEFAULT_BUDGET_S = 5.0     # seconds of search per problem (69 ResNet-50 problems: under 6 minutes)
+DEFAULT_BUDGET_S = 5.0     # seconds of search per problem (69 ResNet-50 problems: about 6 minutes in all)
 
 
 class Budget:

@@ -55,7 +55,7 @@ import math
 import threading
 import time
 
-from cudnnconv import _log, exhaustive_budget, ranking
+from cudnnconv import _log, exhaustive_budget, knob_sandbox, ranking
 from cudnnconv.core import state as _state
 from cudnnconv.core.status import CuDNNError
 
@@ -70,6 +70,7 @@ SPIN_FACTOR = 3.0             # spin for 3x the host issue time (+ MIN_SPIN_NS)
 HOST_AWARE = True
 EXHAUSTIVE = False                              # benchmark_settings(exhaustive=): every engine too
 EXHAUSTIVE_BUDGET_S = exhaustive_budget.DEFAULT_BUDGET_S
+KNOB_SWEEP = True                               # benchmark_settings(knob_sweep=): the exhaustive search's worker
 HOST_AWARE_BELOW_MS = 0.1     # a GPU-fastest run this long or longer is GPU-bound: no issue times
 CALL_OVERHEAD_US = 3.0        # a cached call's host time beyond its execute (H200: 2-5 us)
 ISSUE_SAMPLES = 15
@@ -106,7 +107,7 @@ _spin_fns = {}                 # device id -> (Module, Function) or None when it
 
 
 def benchmark_settings(repeats=None, warmup=None, margin=None, host_aware=None, exhaustive=None,
-                       exhaustive_budget_s=None):
+                       exhaustive_budget_s=None, knob_sweep=None):
     """Read, and optionally set, how a benchmarking search times candidates.
 
     ``repeats`` (k >= 1): timed samples per candidate, whose median is its
@@ -117,10 +118,13 @@ def benchmark_settings(repeats=None, warmup=None, margin=None, host_aware=None, 
     its GPU time and its measured host issue time (see this module's doc),
     or rank by GPU time alone.  Applies to both engines and is the default of
     ``explain()``'s ``k``.  ``exhaustive`` (bool, default False): a
-    benchmarking search on the graph engine also times every engine of the
-    operation graph with cuDNN's default knobs (``cudnnconv.exhaustive_budget``),
-    within ``exhaustive_budget_s`` seconds (> 0, default 5) per problem; the
-    heuristics' own configs are always timed.  Its choices are cached and
+    benchmarking search on the graph engine also tries every engine of the
+    operation graph and its knob settings, within ``exhaustive_budget_s``
+    seconds (> 0, default 5) per problem; the heuristics' own configs are
+    always timed.  ``knob_sweep`` (bool, default True): the knob settings are
+    tried in a worker process, whose fastest few are then timed here
+    (``cudnnconv.knob_sandbox`` says why); with False, or where the worker
+    cannot start, the search adds each engine with cuDNN's default knobs only.  Its choices are cached and
     stored with ``how: exhaustive``; while it is on, a choice that a plain
     benchmark made is searched again (``answers``), and changing it makes the
     plans bound to call signatures stale.  Returns the settings now in
@@ -129,7 +133,7 @@ def benchmark_settings(repeats=None, warmup=None, margin=None, host_aware=None, 
     Raises:
         ValueError: a setting out of its range (nothing is changed then).
     """
-    global REPEATS, WARMUP, MARGIN, HOST_AWARE, EXHAUSTIVE, EXHAUSTIVE_BUDGET_S
+    global REPEATS, WARMUP, MARGIN, HOST_AWARE, EXHAUSTIVE, EXHAUSTIVE_BUDGET_S, KNOB_SWEEP
     if repeats is not None:
         if isinstance(repeats, bool) or not isinstance(repeats, int) or not 1 <= repeats <= 1000:
             raise ValueError("repeats must be an int in [1, 1000], got %r" % (repeats,))
@@ -144,6 +148,8 @@ def benchmark_settings(repeats=None, warmup=None, margin=None, host_aware=None, 
         raise ValueError("host_aware must be True or False, got %r" % (host_aware,))
     if exhaustive is not None and not isinstance(exhaustive, bool):
         raise ValueError("exhaustive must be True or False, got %r" % (exhaustive,))
+    if knob_sweep is not None and not isinstance(knob_sweep, bool):
+        raise ValueError("knob_sweep must be True or False, got %r" % (knob_sweep,))
     if exhaustive_budget_s is not None:
         if isinstance(exhaustive_budget_s, bool) or not isinstance(exhaustive_budget_s, (int, float)) \
                 or not math.isfinite(exhaustive_budget_s) or not 0 < exhaustive_budget_s <= 3600:
@@ -163,8 +169,12 @@ def benchmark_settings(repeats=None, warmup=None, margin=None, host_aware=None, 
         EXHAUSTIVE = exhaustive
     if exhaustive_budget_s is not None:
         EXHAUSTIVE_BUDGET_S = float(exhaustive_budget_s)
+    if knob_sweep is not None:
+        KNOB_SWEEP = knob_sweep
+    if not (EXHAUSTIVE and KNOB_SWEEP):
+        knob_sandbox.shutdown()         # its worker holds a CUDA context that nothing will use now
     return {"repeats": REPEATS, "warmup": WARMUP, "margin": MARGIN, "host_aware": HOST_AWARE,
-            "exhaustive": EXHAUSTIVE, "exhaustive_budget_s": EXHAUSTIVE_BUDGET_S}
+            "exhaustive": EXHAUSTIVE, "exhaustive_budget_s": EXHAUSTIVE_BUDGET_S, "knob_sweep": KNOB_SWEEP}
 
 
 def answers(choice, benchmark):

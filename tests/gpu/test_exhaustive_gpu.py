@@ -71,6 +71,11 @@ def test_exhaustive_search_stays_within_its_budget_and_counts_its_candidates(cle
     import logging
     import time
     x, w = _fp16_nhwc((8, 32, 20, 20), 4), _fp16_nhwc((32, 32, 3, 3), 5)
+    # the knob sweep's worker starts once per process (Python, CuPy, cuDNN: seconds), outside any
+    # one search's budget: start it on another problem first
+    cudnnconv.benchmark_settings(exhaustive=True, exhaustive_budget_s=0.5)
+    cudnnconv.conv(_fp16_nhwc((8, 16, 12, 12), 3), _fp16_nhwc((16, 16, 3, 3), 3), padding=1, benchmark=True,
+                   engine="graph")
     cudnnconv.benchmark_settings(exhaustive=True, exhaustive_budget_s=1.5)
     with caplog.at_level(logging.INFO, logger="cudnnconv"):
         t0 = time.perf_counter()
@@ -86,15 +91,14 @@ def test_exhaustive_search_stays_within_its_budget_and_counts_its_candidates(cle
     assert int(final[0].split(": ")[2].split(" candidates")[0]) >= 1
 
 
-def test_configs_carry_their_knobs_and_the_exhaustive_search_builds_each_engine_once(clean):
+def test_configs_carry_their_knobs_and_without_the_sweep_each_engine_is_built_once(clean):
     # a config's tag carries the knob choices cuDNN reads back (eng62_k2=4_k13=0...): some of the
-    # heuristics' configs of a 3x3 fp16 forward have knobs.  The exhaustive search adds every
-    # engine with its default knobs, each once: no knob settings of its own (cudnnconv.exhaustive_budget
-    # says why: one such setting ran a kernel that had not returned 500 s later)
+    # heuristics' configs of a 3x3 fp16 forward have knobs.  With the knob sweep off, the
+    # exhaustive search adds every engine with its default knobs, each once
     x, w = _fp16_nhwc((16, 64, 28, 28), 6), _fp16_nhwc((64, 64, 3, 3), 7)
     plain = [str(c.tag) for c in cudnnconv.explain(x, w, padding=1, engine="graph").candidates]
     assert [t for t in plain if "_k" in t], plain
-    cudnnconv.benchmark_settings(exhaustive=True, exhaustive_budget_s=10)
+    cudnnconv.benchmark_settings(exhaustive=True, exhaustive_budget_s=10, knob_sweep=False)
     tags = [str(c.tag) for c in cudnnconv.explain(x, w, padding=1, engine="graph").candidates]
     added = [t for t in tags if t not in set(plain)]
     assert added, tags
@@ -105,3 +109,62 @@ def test_configs_carry_their_knobs_and_the_exhaustive_search_builds_each_engine_
                        out=ref.poisoned((16, 64, 28, 28), "float16", "channels_last"))
     assert cudnnconv.last_call()["choices"][0]["how"] == "exhaustive"
     assert ref.rel_error(y, ref.conv(x, w, padding=1)) <= ref.tolerance("float16")
+
+
+def test_with_the_sweep_explain_lists_the_settings_its_worker_tried(clean):
+    x, w = _fp16_nhwc((16, 64, 28, 28), 8), _fp16_nhwc((64, 64, 3, 3), 9)
+    cudnnconv.benchmark_settings(exhaustive=True, exhaustive_budget_s=6)
+    rows = cudnnconv.explain(x, w, padding=1, engine="graph").candidates
+    swept = [r for r in rows if r.excluded and r.reason.startswith("knob sweep")]
+    # more settings than engines: knob settings of the sweep's own, each listed with its outcome
+    assert len(swept) > 20, [(r.tag, r.reason) for r in rows]
+    assert any("ms in its worker process" in r.reason for r in swept)
+    assert len({str(r.tag) for r in swept}) == len(swept)
+    y = cudnnconv.conv(x, w, padding=1, benchmark=True, engine="graph",
+                       out=ref.poisoned((16, 64, 28, 28), "float16", "channels_last"))
+    assert cudnnconv.last_call()["choices"][0]["how"] == "exhaustive"
+    assert ref.rel_error(y, ref.conv(x, w, padding=1)) <= ref.tolerance("float16")
+
+
+def _key(op, x, w, y, padding):
+    from cudnnconv import options, params
+    from cudnnconv.engines import graph
+    geom, _ = params.conv_geometry(x.shape, w.shape, 1, padding, 1, 1)
+    opts = options.Options(True, False, True, None, "graph")
+    return graph.problem_key(op, 0, params.cudnn_dtype("float16"), x.shape, w.shape, "NHWC", geom, opts,
+                             (x.data.ptr, w.data.ptr, y.data.ptr)), opts
+
+
+@pytest.mark.parametrize("direction", ["forward", "backward_data", "backward_filter"])
+def test_knob_settings_of_the_sweeps_own_compute_the_convolution(clean, direction):
+    """Settings the sweep found (non-default knobs, none of them a heuristics config), each built
+    in this process and run on a poisoned output, against the float64 reference."""
+    import cupy
+    from cudnnconv import knob_sandbox
+    from cudnnconv.engines import graph
+    x, w, gy = _fp16_nhwc((16, 32, 20, 20), 10), _fp16_nhwc((48, 32, 3, 3), 11), _fp16_nhwc((16, 48, 20, 20), 12)
+    key, opts = _key(direction, x, w, gy, 1)
+    s = knob_sandbox.sweep(key, 8.0)
+    assert s.ran, s
+    a = graph.sweep_args(key, (x.data.ptr, w.data.ptr, gy.data.ptr))
+    heuristic = {str(c.tag) for c in graph.sweep_heuristics(a, opts)}
+    own = [r for r in s.results if r.status == "timed" and r.knobs and r.tag not in heuristic]
+    assert own, [(r.tag, r.status) for r in s.results]
+    if direction == "forward":
+        shape, expect = gy.shape, ref.conv(x, w, padding=1)
+    elif direction == "backward_data":
+        shape, expect = x.shape, ref.conv_backward_input(x.shape, w, gy, padding=1)
+    else:
+        shape, expect = w.shape, ref.conv_backward_weight(x, w.shape, gy, padding=1)
+    for r in own[:4]:
+        out = ref.poisoned(shape, "float16", "channels_last")
+        ptrs = [x.data.ptr, w.data.ptr, gy.data.ptr]
+        ptrs[{"forward": 2, "backward_data": 0, "backward_filter": 1}[direction]] = out.data.ptr
+        a = graph.sweep_args(key, ptrs)
+        c = graph.sweep_build(a, r.engine_index, list(r.knobs), opts)
+        assert c is not None and str(c.tag) == r.tag
+        ws = cupy.cuda.alloc(c.workspace) if c.workspace else None
+        graph.sweep_runner(c, a, ws.ptr if ws is not None else 0)()
+        cupy.cuda.get_current_stream().synchronize()
+        err = ref.rel_error(out, expect)
+        assert err <= ref.tolerance("float16") * (4 if direction == "backward_filter" else 1), (r.tag, err)

@@ -46,7 +46,8 @@ import weakref
 
 from cudnnconv.core import executor as _executor
 
-from cudnnconv import _log, errata, exhaustive_budget, gpu_timing, options, params, ranking, records, search, workspace
+from cudnnconv import (_log, errata, exhaustive_budget, gpu_timing, knob_sandbox, knob_space, options, params, ranking,
+                       records, search, workspace)
 from cudnnconv.cache import AlgoCache, CacheInfo, check_maxsize
 from cudnnconv.core.status import CuDNNError, CuDNNOutOfMemoryError
 
@@ -158,6 +159,7 @@ cdef class GraphArgs:
     cdef object keep
     cdef object repro
     cdef readonly size_t stream      # the stream the handle is bound to (the workspace is kept per stream)
+    cdef readonly object key         # the problem's cache key (the knob sweep sends it to its worker), or None
 
     def __cinit__(self):
         self.rejected = []
@@ -578,13 +580,28 @@ cdef BackendDescriptor _engine(BackendDescriptor graph, int64_t idx):
     return eng
 
 
+cdef list _knob_infos(BackendDescriptor eng):
+    """A finalized engine's knobs as knob_space.KnobInfo (CuDNNError where it will not say them)."""
+    cdef BackendDescriptor ki
+    cdef int kt[1]
+    out = []
+    for ki in _get_descriptors(eng, CUDNN_ATTR_ENGINE_KNOB_INFO, CUDNN_BACKEND_KNOB_INFO_DESCRIPTOR,
+                               <int64_t>CUDNN_KNOB_TYPE_COUNTS):
+        ki.get_enums(CUDNN_ATTR_KNOB_INFO_TYPE, CUDNN_TYPE_KNOB_TYPE, kt, 1)
+        out.append(knob_space.KnobInfo(kt[0], ki.get_int64(CUDNN_ATTR_KNOB_INFO_MINIMUM_VALUE),
+                                       ki.get_int64(CUDNN_ATTR_KNOB_INFO_MAXIMUM_VALUE),
+                                       ki.get_int64(CUDNN_ATTR_KNOB_INFO_STRIDE)))
+    return out
+
+
 def _exhaustive_extra(GraphArgs a, opts, set seen, budget):
     """Every engine of the graph with cuDNN's default knobs, as finalized plans
     filtered by the flags, past the configs in ``seen`` (the heuristics' own),
     until ``budget`` runs out.  An engine that does not take the graph is
     skipped; a config that does not finalize is skipped and listed with its
     status (``a.rejected``, and ``a.excluded`` where the plan was refused).
-    No knob settings of the search's own: cudnnconv.exhaustive_budget says why."""
+    This is what the exhaustive search adds in this process where the knob sweep
+    is off or its worker could not run (cudnnconv.knob_sandbox)."""
     cdef GraphChoice c
     cdef BackendDescriptor cfg, eng
     cdef int64_t count = _engine_count(a.graph)
@@ -607,6 +624,88 @@ def _exhaustive_extra(GraphArgs a, opts, set seen, budget):
         c = _make_choice(a, cfg, "exhaustive", opts, seen)     # dedups by the tag the config reads back
         if c is not None:
             yield c
+
+
+def _swept_choices(GraphArgs a, opts, set seen, swept):
+    """The knob sweep's fastest settings (``swept``: a knob_sandbox.Sweep), as finalized plans in
+    this process, past the configs in ``seen``; every other setting it tried goes to
+    ``a.excluded`` with what the worker found (its time, or why it was dropped), for explain().
+    Each of these settings ran to completion in the worker on this very problem."""
+    cdef GraphChoice c
+    cdef BackendDescriptor cfg
+    bring = {r.tag for r in swept.fastest(knob_sandbox.RETIME, seen)}
+    for r in swept.results:
+        if r.tag in seen:
+            continue
+        if r.tag not in bring:
+            a.excluded.append((ExcludedConfig(r.tag, r.engine_index, r.knobs, r.notes, r.behavior, r.workspace),
+                               r.reason()))
+            continue
+        try:
+            cfg = _engine_config(_engine(a.graph, r.engine_index), r.knobs)
+        except CuDNNError as e:
+            a.rejected.append((r.tag, e.name))
+            continue
+        c = _make_choice(a, cfg, "exhaustive", opts, seen)
+        if c is not None:
+            yield c
+
+
+# The knob sweep's side in its worker process (cudnnconv.knob_sweep_worker); the search never calls these.
+
+def sweep_args(key, ptrs):
+    """The problem ``key`` names, bound to the worker's own device pointers ``ptrs`` (one per
+    tensor: x, w, y, and z and bias for the fused graph) on this thread's handle, its operation
+    graph built."""
+    cdef Handle h = get_handle(int(key.device))
+    cdef cudnnHandle_t hp = h.bind(current_stream())
+    cdef GraphArgs a = _args_from_key(key, h, hp)
+    if len(ptrs) != a.n:
+        raise ValueError("%d pointers for a %s problem of %d tensors" % (len(ptrs), key.op, a.n))
+    for i in range(a.n):
+        if alignment(<size_t>ptrs[i]) < a.align[i]:
+            raise ValueError("pointer %d is aligned to %d bytes, the key says %d"
+                             % (i, alignment(<size_t>ptrs[i]), a.align[i]))
+        a.ptrs[i] = <void*><size_t>ptrs[i]
+    a.ensure_graph()
+    return a
+
+
+def sweep_options(key):
+    """The search options a key was made under."""
+    return _key_opts(key)
+
+
+def sweep_heuristics(GraphArgs a, opts):
+    """The configs a benchmarking search starts from: mode A's, mode B's where it applies,
+    FALLBACK's, as finalized plans (filtered by the flags)."""
+    return list(_heuristic_choices(a, opts, None, True))
+
+
+def sweep_engines(GraphArgs a):
+    """``[(engine index, [KnobInfo, ...]), ...]`` for every engine that takes ``a``'s graph."""
+    cdef BackendDescriptor eng
+    out = []
+    for idx in range(_engine_count(a.graph)):
+        try:
+            eng = _engine(a.graph, idx)
+            out.append((idx, _knob_infos(eng)))
+        except CuDNNError as e:
+            _log.debug("graph: engine %d skipped (%s)", idx, e.name)
+    return out
+
+
+def sweep_build(GraphArgs a, int engine_index, knobs, opts):
+    """Engine ``engine_index`` with the knob setting ``knobs`` as a finalized plan, or None where
+    the flags or the workspace exclude it (``a.excluded`` says why).  CuDNNError where it does
+    not finalize."""
+    cfg = _engine_config(_engine(a.graph, engine_index), knobs)
+    return _make_choice(a, cfg, "exhaustive", opts, set())
+
+
+def sweep_runner(GraphChoice c, GraphArgs a, size_t ws_ptr):
+    """A callable that executes ``c`` once on ``a``'s pointers with the workspace at ``ws_ptr``."""
+    return _plan_run(c, a, ws_ptr)
 
 
 cdef class _PlanRun:
@@ -644,13 +743,27 @@ def _benchmark(GraphArgs a, opts):
     plans = list(_heuristic_choices(a, opts, seen, True))
     heuristic = {c.tag for c in plans}     # always timed, so exhaustive is never worse than benchmark
     if exhaustive:
-        # building plans ends at half the budget, counted from the search's start with the
-        # heuristics' own building (a config compiled at runtime can take hundreds of ms to
-        # finalize), so that the rest is left for timing: a config built with no time left to time
-        # it is waste
-        build_s = clock.seconds / 2 - clock.spent()
-        plans.extend(_exhaustive_extra(a, opts, seen, exhaustive_budget.Budget(build_s)))
         progress = exhaustive_budget.Progress("%s x=%s w=%s" % (a.op, a.x_shape, a.w_shape))
+        swept = None
+        if gpu_timing.KNOB_SWEEP and a.key is not None:
+            # every engine and knob setting, tried in a worker process (a setting can run a kernel
+            # that never returns; cudnnconv.knob_sandbox), within its share of the budget; its
+            # fastest settings are then built and timed here with the heuristics' own
+            swept = knob_sandbox.sweep(a.key, clock.seconds * knob_sandbox.SHARE - clock.spent(), progress)
+            if swept.ran:
+                n = len(plans)
+                plans.extend(_swept_choices(a, opts, seen, swept))
+                heuristic.update(c.tag for c in plans[n:])     # what the sweep was for: always timed
+            else:
+                a.excluded.extend((ExcludedConfig("knob sweep", -1, (), (), (), 0), "knob sweep: " + why)
+                                  for why in swept.problems)
+        if swept is None or not swept.ran:
+            # building plans ends at half the budget, counted from the search's start with the
+            # heuristics' own building (a config compiled at runtime can take hundreds of ms to
+            # finalize), so that the rest is left for timing: a config built with no time left to
+            # time it is waste
+            build_s = clock.seconds / 2 - clock.spent()
+            plans.extend(_exhaustive_extra(a, opts, seen, exhaustive_budget.Budget(build_s)))
     budget = workspace.search_budget(opts.workspace_limit)
     for c in plans:
         if c.ws_size > budget:
@@ -984,6 +1097,7 @@ def run(str op, x, w, y, geom, opts, str layout, int device, repro=None, z=None,
             a = _args(op, dtype, x, w, y, geom, opts, layout, alpha, h, hp, stream, repro, ptrs, n)
             raise e.add_context(DIRECTIONS[op].context(a, c))
     a = _args(op, dtype, x, w, y, geom, opts, layout, alpha, h, hp, stream, repro, ptrs, n)
+    a.key = key
     if op == "fused":
         a.keep = (x, w, y, z, bias)
     if opts.deterministic and not opts.benchmark:
@@ -1236,6 +1350,7 @@ cdef GraphArgs _args_from_key(key, Handle h, cudnnHandle_t hp):
     a.handle = hp
     a.handle_obj = h
     a.stream = current_stream()
+    a.key = key
     return a
 
 

@@ -1,0 +1,397 @@
+"""The exhaustive search's knob sweep, run in a worker process (policy tier: no cuDNN here).
+
+Why a worker process.  Each engine of cuDNN's graph API describes its knobs
+(``CUDNN_ATTR_ENGINE_KNOB_INFO``: a type and a range of values), and a setting of them is a
+config cuDNN builds.  A range says which values one knob takes, not which combinations the engine
+supports: on an H200 with cuDNN 9.19 (2026-12-02), one combination for an fp16 channels-last 3x3
+input gradient finalized, then ran a kernel that had not returned 500 s later.  Such a kernel
+cannot be stopped without losing the CUDA context of the process that launched it.  So the
+settings are tried in a process of their own (``python -m cudnnconv.knob_sweep_worker``), on its
+own arrays of the same problem: a setting that does not finish within its time is the worker's
+loss, not the caller's.  The worker is stopped, the setting is remembered as one never to try
+again in this process (``HUNG``), and a fresh worker goes on past it while the budget lasts.
+
+What the worker does, per problem (``cudnnconv.knob_sweep_worker``): it runs the heuristics' first
+config as the reference, then tries, in this order until its share of the budget runs out, the
+heuristics' configs with their knobs, every engine with its default knobs, the settings one knob
+away from the fastest so far (a coordinate search), and the rest of every engine's settings
+(``cudnnconv.knob_space``).  Each setting is built, run once on a poisoned output and checked
+against the reference (a config whose result is wrong is dropped), then timed as a benchmarking
+search times candidates (``cudnnconv.gpu_timing``).  The searching process then builds the
+``RETIME`` fastest and times them itself beside the heuristics' configs: the choice is always made
+from times taken in the process that will run it.
+
+The protocol is one JSON object per line each way.  The searching process sends
+``{"key": ..., "seconds": s, "skip": [tags]}``; the worker answers ``{"ready": pid}`` once, then per
+problem ``{"reference": tag, "ms": t}``, for each setting ``{"start": tag}`` just before its first
+run and a ``{"result": {...}}``, and ``{"done": true}`` at the end (``{"error": text}`` before it if the
+problem could not be swept at all).  Between ``start`` and the next line the worker is running a
+kernel: that is where a hang shows, and the wait is ``run_timeout_s`` of the reference's time.
+"""
+import collections
+import json
+import math
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from cudnnconv import records
+from cudnnconv._log import logger as _logger
+
+SHARE = 0.7                 # of the exhaustive budget, for the sweep; the rest times what it found
+RETIME = 4                  # the sweep's fastest settings built and timed again in the searching process
+START_TIMEOUT_S = 120.0     # a worker's start: Python, CuPy and cuDNN's libraries loaded, a handle made
+RUN_TIMEOUT_FLOOR_S = 10.0  # a setting's first run and its timing, at least this long before it counts as hung
+RUN_TIMEOUT_FACTOR = 500    # ... or this many times the reference's run, if longer
+BUILD_SLACK_S = 60.0        # past the budget: a config being built may be compiled at runtime
+MAX_RESTARTS = 3            # fresh workers per problem after a hang or a crash
+RESTART_MIN_S = 2.0         # a restart needs at least this much budget left to be worth its start
+
+WORKER_ARGV = [sys.executable, "-m", "cudnnconv.knob_sweep_worker"]
+
+HUNG = set()                # (key text, tag): settings that did not finish; never tried again here
+_lock = threading.Lock()
+_worker = None
+
+
+class Result(collections.namedtuple("Result", "tag engine_index knobs status ms error workspace notes behavior detail")):
+    """One setting the worker tried.  ``status``: ``timed`` (``ms`` its median time, ``error`` its
+    relative difference from the reference), ``wrong`` (``error`` over the tolerance), ``failed``
+    (did not finalize or run: ``detail``), ``excluded`` (by the call's flags or the workspace budget:
+    ``detail``), ``hung`` (did not finish: its worker was stopped) or ``crashed`` (its worker died)."""
+
+    def reason(self):
+        """Why explain() lists it as not timed in the searching process."""
+        if self.status == "timed":
+            return "knob sweep: %.4f ms in its worker process (rel. difference %.1e), not among its %d fastest" % (
+                self.ms, self.error, RETIME)
+        if self.status == "wrong":
+            return "knob sweep: wrong results in its worker process (rel. difference %.3g)" % self.error
+        if self.status == "hung":
+            return "knob sweep: did not finish within %s; its worker was stopped" % self.detail
+        if self.status == "crashed":
+            return "knob sweep: its worker process died running it (%s)" % self.detail
+        return "knob sweep: %s" % self.detail
+
+
+def _result(d):
+    knobs = tuple(sorted((int(t), int(v)) for t, v in d.get("knobs", ())))
+    ms = d.get("ms")
+    err = d.get("error")
+    return Result(str(d["tag"]), int(d["engine_index"]), knobs, str(d["status"]),
+                  float(ms) if ms is not None else math.nan, float(err) if err is not None else math.nan,
+                  int(d.get("workspace", 0)), tuple(d.get("notes", ())), tuple(d.get("behavior", ())),
+                  str(d.get("detail", "")))
+
+
+class Sweep:
+    """What one problem's sweep found: ``results`` (Result, in the order tried), ``ran`` (whether
+    any setting was timed), ``problems`` (why a worker could not start or stopped, if it did),
+    ``workers`` (how many were started) and ``seconds`` (its wall time)."""
+
+    def __init__(self):
+        self.results = []
+        self.problems = []
+        self.workers = 0
+        self.seconds = 0.0
+        self.reference = None
+
+    @property
+    def ran(self):
+        return any(r.status == "timed" for r in self.results)
+
+    def fastest(self, k, exclude=()):
+        """The ``k`` fastest timed results whose tags are not in ``exclude``, fastest first."""
+        timed = sorted((r for r in self.results if r.status == "timed" and r.tag not in exclude),
+                       key=lambda r: (r.ms, r.tag))
+        out, seen = [], set()
+        for r in timed:
+            if r.tag not in seen:
+                seen.add(r.tag)
+                out.append(r)
+        return out[:k]
+
+    def __repr__(self):
+        return "Sweep(%d tried, %d timed, %d workers, %.2f s%s)" % (
+            len(self.results), sum(r.status == "timed" for r in self.results), self.workers, self.seconds,
+            (", problems: " + "; ".join(self.problems)) if self.problems else "")
+
+
+def run_timeout_s(reference_ms):
+    """How long a setting's first run and timing may take before it counts as hung."""
+    if reference_ms is None or not reference_ms == reference_ms:
+        return RUN_TIMEOUT_FLOOR_S
+    return max(RUN_TIMEOUT_FLOOR_S, RUN_TIMEOUT_FACTOR * reference_ms / 1e3)
+
+
+def _package_root():
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def worker_env():
+    """The worker's environment: this one, with this package first on its path and no tuning file
+    (the worker's choices are not choices)."""
+    env = dict(os.environ)
+    env.pop("CUDNNCONV_TUNING_CACHE", None)
+    path = env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = _package_root() + (os.pathsep + path if path else "")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class Worker:
+    """One worker process and its pipes.  ``read(deadline)`` returns its next message, or None on
+    the deadline (``time.monotonic()``), or raises EOFError when it has exited."""
+
+    def __init__(self, argv=None):
+        self.owner = os.getpid()         # a forked child of that process must not use or stop it
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(list(argv or WORKER_ARGV), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.log, env=worker_env(), start_new_session=True)
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.proc.stdout, selectors.EVENT_READ)
+        self.buf = b""
+        self.fd = self.proc.stdout.fileno()
+
+    def send(self, obj):
+        self.proc.stdin.write((json.dumps(obj) + "\n").encode("utf-8"))
+        self.proc.stdin.flush()
+
+    def read(self, deadline):
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            if not self.sel.select(left):
+                return None
+            chunk = os.read(self.fd, 65536)
+            if not chunk:
+                raise EOFError(self.stderr_tail())
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        try:
+            obj = json.loads(line.decode("utf-8"), parse_constant=records.no_json_constant)
+        except ValueError:
+            raise EOFError("a line that is not JSON: %r" % line[:200])
+        if not isinstance(obj, dict):
+            raise EOFError("a line that is not a JSON object: %r" % line[:200])
+        return obj
+
+    def stderr_tail(self, n=400):
+        try:
+            self.log.seek(0, os.SEEK_END)
+            size = self.log.tell()
+            self.log.seek(max(0, size - n))
+            text = self.log.read().decode("utf-8", "replace").strip()
+        except (OSError, ValueError):
+            return ""
+        return text.replace("\n", " | ")
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def kill(self):
+        """Stop it at once (a hung kernel does not answer anything gentler), and reap it."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError, OSError):
+            pass
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            _logger.warning("cudnnconv: knob sweep worker %d did not exit after SIGKILL", self.proc.pid)
+        self.close()
+
+    def close(self):
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:
+                f.close()
+            except (OSError, ValueError):
+                pass
+        try:
+            self.sel.close()
+        except (OSError, ValueError):
+            pass
+        try:
+            self.log.close()
+        except (OSError, ValueError):
+            pass
+
+    def stop(self):
+        """Ask it to finish (stdin closed), then make sure it has."""
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=5)
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            pass
+        if self.alive():
+            self.kill()
+        else:
+            self.close()
+
+
+def _start(argv, deadline):
+    """A started worker that has said it is ready, or a string saying why there is none."""
+    try:
+        w = Worker(argv)
+    except OSError as e:
+        return "the knob sweep's worker could not start (%s)" % e
+    try:
+        msg = w.read(deadline)
+    except EOFError as e:
+        w.kill()
+        return "the knob sweep's worker exited at its start (%s)" % e
+    if msg is not None and "error" in msg:
+        w.kill()
+        return "the knob sweep's worker cannot run here (%s)" % msg["error"]
+    if msg is None or "ready" not in msg:
+        tail = w.stderr_tail()
+        w.kill()
+        return "the knob sweep's worker did not start in time%s" % ((" (%s)" % tail) if tail else "")
+    return w
+
+
+def shutdown():
+    """Stop this process's worker, if one runs: at exit, when the exhaustive search or its knob
+    sweep is turned off (``benchmark_settings``), and for tests.  A worker holds a CUDA context and
+    cuDNN's libraries (some hundreds of MiB of device memory) while it waits for the next problem."""
+    global _worker
+    with _lock:
+        if _worker is not None:
+            if _worker.owner == os.getpid():
+                _worker.stop()
+            _worker = None
+
+
+import atexit  # noqa: E402
+atexit.register(shutdown)
+
+
+def sweep(key, seconds, progress=None, argv=None):
+    """Sweep the knob settings of the problem ``key`` names (a params.ProblemKey of the graph engine)
+    in this process's worker, within about ``seconds`` (a worker's start, a setting being built
+    when they run out, and a hung setting's wait come on top).  ``progress``: an
+    exhaustive_budget.Progress told of every setting timed.  ``argv``: the worker's command (tests).
+    Returns a Sweep; never raises for what happens in the worker."""
+    global _worker
+    out = Sweep()
+    t0 = time.monotonic()
+    key_json = records.key_to_json(key)
+    key_text = records.canonical_json(key_json)
+    with _lock:
+        end = t0 + max(float(seconds), 0.0)
+        skip = {t for k, t in HUNG if k == key_text}
+        if _worker is not None and _worker.owner != os.getpid():
+            _worker = None               # inherited through fork: its pipes are the parent's
+        try:
+            _sweep(out, key, key_text, key_json, end, skip, progress, argv)
+        except BaseException:
+            # interrupted mid-problem (KeyboardInterrupt, say): the worker's next lines would
+            # answer this problem, not the next one
+            if _worker is not None:
+                _worker.kill()
+                _worker = None
+            raise
+    out.seconds = time.monotonic() - t0
+    _logger.debug("cudnnconv: knob sweep of %s: %r", key.op, out)
+    return out
+
+
+def _hung(out, key, key_text, skip, starting, status, detail):
+    """The setting ``starting`` (tag, engine, knobs) did not finish (``hung``) or took its worker with
+    it (``crashed``): listed, and never tried again for this problem in this process."""
+    HUNG.add((key_text, starting[0]))
+    skip.add(starting[0])
+    out.results.append(Result(starting[0], starting[1], starting[2], status, math.nan, math.nan, 0, (), (), detail))
+    if status == "hung":
+        _logger.warning("cudnnconv: knob sweep of %s: setting %s did not finish within %s; its worker was "
+                        "stopped and the setting is not tried again", key.op, starting[0], detail)
+
+
+def _serve(w, out, key, key_text, end, skip, progress):
+    """Read one problem's answers from the worker ``w``.  Returns True when the problem is over
+    (done, or nothing more to gain from a fresh worker), False when ``w`` was killed and a fresh
+    worker may go on past the setting that stopped it."""
+    starting = None                      # the setting whose first run is under way
+    try:
+        while True:
+            if starting is not None:
+                deadline = time.monotonic() + run_timeout_s(out.reference)
+            else:
+                deadline = max(end, time.monotonic()) + BUILD_SLACK_S
+            msg = w.read(deadline)
+            if msg is None:
+                w.kill()
+                if starting is None:
+                    out.problems.append("the knob sweep's worker did not answer within %.0f s of its budget"
+                                        % BUILD_SLACK_S)
+                    return True
+                _hung(out, key, key_text, skip, starting, "hung", "%.1f s" % run_timeout_s(out.reference))
+                return False
+            if "start" in msg:
+                starting = (str(msg["start"]), int(msg.get("engine_index", -1)),
+                            tuple(sorted((int(t), int(v)) for t, v in msg.get("knobs", ()))))
+            elif "result" in msg:
+                r = _result(msg["result"])
+                skip.add(r.tag)
+                if starting is not None:
+                    skip.add(starting[0])
+                starting = None
+                out.results.append(r)
+                if r.status == "timed" and progress is not None:
+                    progress.add(r.tag, r.ms)
+            elif "reference" in msg:
+                ms = msg.get("ms")
+                out.reference = float(ms) if isinstance(ms, (int, float)) else None
+            elif "error" in msg:
+                out.problems.append("the knob sweep's worker: %s" % msg["error"])
+            elif "done" in msg:
+                return True
+    except (EOFError, KeyError, TypeError, ValueError) as e:
+        w.kill()
+        detail = (str(e) or type(e).__name__)[:300]
+        if starting is None:             # not while running a setting: no fresh worker would do better
+            out.problems.append("the knob sweep's worker stopped (%s)" % detail)
+            return True
+        _hung(out, key, key_text, skip, starting, "crashed", detail)
+        return False
+
+
+def _sweep(out, key, key_text, key_json, end, skip, progress, argv):
+    """sweep()'s loop, under its lock: a worker (started or reused) per attempt, a fresh one after
+    a setting that hung or crashed, while restarts and the budget allow."""
+    global _worker
+    restarts = 0
+    while True:
+        if _worker is not None and not _worker.alive():
+            _worker.close()
+            _worker = None
+        if _worker is None:
+            if out.workers and (restarts >= MAX_RESTARTS or end - time.monotonic() < RESTART_MIN_S):
+                return
+            w = _start(argv, time.monotonic() + START_TIMEOUT_S)
+            if isinstance(w, str):
+                out.problems.append(w)
+                _logger.info("cudnnconv: %s; the exhaustive search goes on without it", w)
+                return
+            _worker, out.workers = w, out.workers + 1
+            if out.workers > 1:
+                restarts += 1
+        w = _worker
+        try:
+            w.send({"key": key_json, "seconds": max(end - time.monotonic(), 0.0), "skip": sorted(skip)})
+        except (OSError, ValueError) as e:
+            out.problems.append("the knob sweep's worker took no request (%s)" % e)
+            w.kill()
+            _worker = None
+            return
+        if _serve(w, out, key, key_text, end, skip, progress):
+            if not w.alive():
+                _worker = None
+            return
+        _worker = None
