@@ -415,3 +415,37 @@ def test_a_variant_pack_ring_reuses_kept_pointer_sets_and_destroys_replaced_pack
     assert res["grown"] == 4 and res["after"] == 0
     assert res["cost"] is not None and res["cost"] > 0
     assert "at most 8 tensors" in res["too_many"]
+
+
+@needs_graph
+def test_engines_describe_their_knobs_and_the_sweep_settings_stay_inside_them(stub_libcuda):
+    # cuDNN reads the knobs of the engines that take a graph without a GPU (the rest refuse it as made
+    # for another architecture): the ranges the exhaustive search's knob sweep enumerates
+    res = run_with_stub(stub_libcuda, """
+        from cudnnconv import knob_space
+        for op in ("forward", "backward_data", "backward_filter"):
+            geom, ys = params.conv_geometry((2, 8, 9, 9), (16, 8, 3, 3), 1, 1, 1, 1)
+            rows = graph.validate_problem(op, (2, 8, 9, 9), (16, 8, 3, 3), ys, geom, "NHWC", "float16",
+                                          with_knobs=True)
+            engines = [r for r in rows if isinstance(r, tuple)]
+            out[op] = {"count": len(engines),
+                       "knobs": {str(i): [list(k) for k in infos] for i, infos in engines if isinstance(infos, list)},
+                       "refused": sorted({infos for i, infos in engines if not isinstance(infos, list)}),
+                       "settings": {str(i): [list(map(list, s)) for s in knob_space.settings(infos)]
+                                    for i, infos in engines if isinstance(infos, list)}}
+    """)
+    for op, r in res.items():
+        assert r["count"] >= 10, (op, r["count"])
+        assert [int(i) for i in r["knobs"]] == sorted(int(i) for i in r["knobs"]), op
+        assert r["knobs"], (op, r["refused"])               # some engines read their knobs with no GPU
+        assert set(r["refused"]) <= {"CUDNN_STATUS_NOT_SUPPORTED", "CUDNN_STATUS_NOT_SUPPORTED_ARCH_MISMATCH"}, r
+        for i, infos in r["knobs"].items():
+            ranges = {t: (lo, hi, step) for t, lo, hi, step in infos}
+            assert all(lo <= hi and step >= 1 for lo, hi, step in ranges.values()), (op, i, infos)
+            settings = r["settings"][i]
+            assert 1 <= len(settings) <= 64 and len({str(s) for s in settings}) == len(settings)
+            for s in settings:
+                for t, v in s:
+                    lo, hi, step = ranges[t]
+                    assert lo <= v <= hi and (v - lo) % step == 0, (op, i, s, infos)
+    assert any(len(infos) >= 2 for infos in res["forward"]["knobs"].values()), res["forward"]["knobs"]

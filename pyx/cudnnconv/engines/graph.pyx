@@ -1420,18 +1420,29 @@ def choice_from_record(record, key):
 
 
 def validate_problem(op, x_shape, w_shape, y_shape, geom, layout="NCHW", dtype="float32", alpha=1.0,
-                     with_graph=False):
+                     with_graph=False, with_knobs=False):
     """Build and finalize the descriptors of one problem on the host, with no
     handle and no GPU: tensors, convolution and operation nodes (and, with
     ``with_graph``, the operation graph).  cuDNN's own shape checks run at
     finalize, so a bad problem raises CuDNNError (BAD_PARAM with cuDNN's
     message).  Needs libcuda.so.1 to be loadable.  Returns the descriptors'
-    summaries."""
+    summaries; with ``with_knobs``, the graph's too, then for each engine
+    index ``(index, [KnobInfo, ...])`` as the exhaustive search's knob sweep
+    reads them, or ``(index, status name)`` where the engine will not take
+    the graph (without a GPU, most engines refuse it as made for another
+    architecture)."""
     cdef GraphArgs a = GraphArgs.__new__(GraphArgs)
     a.set_shapes(op, params.cudnn_dtype(dtype), layout, x_shape, w_shape, y_shape, geom, alpha)
     ops = a.build_ops()
     out = [(<BackendDescriptor>o).text for o in ops]
-    if with_graph:
-        operation_graph(ops, NULL)
+    cdef BackendDescriptor g
+    if with_graph or with_knobs:
+        g = operation_graph(ops, NULL)
         out.append("operation graph")
+    if with_knobs:
+        for idx in range(_engine_count(g)):
+            try:
+                out.append((idx, _knob_infos(_engine(g, idx))))
+            except CuDNNError as e:
+                out.append((idx, e.name))
     return out
