@@ -17,16 +17,24 @@ heuristics' configs with their knobs, every engine with its default knobs, the s
 away from the fastest so far (a coordinate search), and the rest of every engine's settings
 (``cudnnconv.knob_space``).  Each setting is built, run once on a poisoned output and checked
 against the reference (a config whose result is wrong is dropped), then timed as a benchmarking
-search times candidates (``cudnnconv.gpu_timing``).  The searching process then builds the
-``RETIME`` fastest and times them itself beside the heuristics' configs: the choice is always made
-from times taken in the process that will run it.
+search times candidates (``cudnnconv.gpu_timing``, with the caller's repeats and warm-up).  The
+searching process then builds the ``RETIME`` fastest and times them itself beside the heuristics'
+configs: the choice is always made from times taken in the process that will run it.
 
-The protocol is one JSON object per line each way.  The searching process sends
-``{"key": ..., "seconds": s, "skip": [tags]}``; the worker answers ``{"ready": pid}`` once, then per
-problem ``{"reference": tag, "ms": t}``, for each setting ``{"start": tag}`` just before its first
-run and a ``{"result": {...}}``, and ``{"done": true}`` at the end (``{"error": text}`` before it if the
-problem could not be swept at all).  Between ``start`` and the next line the worker is running a
-kernel: that is where a hang shows, and the wait is ``run_timeout_s`` of the reference's time.
+The protocol is one JSON object per line each way.  The searching process sends ``{"key": ...,
+"seconds": s, "skip": [tags], "repeats": k, "warmup": w}``; the worker answers ``{"ready": pid}``
+once, then per problem ``{"reference": tag, "ms": t}``, and for each setting ``{"build": tag}``
+before building it, ``{"start": tag, "tag": read-back tag}`` before its first run, ``{"ran": tag,
+"ms": t}`` after it and a ``{"result": {...}}``; ``{"done": true}`` ends the problem.  ``{"error":
+text}`` says why a problem could not be swept; where the failure may have left the worker's CUDA
+context unsound, the worker exits after it.  Each phase of a setting has its own wait: the build
+``BUILD_TIMEOUT_S``, the first run ``run_timeout_s`` of the reference's run, the timing
+``run_timeout_s`` of the setting's own first run.  A setting that outlasts its wait (hung) or
+whose worker exits under it (crashed) is skipped from then on, under both its requested and its
+read-back tag; a fresh worker goes on past it, at most ``MAX_RESTARTS`` times per problem and
+while ``RESTART_MIN_S`` of the budget are left.  A worker that cannot start turns the sweep off in
+this process (``shutdown()``, which turning the sweep or the exhaustive search off calls, resets
+that).  A worker exits with the process that started it.
 """
 import collections
 import json
@@ -44,11 +52,13 @@ from cudnnconv import records
 from cudnnconv._log import logger as _logger
 
 SHARE = 0.7                 # of the exhaustive budget, for the sweep; the rest times what it found
+MIN_SWEEP_S = 0.5           # a sweep with less time than this is not started
 RETIME = 4                  # the sweep's fastest settings built and timed again in the searching process
-START_TIMEOUT_S = 120.0     # a worker's start: Python, CuPy and cuDNN's libraries loaded, a handle made
-RUN_TIMEOUT_FLOOR_S = 10.0  # a setting's first run and its timing, at least this long before it counts as hung
-RUN_TIMEOUT_FACTOR = 500    # ... or this many times the reference's run, if longer
-BUILD_SLACK_S = 60.0        # past the budget: a config being built may be compiled at runtime
+START_TIMEOUT_S = 60.0      # a worker's start: Python, CuPy and cuDNN's libraries loaded, a handle made
+BUILD_TIMEOUT_S = 60.0      # one config's build (a config compiled at runtime can take seconds)
+RUN_TIMEOUT_FLOOR_S = 10.0  # a setting's first run, and then its timing, each at least this long before it counts as hung
+RUN_TIMEOUT_FACTOR = 500    # ... or this many times the reference's run (first run) or its own (timing), if longer
+SLACK_S = 60.0              # past the budget, for a worker between settings (a reference, the end of a problem)
 MAX_RESTARTS = 3            # fresh workers per problem after a hang or a crash
 RESTART_MIN_S = 2.0         # a restart needs at least this much budget left to be worth its start
 
@@ -57,6 +67,19 @@ WORKER_ARGV = [sys.executable, "-m", "cudnnconv.knob_sweep_worker"]
 HUNG = set()                # (key text, tag): settings that did not finish; never tried again here
 _lock = threading.Lock()
 _worker = None
+_start_failed = None        # why a worker could not start: the sweep is off in this process until shutdown()
+
+
+def _after_fork_in_child():
+    """A forked child has its own sweep: a fresh lock (the parent's may have been held at the fork)
+    and no worker (the parent's pipes and process are the parent's)."""
+    global _lock, _worker
+    _lock = threading.Lock()
+    _worker = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Result(collections.namedtuple("Result", "tag engine_index knobs status ms error workspace notes behavior detail")):
@@ -122,11 +145,12 @@ class Sweep:
             (", problems: " + "; ".join(self.problems)) if self.problems else "")
 
 
-def run_timeout_s(reference_ms):
-    """How long a setting's first run and timing may take before it counts as hung."""
-    if reference_ms is None or not reference_ms == reference_ms:
+def run_timeout_s(ms):
+    """How long a setting's first run (``ms``: the reference's run) or its timing (``ms``: its own
+    first run; the timing is a few runs) may take before it counts as hung."""
+    if ms is None or not ms == ms:
         return RUN_TIMEOUT_FLOOR_S
-    return max(RUN_TIMEOUT_FLOOR_S, RUN_TIMEOUT_FACTOR * reference_ms / 1e3)
+    return max(RUN_TIMEOUT_FLOOR_S, RUN_TIMEOUT_FACTOR * ms / 1e3)
 
 
 def _package_root():
@@ -260,8 +284,9 @@ def shutdown():
     """Stop this process's worker, if one runs: at exit, when the exhaustive search or its knob
     sweep is turned off (``benchmark_settings``), and for tests.  A worker holds a CUDA context and
     cuDNN's libraries (some hundreds of MiB of device memory) while it waits for the next problem."""
-    global _worker
+    global _worker, _start_failed
     with _lock:
+        _start_failed = None
         if _worker is not None:
             if _worker.owner == os.getpid():
                 _worker.stop()
@@ -272,24 +297,25 @@ import atexit  # noqa: E402
 atexit.register(shutdown)
 
 
-def sweep(key, seconds, progress=None, argv=None):
+def sweep(key, seconds, progress=None, argv=None, timing=None):
     """Sweep the knob settings of the problem ``key`` names (a params.ProblemKey of the graph engine)
-    in this process's worker, within about ``seconds`` (a worker's start, a setting being built
-    when they run out, and a hung setting's wait come on top).  ``progress``: an
-    exhaustive_budget.Progress told of every setting timed.  ``argv``: the worker's command (tests).
-    Returns a Sweep; never raises for what happens in the worker."""
+    in this process's worker, within about ``seconds``, counted once this process's worker is
+    free and ready: a worker's start, a config being built or run when they run out, and a hung
+    setting's wait come on top.  ``progress``: an exhaustive_budget.Progress told of every setting
+    timed.  ``timing``: the benchmark settings the worker times with (``repeats``, ``warmup``).
+    ``argv``: the worker's command (tests).  Returns a Sweep; never raises for what happens in
+    the worker."""
     global _worker
     out = Sweep()
-    t0 = time.monotonic()
     key_json = records.key_to_json(key)
     key_text = records.canonical_json(key_json)
     with _lock:
-        end = t0 + max(float(seconds), 0.0)
+        t0 = time.monotonic()
         skip = {t for k, t in HUNG if k == key_text}
         if _worker is not None and _worker.owner != os.getpid():
             _worker = None               # inherited through fork: its pipes are the parent's
         try:
-            _sweep(out, key, key_text, key_json, end, skip, progress, argv)
+            _sweep(out, key, key_text, key_json, float(seconds), skip, progress, argv, dict(timing or {}))
         except BaseException:
             # interrupted mid-problem (KeyboardInterrupt, say): the worker's next lines would
             # answer this problem, not the next one
@@ -297,51 +323,62 @@ def sweep(key, seconds, progress=None, argv=None):
                 _worker.kill()
                 _worker = None
             raise
-    out.seconds = time.monotonic() - t0
+        out.seconds = time.monotonic() - t0
     _logger.debug("cudnnconv: knob sweep of %s: %r", key.op, out)
     return out
 
 
-def _hung(out, key, key_text, skip, starting, status, detail):
-    """The setting ``starting`` (tag, engine, knobs) did not finish (``hung``) or took its worker with
-    it (``crashed``): listed, and never tried again for this problem in this process."""
-    HUNG.add((key_text, starting[0]))
-    skip.add(starting[0])
-    out.results.append(Result(starting[0], starting[1], starting[2], status, math.nan, math.nan, 0, (), (), detail))
+def _lost(out, key, key_text, skip, setting, status, detail):
+    """The setting ``setting`` ((requested tag, read-back tag or None, engine, knobs)) did not finish
+    (``hung``) or took its worker with it (``crashed``): listed, and never tried again for this
+    problem in this process, under either tag."""
+    want, tag, idx, knobs = setting
+    for t in (want, tag):
+        if t:
+            HUNG.add((key_text, t))
+            skip.add(t)
+    out.results.append(Result(tag or want, idx, knobs, status, math.nan, math.nan, 0, (), (), detail))
     if status == "hung":
         _logger.warning("cudnnconv: knob sweep of %s: setting %s did not finish within %s; its worker was "
-                        "stopped and the setting is not tried again", key.op, starting[0], detail)
+                        "stopped and the setting is not tried again", key.op, tag or want, detail)
+
+
+def _setting(msg, tag_field):
+    return (str(msg[tag_field]), str(msg["tag"]) if msg.get("tag") is not None else None,
+            int(msg.get("engine_index", -1)), tuple(sorted((int(t), int(v)) for t, v in msg.get("knobs", ()))))
 
 
 def _serve(w, out, key, key_text, end, skip, progress):
     """Read one problem's answers from the worker ``w``.  Returns True when the problem is over
-    (done, or nothing more to gain from a fresh worker), False when ``w`` was killed and a fresh
-    worker may go on past the setting that stopped it."""
-    starting = None                      # the setting whose first run is under way
+    (done, or nothing more to gain from a fresh worker), False when ``w`` was killed while a
+    setting was under way and a fresh worker may go on past it."""
+    setting = None                       # the setting under way: (requested tag, read-back tag, engine, knobs)
+    phase = wait = None                  # 'build', 'run' or 'timing', and how long it may take
     try:
         while True:
-            if starting is not None:
-                deadline = time.monotonic() + run_timeout_s(out.reference)
-            else:
-                deadline = max(end, time.monotonic()) + BUILD_SLACK_S
-            msg = w.read(deadline)
+            if setting is None:
+                wait = max(end - time.monotonic(), 0.0) + SLACK_S
+            msg = w.read(time.monotonic() + wait)
             if msg is None:
                 w.kill()
-                if starting is None:
-                    out.problems.append("the knob sweep's worker did not answer within %.0f s of its budget"
-                                        % BUILD_SLACK_S)
+                if setting is None:
+                    out.problems.append("the knob sweep's worker did not answer within %.0f s past its budget"
+                                        % SLACK_S)
                     return True
-                _hung(out, key, key_text, skip, starting, "hung", "%.1f s" % run_timeout_s(out.reference))
+                _lost(out, key, key_text, skip, setting, "hung", "%.1f s (its %s)" % (wait, phase))
                 return False
-            if "start" in msg:
-                starting = (str(msg["start"]), int(msg.get("engine_index", -1)),
-                            tuple(sorted((int(t), int(v)) for t, v in msg.get("knobs", ()))))
+            if "build" in msg:
+                setting, phase, wait = _setting(msg, "build"), "build", BUILD_TIMEOUT_S
+            elif "start" in msg:
+                setting, phase, wait = _setting(msg, "start"), "first run", run_timeout_s(out.reference)
+            elif "ran" in msg:
+                phase, wait = "timing", run_timeout_s(msg.get("ms"))
             elif "result" in msg:
                 r = _result(msg["result"])
                 skip.add(r.tag)
-                if starting is not None:
-                    skip.add(starting[0])
-                starting = None
+                if setting is not None:
+                    skip.add(setting[0])
+                setting = None
                 out.results.append(r)
                 if r.status == "timed" and progress is not None:
                     progress.add(r.tag, r.ms)
@@ -355,36 +392,41 @@ def _serve(w, out, key, key_text, end, skip, progress):
     except (EOFError, KeyError, TypeError, ValueError) as e:
         w.kill()
         detail = (str(e) or type(e).__name__)[:300]
-        if starting is None:             # not while running a setting: no fresh worker would do better
+        if setting is None:              # not while a setting was under way: no fresh worker would do better
             out.problems.append("the knob sweep's worker stopped (%s)" % detail)
             return True
-        _hung(out, key, key_text, skip, starting, "crashed", detail)
+        _lost(out, key, key_text, skip, setting, "crashed", detail)
         return False
 
 
-def _sweep(out, key, key_text, key_json, end, skip, progress, argv):
+def _sweep(out, key, key_text, key_json, seconds, skip, progress, argv, timing):
     """sweep()'s loop, under its lock: a worker (started or reused) per attempt, a fresh one after
-    a setting that hung or crashed, while restarts and the budget allow."""
-    global _worker
-    restarts = 0
+    a setting that hung or crashed, at most MAX_RESTARTS times and while RESTART_MIN_S are left."""
+    global _worker, _start_failed
+    end = time.monotonic() + max(seconds, 0.0)
+    lost = 0
     while True:
         if _worker is not None and not _worker.alive():
             _worker.close()
             _worker = None
         if _worker is None:
-            if out.workers and (restarts >= MAX_RESTARTS or end - time.monotonic() < RESTART_MIN_S):
+            if lost and (lost > MAX_RESTARTS or end - time.monotonic() < RESTART_MIN_S):
                 return
-            w = _start(argv, time.monotonic() + START_TIMEOUT_S)
+            if _start_failed is not None:
+                out.problems.append(_start_failed)
+                return
+            t = time.monotonic()
+            w = _start(argv, t + START_TIMEOUT_S)
             if isinstance(w, str):
-                out.problems.append(w)
+                _start_failed = w + "; the knob sweep is off in this process until it is turned off and on"
+                out.problems.append(_start_failed)
                 _logger.info("cudnnconv: %s; the exhaustive search goes on without it", w)
                 return
+            end += time.monotonic() - t          # a worker's start is not the problem's time
             _worker, out.workers = w, out.workers + 1
-            if out.workers > 1:
-                restarts += 1
         w = _worker
         try:
-            w.send({"key": key_json, "seconds": max(end - time.monotonic(), 0.0), "skip": sorted(skip)})
+            w.send(dict(timing, key=key_json, seconds=max(end - time.monotonic(), 0.0), skip=sorted(skip)))
         except (OSError, ValueError) as e:
             out.problems.append("the knob sweep's worker took no request (%s)" % e)
             w.kill()
@@ -395,3 +437,4 @@ def _sweep(out, key, key_text, key_json, end, skip, progress, argv):
                 _worker = None
             return
         _worker = None
+        lost += 1

@@ -3,7 +3,7 @@
 ``cudnnconv.knob_sandbox`` starts it and says why it is a process of its own; its module doc
 gives the protocol (one JSON object per line on stdin and stdout).  Per problem, on arrays of its
 own with fresh random data, the worker runs the heuristics' first config as the reference, then
-tries settings in this order until the request's seconds run out:
+tries settings in this order until the request's seconds run out (``sweep_problem``):
 
 1. the heuristics' configs, each with its own knobs;
 2. every engine with cuDNN's default knobs;
@@ -15,12 +15,19 @@ tries settings in this order until the request's seconds run out:
 
 Each setting is built, run once on an output poisoned with NaN (all bits set), checked against
 the reference (relative L2 difference within ``TOLERANCE`` of its dtype; an unwritten element
-shows as NaN), then timed with ``gpu_timing.time_samples``.
+shows as NaN), then timed with ``gpu_timing.time_samples``.  A setting that fails to finalize or
+to run for a reason that leaves the process sound (cuDNN's NOT_SUPPORTED or BAD_PARAM, or no
+memory) is reported and the sweep goes on; anything else may have broken the CUDA context, so the
+worker says what and exits, and the searching process starts a fresh one past that setting.
+
+``sweep_problem`` holds the order and the protocol and takes the problem as an object (``GpuProblem``
+here), so that the CPU tests can drive it with a stand-in.
 """
 import json
 import math
 import os
 import sys
+import threading
 import time
 
 PASSES = 3
@@ -31,10 +38,20 @@ TOLERANCE = {0: 1e-4, 1: 1e-9, 2: 1e-2, 9: 5e-2}
 TF32_TOLERANCE = 1e-2
 _ITEMSIZE = {0: 4, 1: 8, 2: 2, 9: 2}
 _OUTPUT = {"forward": 2, "fused": 2, "backward_data": 0, "backward_filter": 1}
+_BENIGN_STATUS = ("CUDNN_STATUS_NOT_SUPPORTED", "CUDNN_STATUS_BAD_PARAM")
 
 
-class _OutOfTime(Exception):
-    pass
+class OutOfTime(Exception):
+    """The request's seconds ran out before the next setting."""
+
+
+class Skipped(Exception):
+    """A setting that did not get as far as a timing, for a reason that leaves the process sound:
+    ``status`` ('failed', 'excluded' or 'wrong') and ``detail`` (or ``error``) say why."""
+
+    def __init__(self, status, detail="", error=None, info=None):
+        Exception.__init__(self, detail)
+        self.status, self.detail, self.error, self.info = status, detail, error, info or {}
 
 
 def _send(obj):
@@ -42,9 +59,123 @@ def _send(obj):
     sys.stdout.flush()
 
 
+def rel_error(got, ref):
+    """‖got − ref‖ / ‖ref‖ of two float64 arrays (CuPy or NumPy); inf where ``got`` is not finite."""
+    import numpy
+    try:
+        import cupy
+        xp = cupy.get_array_module(got)
+    except ImportError:
+        xp = numpy
+    if not bool(xp.isfinite(got).all()):
+        return math.inf
+    den = float(xp.linalg.norm(ref))
+    num = float(xp.linalg.norm(got - ref))
+    return num / den if den > 0 else (0.0 if num == 0 else math.inf)
+
+
+def tolerance(key):
+    if int(key.dtype) == 0 and key.allow_tf32:
+        return TF32_TOLERANCE
+    return TOLERANCE.get(int(key.dtype), 1e-2)
+
+
+def benign(e):
+    """Whether an exception from building or running a config leaves the process sound."""
+    if isinstance(e, MemoryError):
+        return True
+    name = getattr(e, "name", None)
+    return isinstance(name, str) and name.startswith(_BENIGN_STATUS)
+
+
+def _knobs(knobs):
+    return tuple(sorted((int(t), int(v)) for t, v in knobs))
+
+
+def sweep_problem(problem, seconds, skip, send=_send, clock=time.perf_counter):
+    """One problem's sweep: the order of the module doc, within ``seconds``, past the requested
+    tags in ``skip``, each step told to the searching process through ``send``.  ``problem``
+    (``GpuProblem`` or a stand-in) builds, runs, checks and times configs.  Exceptions other than
+    ``Skipped`` and ``OutOfTime`` propagate: the caller exits on them."""
+    from cudnnconv import knob_space
+    deadline = clock() + max(float(seconds), 0.0)
+    skip = set(skip)
+    ref = problem.reference()
+    if ref is None:
+        send({"error": "no heuristics config of this problem ran, so there is no reference"})
+        return
+    send({"reference": ref[0], "ms": ref[1]})
+    tried, timed = set(), {}
+
+    def result(tag, idx, knobs, status, **more):
+        d = {"tag": tag, "engine_index": idx, "knobs": [list(k) for k in knobs], "status": status}
+        d.update(more)
+        send({"result": d})
+
+    def attempt(idx, knobs):
+        knobs = _knobs(knobs)
+        if (idx, knobs) in timed:
+            return timed[(idx, knobs)]
+        want = problem.tag(idx, knobs)
+        if want in tried or want in skip:
+            return None
+        if clock() >= deadline:
+            raise OutOfTime()
+        tried.add(want)
+        head = {"engine_index": idx, "knobs": [list(k) for k in knobs]}
+        send(dict(head, build=want))
+        try:
+            c, tag, info = problem.build(idx, knobs)
+            if tag != want and (tag in tried or tag in skip):     # cuDNN read it back as one already tried
+                raise Skipped("excluded", "the same config as %s" % tag)
+            tried.add(tag)
+            send(dict(head, start=want, tag=tag))
+            ms = problem.first_run(c)
+            send({"ran": want, "ms": ms})
+            err = problem.check()
+            if not err <= problem.tol:
+                raise Skipped("wrong", error=err if math.isfinite(err) else 1e300, info=info)
+            ms = problem.time(c)
+        except Skipped as s:
+            more = dict(s.info)
+            if s.error is not None:
+                more["error"] = s.error
+            else:
+                more["detail"] = s.detail
+            result(want, idx, knobs, s.status, **more)
+            return None
+        result(tag, idx, knobs, "timed", ms=ms, error=err, **info)
+        timed[(idx, knobs)] = ms
+        return ms
+
+    engines = problem.engines()
+    try:
+        for idx, knobs in problem.heuristics():                 # 1. the heuristics' own
+            attempt(idx, knobs)
+        for idx in engines:                                     # 2. every engine's defaults
+            attempt(idx, ())
+        for (idx, knobs), ms in sorted(timed.items(), key=lambda kv: kv[1])[:2]:     # 3. coordinate search
+            if idx not in engines:
+                continue
+            best, best_ms = knobs, ms
+            for _ in range(PASSES):
+                moved = False
+                for n in knob_space.neighbours(best, engines[idx]):
+                    t = attempt(idx, n)
+                    if t is not None and t < best_ms:
+                        best, best_ms, moved = _knobs(n), t, True
+                if not moved:
+                    break
+        order = sorted(engines, key=lambda i: min([ms for (e, _), ms in timed.items() if e == i] or [math.inf]))
+        for idx, knobs in knob_space.round_robin([(i, knob_space.settings(engines[i])) for i in order]):
+            attempt(idx, knobs)                                 # 4. the rest
+    except OutOfTime:
+        pass
+
+
 class _Buffers:
     """The problem's tensors (x, w, y, and z and bias for the fused graph) as raw device memory with
-    random data, and the reference output."""
+    random data."""
 
     def __init__(self, key):
         import cupy
@@ -88,172 +219,166 @@ class _Buffers:
             return ((b + 0x7FFF + ((b >> 16) & 1)) >> 16).astype(cupy.uint16)
         return v
 
-    def as_f64(self, i):
+    def output_f64(self):
         import cupy
-        v = self.view(self.mem[i], self.counts[i])
+        v = self.view(self.mem[self.out], self.counts[self.out])
         if self.dtype == 9:
             return (v.astype(cupy.uint32) << 16).view(cupy.float32).astype(cupy.float64)
         return v.astype(cupy.float64)
 
-    def poison_output(self):
+    def poison_output(self, stream):
         import cupy
         m = self.mem[self.out]
-        cupy.cuda.runtime.memsetAsync(m.ptr, 0xFF, self.counts[self.out] * self.itemsize,
-                                      cupy.cuda.get_current_stream().ptr)
-
-    def output_f64(self):
-        return self.as_f64(self.out)
+        cupy.cuda.runtime.memsetAsync(m.ptr, 0xFF, self.counts[self.out] * self.itemsize, stream.ptr)
 
 
-def rel_error(got, ref):
-    """‖got − ref‖ / ‖ref‖ of two float64 arrays (CuPy or NumPy); inf where ``got`` is not finite."""
-    import numpy
-    try:
+class GpuProblem:
+    """The problem a key names, on this process's GPU: cuDNN configs built on its graph, run on
+    this worker's own arrays, checked against the reference and timed."""
+
+    def __init__(self, key):
         import cupy
-        xp = cupy.get_array_module(got)
-    except ImportError:
-        xp = numpy
-    if not bool(xp.isfinite(got).all()):
-        return math.inf
-    den = float(xp.linalg.norm(ref))
-    num = float(xp.linalg.norm(got - ref))
-    return num / den if den > 0 else (0.0 if num == 0 else math.inf)
+        from cudnnconv import workspace
+        from cudnnconv.engines import graph
+        self.graph = graph
+        cupy.cuda.Device(int(key.device)).use()
+        self.buf = _Buffers(key)
+        self.a = graph.sweep_args(key, self.buf.ptrs())
+        self.opts = graph.sweep_options(key)
+        self.budget = workspace.search_budget(self.opts.workspace_limit)
+        self.stream = cupy.cuda.get_current_stream()
+        self.tol = tolerance(key)
+        self.ref = None
+        self.heur = graph.sweep_heuristics(self.a, self.opts)
+        self.ws = None
 
+    def tag(self, idx, knobs):
+        return self.graph.make_tag(idx, knobs)
 
-def tolerance(key):
-    if int(key.dtype) == 0 and key.allow_tf32:
-        return TF32_TOLERANCE
-    return TOLERANCE.get(int(key.dtype), 1e-2)
+    def heuristics(self):
+        return [(c.engine_index, c.knobs) for c in self.heur]
 
+    def engines(self):
+        return dict(self.graph.sweep_engines(self.a))
 
-def sweep(req):
-    """One problem's sweep (the request's key, seconds and skip list)."""
-    import cupy
-    from cudnnconv import gpu_timing, knob_space, ranking, tuning, workspace
-    from cudnnconv.core.status import CuDNNError
-    from cudnnconv.engines import graph
+    def _runner(self, c):
+        import cupy
+        self.ws = cupy.cuda.alloc(c.workspace) if c.workspace else None
+        return self.graph.sweep_runner(c, self.a, self.ws.ptr if self.ws is not None else 0)
 
-    key = tuning.key_from_json(req["key"])
-    deadline = time.perf_counter() + max(float(req.get("seconds", 0.0)), 0.0)
-    skip = set(req.get("skip", ()))
-    cupy.cuda.Device(int(key.device)).use()
-    buf = _Buffers(key)
-    a = graph.sweep_args(key, buf.ptrs())
-    opts = graph.sweep_options(key)
-    budget = workspace.search_budget(opts.workspace_limit)
-    stream = cupy.cuda.get_current_stream()
-    tol = tolerance(key)
-
-    def one_run(c, ws):
-        run = graph.sweep_runner(c, a, ws.ptr if ws is not None else 0)
-        buf.poison_output()
+    def _one_run(self, c):
+        import cupy
+        run = self._runner(c)
+        self.buf.poison_output(self.stream)
         start, end = cupy.cuda.Event(), cupy.cuda.Event()
-        start.record(stream)
+        start.record(self.stream)
         run()
-        end.record(stream)
+        end.record(self.stream)
         end.synchronize()
-        return run, cupy.cuda.get_elapsed_time(start, end)
+        self.run = run
+        return cupy.cuda.get_elapsed_time(start, end)
 
-    heur = graph.sweep_heuristics(a, opts)
-    ref = None
-    for c in heur:
-        if c.workspace > budget:
-            continue
-        ws = cupy.cuda.alloc(c.workspace) if c.workspace else None
-        try:
-            _, ms = one_run(c, ws)
-        except (CuDNNError, MemoryError):
-            continue
-        ref = buf.output_f64()
-        _send({"reference": c.tag, "ms": ms})
-        break
-    if ref is None:
-        _send({"error": "no heuristics config of this problem ran, so there is no reference"})
-        return
-    tried, timed = set(), {}
-
-    def result(tag, idx, knobs, status, **more):
-        d = {"tag": tag, "engine_index": idx, "knobs": [list(k) for k in knobs], "status": status}
-        d.update(more)
-        _send({"result": d})
-
-    def attempt(idx, knobs):
-        knobs = tuple(sorted((int(t), int(v)) for t, v in knobs))
-        want = graph.make_tag(idx, knobs)
-        if want in tried or want in skip:
-            return None
-        if time.perf_counter() >= deadline:
-            raise _OutOfTime()
-        tried.add(want)
-        try:
-            c = graph.sweep_build(a, idx, list(knobs), opts)
-        except CuDNNError as e:
-            result(want, idx, knobs, "failed", detail="did not finalize: %s" % e.name)
-            return None
-        if c is None:
-            why = a.excluded[-1][1] if a.excluded else "excluded"
-            result(want, idx, knobs, "excluded", detail=str(why))
-            return None
-        tag = c.tag
-        if tag != want and (tag in tried or tag in skip):     # cuDNN read it back as one already tried
-            result(want, idx, knobs, "excluded", detail="the same config as %s" % tag)
-            return None
-        tried.add(tag)
-        if c.workspace > budget:
-            result(tag, idx, knobs, "excluded", detail="workspace %d > the search budget %d" % (c.workspace, budget))
-            return None
-        info = dict(workspace=int(c.workspace), notes=list(c.notes), behavior=list(c.behavior))
-        try:
-            ws = cupy.cuda.alloc(c.workspace) if c.workspace else None
-        except MemoryError:
-            result(tag, idx, knobs, "excluded", detail="workspace %d could not be allocated" % c.workspace, **info)
-            return None
-        _send({"start": want, "engine_index": idx, "knobs": [list(k) for k in knobs]})
-        try:
-            run, _ = one_run(c, ws)
-        except (CuDNNError, MemoryError) as e:
-            result(tag, idx, knobs, "failed", detail="failed to run: %s" % getattr(e, "name", type(e).__name__),
-                   **info)
-            return None
-        err = rel_error(buf.output_f64(), ref)
-        if not err <= tol:
-            result(tag, idx, knobs, "wrong", error=err if math.isfinite(err) else 1e300, **info)
-            return None
-        try:
-            times = gpu_timing.time_samples(run, stream=stream)
-        except (CuDNNError, MemoryError) as e:
-            result(tag, idx, knobs, "failed", detail="failed to run: %s" % getattr(e, "name", type(e).__name__),
-                   **info)
-            return None
-        ms = ranking.median_and_spread(times)[0]
-        result(tag, idx, knobs, "timed", ms=ms, error=err, **info)
-        timed[(idx, knobs)] = ms
-        return ms
-
-    engines = dict(graph.sweep_engines(a))
-    try:
-        for c in heur:                                          # 1. the heuristics' own
-            attempt(c.engine_index, c.knobs)
-        for idx in engines:                                     # 2. every engine's defaults
-            attempt(idx, ())
-        ranked = sorted(timed.items(), key=lambda kv: kv[1])
-        for (idx, knobs), ms in ranked[:2]:                     # 3. coordinate search from the two fastest
-            if idx not in engines:
+    def reference(self):
+        """(tag, ms) of the first heuristics config that runs, its output kept; None if none does."""
+        for c in self.heur:
+            if c.workspace > self.budget:
                 continue
-            best, best_ms = knobs, ms
-            for _ in range(PASSES):
-                moved = False
-                for n in knob_space.neighbours(best, engines[idx]):
-                    t = attempt(idx, n)
-                    if t is not None and t < best_ms:
-                        best, best_ms, moved = n, t, True
-                if not moved:
-                    break
-        order = sorted(engines, key=lambda i: min([ms for (e, _), ms in timed.items() if e == i] or [math.inf]))
-        for idx, knobs in knob_space.round_robin([(i, knob_space.settings(engines[i])) for i in order]):
-            attempt(idx, knobs)                                 # 4. the rest
-    except _OutOfTime:
+            try:
+                ms = self._one_run(c)
+            except Exception as e:
+                if benign(e):
+                    continue
+                raise
+            self.ref = self.buf.output_f64()
+            return c.tag, ms
+        return None
+
+    def build(self, idx, knobs):
+        from cudnnconv.core.status import CuDNNError
+        before = len(self.a.excluded)
+        try:
+            c = self.graph.sweep_build(self.a, idx, list(knobs), self.opts)
+        except CuDNNError as e:
+            if not benign(e):
+                raise
+            raise Skipped("failed", "did not finalize: %s" % e.name)
+        if c is None:
+            why = self.a.excluded[-1][1] if len(self.a.excluded) > before else "excluded by the call's flags"
+            raise Skipped("excluded", str(why))
+        info = dict(workspace=int(c.workspace), notes=list(c.notes), behavior=list(c.behavior))
+        if c.workspace > self.budget:
+            raise Skipped("excluded", "workspace %d > the search budget %d" % (c.workspace, self.budget), info=info)
+        return c, str(c.tag), info
+
+    def first_run(self, c):
+        try:
+            return self._one_run(c)
+        except Exception as e:
+            if not benign(e):
+                raise
+            raise Skipped("failed", "failed to run: %s" % getattr(e, "name", type(e).__name__))
+
+    def check(self):
+        try:
+            return rel_error(self.buf.output_f64(), self.ref)
+        except MemoryError:
+            raise Skipped("failed", "no memory to check its result")
+
+    def time(self, c):
+        from cudnnconv import gpu_timing, ranking
+        try:
+            times = gpu_timing.time_samples(self.run, stream=self.stream)
+        except Exception as e:
+            if not benign(e):
+                raise
+            raise Skipped("failed", "failed to run: %s" % getattr(e, "name", type(e).__name__))
+        finally:
+            self.run = None
+        return ranking.median_and_spread(times)[0]
+
+
+def _die_with_parent():
+    """Exit when the searching process does: at once where Linux's PR_SET_PDEATHSIG is there, else
+    within a second (a watchdog).  A worker left waiting on a kernel that never returns would
+    otherwise keep the GPU busy for good."""
+    parent = os.getppid()
+    # PR_SET_PDEATHSIG fires when the thread that started this process ends, not only the process:
+    # a search run from a short-lived thread loses its worker then, and the next search starts one
+    try:
+        import ctypes
+        import signal
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))      # PR_SET_PDEATHSIG
+    except (OSError, AttributeError, ValueError):
         pass
+
+    def watch():
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(0)
+    threading.Thread(target=watch, name="cudnnconv-knob-sweep-watchdog", daemon=True).start()
+
+
+def serve(lines, make_problem=GpuProblem, send=_send):
+    """Answer every request in ``lines`` (a problem each).  A failure that may have left the
+    process unsound is told to the searching process and raised: the caller exits."""
+    from cudnnconv import gpu_timing, tuning
+    for line in lines:
+        if not line.strip():
+            continue
+        req = json.loads(line)
+        timing = {k: req[k] for k in ("repeats", "warmup") if k in req}
+        if timing:
+            gpu_timing.benchmark_settings(**timing)
+        try:
+            problem = make_problem(tuning.key_from_json(req["key"]))
+            sweep_problem(problem, req.get("seconds", 0.0), req.get("skip", ()), send)
+        except Exception as e:
+            send({"error": "%s: %s" % (type(e).__name__, str(e)[:500])})
+            raise
+        finally:
+            problem = None
+        yield
 
 
 def main():
@@ -261,6 +386,7 @@ def main():
     proto = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
     sys.stdout = proto
+    _die_with_parent()
     try:
         import cupy
         cupy.cuda.runtime.getDeviceCount()
@@ -268,17 +394,17 @@ def main():
         _send({"error": "CuPy or the GPU is not usable here (%s: %s)" % (type(e).__name__, e)})
         return 1
     _send({"ready": os.getpid()})
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        try:
-            sweep(json.loads(line))
-        except Exception as e:
-            _send({"error": "%s: %s" % (type(e).__name__, str(e)[:500])})
-        # the problem's arrays and workspaces go back to the device, not to this process's pool: the
-        # process that asked is the one that needs the memory
-        cupy.get_default_memory_pool().free_all_blocks()
-        _send({"done": True})
+    try:
+        for _ in serve(sys.stdin):
+            # the problem's arrays and workspaces go back to the device, not to this process's
+            # pool: the process that asked is the one that needs the memory
+            cupy.get_default_memory_pool().free_all_blocks()
+            _send({"done": True})
+    except Exception:
+        import traceback
+        traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(3)
     return 0
 
 

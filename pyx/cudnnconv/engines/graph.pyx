@@ -742,26 +742,34 @@ def _benchmark(GraphArgs a, opts):
     seen = set()
     plans = list(_heuristic_choices(a, opts, seen, True))
     heuristic = {c.tag for c in plans}     # always timed, so exhaustive is never worse than benchmark
+    swept_tags = set()
     if exhaustive:
         progress = exhaustive_budget.Progress("%s x=%s w=%s" % (a.op, a.x_shape, a.w_shape))
         swept = None
-        if gpu_timing.KNOB_SWEEP and a.key is not None:
+        sweep_s = clock.seconds * knob_sandbox.SHARE - clock.spent()
+        if gpu_timing.KNOB_SWEEP and a.key is not None and sweep_s >= knob_sandbox.MIN_SWEEP_S:
             # every engine and knob setting, tried in a worker process (a setting can run a kernel
             # that never returns; cudnnconv.knob_sandbox), within its share of the budget; its
-            # fastest settings are then built and timed here with the heuristics' own
-            swept = knob_sandbox.sweep(a.key, clock.seconds * knob_sandbox.SHARE - clock.spent(), progress)
+            # fastest settings are then built and timed here with the heuristics' own.  The GPU
+            # is idle first, so that the caller's queued work does not share it with the worker.
+            cupy.cuda.Device().synchronize()
+            swept = knob_sandbox.sweep(a.key, sweep_s, progress,
+                                       timing={"repeats": gpu_timing.REPEATS, "warmup": gpu_timing.WARMUP})
+            a.excluded.extend((ExcludedConfig("knob sweep", -1, (), (), (), 0), "knob sweep: " + why)
+                              for why in swept.problems)
             if swept.ran:
                 n = len(plans)
                 plans.extend(_swept_choices(a, opts, seen, swept))
-                heuristic.update(c.tag for c in plans[n:])     # what the sweep was for: always timed
-            else:
-                a.excluded.extend((ExcludedConfig("knob sweep", -1, (), (), (), 0), "knob sweep: " + why)
-                                  for why in swept.problems)
+                swept_tags = {c.tag for c in plans[n:]}
+                heuristic.update(swept_tags)   # what the sweep was for: always timed
         if swept is None or not swept.ran:
-            # building plans ends at half the budget, counted from the search's start with the
-            # heuristics' own building (a config compiled at runtime can take hundreds of ms to
-            # finalize), so that the rest is left for timing: a config built with no time left to
-            # time it is waste
+            # every engine with its default knobs, in this process, on a clock of its own where a
+            # sweep ran and found nothing (half the budget): building ends at half of that clock,
+            # counted from the search's start with the heuristics' own building where no sweep
+            # ran (a config compiled at runtime can take hundreds of ms to finalize), so that the
+            # rest is left for timing: a config built with no time left to time it is waste
+            if swept is not None:
+                clock = exhaustive_budget.Budget(clock.seconds / 2)
             build_s = clock.seconds / 2 - clock.spent()
             plans.extend(_exhaustive_extra(a, opts, seen, exhaustive_budget.Budget(build_s)))
     budget = workspace.search_budget(opts.workspace_limit)
@@ -796,7 +804,7 @@ def _benchmark(GraphArgs a, opts):
             c.how = "exhaustive" if exhaustive else "benchmark"
             c.forget_packs()          # they held the search workspace's pointer
             timed.append(c)
-            if exhaustive:
+            if exhaustive and c.tag not in swept_tags:     # the sweep's own were counted as it timed them
                 progress.add(c.tag, c.time_ms)
         timed = gpu_timing.rank_host_aware(timed, lambda ch: _plan_run(ch, a, ws_ptr), stream)
         if exhaustive:
