@@ -74,8 +74,10 @@ def test_a_setting_that_never_finishes_stops_its_worker_and_is_never_tried_again
     assert "did not finish within 0.5 s (its first run)" in s.results[2].reason()
     assert spent < 8.0, spent
     req = _requests(sandbox.log)
-    # the fresh worker was told to skip what the first had done and the setting that hung
+    # the fresh worker was told to skip what the first had done and the setting that hung, and
+    # given the first one's times
     assert req[1]["skip"] == ["eng1", "eng2", "eng3"]
+    assert req[1]["known"] == [[1, [], 0.05], [2, [], 0.04]] and req[0]["known"] == []
     assert req[1]["seconds"] < req[0]["seconds"]
     # a later sweep of the same problem skips it from the start; another problem does not
     s = knob_sandbox.sweep(_key(), 10.0, argv=sandbox("hang", "eng3"))
@@ -195,11 +197,15 @@ def test_the_worker_runs_with_this_package_first_and_no_tuning_file(monkeypatch)
     assert env["PYTHONPATH"].split(os.pathsep) == [root, "/elsewhere"]
 
 
-def test_the_run_timeout_grows_with_the_kernel():
+def test_the_run_timeout_grows_with_the_kernel_and_the_runs_of_a_timing():
     assert knob_sandbox.run_timeout_s(None) == knob_sandbox.RUN_TIMEOUT_FLOOR_S
     assert knob_sandbox.run_timeout_s(math.nan) == knob_sandbox.RUN_TIMEOUT_FLOOR_S
     assert knob_sandbox.run_timeout_s(0.01) == knob_sandbox.RUN_TIMEOUT_FLOOR_S
     assert knob_sandbox.run_timeout_s(100.0) == knob_sandbox.RUN_TIMEOUT_FACTOR * 0.1
+    # a timing of 1000 repeats of a 20 ms kernel takes 20 s: its wait covers it three times over
+    runs = knob_sandbox.timing_runs({"repeats": 1000, "warmup": 100})
+    assert runs == 1101 and knob_sandbox.run_timeout_s(20.0, runs) >= 3 * runs * 0.020
+    assert knob_sandbox.timing_runs({}) == 7
 
 
 def test_the_worker_compares_results_by_relative_l2_and_counts_nan_as_wrong():

@@ -181,3 +181,45 @@ def test_every_engine_setting_is_reachable_when_time_allows():
     tags = {t for t, _ in _results(_run(p))}
     want = {p.tag(i, s) for i, infos in p.engines().items() for s in knob_space.settings(infos)}
     assert want <= tags and not math.isnan(len(tags))
+
+
+def test_times_a_lost_worker_took_seed_the_next_one():
+    # the first worker timed eng2 at 0.1 before it was lost: the fresh one skips it, yet searches
+    # around it first, as the fastest so far
+    sent = []
+    worker.sweep_problem(Problem(), 60.0, ("eng2",), sent.append, known=[[2, [], 0.1]])
+    tags = [t for t, _ in _results(sent)]
+    assert "eng2" not in tags
+    assert tags[3:7] == ["eng2_k5=0", "eng2_k5=1", "eng2_k5=2", "eng2_k5=3"], tags
+
+
+def test_serve_counts_a_request_s_seconds_from_its_arrival_and_survives_a_benign_failure():
+    import json
+    from cudnnconv import gpu_timing, params, records
+    saved = gpu_timing.benchmark_settings()
+    key = params.ProblemKey("forward", "graph", 0, 2, (8, 16, 10, 10), (16, 16, 3, 3), "NHWC", (1, 1), (1, 1),
+                            (1, 1), 1, False, True, None, (16, 16, 16))
+    line = json.dumps({"key": records.key_to_json(key), "seconds": 6.5, "skip": []})
+    t = [0.0]
+
+    def clock():                         # every reading is a second later
+        t[0] += 1.0
+        return t[0]
+
+    def slow_setup(k):
+        t[0] += 2.0                      # the problem's setup: 2 s of the request's 6.5
+        return Problem()
+
+    def no_memory(k):
+        raise MemoryError("out of memory allocating the problem's arrays")
+    makers = iter([slow_setup, no_memory])
+    sent = []
+    try:
+        assert list(worker.serve([line, line], lambda k: next(makers)(k), sent.append, clock)) == [None, None]
+    finally:
+        gpu_timing.benchmark_settings(**saved)
+    # arrival at 1, setup to 3, 3.5 s left at 4: the deadline is 5 + 3.5, and settings start at 6,
+    # 7 and 8 (with the setup not counted, three more would)
+    assert [tag for tag, _ in _results(sent)] == ["eng1_k5=1", "eng1", "eng2"]
+    # a failure that leaves the process sound is told, and the next request is served
+    assert "out of memory" in sent[-1]["error"]

@@ -22,14 +22,15 @@ searching process then builds the ``RETIME`` fastest and times them itself besid
 configs: the choice is always made from times taken in the process that will run it.
 
 The protocol is one JSON object per line each way.  The searching process sends ``{"key": ...,
-"seconds": s, "skip": [tags], "repeats": k, "warmup": w}``; the worker answers ``{"ready": pid}``
+"seconds": s, "skip": [tags], "known": [[engine, knobs, ms], ...], "repeats": k, "warmup": w}``
+(``known``: what a lost worker timed for this problem); the worker answers ``{"ready": pid}``
 once, then per problem ``{"reference": tag, "ms": t}``, and for each setting ``{"build": tag}``
 before building it, ``{"start": tag, "tag": read-back tag}`` before its first run, ``{"ran": tag,
 "ms": t}`` after it and a ``{"result": {...}}``; ``{"done": true}`` ends the problem.  ``{"error":
 text}`` says why a problem could not be swept; where the failure may have left the worker's CUDA
 context unsound, the worker exits after it.  Each phase of a setting has its own wait: the build
 ``BUILD_TIMEOUT_S``, the first run ``run_timeout_s`` of the reference's run, the timing
-``run_timeout_s`` of the setting's own first run.  A setting that outlasts its wait (hung) or
+``run_timeout_s`` of the setting's own first run and the number of runs it makes.  A setting that outlasts its wait (hung) or
 whose worker exits under it (crashed) is skipped from then on, under both its requested and its
 read-back tag; a fresh worker goes on past it, at most ``MAX_RESTARTS`` times per problem and
 while ``RESTART_MIN_S`` of the budget are left.  A worker that cannot start turns the sweep off in
@@ -145,12 +146,20 @@ class Sweep:
             (", problems: " + "; ".join(self.problems)) if self.problems else "")
 
 
-def run_timeout_s(ms):
+def run_timeout_s(ms, runs=1):
     """How long a setting's first run (``ms``: the reference's run) or its timing (``ms``: its own
-    first run; the timing is a few runs) may take before it counts as hung."""
+    first run; ``runs``: how many runs the timing makes at most, warm-up and spin kernels
+    counted as runs of 2 ms) may take before it counts as hung."""
     if ms is None or not ms == ms:
         return RUN_TIMEOUT_FLOOR_S
-    return max(RUN_TIMEOUT_FLOOR_S, RUN_TIMEOUT_FACTOR * ms / 1e3)
+    return max(RUN_TIMEOUT_FLOOR_S, RUN_TIMEOUT_FACTOR * ms / 1e3, 3 * runs * (ms + 2.0) / 1e3)
+
+
+def timing_runs(timing):
+    """The most runs a setting's timing makes with these benchmark settings (gpu_timing.time_samples:
+    the warm-up, a probe sample, then the samples; a short kernel's sample batches runs, but those
+    stay under a sample's own floor of time)."""
+    return int(timing.get("warmup", 1)) + 1 + int(timing.get("repeats", 5))
 
 
 def _package_root():
@@ -348,7 +357,7 @@ def _setting(msg, tag_field):
             int(msg.get("engine_index", -1)), tuple(sorted((int(t), int(v)) for t, v in msg.get("knobs", ()))))
 
 
-def _serve(w, out, key, key_text, end, skip, progress):
+def _serve(w, out, key, key_text, end, skip, progress, runs):
     """Read one problem's answers from the worker ``w``.  Returns True when the problem is over
     (done, or nothing more to gain from a fresh worker), False when ``w`` was killed while a
     setting was under way and a fresh worker may go on past it."""
@@ -372,12 +381,12 @@ def _serve(w, out, key, key_text, end, skip, progress):
             elif "start" in msg:
                 setting, phase, wait = _setting(msg, "start"), "first run", run_timeout_s(out.reference)
             elif "ran" in msg:
-                phase, wait = "timing", run_timeout_s(msg.get("ms"))
+                phase, wait = "timing", run_timeout_s(msg.get("ms"), runs)
             elif "result" in msg:
                 r = _result(msg["result"])
                 skip.add(r.tag)
                 if setting is not None:
-                    skip.add(setting[0])
+                    skip.update(t for t in setting[:2] if t)
                 setting = None
                 out.results.append(r)
                 if r.status == "timed" and progress is not None:
@@ -425,14 +434,18 @@ def _sweep(out, key, key_text, key_json, seconds, skip, progress, argv, timing):
             end += time.monotonic() - t          # a worker's start is not the problem's time
             _worker, out.workers = w, out.workers + 1
         w = _worker
+        # after a lost worker the fresh one starts from what the lost one timed: its coordinate
+        # search and its order of engines need those times
+        known = [[r.engine_index, [list(k) for k in r.knobs], r.ms] for r in out.results if r.status == "timed"]
         try:
-            w.send(dict(timing, key=key_json, seconds=max(end - time.monotonic(), 0.0), skip=sorted(skip)))
+            w.send(dict(timing, key=key_json, seconds=max(end - time.monotonic(), 0.0), skip=sorted(skip),
+                        known=known))
         except (OSError, ValueError) as e:
             out.problems.append("the knob sweep's worker took no request (%s)" % e)
             w.kill()
             _worker = None
             return
-        if _serve(w, out, key, key_text, end, skip, progress):
+        if _serve(w, out, key, key_text, end, skip, progress, timing_runs(timing)):
             if not w.alive():
                 _worker = None
             return

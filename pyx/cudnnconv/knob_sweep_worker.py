@@ -54,9 +54,13 @@ class Skipped(Exception):
         self.status, self.detail, self.error, self.info = status, detail, error, info or {}
 
 
+_PROTO = None                # the pipe to the searching process (main sets it); sys.stdout otherwise
+
+
 def _send(obj):
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
+    out = _PROTO if _PROTO is not None else sys.stdout
+    out.write(json.dumps(obj) + "\n")
+    out.flush()
 
 
 def rel_error(got, ref):
@@ -92,11 +96,13 @@ def _knobs(knobs):
     return tuple(sorted((int(t), int(v)) for t, v in knobs))
 
 
-def sweep_problem(problem, seconds, skip, send=_send, clock=time.perf_counter):
+def sweep_problem(problem, seconds, skip, send=_send, clock=time.perf_counter, known=()):
     """One problem's sweep: the order of the module doc, within ``seconds``, past the requested
     tags in ``skip``, each step told to the searching process through ``send``.  ``problem``
-    (``GpuProblem`` or a stand-in) builds, runs, checks and times configs.  Exceptions other than
-    ``Skipped`` and ``OutOfTime`` propagate: the caller exits on them."""
+    (``GpuProblem`` or a stand-in) builds, runs, checks and times configs.  ``known``: ``(engine,
+    knobs, ms)`` that an earlier worker timed for this problem (after a hang or a crash), which
+    order the engines and seed the coordinate search as this worker's own would.  Exceptions other
+    than ``Skipped`` and ``OutOfTime`` propagate: the caller exits on them."""
     from cudnnconv import knob_space
     deadline = clock() + max(float(seconds), 0.0)
     skip = set(skip)
@@ -105,7 +111,8 @@ def sweep_problem(problem, seconds, skip, send=_send, clock=time.perf_counter):
         send({"error": "no heuristics config of this problem ran, so there is no reference"})
         return
     send({"reference": ref[0], "ms": ref[1]})
-    tried, timed = set(), {}
+    tried = set()
+    timed = {(int(i), _knobs(k)): float(ms) for i, k, ms in known}
 
     def result(tag, idx, knobs, status, **more):
         d = {"tag": tag, "engine_index": idx, "knobs": [list(k) for k in knobs], "status": status}
@@ -124,11 +131,13 @@ def sweep_problem(problem, seconds, skip, send=_send, clock=time.perf_counter):
         tried.add(want)
         head = {"engine_index": idx, "knobs": [list(k) for k in knobs]}
         send(dict(head, build=want))
+        shown = want                     # the tag a result goes under: cuDNN's, once it is built
         try:
             c, tag, info = problem.build(idx, knobs)
             if tag != want and (tag in tried or tag in skip):     # cuDNN read it back as one already tried
                 raise Skipped("excluded", "the same config as %s" % tag)
             tried.add(tag)
+            shown = tag
             send(dict(head, start=want, tag=tag))
             ms = problem.first_run(c)
             send({"ran": want, "ms": ms})
@@ -142,7 +151,7 @@ def sweep_problem(problem, seconds, skip, send=_send, clock=time.perf_counter):
                 more["error"] = s.error
             else:
                 more["detail"] = s.detail
-            result(want, idx, knobs, s.status, **more)
+            result(shown, idx, knobs, s.status, **more)
             return None
         result(tag, idx, knobs, "timed", ms=ms, error=err, **info)
         timed[(idx, knobs)] = ms
@@ -263,6 +272,7 @@ class GpuProblem:
 
     def _runner(self, c):
         import cupy
+        self.run = self.ws = None        # the last setting's workspace goes before this one's comes
         self.ws = cupy.cuda.alloc(c.workspace) if c.workspace else None
         return self.graph.sweep_runner(c, self.a, self.ws.ptr if self.ws is not None else 0)
 
@@ -289,13 +299,17 @@ class GpuProblem:
                 if benign(e):
                     continue
                 raise
-            self.ref = self.buf.output_f64()
+            try:
+                self.ref = self.buf.output_f64()
+            except MemoryError:
+                return None
+            self.run = self.ws = None
             return c.tag, ms
         return None
 
     def build(self, idx, knobs):
         from cudnnconv.core.status import CuDNNError
-        before = len(self.a.excluded)
+        excluded, rejected = len(self.a.excluded), len(self.a.rejected)
         try:
             c = self.graph.sweep_build(self.a, idx, list(knobs), self.opts)
         except CuDNNError as e:
@@ -303,7 +317,9 @@ class GpuProblem:
                 raise
             raise Skipped("failed", "did not finalize: %s" % e.name)
         if c is None:
-            why = self.a.excluded[-1][1] if len(self.a.excluded) > before else "excluded by the call's flags"
+            if len(self.a.rejected) > rejected:      # cuDNN refused the config or its plan
+                raise Skipped("failed", "did not finalize: %s" % self.a.rejected[-1][1])
+            why = self.a.excluded[-1][1] if len(self.a.excluded) > excluded else "excluded by the call's flags"
             raise Skipped("excluded", str(why))
         info = dict(workspace=int(c.workspace), notes=list(c.notes), behavior=list(c.behavior))
         if c.workspace > self.budget:
@@ -333,23 +349,18 @@ class GpuProblem:
                 raise
             raise Skipped("failed", "failed to run: %s" % getattr(e, "name", type(e).__name__))
         finally:
-            self.run = None
+            self.run = self.ws = None
         return ranking.median_and_spread(times)[0]
 
 
 def _die_with_parent():
-    """Exit when the searching process does: at once where Linux's PR_SET_PDEATHSIG is there, else
-    within a second (a watchdog).  A worker left waiting on a kernel that never returns would
-    otherwise keep the GPU busy for good."""
+    """Exit within a second of the searching process's end (a watchdog thread; stdin's end does
+    it too while the worker waits for a request).  A worker left waiting on a kernel that never
+    returns would otherwise keep the GPU busy for good: CuPy waits on the GPU without the GIL, so
+    the watchdog runs.  (Linux's PR_SET_PDEATHSIG would fire when the *thread* that started the
+    worker ends, and a search run from a short-lived thread would lose a worker that another
+    thread is using.)"""
     parent = os.getppid()
-    # PR_SET_PDEATHSIG fires when the thread that started this process ends, not only the process:
-    # a search run from a short-lived thread loses its worker then, and the next search starts one
-    try:
-        import ctypes
-        import signal
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))      # PR_SET_PDEATHSIG
-    except (OSError, AttributeError, ValueError):
-        pass
 
     def watch():
         while True:
@@ -359,39 +370,54 @@ def _die_with_parent():
     threading.Thread(target=watch, name="cudnnconv-knob-sweep-watchdog", daemon=True).start()
 
 
-def serve(lines, make_problem=GpuProblem, send=_send):
-    """Answer every request in ``lines`` (a problem each).  A failure that may have left the
-    process unsound is told to the searching process and raised: the caller exits."""
+def serve(lines, make_problem=GpuProblem, send=_send, clock=time.perf_counter):
+    """Answer every request in ``lines`` (a problem each), yielding after each.  The request's
+    seconds count from its arrival, the problem's setup (its arrays, its heuristics' plans)
+    included.  A failure that leaves the process sound (no memory, cuDNN's NOT_SUPPORTED or
+    BAD_PARAM) is told and the next request served; any other may have left the CUDA context
+    unsound: it is told, then raised, and the caller exits."""
     from cudnnconv import gpu_timing, tuning
     for line in lines:
         if not line.strip():
             continue
+        arrived = clock()
         req = json.loads(line)
         timing = {k: req[k] for k in ("repeats", "warmup") if k in req}
         if timing:
             gpu_timing.benchmark_settings(**timing)
+        problem = None
         try:
             problem = make_problem(tuning.key_from_json(req["key"]))
-            sweep_problem(problem, req.get("seconds", 0.0), req.get("skip", ()), send)
+            seconds = float(req.get("seconds", 0.0)) - (clock() - arrived)
+            sweep_problem(problem, seconds, req.get("skip", ()), send, clock, req.get("known", ()))
         except Exception as e:
             send({"error": "%s: %s" % (type(e).__name__, str(e)[:500])})
-            raise
+            if not benign(e):
+                raise
         finally:
             problem = None
         yield
 
 
 def main():
-    # the pipe is the protocol: nothing else may write to stdout
-    proto = os.fdopen(os.dup(1), "w")
+    # the pipe is the protocol: nothing else may write to it, neither C code nor a print()
+    global _PROTO
+    _PROTO = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
-    sys.stdout = proto
+    sys.stdout = sys.stderr
     _die_with_parent()
     try:
+        # ready means ready: the CUDA context made and cuDNN's libraries loaded, so that a
+        # request's seconds go to its problem
         import cupy
         cupy.cuda.runtime.getDeviceCount()
+        cupy.cuda.Device().synchronize()
+        import importlib
+        importlib.import_module("cudnnconv.engines.graph")
+        from cudnnconv.core import handle
+        handle.get_handle(cupy.cuda.runtime.getDevice())
     except Exception as e:
-        _send({"error": "CuPy or the GPU is not usable here (%s: %s)" % (type(e).__name__, e)})
+        _send({"error": "CuPy, cuDNN or the GPU is not usable here (%s: %s)" % (type(e).__name__, e)})
         return 1
     _send({"ready": os.getpid()})
     try:

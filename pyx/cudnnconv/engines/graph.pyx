@@ -728,8 +728,9 @@ cdef _PlanRun _plan_run(GraphChoice c, GraphArgs a, size_t ws_ptr):
 
 def _benchmark(GraphArgs a, opts):
     """Every plan of the heuristics (mode A, FALLBACK and, where it applies, mode B; with
-    ``benchmark_settings(exhaustive=True)`` every engine besides, ``_exhaustive_extra``) within the
-    workspace budget, timed by
+    ``benchmark_settings(exhaustive=True)``, besides, the knob sweep's fastest settings,
+    ``_swept_choices``, or where it did not run or timed nothing every engine with its default
+    knobs, ``_exhaustive_extra``) within the workspace budget, timed by
     cudnnconv.gpu_timing (warm-up runs, then the median of k spin-guarded
     CUDA-event samples), in cudnnconv.ranking's noise-robust order (cheapest
     first, host-aware where the runs are short: gpu_timing.rank_host_aware;
@@ -757,19 +758,19 @@ def _benchmark(GraphArgs a, opts):
                                        timing={"repeats": gpu_timing.REPEATS, "warmup": gpu_timing.WARMUP})
             a.excluded.extend((ExcludedConfig("knob sweep", -1, (), (), (), 0), "knob sweep: " + why)
                               for why in swept.problems)
+            swept_tags = {r.tag for r in swept.results if r.status == "timed"}     # counted as it timed them
             if swept.ran:
                 n = len(plans)
                 plans.extend(_swept_choices(a, opts, seen, swept))
-                swept_tags = {c.tag for c in plans[n:]}
-                heuristic.update(swept_tags)   # what the sweep was for: always timed
+                heuristic.update(c.tag for c in plans[n:])      # what the sweep was for: always timed
         if swept is None or not swept.ran:
             # every engine with its default knobs, in this process, on a clock of its own where a
             # sweep ran and found nothing (half the budget): building ends at half of that clock,
             # counted from the search's start with the heuristics' own building where no sweep
             # ran (a config compiled at runtime can take hundreds of ms to finalize), so that the
             # rest is left for timing: a config built with no time left to time it is waste
-            if swept is not None:
-                clock = exhaustive_budget.Budget(clock.seconds / 2)
+            if swept is not None and swept.seconds >= knob_sandbox.MIN_SWEEP_S:
+                clock = exhaustive_budget.Budget(clock.seconds / 2)     # a sweep that took time found nothing
             build_s = clock.seconds / 2 - clock.spent()
             plans.extend(_exhaustive_extra(a, opts, seen, exhaustive_budget.Budget(build_s)))
     budget = workspace.search_budget(opts.workspace_limit)
@@ -804,7 +805,7 @@ def _benchmark(GraphArgs a, opts):
             c.how = "exhaustive" if exhaustive else "benchmark"
             c.forget_packs()          # they held the search workspace's pointer
             timed.append(c)
-            if exhaustive and c.tag not in swept_tags:     # the sweep's own were counted as it timed them
+            if exhaustive and c.tag not in swept_tags:
                 progress.add(c.tag, c.time_ms)
         timed = gpu_timing.rank_host_aware(timed, lambda ch: _plan_run(ch, a, ws_ptr), stream)
         if exhaustive:
