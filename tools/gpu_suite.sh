@@ -16,7 +16,10 @@
 # Usage: bash tools/gpu_suite.sh [--bench [bench args...]]
 # Env:   SMALL_INDEX_LIMIT (default 1048576), PYTEST_ARGS (extra pytest args),
 #        SUITE_TIMEOUT / SPLIT_TIMEOUT / STRESS_TIMEOUT (seconds per pytest phase; 124 = timed out),
-#        STRESS=0 (leave out the stress phase: tests marked stress).
+#        STRESS=0 (leave out the stress phase: tests marked stress),
+#        SUITE_PATHS (what the suite phase collects, default "tests"; to run the suite in two
+#        calls where one does not fit a call's time: SUITE_PATHS=tests/gpu, then
+#        SUITE_PATHS="tests --ignore=tests/gpu").
 set -u
 set -o pipefail
 
@@ -98,7 +101,7 @@ else
         2>&1 | tee -a "$OUT/env.txt"
     echo "=== pytest tests (CPU + GPU) ==="
     # shellcheck disable=SC2086
-    timeout "${SUITE_TIMEOUT:-390}" python3 -m pytest tests -q -ra -p no:cacheprovider --durations=20 \
+    timeout "${SUITE_TIMEOUT:-390}" python3 -m pytest ${SUITE_PATHS:-tests} -q -ra -p no:cacheprovider --durations=20 \
         -m "not stress" --junitxml="$OUT/junit.xml" ${PYTEST_ARGS:-} 2>&1 \
         | tee "$OUT/gpu_suite.log"
     SUITE_RC=$?
