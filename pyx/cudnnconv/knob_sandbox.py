@@ -49,7 +49,7 @@ import tempfile
 import threading
 import time
 
-from cudnnconv import records
+from cudnnconv import knob_space, records
 from cudnnconv._log import logger as _logger
 
 SHARE = 0.7                 # of the exhaustive budget, for the sweep; the rest times what it found
@@ -104,7 +104,7 @@ class Result(collections.namedtuple("Result", "tag engine_index knobs status ms 
 
 
 def _result(d):
-    knobs = tuple(sorted((int(t), int(v)) for t, v in d.get("knobs", ())))
+    knobs = knob_space.as_setting(d.get("knobs", ()))
     ms = d.get("ms")
     err = d.get("error")
     return Result(str(d["tag"]), int(d["engine_index"]), knobs, str(d["status"]),
@@ -354,7 +354,7 @@ def _lost(out, key, key_text, skip, setting, status, detail):
 
 def _setting(msg, tag_field):
     return (str(msg[tag_field]), str(msg["tag"]) if msg.get("tag") is not None else None,
-            int(msg.get("engine_index", -1)), tuple(sorted((int(t), int(v)) for t, v in msg.get("knobs", ()))))
+            int(msg.get("engine_index", -1)), knob_space.as_setting(msg.get("knobs", ())))
 
 
 def _serve(w, out, key, key_text, end, skip, progress, runs):

@@ -30,6 +30,12 @@ MAX_VALUES = 16            # values of one knob, at most
 MAX_SETTINGS = 64          # knob settings of one engine, at most
 
 
+def as_setting(pairs):
+    """A knob setting in its one form: ``((type, value), ...)`` of ints, sorted by type (from any
+    iterable of pairs, JSON's lists among them)."""
+    return tuple(sorted((int(t), int(v)) for t, v in pairs))
+
+
 def _spread(n, k):
     """``k`` indices of ``range(n)`` evenly spread, 0 and n - 1 among them (all of them if k >= n)."""
     if k >= n:
@@ -92,7 +98,7 @@ def neighbours(setting, infos, value_cap=MAX_VALUES):
     each knob of ``infos`` in type order, its values in order; a knob ``setting`` does not name is
     varied too (the others keep their values).  Knobs ``setting`` names that ``infos`` does not
     describe keep their values.  Never ``setting`` itself; each neighbour once."""
-    base = dict((int(t), int(v)) for t, v in setting)
+    base = dict(as_setting(setting))
     own = tuple(sorted(base.items()))
     out, seen = [], {own}
     for t, vals in _knobs(infos, value_cap):

@@ -30,6 +30,8 @@ import sys
 import threading
 import time
 
+from cudnnconv import knob_space
+
 PASSES = 3
 # relative L2 difference from the reference config's result that another config may show: the
 # configs sum in other orders (and fp32 may use TF32 where the key allows it); a config that
@@ -92,10 +94,6 @@ def benign(e):
     return isinstance(name, str) and name.startswith(_BENIGN_STATUS)
 
 
-def _knobs(knobs):
-    return tuple(sorted((int(t), int(v)) for t, v in knobs))
-
-
 def sweep_problem(problem, seconds, skip, send=_send, clock=time.perf_counter, known=()):
     """One problem's sweep: the order of the module doc, within ``seconds``, past the requested
     tags in ``skip``, each step told to the searching process through ``send``.  ``problem``
@@ -103,7 +101,6 @@ def sweep_problem(problem, seconds, skip, send=_send, clock=time.perf_counter, k
     knobs, ms)`` that an earlier worker timed for this problem (after a hang or a crash), which
     order the engines and seed the coordinate search as this worker's own would.  Exceptions other
     than ``Skipped`` and ``OutOfTime`` propagate: the caller exits on them."""
-    from cudnnconv import knob_space
     deadline = clock() + max(float(seconds), 0.0)
     skip = set(skip)
     ref = problem.reference()
@@ -112,7 +109,7 @@ def sweep_problem(problem, seconds, skip, send=_send, clock=time.perf_counter, k
         return
     send({"reference": ref[0], "ms": ref[1]})
     tried = set()
-    timed = {(int(i), _knobs(k)): float(ms) for i, k, ms in known}
+    timed = {(int(i), knob_space.as_setting(k)): float(ms) for i, k, ms in known}
 
     def result(tag, idx, knobs, status, **more):
         d = {"tag": tag, "engine_index": idx, "knobs": [list(k) for k in knobs], "status": status}
@@ -120,7 +117,7 @@ def sweep_problem(problem, seconds, skip, send=_send, clock=time.perf_counter, k
         send({"result": d})
 
     def attempt(idx, knobs):
-        knobs = _knobs(knobs)
+        knobs = knob_space.as_setting(knobs)
         if (idx, knobs) in timed:
             return timed[(idx, knobs)]
         want = problem.tag(idx, knobs)
@@ -172,7 +169,7 @@ def sweep_problem(problem, seconds, skip, send=_send, clock=time.perf_counter, k
                 for n in knob_space.neighbours(best, engines[idx]):
                     t = attempt(idx, n)
                     if t is not None and t < best_ms:
-                        best, best_ms, moved = _knobs(n), t, True
+                        best, best_ms, moved = knob_space.as_setting(n), t, True
                 if not moved:
                     break
         order = sorted(engines, key=lambda i: min([ms for (e, _), ms in timed.items() if e == i] or [math.inf]))

@@ -580,6 +580,24 @@ cdef BackendDescriptor _engine(BackendDescriptor graph, int64_t idx):
     return eng
 
 
+cdef GraphChoice _config_choice(GraphArgs a, int64_t idx, knobs, str how, opts, set seen):
+    """Engine ``idx`` of ``a``'s graph with the knob setting ``knobs`` as a finalized plan, or None
+    where ``_make_choice`` drops it.  CuDNNError where the engine or the config will not finalize."""
+    return _make_choice(a, _engine_config(_engine(a.graph, idx), knobs), how, opts, seen)
+
+
+cdef list _engines_and_knobs(BackendDescriptor graph):
+    """``[(engine index, [KnobInfo, ...] or the status name of its refusal), ...]`` for every
+    engine ``graph`` has."""
+    out = []
+    for idx in range(_engine_count(graph)):
+        try:
+            out.append((idx, _knob_infos(_engine(graph, idx))))
+        except CuDNNError as e:
+            out.append((idx, e.name))
+    return out
+
+
 cdef list _knob_infos(BackendDescriptor eng):
     """A finalized engine's knobs as knob_space.KnobInfo (CuDNNError where it will not say them)."""
     cdef BackendDescriptor ki
@@ -642,11 +660,10 @@ def _swept_choices(GraphArgs a, opts, set seen, swept):
                                r.reason()))
             continue
         try:
-            cfg = _engine_config(_engine(a.graph, r.engine_index), r.knobs)
+            c = _config_choice(a, r.engine_index, r.knobs, "exhaustive", opts, seen)
         except CuDNNError as e:
             a.rejected.append((r.tag, e.name))
             continue
-        c = _make_choice(a, cfg, "exhaustive", opts, seen)
         if c is not None:
             yield c
 
@@ -684,23 +701,14 @@ def sweep_heuristics(GraphArgs a, opts):
 
 def sweep_engines(GraphArgs a):
     """``[(engine index, [KnobInfo, ...]), ...]`` for every engine that takes ``a``'s graph."""
-    cdef BackendDescriptor eng
-    out = []
-    for idx in range(_engine_count(a.graph)):
-        try:
-            eng = _engine(a.graph, idx)
-            out.append((idx, _knob_infos(eng)))
-        except CuDNNError as e:
-            _log.debug("graph: engine %d skipped (%s)", idx, e.name)
-    return out
+    return [(idx, infos) for idx, infos in _engines_and_knobs(a.graph) if type(infos) is list]
 
 
 def sweep_build(GraphArgs a, int engine_index, knobs, opts):
     """Engine ``engine_index`` with the knob setting ``knobs`` as a finalized plan, or None where
     the flags or the workspace exclude it (``a.excluded`` says why).  CuDNNError where it does
     not finalize."""
-    cfg = _engine_config(_engine(a.graph, engine_index), knobs)
-    return _make_choice(a, cfg, "exhaustive", opts, set())
+    return _config_choice(a, engine_index, knobs, "exhaustive", opts, set())
 
 
 def sweep_runner(GraphChoice c, GraphArgs a, size_t ws_ptr):
@@ -1402,8 +1410,7 @@ def choice_from_record(record, key):
     if plan is None:
         a = _args_from_key(key, h, hp)
         a.ensure_graph()
-        cfg = _engine_config(_engine(a.graph, record["engine_index"]), knobs)
-        c = _make_choice(a, cfg, how, opts, set())
+        c = _config_choice(a, record["engine_index"], knobs, how, opts, set())
         if c is None or c.tag != record["tag"]:
             return None
     else:
@@ -1449,9 +1456,5 @@ def validate_problem(op, x_shape, w_shape, y_shape, geom, layout="NCHW", dtype="
         g = operation_graph(ops, NULL)
         out.append("operation graph")
     if with_knobs:
-        for idx in range(_engine_count(g)):
-            try:
-                out.append((idx, _knob_infos(_engine(g, idx))))
-            except CuDNNError as e:
-                out.append((idx, e.name))
+        out.extend(_engines_and_knobs(g))
     return out
