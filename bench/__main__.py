@@ -2,6 +2,7 @@
 built-in suites or your own layers.  ``python -m bench --help`` for options;
 bench/README.md for what is measured and how."""
 import argparse
+import os
 import sys
 import time
 
@@ -45,6 +46,10 @@ def build_parser():
     p.add_argument("--no-knob-sweep", action="store_true",
                    help="with --exhaustive: no knob sweep in a worker process, every engine with cuDNN's default "
                         "knobs only (benchmark_settings(knob_sweep=False))")
+    p.add_argument("--tuning-file", metavar="PATH",
+                   help="load the algorithm choices in PATH before the run (where it exists) and save every "
+                        "choice into it after: a second run with the same file and settings searches nothing, "
+                        "as its summary's first-call line shows")
     p.add_argument("--profile-host", type=int, default=0, metavar="CALLS",
                    help="after the run, profile CALLS eager calls of the first layer on the first engine with "
                         "cProfile and print where the host time goes")
@@ -123,6 +128,11 @@ def main(argv=None):
             return 2
     from bench import timing
     notes = []
+    loaded = None
+    if args.tuning_file and os.path.exists(args.tuning_file):
+        loaded = cudnnconv.load_tuning(args.tuning_file)     # a bad file: a warning, nothing loaded
+        notes.append("tuning file %s: %d choices loaded before the run" % (os.path.basename(args.tuning_file),
+                                                                          loaded))
     built = cudnnconv.build_info()["engines"]
     wanted = args.engine or list(built)
     engines = []
@@ -155,6 +165,7 @@ def main(argv=None):
               "budget_s": args.budget, "allow_tf32": allow_tf32, "tolerance": run.tol,
               "exhaustive_budget_s": args.exhaustive,
               "knob_sweep": args.exhaustive is not None and not args.no_knob_sweep,
+              "tuning_file_loaded": loaded,
               "argv": sys.argv[1:] if argv is None else list(argv)}
     work = [(layer, d) for layer in layers for d in runner.directions_for(layer, args.direction)]
     print("\n".join(report.header_lines({"env": env, "config": config, "peak_tflops": peak, "peaks": peaks,
@@ -177,6 +188,12 @@ def main(argv=None):
             print("  %-28s %-5s %5.1fs" % (layer.shape_text(), d, rec["wall_s"]), flush=True)
     if bar is not None:
         bar.close()
+    if args.tuning_file:
+        try:
+            notes.append("tuning file %s: %d choices saved after the run" % (
+                os.path.basename(args.tuning_file), cudnnconv.save_tuning(args.tuning_file)))
+        except (OSError, ValueError) as e:
+            notes.append("tuning file %s not saved: %s" % (args.tuning_file, e))
     result = report.make_result(config, env, peak, records, notes, wall_s=time.time() - t_start, peaks=peaks)
     report.validate(result)
     print()

@@ -207,6 +207,9 @@ def summarize(result):
             if o.get("host_us") is not None:
                 host.append({"layer": r["layer"], "direction": r["direction"], "ours_us": o["host_us"],
                              "torch_us": t.get("host_us")})
+        firsts = [e for e in (r["ours"].get(eng) for r in result["records"]) if e and e.get("first_call_ms") is not None]
+        per["first_calls"] = {"problems": len(firsts), "seconds": sum(e["first_call_ms"] for e in firsts) / 1e3,
+                              "searches": sum(e.get("searches") or 0 for e in firsts)}
         per["host"] = {"layers": host,
                        "geomean_ratio": geomean([h["ours_us"] / h["torch_us"] for h in host if h["torch_us"]])}
         out[eng] = per
@@ -399,6 +402,10 @@ def summary_lines(result):
             if s.get("roofline_fraction_geomean") is not None:
                 lines.append("%s %-5s roofline fraction geomean %s (torch %s)" % (
                     eng, d, _f(s["roofline_fraction_geomean"]), _f(s.get("roofline_fraction_geomean_torch"))))
+        fc = per.get("first_calls")
+        if fc and fc["problems"]:
+            lines.append("%s first calls (searches included): %.1f s over %d problems, %d searched" % (
+                eng, fc["seconds"], fc["problems"], fc["searches"]))
         h = per["host"]
         if h["layers"]:
             lines.append("%s host us/call (tiny layers): %s; geomean ours/torch %s" % (

@@ -10,8 +10,13 @@ For each layer and direction:
    an unwritten element (NaN) or an error over tolerance is a FAIL, and a
    failed layer gets no time;
 3. ours (per engine) and the peers are timed by ``bench.timing``.
+
+Our first call of each layer-direction is timed on its own, host clock to a synchronize
+(``first_call_ms``), with the searches it ran (``searches``: choice-cache misses): what a search
+costs, or, with a warm tuning file, that none ran.
 """
 import math
+import time
 
 import numpy
 
@@ -129,6 +134,11 @@ def describe_choice(last):
     return "/".join(str(n) for n in names) or None, ws, last.get("path")
 
 
+def _misses(cudnnconv):
+    """Choice-cache misses over every engine so far: each is one search."""
+    return sum(c.misses for c in cudnnconv.cache_info().values())
+
+
 def _entry(status, **kw):
     e = {"status": status, "kernel_ms": None, "eager_ms": None, "host_us": None, "rel_err": None, "notes": []}
     e.update(kw)
@@ -221,13 +231,18 @@ class Runner:
         calls = [our_call(layer, direction, s, o, eng, self.allow_tf32) for s, o in zip(sets, outs)]
         try:
             outs[0].fill(numpy.nan)               # poison: an unwritten element stays NaN
-            calls[0]()
             cupy.cuda.Device().synchronize()
+            misses = _misses(cudnnconv)
+            t0 = time.perf_counter()
+            calls[0]()                            # the first call: it searches, unless a cache or tuning file knows
+            cupy.cuda.Device().synchronize()
+            first_ms = (time.perf_counter() - t0) * 1e3
+            searches = _misses(cudnnconv) - misses
             algo, ws, path = describe_choice(cudnnconv.last_call())
             engine = (cudnnconv.last_call() or {}).get("engine")
         except Exception as e:                    # noqa: BLE001
             return _entry("error", notes=[_short(e)])
-        info = dict(algo=algo, workspace=ws, path=path, engine=engine)
+        info = dict(algo=algo, workspace=ws, path=path, engine=engine, first_call_ms=first_ms, searches=searches)
         if ref is not None:
             err = rel_err(outs[0], ref)
             if not err <= self.tol:

@@ -478,6 +478,21 @@ def test_cli_exhaustive_budget_is_checked_before_any_work(capsys):
     assert cudnnconv.benchmark_settings() == before
 
 
+def test_first_calls_are_summed_with_their_searches():
+    res = synthetic_result(0.9)
+    for i, r in enumerate(res["records"]):
+        r["ours"]["graph"].update(first_call_ms=100.0 * (i + 1), searches=1 if i < 4 else 0)
+    res["summary"] = report.summarize(res)
+    fc = res["summary"]["graph"]["first_calls"]
+    n = len(res["records"])
+    assert fc == {"problems": n, "seconds": pytest.approx(0.1 * n * (n + 1) / 2), "searches": 4}
+    assert res["summary"]["legacy"]["first_calls"] == {"problems": 0, "seconds": 0.0, "searches": 0}
+    text = "\n".join(report.summary_lines(res))
+    assert "graph first calls (searches included): %.1f s over %d problems, 4 searched" % (
+        0.1 * n * (n + 1) / 2, n) in text
+    assert "legacy first calls" not in text          # no first-call times: no line
+
+
 def test_an_exhaustive_run_writes_its_own_results_beside_the_benchmark_runs():
     import argparse
     run = argparse.Namespace(name=None, suite=["resnet50"], layout="nhwc", exhaustive=None)
