@@ -17,6 +17,8 @@
 # Env:   SMALL_INDEX_LIMIT (default 1048576), PYTEST_ARGS (extra pytest args),
 #        SUITE_TIMEOUT / SPLIT_TIMEOUT / STRESS_TIMEOUT (seconds per pytest phase; 124 = timed out),
 #        STRESS=0 (leave out the stress phase: tests marked stress),
+#        SPLIT=0 (leave out the small-limit build and its split tests: for the call of a two-call
+#        suite that does not run them),
 #        SUITE_PATHS (what the suite phase collects, default "tests"; to run the suite in two
 #        calls where one does not fit a call's time: SUITE_PATHS=tests/gpu, then
 #        SUITE_PATHS="tests --ignore=tests/gpu").
@@ -118,6 +120,8 @@ else
 fi
 
 # ---- 3. small-index-limit build + split tests ------------------------------
+SPLIT_RC=0
+if [ "${SPLIT:-1}" = "1" ]; then
 echo "=== small-limit build (CUDNNCONV_INDEX_LIMIT=$SMALL_INDEX_LIMIT) in $SMALL ==="
 rm -rf "$SMALL"
 mkdir -p "$SMALL"
@@ -155,6 +159,7 @@ PY
     if [ $SPLIT_RC -eq 0 ] && ! echo "$S" | grep -q ' skipped' ; then phase split ok "$S"
     elif [ $SPLIT_RC -eq 0 ]; then phase split ok "$S (some skipped: see split.log)"
     else phase split FAIL "rc=$SPLIT_RC: $S"; fi
+fi
 fi
 
 # ---- 4. optional benchmarks ---------------------------------------------------
