@@ -41,7 +41,10 @@ def test_exhaustive_tries_more_and_chooses_at_least_as_well(clean, direction, tm
     plain = cudnnconv.last_call()["choices"][0]
     assert plain["how"] == "benchmark"
     listed = len(cudnnconv.explain(x, w, padding=1, engine="graph").candidates) if direction == "forward" else 0
-    cudnnconv.benchmark_settings(exhaustive=True, exhaustive_budget_s=8)
+    # 20 s: the sweep's worker starts fresh here (the fixture shuts it down) and builds the
+    # heuristics' configs first, compiling those that cuDNN compiles at run time; with 8 s the
+    # sweep ran out on them and listed nothing new (H200, 2026-12-03)
+    cudnnconv.benchmark_settings(exhaustive=True, exhaustive_budget_s=20)
     if direction == "forward":           # explain() lists what the exhaustive search tried: more rows
         assert len(cudnnconv.explain(x, w, padding=1, engine="graph").candidates) > listed
     got, expect = call(ref.poisoned(shape, "float16", "channels_last"))   # searches again: the plain choice is not exhaustive
@@ -144,11 +147,18 @@ def test_knob_settings_of_the_sweeps_own_compute_the_convolution(clean, directio
     from cudnnconv.engines import graph
     x, w, gy = _fp16_nhwc((16, 32, 20, 20), 10), _fp16_nhwc((48, 32, 3, 3), 11), _fp16_nhwc((16, 48, 20, 20), 12)
     key, opts = _key(direction, x, w, gy, 1)
-    s = knob_sandbox.sweep(key, 5.0)
-    assert s.ran, s
     a = graph.sweep_args(key, (x.data.ptr, w.data.ptr, gy.data.ptr))
     heuristic = {str(c.tag) for c in graph.sweep_heuristics(a, opts)}
-    own = [r for r in s.results if r.status == "timed" and r.knobs and r.tag not in heuristic]
+    # A fresh worker (the fixture shuts the last one down) builds the heuristics' configs first and
+    # compiles those that cuDNN compiles at run time: 5 s once ran out on them, on forward and
+    # weight-gradient problems (H200, 2026-12-03).  The second sweep runs in the same worker with
+    # them compiled.  What is checked below is the settings' results, not the sweep's speed.
+    for seconds in (8.0, 16.0):
+        s = knob_sandbox.sweep(key, seconds)
+        assert s.ran, s
+        own = [r for r in s.results if r.status == "timed" and r.knobs and r.tag not in heuristic]
+        if own:
+            break
     assert own, [(r.tag, r.status) for r in s.results]
     if direction == "forward":
         shape, expect = gy.shape, ref.conv(x, w, padding=1)
