@@ -156,3 +156,31 @@ def test_what_each_backward_needs():
         "relu": "output", "leaky_relu": "output", "elu": "output", "gelu": "pre", "gelu_tanh": "pre",
         "silu": "pre", "sigmoid": "output", "tanh": "output", "clamp": "output"}
     assert A.needs(("leaky_relu", -0.5)) == "pre" and A.needs(("elu", -1.0)) == "pre"
+
+
+@pytest.mark.parametrize("epi", [
+    A.epilogue(),
+    A.epilogue(0.5, 2.0, "silu", True, True),
+    A.epilogue(1, 1, ("clamp", -1, 6), False, True),
+    A.epilogue(act=("leaky_relu", 0.2), has_z=True),
+    A.epilogue(act="gelu_tanh"),
+])
+def test_an_epilogue_round_trips_through_its_key_fields(epi):
+    fields = A.key_fields(epi)
+    assert len(fields) == A.KEY_FIELDS and all(type(v) in (int, float) for v in fields)
+    assert A.from_key_fields(fields) == epi
+    assert A.from_key_fields(list(fields)) == epi
+
+
+@pytest.mark.parametrize("fields, words", [
+    ((1.0, 1.0, 1, 0.0, 0.0), "has 6 fields, got 5"),
+    ((1.0, 1.0, 99, 0.0, 0.0, 0), "bad activation index 99"),
+    ((1.0, 1.0, True, 0.0, 0.0, 0), "bad activation index True"),
+    ((1.0, 1.0, 1, 0.0, 0.0, 4), "bad parts 4"),
+    ((1.0, 1.0, A.NAMES.index("relu"), 0.5, 0.0, 0), "gives relu parameters it does not take"),
+    ((1.0, 1.0, A.NAMES.index("clamp"), 2.0, 1.0, 0), "clamp's min 2.0 is above its max 1.0"),
+    ((float("inf"), 1.0, 0, 0.0, 0.0, 0), "alpha1 must be finite"),
+])
+def test_key_fields_no_epilogue_makes_are_refused(fields, words):
+    with pytest.raises(ValueError, match=re.escape(words)):
+        A.from_key_fields(fields)

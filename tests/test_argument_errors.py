@@ -203,6 +203,32 @@ CASES = {
                          "alpha must be a finite real number"),
     "fused/alpha-nan": ("conv_bias_add_relu", [X2, W2, A(2, 6, 6, 6), float("nan"), None], {}, ValueError,
                         "alpha must be a finite real number"),
+    # ---- conv_epilogue ------------------------------------------------------------
+    "epilogue/unknown-act": ("conv_epilogue", [X2, W2, A(6)], {"act": "softmax"}, ValueError,
+                             "unknown activation 'softmax'; known: identity, relu"),
+    "epilogue/act-type": ("conv_epilogue", [X2, W2], {"act": ["relu"]}, TypeError,
+                          r"an activation is None, a name or a \(name, \*parameters\) tuple"),
+    "epilogue/clamp-no-bounds": ("conv_epilogue", [X2, W2], {"act": "clamp"}, ValueError, "needs its parameters"),
+    "epilogue/clamp-order": ("conv_epilogue", [X2, W2], {"act": ("clamp", 6, 0)}, ValueError,
+                             "clamp's min 6.0 is above its max 0.0"),
+    "epilogue/act-param-type": ("conv_epilogue", [X2, W2], {"act": ("leaky_relu", "0.1")}, TypeError,
+                                "negative_slope must be a real number"),
+    "epilogue/z-shape": ("conv_epilogue", [X2, W2], {"z": A(2, 6, 8, 8), "act": "silu"}, ValueError,
+                         r"z must have the output's shape \(2, 6, 6, 6\)"),
+    "epilogue/z-numpy": ("conv_epilogue", [X2, W2], {"z": numpy.zeros((2, 6, 6, 6), "f4")}, TypeError,
+                         "z must be a CUDA array"),
+    "epilogue/z-dtype": ("conv_epilogue", [X2, W2], {"z": A(2, 6, 6, 6, t="<f2")}, TypeError, "share one dtype"),
+    "epilogue/bias-shape": ("conv_epilogue", [X2, W2, A(4)], {"act": "gelu"}, ValueError,
+                            r"bias must have shape \(6,\)"),
+    "epilogue/alpha1-str": ("conv_epilogue", [X2, W2, A(6)], {"alpha1": "2"}, TypeError,
+                            "alpha1 must be a finite real number"),
+    "epilogue/alpha2-bool": ("conv_epilogue", [X2, W2], {"z": A(2, 6, 6, 6), "alpha2": True}, TypeError,
+                             "alpha2 must be a finite real number"),
+    "epilogue/alpha1-inf": ("conv_epilogue", [X2, W2], {"alpha1": float("inf")}, ValueError,
+                            "alpha1 must be a finite real number"),
+    "epilogue/bad-fusion": ("conv_epilogue", [X2, W2], {"fusion": "always"}, ValueError, "fusion must be one of"),
+    "epilogue/out-shape": ("conv_epilogue", [X2, W2, A(6)], {"act": "relu", "out": A(2, 6, 6, 5)}, ValueError,
+                           "out has shape"),
     # ---- array kinds and array-interface fields -----------------------------
     "array/bool": ("conv", [A(2, 4, 8, 8, t="|b1"), A(6, 4, 3, 3, t="|b1")], {}, TypeError,
                    "unsupported dtype bool"),
@@ -337,7 +363,7 @@ def test_the_catalogue_doc_is_current(fake_cuda_array):
 def test_every_public_function_is_in_the_catalogue():
     covered = {CASES[c][0] for c in CASES}
     assert covered == {"conv", "conv_backward_input", "conv_backward_weight", "conv_transpose",
-                       "conv_bias_add_relu"}
+                       "conv_bias_add_relu", "conv_epilogue"}
 
 
 @pytest.mark.parametrize("nd", [1, 2, 3])

@@ -449,3 +449,51 @@ def test_engines_describe_their_knobs_and_the_sweep_settings_stay_inside_them(st
                     lo, hi, step = ranges[t]
                     assert lo <= v <= hi and (v - lo) % step == 0, (op, i, s, infos)
     assert any(len(infos) >= 2 for infos in res["forward"]["knobs"].values()), res["forward"]["knobs"]
+
+
+@needs_graph
+def test_every_epilogue_graph_finalizes_with_its_nodes(stub_libcuda):
+    """op 'epilogue' on the host: every activation, with and without z and the bias, alpha1 on
+    its first pointwise node, its parameters on the pointwise descriptor, the operation graph
+    finalized; the bias takes z's slot (uid 4) where z is not given."""
+    res = run_with_stub(stub_libcuda, """
+        from cudnnconv import activations as A
+        SPECS = [None, "relu", ("leaky_relu", 0.2), ("elu", 0.5), "gelu", "gelu_tanh", "silu", "sigmoid", "tanh",
+                 ("clamp", -1.0, 6.0)]
+        for case, (xs, ws, s, p, g) in enumerate([((2, 8, 9, 9), (16, 8, 3, 3), 1, 1, 1),
+                                                  ((2, 8, 9, 9), (8, 1, 3, 3), 2, 1, 8),
+                                                  ((2, 4, 5, 6, 7), (6, 4, 1, 1, 1), 1, 0, 1)]):
+            geom, ys = params.conv_geometry(xs, ws, s, p, 1, g)
+            for spec in SPECS:
+                for has_z in (False, True):
+                    for has_b in (False, True):
+                        for a1 in (1.0, 0.5):
+                            epi = A.epilogue(a1, 2.0, spec, has_z, has_b)
+                            name = "%d/%s/%d%d/%g" % (case, A.activation(spec).name, has_z, has_b, a1)
+                            try:
+                                out[name] = graph.validate_problem("epilogue", xs, ws, ys, geom, "NHWC", "float16",
+                                                                   with_graph=True, epilogue=epi)
+                            except CuDNNError as e:
+                                out[name] = ["error", e.name, e.message]
+    """)
+    assert len(res) == 3 * 10 * 8
+    bad = {k: v for k, v in res.items() if v[0] == "error" or v[-1] != "operation graph"}
+    assert not bad, bad
+    for name, texts in res.items():
+        dims, act, parts, a1 = name.split("/")
+        has_z, has_b = parts[0] == "1", parts[1] == "1"
+        nodes = [t for t in texts if t.startswith("pointwise(")]
+        assert texts.count("forward operation") == 1
+        steps = has_z + has_b + (act != "identity")
+        assert len(nodes) == max(steps + (a1 != "1" and steps == 0), 1), (name, texts)
+        assert ("alpha1=0.5" in nodes[0]) == (a1 == "0.5"), (name, nodes)
+        assert all("alpha1=0.5" not in n for n in nodes[1:]), (name, nodes)
+        if has_z:
+            assert "alpha2=2.0" in nodes[0], (name, nodes)
+    t = res["0/leaky_relu/01/1"]
+    assert "relu_lower_clip_slope=0.2" in t[-2] and "mode=100" in t[-2], t
+    t = res["1/clamp/11/1"]
+    assert "relu_lower_clip=-1.0" in t[-2] and "relu_upper_clip=6.0" in t[-2], t
+    assert "elu_alpha=0.5" in res["0/elu/00/1"][-2] and "swish_beta=1.0" in res["2/silu/10/0.5"][-2]
+    assert "mode=21" in res["0/identity/00/0.5"][-2]                 # IDENTITY carries alpha1 alone
+    assert "mode=104" in res["2/gelu/11/1"][-2] and "mode=107" in res["0/gelu_tanh/00/1"][-2]

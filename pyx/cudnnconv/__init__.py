@@ -3,7 +3,7 @@
 Public API::
 
     conv, conv_backward_input, conv_backward_weight, conv_transpose,
-    conv_bias_add_relu, plan, CallPlan, flags, version, build_info,
+    conv_bias_add_relu, conv_epilogue, plan, CallPlan, flags, version, build_info,
     clear_cache, cache_info, last_call, save_tuning, load_tuning, explain,
     last_choice, benchmark_settings, CuDNNError, CuDNNOutOfMemoryError,
     CaptureError, CudaUnavailableError; diagnostics: trace_stages, stage_times
@@ -28,7 +28,8 @@ from cudnnconv.options import flags  # noqa: E402
 from cudnnconv import engine_registry, _log  # noqa: E402
 from cudnnconv.engine_registry import EngineUnavailable  # noqa: E402
 from cudnnconv.api import (  # noqa: E402
-    conv, conv_backward_input, conv_backward_weight, conv_transpose, conv_bias_add_relu, last_call, plan,
+    conv, conv_backward_input, conv_backward_weight, conv_transpose, conv_bias_add_relu, conv_epilogue, last_call,
+    plan,
     CudaUnavailableError, cuda_available)
 from cudnnconv.callplan import CallPlan  # noqa: E402
 from cudnnconv.core.executor import trace_stages, stage_times  # noqa: E402
@@ -86,7 +87,7 @@ def cache_info():
 
 
 __all__ = [
-    "conv", "conv_backward_input", "conv_backward_weight", "conv_transpose", "conv_bias_add_relu",
+    "conv", "conv_backward_input", "conv_backward_weight", "conv_transpose", "conv_bias_add_relu", "conv_epilogue",
     "plan", "CallPlan", "trace_stages", "stage_times", "flags", "version", "build_info", "clear_cache", "cache_info", "last_call", "cuda_available",
     "CuDNNError", "CuDNNOutOfMemoryError", "CaptureError", "EngineUnavailable", "CudaUnavailableError",
     "save_tuning", "load_tuning", "explain", "last_choice", "benchmark_settings",

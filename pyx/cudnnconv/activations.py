@@ -70,6 +70,11 @@ _FORWARD_MODE = {
 }
 
 
+def parameter_names(name):
+    """The names of the parameters of the activation called ``name`` (a canonical name)."""
+    return _SPECS[name][0]
+
+
 def _number(value, what):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError("%s must be a real number, got %s" % (what, type(value).__name__))
@@ -267,3 +272,46 @@ def _sigmoid(v):
 def _erf(v):
     import numpy as np
     return np.vectorize(math.erf, otypes=[np.float64])(v)
+
+
+# ---------------------------------------------------------------------------
+# The whole epilogue, as the graph engine's key and graph carry it
+# ---------------------------------------------------------------------------
+
+Epilogue = collections.namedtuple("Epilogue", "alpha1 alpha2 act has_z has_bias")
+Epilogue.__doc__ = ("``act(alpha1 * conv + alpha2 * z + bias)``: the scales as floats, the canonical "
+                    "Activation, and whether z and the bias are given.")
+
+KEY_FIELDS = 6      # alpha1, alpha2, the activation's index in NAMES, two parameters, the parts given
+
+
+def epilogue(alpha1=1.0, alpha2=1.0, act=None, has_z=False, has_bias=False):
+    """A canonical ``Epilogue`` (the scales checked as ``activation()`` checks parameters)."""
+    return Epilogue(_number(alpha1, "alpha1"), _number(alpha2, "alpha2"), activation(act), bool(has_z),
+                    bool(has_bias))
+
+
+def key_fields(epi):
+    """The epilogue as numbers for a cache key and a tuning record: (alpha1, alpha2, the
+    activation's index in ``NAMES``, its parameters padded to two, 1 * has_z + 2 * has_bias)."""
+    p = tuple(epi.act.params) + (0.0,) * (2 - len(epi.act.params))
+    return (float(epi.alpha1), float(epi.alpha2), NAMES.index(epi.act.name)) + p + \
+        (int(epi.has_z) + 2 * int(epi.has_bias),)
+
+
+def from_key_fields(fields):
+    """The Epilogue that ``key_fields`` wrote (ValueError for fields no epilogue makes)."""
+    fields = tuple(fields)
+    if len(fields) != KEY_FIELDS:
+        raise ValueError("an epilogue key has %d fields, got %d" % (KEY_FIELDS, len(fields)))
+    alpha1, alpha2, index, p0, p1, parts = fields
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(NAMES):
+        raise ValueError("bad activation index %r in an epilogue key" % (index,))
+    if isinstance(parts, bool) or not isinstance(parts, int) or not 0 <= parts <= 3:
+        raise ValueError("bad parts %r in an epilogue key" % (parts,))
+    name = NAMES[index]
+    n = len(_SPECS[name][0])
+    act = activation((name,) + (p0, p1)[:n])
+    if any(v != 0.0 for v in (p0, p1)[n:]):
+        raise ValueError("an epilogue key gives %s parameters it does not take" % name)
+    return epilogue(alpha1, alpha2, act, parts & 1, parts & 2)

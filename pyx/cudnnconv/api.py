@@ -12,7 +12,7 @@ import math
 
 import numpy
 
-from cudnnconv import params, split, engine_registry, tiled_calls
+from cudnnconv import activations, epilogue_composed, params, split, engine_registry, tiled_calls
 from cudnnconv.options import flags as _flag_defaults
 from cudnnconv import callplan
 from cudnnconv.callplan import CallPlan, FnSpec, Miss, conv_plan, rel_span
@@ -40,7 +40,7 @@ def _record(fn, engine, path, choices):
     _state().last = (fn, engine, path, choices)
 
 
-_OPTIONAL_ARRAYS = frozenset(("bias",))
+_OPTIONAL_ARRAYS = frozenset(("bias", "z"))
 
 
 def _inspect(**named):
@@ -560,19 +560,27 @@ def conv_bias_add_relu(input, weight, z, alpha, bias, stride=1, padding=0, dilat
     return r if type(r) is not Miss else _full_path(_FUSED_PATH, r, arrays, scalars, out)   # never bound
 
 
-def _fused_first_pass(arrays, scalars, out, opts, miss):
-    stride, padding, dilation, groups, alpha, fusion = scalars
+def _epilogue_arrays(arrays, geometry, out):
+    """The checks an epilogue's arrays (input, weight, z, bias) share, before any GPU work: the
+    geometry, z of the output's shape where given, bias of (K,); then the arrays as CuPy views.
+    Returns (geom, output shape, chunks, (x, w, z, bias), out, device, layout)."""
     a = _inspect(input=arrays[0], weight=arrays[1], z=arrays[2], bias=arrays[3])
-    geom, y_shape = params.conv_geometry(a["input"].shape, a["weight"].shape, stride, padding, dilation,
-                                         groups)
-    if tuple(a["z"].shape) != y_shape:
+    geom, y_shape = params.conv_geometry(a["input"].shape, a["weight"].shape, *geometry)
+    if a["z"] is not None and tuple(a["z"].shape) != y_shape:
         raise ValueError("z must have the output's shape %s, got %s" % (y_shape, tuple(a["z"].shape)))
     params.check_bias(a["bias"], y_shape[1])
     size = math.prod(y_shape)
     chunks = tiled_calls.plan(a["input"].shape, a["weight"].shape, geom, split.FORWARD_MAX_WORKSIZE) if size else []
     arr, out, device = _prepare(a, out, y_shape, may_alias=("z",))
-    arrays = x, w, zz, b = arr["input"], arr["weight"], arr["z"], arr["bias"]
-    layout = params.suggest_layout(x, w)
+    x, w = arr["input"], arr["weight"]
+    return (geom, y_shape, chunks, (x, w, arr["z"], arr["bias"]), out, device,
+            params.suggest_layout(x, w))
+
+
+def _fused_first_pass(arrays, scalars, out, opts, miss):
+    stride, padding, dilation, groups, alpha, fusion = scalars
+    geom, y_shape, chunks, arrays, out, device, layout = _epilogue_arrays(arrays, scalars[:4], out)
+    x, w, zz, b = arrays
     repro = ("conv_bias_add_relu", [("input", x.shape), ("weight", w.shape), ("z", y_shape),
                                     ("alpha", alpha), ("bias", None if b is None else tuple(b.shape))],
              x.dtype, layout, params.repro_kwargs(geom, opts, [("fusion", fusion)]))
@@ -623,6 +631,126 @@ def _compose_bias_add_relu(y, z, alpha, b):
     import cupy
     cupy.maximum(acc, 0, out=acc)
     y[...] = acc.astype(y.dtype)
+
+
+# ---------------------------------------------------------------------------
+# the general epilogue
+# ---------------------------------------------------------------------------
+
+def _real(name, value):
+    """A finite real number as a float (TypeError for a bool, a str or a non-number)."""
+    if isinstance(value, (str, bytes, bytearray, bool, numpy.bool_)):     # float() reads '1.5' and True
+        raise TypeError("%s must be a finite real number, got %r" % (name, value))
+    try:
+        value = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise TypeError("%s must be a finite real number, got %r" % (name, value)) from None
+    if not math.isfinite(value):
+        raise ValueError("%s must be a finite real number, got %r" % (name, value))
+    return value
+
+
+def conv_epilogue(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, z=None, act=None,
+                  alpha1=1.0, alpha2=1.0, out=None, fusion="auto", benchmark=None, deterministic=None,
+                  allow_tf32=None, workspace_limit=None, engine=None):
+    """act(alpha1 * conv(input, weight) + alpha2 * z + bias), each part optional.
+
+    ``act``: None (identity), 'relu', 'leaky_relu' (slope 0.01), ('leaky_relu', slope), 'elu'
+    (alpha 1), ('elu', alpha), 'gelu' (erf), 'gelu_tanh', 'silu' (or 'swish'), 'sigmoid',
+    'tanh' or ('clamp', min, max) (``cudnnconv.activations``).  ``z`` has the output's shape;
+    ``bias`` is ``(K,)``; ``alpha1`` and ``alpha2`` are real numbers.
+    ``fusion``: 'auto' runs the graph engine's fused graph (the convolution and every pointwise
+    step in cuDNN's one plan) where cuDNN supports the case, and otherwise the composed path: the
+    convolution on the call's engine, then the whole epilogue in one elementwise kernel; 'fused'
+    raises where it cannot fuse; 'composed' always composes.  The legacy engine, and a call that
+    must be tiled, compose.  ``cudnnconv.last_call()['path']`` says which ran ('fused' or
+    'composed').
+    """
+    if not isinstance(fusion, str) or fusion not in FUSION_MODES:
+        raise ValueError("fusion must be one of %s, got %r" % (FUSION_MODES, fusion))
+    a = activations.activation(act)
+    p = tuple(a.params) + (0.0,) * (2 - len(a.params))
+    # the activation as a name and two floats: scalars a call signature can hold (see callplan)
+    arrays = (input, weight, z, bias)
+    scalars = (stride, padding, dilation, groups, a.name, p[0], p[1], _real("alpha1", alpha1),
+               _real("alpha2", alpha2), fusion)
+    r = _call(_EPILOGUE, arrays, out, scalars, (benchmark, deterministic, allow_tf32, workspace_limit, engine))
+    return r if type(r) is not Miss else _full_path(_EPILOGUE_PATH, r, arrays, scalars, out)   # never bound
+
+
+def _epilogue_of(scalars, z, bias):
+    """The call's activations.Epilogue, from its scalars and which of z and bias it was given."""
+    name, p0, p1, alpha1, alpha2 = scalars[4:9]
+    n = len(activations.parameter_names(name))
+    return activations.epilogue(alpha1, alpha2, (name,) + (p0, p1)[:n], z is not None, bias is not None)
+
+
+def _epilogue_first_pass(arrays, scalars, out, opts, miss):
+    fusion = scalars[9]
+    epi = _epilogue_of(scalars, arrays[2], arrays[3])
+    geom, y_shape, chunks, arrays, out, device, layout = _epilogue_arrays(arrays, scalars[:4], out)
+    x, w, zz, b = arrays
+    repro = ("conv_epilogue", [("input", x.shape), ("weight", w.shape), ("bias", None if b is None else tuple(b.shape))],
+             x.dtype, layout, params.repro_kwargs(geom, opts, [
+                 ("z", None if zz is None else y_shape), ("act", epi.act.name if not epi.act.params
+                                                          else (epi.act.name,) + tuple(epi.act.params)),
+                 ("alpha1", epi.alpha1), ("alpha2", epi.alpha2), ("fusion", fusion)]))
+    # out may alias z (an in-place residual): then compute into a fresh array.
+    plan = _new_plan("conv_epilogue", ("input", "weight", "z", "bias"), arrays, out, device, layout,
+                     geom, y_shape, (not params.has_layout(x, layout), not params.has_layout(w, layout),
+                                     zz is not None and not params.has_layout(zz, layout)), chunks, repro,
+                     may_alias=("z",), out_direct=out is None or zz is None or not params.overlaps(out, zz))
+    return plan, arrays, out
+
+
+def _fuser(eng):
+    """The graph engine where ``eng`` runs it (itself, or engine='auto''s first), else None."""
+    if getattr(eng, "ENGINE", None) == "graph" and hasattr(eng, "DIRECTIONS"):
+        return eng
+    first = getattr(eng, "first", None)
+    if first is not None and getattr(first, "ENGINE", None) == "graph":
+        return first
+    return None
+
+
+def _epilogue_execute(eng, plan, arrays, scalars, out, opts, miss):
+    import cupy
+    from cudnnconv import _log
+    x, w, zz, b = arrays
+    epi, fusion = _epilogue_of(scalars, zz, b), scalars[9]
+    xs, ws = _packed(plan, 0, x), _packed(plan, 1, w)
+    zs = None if zz is None else _packed(plan, 2, zz)
+    if plan.pad:
+        xs = _pad_end(xs, plan.geom.same_extra, plan.layout)
+    bs = None if b is None else cupy.ascontiguousarray(b)
+    y = _output(plan, out, x.dtype)
+    if zs is not None and plan.out_direct and params.overlaps(out, zz):     # an in-place residual this time
+        y = params.empty_in_layout(plan.shape, x.dtype, plan.layout)
+    path, choices = "composed", []
+    fuser = _fuser(eng) if fusion != "composed" else None
+    if fusion == "fused" and (fuser is None or tiled_calls.is_tiled(plan.chunks)):
+        raise CuDNNError(3000, "conv_epilogue cannot fuse here: %s" % (
+            "the %s engine has no fused epilogue (the graph engine has)" % eng.ENGINE if fuser is None
+            else "the call is tiled, and its tiles compose"), "")
+    if fuser is not None and plan.chunks and not tiled_calls.is_tiled(plan.chunks):
+        try:
+            choices = [fuser.run("epilogue", xs if len(plan.chunks) == 1 else xs[s:s + n], ws,
+                                 y if len(plan.chunks) == 1 else y[s:s + n], plan.geom, opts, plan.layout,
+                                 plan.device, plan.repro,
+                                 z=None if zs is None else (zs if len(plan.chunks) == 1 else zs[s:s + n]),
+                                 bias=bs, epilogue=epi)
+                       for s, n in plan.chunks]
+            path = "fused"
+        except CuDNNError as e:
+            if fusion == "fused":
+                raise
+            _log.debug("conv_epilogue: the fused graph cannot run this case (%s); composing", e.name)
+            choices = []
+    if path == "composed" and plan.chunks:
+        choices = _run_chunks(eng, "forward", plan, xs, ws, y, opts)
+        epilogue_composed.apply(y, epi, zs, bs)
+    _log.debug("conv_epilogue ran the %s path on the %s engine", path, eng.ENGINE)
+    return y, path, choices
 
 
 # ---------------------------------------------------------------------------
@@ -678,6 +806,14 @@ def _redo_fused(arrays, scalars, out, opts):
                                   **_kw(opts))
 
 
+def _redo_epilogue(arrays, scalars, out, opts):
+    x, w, z, b = arrays
+    epi = _epilogue_of(scalars, z, b)
+    with _planned(opts):
+        return conv_epilogue(x, w, b, *scalars[:4], z=z, act=epi.act, alpha1=epi.alpha1, alpha2=epi.alpha2,
+                             out=out, fusion=scalars[9], **_kw(opts))
+
+
 # FnSpec(name, engine op, forward role of each array argument (0 x, 1 w,
 # 2 y, -1 not given to the engine), the result's role, bindable, redo).
 _CONV = FnSpec("conv", "forward", (0, 1, -1), 2, True, _redo_conv)
@@ -685,15 +821,17 @@ _BACKWARD_INPUT = FnSpec("conv_backward_input", "backward_data", (1, 2), 0, True
 _BACKWARD_WEIGHT = FnSpec("conv_backward_weight", "backward_filter", (0, 2), 1, True, _redo_backward_weight)
 _TRANSPOSE = FnSpec("conv_transpose", "backward_data", (2, 1, -1), 0, True, _redo_transpose)
 _FUSED = FnSpec("conv_bias_add_relu", "fused", (0, 1, -1, -1), 2, False, _redo_fused)
+_EPILOGUE = FnSpec("conv_epilogue", "epilogue", (0, 1, -1, -1), 2, False, _redo_epilogue)
 
 _CONV_PATH = _Path(_CONV, _conv_plan, _conv_execute)
 _BACKWARD_INPUT_PATH = _Path(_BACKWARD_INPUT, _backward_input_first_pass, _backward_input_execute)
 _BACKWARD_WEIGHT_PATH = _Path(_BACKWARD_WEIGHT, _backward_weight_first_pass, _backward_weight_execute)
 _TRANSPOSE_PATH = _Path(_TRANSPOSE, _transpose_first_pass, _transpose_execute)
 _FUSED_PATH = _Path(_FUSED, _fused_first_pass, _fused_execute)
+_EPILOGUE_PATH = _Path(_EPILOGUE, _epilogue_first_pass, _epilogue_execute)
 
 _FUNCTIONS = {f.__name__: f for f in (conv, conv_backward_input, conv_backward_weight, conv_transpose,
-                                      conv_bias_add_relu)}
+                                      conv_bias_add_relu, conv_epilogue)}
 
 # What every public function raises (appended to each one's docstring, so help() shows it).
 _RAISES = """

@@ -118,6 +118,10 @@ def plan_scratch(key):
     roles = [("x", key.input_shape, key.layout), ("w", key.weight_shape, key.layout), ("y", y_shape, key.layout)]
     if key.op == "fused":
         roles += [("z", y_shape, key.layout), ("bias", b_shape, params.NCHW)]
+    epi = _epilogue(key)
+    if epi is not None:
+        roles += ([("z", y_shape, key.layout)] if epi.has_z else []) + \
+            ([("bias", b_shape, params.NCHW)] if epi.has_bias else [])
     itemsize = _dtype(key.dtype).itemsize
     out, offset = [], 0
     for i, (role, shape, layout) in enumerate(roles):
@@ -129,6 +133,14 @@ def plan_scratch(key):
         offset += al + math.prod(shape) * itemsize
         offset = -(-offset // _ROUND) * _ROUND
     return geom, out, offset
+
+
+def _epilogue(key):
+    """An epilogue key's activations.Epilogue (its extra ends with the epilogue's key fields), else None."""
+    if key.op != "epilogue":
+        return None
+    from cudnnconv import activations
+    return activations.from_key_fields(key.extra[-activations.KEY_FIELDS:])
 
 
 def _arrays(mem, key, plan):
@@ -175,8 +187,9 @@ def warm_up(keys, max_scratch_bytes=None):
                     mem = cupy.cuda.alloc(max(nbytes, 1))
                     t = _arrays(mem, key, plan)
                     if not _through_public_function(key, t, geom, opts):
+                        more = {} if key.op != "epilogue" else {"epilogue": _epilogue(key)}
                         mod.run(key.op, t["x"], t["w"], t["y"], geom, opts, key.layout, key.device,
-                                z=t.get("z"), bias=t.get("bias"), alpha=alpha)
+                                z=t.get("z"), bias=t.get("bias"), alpha=alpha, **more)
                     devices.add(key.device)
                 run += 1
             except _NotCached:

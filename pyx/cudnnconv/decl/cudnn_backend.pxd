@@ -45,6 +45,11 @@ cdef extern from "cudnn.h" nogil:
     ctypedef enum cudnnBackendAttributeName_t:
         CUDNN_ATTR_POINTWISE_MODE
         CUDNN_ATTR_POINTWISE_MATH_PREC
+        CUDNN_ATTR_POINTWISE_RELU_LOWER_CLIP
+        CUDNN_ATTR_POINTWISE_RELU_UPPER_CLIP
+        CUDNN_ATTR_POINTWISE_RELU_LOWER_CLIP_SLOPE
+        CUDNN_ATTR_POINTWISE_ELU_ALPHA
+        CUDNN_ATTR_POINTWISE_SWISH_BETA
         CUDNN_ATTR_CONVOLUTION_COMP_TYPE
         CUDNN_ATTR_CONVOLUTION_CONV_MODE
         CUDNN_ATTR_CONVOLUTION_DILATIONS
@@ -135,6 +140,7 @@ cdef extern from "cudnn.h" nogil:
     ctypedef enum cudnnPointwiseMode_t:
         CUDNN_POINTWISE_ADD
         CUDNN_POINTWISE_MUL
+        CUDNN_POINTWISE_IDENTITY
         CUDNN_POINTWISE_RELU_FWD
 
     cudnnStatus_t cudnnBackendCreateDescriptor(cudnnBackendDescriptorType_t descriptorType,

@@ -46,8 +46,8 @@ import weakref
 
 from cudnnconv.core import executor as _executor
 
-from cudnnconv import (_log, errata, exhaustive_budget, gpu_timing, knob_sandbox, knob_space, options, params, ranking,
-                       records, search, workspace)
+from cudnnconv import (_log, activations, errata, exhaustive_budget, gpu_timing, knob_sandbox, knob_space, options,
+                       params, ranking, records, search, workspace)
 from cudnnconv.cache import AlgoCache, CacheInfo, check_maxsize
 from cudnnconv.core.status import CuDNNError, CuDNNOutOfMemoryError
 
@@ -62,6 +62,8 @@ cdef enum:
     UID_T0 = 101
     UID_T1 = 102
     UID_T2 = 103
+    UID_T3 = 104
+    UID_T4 = 105
     MAX_TENSORS = 5
     NOTE_CAP = 64            # above every *_TYPE_COUNT of cuDNN 9.x
 
@@ -126,11 +128,20 @@ def key_extra(op, ptrs, alpha=1.0):
     return al + (float(alpha),) if op == "fused" else al
 
 
-def problem_key(op, device, dtype_code, x_shape, w_shape, layout, geom, opts, ptrs, alpha=1.0):
+def epilogue_key_extra(ptrs, epi):
+    """``key_extra`` of an epilogue problem (``epi``: an activations.Epilogue): the alignment of
+    each of its tensors (x, w, y, then z and the bias where given), 0 for the slots it leaves
+    empty, then ``activations.key_fields(epi)``."""
+    al = [alignment(p) for p in ptrs] + [0] * (MAX_TENSORS - len(ptrs))
+    return tuple(al) + activations.key_fields(epi)
+
+
+def problem_key(op, device, dtype_code, x_shape, w_shape, layout, geom, opts, ptrs, alpha=1.0, epilogue=None):
     """The cache key of one graph problem: the shared key (``params.make_key``,
-    the one key builder) extended with ``key_extra``, as ``run`` builds it."""
-    return _make_key(op, ENGINE, device, dtype_code, x_shape, w_shape, layout, geom, opts,
-                     tuple(key_extra(op, ptrs, alpha)))
+    the one key builder) extended with ``key_extra`` (``epilogue_key_extra`` for
+    op 'epilogue'), as ``run`` builds it."""
+    extra = epilogue_key_extra(ptrs, epilogue) if op == "epilogue" else key_extra(op, ptrs, alpha)
+    return _make_key(op, ENGINE, device, dtype_code, x_shape, w_shape, layout, geom, opts, tuple(extra))
 
 
 cdef object _make_key = params.make_key
@@ -148,6 +159,7 @@ cdef class GraphArgs:
     cdef readonly tuple x_shape, w_shape, y_shape, x_strides, w_strides, y_strides, b_shape
     cdef readonly tuple padding, post_padding, stride, dilation
     cdef readonly double alpha
+    cdef readonly object epilogue    # op 'epilogue': its activations.Epilogue, else None
     cdef int n
     cdef void* ptrs[MAX_TENSORS]
     cdef int64_t align[MAX_TENSORS]
@@ -187,6 +199,7 @@ cdef class GraphArgs:
         self.dilation = tuple(int(v) for v in geom.dilation)
         self.alpha = alpha
         self.n = 5 if op == "fused" else 3
+        self.epilogue = None
         nsp = len(self.x_shape) - 2
         if not 1 <= nsp <= 3 or len(self.w_shape) != nsp + 2 or len(self.y_shape) != nsp + 2:
             raise ValueError("x %s, w %s and y %s must all be (N, C, *spatial) with 1 to 3 spatial dims"
@@ -207,6 +220,49 @@ cdef class GraphArgs:
         self.post_padding = tuple(post)
         return 0
 
+    cdef int set_epilogue(self, epi) except -1:
+        """Op 'epilogue': what follows the convolution (an activations.Epilogue); its tensors
+        are x, w, y, then z and the bias where given, in that order."""
+        if self.op != "epilogue":
+            raise ValueError("an epilogue belongs to op 'epilogue', not %r" % self.op)
+        self.epilogue = epi
+        self.n = 3 + int(epi.has_z) + int(epi.has_bias)
+        return 0
+
+    cdef list epilogue_ops(self, BackendDescriptor X, BackendDescriptor W, BackendDescriptor Y,
+                           BackendDescriptor conv, int ct, bint dbl):
+        """conv -> (alpha1 *) + alpha2 * z -> + bias -> act, through virtual intermediates in the
+        compute type, in the order of the fused graph above; the scale alpha1 goes on the first
+        pointwise node (an IDENTITY node where nothing else follows the convolution)."""
+        epi = self.epilogue
+        cdef int slot = 3
+        steps = []                       # (mode, second operand, alpha1, alpha2, attributes)
+        a1 = epi.alpha1
+        if epi.has_z:
+            Z = tensor(4 + slot - 3, self.dtype, self.y_shape, self.y_strides, self.align[slot], False)
+            slot += 1
+            steps.append((<int>CUDNN_POINTWISE_ADD, Z, a1, epi.alpha2, None))
+            a1 = 1.0
+        if epi.has_bias:
+            B = tensor(4 + slot - 3, self.dtype, self.b_shape, params.layout_strides(self.b_shape, "NCHW"),
+                       self.align[slot], False)
+            steps.append((<int>CUDNN_POINTWISE_ADD, B, a1, 1.0, None))
+            a1 = 1.0
+        act = activations.cudnn_forward(epi.act)
+        if act is not None:
+            steps.append((act[0], None, a1, 1.0, act[1]))
+            a1 = 1.0
+        if a1 != 1.0 or not steps:
+            steps.append((<int>CUDNN_POINTWISE_IDENTITY, None, a1, 1.0, None))
+        virtual = (UID_T0, UID_T1, UID_T2, UID_T3, UID_T4)
+        cur = tensor(virtual[0], ct, self.y_shape, self.y_strides, 16, True)
+        ops = [conv_operation("forward", X, W, cur, conv, dbl)]
+        for i, (mode, other, alpha1, alpha2, attrs) in enumerate(steps):
+            out = Y if i == len(steps) - 1 else tensor(virtual[i + 1], ct, self.y_shape, self.y_strides, 16, True)
+            ops.append(pointwise_operation(mode, ct, cur, other, out, alpha2, dbl, alpha1, attrs))
+            cur = out
+        return ops
+
     cdef list build_ops(self):
         """The operation nodes: one convolution, or (fused) conv -> +alpha*z
         -> +bias -> relu, through virtual FLOAT intermediates, in the order
@@ -217,6 +273,8 @@ cdef class GraphArgs:
         W = tensor(UID_W, self.dtype, self.w_shape, self.w_strides, self.align[1], False)
         Y = tensor(UID_Y, self.dtype, self.y_shape, self.y_strides, self.align[2], False)
         conv = convolution(ct, self.padding, self.post_padding, self.stride, self.dilation)
+        if self.op == "epilogue":
+            return self.epilogue_ops(X, W, Y, conv, ct, dbl)
         if self.op != "fused":
             return [conv_operation(self.op, X, W, Y, conv, dbl)]
         Z = tensor(UID_Z, self.dtype, self.y_shape, self.y_strides, self.align[3], False)
@@ -236,16 +294,23 @@ cdef class GraphArgs:
         return self.graph
 
     def describe(self):
-        names = ("x", "w", "y", "z", "bias")
-        shapes = (self.x_shape, self.w_shape, self.y_shape, self.y_shape, self.b_shape)
-        strides = (self.x_strides, self.w_strides, self.y_strides, self.y_strides,
-                   params.layout_strides(self.b_shape, "NCHW"))
+        names = ["x", "w", "y", "z", "bias"]
+        shapes = [self.x_shape, self.w_shape, self.y_shape, self.y_shape, self.b_shape]
+        strides = [self.x_strides, self.w_strides, self.y_strides, self.y_strides,
+                   params.layout_strides(self.b_shape, "NCHW")]
+        if self.epilogue is not None and not self.epilogue.has_z:     # the bias in z's slot
+            del names[3], shapes[3], strides[3]
         lines = ["%s: dims=%s strides=%s alignment=%d dtype=%s" % (
             names[i], shapes[i], strides[i], self.align[i], _DTYPE_NAMES.get(self.dtype, self.dtype))
             for i in range(self.n)]
         lines.append("convolution: padding=%s post_padding=%s stride=%s dilation=%s groups=%d layout=%s%s" % (
             self.padding, self.post_padding, self.stride, self.dilation, self.x_shape[1] // self.w_shape[1], self.layout,
             (" alpha=%r" % self.alpha) if self.op == "fused" else ""))
+        if self.epilogue is not None:
+            e = self.epilogue
+            lines.append("epilogue: %s(%r * conv%s%s)%s" % (
+                e.act.name, e.alpha1, " + %r * z" % e.alpha2 if e.has_z else "", " + bias" if e.has_bias else "",
+                " with %s" % (e.act.params,) if e.act.params else ""))
         return "\n".join(lines)
 
 
@@ -533,7 +598,7 @@ _MODE_B_LOCK = threading.Lock()     # mode B's queries one at a time, as cuDNN's
 def _mode_b_applies(GraphArgs a):
     """Heuristics mode B (cuDNN's neural-net heuristic) serves 2-d convolutions
     without groups or dilation only (and no fused graph)."""
-    return a.op != "fused" and len(a.x_shape) == 4 and a.x_shape[1] == a.w_shape[1] \
+    return a.op not in ("fused", "epilogue") and len(a.x_shape) == 4 and a.x_shape[1] == a.w_shape[1] \
         and all(d == 1 for d in a.dilation)
 
 
@@ -886,7 +951,7 @@ cdef class GraphDirection:
         return text
 
 
-DIRECTIONS = {op: GraphDirection(op) for op in ("forward", "fused", "backward_data", "backward_filter")}
+DIRECTIONS = {op: GraphDirection(op) for op in ("forward", "fused", "epilogue", "backward_data", "backward_filter")}
 
 
 # ---------------------------------------------------------------------------
@@ -1050,9 +1115,11 @@ def bind(choice, int device):
 
 
 cdef GraphArgs _args(str op, int dtype, x, w, y, geom, opts, str layout, double alpha, Handle h,
-                     cudnnHandle_t hp, size_t stream, repro, void** ptrs, int n):
+                     cudnnHandle_t hp, size_t stream, repro, void** ptrs, int n, epi=None):
     cdef GraphArgs a = GraphArgs.__new__(GraphArgs)
     a.set_shapes(op, dtype, layout, x.shape, w.shape, y.shape, geom, alpha)
+    if epi is not None:
+        a.set_epilogue(epi)
     for i in range(n):
         a.ptrs[i] = ptrs[i]
         a.align[i] = alignment(<size_t>ptrs[i])
@@ -1064,12 +1131,15 @@ cdef GraphArgs _args(str op, int dtype, x, w, y, geom, opts, str layout, double 
     return a
 
 
-def run(str op, x, w, y, geom, opts, str layout, int device, repro=None, z=None, bias=None, double alpha=1.0):
+def run(str op, x, w, y, geom, opts, str layout, int device, repro=None, z=None, bias=None, double alpha=1.0,
+        epilogue=None):
     """Run one (already split, already packed) problem on the graph engine.
 
     ``x``, ``w``, ``y`` are in the forward roles whatever the direction
     (backward data writes ``x``, backward filter writes ``w``; fused:
-    y = relu(conv(x, w) + alpha*z + bias)).  Returns the choice that ran.
+    y = relu(conv(x, w) + alpha*z + bias); epilogue: y = act(alpha1 * conv(x, w)
+    + alpha2 * z + bias) as ``epilogue``, an activations.Epilogue, says, with
+    ``z`` and ``bias`` where it says they are given).  Returns the choice that ran.
     """
     cdef void* ptrs[MAX_TENSORS]
     cdef int n = 3
@@ -1087,6 +1157,14 @@ def run(str op, x, w, y, geom, opts, str layout, int device, repro=None, z=None,
         ptrs[4] = <void*><size_t>bias.data.ptr
         extra = (alignment(<size_t>ptrs[0]), alignment(<size_t>ptrs[1]), alignment(<size_t>ptrs[2]),
                  alignment(<size_t>ptrs[3]), alignment(<size_t>ptrs[4]), alpha)
+    elif op == "epilogue":
+        if epilogue.has_z:
+            ptrs[n] = <void*><size_t>z.data.ptr
+            n += 1
+        if epilogue.has_bias:
+            ptrs[n] = <void*><size_t>bias.data.ptr
+            n += 1
+        extra = epilogue_key_extra([<size_t>ptrs[i] for i in range(n)], epilogue)
     else:
         extra = (alignment(<size_t>ptrs[0]), alignment(<size_t>ptrs[1]), alignment(<size_t>ptrs[2]))
     key = _make_key(op, ENGINE, device, dtype, x.shape, w.shape, layout, geom, opts, extra)
@@ -1111,11 +1189,11 @@ def run(str op, x, w, y, geom, opts, str layout, int device, repro=None, z=None,
         except MemoryError as e:
             _log.debug("graph: %s: cached %s ran out of memory; searching again", op, c.tag)
         except CuDNNError as e:
-            a = _args(op, dtype, x, w, y, geom, opts, layout, alpha, h, hp, stream, repro, ptrs, n)
+            a = _args(op, dtype, x, w, y, geom, opts, layout, alpha, h, hp, stream, repro, ptrs, n, epilogue)
             raise e.add_context(DIRECTIONS[op].context(a, c))
-    a = _args(op, dtype, x, w, y, geom, opts, layout, alpha, h, hp, stream, repro, ptrs, n)
+    a = _args(op, dtype, x, w, y, geom, opts, layout, alpha, h, hp, stream, repro, ptrs, n, epilogue)
     a.key = key
-    if op == "fused":
+    if op == "fused" or op == "epilogue":
         a.keep = (x, w, y, z, bias)
     if opts.deterministic and not opts.benchmark:
         cache.count_miss()       # try_all does not consult the cache then
@@ -1359,6 +1437,14 @@ cdef GraphArgs _args_from_key(key, Handle h, cudnnHandle_t hp):
         raise ValueError("key.extra lacks the alignments")
     alpha = float(key.extra[5]) if key.op == "fused" else 1.0
     a.set_shapes(key.op, key.dtype, key.layout, key.input_shape, key.weight_shape, y_shape, geom, alpha)
+    if key.op == "epilogue":
+        if len(key.extra) != MAX_TENSORS + activations.KEY_FIELDS:
+            raise ValueError("key.extra of an epilogue has %d fields, not %d"
+                             % (len(key.extra), MAX_TENSORS + activations.KEY_FIELDS))
+        a.set_epilogue(activations.from_key_fields(key.extra[MAX_TENSORS:]))
+        n = a.n
+        if any(al != 0 for al in key.extra[n:MAX_TENSORS]):
+            raise ValueError("key.extra has an alignment for a tensor the epilogue does not take")
     for i in range(n):
         al = key.extra[i]
         if isinstance(al, bool) or not isinstance(al, int) or al not in (1, 2, 4, 8, 16):
@@ -1436,7 +1522,7 @@ def choice_from_record(record, key):
 
 
 def validate_problem(op, x_shape, w_shape, y_shape, geom, layout="NCHW", dtype="float32", alpha=1.0,
-                     with_graph=False, with_knobs=False):
+                     with_graph=False, with_knobs=False, epilogue=None):
     """Build and finalize the descriptors of one problem on the host, with no
     handle and no GPU: tensors, convolution and operation nodes (and, with
     ``with_graph``, the operation graph).  cuDNN's own shape checks run at
@@ -1446,9 +1532,11 @@ def validate_problem(op, x_shape, w_shape, y_shape, geom, layout="NCHW", dtype="
     index ``(index, [KnobInfo, ...])`` as the exhaustive search's knob sweep
     reads them, or ``(index, status name)`` where the engine will not take
     the graph (without a GPU, most engines refuse it as made for another
-    architecture)."""
+    architecture).  ``epilogue``: op 'epilogue''s activations.Epilogue."""
     cdef GraphArgs a = GraphArgs.__new__(GraphArgs)
     a.set_shapes(op, params.cudnn_dtype(dtype), layout, x_shape, w_shape, y_shape, geom, alpha)
+    if op == "epilogue":
+        a.set_epilogue(epilogue)
     ops = a.build_ops()
     out = [(<BackendDescriptor>o).text for o in ops]
     cdef BackendDescriptor g

@@ -45,7 +45,7 @@ cdef BackendDescriptor conv_operation(str op, BackendDescriptor x, BackendDescri
                                       BackendDescriptor y, BackendDescriptor conv, bint as_double)
 cdef BackendDescriptor pointwise_operation(int mode, int math_prec, BackendDescriptor x,
                                            BackendDescriptor b, BackendDescriptor y, double alpha2,
-                                           bint as_double)
+                                           bint as_double, double alpha1=*, dict attributes=*)
 cdef BackendDescriptor operation_graph(list ops, cudnnHandle_t handle)
 
 

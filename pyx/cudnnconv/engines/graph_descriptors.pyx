@@ -378,24 +378,42 @@ cdef BackendDescriptor conv_operation(str op, BackendDescriptor x, BackendDescri
     return o
 
 
+# The pointwise descriptor's activation parameters, by the names cudnnconv.activations gives them.
+cdef dict _POINTWISE_ATTRIBUTES = {
+    "relu_lower_clip": <int>CUDNN_ATTR_POINTWISE_RELU_LOWER_CLIP,
+    "relu_upper_clip": <int>CUDNN_ATTR_POINTWISE_RELU_UPPER_CLIP,
+    "relu_lower_clip_slope": <int>CUDNN_ATTR_POINTWISE_RELU_LOWER_CLIP_SLOPE,
+    "elu_alpha": <int>CUDNN_ATTR_POINTWISE_ELU_ALPHA,
+    "swish_beta": <int>CUDNN_ATTR_POINTWISE_SWISH_BETA,
+}
+
+
 cdef BackendDescriptor pointwise_operation(int mode, int math_prec, BackendDescriptor x,
                                            BackendDescriptor b, BackendDescriptor y, double alpha2,
-                                           bint as_double):
-    """y = mode(x, alpha2 * b); b may be None for unary modes (ReLU).  alpha2
-    is passed as a double for double math, else as a float."""
+                                           bint as_double, double alpha1=1.0, dict attributes=None):
+    """y = mode(alpha1 * x, alpha2 * b); b may be None for unary modes (ReLU).  The
+    scalars are passed as doubles for double math, else as floats.  ``attributes``: the
+    pointwise descriptor's activation parameters ({"relu_lower_clip": 0.0, ...}, as
+    cudnnconv.activations.cudnn_forward gives them); a scale of 1 is left unset."""
     cdef BackendDescriptor pw = create(CUDNN_BACKEND_POINTWISE_DESCRIPTOR)
     pw.set_enum(CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, mode)
     pw.set_enum(CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, math_prec)
+    if attributes:
+        for name, value in attributes.items():
+            pw.set_scalar(<cudnnBackendAttributeName_t><int>_POINTWISE_ATTRIBUTES[name], as_double, value)
     pw.finalize()
     cdef BackendDescriptor o = create(CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR)
     o.set_desc(CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, pw)
     o.set_desc(CUDNN_ATTR_OPERATION_POINTWISE_XDESC, x)
+    if alpha1 != 1.0:
+        o.set_scalar(CUDNN_ATTR_OPERATION_POINTWISE_ALPHA1, as_double, alpha1)
     if b is not None:
         o.set_desc(CUDNN_ATTR_OPERATION_POINTWISE_BDESC, b)
         if alpha2 != 1.0:
             o.set_scalar(CUDNN_ATTR_OPERATION_POINTWISE_ALPHA2, as_double, alpha2)
     o.set_desc(CUDNN_ATTR_OPERATION_POINTWISE_YDESC, y)
-    o.text = "pointwise(mode=%d, alpha2=%r)" % (mode, alpha2)
+    o.text = "pointwise(mode=%d, alpha1=%r, alpha2=%r%s)" % (
+        mode, alpha1, alpha2, "".join(", %s=%r" % kv for kv in sorted((attributes or {}).items())))
     o.finalize()
     return o
 

@@ -1,0 +1,155 @@
+"""conv_epilogue: act(alpha1 * conv(x, w) + alpha2 * z + bias) against the float64 composition
+(cudnnconv.activations' references on the float64 convolution), on both paths: fused (the graph
+engine's one plan, where cuDNN takes the pattern) and composed (the convolution, then one kernel).
+Every output is poisoned with NaN first."""
+import numpy
+import pytest
+
+import cudnnconv
+import reference as ref
+from cudnnconv import activations
+from gpu_cases import DTYPES, ENGINES, FUSED, LAYOUTS, ids, kwargs
+
+pytestmark = pytest.mark.gpu
+
+cupy = pytest.importorskip("cupy")
+
+ACTS = [None, "relu", ("leaky_relu", 0.2), ("elu", 0.7), "gelu", "gelu_tanh", "silu", "sigmoid", "tanh",
+        ("clamp", -0.5, 0.75)]
+ACT_IDS = [activations.activation(a).name for a in ACTS]
+# (has_z, has_bias, alpha1, alpha2)
+PARTS = [(True, True, 1.0, 1.0), (False, True, 1.0, 1.0), (False, False, 1.0, 1.0), (True, False, 0.5, 2.0),
+         (True, True, 0.75, -1.5)]
+PART_IDS = ["z_b", "b", "none", "z_a1_a2", "z_b_a1_a2neg"]
+
+
+def expected(x, w, z, b, act, alpha1, alpha2, case_kw):
+    """The float64 composition, on the host."""
+    y = ref.conv(x, w, None, **case_kw) * alpha1
+    if z is not None:
+        y = y + alpha2 * ref._f64(z)
+    if b is not None:
+        y = y + ref._f64(b).reshape((1, y.shape[1]) + (1,) * (y.ndim - 2))
+    return activations.reference_forward(act, cupy.asnumpy(y))
+
+
+def run(x, w, z, b, act, alpha1, alpha2, case_kw, dtype, layout, fusion, engine="graph", out_shape=None):
+    out = ref.poisoned(out_shape, dtype, layout)
+    y = cudnnconv.conv_epilogue(x, w, b, **case_kw, z=z, act=act, alpha1=alpha1, alpha2=alpha2, out=out,
+                                fusion=fusion, allow_tf32=False, engine=engine)
+    assert y is out
+    return y, cudnnconv.last_call()
+
+
+def check(y, expect, dtype, what):
+    err = ref.rel_error(cupy.asnumpy(y), expect)
+    assert err <= ref.tolerance(dtype), "relative error %.3g: %s" % (err, what)
+
+
+@pytest.mark.skipif("graph" not in ENGINES, reason="the graph engine is not built")
+@pytest.mark.parametrize("parts", PARTS, ids=PART_IDS)
+@pytest.mark.parametrize("act", ACTS, ids=ACT_IDS)
+def test_every_activation_on_both_paths(act, parts):
+    """fp16 channels-last 2-D on the graph engine: 'composed' always composes; 'auto' fuses where
+    cuDNN takes the pattern (and then 'fused' runs the same plan), and composes otherwise."""
+    has_z, has_b, alpha1, alpha2 = parts
+    case = FUSED[1]
+    x, w = ref.random(case.x, "float16", "channels_last"), ref.random(case.w, "float16", "channels_last")
+    yshape = ref.conv_out_shape(case.x, case.w, case.stride, case.padding, case.dilation)
+    z = ref.random(yshape, "float16", "channels_last") if has_z else None
+    b = ref.random((case.w[0],), "float16") if has_b else None
+    expect = expected(x, w, z, b, act, alpha1, alpha2, kwargs(case))
+    y, call = run(x, w, z, b, act, alpha1, alpha2, kwargs(case), "float16", "channels_last", "composed",
+                  out_shape=yshape)
+    assert call["function"] == "conv_epilogue" and call["path"] == "composed"
+    check(y, expect, "float16", "composed")
+    y, call = run(x, w, z, b, act, alpha1, alpha2, kwargs(case), "float16", "channels_last", "auto",
+                  out_shape=yshape)
+    check(y, expect, "float16", "auto (%s)" % call["path"])
+    if call["path"] == "fused":
+        y, call = run(x, w, z, b, act, alpha1, alpha2, kwargs(case), "float16", "channels_last", "fused",
+                      out_shape=yshape)
+        assert call["path"] == "fused"
+        check(y, expect, "float16", "fused")
+    else:
+        assert call["path"] == "composed"
+        with pytest.raises(cudnnconv.CuDNNError):
+            run(x, w, z, b, act, alpha1, alpha2, kwargs(case), "float16", "channels_last", "fused",
+                out_shape=yshape)
+
+
+@pytest.mark.parametrize("fusion", ["auto", "composed"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", FUSED, ids=ids(FUSED))
+@pytest.mark.parametrize("engine", ENGINES)
+def test_dtypes_layouts_dims_and_groups(engine, case, dtype, layout, fusion):
+    """silu with z and the bias over every dtype, layout, 1-3 spatial dims and groups."""
+    x, w = ref.random(case.x, dtype, layout), ref.random(case.w, dtype, layout)
+    yshape = ref.conv_out_shape(case.x, case.w, case.stride, case.padding, case.dilation)
+    z, b = ref.random(yshape, dtype, layout), ref.random((case.w[0],), dtype)
+    expect = expected(x, w, z, b, "silu", 1.0, 0.5, kwargs(case))
+    y, call = run(x, w, z, b, "silu", 1.0, 0.5, kwargs(case), dtype, layout, fusion, engine, yshape)
+    assert call["path"] in (("composed",) if fusion == "composed" or engine == "legacy" else ("fused", "composed"))
+    check(y, expect, dtype, "%s on %s" % (call["path"], engine))
+    assert (ref.is_channels_last if layout == "channels_last" else ref.is_nchw)(y) or y.ndim < 3
+
+
+@pytest.mark.skipif("legacy" not in ENGINES, reason="the legacy engine is not built")
+def test_the_legacy_engine_composes_and_refuses_fused():
+    case = FUSED[1]
+    x, w = ref.random(case.x, "float32"), ref.random(case.w, "float32")
+    b = ref.random((case.w[0],), "float32")
+    yshape = ref.conv_out_shape(case.x, case.w, case.stride, case.padding, case.dilation)
+    y, call = run(x, w, None, b, "gelu", 1.0, 1.0, kwargs(case), "float32", "nchw", "auto", "legacy", yshape)
+    assert call["path"] == "composed" and call["engine"] == "legacy"
+    check(y, expected(x, w, None, b, "gelu", 1.0, 1.0, kwargs(case)), "float32", "legacy composed")
+    with pytest.raises(cudnnconv.CuDNNError, match="the legacy engine has no fused epilogue"):
+        run(x, w, None, b, "gelu", 1.0, 1.0, kwargs(case), "float32", "nchw", "fused", "legacy", yshape)
+
+
+@pytest.mark.parametrize("fusion", ["auto", "composed"])
+@pytest.mark.parametrize("engine", ENGINES)
+def test_out_aliases_z(engine, fusion):
+    """out=z, an in-place residual: z is read before it is overwritten."""
+    case = FUSED[1]
+    x, w = ref.random(case.x, "float32"), ref.random(case.w, "float32")
+    yshape = ref.conv_out_shape(case.x, case.w, case.stride, case.padding, case.dilation)
+    z = ref.random(yshape, "float32")
+    expect = expected(x, w, z, None, "tanh", 1.0, 2.0, kwargs(case))
+    y = cudnnconv.conv_epilogue(x, w, None, **kwargs(case), z=z, act="tanh", alpha2=2.0, out=z, fusion=fusion,
+                                allow_tf32=False, engine=engine)
+    assert y is z
+    check(z, expect, "float32", "out=z, %s" % cudnnconv.last_call()["path"])
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_alpha1_alone_scales_the_convolution(engine):
+    case = FUSED[1]
+    x, w = ref.random(case.x, "float64"), ref.random(case.w, "float64")
+    y = cudnnconv.conv_epilogue(x, w, None, **kwargs(case), alpha1=-3.0, engine=engine)
+    err = ref.rel_error(y, -3.0 * ref.conv(x, w, None, **kwargs(case)))
+    assert err <= ref.tolerance("float64"), (err, cudnnconv.last_call()["path"])
+
+
+def test_composed_kernel_writes_every_element_and_rounds_bfloat16_once():
+    """The composed kernel alone on a bf16 channels-last array (all of it written; the result the
+    float32 computation rounded to nearest even once)."""
+    from cudnnconv import epilogue_composed
+    y32 = cupy.random.standard_normal((2, 5, 7, 3)).astype(numpy.float32)
+    b32 = cupy.random.standard_normal((5,)).astype(numpy.float32)
+    bf16 = ref.dtype_of("bfloat16")
+    y = ref.in_layout(y32.astype(bf16), "channels_last")
+    b = b32.astype(bf16)
+    epi = activations.epilogue(2.0, 1.0, "gelu_tanh", False, True)
+    epilogue_composed.apply(y, epi, None, b)
+    v = 2.0 * cupy.asnumpy(y32.astype(bf16).astype(numpy.float64)) + \
+        cupy.asnumpy(b.astype(numpy.float64)).reshape(1, 5, 1, 1)
+    expect = activations.reference_forward("gelu_tanh", v).astype(numpy.float32).astype(bf16)
+    got = cupy.asnumpy(y)
+    assert numpy.isfinite(got.astype(numpy.float32)).all()
+    diff = numpy.abs(got.astype(numpy.float64) - expect.astype(numpy.float64))
+    # one bfloat16 ulp (2^-7 relative): float32 and float64 arithmetic may round a tie apart; and
+    # 1e-5 absolute, for gelu's far negative tail, where float32's 1 + tanh cancels
+    ulp = numpy.abs(expect.astype(numpy.float64)) * 2.0 ** -7 + 1e-5
+    assert (diff <= ulp).all(), float((diff / ulp).max())
