@@ -229,6 +229,36 @@ CASES = {
     "epilogue/bad-fusion": ("conv_epilogue", [X2, W2], {"fusion": "always"}, ValueError, "fusion must be one of"),
     "epilogue/out-shape": ("conv_epilogue", [X2, W2, A(6)], {"act": "relu", "out": A(2, 6, 6, 5)}, ValueError,
                            "out has shape"),
+    # ---- conv_backward_input_act ---------------------------------------------------
+    "dgrad_act/identity": ("conv_backward_input_act", [(2, 4, 8, 8), W2, A(2, 6, 6, 6), X2], {"act": None},
+                           ValueError, "act must be an activation, not the identity"),
+    "dgrad_act/unknown-act": ("conv_backward_input_act", [(2, 4, 8, 8), W2, A(2, 6, 6, 6), X2], {"act": "swiglu"},
+                              ValueError, "unknown activation 'swiglu'"),
+    "dgrad_act/output-for-gelu": ("conv_backward_input_act", [(2, 4, 8, 8), W2, A(2, 6, 6, 6), X2],
+                                  {"act": "gelu", "act_input_is": "output"}, ValueError,
+                                  "the derivative of gelu needs the pre-activation, not the output"),
+    "dgrad_act/bad-kind": ("conv_backward_input_act", [(2, 4, 8, 8), W2, A(2, 6, 6, 6), X2],
+                           {"act": "relu", "act_input_is": "post"}, ValueError, "act_input_is must be one of"),
+    "dgrad_act/act-input-shape": ("conv_backward_input_act", [(2, 4, 8, 8), W2, A(2, 6, 6, 6), A(2, 4, 8, 7)],
+                                  {"act": "silu"}, ValueError,
+                                  r"act_input must have the input's shape \(2, 4, 8, 8\), got \(2, 4, 8, 7\)"),
+    "dgrad_act/act-input-dtype": ("conv_backward_input_act", [(2, 4, 8, 8), W2, A(2, 6, 6, 6), A(2, 4, 8, 8, t="<f2")],
+                                  {"act": "silu"}, TypeError, "share one dtype"),
+    "dgrad_act/act-input-none": ("conv_backward_input_act", [(2, 4, 8, 8), W2, A(2, 6, 6, 6), None],
+                                 {"act": "silu"}, TypeError, "act_input must be a CUDA array"),
+    "dgrad_act/bad-fusion": ("conv_backward_input_act", [(2, 4, 8, 8), W2, A(2, 6, 6, 6), X2],
+                             {"act": "relu", "fusion": 1}, ValueError, "fusion must be one of"),
+    "dgrad_act/grad-shape": ("conv_backward_input_act", [(2, 4, 8, 8), W2, A(2, 6, 7, 6), X2], {"act": "relu"},
+                             ValueError, "grad_output"),
+    # ---- conv_backward_weight_bias ---------------------------------------------------
+    "wgrad_bias/bias-out-shape": ("conv_backward_weight_bias", [X2, (6, 4, 3, 3), A(2, 6, 6, 6)],
+                                  {"bias_out": A(4)}, ValueError, r"bias_out must have shape \(K,\) = \(6,\)"),
+    "wgrad_bias/bias-out-dtype": ("conv_backward_weight_bias", [X2, (6, 4, 3, 3), A(2, 6, 6, 6)],
+                                  {"bias_out": A(6, t="<f2")}, TypeError, "share one dtype"),
+    "wgrad_bias/grad-numpy": ("conv_backward_weight_bias", [X2, (6, 4, 3, 3), numpy.zeros((2, 6, 6, 6), "f4")], {},
+                              TypeError, "grad_output must be a CUDA array"),
+    "wgrad_bias/grad-shape": ("conv_backward_weight_bias", [X2, (6, 4, 3, 3), A(2, 6, 5, 6)], {}, ValueError,
+                              "grad_output"),
     # ---- array kinds and array-interface fields -----------------------------
     "array/bool": ("conv", [A(2, 4, 8, 8, t="|b1"), A(6, 4, 3, 3, t="|b1")], {}, TypeError,
                    "unsupported dtype bool"),
@@ -363,7 +393,8 @@ def test_the_catalogue_doc_is_current(fake_cuda_array):
 def test_every_public_function_is_in_the_catalogue():
     covered = {CASES[c][0] for c in CASES}
     assert covered == {"conv", "conv_backward_input", "conv_backward_weight", "conv_transpose",
-                       "conv_bias_add_relu", "conv_epilogue"}
+                       "conv_bias_add_relu", "conv_epilogue", "conv_backward_input_act",
+                       "conv_backward_weight_bias"}
 
 
 @pytest.mark.parametrize("nd", [1, 2, 3])

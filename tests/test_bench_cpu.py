@@ -593,3 +593,60 @@ def test_warm_cache_merges_fresh_processes_by_median():
     assert m["cache_info"]["graph"] == [2, 1024, 6, 0] and m["load_ms"] == 20.0
     err = {"error": "boom"}
     assert warm_cache._merge_runs([run([0.2], 0.1, 1), err]) is err  # a failed process is never dropped quietly
+
+
+# ---------------------------------------------------------------------------
+# bench/epilogue.py (the fused epilogue's benchmark): its layers and its report
+# ---------------------------------------------------------------------------
+
+def test_epilogue_bench_layers_are_the_issues_and_valid():
+    from bench import epilogue
+    from cudnnconv import params
+    got = epilogue.layers(128)
+    names = [layer.name for layer in got]
+    assert any("resnet50" in n and "3x3" in n for n in names) and any("resnet50" in n and "1x1" in n for n in names)
+    assert any("mobilenetv2" in n and ".dw" in n for n in names) and any("convnext" in n and "7x7" in n for n in names)
+    for layer in got:
+        assert layer.n == 128
+        geom, y = params.conv_geometry(layer.input_shape(), layer.weight_shape(), *[
+            getattr(layer.geometry()[0], k) for k in ("stride", "padding", "dilation")], layer.groups)
+        assert y == tuple(layer.output_shape())
+
+
+def _epilogue_row(layer, act, fused, composed, torch, refused=False):
+    from bench import epilogue
+    f = {"status": "refused", "kernel_ms": None, "detail": "CUDNN_STATUS_NOT_SUPPORTED"} if refused else \
+        {"status": "ok", "kernel_ms": fused, "config": "eng9"}
+    return {"layer": layer, "act": act, "shape": "?", "fused": f,
+            "composed": {"status": "ok", "kernel_ms": composed}, "torch": {"status": "ok", "kernel_ms": torch},
+            "fused_vs_composed": epilogue.ratio(f["kernel_ms"], composed),
+            "fused_vs_torch": epilogue.ratio(f["kernel_ms"], torch)}
+
+
+def test_epilogue_bench_summary_and_markdown():
+    from bench import epilogue
+    rows = [_epilogue_row("a", "silu", 0.5, 1.0, 2.0), _epilogue_row("b", "silu", 0.2, 0.4, 0.2),
+            _epilogue_row("a", "gelu", None, 1.0, 2.0, refused=True)]
+    result = {"env": {"gpu": "NVIDIA H200", "cudnn": "9.19.0", "cupy": "14.2.0", "torch": "2.11.0",
+                      "date": "2026-12-03"},
+              "config": {"batch": 128, "dtype": "float16", "acts": ["gelu", "silu"], "residual": False},
+              "rows": rows, "notes": []}
+    s = epilogue.summarize(result)
+    assert s["silu"]["fused_vs_composed_geomean"] == pytest.approx(0.5)
+    assert s["silu"]["fused_vs_torch_geomean"] == pytest.approx(math.sqrt(0.25 * 1.0))
+    assert s["silu"]["fused_vs_torch_max"] == pytest.approx(1.0) and s["silu"]["fused"] == 2
+    assert s["gelu"] == {"layers": 1, "fused": 0, "refused": ["a"], "fused_vs_composed_geomean": None,
+                         "fused_vs_torch_geomean": None, "fused_vs_composed_max": None, "fused_vs_torch_max": None}
+    result["summary"] = s
+    md = epilogue.markdown(result)
+    assert "| a | gelu | refused (CUDNN_STATUS_NOT_SUPPORTED) | 1.0000 | 2.0000 | - | - | - |" in md
+    assert "| b | silu | 0.2000 | 0.4000 | 0.2000 | 0.50 | 1.00 | eng9 |" in md
+    assert "- gelu: fused on 0 of 1 layers (cuDNN refused: a)" in md
+    assert "targets: fused/composed <= 0.60, fused/torch <= 0.50" in md
+
+
+def test_epilogue_bench_lists_its_work_without_a_gpu(capsys):
+    from bench import epilogue
+    assert epilogue.main(["--list", "--acts", "silu,swish", "--all-acts-on", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 10 + 9 and all(ln.split()[-1] != "swish" for ln in lines)

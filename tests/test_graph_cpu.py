@@ -497,3 +497,43 @@ def test_every_epilogue_graph_finalizes_with_its_nodes(stub_libcuda):
     assert "elu_alpha=0.5" in res["0/elu/00/1"][-2] and "swish_beta=1.0" in res["2/silu/10/0.5"][-2]
     assert "mode=21" in res["0/identity/00/0.5"][-2]                 # IDENTITY carries alpha1 alone
     assert "mode=104" in res["2/gelu/11/1"][-2] and "mode=107" in res["0/gelu_tanh/00/1"][-2]
+
+
+@needs_graph
+def test_every_dgrad_act_graph_finalizes(stub_libcuda):
+    """op 'dgrad_act' on the host: the input gradient, then each activation's backward mode with the
+    activation's input; an identity, a bias or a scale is refused before cuDNN sees it."""
+    res = run_with_stub(stub_libcuda, """
+        from cudnnconv import activations as A
+        SPECS = ["relu", ("leaky_relu", 0.2), ("elu", 0.5), "gelu", "gelu_tanh", "silu", "sigmoid", "tanh",
+                 ("clamp", -1.0, 6.0)]
+        for case, (xs, ws, s, p, g) in enumerate([((2, 8, 9, 9), (16, 8, 3, 3), 2, 1, 1),
+                                                  ((2, 8, 9, 9), (8, 1, 3, 3), 1, 1, 8),
+                                                  ((2, 4, 5, 6, 7), (6, 4, 1, 1, 1), 1, 0, 1)]):
+            geom, ys = params.conv_geometry(xs, ws, s, p, 1, g)
+            for spec in SPECS:
+                name = "%d/%s" % (case, A.activation(spec).name)
+                try:
+                    out[name] = graph.validate_problem("dgrad_act", xs, ws, ys, geom, "NHWC", "bfloat16",
+                                                       with_graph=True, epilogue=A.epilogue(act=spec, has_z=True))
+                except CuDNNError as e:
+                    out[name] = ["error", e.name, e.message]
+        geom, ys = params.conv_geometry((2, 8, 9, 9), (16, 8, 3, 3), 1, 1, 1, 1)
+        for bad, epi in (("identity", A.epilogue(has_z=True)), ("bias", A.epilogue(act="relu", has_z=True, has_bias=True)),
+                         ("scale", A.epilogue(2.0, 1.0, "relu", True)), ("no input", A.epilogue(act="relu"))):
+            try:
+                graph.validate_problem("dgrad_act", (2, 8, 9, 9), (16, 8, 3, 3), ys, geom, "NHWC", "float16",
+                                       epilogue=epi)
+                out["bad/" + bad] = "accepted"
+            except ValueError as e:
+                out["bad/" + bad] = str(e)
+    """)
+    bad = {k: v for k, v in res.items() if not k.startswith("bad/") and (v[0] == "error" or v[-1] != "operation graph")}
+    assert not bad, bad
+    assert len([k for k in res if not k.startswith("bad/")]) == 27
+    for k, v in res.items():
+        if k.startswith("bad/"):
+            assert v == "op 'dgrad_act' takes an activation and its input, and no bias or scale", (k, v)
+            continue
+        assert v[0] == "backward_data operation" and v[1].startswith("pointwise backward(mode=2"), (k, v)
+    assert "relu_lower_clip_slope=0.2" in res["0/leaky_relu"][1] and "mode=206" in res["1/silu"][1]

@@ -3,7 +3,8 @@
 Public API::
 
     conv, conv_backward_input, conv_backward_weight, conv_transpose,
-    conv_bias_add_relu, conv_epilogue, plan, CallPlan, flags, version, build_info,
+    conv_bias_add_relu, conv_epilogue, conv_backward_input_act, conv_backward_weight_bias, plan, CallPlan,
+    flags, version, build_info,
     clear_cache, cache_info, last_call, save_tuning, load_tuning, explain,
     last_choice, benchmark_settings, CuDNNError, CuDNNOutOfMemoryError,
     CaptureError, CudaUnavailableError; diagnostics: trace_stages, stage_times
@@ -28,8 +29,8 @@ from cudnnconv.options import flags  # noqa: E402
 from cudnnconv import engine_registry, _log  # noqa: E402
 from cudnnconv.engine_registry import EngineUnavailable  # noqa: E402
 from cudnnconv.api import (  # noqa: E402
-    conv, conv_backward_input, conv_backward_weight, conv_transpose, conv_bias_add_relu, conv_epilogue, last_call,
-    plan,
+    conv, conv_backward_input, conv_backward_weight, conv_transpose, conv_bias_add_relu, conv_epilogue,
+    conv_backward_input_act, conv_backward_weight_bias, last_call, plan,
     CudaUnavailableError, cuda_available)
 from cudnnconv.callplan import CallPlan  # noqa: E402
 from cudnnconv.core.executor import trace_stages, stage_times  # noqa: E402
@@ -88,6 +89,7 @@ def cache_info():
 
 __all__ = [
     "conv", "conv_backward_input", "conv_backward_weight", "conv_transpose", "conv_bias_add_relu", "conv_epilogue",
+    "conv_backward_input_act", "conv_backward_weight_bias",
     "plan", "CallPlan", "trace_stages", "stage_times", "flags", "version", "build_info", "clear_cache", "cache_info", "last_call", "cuda_available",
     "CuDNNError", "CuDNNOutOfMemoryError", "CaptureError", "EngineUnavailable", "CudaUnavailableError",
     "save_tuning", "load_tuning", "explain", "last_choice", "benchmark_settings",

@@ -29,6 +29,8 @@ def last_call():
     rec = _state().last
     if rec is None:
         return None
+    if type(rec) is dict:              # a function made of others (conv_backward_weight_bias)
+        return dict(rec)
     if type(rec) is CallPlan:          # a bound call plan ran
         return {"function": rec.fn, "engine": rec.engine, "path": "direct", "choices": [rec.choice]}
     fn, engine, path, choices = rec
@@ -713,6 +715,24 @@ def _fuser(eng):
     return None
 
 
+def _run_fused(fuser, op, plan, x, w, y, z, bias, epi, opts, fusion):
+    """Op ``op`` ('epilogue' or 'dgrad_act') on the graph engine over the plan's batch chunks (x, y
+    and z split, w and the bias not): ('fused', choices), or, where cuDNN refuses it and
+    ``fusion`` is not 'fused', ('composed', []) for the caller to compose."""
+    from cudnnconv import _log
+    one = len(plan.chunks) == 1
+    try:
+        return "fused", [fuser.run(op, x if one else x[s:s + n], w, y if one else y[s:s + n], plan.geom, opts,
+                                   plan.layout, plan.device, plan.repro,
+                                   z=None if z is None else (z if one else z[s:s + n]), bias=bias, epilogue=epi)
+                         for s, n in plan.chunks]
+    except CuDNNError as e:
+        if fusion == "fused":
+            raise
+        _log.debug("%s: the fused graph cannot run this case (%s); composing", op, e.name)
+        return "composed", []
+
+
 def _epilogue_execute(eng, plan, arrays, scalars, out, opts, miss):
     import cupy
     from cudnnconv import _log
@@ -733,24 +753,124 @@ def _epilogue_execute(eng, plan, arrays, scalars, out, opts, miss):
             "the %s engine has no fused epilogue (the graph engine has)" % eng.ENGINE if fuser is None
             else "the call is tiled, and its tiles compose"), "")
     if fuser is not None and plan.chunks and not tiled_calls.is_tiled(plan.chunks):
-        try:
-            choices = [fuser.run("epilogue", xs if len(plan.chunks) == 1 else xs[s:s + n], ws,
-                                 y if len(plan.chunks) == 1 else y[s:s + n], plan.geom, opts, plan.layout,
-                                 plan.device, plan.repro,
-                                 z=None if zs is None else (zs if len(plan.chunks) == 1 else zs[s:s + n]),
-                                 bias=bs, epilogue=epi)
-                       for s, n in plan.chunks]
-            path = "fused"
-        except CuDNNError as e:
-            if fusion == "fused":
-                raise
-            _log.debug("conv_epilogue: the fused graph cannot run this case (%s); composing", e.name)
-            choices = []
+        path, choices = _run_fused(fuser, "epilogue", plan, xs, ws, y, zs, bs, epi, opts, fusion)
     if path == "composed" and plan.chunks:
         choices = _run_chunks(eng, "forward", plan, xs, ws, y, opts)
         epilogue_composed.apply(y, epi, zs, bs)
     _log.debug("conv_epilogue ran the %s path on the %s engine", path, eng.ENGINE)
     return y, path, choices
+
+
+def conv_backward_weight_bias(input, weight_shape, grad_output, stride=1, padding=0, dilation=1, groups=1, *,
+                              out=None, bias_out=None, benchmark=None, deterministic=None, allow_tf32=None,
+                              workspace_limit=None, engine=None):
+    """(conv_backward_weight(input, weight_shape, grad_output, ...), the bias gradient): the weight
+    gradient, then ``grad_output`` summed over every dim but the channels in one reduction kernel
+    (accumulated in float32, float64 for double data), into ``bias_out`` where given.  The path
+    is 'composed' (``last_call()``); cuDNN has no plan that takes both from one read of
+    ``grad_output`` among the patterns this library builds."""
+    g = params.inspect_array(grad_output, "grad_output")
+    b = None
+    if bias_out is not None:            # checked on metadata, before any GPU work
+        b = params.inspect_array(bias_out, "bias_out")
+        if len(g.shape) < 3 or tuple(b.shape) != (g.shape[1],):
+            raise ValueError("bias_out must have shape (K,) = (%s,), got %s"
+                             % (g.shape[1] if len(g.shape) > 1 else "?", tuple(b.shape)))
+        params.check_same_dtype([g, b])
+    dw = conv_backward_weight(input, weight_shape, grad_output, stride, padding, dilation, groups, out=out,
+                              benchmark=benchmark, deterministic=deterministic, allow_tf32=allow_tf32,
+                              workspace_limit=workspace_limit, engine=engine)
+    inner = last_call()
+    db = epilogue_composed.bias_gradient(g.materialize(), None if b is None else b.materialize())
+    _state().last = {"function": "conv_backward_weight_bias", "engine": inner["engine"], "path": "composed",
+                     "choices": inner["choices"]}
+    return dw, db
+
+
+ACT_INPUT_KINDS = ("pre", "output")
+
+
+def conv_backward_input_act(input_shape, weight, grad_output, act_input, stride=1, padding=0, dilation=1, groups=1,
+                            *, act, act_input_is="pre", out=None, fusion="auto", benchmark=None, deterministic=None,
+                            allow_tf32=None, workspace_limit=None, engine=None):
+    """act'(a) * conv_backward_input(input_shape, weight, grad_output): the input gradient times
+    the derivative of the activation that made this convolution's input.
+
+    In a network ``x = act(pre)`` feeds this convolution; its input gradient times ``act'(pre)``
+    is the gradient of ``pre``, the next step back.  cuDNN runs that as one plan: the input
+    gradient with the activation's backward as its epilogue.  ``act_input`` has the input's
+    shape: the pre-activation (``act_input_is='pre'``) or, for the activations whose derivative
+    the output gives (relu, leaky_relu with a slope of 0 or more, elu with a positive alpha,
+    clamp, sigmoid, tanh: ``cudnnconv.activations.needs``), the activation's output
+    (``act_input_is='output'``).  ``act`` is as ``conv_epilogue`` takes it, but not the identity
+    (that is ``conv_backward_input``).  ``fusion`` and ``last_call()['path']`` are as
+    ``conv_epilogue``'s; from the output, only relu, leaky_relu and clamp fuse (cuDNN's backward
+    modes read the pre-activation, and for those the output gives the same derivative).
+    """
+    if not isinstance(fusion, str) or fusion not in FUSION_MODES:
+        raise ValueError("fusion must be one of %s, got %r" % (FUSION_MODES, fusion))
+    if not isinstance(act_input_is, str) or act_input_is not in ACT_INPUT_KINDS:
+        raise ValueError("act_input_is must be one of %s, got %r" % (ACT_INPUT_KINDS, act_input_is))
+    a = activations.activation(act)
+    need = activations.needs(a)
+    if need is None:
+        raise ValueError("act must be an activation, not the identity (use conv_backward_input)")
+    if act_input_is == "output" and need == "pre":
+        raise ValueError("the derivative of %s needs the pre-activation, not the output: pass act_input_is='pre'"
+                         % a.name)
+    p = tuple(a.params) + (0.0,) * (2 - len(a.params))
+    arrays = (weight, grad_output, act_input)
+    scalars = (input_shape, stride, padding, dilation, groups, a.name, p[0], p[1], act_input_is, fusion)
+    shape = _shape_scalars(input_shape, stride, padding, dilation, groups)
+    r = _call(_DGRAD_ACT, arrays, out, None if shape is None else shape + scalars[5:],
+              (benchmark, deterministic, allow_tf32, workspace_limit, engine))
+    return r if type(r) is not Miss else _full_path(_DGRAD_ACT_PATH, r, arrays, scalars, out)   # never bound
+
+
+def _dgrad_act_first_pass(arrays, scalars, out, opts, miss):
+    input_shape, stride, padding, dilation, groups = scalars[:5]
+    a = _inspect(weight=arrays[0], grad_output=arrays[1], act_input=arrays[2])
+    geom = params.backward_input_geometry(input_shape, a["weight"].shape, a["grad_output"].shape,
+                                          stride, padding, dilation, groups)
+    x_shape = tuple(int(s) for s in input_shape)
+    if tuple(a["act_input"].shape) != x_shape:
+        raise ValueError("act_input must have the input's shape %s, got %s" % (x_shape, tuple(a["act_input"].shape)))
+    size, gy_size = math.prod(x_shape), math.prod(a["grad_output"].shape)
+    chunks = (tiled_calls.plan(x_shape, a["weight"].shape, geom, split.BACKWARD_INPUT_MAX_WORKSIZE)
+              if size and gy_size else [])
+    return _backward_plan("conv_backward_input_act", a, out, ("input_shape", 0, x_shape), geom, chunks, opts, (1, 0))
+
+
+# the activations whose cuDNN backward mode, given the output for the input, gives the same derivative
+_FUSES_FROM_OUTPUT = ("relu", "leaky_relu", "clamp")
+
+
+def _dgrad_act_execute(eng, plan, arrays, scalars, out, opts, miss):
+    w, gy, a_in = arrays
+    name, p0, p1, act_input_is, fusion = scalars[5:]
+    act = activations.activation((name,) + (p0, p1)[:len(activations.parameter_names(name))])
+    ws, gys, acts = _packed(plan, 0, w), _packed(plan, 1, gy), _packed(plan, 2, a_in)
+    gx = _output(plan, out, w.dtype)
+    if not plan.chunks:
+        if gx.size:
+            gx.fill(0)          # an empty grad_output contributes nothing
+        return gx, "composed", []
+    can = act_input_is == "pre" or name in _FUSES_FROM_OUTPUT
+    fuser = _fuser(eng) if fusion != "composed" and can else None
+    tiled = tiled_calls.is_tiled(plan.chunks)
+    if fusion == "fused" and (fuser is None or tiled):
+        raise CuDNNError(3000, "conv_backward_input_act cannot fuse here: %s" % (
+            "cuDNN's %s backward reads the pre-activation" % name if not can else
+            "the %s engine has no fused epilogue (the graph engine has)" % eng.ENGINE if fuser is None
+            else "the call is tiled, and its tiles compose"), "")
+    path, choices = "composed", []
+    if fuser is not None and not tiled:
+        path, choices = _run_fused(fuser, "dgrad_act", plan, gx, ws, gys, acts, None,
+                                   activations.epilogue(act=act, has_z=True), opts, fusion)
+    if path == "composed":
+        choices = _run_chunks(eng, "backward_data", plan, gx, ws, gys, opts)
+        epilogue_composed.apply_derivative(gx, act, acts, act_input_is == "output")
+    return gx, path, choices
 
 
 # ---------------------------------------------------------------------------
@@ -814,6 +934,15 @@ def _redo_epilogue(arrays, scalars, out, opts):
                              out=out, fusion=scalars[9], **_kw(opts))
 
 
+def _redo_dgrad_act(arrays, scalars, out, opts):
+    w, gy, a_in = arrays
+    name, p0, p1, act_input_is, fusion = scalars[5:]
+    act = (name,) + (p0, p1)[:len(activations.parameter_names(name))]
+    with _planned(opts):
+        return conv_backward_input_act(scalars[0], w, gy, a_in, *scalars[1:5], act=act, act_input_is=act_input_is,
+                                       out=out, fusion=fusion, **_kw(opts))
+
+
 # FnSpec(name, engine op, forward role of each array argument (0 x, 1 w,
 # 2 y, -1 not given to the engine), the result's role, bindable, redo).
 _CONV = FnSpec("conv", "forward", (0, 1, -1), 2, True, _redo_conv)
@@ -822,6 +951,7 @@ _BACKWARD_WEIGHT = FnSpec("conv_backward_weight", "backward_filter", (0, 2), 1, 
 _TRANSPOSE = FnSpec("conv_transpose", "backward_data", (2, 1, -1), 0, True, _redo_transpose)
 _FUSED = FnSpec("conv_bias_add_relu", "fused", (0, 1, -1, -1), 2, False, _redo_fused)
 _EPILOGUE = FnSpec("conv_epilogue", "epilogue", (0, 1, -1, -1), 2, False, _redo_epilogue)
+_DGRAD_ACT = FnSpec("conv_backward_input_act", "dgrad_act", (1, 2, -1), 0, False, _redo_dgrad_act)
 
 _CONV_PATH = _Path(_CONV, _conv_plan, _conv_execute)
 _BACKWARD_INPUT_PATH = _Path(_BACKWARD_INPUT, _backward_input_first_pass, _backward_input_execute)
@@ -829,9 +959,10 @@ _BACKWARD_WEIGHT_PATH = _Path(_BACKWARD_WEIGHT, _backward_weight_first_pass, _ba
 _TRANSPOSE_PATH = _Path(_TRANSPOSE, _transpose_first_pass, _transpose_execute)
 _FUSED_PATH = _Path(_FUSED, _fused_first_pass, _fused_execute)
 _EPILOGUE_PATH = _Path(_EPILOGUE, _epilogue_first_pass, _epilogue_execute)
+_DGRAD_ACT_PATH = _Path(_DGRAD_ACT, _dgrad_act_first_pass, _dgrad_act_execute)
 
 _FUNCTIONS = {f.__name__: f for f in (conv, conv_backward_input, conv_backward_weight, conv_transpose,
-                                      conv_bias_add_relu, conv_epilogue)}
+                                      conv_bias_add_relu, conv_epilogue, conv_backward_input_act)}
 
 # What every public function raises (appended to each one's docstring, so help() shows it).
 _RAISES = """

@@ -30,6 +30,45 @@ _ACT = {
 }
 assert set(_ACT) == set(activations.NAMES)
 
+# The activation's derivative as a C expression of its input ``v`` (acc_t), or, in _DERIVATIVE_OUT,
+# of its output ``v`` (for the activations cudnnconv.activations.needs() says allow it).
+_DERIVATIVE = {
+    "relu": "(v > (acc_t)0 ? (acc_t)1 : (acc_t)0)",
+    "leaky_relu": "(v > (acc_t)0 ? (acc_t)1 : p0)",
+    "clamp": "((v > p0 && v < p1) ? (acc_t)1 : (acc_t)0)",
+    "elu": "(v > (acc_t)0 ? (acc_t)1 : p0 * exp(v))",
+    "gelu": "((acc_t)0.5 * ((acc_t)1 + erf(v * (acc_t)0.70710678118654752440)) + "
+            "v * exp((acc_t)-0.5 * v * v) * (acc_t)0.39894228040143267794)",
+    "gelu_tanh": "_gelu_tanh_d(v)",
+    "silu": "_silu_d(v)",
+    "sigmoid": "_sigmoid_d(v)",
+    "tanh": "((acc_t)1 - tanh(v) * tanh(v))",
+}
+_DERIVATIVE_OUT = {
+    "relu": "(v > (acc_t)0 ? (acc_t)1 : (acc_t)0)",
+    "leaky_relu": "(v > (acc_t)0 ? (acc_t)1 : p0)",
+    "clamp": "((v > p0 && v < p1) ? (acc_t)1 : (acc_t)0)",
+    "elu": "(v > (acc_t)0 ? (acc_t)1 : v + p0)",
+    "sigmoid": "(v * ((acc_t)1 - v))",
+    "tanh": "((acc_t)1 - v * v)",
+}
+_DERIVATIVE_HELPERS = r"""
+__device__ __forceinline__ acc_t _sigmoid_d(acc_t v) {
+    acc_t s = (acc_t)1 / ((acc_t)1 + exp(-v));
+    return s * ((acc_t)1 - s);
+}
+__device__ __forceinline__ acc_t _silu_d(acc_t v) {
+    acc_t s = (acc_t)1 / ((acc_t)1 + exp(-v));
+    return s * ((acc_t)1 + v * ((acc_t)1 - s));
+}
+__device__ __forceinline__ acc_t _gelu_tanh_d(acc_t v) {
+    acc_t k = (acc_t)0.79788456080286535588;
+    acc_t t = tanh(k * (v + (acc_t)0.044715 * v * v * v));
+    return (acc_t)0.5 * ((acc_t)1 + t) +
+           (acc_t)0.5 * v * ((acc_t)1 - t * t) * k * ((acc_t)1 + (acc_t)3 * (acc_t)0.044715 * v * v);
+}
+"""
+
 _BF16_PREAMBLE = r"""
 __device__ __forceinline__ float _bf16_load(unsigned short u) {
     return __uint_as_float(((unsigned int)u) << 16);
@@ -48,12 +87,7 @@ def source(act_name, has_z, has_bias, dtype_name):
     parts given and the dtype ('float16', 'bfloat16', 'float32' or 'float64')."""
     if act_name not in _ACT:
         raise ValueError("unknown activation %r" % (act_name,))
-    if dtype_name == "bfloat16":
-        t, load, store, acc = "uint16", "_bf16_load(%s)", "_bf16_store(%s)", "float32"
-    elif dtype_name in ("float16", "float32", "float64"):
-        t, load, store, acc = dtype_name, "(acc_t)(%s)", "(%s)", "float64" if dtype_name == "float64" else "float32"
-    else:
-        raise ValueError("no composed epilogue for dtype %r" % (dtype_name,))
+    t, load, store, acc = _types(dtype_name)
     ins = ["%s c" % t] + (["%s z" % t] if has_z else []) + (["%s b" % t] if has_bias else []) + \
         ["%s alpha1" % acc, "%s alpha2" % acc, "%s p0" % acc, "%s p1" % acc]
     terms = ["alpha1 * " + load % "c"] + (["alpha2 * " + load % "z"] if has_z else []) + \
@@ -64,36 +98,98 @@ def source(act_name, has_z, has_bias, dtype_name):
     return ", ".join(ins), "%s y" % t, op, preamble
 
 
+def derivative_source(act_name, from_output, dtype_name):
+    """``(in_params, out_params, operation, preamble)`` of ``g = g * act'(a)`` in place, ``a`` the
+    activation's input (or, ``from_output``, its output)."""
+    table = _DERIVATIVE_OUT if from_output else _DERIVATIVE
+    if act_name not in table:
+        raise ValueError("no %s derivative of %r" % ("from-output" if from_output else "", act_name))
+    t, load, store, acc = _types(dtype_name)
+    ins = "%s g, %s a, %s p0, %s p1" % (t, t, acc, acc)
+    op = "acc_t v = %s;\nv = %s;\ny = %s;" % (load % "a", table[act_name], store % ("(acc_t)(%s * v)" % (load % "g")))
+    preamble = "typedef %s acc_t;\n" % ("double" if acc == "float64" else "float") + _DERIVATIVE_HELPERS + \
+        (_BF16_PREAMBLE if dtype_name == "bfloat16" else "")
+    return ins, "%s y" % t, op, preamble
+
+
+def _types(dtype_name):
+    """(the kernel's array type, load format, store format, scalar type) of a dtype."""
+    if dtype_name == "bfloat16":
+        return "uint16", "_bf16_load(%s)", "_bf16_store(%s)", "float32"
+    if dtype_name in ("float16", "float32", "float64"):
+        return dtype_name, "(acc_t)(%s)", "(%s)", "float64" if dtype_name == "float64" else "float32"
+    raise ValueError("no composed epilogue for dtype %r" % (dtype_name,))
+
+
 _KERNELS = {}
 
 
-def _kernel(act_name, has_z, has_bias, dtype_name):
-    k = (act_name, has_z, has_bias, dtype_name)
+def _kernel(kind, act_name, a, b, dtype_name):
+    """The compiled kernel: ``kind`` 'forward' (a, b: has_z, has_bias) or 'derivative' (a:
+    from_output), compiled once per process."""
+    k = (kind, act_name, a, b, dtype_name)
     kern = _KERNELS.get(k)
     if kern is None:
         import cupy
-        ins, outs, op, preamble = source(act_name, has_z, has_bias, dtype_name)
+        ins, outs, op, preamble = (source(act_name, a, b, dtype_name) if kind == "forward"
+                                   else derivative_source(act_name, a, dtype_name))
         kern = _KERNELS[k] = cupy.ElementwiseKernel(
-            ins, outs, op, "cudnnconv_epilogue_%s_%d%d_%s" % (act_name, has_z, has_bias, dtype_name),
-            preamble=preamble)
+            ins, outs, op, "cudnnconv_%s_%s_%d%d_%s" % (kind, act_name, a, b, dtype_name), preamble=preamble)
     return kern
+
+
+def _raw(a):
+    """bfloat16 arrays as their 16 bits (the kernels decode them)."""
+    return a.view("uint16") if a.dtype.name == "bfloat16" else a
+
+
+def _params(act):
+    return tuple(act.params) + (0.0,) * (2 - len(act.params))
 
 
 def apply(y, epi, z=None, bias=None):
     """``y = act(alpha1 * y + alpha2 * z + bias)`` in place (``epi``: an activations.Epilogue;
     ``z`` of y's shape where ``epi.has_z``; ``bias`` a (K,) vector where ``epi.has_bias``), in
     one kernel on y's stream."""
-    dtype_name = y.dtype.name
-    kern = _kernel(epi.act.name, epi.has_z, epi.has_bias, dtype_name)
-    bf16 = dtype_name == "bfloat16"
-
-    def raw(a):
-        return a.view("uint16") if bf16 else a
-    args = [raw(y)]
+    kern = _kernel("forward", epi.act.name, epi.has_z, epi.has_bias, y.dtype.name)
+    args = [_raw(y)]
     if epi.has_z:
-        args.append(raw(z))
+        args.append(_raw(z))
     if epi.has_bias:
-        args.append(raw(bias).reshape((1, bias.shape[0]) + (1,) * (y.ndim - 2)))
-    p = tuple(epi.act.params) + (0.0,) * (2 - len(epi.act.params))
-    kern(*args, epi.alpha1, epi.alpha2, p[0], p[1], raw(y))
+        args.append(_raw(bias).reshape((1, bias.shape[0]) + (1,) * (y.ndim - 2)))
+    p = _params(epi.act)
+    kern(*args, epi.alpha1, epi.alpha2, p[0], p[1], _raw(y))
     return y
+
+
+def apply_derivative(g, act, a, from_output=False):
+    """``g = g * act'(a)`` in place (``act``: an activations.Activation, not the identity; ``a``
+    the activation's input of g's shape, or its output where ``from_output``), in one kernel."""
+    kern = _kernel("derivative", act.name, bool(from_output), False, g.dtype.name)
+    p = _params(act)
+    kern(_raw(g), _raw(a), p[0], p[1], _raw(g))
+    return g
+
+
+_BIAS_KERNELS = {}
+
+
+def bias_gradient(g, out=None):
+    """``sum of g`` over every dim but the channels (dim 1): the bias gradient, accumulated in
+    float32 (float64 for double data) and rounded once, into ``out`` (a (K,) array of g's dtype)
+    or a new array; one reduction kernel."""
+    import cupy
+    name = g.dtype.name
+    t, load, store, acc = _types(name)
+    kern = _BIAS_KERNELS.get(name)
+    if kern is None:
+        kern = _BIAS_KERNELS[name] = cupy.ReductionKernel(
+            "%s g" % t, "%s y" % t, load % "g", "a + b", "y = %s" % (store % "a"), "0",
+            "cudnnconv_bias_gradient_%s" % name, reduce_type="double" if acc == "float64" else "float",
+            preamble="typedef %s acc_t;\n" % ("double" if acc == "float64" else "float") +
+            (_BF16_PREAMBLE if name == "bfloat16" else ""))
+    if out is None:
+        out = cupy.empty((g.shape[1],), dtype=g.dtype)
+    axes = (0,) + tuple(range(2, g.ndim))
+    kern(_raw(g), _raw(out), axis=axes)
+    return out

@@ -39,7 +39,7 @@ PASSES = 3
 TOLERANCE = {0: 1e-4, 1: 1e-9, 2: 1e-2, 9: 5e-2}
 TF32_TOLERANCE = 1e-2
 _ITEMSIZE = {0: 4, 1: 8, 2: 2, 9: 2}
-_OUTPUT = {"forward": 2, "fused": 2, "epilogue": 2, "backward_data": 0, "backward_filter": 1}
+_OUTPUT = {"forward": 2, "fused": 2, "epilogue": 2, "dgrad_act": 0, "backward_data": 0, "backward_filter": 1}
 _BENIGN_STATUS = ("CUDNN_STATUS_NOT_SUPPORTED", "CUDNN_STATUS_BAD_PARAM")
 
 
@@ -193,10 +193,11 @@ class _Buffers:
         b_shape = (1, key.weight_shape[0]) + (1,) * (len(key.weight_shape) - 2)
         if key.op == "fused":
             shapes += [tuple(y_shape), b_shape]
-        elif key.op == "epilogue":            # z and the bias where the epilogue takes them
+        elif key.op in ("epilogue", "dgrad_act"):     # z and the bias where the epilogue takes them
             from cudnnconv import activations
             epi = activations.from_key_fields(key.extra[-activations.KEY_FIELDS:])
-            shapes += ([tuple(y_shape)] if epi.has_z else []) + ([b_shape] if epi.has_bias else [])
+            z_shape = tuple(key.input_shape) if key.op == "dgrad_act" else tuple(y_shape)   # the act's input
+            shapes += ([z_shape] if epi.has_z else []) + ([b_shape] if epi.has_bias else [])
         self.dtype = int(key.dtype)
         self.itemsize = _ITEMSIZE[self.dtype]
         self.counts = [math.prod(s) for s in shapes]

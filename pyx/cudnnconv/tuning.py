@@ -104,7 +104,7 @@ MAX_DIM = 1 << 40
 MAX_EXTRA_ITEMS = 64
 MAX_EXTRA_DEPTH = 4
 
-OPS = ("forward", "fused", "epilogue", "backward_data", "backward_filter")
+OPS = ("forward", "fused", "epilogue", "dgrad_act", "backward_data", "backward_filter")
 ENGINES = ("legacy", "graph")
 LAYOUTS = (params.NCHW, params.CHANNELS_LAST)
 DTYPES = frozenset(params._CUDNN_DTYPE.values())

@@ -119,8 +119,9 @@ def plan_scratch(key):
     if key.op == "fused":
         roles += [("z", y_shape, key.layout), ("bias", b_shape, params.NCHW)]
     epi = _epilogue(key)
-    if epi is not None:
-        roles += ([("z", y_shape, key.layout)] if epi.has_z else []) + \
+    if epi is not None:             # dgrad_act's z is the activation's input, of the input's shape
+        z_shape = key.input_shape if key.op == "dgrad_act" else y_shape
+        roles += ([("z", z_shape, key.layout)] if epi.has_z else []) + \
             ([("bias", b_shape, params.NCHW)] if epi.has_bias else [])
     itemsize = _dtype(key.dtype).itemsize
     out, offset = [], 0
@@ -137,7 +138,7 @@ def plan_scratch(key):
 
 def _epilogue(key):
     """An epilogue key's activations.Epilogue (its extra ends with the epilogue's key fields), else None."""
-    if key.op != "epilogue":
+    if key.op not in ("epilogue", "dgrad_act"):
         return None
     from cudnnconv import activations
     return activations.from_key_fields(key.extra[-activations.KEY_FIELDS:])
@@ -187,7 +188,7 @@ def warm_up(keys, max_scratch_bytes=None):
                     mem = cupy.cuda.alloc(max(nbytes, 1))
                     t = _arrays(mem, key, plan)
                     if not _through_public_function(key, t, geom, opts):
-                        more = {} if key.op != "epilogue" else {"epilogue": _epilogue(key)}
+                        more = {} if _epilogue(key) is None else {"epilogue": _epilogue(key)}
                         mod.run(key.op, t["x"], t["w"], t["y"], geom, opts, key.layout, key.device,
                                 z=t.get("z"), bias=t.get("bias"), alpha=alpha, **more)
                     devices.add(key.device)

@@ -153,3 +153,91 @@ def test_composed_kernel_writes_every_element_and_rounds_bfloat16_once():
     # 1e-5 absolute, for gelu's far negative tail, where float32's 1 + tanh cancels
     ulp = numpy.abs(expect.astype(numpy.float64)) * 2.0 ** -7 + 1e-5
     assert (diff <= ulp).all(), float((diff / ulp).max())
+
+
+# ---------------------------------------------------------------------------
+# the backward: the input gradient times the activation's derivative, and the weight and bias gradients
+# ---------------------------------------------------------------------------
+
+BACKWARD_ACTS = [a for a in ACTS if a is not None]
+BACKWARD_CASES = [c for c in FUSED if c.padding != "same"]
+
+
+def expected_dgrad_act(w, gy, a_in, act, x_shape, case_kw, from_output=False):
+    g = cupy.asnumpy(ref.conv_backward_input(x_shape, w, gy, **case_kw))
+    a = cupy.asnumpy(a_in).astype(numpy.float64)
+    d = activations.reference_derivative_from_output(act, a) if from_output else \
+        activations.reference_derivative(act, a)
+    return g * d
+
+
+def run_dgrad_act(w, gy, a_in, act, x_shape, case_kw, dtype, layout, fusion, engine="graph", kind="pre"):
+    out = ref.poisoned(x_shape, dtype, layout)
+    y = cudnnconv.conv_backward_input_act(x_shape, w, gy, a_in, **case_kw, act=act, act_input_is=kind, out=out,
+                                          fusion=fusion, allow_tf32=False, engine=engine)
+    assert y is out
+    return y, cudnnconv.last_call()
+
+
+@pytest.mark.skipif("graph" not in ENGINES, reason="the graph engine is not built")
+@pytest.mark.parametrize("kind", ["pre", "output"])
+@pytest.mark.parametrize("act", BACKWARD_ACTS, ids=ACT_IDS[1:])
+def test_dgrad_act_every_activation_on_both_paths(act, kind):
+    if kind == "output" and activations.needs(act) != "output":
+        pytest.skip("%s's derivative needs the pre-activation" % activations.activation(act).name)
+    case = FUSED[1]
+    kw = kwargs(case)
+    yshape = ref.conv_out_shape(case.x, case.w, case.stride, case.padding, case.dilation)
+    w, gy = ref.random(case.w, "float16", "channels_last"), ref.random(yshape, "float16", "channels_last")
+    pre = ref.random(case.x, "float16", "channels_last")
+    a_in = pre if kind == "pre" else ref.in_layout(
+        cupy.asarray(activations.reference_forward(act, cupy.asnumpy(pre).astype(numpy.float64))).astype("float16"),
+        "channels_last")
+    expect = expected_dgrad_act(w, gy, a_in, act, case.x, kw, kind == "output")
+    y, call = run_dgrad_act(w, gy, a_in, act, case.x, kw, "float16", "channels_last", "composed", kind=kind)
+    assert call["function"] == "conv_backward_input_act" and call["path"] == "composed"
+    check(y, expect, "float16", "composed")
+    y, call = run_dgrad_act(w, gy, a_in, act, case.x, kw, "float16", "channels_last", "auto", kind=kind)
+    check(y, expect, "float16", "auto (%s)" % call["path"])
+    if call["path"] == "fused":
+        y, call = run_dgrad_act(w, gy, a_in, act, case.x, kw, "float16", "channels_last", "fused", kind=kind)
+        check(y, expect, "float16", "fused")
+    else:
+        with pytest.raises(cudnnconv.CuDNNError):
+            run_dgrad_act(w, gy, a_in, act, case.x, kw, "float16", "channels_last", "fused", kind=kind)
+
+
+@pytest.mark.parametrize("fusion", ["auto", "composed"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", BACKWARD_CASES, ids=ids(BACKWARD_CASES))
+@pytest.mark.parametrize("engine", ENGINES)
+def test_dgrad_act_dtypes_layouts_dims_and_groups(engine, case, dtype, layout, fusion):
+    kw = kwargs(case)
+    yshape = ref.conv_out_shape(case.x, case.w, case.stride, case.padding, case.dilation)
+    w, gy, pre = ref.random(case.w, dtype, layout), ref.random(yshape, dtype, layout), ref.random(case.x, dtype, layout)
+    y, call = run_dgrad_act(w, gy, pre, "silu", case.x, kw, dtype, layout, fusion, engine)
+    assert call["path"] in (("composed",) if fusion == "composed" or engine == "legacy" else ("fused", "composed"))
+    check(y, expected_dgrad_act(w, gy, pre, "silu", case.x, kw), dtype, "%s on %s" % (call["path"], engine))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_weight_and_bias_gradients(engine, dtype, layout):
+    case = FUSED[2]
+    kw = kwargs(case)
+    yshape = ref.conv_out_shape(case.x, case.w, case.stride, case.padding, case.dilation)
+    x, gy = ref.random(case.x, dtype, layout), ref.random(yshape, dtype, layout)
+    out, bias_out = ref.poisoned(case.w, dtype, layout), ref.poisoned((case.w[0],), dtype)
+    dw, db = cudnnconv.conv_backward_weight_bias(x, case.w, gy, **kw, out=out, bias_out=bias_out, allow_tf32=False,
+                                                 engine=engine)
+    assert dw is out and db is bias_out
+    call = cudnnconv.last_call()
+    assert call["function"] == "conv_backward_weight_bias" and call["path"] == "composed"
+    assert ref.rel_error(dw, ref.conv_backward_weight(x, case.w, gy, **kw)) <= ref.tolerance(dtype) * 4
+    expect_b = ref._f64(gy).sum(axis=(0, 2, 3))
+    assert ref.rel_error(db, expect_b) <= ref.tolerance(dtype)
+    dw2, db2 = cudnnconv.conv_backward_weight_bias(x, case.w, gy, **kw, engine=engine)     # fresh outputs
+    assert db2.shape == (case.w[0],) and db2.dtype == gy.dtype
+    assert ref.rel_error(db2, expect_b) <= ref.tolerance(dtype)

@@ -38,7 +38,7 @@ from cudnnconv.core.executor cimport (
 from cudnnconv.core cimport state as _cstate
 from cudnnconv.engines.graph_descriptors cimport (
     BackendDescriptor, VariantPacks, variant_packs, create, tensor, convolution, conv_operation,
-    pointwise_operation, operation_graph)
+    pointwise_operation, pointwise_backward_operation, operation_graph)
 
 import collections
 import threading
@@ -52,6 +52,9 @@ from cudnnconv.cache import AlgoCache, CacheInfo, check_maxsize
 from cudnnconv.core.status import CuDNNError, CuDNNOutOfMemoryError
 
 ENGINE = "graph"
+# The ops whose key ends with an epilogue's key fields (activations.key_fields): 'epilogue'
+# (y = act(alpha1 * conv + alpha2 * z + bias)) and 'dgrad_act' (dx = dgrad(dy) * act'(act_input)).
+EPILOGUE_OPS = ("epilogue", "dgrad_act")
 
 cdef enum:
     UID_X = 1
@@ -140,7 +143,7 @@ def problem_key(op, device, dtype_code, x_shape, w_shape, layout, geom, opts, pt
     """The cache key of one graph problem: the shared key (``params.make_key``,
     the one key builder) extended with ``key_extra`` (``epilogue_key_extra`` for
     op 'epilogue'), as ``run`` builds it."""
-    extra = epilogue_key_extra(ptrs, epilogue) if op == "epilogue" else key_extra(op, ptrs, alpha)
+    extra = epilogue_key_extra(ptrs, epilogue) if op in EPILOGUE_OPS else key_extra(op, ptrs, alpha)
     return _make_key(op, ENGINE, device, dtype_code, x_shape, w_shape, layout, geom, opts, tuple(extra))
 
 
@@ -222,9 +225,14 @@ cdef class GraphArgs:
 
     cdef int set_epilogue(self, epi) except -1:
         """Op 'epilogue': what follows the convolution (an activations.Epilogue); its tensors
-        are x, w, y, then z and the bias where given, in that order."""
-        if self.op != "epilogue":
-            raise ValueError("an epilogue belongs to op 'epilogue', not %r" % self.op)
+        are x, w, y, then z and the bias where given, in that order.  Op 'dgrad_act': the input
+        gradient times the activation's derivative at ``act_input`` (the input's shape), which
+        takes z's slot (``epi.has_z``); its tensors are dx (the result), w, dy, act_input."""
+        if self.op not in EPILOGUE_OPS:
+            raise ValueError("an epilogue belongs to op 'epilogue' or 'dgrad_act', not %r" % self.op)
+        if self.op == "dgrad_act" and not (epi.has_z and not epi.has_bias and epi.alpha1 == 1.0
+                                           and epi.alpha2 == 1.0 and epi.act.name != "identity"):
+            raise ValueError("op 'dgrad_act' takes an activation and its input, and no bias or scale")
         self.epilogue = epi
         self.n = 3 + int(epi.has_z) + int(epi.has_bias)
         return 0
@@ -263,6 +271,16 @@ cdef class GraphArgs:
             cur = out
         return ops
 
+    cdef list dgrad_act_ops(self, BackendDescriptor DX, BackendDescriptor W, BackendDescriptor DY,
+                            BackendDescriptor conv, int ct, bint dbl):
+        """backward data -> (virtual, compute type) -> the activation's backward mode with the
+        activation's input (uid 4) -> dx."""
+        T0 = tensor(UID_T0, ct, self.x_shape, self.x_strides, 16, True)
+        A = tensor(4, self.dtype, self.x_shape, self.x_strides, self.align[3], False)
+        mode, attrs = activations.cudnn_backward(self.epilogue.act)
+        return [conv_operation("backward_data", T0, W, DY, conv, dbl),
+                pointwise_backward_operation(mode, ct, A, T0, DX, dbl, attrs)]
+
     cdef list build_ops(self):
         """The operation nodes: one convolution, or (fused) conv -> +alpha*z
         -> +bias -> relu, through virtual FLOAT intermediates, in the order
@@ -275,6 +293,8 @@ cdef class GraphArgs:
         conv = convolution(ct, self.padding, self.post_padding, self.stride, self.dilation)
         if self.op == "epilogue":
             return self.epilogue_ops(X, W, Y, conv, ct, dbl)
+        if self.op == "dgrad_act":
+            return self.dgrad_act_ops(X, W, Y, conv, ct, dbl)
         if self.op != "fused":
             return [conv_operation(self.op, X, W, Y, conv, dbl)]
         Z = tensor(UID_Z, self.dtype, self.y_shape, self.y_strides, self.align[3], False)
@@ -298,7 +318,9 @@ cdef class GraphArgs:
         shapes = [self.x_shape, self.w_shape, self.y_shape, self.y_shape, self.b_shape]
         strides = [self.x_strides, self.w_strides, self.y_strides, self.y_strides,
                    params.layout_strides(self.b_shape, "NCHW")]
-        if self.epilogue is not None and not self.epilogue.has_z:     # the bias in z's slot
+        if self.op == "dgrad_act":                                    # the activation's input in z's slot
+            names[3], shapes[3], strides[3] = "act_input", self.x_shape, self.x_strides
+        elif self.epilogue is not None and not self.epilogue.has_z:   # the bias in z's slot
             del names[3], shapes[3], strides[3]
         lines = ["%s: dims=%s strides=%s alignment=%d dtype=%s" % (
             names[i], shapes[i], strides[i], self.align[i], _DTYPE_NAMES.get(self.dtype, self.dtype))
@@ -598,7 +620,7 @@ _MODE_B_LOCK = threading.Lock()     # mode B's queries one at a time, as cuDNN's
 def _mode_b_applies(GraphArgs a):
     """Heuristics mode B (cuDNN's neural-net heuristic) serves 2-d convolutions
     without groups or dilation only (and no fused graph)."""
-    return a.op not in ("fused", "epilogue") and len(a.x_shape) == 4 and a.x_shape[1] == a.w_shape[1] \
+    return a.op not in ("fused",) + EPILOGUE_OPS and len(a.x_shape) == 4 and a.x_shape[1] == a.w_shape[1] \
         and all(d == 1 for d in a.dilation)
 
 
@@ -951,7 +973,8 @@ cdef class GraphDirection:
         return text
 
 
-DIRECTIONS = {op: GraphDirection(op) for op in ("forward", "fused", "epilogue", "backward_data", "backward_filter")}
+DIRECTIONS = {op: GraphDirection(op) for op in ("forward", "fused", "epilogue", "dgrad_act", "backward_data",
+                                                "backward_filter")}
 
 
 # ---------------------------------------------------------------------------
@@ -1157,7 +1180,7 @@ def run(str op, x, w, y, geom, opts, str layout, int device, repro=None, z=None,
         ptrs[4] = <void*><size_t>bias.data.ptr
         extra = (alignment(<size_t>ptrs[0]), alignment(<size_t>ptrs[1]), alignment(<size_t>ptrs[2]),
                  alignment(<size_t>ptrs[3]), alignment(<size_t>ptrs[4]), alpha)
-    elif op == "epilogue":
+    elif op in EPILOGUE_OPS:
         if epilogue.has_z:
             ptrs[n] = <void*><size_t>z.data.ptr
             n += 1
@@ -1193,7 +1216,7 @@ def run(str op, x, w, y, geom, opts, str layout, int device, repro=None, z=None,
             raise e.add_context(DIRECTIONS[op].context(a, c))
     a = _args(op, dtype, x, w, y, geom, opts, layout, alpha, h, hp, stream, repro, ptrs, n, epilogue)
     a.key = key
-    if op == "fused" or op == "epilogue":
+    if op == "fused" or op in EPILOGUE_OPS:
         a.keep = (x, w, y, z, bias)
     if opts.deterministic and not opts.benchmark:
         cache.count_miss()       # try_all does not consult the cache then
@@ -1437,7 +1460,7 @@ cdef GraphArgs _args_from_key(key, Handle h, cudnnHandle_t hp):
         raise ValueError("key.extra lacks the alignments")
     alpha = float(key.extra[5]) if key.op == "fused" else 1.0
     a.set_shapes(key.op, key.dtype, key.layout, key.input_shape, key.weight_shape, y_shape, geom, alpha)
-    if key.op == "epilogue":
+    if key.op in EPILOGUE_OPS:
         if len(key.extra) != MAX_TENSORS + activations.KEY_FIELDS:
             raise ValueError("key.extra of an epilogue has %d fields, not %d"
                              % (len(key.extra), MAX_TENSORS + activations.KEY_FIELDS))
@@ -1535,7 +1558,7 @@ def validate_problem(op, x_shape, w_shape, y_shape, geom, layout="NCHW", dtype="
     architecture).  ``epilogue``: op 'epilogue''s activations.Epilogue."""
     cdef GraphArgs a = GraphArgs.__new__(GraphArgs)
     a.set_shapes(op, params.cudnn_dtype(dtype), layout, x_shape, w_shape, y_shape, geom, alpha)
-    if op == "epilogue":
+    if op in EPILOGUE_OPS:
         a.set_epilogue(epilogue)
     ops = a.build_ops()
     out = [(<BackendDescriptor>o).text for o in ops]

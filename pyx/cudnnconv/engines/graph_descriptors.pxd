@@ -46,6 +46,9 @@ cdef BackendDescriptor conv_operation(str op, BackendDescriptor x, BackendDescri
 cdef BackendDescriptor pointwise_operation(int mode, int math_prec, BackendDescriptor x,
                                            BackendDescriptor b, BackendDescriptor y, double alpha2,
                                            bint as_double, double alpha1=*, dict attributes=*)
+cdef BackendDescriptor pointwise_backward_operation(int mode, int math_prec, BackendDescriptor x,
+                                                    BackendDescriptor dy, BackendDescriptor dx, bint as_double,
+                                                    dict attributes)
 cdef BackendDescriptor operation_graph(list ops, cudnnHandle_t handle)
 
 

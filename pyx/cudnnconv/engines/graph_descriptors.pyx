@@ -388,13 +388,8 @@ cdef dict _POINTWISE_ATTRIBUTES = {
 }
 
 
-cdef BackendDescriptor pointwise_operation(int mode, int math_prec, BackendDescriptor x,
-                                           BackendDescriptor b, BackendDescriptor y, double alpha2,
-                                           bint as_double, double alpha1=1.0, dict attributes=None):
-    """y = mode(alpha1 * x, alpha2 * b); b may be None for unary modes (ReLU).  The
-    scalars are passed as doubles for double math, else as floats.  ``attributes``: the
-    pointwise descriptor's activation parameters ({"relu_lower_clip": 0.0, ...}, as
-    cudnnconv.activations.cudnn_forward gives them); a scale of 1 is left unset."""
+cdef BackendDescriptor _pointwise_descriptor(int mode, int math_prec, bint as_double, dict attributes):
+    """The pointwise descriptor of one mode, with its activation parameters set."""
     cdef BackendDescriptor pw = create(CUDNN_BACKEND_POINTWISE_DESCRIPTOR)
     pw.set_enum(CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, mode)
     pw.set_enum(CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, math_prec)
@@ -402,6 +397,17 @@ cdef BackendDescriptor pointwise_operation(int mode, int math_prec, BackendDescr
         for name, value in attributes.items():
             pw.set_scalar(<cudnnBackendAttributeName_t><int>_POINTWISE_ATTRIBUTES[name], as_double, value)
     pw.finalize()
+    return pw
+
+
+cdef BackendDescriptor pointwise_operation(int mode, int math_prec, BackendDescriptor x,
+                                           BackendDescriptor b, BackendDescriptor y, double alpha2,
+                                           bint as_double, double alpha1=1.0, dict attributes=None):
+    """y = mode(alpha1 * x, alpha2 * b); b may be None for unary modes (ReLU).  The
+    scalars are passed as doubles for double math, else as floats.  ``attributes``: the
+    pointwise descriptor's activation parameters ({"relu_lower_clip": 0.0, ...}, as
+    cudnnconv.activations.cudnn_forward gives them); a scale of 1 is left unset."""
+    cdef BackendDescriptor pw = _pointwise_descriptor(mode, math_prec, as_double, attributes)
     cdef BackendDescriptor o = create(CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR)
     o.set_desc(CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, pw)
     o.set_desc(CUDNN_ATTR_OPERATION_POINTWISE_XDESC, x)
@@ -414,6 +420,24 @@ cdef BackendDescriptor pointwise_operation(int mode, int math_prec, BackendDescr
     o.set_desc(CUDNN_ATTR_OPERATION_POINTWISE_YDESC, y)
     o.text = "pointwise(mode=%d, alpha1=%r, alpha2=%r%s)" % (
         mode, alpha1, alpha2, "".join(", %s=%r" % kv for kv in sorted((attributes or {}).items())))
+    o.finalize()
+    return o
+
+
+cdef BackendDescriptor pointwise_backward_operation(int mode, int math_prec, BackendDescriptor x,
+                                                    BackendDescriptor dy, BackendDescriptor dx, bint as_double,
+                                                    dict attributes):
+    """dx = dy * act'(x): an activation's backward mode (RELU_BWD, ...), from the gradient ``dy``
+    and the activation's input ``x``, with the pointwise descriptor's ``attributes`` as
+    ``pointwise_operation`` takes them."""
+    cdef BackendDescriptor pw = _pointwise_descriptor(mode, math_prec, as_double, attributes)
+    cdef BackendDescriptor o = create(CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR)
+    o.set_desc(CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, pw)
+    o.set_desc(CUDNN_ATTR_OPERATION_POINTWISE_XDESC, x)
+    o.set_desc(CUDNN_ATTR_OPERATION_POINTWISE_DYDESC, dy)
+    o.set_desc(CUDNN_ATTR_OPERATION_POINTWISE_DXDESC, dx)
+    o.text = "pointwise backward(mode=%d%s)" % (
+        mode, "".join(", %s=%r" % kv for kv in sorted((attributes or {}).items())))
     o.finalize()
     return o
 

@@ -1,0 +1,268 @@
+"""Fused epilogue benchmark: conv_epilogue fused, composed, and PyTorch's eager sequence.
+
+    PYTHONPATH=pyx:. python3 bench/epilogue.py --out DIR [--batch 128] [--dtype fp16]
+        [--acts silu,relu,gelu] [--all-acts-on LAYER] [--time-limit S]
+
+For each layer and activation, ``act(conv(x, w) + bias)`` (and, with ``--residual``, ``+ z``) in
+channels-last, timed three ways in one process, kernel time by CUDA-graph replay (the median of
+many replays, after warm-up), each result checked against PyTorch's first:
+
+- ``fused``: ``conv_epilogue(..., fusion='fused')``, the graph engine's one plan; where cuDNN
+  refuses the pattern the row says so, with cuDNN's status;
+- ``composed``: ``conv_epilogue(..., fusion='composed')``, our convolution and one kernel;
+- ``torch``: PyTorch's eager sequence as its users write it, ``F.silu(F.conv2d(x, w, b))``
+  (``cudnn.benchmark=True``), each step its own kernel(s).
+
+Ratios: fused / composed and fused / torch.  The targets (issue "Fused epilogues"): conv + bias +
+SiLU fused at most 0.6x the composed path and 0.5x PyTorch's sequence.  Writes
+``GPU_epilogue_DTYPE_nhwc.json`` and ``.md``.
+"""
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+from bench.spec import Layer
+
+TARGET_VS_COMPOSED = 0.6
+TARGET_VS_TORCH = 0.5
+
+
+def layers(batch):
+    """The issue's layers: ResNet-50's 3x3 and 1x1, MobileNetV2's depthwise and pointwise, and a
+    ConvNeXt-style 7x7 depthwise."""
+    def c(name, cin, k, hw, ks, pad=0, stride=1, groups=1):
+        return Layer(batch, cin, k, (hw, hw), (ks, ks), pad, stride, 1, groups, "conv", 0, name)
+    return [
+        c("resnet50.layer1.0.conv2 3x3", 64, 64, 56, 3, pad=1),
+        c("resnet50.layer3.1.conv2 3x3", 256, 256, 14, 3, pad=1),
+        c("resnet50.layer1.0.conv3 1x1", 64, 256, 56, 1),
+        c("resnet50.layer3.1.conv1 1x1", 1024, 256, 14, 1),
+        c("mobilenetv2.block2.dw 3x3", 144, 144, 56, 3, pad=1, groups=144),
+        c("mobilenetv2.block11.dw 3x3", 384, 384, 14, 3, pad=1, groups=384),
+        c("mobilenetv2.block1.expand 1x1", 24, 144, 56, 1),
+        c("mobilenetv2.block2.project 1x1", 144, 24, 56, 1),
+        c("convnext.stage1.dw 7x7", 96, 96, 56, 7, pad=3, groups=96),
+        c("convnext.stage3.dw 7x7", 384, 384, 14, 7, pad=3, groups=384),
+    ]
+
+
+def torch_act(torch, spec):
+    """PyTorch's own eager function for an activation (cudnnconv.activations' canonical form)."""
+    F = torch.nn.functional
+    name, p = spec.name, spec.params
+    table = {
+        "identity": lambda y: y, "relu": F.relu, "leaky_relu": lambda y: F.leaky_relu(y, p[0] if p else 0.01),
+        "elu": lambda y: F.elu(y, p[0] if p else 1.0), "gelu": F.gelu,
+        "gelu_tanh": lambda y: F.gelu(y, approximate="tanh"), "silu": F.silu, "sigmoid": torch.sigmoid,
+        "tanh": torch.tanh, "clamp": lambda y: torch.clamp(y, p[0], p[1]) if p else y,
+    }
+    return table[name]
+
+
+def ratio(a, b):
+    return None if a is None or b is None or not b else a / b
+
+
+def geomean(values):
+    v = [x for x in values if x is not None and x > 0]
+    return math.exp(sum(math.log(x) for x in v) / len(v)) if v else None
+
+
+def summarize(result):
+    """Per activation: geomean fused/composed and fused/torch over the layers, with the targets'
+    verdicts, and which layers cuDNN refused to fuse."""
+    out = {}
+    for act in result["config"]["acts"]:
+        rows = [r for r in result["rows"] if r["act"] == act]
+        vc = [r["fused_vs_composed"] for r in rows]
+        vt = [r["fused_vs_torch"] for r in rows]
+        out[act] = {
+            "layers": len(rows),
+            "fused": sum(1 for r in rows if r["fused"].get("kernel_ms") is not None),
+            "refused": [r["layer"] for r in rows if r["fused"].get("status") == "refused"],
+            "fused_vs_composed_geomean": geomean(vc),
+            "fused_vs_torch_geomean": geomean(vt),
+            "fused_vs_composed_max": max([x for x in vc if x is not None], default=None),
+            "fused_vs_torch_max": max([x for x in vt if x is not None], default=None),
+        }
+    return out
+
+
+def markdown(result):
+    env, cfg = result["env"], result["config"]
+    lines = ["# cudnnconv fused epilogue: %s, %s channels-last, batch %d" % (env.get("gpu"), cfg["dtype"],
+                                                                           cfg["batch"]), "",
+             "- %s | cuDNN %s | CuPy %s | PyTorch %s | %s" % (env.get("gpu"), env.get("cudnn"), env.get("cupy"),
+                                                              env.get("torch"), env.get("date")),
+             "- act(conv(x, w) + bias%s); kernel time by CUDA-graph replay, ms per call (median); fused = "
+             "conv_epilogue(fusion='fused'), composed = conv_epilogue(fusion='composed'), torch = "
+             "F.<act>(F.conv2d(x, w, b)) with cudnn.benchmark" % (" + z" if cfg.get("residual") else ""),
+             "- targets: fused/composed <= %.2f, fused/torch <= %.2f" % (TARGET_VS_COMPOSED, TARGET_VS_TORCH), "",
+             "| layer | act | fused ms | composed ms | torch ms | fused/composed | fused/torch | fused config |",
+             "|---|---|---:|---:|---:|---:|---:|---|"]
+
+    def ms(e):
+        if e.get("status") == "refused":
+            return "refused (%s)" % e.get("detail", "")
+        return "-" if e.get("kernel_ms") is None else "%.4f" % e["kernel_ms"]
+
+    def r(x):
+        return "-" if x is None else "%.2f" % x
+    for row in result["rows"]:
+        lines.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            row["layer"], row["act"], ms(row["fused"]), ms(row["composed"]), ms(row["torch"]),
+            r(row["fused_vs_composed"]), r(row["fused_vs_torch"]), row["fused"].get("config") or "-"))
+    lines += ["", "## Summary", ""]
+    for act, s in result["summary"].items():
+        lines.append("- %s: fused on %d of %d layers%s; fused/composed geomean %s (max %s), fused/torch "
+                     "geomean %s (max %s)" % (
+                         act, s["fused"], s["layers"],
+                         "" if not s["refused"] else " (cuDNN refused: %s)" % ", ".join(s["refused"]),
+                         r(s["fused_vs_composed_geomean"]), r(s["fused_vs_composed_max"]),
+                         r(s["fused_vs_torch_geomean"]), r(s["fused_vs_torch_max"])))
+    for n in result.get("notes", []):
+        lines.append("- note: " + n)
+    return "\n".join(lines) + "\n"
+
+
+def _measure(backend, calls, budget_s):
+    try:
+        m = backend.measure(calls, repeat=50, budget_s=budget_s)
+        return {"status": "ok", "kernel_ms": m["kernel_ms"], "eager_ms": m["eager_ms"]}
+    except Exception as e:                    # noqa: BLE001 - a row reports, the run goes on
+        return {"status": "error", "kernel_ms": None, "detail": "%s: %s" % (type(e).__name__, str(e)[:160])}
+
+
+def run_layer(layer, act, dtype, residual, budget_s, torch, tb, cb):
+    import cupy
+    import cudnnconv
+    from cudnnconv import activations, params
+    spec = activations.activation(act)
+    rs = cupy.random.RandomState(0)
+    layout = params.CHANNELS_LAST
+
+    def rand(shape):
+        a = params.empty_in_layout(shape, dtype, layout if len(shape) >= 3 else params.NCHW)
+        a[...] = rs.uniform(-1.0, 1.0, shape, dtype="float32").astype(dtype)
+        return a
+    x, w, b = rand(layer.input_shape()), rand(layer.weight_shape()), rand((layer.k,))
+    z = rand(layer.output_shape()) if residual else None
+    geom = layer.geometry()[0]
+    kw = dict(stride=geom.stride, padding=geom.padding, dilation=geom.dilation, groups=layer.groups)
+    tx, tw, tb_ = (torch.from_dlpack(a) for a in (x, w, b))
+    tz = None if z is None else torch.from_dlpack(z)
+    f = torch_act(torch, spec)
+
+    def torch_call():
+        y = torch.nn.functional.conv2d(tx, tw, tb_, list(geom.stride), list(geom.padding), list(geom.dilation),
+                                       layer.groups)
+        if tz is not None:
+            y = y + tz
+        return f(y)
+    reference = cupy.from_dlpack(torch_call()).astype("float64")
+    row = {"layer": layer.name, "act": spec.name, "shape": layer.shape_text()}
+    row["torch"] = _measure(tb, [torch_call], budget_s)
+    out = params.empty_in_layout(layer.output_shape(), dtype, layout)
+    for path in ("fused", "composed"):
+        def call(path=path):
+            return cudnnconv.conv_epilogue(x, w, b, **kw, z=z, act=spec, out=out, fusion=path, benchmark=True)
+        try:
+            out.fill(float("nan"))
+            call()
+            cupy.cuda.Device().synchronize()
+        except cudnnconv.CuDNNError as e:
+            row[path] = {"status": "refused" if path == "fused" else "error", "kernel_ms": None, "detail": e.name}
+            continue
+        got = out.astype("float64")
+        err = float(cupy.linalg.norm((got - reference).ravel()) / cupy.linalg.norm(reference.ravel()))
+        tol = {"float16": 1e-2, "bfloat16": 5e-2}.get(dtype, 1e-3)
+        if not err <= tol:
+            row[path] = {"status": "FAIL", "kernel_ms": None, "rel_err": err}
+            continue
+        row[path] = _measure(cb, [call], budget_s)
+        row[path]["rel_err"] = err
+        last = cudnnconv.last_call() or {}
+        ch = (last.get("choices") or [{}])[0]
+        row[path]["config"] = ch.get("tag") or ch.get("algo_name")
+        row[path]["path"] = last.get("path")
+    k = {p: row[p].get("kernel_ms") for p in ("fused", "composed", "torch")}
+    row["fused_vs_composed"] = ratio(k["fused"], k["composed"])
+    row["fused_vs_torch"] = ratio(k["fused"], k["torch"])
+    return row
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="bench/epilogue.py", description=__doc__.split("\n")[0])
+    p.add_argument("--out", metavar="DIR")
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--dtype", default="fp16", choices=("fp16", "bf16", "fp32"))
+    p.add_argument("--acts", default="silu,relu,gelu", help="comma-separated activations (default silu,relu,gelu)")
+    p.add_argument("--all-acts-on", metavar="N", type=int, default=0,
+                   help="also every activation on the first N layers")
+    p.add_argument("--residual", action="store_true", help="add z (act(conv + z + bias))")
+    p.add_argument("--budget", type=float, default=0.4, help="seconds of timing per measurement")
+    p.add_argument("--time-limit", type=float, default=None)
+    p.add_argument("--list", action="store_true", help="print the layers and exit (no GPU needed)")
+    args = p.parse_args(argv)
+    from cudnnconv import activations
+    acts = []
+    for a in args.acts.split(","):
+        try:
+            name = activations.activation(a.strip()).name if a.strip() else None
+        except (TypeError, ValueError) as e:
+            print("error: --acts: %s" % e, file=sys.stderr)
+            return 2
+        if name is not None and name not in acts:          # 'silu,swish' is one activation
+            acts.append(name)
+    todo = [(layer, a) for layer in layers(args.batch) for a in acts]
+    extra = [n for n in activations.NAMES if n not in acts and n != "clamp"] + [("clamp", -1.0, 1.0)]
+    for layer in layers(args.batch)[:args.all_acts_on]:
+        todo += [(layer, a) for a in extra]
+    if args.list:
+        for layer, a in todo:
+            print("%-34s %-28s %s" % (layer.name, layer.shape_text(), a if isinstance(a, str) else a[0]))
+        return 0
+    import cupy
+    import torch
+    from bench import report
+    from bench.timing import CupyBackend, TorchBackend
+    torch.backends.cudnn.benchmark = True
+    dtype = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}[args.dtype]
+    env = report.environment()
+    env["torch"] = torch.__version__
+    t0 = time.time()
+    rows, notes = [], []
+    tb, cb = TorchBackend(), CupyBackend()
+    for layer, a in todo:
+        if args.time_limit and time.time() - t0 > args.time_limit:
+            notes.append("time limit of %.0f s reached: %s %s and later not run" % (args.time_limit, layer.name, a))
+            break
+        rows.append(run_layer(layer, a, dtype, args.residual, args.budget, torch, tb, cb))
+        print("%-34s %-10s fused %s composed %s torch %s" % (
+            layer.name, rows[-1]["act"], *("%.4f" % rows[-1][k]["kernel_ms"] if rows[-1][k].get("kernel_ms")
+                                           else rows[-1][k].get("status") for k in ("fused", "composed", "torch"))),
+            flush=True)
+        cupy.get_default_memory_pool().free_all_blocks()
+    result = {"schema": "cudnnconv-epilogue-bench/1", "env": env,
+              "config": {"batch": args.batch, "dtype": dtype, "acts": sorted({r["act"] for r in rows}, key=str),
+                         "residual": args.residual, "budget_s": args.budget, "argv": sys.argv[1:]},
+              "rows": rows, "notes": notes, "wall_s": time.time() - t0}
+    result["summary"] = summarize(result)
+    text = markdown(result)
+    print(text)
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        base = os.path.join(args.out, "%s_epilogue_%s_nhwc" % (report.gpu_slug(env.get("gpu")), args.dtype))
+        with open(base + ".json", "w") as f:
+            json.dump(result, f, indent=1, default=float)
+        with open(base + ".md", "w") as f:
+            f.write(text)
+        print("wrote %s.json, %s.md" % (base, base))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
