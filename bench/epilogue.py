@@ -3,8 +3,9 @@
     PYTHONPATH=pyx:. python3 bench/epilogue.py --out DIR [--batch 128] [--dtype fp16]
         [--acts silu,relu,gelu] [--all-acts-on LAYER] [--time-limit S]
 
-For each layer and activation, ``act(conv(x, w) + bias)`` (and, with ``--residual``, ``+ z``) in
-channels-last, timed three ways in one process, kernel time by CUDA-graph replay (the median of
+For each layer and activation, forward: ``act(conv(x, w) + bias)`` (and, with ``--residual``,
+``+ z``); dgrad: ``act'(pre) * dgrad(g, w)`` (``conv_backward_input_act``), in channels-last, timed
+three ways in one process, kernel time by CUDA-graph replay (the median of
 many replays, after warm-up), each result checked against PyTorch's first:
 
 - ``fused``: ``conv_epilogue(..., fusion='fused')``, the graph engine's one plan; where cuDNN
@@ -28,6 +29,7 @@ from bench.spec import Layer
 
 TARGET_VS_COMPOSED = 0.6
 TARGET_VS_TORCH = 0.5
+TARGET_DGRAD_VS_COMPOSED = 0.75
 
 
 def layers(batch):
@@ -75,11 +77,11 @@ def summarize(result):
     """Per activation: geomean fused/composed and fused/torch over the layers, with the targets'
     verdicts, and which layers cuDNN refused to fuse."""
     out = {}
-    for act in result["config"]["acts"]:
-        rows = [r for r in result["rows"] if r["act"] == act]
+    for d, act in sorted({(r.get("direction", "fwd"), r["act"]) for r in result["rows"]}):
+        rows = [r for r in result["rows"] if r["act"] == act and r.get("direction", "fwd") == d]
         vc = [r["fused_vs_composed"] for r in rows]
         vt = [r["fused_vs_torch"] for r in rows]
-        out[act] = {
+        out["%s %s" % (d, act)] = {
             "layers": len(rows),
             "fused": sum(1 for r in rows if r["fused"].get("kernel_ms") is not None),
             "refused": [r["layer"] for r in rows if r["fused"].get("status") == "refused"],
@@ -101,8 +103,11 @@ def markdown(result):
              "conv_epilogue(fusion='fused'), composed = conv_epilogue(fusion='composed'), torch = "
              "F.<act>(F.conv2d(x, w, b)) with cudnn.benchmark" % (" + z" if cfg.get("residual") else ""),
              "- targets: fused/composed <= %.2f, fused/torch <= %.2f" % (TARGET_VS_COMPOSED, TARGET_VS_TORCH), "",
-             "| layer | act | fused ms | composed ms | torch ms | fused/composed | fused/torch | fused config |",
-             "|---|---|---:|---:|---:|---:|---:|---|"]
+             "- dgrad rows: conv_backward_input_act (the input gradient times act'(pre)) against PyTorch's "
+             "input gradient (aten.convolution_backward) then the activation's backward kernel; target "
+             "fused/composed <= %.2f" % TARGET_DGRAD_VS_COMPOSED, "",
+             "| layer | dir | act | fused ms | composed ms | torch ms | fused/composed | fused/torch | fused config |",
+             "|---|---|---|---:|---:|---:|---:|---:|---|"]
 
     def ms(e):
         if e.get("status") == "refused":
@@ -112,8 +117,8 @@ def markdown(result):
     def r(x):
         return "-" if x is None else "%.2f" % x
     for row in result["rows"]:
-        lines.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
-            row["layer"], row["act"], ms(row["fused"]), ms(row["composed"]), ms(row["torch"]),
+        lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            row["layer"], row.get("direction", "fwd"), row["act"], ms(row["fused"]), ms(row["composed"]), ms(row["torch"]),
             r(row["fused_vs_composed"]), r(row["fused_vs_torch"]), row["fused"].get("config") or "-"))
     lines += ["", "## Summary", ""]
     for act, s in result["summary"].items():
@@ -136,7 +141,27 @@ def _measure(backend, calls, budget_s):
         return {"status": "error", "kernel_ms": None, "detail": "%s: %s" % (type(e).__name__, str(e)[:160])}
 
 
-def run_layer(layer, act, dtype, residual, budget_s, torch, tb, cb):
+def torch_act_backward(torch, spec):
+    """The ATen kernel PyTorch's autograd runs for an activation's backward, as ``f(grad, pre)``."""
+    aten = torch.ops.aten
+    name, p = spec.name, spec.params
+    table = {
+        "relu": lambda g, v: aten.threshold_backward(g, v, 0),
+        "leaky_relu": lambda g, v: aten.leaky_relu_backward(g, v, p[0], False),
+        "elu": lambda g, v: aten.elu_backward(g, p[0], 1, 1, False, v),
+        "gelu": lambda g, v: aten.gelu_backward(g, v),
+        "gelu_tanh": lambda g, v: aten.gelu_backward(g, v, approximate="tanh"),
+        "silu": lambda g, v: aten.silu_backward(g, v),
+        "sigmoid": lambda g, v: aten.sigmoid_backward(g, torch.sigmoid(v)),
+        "tanh": lambda g, v: aten.tanh_backward(g, torch.tanh(v)),
+        "clamp": lambda g, v: aten.hardtanh_backward(g, v, p[0], p[1]),
+    }
+    return table[name]
+
+
+def run_layer(layer, act, dtype, residual, budget_s, torch, tb, cb, direction="fwd"):
+    """One row: ``direction`` 'fwd' (conv_epilogue against F.<act>(F.conv2d)) or 'dgrad'
+    (conv_backward_input_act against ATen's input gradient then the activation's backward)."""
     import cupy
     import cudnnconv
     from cudnnconv import activations, params
@@ -149,26 +174,44 @@ def run_layer(layer, act, dtype, residual, budget_s, torch, tb, cb):
         a[...] = rs.uniform(-1.0, 1.0, shape, dtype="float32").astype(dtype)
         return a
     x, w, b = rand(layer.input_shape()), rand(layer.weight_shape()), rand((layer.k,))
-    z = rand(layer.output_shape()) if residual else None
     geom = layer.geometry()[0]
     kw = dict(stride=geom.stride, padding=geom.padding, dilation=geom.dilation, groups=layer.groups)
+    st, pad, dil = list(geom.stride), list(geom.padding), list(geom.dilation)
     tx, tw, tb_ = (torch.from_dlpack(a) for a in (x, w, b))
-    tz = None if z is None else torch.from_dlpack(z)
-    f = torch_act(torch, spec)
+    if direction == "fwd":
+        z = rand(layer.output_shape()) if residual else None
+        tz = None if z is None else torch.from_dlpack(z)
+        f = torch_act(torch, spec)
 
-    def torch_call():
-        y = torch.nn.functional.conv2d(tx, tw, tb_, list(geom.stride), list(geom.padding), list(geom.dilation),
-                                       layer.groups)
-        if tz is not None:
-            y = y + tz
-        return f(y)
+        def torch_call():
+            y = torch.nn.functional.conv2d(tx, tw, tb_, st, pad, dil, layer.groups)
+            if tz is not None:
+                y = y + tz
+            return f(y)
+        out = params.empty_in_layout(layer.output_shape(), dtype, layout)
+
+        def ours(path):
+            return lambda: cudnnconv.conv_epilogue(x, w, b, **kw, z=z, act=spec, out=out, fusion=path,
+                                                   benchmark=True)
+    else:
+        gy = rand(layer.output_shape())
+        tgy = torch.from_dlpack(gy)
+        fb = torch_act_backward(torch, spec)
+
+        def torch_call():
+            dx = torch.ops.aten.convolution_backward(tgy, tx, tw, None, st, pad, dil, False, [0] * len(pad),
+                                                     layer.groups, [True, False, False])[0]
+            return fb(dx, tx)
+        out = params.empty_in_layout(layer.input_shape(), dtype, layout)
+
+        def ours(path):
+            return lambda: cudnnconv.conv_backward_input_act(layer.input_shape(), w, gy, x, **kw, act=spec, out=out,
+                                                             fusion=path, benchmark=True)
     reference = cupy.from_dlpack(torch_call()).astype("float64")
-    row = {"layer": layer.name, "act": spec.name, "shape": layer.shape_text()}
+    row = {"layer": layer.name, "act": spec.name, "direction": direction, "shape": layer.shape_text()}
     row["torch"] = _measure(tb, [torch_call], budget_s)
-    out = params.empty_in_layout(layer.output_shape(), dtype, layout)
     for path in ("fused", "composed"):
-        def call(path=path):
-            return cudnnconv.conv_epilogue(x, w, b, **kw, z=z, act=spec, out=out, fusion=path, benchmark=True)
+        call = ours(path)
         try:
             out.fill(float("nan"))
             call()
@@ -203,6 +246,7 @@ def main(argv=None):
     p.add_argument("--all-acts-on", metavar="N", type=int, default=0,
                    help="also every activation on the first N layers")
     p.add_argument("--residual", action="store_true", help="add z (act(conv + z + bias))")
+    p.add_argument("--direction", default="fwd,dgrad", help="fwd, dgrad or both (default fwd,dgrad)")
     p.add_argument("--budget", type=float, default=0.4, help="seconds of timing per measurement")
     p.add_argument("--time-limit", type=float, default=None)
     p.add_argument("--list", action="store_true", help="print the layers and exit (no GPU needed)")
@@ -217,13 +261,19 @@ def main(argv=None):
             return 2
         if name is not None and name not in acts:          # 'silu,swish' is one activation
             acts.append(name)
-    todo = [(layer, a) for layer in layers(args.batch) for a in acts]
+    dirs = [d.strip() for d in args.direction.split(",") if d.strip()]
+    if not dirs or any(d not in ("fwd", "dgrad") for d in dirs):
+        print("error: --direction takes fwd, dgrad or both, got %r" % args.direction, file=sys.stderr)
+        return 2
+    todo = [(layer, a, d) for d in dirs for layer in layers(args.batch) for a in acts
+            if not (d == "dgrad" and a == "identity")]
     extra = [n for n in activations.NAMES if n not in acts and n != "clamp"] + [("clamp", -1.0, 1.0)]
-    for layer in layers(args.batch)[:args.all_acts_on]:
-        todo += [(layer, a) for a in extra]
+    for d in dirs:
+        for layer in layers(args.batch)[:args.all_acts_on]:
+            todo += [(layer, a, d) for a in extra if not (d == "dgrad" and a == "identity")]
     if args.list:
-        for layer, a in todo:
-            print("%-34s %-28s %s" % (layer.name, layer.shape_text(), a if isinstance(a, str) else a[0]))
+        for layer, a, d in todo:
+            print("%-34s %-28s %-5s %s" % (layer.name, layer.shape_text(), d, a if isinstance(a, str) else a[0]))
         return 0
     import cupy
     import torch
@@ -236,19 +286,20 @@ def main(argv=None):
     t0 = time.time()
     rows, notes = [], []
     tb, cb = TorchBackend(), CupyBackend()
-    for layer, a in todo:
+    for layer, a, d in todo:
         if args.time_limit and time.time() - t0 > args.time_limit:
-            notes.append("time limit of %.0f s reached: %s %s and later not run" % (args.time_limit, layer.name, a))
+            notes.append("time limit of %.0f s reached: %s %s %s and later not run" % (args.time_limit, layer.name,
+                                                                                     d, a))
             break
-        rows.append(run_layer(layer, a, dtype, args.residual, args.budget, torch, tb, cb))
-        print("%-34s %-10s fused %s composed %s torch %s" % (
-            layer.name, rows[-1]["act"], *("%.4f" % rows[-1][k]["kernel_ms"] if rows[-1][k].get("kernel_ms")
+        rows.append(run_layer(layer, a, dtype, args.residual, args.budget, torch, tb, cb, d))
+        print("%-34s %-5s %-10s fused %s composed %s torch %s" % (
+            layer.name, d, rows[-1]["act"], *("%.4f" % rows[-1][k]["kernel_ms"] if rows[-1][k].get("kernel_ms")
                                            else rows[-1][k].get("status") for k in ("fused", "composed", "torch"))),
             flush=True)
         cupy.get_default_memory_pool().free_all_blocks()
     result = {"schema": "cudnnconv-epilogue-bench/1", "env": env,
               "config": {"batch": args.batch, "dtype": dtype, "acts": sorted({r["act"] for r in rows}, key=str),
-                         "residual": args.residual, "budget_s": args.budget, "argv": sys.argv[1:]},
+                         "directions": dirs, "residual": args.residual, "budget_s": args.budget, "argv": sys.argv[1:]},
               "rows": rows, "notes": notes, "wall_s": time.time() - t0}
     result["summary"] = summarize(result)
     text = markdown(result)

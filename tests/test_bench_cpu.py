@@ -626,27 +626,37 @@ def _epilogue_row(layer, act, fused, composed, torch, refused=False):
 def test_epilogue_bench_summary_and_markdown():
     from bench import epilogue
     rows = [_epilogue_row("a", "silu", 0.5, 1.0, 2.0), _epilogue_row("b", "silu", 0.2, 0.4, 0.2),
-            _epilogue_row("a", "gelu", None, 1.0, 2.0, refused=True)]
+            _epilogue_row("a", "gelu", None, 1.0, 2.0, refused=True),
+            dict(_epilogue_row("a", "silu", 0.7, 1.0, 1.5), direction="dgrad")]
     result = {"env": {"gpu": "NVIDIA H200", "cudnn": "9.19.0", "cupy": "14.2.0", "torch": "2.11.0",
                       "date": "2026-12-03"},
               "config": {"batch": 128, "dtype": "float16", "acts": ["gelu", "silu"], "residual": False},
               "rows": rows, "notes": []}
     s = epilogue.summarize(result)
-    assert s["silu"]["fused_vs_composed_geomean"] == pytest.approx(0.5)
-    assert s["silu"]["fused_vs_torch_geomean"] == pytest.approx(math.sqrt(0.25 * 1.0))
-    assert s["silu"]["fused_vs_torch_max"] == pytest.approx(1.0) and s["silu"]["fused"] == 2
-    assert s["gelu"] == {"layers": 1, "fused": 0, "refused": ["a"], "fused_vs_composed_geomean": None,
+    assert s["fwd silu"]["fused_vs_composed_geomean"] == pytest.approx(0.5)
+    assert s["fwd silu"]["fused_vs_torch_geomean"] == pytest.approx(math.sqrt(0.25 * 1.0))
+    assert s["fwd silu"]["fused_vs_torch_max"] == pytest.approx(1.0) and s["fwd silu"]["fused"] == 2
+    assert s["dgrad silu"]["fused_vs_composed_geomean"] == pytest.approx(0.7)
+    assert s["fwd gelu"] == {"layers": 1, "fused": 0, "refused": ["a"], "fused_vs_composed_geomean": None,
                          "fused_vs_torch_geomean": None, "fused_vs_composed_max": None, "fused_vs_torch_max": None}
     result["summary"] = s
     md = epilogue.markdown(result)
-    assert "| a | gelu | refused (CUDNN_STATUS_NOT_SUPPORTED) | 1.0000 | 2.0000 | - | - | - |" in md
-    assert "| b | silu | 0.2000 | 0.4000 | 0.2000 | 0.50 | 1.00 | eng9 |" in md
-    assert "- gelu: fused on 0 of 1 layers (cuDNN refused: a)" in md
+    assert "| a | fwd | gelu | refused (CUDNN_STATUS_NOT_SUPPORTED) | 1.0000 | 2.0000 | - | - | - |" in md
+    assert "| b | fwd | silu | 0.2000 | 0.4000 | 0.2000 | 0.50 | 1.00 | eng9 |" in md
+    assert "| a | dgrad | silu | 0.7000 | 1.0000 | 1.5000 | 0.70 | 0.47 | eng9 |" in md
+    assert "- fwd gelu: fused on 0 of 1 layers (cuDNN refused: a)" in md
     assert "targets: fused/composed <= 0.60, fused/torch <= 0.50" in md
 
 
 def test_epilogue_bench_lists_its_work_without_a_gpu(capsys):
     from bench import epilogue
-    assert epilogue.main(["--list", "--acts", "silu,swish", "--all-acts-on", "1"]) == 0
+    assert epilogue.main(["--list", "--acts", "silu,swish", "--all-acts-on", "1", "--direction", "fwd"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 10 + 9 and all(ln.split()[-1] != "swish" for ln in lines)
+    assert epilogue.main(["--list", "--acts", "identity,relu", "--all-acts-on", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    fwd = [ln for ln in lines if ln.split()[-2] == "fwd"]
+    dgrad = [ln for ln in lines if ln.split()[-2] == "dgrad"]
+    assert len(fwd) == 20 + 8 and len(dgrad) == 10 + 8      # no identity in dgrad: it has no derivative to fuse
+    assert not any(ln.split()[-1] == "identity" for ln in dgrad)
+    assert epilogue.main(["--list", "--direction", "wgrad"]) == 2
