@@ -118,7 +118,8 @@ def markdown(result):
         return "-" if x is None else "%.2f" % x
     for row in result["rows"]:
         lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-            row["layer"], row.get("direction", "fwd"), row["act"], ms(row["fused"]), ms(row["composed"]), ms(row["torch"]),
+            row["layer"], row.get("direction", "fwd"), row["act"], ms(row["fused"]), ms(row["composed"]),
+            ms(row["torch"]),
             r(row["fused_vs_composed"]), r(row["fused_vs_torch"]), row["fused"].get("config") or "-"))
     lines += ["", "## Summary", ""]
     for act, s in result["summary"].items():

@@ -519,7 +519,8 @@ def test_every_dgrad_act_graph_finalizes(stub_libcuda):
                 except CuDNNError as e:
                     out[name] = ["error", e.name, e.message]
         geom, ys = params.conv_geometry((2, 8, 9, 9), (16, 8, 3, 3), 1, 1, 1, 1)
-        for bad, epi in (("identity", A.epilogue(has_z=True)), ("bias", A.epilogue(act="relu", has_z=True, has_bias=True)),
+        for bad, epi in (("identity", A.epilogue(has_z=True)),
+                         ("bias", A.epilogue(act="relu", has_z=True, has_bias=True)),
                          ("scale", A.epilogue(2.0, 1.0, "relu", True)), ("no input", A.epilogue(act="relu"))):
             try:
                 graph.validate_problem("dgrad_act", (2, 8, 9, 9), (16, 8, 3, 3), ys, geom, "NHWC", "float16",

@@ -692,7 +692,8 @@ def _epilogue_first_pass(arrays, scalars, out, opts, miss):
     epi = _epilogue_of(scalars, arrays[2], arrays[3])
     geom, y_shape, chunks, arrays, out, device, layout = _epilogue_arrays(arrays, scalars[:4], out)
     x, w, zz, b = arrays
-    repro = ("conv_epilogue", [("input", x.shape), ("weight", w.shape), ("bias", None if b is None else tuple(b.shape))],
+    repro = ("conv_epilogue",
+             [("input", x.shape), ("weight", w.shape), ("bias", None if b is None else tuple(b.shape))],
              x.dtype, layout, params.repro_kwargs(geom, opts, [
                  ("z", None if zz is None else y_shape), ("act", epi.act.name if not epi.act.params
                                                           else (epi.act.name,) + tuple(epi.act.params)),
@@ -748,11 +749,25 @@ def _epilogue_execute(eng, plan, arrays, scalars, out, opts, miss):
         y = params.empty_in_layout(plan.shape, x.dtype, plan.layout)
     path, choices = "composed", []
     fuser = _fuser(eng) if fusion != "composed" else None
-    if fusion == "fused" and (fuser is None or tiled_calls.is_tiled(plan.chunks)):
+    # the legacy engine's one fused entry, cudnnConvolutionBiasActivationForward: relu(conv + alpha2 * z
+    # + bias), its "fused" op (the one conv_bias_add_relu runs), tiled where the call is
+    legacy = fuser is None and fusion != "composed" and getattr(eng, "ENGINE", None) == "legacy" and \
+        epi.act.name == "relu" and epi.alpha1 == 1.0 and epi.has_z
+    tiled = tiled_calls.is_tiled(plan.chunks)
+    if fusion == "fused" and not legacy and (fuser is None or tiled):
         raise CuDNNError(3000, "conv_epilogue cannot fuse here: %s" % (
-            "the %s engine has no fused epilogue (the graph engine has)" % eng.ENGINE if fuser is None
-            else "the call is tiled, and its tiles compose"), "")
-    if fuser is not None and plan.chunks and not tiled_calls.is_tiled(plan.chunks):
+            "the %s engine fuses only relu(conv + alpha2 * z + bias), and the graph engine every epilogue"
+            % eng.ENGINE if fuser is None else "the call is tiled, and its tiles compose"), "")
+    if legacy and plan.chunks:
+        try:
+            choices = _run_chunks(eng, "fused", plan, xs, ws, y, opts, z=zs, alpha=epi.alpha2,
+                                  bias=bs if bs is not None else cupy.zeros((plan.shape[1],), dtype=x.dtype))
+            path = "fused"
+        except CuDNNError as e:
+            if fusion == "fused":
+                raise
+            _log.debug("conv_epilogue: the legacy engine's fused kernel cannot run this case (%s); composing", e.name)
+    elif fuser is not None and plan.chunks and not tiled:
         path, choices = _run_fused(fuser, "epilogue", plan, xs, ws, y, zs, bs, epi, opts, fusion)
     if path == "composed" and plan.chunks:
         choices = _run_chunks(eng, "forward", plan, xs, ws, y, opts)

@@ -29,7 +29,7 @@ import math
 from cudnnconv import _log, ranking, search
 from cudnnconv.core.state import state as _thread_state
 
-DIRECTIONS = ("forward", "backward_data", "backward_filter", "fused")
+DIRECTIONS = ("forward", "backward_data", "backward_filter", "fused", "epilogue")
 
 _MATH_NAMES = {0: "DEFAULT", 1: "TENSOR_OP", 2: "TENSOR_OP_ALLOW_CONVERSION", 3: "FMA"}
 
@@ -269,7 +269,8 @@ class _Intercept:
 # Running the call
 # ---------------------------------------------------------------------------
 
-def _call(input, weight, grad_output, direction, bias, z, alpha, stride, padding, dilation, groups, flags):
+def _call(input, weight, grad_output, direction, bias, z, alpha, stride, padding, dilation, groups, flags,
+          act=None):
     """Make the public call that ``direction`` names (its result is thrown away)."""
     import cupy
     from cudnnconv import api, params
@@ -281,6 +282,8 @@ def _call(input, weight, grad_output, direction, bias, z, alpha, stride, padding
             geom, y_shape = params.conv_geometry(input.shape, weight.shape, stride, padding, dilation, groups)
             z = cupy.zeros(y_shape, dtype=input.dtype)
         return api.conv_bias_add_relu(input, weight, z, alpha, bias, fusion="fused", **kw)
+    if direction == "epilogue":
+        return api.conv_epilogue(input, weight, bias, z=z, act=act, alpha2=alpha, fusion="fused", **kw)
     x_shape = tuple(input) if isinstance(input, (tuple, list)) else tuple(input.shape)
     w_shape = tuple(weight) if isinstance(weight, (tuple, list)) else tuple(weight.shape)
     if grad_output is None:
@@ -421,12 +424,13 @@ def _describe(choice):
 def explain(input, weight, grad_output=None, *, direction="forward", engine=None, bias=None, z=None,
             alpha=1.0, stride=1, padding=0, dilation=1, groups=1, k=None, warmup=None, update_cache=False,
             margin=None, deterministic=None, allow_tf32=None, workspace_limit=None,
-            benchmark=True):
+            benchmark=True, act=None):
     """Search the way a call with these arguments would, benchmark forced on, and report.
 
     ``direction``: 'forward' (``conv(input, weight, bias, ...)``), 'fused'
     (``conv_bias_add_relu(input, weight, z, alpha, bias, fusion='fused')``;
-    ``z`` defaults to zeros), 'backward_data' (``input`` may be a shape;
+    ``z`` defaults to zeros), 'epilogue' (``conv_epilogue(input, weight, bias, z=z, act=act,
+    alpha2=alpha, fusion='fused')``), 'backward_data' (``input`` may be a shape;
     ``grad_output`` defaults to random data) or 'backward_filter'
     (``weight`` may be a shape).  The flags are the calls' own.  Every
     candidate is timed as the engines' benchmark times it (cudnnconv.gpu_timing):
@@ -454,7 +458,8 @@ def explain(input, weight, grad_output=None, *, direction="forward", engine=None
     ex = _Explainer(k, int(warmup), bool(update_cache), margin)
     icp = _Intercept(ex)
     with icp:
-        _call(input, weight, grad_output, direction, bias, z, alpha, stride, padding, dilation, groups, flags)
+        _call(input, weight, grad_output, direction, bias, z, alpha, stride, padding, dilation, groups, flags,
+              act)
     if ex.report is None:
         if icp.ran:
             # The engine answered from its cache before reaching the search.
@@ -486,7 +491,7 @@ class _Stop(Exception):
 
 def last_choice(input, weight, grad_output=None, *, direction="forward", engine=None, bias=None, z=None,
                 alpha=1.0, stride=1, padding=0, dilation=1, groups=1, deterministic=None, allow_tf32=None,
-                workspace_limit=None, benchmark=None):
+                workspace_limit=None, benchmark=None, act=None):
     """The cached choice for the call these arguments describe, or None; no search, no hit counted.
 
     Nothing runs on the GPU but the argument packing (the result is not
@@ -505,7 +510,8 @@ def last_choice(input, weight, grad_output=None, *, direction="forward", engine=
     icp = _Intercept(peek)
     try:
         with icp:
-            _call(input, weight, grad_output, direction, bias, z, alpha, stride, padding, dilation, groups, flags)
+            _call(input, weight, grad_output, direction, bias, z, alpha, stride, padding, dilation, groups, flags,
+                  act)
     except _Stop:
         pass
     if peek.choices:

@@ -104,8 +104,23 @@ def test_the_legacy_engine_composes_and_refuses_fused():
     y, call = run(x, w, None, b, "gelu", 1.0, 1.0, kwargs(case), "float32", "nchw", "auto", "legacy", yshape)
     assert call["path"] == "composed" and call["engine"] == "legacy"
     check(y, expected(x, w, None, b, "gelu", 1.0, 1.0, kwargs(case)), "float32", "legacy composed")
-    with pytest.raises(cudnnconv.CuDNNError, match="the legacy engine has no fused epilogue"):
+    with pytest.raises(cudnnconv.CuDNNError, match=r"the legacy engine fuses only relu\(conv \+ alpha2 \* z"):
         run(x, w, None, b, "gelu", 1.0, 1.0, kwargs(case), "float32", "nchw", "fused", "legacy", yshape)
+
+
+@pytest.mark.skipif("legacy" not in ENGINES, reason="the legacy engine is not built")
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_the_legacy_engine_fuses_relu_with_z(with_bias):
+    """relu(conv + alpha2 * z + bias) through cudnnConvolutionBiasActivationForward (the op
+    conv_bias_add_relu runs), with and without the bias."""
+    case = FUSED[1]
+    x, w = ref.random(case.x, "float32"), ref.random(case.w, "float32")
+    yshape = ref.conv_out_shape(case.x, case.w, case.stride, case.padding, case.dilation)
+    z, b = ref.random(yshape, "float32"), ref.random((case.w[0],), "float32") if with_bias else None
+    for fusion in ("auto", "fused"):
+        y, call = run(x, w, z, b, "relu", 1.0, 0.5, kwargs(case), "float32", "nchw", fusion, "legacy", yshape)
+        assert call["path"] == "fused" and call["engine"] == "legacy"
+        check(y, expected(x, w, z, b, "relu", 1.0, 0.5, kwargs(case)), "float32", "legacy fused")
 
 
 @pytest.mark.parametrize("fusion", ["auto", "composed"])
