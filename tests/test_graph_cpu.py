@@ -164,6 +164,33 @@ def test_key_has_op_alignment_and_fusion_params():
 
 
 @needs_graph
+def test_epilogue_keys_carry_the_epilogue_and_round_trip_through_a_tuning_record():
+    from cudnnconv import activations, records, tuning
+    geom, _ = params.conv_geometry((2, 8, 9, 9), (16, 8, 3, 3), 1, 1, 1, 1)
+    opts = options.resolve()
+    base = 0x7F0000000000
+    ptrs = (base, base + 512, base + 1024, base + 8)
+    silu = activations.epilogue(act="swish", has_bias=True)
+    k = graph.problem_key("epilogue", 0, 2, (2, 8, 9, 9), (16, 8, 3, 3), "NHWC", geom, opts, ptrs, epilogue=silu)
+    assert k.extra == (16, 16, 16, 8, 0) + (1.0, 1.0, activations.NAMES.index("silu"), 0.0, 0.0, 2)
+    assert graph._tensor_count(k) == 4
+    # another spelling of the same epilogue: the same key; another parameter or part: another key
+    same = graph.problem_key("epilogue", 0, 2, (2, 8, 9, 9), (16, 8, 3, 3), "NHWC", geom, opts, ptrs,
+                             epilogue=activations.epilogue(1, 1.0, "silu", False, True))
+    assert same == k and hash(same) == hash(k)
+    for other in (activations.epilogue(act="silu", has_z=True), activations.epilogue(act="gelu", has_bias=True),
+                  activations.epilogue(2.0, 1.0, "silu", False, True)):
+        assert graph.problem_key("epilogue", 0, 2, (2, 8, 9, 9), (16, 8, 3, 3), "NHWC", geom, opts, ptrs,
+                                 epilogue=other) != k
+    back = tuning.key_from_json(records.key_to_json(k))
+    assert back == k and activations.from_key_fields(back.extra[5:]) == silu
+    d = graph.problem_key("dgrad_act", 0, 2, (2, 8, 9, 9), (16, 8, 3, 3), "NHWC", geom, opts, ptrs,
+                          epilogue=activations.epilogue(act=("leaky_relu", 0.2), has_z=True))
+    assert d.op == "dgrad_act" and graph._tensor_count(d) == 4 and d.extra[8] == 0.2
+    assert tuning.key_from_json(records.key_to_json(d)) == d
+
+
+@needs_graph
 def test_note_filters():
     opts = options.resolve()
     assert graph.keep_config(("TENSOR_CORE",), 0, opts, 0)

@@ -1126,7 +1126,8 @@ def bind(choice, int device):
     """A GraphExecutor for ``choice`` on this thread's handle of ``device``;
     None for anything but a GraphChoice of a forward, backward-data or
     backward-filter problem (a fused call keeps the full path)."""
-    if type(choice) is not GraphChoice or (<GraphChoice>choice).op == "fused":
+    if type(choice) is not GraphChoice or (<GraphChoice>choice).op == "fused" \
+            or (<GraphChoice>choice).op in EPILOGUE_OPS:
         return None
     cdef GraphExecutor ex = GraphExecutor.__new__(GraphExecutor)
     ex.engine = ENGINE
@@ -1449,6 +1450,17 @@ def _key_opts(key):
     return options.Options(True, bool(key.deterministic), bool(key.allow_tf32), key.workspace_limit, ENGINE)
 
 
+def _tensor_count(key):
+    """The tensors a key's plan binds: x, w, y, then z and the bias for the fused graph, and z
+    (or an activation's input) and the bias where an epilogue key says they are given."""
+    if key.op == "fused":
+        return 5
+    if key.op in EPILOGUE_OPS:
+        epi = activations.from_key_fields(key.extra[MAX_TENSORS:])
+        return 3 + int(epi.has_z) + int(epi.has_bias)
+    return 3
+
+
 cdef GraphArgs _args_from_key(key, Handle h, cudnnHandle_t hp):
     """The problem a key names, with no arrays (for rebuilding a config)."""
     cdef GraphArgs a = GraphArgs.__new__(GraphArgs)
@@ -1531,7 +1543,7 @@ def choice_from_record(record, key):
             return None
         plan.keep(h)
         c = _new_choice(key.op, record["engine_index"], knobs, record["tag"], ws, notes,
-                        tuple(record.get("behavior_notes", ())), plan, 5 if key.op == "fused" else 3, how)
+                        tuple(record.get("behavior_notes", ())), plan, _tensor_count(key), how)
         c.plan_json = pj
     c.how = how
     c.benchmarked = bool(record.get("benchmarked", False))
