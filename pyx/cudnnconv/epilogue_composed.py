@@ -152,13 +152,16 @@ def apply(y, epi, z=None, bias=None):
     ``z`` of y's shape where ``epi.has_z``; ``bias`` a (K,) vector where ``epi.has_bias``), in
     one kernel on y's stream."""
     kern = _kernel("forward", epi.act.name, epi.has_z, epi.has_bias, y.dtype.name)
-    args = [_raw(y)]
+    # one object as input and output: CuPy copies an input that overlaps an output unless it is
+    # the output itself, and a second bfloat16 view would be another object
+    ry = _raw(y)
+    args = [ry]
     if epi.has_z:
         args.append(_raw(z))
     if epi.has_bias:
         args.append(_raw(bias).reshape((1, bias.shape[0]) + (1,) * (y.ndim - 2)))
     p = _params(epi.act)
-    kern(*args, epi.alpha1, epi.alpha2, p[0], p[1], _raw(y))
+    kern(*args, epi.alpha1, epi.alpha2, p[0], p[1], ry)
     return y
 
 
@@ -167,7 +170,8 @@ def apply_derivative(g, act, a, from_output=False):
     the activation's input of g's shape, or its output where ``from_output``), in one kernel."""
     kern = _kernel("derivative", act.name, bool(from_output), False, g.dtype.name)
     p = _params(act)
-    kern(_raw(g), _raw(a), p[0], p[1], _raw(g))
+    rg = _raw(g)                        # one object as input and output (see apply)
+    kern(rg, _raw(a), p[0], p[1], rg)
     return g
 
 
