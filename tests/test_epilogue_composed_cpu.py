@@ -1,0 +1,183 @@
+"""The composed epilogue's kernels without a GPU: their C source, compiled by the host's C compiler
+with the CUDA-only names defined for the host, checked against cudnnconv.activations' float64
+references (every activation's forward, its derivative from the input and from the output, the
+whole forward operation in float64 and bfloat16, and bfloat16's round-to-nearest-even store)."""
+import ctypes
+import math
+import shutil
+import subprocess
+
+import numpy
+import pytest
+
+from cudnnconv import activations, epilogue_composed as E
+
+PARAMS = {"identity": (0.0, 0.0), "relu": (0.0, 0.0), "leaky_relu": (0.2, 0.0), "elu": (0.7, 0.0),
+          "gelu": (0.0, 0.0), "gelu_tanh": (0.0, 0.0), "silu": (0.0, 0.0), "sigmoid": (0.0, 0.0),
+          "tanh": (0.0, 0.0), "clamp": (-0.8, 1.3)}
+
+HOST = r"""
+#include <math.h>
+#include <string.h>
+#define __device__
+#define __forceinline__ static inline
+static inline float __uint_as_float(unsigned int u) { float f; memcpy(&f, &u, 4); return f; }
+static inline unsigned int __float_as_uint(float f) { unsigned int u; memcpy(&u, &f, 4); return u; }
+"""
+
+
+def _spec(name):
+    n = len(activations.parameter_names(name))
+    return activations.activation((name,) + PARAMS[name][:n])
+
+
+def _operation_function(fname, dtype_name, act, has_z, has_bias):
+    """A C function computing the kernel's operation on one element, from its source()."""
+    ins, outs, op, _ = E.source(act, has_z, has_bias, dtype_name)
+    ctype = {"float64": "double", "bfloat16": "unsigned short"}[dtype_name]
+    scal = "double" if dtype_name == "float64" else "float"
+    return "%s %s(%s c, %s z, %s b, %s alpha1, %s alpha2, %s p0, %s p1) {\n  %s y;\n  %s\n  return y;\n}\n" % (
+        ctype, fname, ctype, ctype, ctype, scal, scal, scal, scal, ctype, op.replace("\n", "\n  "))
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory):
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler to build the kernels' host copy")
+    d = tmp_path_factory.mktemp("composed")
+    parts = [HOST, "typedef double acc_t;\n", E._DERIVATIVE_HELPERS, E._BF16_PREAMBLE]
+    for name in activations.NAMES:
+        parts.append("double fwd_%s(acc_t v, acc_t p0, acc_t p1) { return %s; }\n" % (name, E._ACT[name]))
+        if name in E._DERIVATIVE:
+            parts.append("double der_%s(acc_t v, acc_t p0, acc_t p1) { return %s; }\n" % (name, E._DERIVATIVE[name]))
+        if name in E._DERIVATIVE_OUT:
+            parts.append("double dout_%s(acc_t v, acc_t p0, acc_t p1) { return %s; }\n"
+                         % (name, E._DERIVATIVE_OUT[name]))
+        parts.append(_operation_function("op64_%s" % name, "float64", name, True, True))
+    parts.append("unsigned short bf16_store(float f) { return _bf16_store(f); }\n")
+    parts.append("float bf16_load(unsigned short u) { return _bf16_load(u); }\n")
+    src = d / "composed.c"
+    src.write_text("".join(parts))
+    so = d / "composed.so"
+    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", str(so), str(src), "-lm"], check=True)
+    # the bfloat16 operation needs float acc_t: a second unit
+    src16 = d / "composed16.c"
+    src16.write_text(HOST + "typedef float acc_t;\n" + E._BF16_PREAMBLE + "".join(
+        _operation_function("op16_%s" % n, "bfloat16", n, True, True) for n in activations.NAMES))
+    so16 = d / "composed16.so"
+    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", str(so16), str(src16), "-lm"], check=True)
+    return ctypes.CDLL(str(so)), ctypes.CDLL(str(so16))
+
+
+def _f64(lib, name):
+    f = getattr(lib, name)
+    f.restype = ctypes.c_double
+    f.argtypes = [ctypes.c_double] * 3
+    return f
+
+
+GRID = numpy.concatenate([numpy.linspace(-6, 6, 1201), [-30.0, -12.0, 12.0, 30.0]])
+
+
+def _away_from_kinks(name, v):
+    kinks = {"relu": [0.0], "leaky_relu": [0.0], "elu": [0.0], "clamp": list(PARAMS["clamp"])}.get(name, [])
+    for k in kinks:
+        v = v[numpy.abs(v - k) > 1e-9]
+    return v
+
+
+@pytest.mark.parametrize("name", activations.NAMES)
+def test_forward_expressions_match_the_reference(lib, name):
+    f = _f64(lib[0], "fwd_" + name)
+    p0, p1 = PARAMS[name]
+    got = numpy.array([f(v, p0, p1) for v in GRID])
+    # atol: 1 + tanh(u) cancels in the far negative tail of gelu_tanh (libm's and NumPy's tanh differ
+    # by an ulp of 1 there), in both
+    numpy.testing.assert_allclose(got, activations.reference_forward(_spec(name), GRID), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", [n for n in activations.NAMES if n != "identity"])
+def test_derivative_expressions_match_the_reference(lib, name):
+    f = _f64(lib[0], "der_" + name)
+    p0, p1 = PARAMS[name]
+    v = _away_from_kinks(name, GRID)
+    got = numpy.array([f(x, p0, p1) for x in v])
+    numpy.testing.assert_allclose(got, activations.reference_derivative(_spec(name), v), rtol=1e-11, atol=1e-13)
+
+
+@pytest.mark.parametrize("name", sorted(E._DERIVATIVE_OUT))
+def test_derivative_from_the_output_matches_the_reference(lib, name):
+    f = _f64(lib[0], "dout_" + name)
+    p0, p1 = PARAMS[name]
+    v = _away_from_kinks(name, GRID)
+    y = activations.reference_forward(_spec(name), v)
+    got = numpy.array([f(x, p0, p1) for x in y])
+    numpy.testing.assert_allclose(got, activations.reference_derivative(_spec(name), v), rtol=1e-9, atol=1e-12)
+
+
+def test_the_tables_cover_what_the_api_promises():
+    assert set(E._ACT) == set(activations.NAMES)
+    assert set(E._DERIVATIVE) == set(activations.NAMES) - {"identity"}
+    from_output = {n for n in activations.NAMES if n != "identity" and activations.needs(_spec(n)) == "output"}
+    assert set(E._DERIVATIVE_OUT) == from_output
+    with pytest.raises(ValueError, match="no from-output derivative of 'gelu'"):
+        E.derivative_source("gelu", True, "float16")
+    with pytest.raises(ValueError, match="no composed epilogue for dtype 'int8'"):
+        E.source("relu", False, False, "int8")
+
+
+@pytest.mark.parametrize("name", activations.NAMES)
+def test_the_whole_float64_operation(lib, name):
+    f = getattr(lib[0], "op64_" + name)
+    f.restype = ctypes.c_double
+    f.argtypes = [ctypes.c_double] * 7
+    rng = numpy.random.default_rng(3)
+    c, z, b = rng.standard_normal((3, 200))
+    p0, p1 = PARAMS[name]
+    got = numpy.array([f(ci, zi, bi, 0.75, -1.5, p0, p1) for ci, zi, bi in zip(c, z, b)])
+    expect = activations.reference_forward(_spec(name), 0.75 * c - 1.5 * z + b)
+    numpy.testing.assert_allclose(got, expect, rtol=1e-12, atol=1e-14)
+
+
+def _bf16_bits_to_float(u):
+    return numpy.array([u], dtype=numpy.uint32).__lshift__(16).view(numpy.float32)[0]
+
+
+def test_bfloat16_store_rounds_to_nearest_even_and_keeps_nan(lib):
+    store = lib[0].bf16_store
+    store.restype = ctypes.c_ushort
+    store.argtypes = [ctypes.c_float]
+    load = lib[0].bf16_load
+    load.restype = ctypes.c_float
+    load.argtypes = [ctypes.c_ushort]
+    rng = numpy.random.default_rng(5)
+    values = numpy.concatenate([rng.standard_normal(2000).astype(numpy.float32) * 10.0 ** rng.integers(-30, 30, 2000),
+                                numpy.array([0.0, -0.0, 1.0, numpy.inf, -numpy.inf, 3.4e38], numpy.float32)])
+    for f in values:
+        bits = numpy.array([f], numpy.float32).view(numpy.uint32)[0]
+        # round to nearest, ties to even, on the top 16 bits (what a correct bfloat16 cast gives)
+        expect = (int(bits) + 0x7FFF + ((int(bits) >> 16) & 1)) >> 16 & 0xFFFF
+        assert store(float(f)) == expect, (f, hex(bits))
+        if math.isfinite(float(f)):
+            back = load(expect)
+            assert back == _bf16_bits_to_float(expect)
+    # ties: 1 + 2^-8 lies halfway between two bfloat16 values; it rounds to the even one (1.0)
+    assert store(1.0 + 2.0 ** -8) == 0x3F80 and store(1.0 + 3 * 2.0 ** -8) == 0x3F82
+    assert (store(float("nan")) & 0x7F80) == 0x7F80 and (store(float("nan")) & 0x7F) != 0      # still a NaN
+
+
+@pytest.mark.parametrize("name", ["silu", "gelu", "clamp", "relu"])
+def test_the_whole_bfloat16_operation(lib, name):
+    f = getattr(lib[1], "op16_" + name)
+    f.restype = ctypes.c_ushort
+    f.argtypes = [ctypes.c_ushort] * 3 + [ctypes.c_float] * 4
+    rng = numpy.random.default_rng(9)
+    bits = (rng.standard_normal((3, 300)).astype(numpy.float32).view(numpy.uint32) >> 16).astype(numpy.uint16)
+    vals = (bits.astype(numpy.uint32) << 16).view(numpy.float32).astype(numpy.float64)
+    p0, p1 = PARAMS[name]
+    got = numpy.array([f(int(c), int(z), int(b), 2.0, 0.5, p0, p1) for c, z, b in bits.T], numpy.uint32)
+    got = (got << 16).view(numpy.float32).astype(numpy.float64)
+    expect = activations.reference_forward(_spec(name), 2.0 * vals[0] + 0.5 * vals[1] + vals[2])
+    # float32 arithmetic, then one rounding to bfloat16: within one bfloat16 ulp (2^-7 relative)
+    assert (numpy.abs(got - expect) <= numpy.abs(expect) * 2.0 ** -7 + 1e-6).all()
