@@ -32,6 +32,20 @@ def isolated_tuning(monkeypatch, env):
     cache.clear()
 
 
+def build_shared_library(directory, name, source, why):
+    """Compile C ``source`` into ``directory/name`` (a shared library) with the host's C compiler and
+    return its path; skip the calling test, saying ``why`` it needed one, where there is none."""
+    import shutil
+    import subprocess
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler to build %s" % why)
+    src = directory / (name + ".c")
+    src.write_text(source)
+    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", str(directory / name), str(src), "-lm"], check=True)
+    return str(directory / name)
+
+
 def join_all(threads, timeout):
     """Join every thread within ``timeout`` seconds in all (one deadline, not one per thread); fail
     naming any still running (a deadlock?)."""

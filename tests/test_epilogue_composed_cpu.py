@@ -4,12 +4,11 @@ references (every activation's forward, its derivative from the input and from t
 whole forward operation in float64 and bfloat16, and bfloat16's round-to-nearest-even store)."""
 import ctypes
 import math
-import shutil
-import subprocess
 
 import numpy
 import pytest
 
+from conftest import build_shared_library
 from cudnnconv import activations, epilogue_composed as E
 
 PARAMS = {"identity": (0.0, 0.0), "relu": (0.0, 0.0), "leaky_relu": (0.2, 0.0), "elu": (0.7, 0.0),
@@ -42,9 +41,6 @@ def _operation_function(fname, dtype_name, act, has_z, has_bias):
 
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory):
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        pytest.skip("no C compiler to build the kernels' host copy")
     d = tmp_path_factory.mktemp("composed")
     parts = [HOST, "typedef double acc_t;\n", E._DERIVATIVE_HELPERS, E._BF16_PREAMBLE]
     for name in activations.NAMES:
@@ -57,17 +53,12 @@ def lib(tmp_path_factory):
         parts.append(_operation_function("op64_%s" % name, "float64", name, True, True))
     parts.append("unsigned short bf16_store(float f) { return _bf16_store(f); }\n")
     parts.append("float bf16_load(unsigned short u) { return _bf16_load(u); }\n")
-    src = d / "composed.c"
-    src.write_text("".join(parts))
-    so = d / "composed.so"
-    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", str(so), str(src), "-lm"], check=True)
-    # the bfloat16 operation needs float acc_t: a second unit
-    src16 = d / "composed16.c"
-    src16.write_text(HOST + "typedef float acc_t;\n" + E._BF16_PREAMBLE + "".join(
-        _operation_function("op16_%s" % n, "bfloat16", n, True, True) for n in activations.NAMES))
-    so16 = d / "composed16.so"
-    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", str(so16), str(src16), "-lm"], check=True)
-    return ctypes.CDLL(str(so)), ctypes.CDLL(str(so16))
+    so = build_shared_library(d, "composed.so", "".join(parts), "the kernels' host copy")
+    # the bfloat16 operation computes in float: a second library, with float acc_t
+    so16 = build_shared_library(d, "composed16.so", HOST + "typedef float acc_t;\n" + E._BF16_PREAMBLE + "".join(
+        _operation_function("op16_%s" % n, "bfloat16", n, True, True) for n in activations.NAMES),
+        "the kernels' host copy")
+    return ctypes.CDLL(so), ctypes.CDLL(so16)
 
 
 def _f64(lib, name):

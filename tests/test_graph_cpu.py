@@ -8,7 +8,6 @@ LD_LIBRARY_PATH of a child Python only: never loaded in this process.
 """
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -17,7 +16,8 @@ import threading
 import pytest
 
 import cudnnconv
-from cudnnconv import engine_registry, options, params, ranking
+from conftest import build_shared_library
+from cudnnconv import engine_registry, options, params
 from cudnnconv.core.status import CuDNNError, CuDNNOutOfMemoryError
 
 graph = engine_registry.graph
@@ -30,13 +30,9 @@ PYX = os.path.dirname(os.path.dirname(os.path.abspath(cudnnconv.__file__)))
 
 @pytest.fixture(scope="module")
 def stub_libcuda(tmp_path_factory):
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        pytest.skip("no C compiler to build the stub libcuda.so.1")
     d = tmp_path_factory.mktemp("stubcuda")
-    src = d / "stub.c"
-    src.write_text("".join("int %s(){return 999;}\n" % s for s in STUB_SYMBOLS))
-    subprocess.run([cc, "-shared", "-fPIC", "-o", str(d / "libcuda.so.1"), str(src)], check=True)
+    build_shared_library(d, "libcuda.so.1", "".join("int %s(){return 999;}\n" % s for s in STUB_SYMBOLS),
+                         "the stub libcuda.so.1")
     return str(d)
 
 
