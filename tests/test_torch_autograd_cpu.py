@@ -65,6 +65,36 @@ def test_conv_bias_add_relu_gradients_through_all_four_inputs():
                                     (x, w, z, b), eps=1e-6, atol=1e-8, rtol=1e-6)
 
 
+ACTS = [None, "relu", ("leaky_relu", 0.2), ("leaky_relu", -0.3), ("elu", 0.7), ("elu", -0.4), "gelu", "gelu_tanh",
+        "silu", "sigmoid", "tanh", ("clamp", -0.8, 1.1)]
+
+
+@pytest.mark.parametrize("act", ACTS, ids=[str(a) for a in ACTS])
+def test_conv_act_gradients_through_all_four_inputs(act):
+    """Every activation, from the output where its derivative allows (one fused forward) and from
+    the pre-activation otherwise, with both scales: finite differences agree."""
+    torch.manual_seed(2)
+    x, w, z, b = _r(2, 4, 6, 6), _r(5, 4, 3, 3), _r(2, 5, 6, 6), _r(5)
+    assert torch.autograd.gradcheck(
+        lambda x, w, z, b: cct.conv_act(x, w, b, 1, 1, z=z, act=act, alpha1=0.75, alpha2=-1.5),
+        (x, w, z, b), eps=1e-6, atol=1e-8, rtol=1e-6)
+
+
+def test_conv_act_without_z_or_bias_and_without_grad():
+    torch.manual_seed(3)
+    x, w = _r(1, 3, 5, 5), _r(4, 3, 3, 3)
+    assert torch.autograd.gradcheck(lambda x, w: cct.conv_act(x, w, None, 1, 0, act="silu"), (x, w),
+                                    eps=1e-6, atol=1e-8, rtol=1e-6)
+    with torch.no_grad():
+        y = cct.conv_act(x, w, None, 2, 1, act=("clamp", -0.5, 0.5))
+    assert y.grad_fn is None
+    torch.testing.assert_close(y, torch.clamp(TF.conv2d(x, w, None, 2, 1), -0.5, 0.5))
+    with pytest.raises(ValueError, match="unknown activation 'swiglu'"):
+        cct.conv_act(x, w, act="swiglu")
+    with pytest.raises(TypeError, match="alpha1 must be a finite real number"):
+        cct.conv_act(x, w, act="relu", alpha1="2")
+
+
 def test_needs_input_grad_skips_the_gradients_nobody_asked_for(monkeypatch):
     calls = []
     fake = fake_cudnnconv()

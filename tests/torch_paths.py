@@ -26,7 +26,7 @@ def outcome(f):
 
 
 def fake_cudnnconv():
-    """cudnnconv's five functions as PyTorch's own CPU computations with the same signatures, each
+    """cudnnconv's convolution functions as PyTorch's own CPU computations with the same signatures, each
     writing into ``out=`` under no_grad: cudnnconv records nothing in torch's autograd, nor do they."""
     import torch
     TF, G = torch.nn.functional, torch.nn.grad
@@ -47,6 +47,16 @@ def fake_cudnnconv():
         y = getattr(TF, "conv%dd" % (x.dim() - 2))(x, w, None, stride, padding, dilation, groups) + alpha * z
         out.copy_(torch.relu(y if b is None else y + b.view((1, -1) + (1,) * (x.dim() - 2))))
 
+    def conv_epilogue(x, w, b, stride, padding, dilation, groups, *, z, act, alpha1, alpha2, out, **flags):
+        from cudnnconv import activations
+        from cudnnconv.torch.functional import _act_torch
+        y = alpha1 * getattr(TF, "conv%dd" % (x.dim() - 2))(x, w, None, stride, padding, dilation, groups)
+        if z is not None:
+            y = y + alpha2 * z
+        if b is not None:
+            y = y + b.view((1, -1) + (1,) * (x.dim() - 2))
+        out.copy_(_act_torch(activations.activation(act))(y))
+
     def untracked(f):
         def run(*args, **kwargs):
             with torch.no_grad():
@@ -56,7 +66,8 @@ def fake_cudnnconv():
     return types.SimpleNamespace(conv=untracked(conv), conv_backward_input=untracked(conv_backward_input),
                                  conv_backward_weight=untracked(conv_backward_weight),
                                  conv_transpose=untracked(conv_transpose),
-                                 conv_bias_add_relu=untracked(conv_bias_add_relu))
+                                 conv_bias_add_relu=untracked(conv_bias_add_relu),
+                                 conv_epilogue=untracked(conv_epilogue))
 
 
 def on_the_cpu(monkeypatch):

@@ -49,6 +49,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 import cudnnconv
+from cudnnconv import activations
 from cudnnconv import torch_rules as rules
 from cudnnconv.params import check_bias as _check_bias_shape
 import cudnnconv.torch.bridge as bridge
@@ -307,6 +308,85 @@ class _ConvBiasAddRelu(torch.autograd.Function):
         return gx, gw, gz, _bias_grad(g, need[3]), None, None, None
 
 
+def _act_torch(act):
+    """The activation as PyTorch's own function of the pre-activation (``act``: canonical)."""
+    TF, p = torch.nn.functional, act.params
+    return {
+        "identity": lambda v: v, "relu": TF.relu, "leaky_relu": lambda v: TF.leaky_relu(v, p[0] if p else 0.01),
+        "elu": lambda v: TF.elu(v, p[0] if p else 1.0), "gelu": TF.gelu,
+        "gelu_tanh": lambda v: TF.gelu(v, approximate="tanh"), "silu": TF.silu, "sigmoid": torch.sigmoid,
+        "tanh": torch.tanh, "clamp": lambda v: torch.clamp(v, p[0], p[1]) if p else v,
+    }[act.name]
+
+
+def _act_grad(act, g, saved):
+    """``g * act'(pre)``, with ``saved`` the output where ``activations.needs`` says "output" and the
+    pre-activation otherwise; in PyTorch's own backward kernels where it has them."""
+    aten, name, p = torch.ops.aten, act.name, act.params
+    if name == "identity":
+        return g
+    if name == "relu":
+        return aten.threshold_backward(g, saved, 0)
+    if name == "leaky_relu":
+        return aten.leaky_relu_backward(g, saved, p[0], p[0] >= 0)          # from the output where it may
+    if name == "elu":
+        return aten.elu_backward(g, p[0], 1, 1, p[0] > 0, saved)
+    if name == "clamp":
+        return aten.hardtanh_backward(g, saved, p[0], p[1])
+    if name == "sigmoid":
+        return aten.sigmoid_backward(g, saved)
+    if name == "tanh":
+        return aten.tanh_backward(g, saved)
+    if name in ("gelu", "gelu_tanh"):
+        return aten.gelu_backward(g, saved, approximate="tanh" if name == "gelu_tanh" else "none")
+    return aten.silu_backward(g, saved)
+
+
+def _epilogue_out(x, w, z, bias, act, alpha1, alpha2, r, shape, flags):
+    """act(alpha1 * conv(x, w) + alpha2 * z + bias) into a new torch tensor of ``shape``."""
+    y = bridge.empty_like_layout(shape, x, w)
+    with bridge.on_torch_stream(x):
+        cudnnconv.conv_epilogue(bridge.as_array(x), bridge.as_array(w), None if bias is None else bridge.as_array(bias),
+                                r.stride, r.padding, r.dilation, r.groups,
+                                z=None if z is None else bridge.as_array(z), act=act, alpha1=alpha1, alpha2=alpha2,
+                                out=bridge.as_array(y), **bridge.flag_kwargs(flags))
+    return y
+
+
+class _ConvAct(torch.autograd.Function):
+    """act(alpha1 * conv(x, w) + alpha2 * z + bias) with autograd.  Where the activation's derivative
+    follows from its output (relu, leaky_relu with a slope of 0 or more, elu with a positive alpha,
+    clamp, sigmoid, tanh), the forward is one fused call and the output is saved; otherwise the
+    forward fuses everything but the activation, saves the pre-activation, and applies the
+    activation with PyTorch's own function.  The backward: ``g_pre = g * act'(...)`` in PyTorch's
+    backward kernel, then the input and weight gradients of ``alpha1 * g_pre``, z's ``alpha2 * g_pre``
+    and the bias's sum of ``g_pre``."""
+
+    @staticmethod
+    def forward(ctx, x, w, z, bias, act, alpha1, alpha2, r, shape):
+        flags = bridge.call_flags()
+        if activations.needs(act) in (None, "output"):
+            y = _epilogue_out(x, w, z, bias, act, alpha1, alpha2, r, shape, flags)
+            saved = y
+        else:
+            saved = _epilogue_out(x, w, z, bias, None, alpha1, alpha2, r, shape, flags)
+            y = _act_torch(act)(saved)
+        ctx.save_for_backward(x, w, saved)
+        ctx.r, ctx.flags, ctx.act, ctx.alpha1, ctx.alpha2 = r, flags, act, alpha1, alpha2
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, gy):
+        x, w, saved = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        g = bridge.dense(_act_grad(ctx.act, gy, saved), x)
+        gs = g if ctx.alpha1 == 1.0 else g * ctx.alpha1
+        gx, gw = _conv_grads(x, w, gs, ctx.r, ctx.flags, need)
+        gz = (g if ctx.alpha2 == 1.0 else g * ctx.alpha2) if need[2] else None
+        return gx, gw, gz, _bias_grad(g, need[3]), None, None, None, None, None
+
+
 _CONV_APPLY, _TRANSPOSE_APPLY = _c_apply(_Conv), _c_apply(_ConvTranspose)
 
 
@@ -442,18 +522,44 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
     return _conv_transpose(3, input, weight, bias, stride, padding, output_padding, groups, dilation)
 
 
+def _residual_args(fn, input, weight, z, bias, stride, padding, dilation, groups, required=("input", "weight")):
+    """The checks and argument resolution conv_bias_add_relu and conv_act share: the tensors (z
+    and the bias where given), autocast, and the geometry, which must not need an asymmetric
+    'same' pre-pad; ``required``: the tensors that may not be None.  Returns (input, weight, z,
+    bias, the resolved arguments, the output shape)."""
+    for t, name in ((input, "input"), (weight, "weight"), (z, "z"), (bias, "bias")):
+        if t is not None or name in required:
+            bridge.check_tensor(t, name)
+    input, weight, z, bias = _in_autocast_dtype(input, weight, z, bias)
+    r, shape = rules.forward_plan(weight.dim() - 2, input.shape, weight.shape, stride, padding, dilation, groups)
+    if r.pre_pad is not None:
+        raise ValueError("%s takes padding='same' only where it is symmetric; give explicit ints" % fn)
+    return input, weight, z, bias, r, shape
+
+
 @torch.compiler.disable
 def conv_bias_add_relu(input, weight, z, alpha, bias, stride=1, padding=0, dilation=1, groups=1):
     """relu(conv(input, weight) + alpha * z + bias), fused where cuDNN can (as
     ``torch.cudnn_convolution_add_relu``), with autograd through input, weight, z and bias."""
-    for t, name in ((input, "input"), (weight, "weight"), (z, "z")) + (((bias, "bias"),) if bias is not None
-                                                                       else ()):
-        bridge.check_tensor(t, name)
-    input, weight, z, bias = _in_autocast_dtype(input, weight, z, bias)
-    nsp = weight.dim() - 2
-    r, shape = rules.forward_plan(nsp, input.shape, weight.shape, stride, padding, dilation, groups)
-    if r.pre_pad is not None:
-        raise ValueError("conv_bias_add_relu takes padding='same' only where it is symmetric; give explicit ints")
+    input, weight, z, bias, r, shape = _residual_args("conv_bias_add_relu", input, weight, z, bias, stride, padding,
+                                                      dilation, groups, required=("input", "weight", "z"))
     if _needs_grad(input, weight, z, bias):
         return _ConvBiasAddRelu.apply(input, weight, z, bias, float(alpha), r, shape)
     return _fused_out(input, weight, z, bias, float(alpha), r, shape, bridge.call_flags())
+
+
+@torch.compiler.disable
+def conv_act(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, z=None, act=None,
+             alpha1=1.0, alpha2=1.0):
+    """act(alpha1 * conv(input, weight) + alpha2 * z + bias) through ``cudnnconv.conv_epilogue``
+    (fused where cuDNN can), with autograd through input, weight, z and bias (``_ConvAct`` says
+    what the forward saves).  ``act``: as ``cudnnconv.conv_epilogue`` takes it."""
+    a = activations.activation(act)
+    for name, v in (("alpha1", alpha1), ("alpha2", alpha2)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise TypeError("%s must be a finite real number, got %r" % (name, v))
+    input, weight, z, bias, r, shape = _residual_args("conv_act", input, weight, z, bias, stride, padding, dilation,
+                                                      groups)
+    if _needs_grad(input, weight, z, bias):
+        return _ConvAct.apply(input, weight, z, bias, a, float(alpha1), float(alpha2), r, shape)
+    return _epilogue_out(input, weight, z, bias, a, float(alpha1), float(alpha2), r, shape, bridge.call_flags())
