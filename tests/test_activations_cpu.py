@@ -25,6 +25,8 @@ from cudnnconv.activations import Activation
     (("elu", 0.5), Activation("elu", (0.5,))),
     (("clamp", -1, 6), Activation("clamp", (-1.0, 6.0))),
     (Activation("clamp", (0, 6)), Activation("clamp", (0.0, 6.0))),
+    (("leaky_relu", np.float32(0.25)), Activation("leaky_relu", (0.25,))),
+    (("elu", np.int64(2)), Activation("elu", (2.0,))),
 ])
 def test_every_spelling_has_one_canonical_form(spec, expect):
     got = A.activation(spec)
@@ -39,6 +41,7 @@ def test_every_spelling_has_one_canonical_form(spec, expect):
     (("relu", 0.1), ValueError, "takes 0 parameter(s) (none), got 1"),
     (("leaky_relu", True), TypeError, "leaky_relu's negative_slope must be a real number, got bool"),
     (("leaky_relu", "0.1"), TypeError, "got str"),
+    (("leaky_relu", np.bool_(True)), TypeError, "must be a real number"),
     (("elu", float("nan")), ValueError, "elu's alpha must be finite"),
     (("clamp", 2, 1), ValueError, "clamp's min 2.0 is above its max 1.0"),
     (["relu"], TypeError, "an activation is None, a name or a (name, *parameters) tuple"),

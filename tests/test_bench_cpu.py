@@ -637,14 +637,24 @@ def test_epilogue_bench_summary_and_markdown():
     assert s["fwd silu"]["fused_vs_torch_geomean"] == pytest.approx(math.sqrt(0.25 * 1.0))
     assert s["fwd silu"]["fused_vs_torch_max"] == pytest.approx(1.0) and s["fwd silu"]["fused"] == 2
     assert s["dgrad silu"]["fused_vs_composed_geomean"] == pytest.approx(0.7)
+    assert s["fwd silu"]["meets_vs_composed"] is True and s["fwd silu"]["meets_vs_torch"] is True   # 0.50 <= 0.50
+    assert s["dgrad silu"]["meets_vs_composed"] is True and s["dgrad silu"]["target_vs_composed"] == 0.75
+    assert s["dgrad silu"]["meets_vs_torch"] is None                      # no target against PyTorch there
     assert s["fwd gelu"] == {"layers": 1, "fused": 0, "refused": ["a"], "fused_vs_composed_geomean": None,
-                         "fused_vs_torch_geomean": None, "fused_vs_composed_max": None, "fused_vs_torch_max": None}
+                             "fused_vs_torch_geomean": None, "fused_vs_composed_max": None,
+                             "fused_vs_torch_max": None, "target_vs_composed": 0.6, "meets_vs_composed": None,
+                             "target_vs_torch": 0.5, "meets_vs_torch": None}
     result["summary"] = s
     md = epilogue.markdown(result)
     assert "| a | fwd | gelu | refused (CUDNN_STATUS_NOT_SUPPORTED) | 1.0000 | 2.0000 | - | - | - |" in md
     assert "| b | fwd | silu | 0.2000 | 0.4000 | 0.2000 | 0.50 | 1.00 | eng9 |" in md
     assert "| a | dgrad | silu | 0.7000 | 1.0000 | 1.5000 | 0.70 | 0.47 | eng9 |" in md
     assert "- fwd gelu: fused on 0 of 1 layers (cuDNN refused: a)" in md
+    assert "- fwd silu: fused on 2 of 2 layers; fused/composed geomean 0.50 (target 0.60: met) (max 0.50), " \
+        "fused/torch geomean 0.50 (target 0.50: met)" in md
+    assert "- dgrad silu: fused on 1 of 1 layers; fused/composed geomean 0.70 (target 0.75: met)" in md
+    result["rows"][-1]["fused_vs_composed"] = 0.8
+    assert epilogue.summarize(result)["dgrad silu"]["meets_vs_composed"] is False
     assert "targets: fused/composed <= 0.60, fused/torch <= 0.50" in md
 
 

@@ -424,3 +424,20 @@ def test_memoized_helpers_agree_with_their_definitions():
             assert params.layout_strides(shape, layout) == first == params._layout_strides(shape, layout)
     assert params.layout_strides([2, 3, 4, 5], params.NCHW) == (60, 20, 5, 1)      # a list: computed, not memoized
     assert params.layout_strides((2, 3, 4, 5), params.CHANNELS_LAST) == (60, 1, 15, 3)
+
+
+def test_repro_writes_an_array_keyword_as_a_random_array():
+    """conv_epilogue's z is a keyword argument that is an array: RandomArray marks it, and the line
+    makes a random array of its shape (in the call's layout), not a tuple."""
+    line = params.repro("conv_epilogue", [("input", (1, 2, 5, 5)), ("weight", (3, 2, 3, 3)), ("bias", None)],
+                        "float16", params.CHANNELS_LAST,
+                        [("z", params.RandomArray((1, 3, 3, 3))), ("act", ("leaky_relu", 0.2)), ("alpha1", 1.0)])
+    call = [n for n in ast.walk(ast.parse(line)) if isinstance(n, ast.Call)
+            and getattr(n.func, "attr", "") == "conv_epilogue"][0]
+    kw = {k.arg: k.value for k in call.keywords}
+    z = ast.unparse(kw["z"])
+    assert "cupy.random.standard_normal((1, 3, 3, 3))" in z and "transpose((0, 3, 1, 2))" in z
+    assert ast.literal_eval(kw["act"]) == ("leaky_relu", 0.2) and ast.literal_eval(kw["alpha1"]) == 1.0
+    line = params.repro("conv_epilogue", [("input", (1, 2, 5, 5)), ("weight", (3, 2, 3, 3))], "float32",
+                        params.NCHW, [("z", None)])
+    assert "z=None" in line

@@ -33,6 +33,7 @@ output instead of the pre-activation; gelu, gelu_tanh and silu need the pre-acti
 """
 import collections
 import math
+import numbers
 
 Activation = collections.namedtuple("Activation", "name params")
 Activation.__doc__ = "One activation: its canonical name and its parameters as a tuple of floats."
@@ -76,7 +77,8 @@ def parameter_names(name):
 
 
 def _number(value, what):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """``value`` as a finite float: a real number (NumPy's among them), never a bool."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):     # numpy.bool_ is not a Real
         raise TypeError("%s must be a real number, got %s" % (what, type(value).__name__))
     value = float(value)
     if not math.isfinite(value):
@@ -206,8 +208,8 @@ def reference_forward(act, pre):
 
 
 def reference_derivative(act, pre):
-    """``act'(pre)`` in float64 (at a kink, the derivative from the right for relu and
-    leaky_relu at 0, and 0 for clamp at its bounds, as PyTorch's own backward takes them)."""
+    """``act'(pre)`` in float64 (at a kink, the derivative from the left for relu and leaky_relu
+    at 0, and 0 for clamp at its bounds, as PyTorch's own backward takes them)."""
     import numpy as np
     act = activation(act)
     v = np.asarray(pre, dtype=np.float64)

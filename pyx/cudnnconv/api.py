@@ -401,7 +401,7 @@ def _backward_weight_first_pass(arrays, scalars, out, opts, miss):
                           (0, 1))
 
 
-def _backward_plan(fn, a, out, shape_arg, geom, chunks, opts, layout_from):
+def _backward_plan(fn, a, out, shape_arg, geom, chunks, opts, layout_from, extra=()):
     """The backward functions' first-pass tail, once the geometry is known:
     materialize the two arrays, pick the layout from them (in the order
     ``layout_from`` gives), and make the plan.  ``shape_arg`` is (name,
@@ -413,7 +413,7 @@ def _backward_plan(fn, a, out, shape_arg, geom, chunks, opts, layout_from):
     layout = params.suggest_layout(*(arrays[i] for i in layout_from))
     entries = [(n, v.shape) for n, v in zip(names, arrays)]
     entries.insert(shape_arg[1], (shape_arg[0], shape_arg[2]))
-    repro = (fn, entries, arrays[0].dtype, layout, params.repro_kwargs(geom, opts))
+    repro = (fn, entries, arrays[0].dtype, layout, params.repro_kwargs(geom, opts, extra))
     plan = _new_plan(fn, names, arrays, out, device, layout, geom, shape_arg[2],
                      tuple(not params.has_layout(v, layout) for v in arrays), chunks, repro)
     return plan, arrays, out
@@ -680,6 +680,11 @@ def conv_epilogue(input, weight, bias=None, stride=1, padding=0, dilation=1, gro
     return r if type(r) is not Miss else _full_path(_EPILOGUE_PATH, r, arrays, scalars, out)   # never bound
 
 
+def _act_repr(act):
+    """An activation as a repro line writes it: its name, or its (name, *parameters) tuple."""
+    return act.name if not act.params else (act.name,) + tuple(act.params)
+
+
 def _epilogue_of(scalars, z, bias):
     """The call's activations.Epilogue, from its scalars and which of z and bias it was given."""
     name, p0, p1, alpha1, alpha2 = scalars[4:9]
@@ -695,8 +700,7 @@ def _epilogue_first_pass(arrays, scalars, out, opts, miss):
     repro = ("conv_epilogue",
              [("input", x.shape), ("weight", w.shape), ("bias", None if b is None else tuple(b.shape))],
              x.dtype, layout, params.repro_kwargs(geom, opts, [
-                 ("z", None if zz is None else y_shape), ("act", epi.act.name if not epi.act.params
-                                                          else (epi.act.name,) + tuple(epi.act.params)),
+                 ("z", None if zz is None else params.RandomArray(y_shape)), ("act", _act_repr(epi.act)),
                  ("alpha1", epi.alpha1), ("alpha2", epi.alpha2), ("fusion", fusion)]))
     # out may alias z (an in-place residual): then compute into a fresh array.
     plan = _new_plan("conv_epilogue", ("input", "weight", "z", "bias"), arrays, out, device, layout,
@@ -716,22 +720,25 @@ def _fuser(eng):
     return None
 
 
-def _run_fused(fuser, op, plan, x, w, y, z, bias, epi, opts, fusion):
+def _run_fused(eng, fuser, op, plan, x, w, y, z, bias, epi, opts, fusion):
     """Op ``op`` ('epilogue' or 'dgrad_act') on the graph engine over the plan's batch chunks (x, y
     and z split, w and the bias not): ('fused', choices), or, where cuDNN refuses it and
     ``fusion`` is not 'fused', ('composed', []) for the caller to compose."""
     from cudnnconv import _log
     one = len(plan.chunks) == 1
     try:
-        return "fused", [fuser.run(op, x if one else x[s:s + n], w, y if one else y[s:s + n], plan.geom, opts,
-                                   plan.layout, plan.device, plan.repro,
-                                   z=None if z is None else (z if one else z[s:s + n]), bias=bias, epilogue=epi)
-                         for s, n in plan.chunks]
+        ran = [fuser.run(op, x if one else x[s:s + n], w, y if one else y[s:s + n], plan.geom, opts,
+                         plan.layout, plan.device, plan.repro,
+                         z=None if z is None else (z if one else z[s:s + n]), bias=bias, epilogue=epi)
+               for s, n in plan.chunks]
     except CuDNNError as e:
         if fusion == "fused":
             raise
         _log.debug("%s: the fused graph cannot run this case (%s); composing", op, e.name)
         return "composed", []
+    if hasattr(eng, "ran_on"):
+        eng.ran_on(fuser.ENGINE)         # engine='auto': last_call() names the engine that ran
+    return "fused", ran
 
 
 def _epilogue_execute(eng, plan, arrays, scalars, out, opts, miss):
@@ -768,7 +775,7 @@ def _epilogue_execute(eng, plan, arrays, scalars, out, opts, miss):
                 raise
             _log.debug("conv_epilogue: the legacy engine's fused kernel cannot run this case (%s); composing", e.name)
     elif fuser is not None and plan.chunks and not tiled:
-        path, choices = _run_fused(fuser, "epilogue", plan, xs, ws, y, zs, bs, epi, opts, fusion)
+        path, choices = _run_fused(eng, fuser, "epilogue", plan, xs, ws, y, zs, bs, epi, opts, fusion)
     if path == "composed" and plan.chunks:
         choices = _run_chunks(eng, "forward", plan, xs, ws, y, opts)
         epilogue_composed.apply(y, epi, zs, bs)
@@ -785,18 +792,31 @@ def conv_backward_weight_bias(input, weight_shape, grad_output, stride=1, paddin
     is 'composed' (``last_call()``); cuDNN has no plan that takes both from one read of
     ``grad_output`` among the patterns this library builds."""
     g = params.inspect_array(grad_output, "grad_output")
-    b = None
-    if bias_out is not None:            # checked on metadata, before any GPU work
+    b = bm = None
+    if bias_out is not None:            # checked before any GPU work
         b = params.inspect_array(bias_out, "bias_out")
         if len(g.shape) < 3 or tuple(b.shape) != (g.shape[1],):
             raise ValueError("bias_out must have shape (K,) = (%s,), got %s"
                              % (g.shape[1] if len(g.shape) > 1 else "?", tuple(b.shape)))
         params.check_same_dtype([g, b])
+        try:
+            gm, bm = g.materialize(), b.materialize()          # CuPy views: no GPU work
+        except Exception:
+            _check_cuda()
+            raise
+        params.check_same_device([("grad_output", gm.device.id), ("bias_out", bm.device.id)])
+        for name, other in (("grad_output", gm), ("input", input), ("out", out)):
+            if other is not None and params.overlaps(
+                    bm, other if other is gm else params.inspect_array(other, name).materialize()):
+                raise ValueError("bias_out overlaps %s: the result would overwrite an input or the other result"
+                                 % name)
     dw = conv_backward_weight(input, weight_shape, grad_output, stride, padding, dilation, groups, out=out,
                               benchmark=benchmark, deterministic=deterministic, allow_tf32=allow_tf32,
                               workspace_limit=workspace_limit, engine=engine)
     inner = last_call()
-    db = epilogue_composed.bias_gradient(g.materialize(), None if b is None else b.materialize())
+    gm = g.materialize()
+    with _on_device(gm.device.id):
+        db = epilogue_composed.bias_gradient(gm, bm)
     _state().last = {"function": "conv_backward_weight_bias", "engine": inner["engine"], "path": "composed",
                      "choices": inner["choices"]}
     return dw, db
@@ -853,7 +873,15 @@ def _dgrad_act_first_pass(arrays, scalars, out, opts, miss):
     size, gy_size = math.prod(x_shape), math.prod(a["grad_output"].shape)
     chunks = (tiled_calls.plan(x_shape, a["weight"].shape, geom, split.BACKWARD_INPUT_MAX_WORKSIZE)
               if size and gy_size else [])
-    return _backward_plan("conv_backward_input_act", a, out, ("input_shape", 0, x_shape), geom, chunks, opts, (1, 0))
+    act, act_input_is, fusion = _dgrad_act_of(scalars)
+    return _backward_plan("conv_backward_input_act", a, out, ("input_shape", 0, x_shape), geom, chunks, opts, (1, 0),
+                          [("act", _act_repr(act)), ("act_input_is", act_input_is), ("fusion", fusion)])
+
+
+def _dgrad_act_of(scalars):
+    """(the canonical Activation, act_input_is, fusion) of conv_backward_input_act's scalars."""
+    name, p0, p1, act_input_is, fusion = scalars[5:]
+    return activations.activation((name,) + (p0, p1)[:len(activations.parameter_names(name))]), act_input_is, fusion
 
 
 # the activations whose cuDNN backward mode, given the output for the input, gives the same derivative
@@ -862,8 +890,8 @@ _FUSES_FROM_OUTPUT = ("relu", "leaky_relu", "clamp")
 
 def _dgrad_act_execute(eng, plan, arrays, scalars, out, opts, miss):
     w, gy, a_in = arrays
-    name, p0, p1, act_input_is, fusion = scalars[5:]
-    act = activations.activation((name,) + (p0, p1)[:len(activations.parameter_names(name))])
+    act, act_input_is, fusion = _dgrad_act_of(scalars)
+    name = act.name
     ws, gys, acts = _packed(plan, 0, w), _packed(plan, 1, gy), _packed(plan, 2, a_in)
     gx = _output(plan, out, w.dtype)
     if not plan.chunks:
@@ -880,7 +908,7 @@ def _dgrad_act_execute(eng, plan, arrays, scalars, out, opts, miss):
             else "the call is tiled, and its tiles compose"), "")
     path, choices = "composed", []
     if fuser is not None and not tiled:
-        path, choices = _run_fused(fuser, "dgrad_act", plan, gx, ws, gys, acts, None,
+        path, choices = _run_fused(eng, fuser, "dgrad_act", plan, gx, ws, gys, acts, None,
                                    activations.epilogue(act=act, has_z=True), opts, fusion)
     if path == "composed":
         choices = _run_chunks(eng, "backward_data", plan, gx, ws, gys, opts)
@@ -951,8 +979,7 @@ def _redo_epilogue(arrays, scalars, out, opts):
 
 def _redo_dgrad_act(arrays, scalars, out, opts):
     w, gy, a_in = arrays
-    name, p0, p1, act_input_is, fusion = scalars[5:]
-    act = (name,) + (p0, p1)[:len(activations.parameter_names(name))]
+    act, act_input_is, fusion = _dgrad_act_of(scalars)
     with _planned(opts):
         return conv_backward_input_act(scalars[0], w, gy, a_in, *scalars[1:5], act=act, act_input_is=act_input_is,
                                        out=out, fusion=fusion, **_kw(opts))

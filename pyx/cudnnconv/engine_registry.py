@@ -92,6 +92,11 @@ class AutoEngine:
         with self._lock:
             self._fallback.clear()
 
+    def ran_on(self, engine):
+        """Record that this thread's last call ran on ``engine`` (a caller that ran an engine's own
+        op directly, such as a fused epilogue on the graph engine), as ``ENGINE`` then reports."""
+        self._local.engine = engine
+
     def run(self, op, x, w, y, geom, opts, layout, device, repro=None, z=None, bias=None, alpha=1.0):
         key = None
         if self._fallback:

@@ -195,5 +195,5 @@ def bias_gradient(g, out=None):
     if out is None:
         out = cupy.empty((g.shape[1],), dtype=g.dtype)
     axes = (0,) + tuple(range(2, g.ndim))
-    kern(_raw(g), _raw(out), axis=axes)
+    kern(_raw(g), out=_raw(out), axis=axes)
     return out

@@ -389,13 +389,14 @@ cdef dict _POINTWISE_ATTRIBUTES = {
 
 
 cdef BackendDescriptor _pointwise_descriptor(int mode, int math_prec, bint as_double, dict attributes):
-    """The pointwise descriptor of one mode, with its activation parameters set."""
+    """The pointwise descriptor of one mode, with its activation parameters set (``as_double`` is
+    the math precision's; the parameters go as doubles)."""
     cdef BackendDescriptor pw = create(CUDNN_BACKEND_POINTWISE_DESCRIPTOR)
     pw.set_enum(CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, mode)
     pw.set_enum(CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, math_prec)
-    if attributes:
+    if attributes:                  # as doubles whatever the math precision, as cudnn-frontend sets them
         for name, value in attributes.items():
-            pw.set_scalar(<cudnnBackendAttributeName_t><int>_POINTWISE_ATTRIBUTES[name], as_double, value)
+            pw.set_scalar(<cudnnBackendAttributeName_t><int>_POINTWISE_ATTRIBUTES[name], True, value)
     pw.finalize()
     return pw
 

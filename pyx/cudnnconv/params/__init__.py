@@ -27,4 +27,4 @@ from cudnnconv.params.geometry import (  # noqa: F401
 from cudnnconv.params.keys import (  # noqa: F401
     ProblemKey, make_key)
 from cudnnconv.params.repro import (  # noqa: F401
-    repro, repro_kwargs)
+    RandomArray, repro, repro_kwargs)

@@ -18,6 +18,10 @@ def _rand_expr(shape, dtype, layout):
     return base
 
 
+class RandomArray(tuple):
+    """A keyword argument of a repro line that is an array: written as a random array of this shape."""
+
+
 def repro_kwargs(geom, opts, extra=()):
     """The keyword arguments of a repro line, normalised: ``extra`` first
     (the function's own, e.g. ``[("fusion", "auto")]``), then the geometry,
@@ -43,5 +47,6 @@ def repro(fn, arrays, dtype, layout, call_kwargs):
             args.append(_rand_expr(value, dtype, layout))     # an array of this shape
         else:
             args.append(repr(value))                          # a shape, a scalar or None
-    kw = ", ".join("%s=%r" % kv for kv in call_kwargs)
+    kw = ", ".join("%s=%s" % (k, _rand_expr(v, dtype, layout) if isinstance(v, RandomArray) else repr(v))
+                   for k, v in call_kwargs)
     return "%s; cudnnconv.%s(%s%s)" % (head, fn, ", ".join(args), (", " + kw) if kw else "")
