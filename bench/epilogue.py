@@ -51,19 +51,6 @@ def layers(batch):
     ]
 
 
-def torch_act(torch, spec):
-    """PyTorch's own eager function for an activation (cudnnconv.activations' canonical form)."""
-    F = torch.nn.functional
-    name, p = spec.name, spec.params
-    table = {
-        "identity": lambda y: y, "relu": F.relu, "leaky_relu": lambda y: F.leaky_relu(y, p[0] if p else 0.01),
-        "elu": lambda y: F.elu(y, p[0] if p else 1.0), "gelu": F.gelu,
-        "gelu_tanh": lambda y: F.gelu(y, approximate="tanh"), "silu": F.silu, "sigmoid": torch.sigmoid,
-        "tanh": torch.tanh, "clamp": lambda y: torch.clamp(y, p[0], p[1]) if p else y,
-    }
-    return table[name]
-
-
 def ratio(a, b):
     return None if a is None or b is None or not b else a / b
 
@@ -151,36 +138,13 @@ def _measure(backend, calls, budget_s):
         return {"status": "error", "kernel_ms": None, "detail": "%s: %s" % (type(e).__name__, str(e)[:160])}
 
 
-def torch_act_backward(torch, spec, pre):
-    """The ATen kernel PyTorch's autograd runs for an activation's backward, as ``f(grad)``, with
-    what autograd would have saved (the output for sigmoid and tanh, computed here once, outside
-    the timed call) or the pre-activation ``pre``."""
-    aten = torch.ops.aten
-    name, p = spec.name, spec.params
-    if name == "sigmoid":
-        y = torch.sigmoid(pre)
-        return lambda g: aten.sigmoid_backward(g, y)
-    if name == "tanh":
-        y = torch.tanh(pre)
-        return lambda g: aten.tanh_backward(g, y)
-    table = {
-        "relu": lambda g: aten.threshold_backward(g, pre, 0),
-        "leaky_relu": lambda g: aten.leaky_relu_backward(g, pre, p[0], False),
-        "elu": lambda g: aten.elu_backward(g, p[0], 1, 1, False, pre),
-        "gelu": lambda g: aten.gelu_backward(g, pre),
-        "gelu_tanh": lambda g: aten.gelu_backward(g, pre, approximate="tanh"),
-        "silu": lambda g: aten.silu_backward(g, pre),
-        "clamp": lambda g: aten.hardtanh_backward(g, pre, p[0], p[1]),
-    }
-    return table[name]
-
-
 def run_layer(layer, act, dtype, residual, budget_s, torch, tb, cb, direction="fwd"):
     """One row: ``direction`` 'fwd' (conv_epilogue against F.<act>(F.conv2d)) or 'dgrad'
     (conv_backward_input_act against ATen's input gradient then the activation's backward)."""
     import cupy
     import cudnnconv
     from cudnnconv import activations, params
+    from cudnnconv.torch.functional import torch_activation, torch_activation_grad
     spec = activations.activation(act)
     rs = cupy.random.RandomState(0)
     layout = params.CHANNELS_LAST
@@ -197,7 +161,7 @@ def run_layer(layer, act, dtype, residual, budget_s, torch, tb, cb, direction="f
     if direction == "fwd":
         z = rand(layer.output_shape()) if residual else None
         tz = None if z is None else torch.from_dlpack(z)
-        f = torch_act(torch, spec)
+        f = torch_activation(spec)
 
         def torch_call():
             y = torch.nn.functional.conv2d(tx, tw, tb_, st, pad, dil, layer.groups)
@@ -212,12 +176,14 @@ def run_layer(layer, act, dtype, residual, budget_s, torch, tb, cb, direction="f
     else:
         gy = rand(layer.output_shape())
         tgy = torch.from_dlpack(gy)
-        fb = torch_act_backward(torch, spec, tx)
+        # what PyTorch's autograd would have saved: the output where the derivative follows from it,
+        # computed once, outside the timed call; else the pre-activation
+        saved = torch_activation(spec)(tx) if activations.needs(spec) == "output" else tx
 
         def torch_call():
             dx = torch.ops.aten.convolution_backward(tgy, tx, tw, None, st, pad, dil, False, [0] * len(pad),
                                                      layer.groups, [True, False, False])[0]
-            return fb(dx)
+            return torch_activation_grad(spec, dx, saved)
         out = params.empty_in_layout(layer.input_shape(), dtype, layout)
 
         def ours(path):

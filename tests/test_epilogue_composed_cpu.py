@@ -26,8 +26,7 @@ static inline unsigned int __float_as_uint(float f) { unsigned int u; memcpy(&u,
 
 
 def _spec(name):
-    n = len(activations.parameter_names(name))
-    return activations.activation((name,) + PARAMS[name][:n])
+    return activations.unpadded(name, *PARAMS[name])
 
 
 def _operation_function(fname, dtype_name, act, has_z, has_bias):

@@ -49,13 +49,13 @@ def fake_cudnnconv():
 
     def conv_epilogue(x, w, b, stride, padding, dilation, groups, *, z, act, alpha1, alpha2, out, **flags):
         from cudnnconv import activations
-        from cudnnconv.torch.functional import _act_torch
+        from cudnnconv.torch.functional import torch_activation
         y = alpha1 * getattr(TF, "conv%dd" % (x.dim() - 2))(x, w, None, stride, padding, dilation, groups)
         if z is not None:
             y = y + alpha2 * z
         if b is not None:
             y = y + b.view((1, -1) + (1,) * (x.dim() - 2))
-        out.copy_(_act_torch(activations.activation(act))(y))
+        out.copy_(torch_activation(activations.activation(act))(y))
 
     def untracked(f):
         def run(*args, **kwargs):

@@ -71,11 +71,6 @@ _FORWARD_MODE = {
 }
 
 
-def parameter_names(name):
-    """The names of the parameters of the activation called ``name`` (a canonical name)."""
-    return _SPECS[name][0]
-
-
 def _number(value, what):
     """``value`` as a finite float: a real number (NumPy's among them), never a bool."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):     # numpy.bool_ is not a Real
@@ -293,11 +288,35 @@ def epilogue(alpha1=1.0, alpha2=1.0, act=None, has_z=False, has_bias=False):
                     bool(has_bias))
 
 
+def padded(act):
+    """An activation's parameters padded with zeros to two: the fixed-width form that cache keys,
+    call signatures and kernel arguments carry (``unpadded`` reads it back)."""
+    return tuple(act.params) + (0.0,) * (2 - len(act.params))
+
+
+def unpadded(name, p0, p1):
+    """The Activation ``name`` with the parameters ``padded`` wrote (ValueError where a parameter it
+    does not take is not zero)."""
+    n = len(_SPECS[name][0])
+    if any(v != 0.0 for v in (p0, p1)[n:]):
+        raise ValueError("an epilogue key gives %s parameters it does not take" % name)
+    return activation((name,) + (p0, p1)[:n])
+
+
+def extra_tensors(op, epi, input_shape, output_shape):
+    """The tensors an epilogue problem binds after x, w and y, in that order, as (role, shape):
+    z where given (op 'dgrad_act': the activation's input, of the input's shape; op 'epilogue': of
+    the output's shape), then the bias, (1, K, 1, ...), where given."""
+    out = [("z", tuple(input_shape) if op == "dgrad_act" else tuple(output_shape))] if epi.has_z else []
+    if epi.has_bias:
+        out.append(("bias", (1, output_shape[1]) + (1,) * (len(output_shape) - 2)))
+    return out
+
+
 def key_fields(epi):
     """The epilogue as numbers for a cache key and a tuning record: (alpha1, alpha2, the
-    activation's index in ``NAMES``, its parameters padded to two, 1 * has_z + 2 * has_bias)."""
-    p = tuple(epi.act.params) + (0.0,) * (2 - len(epi.act.params))
-    return (float(epi.alpha1), float(epi.alpha2), NAMES.index(epi.act.name)) + p + \
+    activation's index in ``NAMES``, its parameters ``padded``, 1 * has_z + 2 * has_bias)."""
+    return (float(epi.alpha1), float(epi.alpha2), NAMES.index(epi.act.name)) + padded(epi.act) + \
         (int(epi.has_z) + 2 * int(epi.has_bias),)
 
 
@@ -311,9 +330,4 @@ def from_key_fields(fields):
         raise ValueError("bad activation index %r in an epilogue key" % (index,))
     if isinstance(parts, bool) or not isinstance(parts, int) or not 0 <= parts <= 3:
         raise ValueError("bad parts %r in an epilogue key" % (parts,))
-    name = NAMES[index]
-    n = len(_SPECS[name][0])
-    act = activation((name,) + (p0, p1)[:n])
-    if any(v != 0.0 for v in (p0, p1)[n:]):
-        raise ValueError("an epilogue key gives %s parameters it does not take" % name)
-    return epilogue(alpha1, alpha2, act, parts & 1, parts & 2)
+    return epilogue(alpha1, alpha2, unpadded(NAMES[index], p0, p1), parts & 1, parts & 2)

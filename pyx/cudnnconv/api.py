@@ -401,19 +401,19 @@ def _backward_weight_first_pass(arrays, scalars, out, opts, miss):
                           (0, 1))
 
 
-def _backward_plan(fn, a, out, shape_arg, geom, chunks, opts, layout_from, extra=()):
+def _backward_plan(fn, a, out, shape_arg, geom, chunks, opts, layout_from, repro_extra=()):
     """The backward functions' first-pass tail, once the geometry is known:
-    materialize the two arrays, pick the layout from them (in the order
+    materialize the arrays, pick the layout from them (in the order
     ``layout_from`` gives), and make the plan.  ``shape_arg`` is (name,
     position, value) of the function's shape argument, which is the result's
-    shape."""
+    shape; ``repro_extra``, the function's own keywords for its repro line."""
     names = tuple(a)
     arr, out, device = _prepare(a, out, shape_arg[2])
     arrays = tuple(arr[n] for n in names)
     layout = params.suggest_layout(*(arrays[i] for i in layout_from))
     entries = [(n, v.shape) for n, v in zip(names, arrays)]
     entries.insert(shape_arg[1], (shape_arg[0], shape_arg[2]))
-    repro = (fn, entries, arrays[0].dtype, layout, params.repro_kwargs(geom, opts, extra))
+    repro = (fn, entries, arrays[0].dtype, layout, params.repro_kwargs(geom, opts, repro_extra))
     plan = _new_plan(fn, names, arrays, out, device, layout, geom, shape_arg[2],
                      tuple(not params.has_layout(v, layout) for v in arrays), chunks, repro)
     return plan, arrays, out
@@ -671,8 +671,7 @@ def conv_epilogue(input, weight, bias=None, stride=1, padding=0, dilation=1, gro
     if not isinstance(fusion, str) or fusion not in FUSION_MODES:
         raise ValueError("fusion must be one of %s, got %r" % (FUSION_MODES, fusion))
     a = activations.activation(act)
-    p = tuple(a.params) + (0.0,) * (2 - len(a.params))
-    # the activation as a name and two floats: scalars a call signature can hold (see callplan)
+    p = activations.padded(a)      # the activation as a name and two floats: scalars a call signature holds
     arrays = (input, weight, z, bias)
     scalars = (stride, padding, dilation, groups, a.name, p[0], p[1], _real("alpha1", alpha1),
                _real("alpha2", alpha2), fusion)
@@ -688,8 +687,7 @@ def _act_repr(act):
 def _epilogue_of(scalars, z, bias):
     """The call's activations.Epilogue, from its scalars and which of z and bias it was given."""
     name, p0, p1, alpha1, alpha2 = scalars[4:9]
-    n = len(activations.parameter_names(name))
-    return activations.epilogue(alpha1, alpha2, (name,) + (p0, p1)[:n], z is not None, bias is not None)
+    return activations.epilogue(alpha1, alpha2, activations.unpadded(name, p0, p1), z is not None, bias is not None)
 
 
 def _epilogue_first_pass(arrays, scalars, out, opts, miss):
@@ -706,7 +704,8 @@ def _epilogue_first_pass(arrays, scalars, out, opts, miss):
     plan = _new_plan("conv_epilogue", ("input", "weight", "z", "bias"), arrays, out, device, layout,
                      geom, y_shape, (not params.has_layout(x, layout), not params.has_layout(w, layout),
                                      zz is not None and not params.has_layout(zz, layout)), chunks, repro,
-                     may_alias=("z",), out_direct=out is None or zz is None or not params.overlaps(out, zz))
+                     may_alias=("z",), out_direct=out is None or zz is None or not params.overlaps(out, zz),
+                     extra=epi)        # the call's Epilogue, built once per signature (the plan is never bound)
     return plan, arrays, out
 
 
@@ -745,7 +744,7 @@ def _epilogue_execute(eng, plan, arrays, scalars, out, opts, miss):
     import cupy
     from cudnnconv import _log
     x, w, zz, b = arrays
-    epi, fusion = _epilogue_of(scalars, zz, b), scalars[9]
+    epi, fusion = plan.extra, scalars[9]
     xs, ws = _packed(plan, 0, x), _packed(plan, 1, w)
     zs = None if zz is None else _packed(plan, 2, zz)
     if plan.pad:
@@ -792,7 +791,7 @@ def conv_backward_weight_bias(input, weight_shape, grad_output, stride=1, paddin
     is 'composed' (``last_call()``); cuDNN has no plan that takes both from one read of
     ``grad_output`` among the patterns this library builds."""
     g = params.inspect_array(grad_output, "grad_output")
-    b = bm = None
+    b = gm = bm = None
     if bias_out is not None:            # checked before any GPU work
         b = params.inspect_array(bias_out, "bias_out")
         if len(g.shape) < 3 or tuple(b.shape) != (g.shape[1],):
@@ -814,7 +813,7 @@ def conv_backward_weight_bias(input, weight_shape, grad_output, stride=1, paddin
                               benchmark=benchmark, deterministic=deterministic, allow_tf32=allow_tf32,
                               workspace_limit=workspace_limit, engine=engine)
     inner = last_call()
-    gm = g.materialize()
+    gm = g.materialize() if gm is None else gm
     with _on_device(gm.device.id):
         db = epilogue_composed.bias_gradient(gm, bm)
     _state().last = {"function": "conv_backward_weight_bias", "engine": inner["engine"], "path": "composed",
@@ -853,7 +852,7 @@ def conv_backward_input_act(input_shape, weight, grad_output, act_input, stride=
     if act_input_is == "output" and need == "pre":
         raise ValueError("the derivative of %s needs the pre-activation, not the output: pass act_input_is='pre'"
                          % a.name)
-    p = tuple(a.params) + (0.0,) * (2 - len(a.params))
+    p = activations.padded(a)
     arrays = (weight, grad_output, act_input)
     scalars = (input_shape, stride, padding, dilation, groups, a.name, p[0], p[1], act_input_is, fusion)
     shape = _shape_scalars(input_shape, stride, padding, dilation, groups)
@@ -881,7 +880,7 @@ def _dgrad_act_first_pass(arrays, scalars, out, opts, miss):
 def _dgrad_act_of(scalars):
     """(the canonical Activation, act_input_is, fusion) of conv_backward_input_act's scalars."""
     name, p0, p1, act_input_is, fusion = scalars[5:]
-    return activations.activation((name,) + (p0, p1)[:len(activations.parameter_names(name))]), act_input_is, fusion
+    return activations.unpadded(name, p0, p1), act_input_is, fusion
 
 
 # the activations whose cuDNN backward mode, given the output for the input, gives the same derivative

@@ -143,10 +143,6 @@ def _raw(a):
     return a.view("uint16") if a.dtype.name == "bfloat16" else a
 
 
-def _params(act):
-    return tuple(act.params) + (0.0,) * (2 - len(act.params))
-
-
 def apply(y, epi, z=None, bias=None):
     """``y = act(alpha1 * y + alpha2 * z + bias)`` in place (``epi``: an activations.Epilogue;
     ``z`` of y's shape where ``epi.has_z``; ``bias`` a (K,) vector where ``epi.has_bias``), in
@@ -160,7 +156,7 @@ def apply(y, epi, z=None, bias=None):
         args.append(_raw(z))
     if epi.has_bias:
         args.append(_raw(bias).reshape((1, bias.shape[0]) + (1,) * (y.ndim - 2)))
-    p = _params(epi.act)
+    p = activations.padded(epi.act)
     kern(*args, epi.alpha1, epi.alpha2, p[0], p[1], ry)
     return y
 
@@ -169,7 +165,7 @@ def apply_derivative(g, act, a, from_output=False):
     """``g = g * act'(a)`` in place (``act``: an activations.Activation, not the identity; ``a``
     the activation's input of g's shape, or its output where ``from_output``), in one kernel."""
     kern = _kernel("derivative", act.name, bool(from_output), False, g.dtype.name)
-    p = _params(act)
+    p = activations.padded(act)
     rg = _raw(g)                        # one object as input and output (see apply)
     kern(rg, _raw(a), p[0], p[1], rg)
     return g

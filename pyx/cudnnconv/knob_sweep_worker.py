@@ -196,8 +196,7 @@ class _Buffers:
         elif key.op in ("epilogue", "dgrad_act"):     # z and the bias where the epilogue takes them
             from cudnnconv import activations
             epi = activations.from_key_fields(key.extra[-activations.KEY_FIELDS:])
-            z_shape = tuple(key.input_shape) if key.op == "dgrad_act" else tuple(y_shape)   # the act's input
-            shapes += ([z_shape] if epi.has_z else []) + ([b_shape] if epi.has_bias else [])
+            shapes += [shape for _, shape in activations.extra_tensors(key.op, epi, key.input_shape, y_shape)]
         self.dtype = int(key.dtype)
         self.itemsize = _ITEMSIZE[self.dtype]
         self.counts = [math.prod(s) for s in shapes]

@@ -119,10 +119,10 @@ def plan_scratch(key):
     if key.op == "fused":
         roles += [("z", y_shape, key.layout), ("bias", b_shape, params.NCHW)]
     epi = _epilogue(key)
-    if epi is not None:             # dgrad_act's z is the activation's input, of the input's shape
-        z_shape = key.input_shape if key.op == "dgrad_act" else y_shape
-        roles += ([("z", z_shape, key.layout)] if epi.has_z else []) + \
-            ([("bias", b_shape, params.NCHW)] if epi.has_bias else [])
+    if epi is not None:
+        from cudnnconv import activations
+        roles += [(role, shape, params.NCHW if role == "bias" else key.layout)
+                  for role, shape in activations.extra_tensors(key.op, epi, key.input_shape, y_shape)]
     itemsize = _dtype(key.dtype).itemsize
     out, offset = [], 0
     for i, (role, shape, layout) in enumerate(roles):
@@ -188,7 +188,8 @@ def warm_up(keys, max_scratch_bytes=None):
                     mem = cupy.cuda.alloc(max(nbytes, 1))
                     t = _arrays(mem, key, plan)
                     if not _through_public_function(key, t, geom, opts):
-                        more = {} if _epilogue(key) is None else {"epilogue": _epilogue(key)}
+                        epi = _epilogue(key)
+                        more = {} if epi is None else {"epilogue": epi}
                         mod.run(key.op, t["x"], t["w"], t["y"], geom, opts, key.layout, key.device,
                                 z=t.get("z"), bias=t.get("bias"), alpha=alpha, **more)
                     devices.add(key.device)

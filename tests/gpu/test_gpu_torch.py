@@ -85,7 +85,7 @@ def test_gradcheck_conv_act_float64(act):
     """cudnnconv.torch.conv_act through cudnnconv.conv_epilogue: PyTorch's own composition, and
     finite differences through all four inputs."""
     from cudnnconv import activations
-    from cudnnconv.torch.functional import _act_torch
+    from cudnnconv.torch.functional import torch_activation
     torch.manual_seed(3)
     x, w = _r(2, 4, 6, 6), _r(5, 4, 3, 3)
     z, b = _r(2, 5, 6, 6), _r(5)
@@ -94,7 +94,7 @@ def test_gradcheck_conv_act_float64(act):
         return cct.conv_act(x, w, b, 1, 1, z=z, act=act, alpha1=0.5, alpha2=2.0)
 
     with torch.no_grad():
-        ref = _act_torch(activations.activation(act))(0.5 * TF.conv2d(x, w, None, 1, 1) + 2.0 * z
+        ref = torch_activation(activations.activation(act))(0.5 * TF.conv2d(x, w, None, 1, 1) + 2.0 * z
                                                       + b.view(1, -1, 1, 1))
         assert _rel(f(x, w, z, b), ref) < 1e-12
     assert torch.autograd.gradcheck(f, (x, w, z, b), eps=1e-6, atol=1e-7, rtol=1e-5)

@@ -308,8 +308,9 @@ class _ConvBiasAddRelu(torch.autograd.Function):
         return gx, gw, gz, _bias_grad(g, need[3]), None, None, None
 
 
-def _act_torch(act):
-    """The activation as PyTorch's own function of the pre-activation (``act``: canonical)."""
+def torch_activation(act):
+    """The activation as PyTorch's own function of the pre-activation (``act``: canonical); also
+    what bench/epilogue.py times as PyTorch's sequence."""
     TF, p = torch.nn.functional, act.params
     return {
         "identity": lambda v: v, "relu": TF.relu, "leaky_relu": lambda v: TF.leaky_relu(v, p[0] if p else 0.01),
@@ -319,9 +320,10 @@ def _act_torch(act):
     }[act.name]
 
 
-def _act_grad(act, g, saved):
+def torch_activation_grad(act, g, saved):
     """``g * act'(pre)``, with ``saved`` the output where ``activations.needs`` says "output" and the
-    pre-activation otherwise; in PyTorch's own backward kernels where it has them."""
+    pre-activation otherwise, in PyTorch's own backward kernels (what its autograd runs, and what
+    bench/epilogue.py times)."""
     aten, name, p = torch.ops.aten, act.name, act.params
     if name == "identity":
         return g
@@ -370,7 +372,7 @@ class _ConvAct(torch.autograd.Function):
             saved = y
         else:
             saved = _epilogue_out(x, w, z, bias, None, alpha1, alpha2, r, shape, flags)
-            y = _act_torch(act)(saved)
+            y = torch_activation(act)(saved)
         ctx.save_for_backward(x, w, saved)
         ctx.r, ctx.flags, ctx.act, ctx.alpha1, ctx.alpha2 = r, flags, act, alpha1, alpha2
         return y
@@ -380,7 +382,7 @@ class _ConvAct(torch.autograd.Function):
     def backward(ctx, gy):
         x, w, saved = ctx.saved_tensors
         need = ctx.needs_input_grad
-        g = bridge.dense(_act_grad(ctx.act, gy, saved), x)
+        g = bridge.dense(torch_activation_grad(ctx.act, gy, saved), x)
         gs = g if ctx.alpha1 == 1.0 else g * ctx.alpha1
         gx, gw = _conv_grads(x, w, gs, ctx.r, ctx.flags, need)
         gz = (g if ctx.alpha2 == 1.0 else g * ctx.alpha2) if need[2] else None
