@@ -254,3 +254,57 @@ def test_default_only_failure_does_not_block_a_benchmark_search(capture_checks):
         search.try_all(d, "args", cache, KEY, opts(deterministic=True))
     got = search.try_all(d, "args", cache, KEY, opts(benchmark=True, deterministic=True))
     assert got.name == "A" and got.benchmarked and d.searches == 1
+
+
+class RefusingDirection(FakeDirection):
+    """A direction whose ranking itself fails (the graph engine's finalize, a legacy find)."""
+
+    def __init__(self, error):
+        FakeDirection.__init__(self, [])
+        self.error = error
+
+    def candidates(self, args, opts):
+        self.searches += 1
+        raise self.error()
+
+
+def test_a_refusal_while_ranking_is_cached(capture_checks):
+    """cuDNN's NOT_SUPPORTED while ranking is the problem's: the next call fails at once, with
+    the same status and context, without building the graph again."""
+    d = RefusingDirection(lambda: refused(3007))
+    cache = AlgoCache("t")
+    with pytest.raises(cudnnconv.CuDNNError) as first:
+        search.try_all(d, "ARGS", cache, KEY, opts())
+    assert first.value.status == 3007 and "context of ARGS" in str(first.value)
+    assert isinstance(cache.peek(KEY), search.NoneRan) and cache.peek(KEY).status == 3007
+    with pytest.raises(cudnnconv.CuDNNError, match="cached result of an earlier search") as again:
+        search.try_all(d, "ARGS", cache, KEY, opts(benchmark=True))
+    assert again.value.status == 3007 and "context of ARGS" in str(again.value)
+    assert d.searches == 1
+
+
+@pytest.mark.parametrize("error", [lambda: refused(BAD_PARAM), lambda: refused(EXEC_FAILED), cudnn_oom],
+                         ids=["bad_param", "execution_failed", "out_of_memory"])
+def test_other_failures_while_ranking_are_not_cached(capture_checks, error):
+    """Only a refusal is cached: a bad parameter, a failed execution or a lack of memory may be
+    the moment's, and the next call ranks again."""
+    d = RefusingDirection(error)
+    cache = AlgoCache("t")
+    for _ in range(2):
+        with pytest.raises(cudnnconv.CuDNNError):
+            search.try_all(d, "ARGS", cache, KEY, opts())
+    assert cache.peek(KEY) is None and d.searches == 2
+
+
+def test_a_refusal_of_the_default_is_not_cached(capture_checks):
+    """deterministic without benchmark asks only the default, and caches nothing (as before)."""
+    class D(FakeDirection):
+        def default(self, args, opts):
+            self.default_calls += 1
+            raise refused()
+    d = D([])
+    cache = AlgoCache("t")
+    for _ in range(2):
+        with pytest.raises(cudnnconv.CuDNNError):
+            search.try_all(d, "ARGS", cache, KEY, opts(deterministic=True))
+    assert d.default_calls == 2 and cache.peek(KEY) is None

@@ -111,9 +111,16 @@ def _search(direction, args, cache, key, opts):
         else:
             candidates = direction.candidates(args, opts)
     except CuDNNError as e:
-        # cuDNN refused the problem while ranking (get/find, or the default's
-        # workspace query): the error still names the descriptors and a repro.
-        raise e.add_context(direction.context(args, None))
+        # cuDNN refused the problem while ranking (get/find, the graph's finalize,
+        # or the default's workspace query): the error still names the descriptors
+        # and a repro.  A refusal (a NOT_SUPPORTED status) is the problem's, not the
+        # moment's: it is cached as a NoneRan, so that a caller that falls back on
+        # it (conv_epilogue's fusion='auto' on a pattern cuDNN does not fuse) pays
+        # for the graph once, not on every call.  Memory and other statuses are not.
+        err = e.add_context(direction.context(args, None))
+        if not only_default and not isinstance(e, MemoryError) and _refusal(e.status):
+            cache.put(key, NoneRan(e.status, e.message))
+        raise err
     failures = []
     for choice in candidates:
         try:
@@ -129,6 +136,11 @@ def _search(direction, args, cache, key, opts):
     if not only_default and not any(isinstance(e, MemoryError) for _, e in failures):
         cache.put(key, NoneRan(err.status, err.message))
     raise err
+
+
+def _refusal(status):
+    """A CUDNN_STATUS_NOT_SUPPORTED* status (3000-3999): cuDNN cannot run this problem."""
+    return _NOT_SUPPORTED <= status < _NOT_SUPPORTED + 1000
 
 
 def _short(e):

@@ -1224,7 +1224,8 @@ def run(str op, x, w, y, geom, opts, str layout, int device, repro=None, z=None,
         prior = None
     else:
         prior = cache.peek(key)
-        if not explaining and not _usable(prior, opts.benchmark):
+        # (a cached NoneRan, cuDNN's refusal of the problem, is not looked up in the file again)
+        if not explaining and not _usable(prior, opts.benchmark) and type(prior) is not search.NoneRan:
             prior = _from_tuning_file(key, cache, opts.benchmark)
     choice = search.try_all(DIRECTIONS[op], a, cache, key, opts)
     if choice is not prior and type(choice) is GraphChoice and not explaining:
