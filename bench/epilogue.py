@@ -247,7 +247,9 @@ def main(argv=None):
     if not dirs or any(d not in ("fwd", "dgrad") for d in dirs):
         print("error: --direction takes fwd, dgrad or both, got %r" % args.direction, file=sys.stderr)
         return 2
-    todo = [(layer, a, d) for d in dirs for layer in layers(args.batch) for a in acts
+    # activation first, then direction, then layer: a run cut short by --time-limit has the first
+    # activation (silu, the targets') on every layer in both directions
+    todo = [(layer, a, d) for a in acts for d in dirs for layer in layers(args.batch)
             if not (d == "dgrad" and a == "identity")]
     extra = [n for n in activations.NAMES if n not in acts and n != "clamp"] + [("clamp", -1.0, 1.0)]
     for d in dirs:
