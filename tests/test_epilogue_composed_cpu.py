@@ -171,3 +171,77 @@ def test_the_whole_bfloat16_operation(lib, name):
     expect = activations.reference_forward(_spec(name), 2.0 * vals[0] + 0.5 * vals[1] + vals[2])
     # float32 arithmetic, then one rounding to bfloat16: within one bfloat16 ulp (2^-7 relative)
     assert (numpy.abs(got - expect) <= numpy.abs(expect) * 2.0 ** -7 + 1e-6).all()
+
+
+# ---------------------------------------------------------------------------
+# apply() and apply_derivative(): which operands the kernel gets, in which axis order
+# ---------------------------------------------------------------------------
+
+class _RecordingKernel:
+    """Stands in for the CuPy kernel on NumPy arrays: records each operand's shape and strides,
+    and computes the operation with cudnnconv.activations' float64 references."""
+
+    def __init__(self, kind, act_name):
+        self.kind, self.act_name, self.seen = kind, act_name, []
+
+    def __call__(self, *args):
+        arrays = [a for a in args if isinstance(a, numpy.ndarray)]
+        self.seen.append([(a.shape, a.strides) for a in arrays])
+        out = arrays[-1]
+        p0, p1 = args[-3], args[-2]
+        act = activations.unpadded(self.act_name, p0, p1)
+        if self.kind == "forward":
+            alpha1, alpha2 = args[-5], args[-4]
+            v = alpha1 * arrays[0] + sum(([alpha2 * arrays[1]] if len(arrays) == 4 else []) + [arrays[-2]])
+            out[...] = activations.reference_forward(act, v)
+        else:
+            out[...] = arrays[0] * activations.reference_derivative(act, arrays[1])
+
+
+def _channels_last(shape, rng):
+    """A float64 (N, C, *spatial) array laid out as (N, *spatial, C)."""
+    perm = (0,) + tuple(range(2, len(shape))) + (1,)
+    inv = numpy.argsort(perm)
+    return numpy.ascontiguousarray(rng.standard_normal([shape[i] for i in perm])).transpose(inv)
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("shape", [(2, 3, 4, 5), (2, 3, 7), (1, 4, 2, 3, 5)])
+def test_apply_runs_the_kernel_in_the_outputs_memory_order(monkeypatch, shape, layout):
+    """The kernel gets y, z and the bias transposed to y's memory order: a packed y, channels-last
+    or not, reaches CuPy as one C-contiguous array (which CuPy indexes as one dim), and the bias
+    broadcasts along y's channel axis wherever that lies; the result is the float64 composition."""
+    rng = numpy.random.default_rng(7)
+    make = (lambda s: _channels_last(s, rng)) if layout == "channels_last" else \
+        (lambda s: rng.standard_normal(s))
+    y, z, b = make(shape), make(shape), rng.standard_normal(shape[1])
+    y0 = y.copy()
+    kern = _RecordingKernel("forward", "silu")
+    monkeypatch.setattr(E, "_kernel", lambda *a: kern)
+    epi = activations.epilogue(0.5, -2.0, "silu", True, True)
+    assert E.apply(y, epi, z, b) is y
+    (ys, zs, bs, outs), = kern.seen
+    mem = numpy.lib.stride_tricks.as_strided(y, ys[0], ys[1])      # y as the kernel saw it
+    assert mem.flags.c_contiguous and zs == ys and outs == ys
+    channel_axis = list(numpy.argsort([-abs(s) for s in y.strides], kind="stable")).index(1)
+    assert [n for n in bs[0]] == [shape[1] if i == channel_axis else 1 for i in range(len(shape))]
+    bview = b.reshape((1, shape[1]) + (1,) * (len(shape) - 2))
+    expect = activations.reference_forward("silu", 0.5 * y0 + -2.0 * z + bview)
+    numpy.testing.assert_allclose(y, expect, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_apply_derivative_runs_the_kernel_in_the_gradients_memory_order(monkeypatch, layout):
+    rng = numpy.random.default_rng(8)
+    shape = (2, 3, 4, 5)
+    make = (lambda s: _channels_last(s, rng)) if layout == "channels_last" else \
+        (lambda s: rng.standard_normal(s))
+    g, a = make(shape), make(shape)
+    g0 = g.copy()
+    kern = _RecordingKernel("derivative", "gelu")
+    monkeypatch.setattr(E, "_kernel", lambda *args: kern)
+    assert E.apply_derivative(g, activations.activation("gelu"), a) is g
+    (gs, as_, outs), = kern.seen
+    assert numpy.lib.stride_tricks.as_strided(g, gs[0], gs[1]).flags.c_contiguous
+    assert as_ == gs and outs == gs
+    numpy.testing.assert_allclose(g, g0 * activations.reference_derivative("gelu", a), rtol=1e-12, atol=1e-12)

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cudnnconv import tiled, tiling
+from cudnnconv import params, tiled, tiling
 
 
 # ---------------------------------------------------------------------------
@@ -452,7 +452,7 @@ def test_block_copies_write_what_assignment_writes_and_nothing_else(pair):
     copy runs instead (the property above).  Rows of any width count here (``min_row=1``), so
     that the small drawn arrays reach every layout."""
     dst, src = pair
-    order = tiled._memory_order(dst)
+    order = params.memory_order(dst)
     d, s_ = dst.transpose(order), src.transpose(order)
     blocks = tiled.copy_plan(d.shape, d.itemsize, d.strides, s_.strides, min_row=1)
     if blocks is None:
@@ -478,7 +478,7 @@ def test_block_copies_of_a_channels_last_window_are_rows_at_two_pitches():
     window = cl((n, c, d, h, w))
     padded = cl((n, c, d + 2, h + 2, w + 2))
     interior = padded[:, :, 1:-1, 1:-1, 1:-1]
-    order = tiled._memory_order(interior)
+    order = params.memory_order(interior)
     assert order == [0, 2, 3, 4, 1]
     i, s_ = interior.transpose(order), window.transpose(order)
     blocks = tiled.copy_plan(i.shape, item, i.strides, s_.strides)
@@ -487,18 +487,18 @@ def test_block_copies_of_a_channels_last_window_are_rows_at_two_pitches():
                       for k in range(d)]
     y = cl((n, c, 3 * d, h, w))
     tile = y[:, :, d:2 * d]
-    order = tiled._memory_order(tile)
+    order = params.memory_order(tile)
     t, p = tile.transpose(order), window.transpose(order)
     assert tiled.copy_plan(t.shape, item, t.strides, p.strides) == [(0, d * h * row, 0, d * h * row, d * h * row, 1)]
     # the layouts it leaves to the elementwise copy: rows narrower than MIN_ROW_BYTES, reversed strides
     narrow = cl((1, 2, 2, 2, 2))
-    o = narrow.transpose(tiled._memory_order(narrow))
+    o = narrow.transpose(params.memory_order(narrow))
     assert tiled.copy_plan(o.shape, item, o.strides, o.strides) == [(0, 32, 0, 32, 32, 1)]   # contiguous: one run
     rows = cl((1, 2, 2, 4, 4))[:, :, :, :, :2]
-    o = rows.transpose(tiled._memory_order(rows))
+    o = rows.transpose(params.memory_order(rows))
     assert tiled.copy_plan(o.shape, item, o.strides, o.strides) is None
     flipped = padded[:, :, ::-1]
-    o = flipped.transpose(tiled._memory_order(flipped))
+    o = flipped.transpose(params.memory_order(flipped))
     assert tiled.copy_plan(o.shape, item, o.strides, o.strides) is None
 
 

@@ -11,7 +11,7 @@ The kernel's source (``source``) is pure text, so that the CPU tests can check i
 compiled once per (activation, parts, dtype) and cached by CuPy.  The scales and the activation's
 parameters are kernel arguments, not part of the source: a new value compiles nothing.
 """
-from cudnnconv import activations
+from cudnnconv import activations, params
 
 # The activation as a C expression of ``v`` (acc_t) and the parameters p0, p1 (acc_t).  The
 # functions are CUDA's float/double overloads.
@@ -148,14 +148,17 @@ def apply(y, epi, z=None, bias=None):
     ``z`` of y's shape where ``epi.has_z``; ``bias`` a (K,) vector where ``epi.has_bias``), in
     one kernel on y's stream."""
     kern = _kernel("forward", epi.act.name, epi.has_z, epi.has_bias, y.dtype.name)
-    # one object as input and output: CuPy copies an input that overlaps an output unless it is
-    # the output itself, and a second bfloat16 view would be another object
-    ry = _raw(y)
+    # every operand in y's memory order (params.memory_order: a packed y is then one contiguous run
+    # for CuPy, where a channels-last y seen as (N, C, H, W) took ten times the memory pass); one
+    # object as input and output: CuPy copies an input that overlaps an output unless it is the
+    # output itself, and a second bfloat16 view or transpose would be another object
+    order = params.memory_order(y)
+    ry = _raw(y).transpose(order)
     args = [ry]
     if epi.has_z:
-        args.append(_raw(z))
+        args.append(_raw(z).transpose(order))
     if epi.has_bias:
-        args.append(_raw(bias).reshape((1, bias.shape[0]) + (1,) * (y.ndim - 2)))
+        args.append(_raw(bias).reshape((1, bias.shape[0]) + (1,) * (y.ndim - 2)).transpose(order))
     p = activations.padded(epi.act)
     kern(*args, epi.alpha1, epi.alpha2, p[0], p[1], ry)
     return y
@@ -166,8 +169,9 @@ def apply_derivative(g, act, a, from_output=False):
     the activation's input of g's shape, or its output where ``from_output``), in one kernel."""
     kern = _kernel("derivative", act.name, bool(from_output), False, g.dtype.name)
     p = activations.padded(act)
-    rg = _raw(g)                        # one object as input and output (see apply)
-    kern(rg, _raw(a), p[0], p[1], rg)
+    order = params.memory_order(g)
+    rg = _raw(g).transpose(order)       # in g's memory order, one object as input and output (see apply)
+    kern(rg, _raw(a).transpose(order), p[0], p[1], rg)
     return g
 
 

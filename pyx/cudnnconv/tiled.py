@@ -52,11 +52,7 @@ What each direction does with the tiles (every output element is in exactly one 
 import itertools
 import math
 
-
-def _memory_order(a):
-    """The axes of ``a`` from its largest stride to its smallest (ties keep their order)."""
-    return sorted(range(a.ndim), key=lambda i: -abs(a.strides[i]))
-
+from cudnnconv.params.layouts import memory_order
 
 # Block copies: a copy between two arrays of one dtype whose innermost axes (in the destination's
 # memory order) are contiguous in both is a set of 2-d copies, rows of contiguous bytes at two
@@ -114,7 +110,7 @@ def assign(dst, src):
     """``dst[...] = src`` (same shape), run over both arrays' axes in ``dst``'s memory order: as
     block copies (``copy_plan``) where both are CuPy arrays of one dtype and the layouts allow, else
     as an elementwise copy."""
-    order = _memory_order(dst)
+    order = memory_order(dst)
     d, s = dst.transpose(order), src.transpose(order)
     if dst.dtype == src.dtype and array_module(dst) is not _numpy() and array_module(src) is not _numpy():
         blocks = copy_plan(d.shape, d.itemsize, d.strides, s.strides)
@@ -126,19 +122,19 @@ def assign(dst, src):
 
 def fill(a, value):
     """``a.fill(value)``, run over ``a``'s axes in its memory order."""
-    a.transpose(_memory_order(a)).fill(value)
+    a.transpose(memory_order(a)).fill(value)
 
 
 def add_into(dst, src):
     """``dst += src`` (same shape), run over both arrays' axes in ``dst``'s memory order."""
-    order = _memory_order(dst)
+    order = memory_order(dst)
     view = dst.transpose(order)
     view += src.transpose(order)
 
 
 def empty_like_order(like, shape, dtype, xp):
     """A new array of ``shape`` and ``dtype`` whose axes lie in memory in ``like``'s order."""
-    order = _memory_order(like)
+    order = memory_order(like)
     a = xp.empty(tuple(shape[i] for i in order), dtype=dtype)
     inverse = [0] * len(order)
     for k, i in enumerate(order):

@@ -20,7 +20,8 @@ from cudnnconv.params.dtypes import (  # noqa: F401
 from cudnnconv.params.ingest import (  # noqa: F401
     ArrayArg, _span, check_out, check_same_device, check_same_dtype, inspect_array, overlaps)
 from cudnnconv.params.layouts import (  # noqa: F401
-    CHANNELS_LAST, NCHW, _layout_strides, empty_in_layout, has_layout, layout_strides, suggest_layout, to_layout)
+    CHANNELS_LAST, NCHW, _layout_strides, empty_in_layout, has_layout, layout_strides, memory_order, suggest_layout,
+    to_layout)
 from cudnnconv.params.geometry import (  # noqa: F401
     Geometry, backward_input_geometry, backward_weight_geometry, check_bias, conv_geometry, spatial_tuple,
     transpose_geometry)

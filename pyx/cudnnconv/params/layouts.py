@@ -40,6 +40,16 @@ def _layout_strides(shape, layout):
     return tuple(strides)
 
 
+def memory_order(a):
+    """The axes of ``a`` from its largest stride to its smallest (ties keep their order).
+
+    CuPy runs an elementwise kernel over an array's axes in the order given and merges only
+    neighbouring axes whose strides chain: a channels-last array seen as (N, C, H, W) is indexed
+    as three or four strided dims, element by element.  Transposed to this order, a packed array
+    is one contiguous run that CuPy indexes as one dim."""
+    return sorted(range(a.ndim), key=lambda i: -abs(a.strides[i]))
+
+
 def has_layout(a, layout):
     """``a`` is packed in ``layout`` (strides of size-1 dims are ignored)."""
     want = layout_strides(a.shape, layout)
