@@ -82,6 +82,9 @@ def summarize(result):
             "fused_vs_torch_geomean": geomean(vt),
             "fused_vs_composed_max": max([x for x in vc if x is not None], default=None),
             "fused_vs_torch_max": max([x for x in vt if x is not None], default=None),
+            # fusion='auto' under benchmark: how often it kept each path, and its time against PyTorch's
+            "auto_composed": sum(1 for r in rows if (r.get("auto") or {}).get("path") == "composed"),
+            "auto_vs_torch_geomean": geomean([r.get("auto_vs_torch") for r in rows]),
         }
     return out
 
@@ -124,7 +127,10 @@ def markdown(result):
                          "" if not s["refused"] else " (cuDNN refused: %s)" % ", ".join(s["refused"]),
                          r(s["fused_vs_composed_geomean"]), verdict(s["meets_vs_composed"], s["target_vs_composed"]),
                          r(s["fused_vs_composed_max"]), r(s["fused_vs_torch_geomean"]),
-                         verdict(s["meets_vs_torch"], s["target_vs_torch"]), r(s["fused_vs_torch_max"])))
+                         verdict(s["meets_vs_torch"], s["target_vs_torch"]), r(s["fused_vs_torch_max"]))
+                     + ("" if s.get("auto_vs_torch_geomean") is None else
+                        "; fusion='auto' (benchmark) composed on %d, auto/torch geomean %s"
+                        % (s["auto_composed"], r(s["auto_vs_torch_geomean"]))))
     for n in result.get("notes", []):
         lines.append("- note: " + n)
     return "\n".join(lines) + "\n"
@@ -216,6 +222,16 @@ def run_layer(layer, act, dtype, residual, budget_s, torch, tb, cb, direction="f
     k = {p: row[p].get("kernel_ms") for p in ("fused", "composed", "torch")}
     row["fused_vs_composed"] = ratio(k["fused"], k["composed"])
     row["fused_vs_torch"] = ratio(k["fused"], k["torch"])
+    # fusion='auto' with benchmark=True: the path it keeps (its first call times both), and that
+    # path's time as measured above
+    try:
+        ours("auto")()
+        cupy.cuda.Device().synchronize()
+        auto = (cudnnconv.last_call() or {}).get("path")
+        row["auto"] = {"path": auto, "kernel_ms": k.get(auto)}
+    except cudnnconv.CuDNNError as e:
+        row["auto"] = {"path": None, "kernel_ms": None, "detail": e.name}
+    row["auto_vs_torch"] = ratio(row["auto"]["kernel_ms"], k["torch"])
     return row
 
 

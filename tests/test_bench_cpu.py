@@ -643,7 +643,8 @@ def test_epilogue_bench_summary_and_markdown():
     assert s["fwd gelu"] == {"layers": 1, "fused": 0, "refused": ["a"], "fused_vs_composed_geomean": None,
                              "fused_vs_torch_geomean": None, "fused_vs_composed_max": None,
                              "fused_vs_torch_max": None, "target_vs_composed": 0.6, "meets_vs_composed": None,
-                             "target_vs_torch": 0.5, "meets_vs_torch": None}
+                             "target_vs_torch": 0.5, "meets_vs_torch": None, "auto_composed": 0,
+                             "auto_vs_torch_geomean": None}
     result["summary"] = s
     md = epilogue.markdown(result)
     assert "| a | fwd | gelu | refused (CUDNN_STATUS_NOT_SUPPORTED) | 1.0000 | 2.0000 | - | - | - |" in md
@@ -656,6 +657,21 @@ def test_epilogue_bench_summary_and_markdown():
     result["rows"][-1]["fused_vs_composed"] = 0.8
     assert epilogue.summarize(result)["dgrad silu"]["meets_vs_composed"] is False
     assert "targets: fused/composed <= 0.60, fused/torch <= 0.50" in md
+    assert "fusion='auto'" not in md                  # rows without an auto measurement say nothing of it
+
+
+def test_epilogue_bench_reports_what_auto_kept():
+    from bench import epilogue
+    rows = [dict(_epilogue_row("a", "silu", 0.5, 0.4, 1.0), auto={"path": "composed", "kernel_ms": 0.4},
+                 auto_vs_torch=0.4),
+            dict(_epilogue_row("b", "silu", 0.2, 0.4, 0.4), auto={"path": "fused", "kernel_ms": 0.2},
+                 auto_vs_torch=0.5)]
+    result = {"env": {"gpu": "NVIDIA H200"}, "config": {"batch": 128, "dtype": "float16"}, "rows": rows,
+              "notes": []}
+    result["summary"] = s = epilogue.summarize(result)
+    assert s["fwd silu"]["auto_composed"] == 1
+    assert s["fwd silu"]["auto_vs_torch_geomean"] == pytest.approx(math.sqrt(0.4 * 0.5))
+    assert "fusion='auto' (benchmark) composed on 1, auto/torch geomean 0.45" in epilogue.markdown(result)
 
 
 def test_epilogue_bench_lists_its_work_without_a_gpu(capsys):

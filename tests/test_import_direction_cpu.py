@@ -32,7 +32,7 @@ LAYERS = {
         "tuning", "torch_rules"),
     2: ("engines", "engines.legacy_descriptors", "engines.legacy", "engines.legacy_record", "engines.graph_descriptors",
         "engines.graph", "engines.graph_record"),
-    3: ("engine_registry", "callplan", "tiled_calls", "knob_sweep_worker", "epilogue_composed"),
+    3: ("engine_registry", "callplan", "tiled_calls", "knob_sweep_worker", "epilogue_composed", "fusion_choice"),
     4: ("api",),
     5: ("explain", "warmup"),
     6: ("cudnnconv", "demo", "__main__"),

@@ -12,7 +12,7 @@ import math
 
 import numpy
 
-from cudnnconv import activations, epilogue_composed, params, split, engine_registry, tiled_calls
+from cudnnconv import activations, epilogue_composed, fusion_choice, params, split, engine_registry, tiled_calls
 from cudnnconv.options import flags as _flag_defaults
 from cudnnconv import callplan
 from cudnnconv.callplan import CallPlan, FnSpec, Miss, conv_plan, rel_span
@@ -401,7 +401,7 @@ def _backward_weight_first_pass(arrays, scalars, out, opts, miss):
                           (0, 1))
 
 
-def _backward_plan(fn, a, out, shape_arg, geom, chunks, opts, layout_from, repro_extra=()):
+def _backward_plan(fn, a, out, shape_arg, geom, chunks, opts, layout_from, repro_extra=(), extra=None):
     """The backward functions' first-pass tail, once the geometry is known:
     materialize the arrays, pick the layout from them (in the order
     ``layout_from`` gives), and make the plan.  ``shape_arg`` is (name,
@@ -415,7 +415,7 @@ def _backward_plan(fn, a, out, shape_arg, geom, chunks, opts, layout_from, repro
     entries.insert(shape_arg[1], (shape_arg[0], shape_arg[2]))
     repro = (fn, entries, arrays[0].dtype, layout, params.repro_kwargs(geom, opts, repro_extra))
     plan = _new_plan(fn, names, arrays, out, device, layout, geom, shape_arg[2],
-                     tuple(not params.has_layout(v, layout) for v in arrays), chunks, repro)
+                     tuple(not params.has_layout(v, layout) for v in arrays), chunks, repro, extra=extra)
     return plan, arrays, out
 
 
@@ -663,8 +663,10 @@ def conv_epilogue(input, weight, bias=None, stride=1, padding=0, dilation=1, gro
     ``bias`` is ``(K,)``; ``alpha1`` and ``alpha2`` are real numbers.
     ``fusion``: 'auto' runs the graph engine's fused graph (the convolution and every pointwise
     step in cuDNN's one plan) where cuDNN supports the case, and otherwise the composed path: the
-    convolution on the call's engine, then the whole epilogue in one elementwise kernel; 'fused'
-    raises where it cannot fuse; 'composed' always composes.  The legacy engine, and a call that
+    convolution on the call's engine, then the whole epilogue in one elementwise kernel; with
+    ``benchmark=True`` the first call of a signature times both paths and later calls take the
+    faster (``cudnnconv.fusion_choice``: a fused plan is not always the faster); 'fused' raises
+    where it cannot fuse; 'composed' always composes.  The legacy engine, and a call that
     must be tiled, compose.  ``cudnnconv.last_call()['path']`` says which ran ('fused' or
     'composed').
     """
@@ -705,7 +707,8 @@ def _epilogue_first_pass(arrays, scalars, out, opts, miss):
                      geom, y_shape, (not params.has_layout(x, layout), not params.has_layout(w, layout),
                                      zz is not None and not params.has_layout(zz, layout)), chunks, repro,
                      may_alias=("z",), out_direct=out is None or zz is None or not params.overlaps(out, zz),
-                     extra=epi)        # the call's Epilogue, built once per signature (the plan is never bound)
+                     extra=fusion_choice.Slot(epi))   # the call's Epilogue, built once per signature, and
+    #                                                   fusion='auto''s Decision (the plan is never bound)
     return plan, arrays, out
 
 
@@ -740,11 +743,40 @@ def _run_fused(eng, fuser, op, plan, x, w, y, z, bias, epi, opts, fusion):
     return "fused", ran
 
 
+def _fused_or_decided(eng, fuser, op, plain_op, plan, x, w, y, z, bias, epi, opts, fusion, kernel):
+    """The fused run of ``_run_fused``, under fusion='auto' as the plan's Decision says
+    (cudnnconv.fusion_choice): ('composed', []) for the caller to compose where the signature was
+    found faster composed; the first call that fuses and may time (``fusion_choice.should_time``)
+    also runs the plain op ``plain_op`` into ``y`` and times ``kernel``, the composed kernel in
+    place, on a copy of its result, to decide; where it decides to fuse, it fuses again, so ``y``
+    holds the path it reports."""
+    slot = plan.extra
+    if fusion == "auto" and slot.decision is not None and slot.decision.path == "composed":
+        return "composed", []
+    path, choices = _run_fused(eng, fuser, op, plan, x, w, y, z, bias, epi, opts, fusion)
+    if path != "fused" or fusion != "auto" or slot.decision is not None or not fusion_choice.should_time(opts):
+        return path, choices
+    from cudnnconv import _log
+    try:        # the arrays in the forward roles, as for the fused op: backward_data writes x
+        plain = _run_chunks(eng, plain_op, plan, x, w, y, opts)
+    except (CuDNNError, MemoryError) as e:          # no plain plan runs: the fused one stays
+        _log.debug("%s: the plain %s cannot run (%s); fusing", op, plain_op, getattr(e, "name", type(e).__name__))
+        slot.decision = fusion_choice.decide(choices, None, None)
+        # (a chunk the plain op ran before it failed has overwritten the fused result)
+        return _run_fused(eng, fuser, op, plan, x, w, y, z, bias, epi, opts, fusion)
+    result = x if plain_op == "backward_data" else y
+    slot.decision = fusion_choice.decide(choices, plain, fusion_choice.kernel_ms(kernel, result, plan.layout))
+    _log.debug("%s: fusion='auto' decided %r", op, slot.decision)
+    if slot.decision.path == "composed":
+        return "composed", []
+    return _run_fused(eng, fuser, op, plan, x, w, y, z, bias, epi, opts, fusion)
+
+
 def _epilogue_execute(eng, plan, arrays, scalars, out, opts, miss):
     import cupy
     from cudnnconv import _log
     x, w, zz, b = arrays
-    epi, fusion = plan.extra, scalars[9]
+    epi, fusion = plan.extra.epilogue, scalars[9]
     xs, ws = _packed(plan, 0, x), _packed(plan, 1, w)
     zs = None if zz is None else _packed(plan, 2, zz)
     if plan.pad:
@@ -774,7 +806,8 @@ def _epilogue_execute(eng, plan, arrays, scalars, out, opts, miss):
                 raise
             _log.debug("conv_epilogue: the legacy engine's fused kernel cannot run this case (%s); composing", e.name)
     elif fuser is not None and plan.chunks and not tiled:
-        path, choices = _run_fused(eng, fuser, "epilogue", plan, xs, ws, y, zs, bs, epi, opts, fusion)
+        path, choices = _fused_or_decided(eng, fuser, "epilogue", "forward", plan, xs, ws, y, zs, bs, epi, opts, fusion,
+                                          lambda a: epilogue_composed.apply(a, epi, zs, bs))
     if path == "composed" and plan.chunks:
         choices = _run_chunks(eng, "forward", plan, xs, ws, y, opts)
         epilogue_composed.apply(y, epi, zs, bs)
@@ -874,7 +907,8 @@ def _dgrad_act_first_pass(arrays, scalars, out, opts, miss):
               if size and gy_size else [])
     act, act_input_is, fusion = _dgrad_act_of(scalars)
     return _backward_plan("conv_backward_input_act", a, out, ("input_shape", 0, x_shape), geom, chunks, opts, (1, 0),
-                          [("act", _act_repr(act)), ("act_input_is", act_input_is), ("fusion", fusion)])
+                          [("act", _act_repr(act)), ("act_input_is", act_input_is), ("fusion", fusion)],
+                          extra=fusion_choice.Slot())       # fusion='auto''s Decision (the plan is never bound)
 
 
 def _dgrad_act_of(scalars):
@@ -907,8 +941,10 @@ def _dgrad_act_execute(eng, plan, arrays, scalars, out, opts, miss):
             else "the call is tiled, and its tiles compose"), "")
     path, choices = "composed", []
     if fuser is not None and not tiled:
-        path, choices = _run_fused(eng, fuser, "dgrad_act", plan, gx, ws, gys, acts, None,
-                                   activations.epilogue(act=act, has_z=True), opts, fusion)
+        path, choices = _fused_or_decided(
+            eng, fuser, "dgrad_act", "backward_data", plan, gx, ws, gys, acts, None,
+            activations.epilogue(act=act, has_z=True), opts, fusion,
+            lambda a: epilogue_composed.apply_derivative(a, act, acts, act_input_is == "output"))
     if path == "composed":
         choices = _run_chunks(eng, "backward_data", plan, gx, ws, gys, opts)
         epilogue_composed.apply_derivative(gx, act, acts, act_input_is == "output")
