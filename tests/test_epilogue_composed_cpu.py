@@ -181,18 +181,25 @@ class _RecordingKernel:
     """Stands in for the CuPy kernel on NumPy arrays: records each operand's shape and strides,
     and computes the operation with cudnnconv.activations' float64 references."""
 
-    def __init__(self, kind, act_name):
-        self.kind, self.act_name, self.seen = kind, act_name, []
+    def __init__(self, kind, act_name, has_z=True, has_bias=True):
+        self.kind, self.act_name, self.has_z, self.has_bias, self.seen = kind, act_name, has_z, has_bias, []
+        self.same_object = []           # whether the first input is the output object itself
 
     def __call__(self, *args):
         arrays = [a for a in args if isinstance(a, numpy.ndarray)]
         self.seen.append([(a.shape, a.strides) for a in arrays])
+        self.same_object.append(arrays[0] is arrays[-1])
         out = arrays[-1]
         p0, p1 = args[-3], args[-2]
         act = activations.unpadded(self.act_name, p0, p1)
         if self.kind == "forward":
             alpha1, alpha2 = args[-5], args[-4]
-            v = alpha1 * arrays[0] + sum(([alpha2 * arrays[1]] if len(arrays) == 4 else []) + [arrays[-2]])
+            rest = iter(arrays[1:-1])
+            v = alpha1 * arrays[0]
+            if self.has_z:
+                v = v + alpha2 * next(rest)
+            if self.has_bias:
+                v = v + next(rest)
             out[...] = activations.reference_forward(act, v)
         else:
             out[...] = arrays[0] * activations.reference_derivative(act, arrays[1])
@@ -221,9 +228,11 @@ def test_apply_runs_the_kernel_in_the_outputs_memory_order(monkeypatch, shape, l
     epi = activations.epilogue(0.5, -2.0, "silu", True, True)
     assert E.apply(y, epi, z, b) is y
     (ys, zs, bs, outs), = kern.seen
+    assert kern.same_object == [True]          # one object as input and output: no copy of y by CuPy
     mem = numpy.lib.stride_tricks.as_strided(y, ys[0], ys[1])      # y as the kernel saw it
     assert mem.flags.c_contiguous and zs == ys and outs == ys
-    channel_axis = list(numpy.argsort([-abs(s) for s in y.strides], kind="stable")).index(1)
+    # the channel axis is last in memory for channels-last, second for NCHW
+    channel_axis = len(shape) - 1 if layout == "channels_last" else 1
     assert [n for n in bs[0]] == [shape[1] if i == channel_axis else 1 for i in range(len(shape))]
     bview = b.reshape((1, shape[1]) + (1,) * (len(shape) - 2))
     expect = activations.reference_forward("silu", 0.5 * y0 + -2.0 * z + bview)
@@ -242,6 +251,23 @@ def test_apply_derivative_runs_the_kernel_in_the_gradients_memory_order(monkeypa
     monkeypatch.setattr(E, "_kernel", lambda *args: kern)
     assert E.apply_derivative(g, activations.activation("gelu"), a) is g
     (gs, as_, outs), = kern.seen
+    assert kern.same_object == [True]
     assert numpy.lib.stride_tricks.as_strided(g, gs[0], gs[1]).flags.c_contiguous
     assert as_ == gs and outs == gs
     numpy.testing.assert_allclose(g, g0 * activations.reference_derivative("gelu", a), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("has_z, has_bias", [(True, False), (False, True), (False, False)])
+def test_apply_with_some_parts_given(monkeypatch, has_z, has_bias):
+    """z alone, the bias alone, neither: the kernel gets exactly those, and y the composition."""
+    rng = numpy.random.default_rng(9)
+    shape = (2, 3, 4, 5)
+    y, z, b = _channels_last(shape, rng), _channels_last(shape, rng), rng.standard_normal(3)
+    y0 = y.copy()
+    kern = _RecordingKernel("forward", "tanh", has_z, has_bias)
+    monkeypatch.setattr(E, "_kernel", lambda *a: kern)
+    epi = activations.epilogue(1.5, 0.25, "tanh", has_z, has_bias)
+    E.apply(y, epi, z if has_z else None, b if has_bias else None)
+    assert len(kern.seen[0]) == 2 + has_z + has_bias and kern.same_object == [True]
+    v = 1.5 * y0 + (0.25 * z if has_z else 0.0) + (b.reshape(1, 3, 1, 1) if has_bias else 0.0)
+    numpy.testing.assert_allclose(y, numpy.tanh(v), rtol=1e-12, atol=1e-12)

@@ -746,29 +746,34 @@ def _run_fused(eng, fuser, op, plan, x, w, y, z, bias, epi, opts, fusion):
 def _fused_or_decided(eng, fuser, op, plain_op, plan, x, w, y, z, bias, epi, opts, fusion, kernel):
     """The fused run of ``_run_fused``, under fusion='auto' as the plan's Decision says
     (cudnnconv.fusion_choice): ('composed', []) for the caller to compose where the signature was
-    found faster composed; the first call that fuses and may time (``fusion_choice.should_time``)
-    also runs the plain op ``plain_op`` into ``y`` and times ``kernel``, the composed kernel in
-    place, on a copy of its result, to decide; where it decides to fuse, it fuses again, so ``y``
+    found faster composed.  The first call that fuses, with a measured fused time, and may time
+    (``fusion_choice.should_time``) also runs the plain op ``plain_op`` (the arrays in the forward
+    roles, as for the fused op: backward_data writes x) and times ``kernel``, the composed kernel,
+    in place on its result, to decide; where it keeps the fused plan it fuses again, so the output
     holds the path it reports."""
     slot = plan.extra
-    if fusion == "auto" and slot.decision is not None and slot.decision.path == "composed":
+    decision = slot.current() if fusion == "auto" else None
+    if decision is not None and decision.path == "composed":
         return "composed", []
     path, choices = _run_fused(eng, fuser, op, plan, x, w, y, z, bias, epi, opts, fusion)
-    if path != "fused" or fusion != "auto" or slot.decision is not None or not fusion_choice.should_time(opts):
+    if path != "fused" or fusion != "auto" or decision is not None or not fusion_choice.should_time(opts):
+        return path, choices
+    if fusion_choice.measured_time(choices) is None:      # a heuristic plan: nothing to weigh it against
+        slot.decision = fusion_choice.decide(choices, None, None)
         return path, choices
     from cudnnconv import _log
-    try:        # the arrays in the forward roles, as for the fused op: backward_data writes x
+    try:
         plain = _run_chunks(eng, plain_op, plan, x, w, y, opts)
-    except (CuDNNError, MemoryError) as e:          # no plain plan runs: the fused one stays
-        _log.debug("%s: the plain %s cannot run (%s); fusing", op, plain_op, getattr(e, "name", type(e).__name__))
+        kernel_ms = fusion_choice.kernel_ms(kernel, x if plain_op == "backward_data" else y)
+    except (CuDNNError, MemoryError) as e:      # no plain plan runs, or no memory to time it: fuse
+        _log.debug("%s: the composed path cannot be timed (%s); fusing", op, getattr(e, "name", type(e).__name__))
         slot.decision = fusion_choice.decide(choices, None, None)
-        # (a chunk the plain op ran before it failed has overwritten the fused result)
-        return _run_fused(eng, fuser, op, plan, x, w, y, z, bias, epi, opts, fusion)
-    result = x if plain_op == "backward_data" else y
-    slot.decision = fusion_choice.decide(choices, plain, fusion_choice.kernel_ms(kernel, result, plan.layout))
-    _log.debug("%s: fusion='auto' decided %r", op, slot.decision)
-    if slot.decision.path == "composed":
-        return "composed", []
+    else:
+        slot.decision = fusion_choice.decide(choices, plain, kernel_ms)
+        _log.debug("%s: fusion='auto' decided %r", op, slot.decision)
+        if slot.decision.path == "composed":
+            return "composed", []
+    # the output holds the plain op's result (or part of it, where a chunk failed): fuse again
     return _run_fused(eng, fuser, op, plan, x, w, y, z, bias, epi, opts, fusion)
 
 

@@ -256,3 +256,67 @@ def test_weight_and_bias_gradients(engine, dtype, layout):
     dw2, db2 = cudnnconv.conv_backward_weight_bias(x, case.w, gy, **kw, engine=engine)     # fresh outputs
     assert db2.shape == (case.w[0],) and db2.dtype == gy.dtype
     assert ref.rel_error(db2, expect_b) <= ref.tolerance(dtype)
+
+
+# ---------------------------------------------------------------------------
+# fusion='auto' under benchmark=True: the first call times both paths and keeps the faster
+# ---------------------------------------------------------------------------
+
+def _forcing(monkeypatch, force):
+    """Make fusion_choice.decide keep ``force`` (None: leave it to the times), so that both outcomes
+    of the first call run on the GPU whichever path this GPU finds faster."""
+    from cudnnconv import fusion_choice
+    if force is None:
+        return
+    real = fusion_choice.decide
+
+    def decide(*args, **kw):
+        d = real(*args, **kw)
+        d.path = force
+        return d
+    monkeypatch.setattr(fusion_choice, "decide", decide)
+
+
+@pytest.mark.skipif("graph" not in ENGINES, reason="the graph engine is not built")
+@pytest.mark.parametrize("force", [None, "fused", "composed"], ids=["timed", "keeps_fused", "keeps_composed"])
+@pytest.mark.parametrize("groups", [1, 16], ids=["dense", "depthwise"])
+def test_auto_under_benchmark_decides_once_and_stays_correct(monkeypatch, groups, force):
+    """Whichever path the first call keeps, every call's output is the float64 composition, and
+    later calls take the same path; a stale decision (clear_cache) is made again, and is correct."""
+    _forcing(monkeypatch, force)
+    shape, wshape = (8, 16, 24, 24), (16, 16 // groups, 3, 3)
+    kw = dict(padding=1, groups=groups)
+    x, w = ref.random(shape, "float16", "channels_last"), ref.random(wshape, "float16", "channels_last")
+    b = ref.random((16,), "float16")
+    expect = expected(x, w, None, b, "silu", 1.0, 1.0, kw)
+    paths = []
+    for _ in range(3):
+        out = ref.poisoned(shape, "float16", "channels_last")
+        cudnnconv.conv_epilogue(x, w, b, **kw, act="silu", out=out, fusion="auto", benchmark=True)
+        paths.append(cudnnconv.last_call()["path"])
+        check(out, expect, "float16", "auto (%s)" % paths[-1])
+    assert paths[0] in ((force,) if force else ("fused", "composed")) and paths[1:] == paths[:1] * 2
+    cudnnconv.clear_cache()
+    out = ref.poisoned(shape, "float16", "channels_last")
+    cudnnconv.conv_epilogue(x, w, b, **kw, act="silu", out=out, fusion="auto", benchmark=True)
+    check(out, expect, "float16", "auto after clear_cache (%s)" % cudnnconv.last_call()["path"])
+
+
+@pytest.mark.skipif("graph" not in ENGINES, reason="the graph engine is not built")
+@pytest.mark.parametrize("force", [None, "fused", "composed"], ids=["timed", "keeps_fused", "keeps_composed"])
+@pytest.mark.parametrize("groups", [1, 16], ids=["dense", "depthwise"])
+def test_dgrad_act_auto_under_benchmark_decides_once_and_stays_correct(monkeypatch, groups, force):
+    _forcing(monkeypatch, force)
+    shape, wshape = (8, 16, 24, 24), (16, 16 // groups, 3, 3)
+    kw = dict(padding=1, groups=groups)
+    w, gy = ref.random(wshape, "float16", "channels_last"), ref.random(shape, "float16", "channels_last")
+    pre = ref.random(shape, "float16", "channels_last")
+    expect = expected_dgrad_act(w, gy, pre, "gelu", shape, kw)
+    paths = []
+    for _ in range(3):
+        out = ref.poisoned(shape, "float16", "channels_last")
+        cudnnconv.conv_backward_input_act(shape, w, gy, pre, **kw, act="gelu", out=out, fusion="auto",
+                                          benchmark=True)
+        paths.append(cudnnconv.last_call()["path"])
+        check(out, expect, "float16", "auto (%s)" % paths[-1])
+    assert paths[0] in ((force,) if force else ("fused", "composed")) and paths[1:] == paths[:1] * 2
