@@ -187,3 +187,17 @@ def test_an_epilogue_round_trips_through_its_key_fields(epi):
 def test_key_fields_no_epilogue_makes_are_refused(fields, words):
     with pytest.raises(ValueError, match=re.escape(words)):
         A.from_key_fields(fields)
+
+
+def test_from_key_reads_an_epilogue_keys_fields_and_nothing_else():
+    """from_key: the Epilogue that ends an 'epilogue' or 'dgrad_act' key's extra; None for other ops
+    (whose extra is alignments and, for 'fused', alpha); the ops are the graph engine's."""
+    import types
+    epi = A.epilogue(0.5, 2.0, ("clamp", -1.0, 1.0), True, False)
+    for op in ("epilogue", "dgrad_act"):
+        key = types.SimpleNamespace(op=op, extra=(16, 16, 8, 4, 0) + A.key_fields(epi))
+        assert A.from_key(key) == epi
+    for op in ("forward", "fused", "backward_data", "backward_filter"):
+        assert A.from_key(types.SimpleNamespace(op=op, extra=(16, 16, 16, 16, 16, 1.0))) is None
+    graph = pytest.importorskip("cudnnconv.engines.graph", reason="the graph engine is not built")
+    assert A.EPILOGUE_OPS == graph.EPILOGUE_OPS

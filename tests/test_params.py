@@ -441,3 +441,17 @@ def test_repro_writes_an_array_keyword_as_a_random_array():
     line = params.repro("conv_epilogue", [("input", (1, 2, 5, 5)), ("weight", (3, 2, 3, 3))], "float32",
                         params.NCHW, [("z", None)])
     assert "z=None" in line
+
+
+@pytest.mark.parametrize("value, expect", [(2, 2.0), (-0.5, -0.5), (numpy.float32(1.5), 1.5), (numpy.int64(3), 3.0)])
+def test_finite_real_takes_real_numbers(value, expect):
+    got = params.finite_real("alpha", value)
+    assert got == expect and type(got) is float
+
+
+@pytest.mark.parametrize("value, exc", [("2", TypeError), (True, TypeError), (numpy.bool_(False), TypeError),
+                                        (None, TypeError), ([1.0], TypeError), (float("inf"), ValueError),
+                                        (float("nan"), ValueError), (10 ** 400, TypeError)])
+def test_finite_real_says_what_is_wrong(value, exc):
+    with pytest.raises(exc, match="alpha2 must be a finite real number"):
+        params.finite_real("alpha2", value)

@@ -320,6 +320,16 @@ def key_fields(epi):
         (int(epi.has_z) + 2 * int(epi.has_bias),)
 
 
+# The graph engine's ops whose key ends with key_fields (engines/graph.pyx's EPILOGUE_OPS)
+EPILOGUE_OPS = ("epilogue", "dgrad_act")
+
+
+def from_key(key):
+    """The Epilogue a cache key of op 'epilogue' or 'dgrad_act' carries (its extra ends with
+    ``key_fields``), else None."""
+    return from_key_fields(key.extra[-KEY_FIELDS:]) if key.op in EPILOGUE_OPS else None
+
+
 def from_key_fields(fields):
     """The Epilogue that ``key_fields`` wrote (ValueError for fields no epilogue makes)."""
     fields = tuple(fields)

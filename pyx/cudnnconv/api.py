@@ -549,14 +549,7 @@ def conv_bias_add_relu(input, weight, z, alpha, bias, stride=1, padding=0, dilat
         raise ValueError("fusion must be one of %s, got %r" % (FUSION_MODES, fusion))
     if z is None:
         raise TypeError("z must be an array of the output's shape (use conv() with bias for no residual)")
-    if isinstance(alpha, (str, bytes, bytearray, bool, numpy.bool_)):     # float() reads '1.5' and True
-        raise TypeError("alpha must be a finite real number, got %r" % (alpha,))
-    try:
-        alpha = float(alpha)
-    except (TypeError, ValueError, OverflowError):
-        raise TypeError("alpha must be a finite real number, got %r" % (alpha,)) from None
-    if not math.isfinite(alpha):
-        raise ValueError("alpha must be a finite real number, got %r" % (alpha,))
+    alpha = params.finite_real("alpha", alpha)
     arrays, scalars = (input, weight, z, bias), (stride, padding, dilation, groups, alpha, fusion)
     r = _call(_FUSED, arrays, out, scalars, (benchmark, deterministic, allow_tf32, workspace_limit, engine))
     return r if type(r) is not Miss else _full_path(_FUSED_PATH, r, arrays, scalars, out)   # never bound
@@ -639,19 +632,6 @@ def _compose_bias_add_relu(y, z, alpha, b):
 # the general epilogue
 # ---------------------------------------------------------------------------
 
-def _real(name, value):
-    """A finite real number as a float (TypeError for a bool, a str or a non-number)."""
-    if isinstance(value, (str, bytes, bytearray, bool, numpy.bool_)):     # float() reads '1.5' and True
-        raise TypeError("%s must be a finite real number, got %r" % (name, value))
-    try:
-        value = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise TypeError("%s must be a finite real number, got %r" % (name, value)) from None
-    if not math.isfinite(value):
-        raise ValueError("%s must be a finite real number, got %r" % (name, value))
-    return value
-
-
 def conv_epilogue(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, z=None, act=None,
                   alpha1=1.0, alpha2=1.0, out=None, fusion="auto", benchmark=None, deterministic=None,
                   allow_tf32=None, workspace_limit=None, engine=None):
@@ -675,8 +655,8 @@ def conv_epilogue(input, weight, bias=None, stride=1, padding=0, dilation=1, gro
     a = activations.activation(act)
     p = activations.padded(a)      # the activation as a name and two floats: scalars a call signature holds
     arrays = (input, weight, z, bias)
-    scalars = (stride, padding, dilation, groups, a.name, p[0], p[1], _real("alpha1", alpha1),
-               _real("alpha2", alpha2), fusion)
+    scalars = (stride, padding, dilation, groups, a.name, p[0], p[1], params.finite_real("alpha1", alpha1),
+               params.finite_real("alpha2", alpha2), fusion)
     r = _call(_EPILOGUE, arrays, out, scalars, (benchmark, deterministic, allow_tf32, workspace_limit, engine))
     return r if type(r) is not Miss else _full_path(_EPILOGUE_PATH, r, arrays, scalars, out)   # never bound
 
@@ -911,9 +891,11 @@ def _dgrad_act_first_pass(arrays, scalars, out, opts, miss):
     chunks = (tiled_calls.plan(x_shape, a["weight"].shape, geom, split.BACKWARD_INPUT_MAX_WORKSIZE)
               if size and gy_size else [])
     act, act_input_is, fusion = _dgrad_act_of(scalars)
+    # the plan carries the graph op's Epilogue (the activation, its input in z's slot), built once
+    # per signature, and fusion='auto''s Decision (the plan is never bound)
     return _backward_plan("conv_backward_input_act", a, out, ("input_shape", 0, x_shape), geom, chunks, opts, (1, 0),
                           [("act", _act_repr(act)), ("act_input_is", act_input_is), ("fusion", fusion)],
-                          extra=fusion_choice.Slot())       # fusion='auto''s Decision (the plan is never bound)
+                          extra=fusion_choice.Slot(activations.epilogue(act=act, has_z=True)))
 
 
 def _dgrad_act_of(scalars):
@@ -928,7 +910,8 @@ _FUSES_FROM_OUTPUT = ("relu", "leaky_relu", "clamp")
 
 def _dgrad_act_execute(eng, plan, arrays, scalars, out, opts, miss):
     w, gy, a_in = arrays
-    act, act_input_is, fusion = _dgrad_act_of(scalars)
+    epi, (act_input_is, fusion) = plan.extra.epilogue, scalars[8:]
+    act = epi.act
     name = act.name
     ws, gys, acts = _packed(plan, 0, w), _packed(plan, 1, gy), _packed(plan, 2, a_in)
     gx = _output(plan, out, w.dtype)
@@ -947,8 +930,7 @@ def _dgrad_act_execute(eng, plan, arrays, scalars, out, opts, miss):
     path, choices = "composed", []
     if fuser is not None and not tiled:
         path, choices = _fused_or_decided(
-            eng, fuser, "dgrad_act", "backward_data", plan, gx, ws, gys, acts, None,
-            activations.epilogue(act=act, has_z=True), opts, fusion,
+            eng, fuser, "dgrad_act", "backward_data", plan, gx, ws, gys, acts, None, epi, opts, fusion,
             lambda a: epilogue_composed.apply_derivative(a, act, acts, act_input_is == "output"))
     if path == "composed":
         choices = _run_chunks(eng, "backward_data", plan, gx, ws, gys, opts)

@@ -181,21 +181,18 @@ def sweep_problem(problem, seconds, skip, send=_send, clock=time.perf_counter, k
 
 class _Buffers:
     """The problem's tensors (x, w, y, and z and bias for the fused graph and where an epilogue takes
-    them) as raw device memory with
-    random data."""
+    them) as raw device memory with random data."""
 
     def __init__(self, key):
         import cupy
-        from cudnnconv import params
+        from cudnnconv import activations, params
         geom, y_shape = params.conv_geometry(key.input_shape, key.weight_shape, key.stride, key.padding,
                                              key.dilation, key.groups)
         shapes = [tuple(key.input_shape), tuple(key.weight_shape), tuple(y_shape)]
-        b_shape = (1, key.weight_shape[0]) + (1,) * (len(key.weight_shape) - 2)
+        epi = activations.from_key(key)
         if key.op == "fused":
-            shapes += [tuple(y_shape), b_shape]
-        elif key.op in ("epilogue", "dgrad_act"):     # z and the bias where the epilogue takes them
-            from cudnnconv import activations
-            epi = activations.from_key_fields(key.extra[-activations.KEY_FIELDS:])
+            shapes += [tuple(y_shape), (1, key.weight_shape[0]) + (1,) * (len(key.weight_shape) - 2)]
+        elif epi is not None:                        # z and the bias where the epilogue takes them
             shapes += [shape for _, shape in activations.extra_tensors(key.op, epi, key.input_shape, y_shape)]
         self.dtype = int(key.dtype)
         self.itemsize = _ITEMSIZE[self.dtype]

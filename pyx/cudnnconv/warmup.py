@@ -30,7 +30,7 @@ tensors, which stays in CuPy's pool for later arrays.
 """
 import math
 
-from cudnnconv import _log, options, params, search
+from cudnnconv import _log, activations, options, params, search
 from cudnnconv.core.state import state as _thread_state
 
 ENV_VAR = "CUDNNCONV_TUNING_WARMUP"
@@ -118,9 +118,8 @@ def plan_scratch(key):
     roles = [("x", key.input_shape, key.layout), ("w", key.weight_shape, key.layout), ("y", y_shape, key.layout)]
     if key.op == "fused":
         roles += [("z", y_shape, key.layout), ("bias", b_shape, params.NCHW)]
-    epi = _epilogue(key)
+    epi = activations.from_key(key)
     if epi is not None:
-        from cudnnconv import activations
         roles += [(role, shape, params.NCHW if role == "bias" else key.layout)
                   for role, shape in activations.extra_tensors(key.op, epi, key.input_shape, y_shape)]
     itemsize = _dtype(key.dtype).itemsize
@@ -134,14 +133,6 @@ def plan_scratch(key):
         offset += al + math.prod(shape) * itemsize
         offset = -(-offset // _ROUND) * _ROUND
     return geom, out, offset
-
-
-def _epilogue(key):
-    """An epilogue key's activations.Epilogue (its extra ends with the epilogue's key fields), else None."""
-    if key.op not in ("epilogue", "dgrad_act"):
-        return None
-    from cudnnconv import activations
-    return activations.from_key_fields(key.extra[-activations.KEY_FIELDS:])
 
 
 def _arrays(mem, key, plan):
@@ -188,7 +179,7 @@ def warm_up(keys, max_scratch_bytes=None):
                     mem = cupy.cuda.alloc(max(nbytes, 1))
                     t = _arrays(mem, key, plan)
                     if not _through_public_function(key, t, geom, opts):
-                        epi = _epilogue(key)
+                        epi = activations.from_key(key)
                         more = {} if epi is None else {"epilogue": epi}
                         mod.run(key.op, t["x"], t["w"], t["y"], geom, opts, key.layout, key.device,
                                 z=t.get("z"), bias=t.get("bias"), alpha=alpha, **more)

@@ -18,7 +18,7 @@ package's names are the ones its callers use (``params.conv_geometry``, ...).
 from cudnnconv.params.dtypes import (  # noqa: F401
     _CUDNN_DTYPE, cudnn_dtype)
 from cudnnconv.params.ingest import (  # noqa: F401
-    ArrayArg, _span, check_out, check_same_device, check_same_dtype, inspect_array, overlaps)
+    ArrayArg, _span, check_out, check_same_device, check_same_dtype, finite_real, inspect_array, overlaps)
 from cudnnconv.params.layouts import (  # noqa: F401
     CHANNELS_LAST, NCHW, _layout_strides, empty_in_layout, has_layout, layout_strides, memory_order, suggest_layout,
     to_layout)

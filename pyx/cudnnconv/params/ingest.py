@@ -1,11 +1,27 @@
-"""Array arguments in: what a CUDA array (cupy.ndarray, ``__cuda_array_interface__``,
-DLPack) is, checked on its metadata before any GPU work; dtypes, devices, ``out`` and overlap."""
+"""Arguments in: what a CUDA array (cupy.ndarray, ``__cuda_array_interface__``, DLPack) is,
+checked on its metadata before any GPU work; dtypes, devices, ``out`` and overlap; and the scalar
+scales (``finite_real``)."""
 import math
 import numbers
 
 import numpy
 
 from cudnnconv.params.dtypes import cudnn_dtype
+
+
+def finite_real(name, value):
+    """A scale argument (``alpha``, ``alpha1``, ...) as a float: TypeError for a bool, a string or
+    anything float() does not take (float() would read '1.5' and True), ValueError where it is not
+    finite."""
+    if isinstance(value, (str, bytes, bytearray, bool, numpy.bool_)):
+        raise TypeError("%s must be a finite real number, got %r" % (name, value))
+    try:
+        value = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise TypeError("%s must be a finite real number, got %r" % (name, value)) from None
+    if not math.isfinite(value):
+        raise ValueError("%s must be a finite real number, got %r" % (name, value))
+    return value
 
 class ArrayArg:
     """An argument as seen before any GPU work: name, shape, dtype, and the

@@ -51,7 +51,7 @@ from torch.autograd.function import once_differentiable
 import cudnnconv
 from cudnnconv import activations
 from cudnnconv import torch_rules as rules
-from cudnnconv.params import check_bias as _check_bias_shape
+from cudnnconv.params import check_bias as _check_bias_shape, finite_real as _finite_real
 import cudnnconv.torch.bridge as bridge
 import cudnnconv.torch.typed as _typed
 
@@ -557,11 +557,9 @@ def conv_act(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1
     (fused where cuDNN can), with autograd through input, weight, z and bias (``_ConvAct`` says
     what the forward saves).  ``act``: as ``cudnnconv.conv_epilogue`` takes it."""
     a = activations.activation(act)
-    for name, v in (("alpha1", alpha1), ("alpha2", alpha2)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise TypeError("%s must be a finite real number, got %r" % (name, v))
+    alpha1, alpha2 = _finite_real("alpha1", alpha1), _finite_real("alpha2", alpha2)
     input, weight, z, bias, r, shape = _residual_args("conv_act", input, weight, z, bias, stride, padding, dilation,
                                                       groups)
     if _needs_grad(input, weight, z, bias):
-        return _ConvAct.apply(input, weight, z, bias, a, float(alpha1), float(alpha2), r, shape)
-    return _epilogue_out(input, weight, z, bias, a, float(alpha1), float(alpha2), r, shape, bridge.call_flags())
+        return _ConvAct.apply(input, weight, z, bias, a, alpha1, alpha2, r, shape)
+    return _epilogue_out(input, weight, z, bias, a, alpha1, alpha2, r, shape, bridge.call_flags())
