@@ -14,9 +14,12 @@ many replays, after warm-up), each result checked against PyTorch's first:
 - ``auto``: ``fusion='auto'`` (with ``benchmark=True`` its first call times the two paths above and
   keeps the faster; the row records which);
 - ``torch``: PyTorch's eager sequence as its users write it, ``F.silu(F.conv2d(x, w, b))``
-  (``cudnn.benchmark=True``), each step its own kernel(s).
+  (``cudnn.benchmark=True``), each step its own kernel(s);
+- ``conv``: our bare convolution (``conv`` or ``conv_backward_input``, no bias, no activation), timed
+  only: the floor a fused kernel cannot go under, and with ``composed`` it shows what the composed
+  path's one elementwise kernel costs.
 
-Ratios: fused / composed and fused / torch.  The targets (issue "Fused epilogues"): conv + bias +
+Ratios: fused / composed, fused / torch and fused / conv.  The targets (issue "Fused epilogues"): conv + bias +
 SiLU fused at most 0.6x the composed path and 0.5x PyTorch's sequence.  Writes
 ``GPU_epilogue_DTYPE_nhwc.json`` and ``.md``.
 """
@@ -87,6 +90,11 @@ def summarize(result):
             # fusion='auto' under benchmark: how often it kept each path, and its time against PyTorch's
             "auto_composed": sum(1 for r in rows if (r.get("auto") or {}).get("path") == "composed"),
             "auto_vs_torch_geomean": geomean([r.get("auto_vs_torch") for r in rows]),
+            # the bare convolution: fused over it is what fusing costs above the convolution itself,
+            # and conv over composed is the best fused/composed any fused kernel could reach
+            "fused_vs_conv_geomean": geomean([r.get("fused_vs_conv") for r in rows]),
+            "conv_vs_composed_geomean": geomean([ratio((r.get("conv") or {}).get("kernel_ms"),
+                                                       r["composed"].get("kernel_ms")) for r in rows]),
         }
     return out
 
@@ -104,8 +112,11 @@ def markdown(result):
              "- dgrad rows: conv_backward_input_act (the input gradient times act'(pre)) against PyTorch's "
              "input gradient (aten.convolution_backward) then the activation's backward kernel; target "
              "fused/composed <= %.2f" % TARGET_DGRAD_VS_COMPOSED, "",
-             "| layer | dir | act | fused ms | composed ms | torch ms | fused/composed | fused/torch | fused config |",
-             "|---|---|---|---:|---:|---:|---:|---:|---|"]
+             "- conv = our bare convolution (no bias, no activation), timed only; auto = fusion='auto' with "
+             "benchmark=True, and the path its first call kept", "",
+             "| layer | dir | act | fused ms | composed ms | torch ms | conv ms | auto ms (path) | fused/composed "
+             "| fused/torch | fused/conv | fused config |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
 
     def ms(e):
         if e.get("status") == "refused":
@@ -114,11 +125,14 @@ def markdown(result):
 
     def r(x):
         return "-" if x is None else "%.2f" % x
+    def auto(e):
+        return "-" if not e or e.get("kernel_ms") is None else "%.4f (%s)" % (e["kernel_ms"], e.get("path") or "?")
     for row in result["rows"]:
-        lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             row["layer"], row.get("direction", "fwd"), row["act"], ms(row["fused"]), ms(row["composed"]),
-            ms(row["torch"]),
-            r(row["fused_vs_composed"]), r(row["fused_vs_torch"]), row["fused"].get("config") or "-"))
+            ms(row["torch"]), ms(row.get("conv") or {}), auto(row.get("auto")),
+            r(row["fused_vs_composed"]), r(row["fused_vs_torch"]), r(row.get("fused_vs_conv")),
+            row["fused"].get("config") or "-"))
     lines += ["", "## Summary", ""]
     for act, s in result["summary"].items():
         def verdict(meets, target):
@@ -132,7 +146,10 @@ def markdown(result):
                          verdict(s["meets_vs_torch"], s["target_vs_torch"]), r(s["fused_vs_torch_max"]))
                      + ("" if s.get("auto_vs_torch_geomean") is None else
                         "; fusion='auto' (benchmark) composed on %d, auto/torch geomean %s"
-                        % (s["auto_composed"], r(s["auto_vs_torch_geomean"]))))
+                        % (s["auto_composed"], r(s["auto_vs_torch_geomean"])))
+                     + ("" if s.get("fused_vs_conv_geomean") is None else
+                        "; fused/conv geomean %s, conv/composed geomean %s"
+                        % (r(s["fused_vs_conv_geomean"]), r(s.get("conv_vs_composed_geomean")))))
     for n in result.get("notes", []):
         lines.append("- note: " + n)
     return "\n".join(lines) + "\n"
@@ -181,6 +198,9 @@ def run_layer(layer, act, dtype, residual, budget_s, torch, tb, cb, direction="f
         def ours(path):
             return lambda: cudnnconv.conv_epilogue(x, w, b, **kw, z=z, act=spec, out=out, fusion=path,
                                                    benchmark=True)
+
+        def bare():
+            return cudnnconv.conv(x, w, **kw, out=out, benchmark=True)
     else:
         gy = rand(layer.output_shape())
         tgy = torch.from_dlpack(gy)
@@ -197,6 +217,9 @@ def run_layer(layer, act, dtype, residual, budget_s, torch, tb, cb, direction="f
         def ours(path):
             return lambda: cudnnconv.conv_backward_input_act(layer.input_shape(), w, gy, x, **kw, act=spec, out=out,
                                                              fusion=path, benchmark=True)
+
+        def bare():
+            return cudnnconv.conv_backward_input(layer.input_shape(), w, gy, **kw, out=out, benchmark=True)
     reference = cupy.from_dlpack(torch_call()).astype("float64")
     row = {"layer": layer.name, "act": spec.name, "direction": direction, "shape": layer.shape_text()}
     row["torch"] = _measure(tb, [torch_call], budget_s)
@@ -223,9 +246,12 @@ def run_layer(layer, act, dtype, residual, budget_s, torch, tb, cb, direction="f
         ch = (last.get("choices") or [{}])[0]
         row[path]["config"] = ch.get("tag") or ch.get("algo_name")
         row[path]["path"] = last.get("path")
-    k = {p: row[p].get("kernel_ms") for p in ("fused", "composed", "torch")}
+    # the bare convolution last, so that its writes into out cannot hide an unwritten element above
+    row["conv"] = _measure(cb, [bare], budget_s)
+    k = {p: row[p].get("kernel_ms") for p in ("fused", "composed", "torch", "conv")}
     row["fused_vs_composed"] = ratio(k["fused"], k["composed"])
     row["fused_vs_torch"] = ratio(k["fused"], k["torch"])
+    row["fused_vs_conv"] = ratio(k["fused"], k["conv"])
     row["auto_vs_torch"] = ratio(row["auto"].get("kernel_ms"), k["torch"])
     return row
 

@@ -613,14 +613,18 @@ def test_epilogue_bench_layers_are_the_issues_and_valid():
         assert y == tuple(layer.output_shape())
 
 
-def _epilogue_row(layer, act, fused, composed, torch, refused=False):
+def _epilogue_row(layer, act, fused, composed, torch, refused=False, conv=None):
     from bench import epilogue
     f = {"status": "refused", "kernel_ms": None, "detail": "CUDNN_STATUS_NOT_SUPPORTED"} if refused else \
         {"status": "ok", "kernel_ms": fused, "config": "eng9"}
-    return {"layer": layer, "act": act, "shape": "?", "fused": f,
-            "composed": {"status": "ok", "kernel_ms": composed}, "torch": {"status": "ok", "kernel_ms": torch},
-            "fused_vs_composed": epilogue.ratio(f["kernel_ms"], composed),
-            "fused_vs_torch": epilogue.ratio(f["kernel_ms"], torch)}
+    row = {"layer": layer, "act": act, "shape": "?", "fused": f,
+           "composed": {"status": "ok", "kernel_ms": composed}, "torch": {"status": "ok", "kernel_ms": torch},
+           "fused_vs_composed": epilogue.ratio(f["kernel_ms"], composed),
+           "fused_vs_torch": epilogue.ratio(f["kernel_ms"], torch)}
+    if conv is not None:
+        row["conv"] = {"status": "ok", "kernel_ms": conv}
+        row["fused_vs_conv"] = epilogue.ratio(f["kernel_ms"], conv)
+    return row
 
 
 def test_epilogue_bench_summary_and_markdown():
@@ -644,12 +648,14 @@ def test_epilogue_bench_summary_and_markdown():
                              "fused_vs_torch_geomean": None, "fused_vs_composed_max": None,
                              "fused_vs_torch_max": None, "target_vs_composed": 0.6, "meets_vs_composed": None,
                              "target_vs_torch": 0.5, "meets_vs_torch": None, "auto_composed": 0,
-                             "auto_vs_torch_geomean": None}
+                             "auto_vs_torch_geomean": None, "fused_vs_conv_geomean": None,
+                             "conv_vs_composed_geomean": None}
     result["summary"] = s
     md = epilogue.markdown(result)
-    assert "| a | fwd | gelu | refused (CUDNN_STATUS_NOT_SUPPORTED) | 1.0000 | 2.0000 | - | - | - |" in md
-    assert "| b | fwd | silu | 0.2000 | 0.4000 | 0.2000 | 0.50 | 1.00 | eng9 |" in md
-    assert "| a | dgrad | silu | 0.7000 | 1.0000 | 1.5000 | 0.70 | 0.47 | eng9 |" in md
+    assert "| a | fwd | gelu | refused (CUDNN_STATUS_NOT_SUPPORTED) | 1.0000 | 2.0000 | - | - | - | - | - | - |" in md
+    assert "| b | fwd | silu | 0.2000 | 0.4000 | 0.2000 | - | - | 0.50 | 1.00 | - | eng9 |" in md
+    assert "| a | dgrad | silu | 0.7000 | 1.0000 | 1.5000 | - | - | 0.70 | 0.47 | - | eng9 |" in md
+    assert "fused/conv" not in md.split("## Summary")[1]     # rows without the bare convolution say nothing of it
     assert "- fwd gelu: fused on 0 of 1 layers (cuDNN refused: a)" in md
     assert "- fwd silu: fused on 2 of 2 layers; fused/composed geomean 0.50 (target 0.60: met) (max 0.50), " \
         "fused/torch geomean 0.50 (target 0.50: met)" in md
@@ -657,7 +663,7 @@ def test_epilogue_bench_summary_and_markdown():
     result["rows"][-1]["fused_vs_composed"] = 0.8
     assert epilogue.summarize(result)["dgrad silu"]["meets_vs_composed"] is False
     assert "targets: fused/composed <= 0.60, fused/torch <= 0.50" in md
-    assert "fusion='auto'" not in md                  # rows without an auto measurement say nothing of it
+    assert "fusion='auto'" not in md.split("## Summary")[1]   # rows without an auto measurement say nothing of it
 
 
 def test_epilogue_bench_reports_what_auto_kept():
@@ -671,7 +677,23 @@ def test_epilogue_bench_reports_what_auto_kept():
     result["summary"] = s = epilogue.summarize(result)
     assert s["fwd silu"]["auto_composed"] == 1
     assert s["fwd silu"]["auto_vs_torch_geomean"] == pytest.approx(math.sqrt(0.4 * 0.5))
-    assert "fusion='auto' (benchmark) composed on 1, auto/torch geomean 0.45" in epilogue.markdown(result)
+    md = epilogue.markdown(result)
+    assert "fusion='auto' (benchmark) composed on 1, auto/torch geomean 0.45" in md
+    assert "| a | fwd | silu | 0.5000 | 0.4000 | 1.0000 | - | 0.4000 (composed) |" in md
+
+
+def test_epilogue_bench_reports_the_bare_convolution():
+    from bench import epilogue
+    # fused 0.5 over a 0.4 convolution; composed 1.0: the convolution alone is 0.4 of the composed path
+    rows = [_epilogue_row("a", "silu", 0.5, 1.0, 2.0, conv=0.4), _epilogue_row("b", "silu", 0.9, 1.0, 1.0, conv=0.9)]
+    result = {"env": {"gpu": "NVIDIA H200"}, "config": {"batch": 128, "dtype": "float16", "residual": False},
+              "rows": rows, "notes": []}
+    result["summary"] = s = epilogue.summarize(result)
+    assert s["fwd silu"]["fused_vs_conv_geomean"] == pytest.approx(math.sqrt(1.25 * 1.0))
+    assert s["fwd silu"]["conv_vs_composed_geomean"] == pytest.approx(math.sqrt(0.4 * 0.9))
+    md = epilogue.markdown(result)
+    assert "| a | fwd | silu | 0.5000 | 1.0000 | 2.0000 | 0.4000 | - | 0.50 | 0.25 | 1.25 | eng9 |" in md
+    assert "fused/conv geomean 1.12, conv/composed geomean 0.60" in md
 
 
 def test_epilogue_bench_lists_its_work_without_a_gpu(capsys):
