@@ -271,3 +271,173 @@ def test_apply_with_some_parts_given(monkeypatch, has_z, has_bias):
     assert len(kern.seen[0]) == 2 + has_z + has_bias and kern.same_object == [True]
     v = 1.5 * y0 + (0.25 * z if has_z else 0.0) + (b.reshape(1, 3, 1, 1) if has_bias else 0.0)
     numpy.testing.assert_allclose(y, numpy.tanh(v), rtol=1e-12, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# the vector kernels: their C text run on the host over a simulated grid
+# ---------------------------------------------------------------------------
+
+VECTOR_HOST = HOST + r"""
+typedef struct { unsigned int x, y, z, w; } uint4;
+typedef struct { unsigned int x; } dim_t;
+static dim_t blockIdx, threadIdx, gridDim, blockDim;
+#define KERNEL static void
+"""
+
+_C_TYPES = {"T *": ctypes.c_void_p, "const T *": ctypes.c_void_p}
+
+
+def _vector_library(tmp_path, kind, act, a, b, dtype_name, wide):
+    """The vector kernel compiled for the host, with ``run(grid, block, args...)`` running every
+    (block, thread) of the grid in turn; returns (run, its argument types)."""
+    name, body, preamble = E.vector_source(kind, act, a, b, dtype_name, wide)
+    args = body[body.index("(") + 1:body.index(")")].split(", ")
+    names = [x.split()[-1].lstrip("*") for x in args]
+    driver = ("void run(unsigned grid, unsigned block, %s) {\n"
+              "    gridDim.x = grid; blockDim.x = block;\n"
+              "    for (unsigned bi = 0; bi < grid; ++bi)\n"
+              "        for (unsigned ti = 0; ti < block; ++ti) {\n"
+              "            blockIdx.x = bi; threadIdx.x = ti; %s(%s);\n"
+              "        }\n}\n") % (", ".join(args), name, ", ".join(names))
+    so = build_shared_library(tmp_path, name + ".so", VECTOR_HOST + preamble + body + driver, "the vector kernel's host copy")
+    acc = ctypes.c_double if dtype_name == "float64" else ctypes.c_float
+    idx = ctypes.c_ulonglong if wide else ctypes.c_uint
+    types = []
+    for x in args:
+        t = x.rsplit(" ", 1)[0] if "*" not in x else x[:x.index("*") + 1]
+        types.append({"acc_t": acc, "idx_t": idx}.get(t, ctypes.c_void_p))
+    run = ctypes.CDLL(so).run
+    run.argtypes = [ctypes.c_uint, ctypes.c_uint] + types
+    run.restype = None
+    return run, types
+
+
+def _memory(shape, layout, rng):
+    """A random (N, C, *spatial) float64 array packed in ``layout``, and its memory-order view."""
+    a = _channels_last(shape, rng) if layout == "channels_last" else rng.standard_normal(shape)
+    order = sorted(range(a.ndim), key=lambda i: -a.strides[i])
+    return a, a.transpose(order), order
+
+
+def _bf16_bits(x):
+    """float64 values rounded to bfloat16 (nearest even), as their 16 bits."""
+    u = numpy.asarray(x, dtype=numpy.float32).view(numpy.uint32).astype(numpy.uint64)
+    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(numpy.uint16)
+
+
+def _bf16_values(bits):
+    return (bits.astype(numpy.uint32) << 16).view(numpy.float32).astype(numpy.float64)
+
+
+# shapes whose element count is not a multiple of the vector width (the scalar tail), whose channel
+# run (C for channels-last, the spatial size for NCHW) is not either (the channel stepped across a
+# vector), and a grid too small for the array (the grid-stride loop)
+VECTOR_CASES = [((2, 3, 5, 7), "channels_last"), ((2, 3, 5, 7), "nchw"), ((3, 16, 4, 4), "channels_last"),
+                ((1, 5, 3), "nchw"), ((2, 2, 3, 2, 3), "channels_last"), ((1, 1, 1, 1), "nchw")]
+
+
+@pytest.mark.parametrize("wide", [False, True], ids=["i32", "i64"])
+@pytest.mark.parametrize("dtype_name", ["float64", "float32"])
+@pytest.mark.parametrize("shape, layout", VECTOR_CASES)
+def test_vector_forward_kernel_on_the_host(tmp_path, shape, layout, dtype_name, wide):
+    """y = act(alpha1 * y + alpha2 * z + bias[channel]) over a packed array in memory order: every
+    element, its own channel's bias, on a grid of 3 blocks of 4 threads."""
+    rng = numpy.random.default_rng(11)
+    run, _ = _vector_library(tmp_path, "forward", "silu", True, True, dtype_name, wide)
+    y, ym, order = _memory(shape, layout, rng)
+    z, zm, _ = _memory(shape, layout, rng)
+    b = rng.standard_normal(shape[1])
+    flat = [numpy.ascontiguousarray(m).reshape(-1).astype(dtype_name) for m in (ym, zm)]
+    bb = b.astype(dtype_name)
+    ymem, zmem = flat
+    cpos = order.index(1)
+    S = int(numpy.prod(ym.shape[cpos + 1:], dtype=numpy.int64))
+    run(3, 4, ymem.ctypes.data, zmem.ctypes.data, bb.ctypes.data, 0.5, -2.0, 0.0, 0.0, ymem.size, shape[1], S)
+    got = ymem.reshape(ym.shape).transpose(numpy.argsort(order)).astype(numpy.float64)
+    v = 0.5 * y.astype(dtype_name) + -2.0 * z.astype(dtype_name) + bb.reshape((1, -1) + (1,) * (len(shape) - 2))
+    expect = activations.reference_forward("silu", v.astype(numpy.float64))
+    tol = 1e-12 if dtype_name == "float64" else 1e-5
+    numpy.testing.assert_allclose(got, expect, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("has_z, has_bias", [(False, True), (True, False), (False, False)])
+@pytest.mark.parametrize("shape, layout", VECTOR_CASES[:3])
+def test_vector_forward_kernel_bfloat16_parts(tmp_path, shape, layout, has_z, has_bias):
+    """bfloat16 (eight values a vector): the parts given, float32 arithmetic rounded once."""
+    rng = numpy.random.default_rng(12)
+    run, _ = _vector_library(tmp_path, "forward", "gelu_tanh", has_z, has_bias, "bfloat16", False)
+    y, ym, order = _memory(shape, layout, rng)
+    z, zm, _ = _memory(shape, layout, rng)
+    ybits = _bf16_bits(numpy.ascontiguousarray(ym).reshape(-1))
+    zbits = _bf16_bits(numpy.ascontiguousarray(zm).reshape(-1))
+    bbits = _bf16_bits(rng.standard_normal(shape[1]))
+    yv = _bf16_values(ybits).reshape(ym.shape).transpose(numpy.argsort(order))
+    zv = _bf16_values(zbits).reshape(zm.shape).transpose(numpy.argsort(order))
+    cpos = order.index(1)
+    S = int(numpy.prod(ym.shape[cpos + 1:], dtype=numpy.int64))
+    args = [ybits.ctypes.data] + ([zbits.ctypes.data] if has_z else []) + ([bbits.ctypes.data] if has_bias else [])
+    run(2, 3, *args, 1.5, 0.25, 0.0, 0.0, ybits.size, shape[1], S)
+    got = _bf16_values(ybits).reshape(ym.shape).transpose(numpy.argsort(order))
+    v = 1.5 * yv + (0.25 * zv if has_z else 0.0) + \
+        (_bf16_values(bbits).reshape((1, -1) + (1,) * (len(shape) - 2)) if has_bias else 0.0)
+    expect = activations.reference_forward("gelu_tanh", v)
+    assert (numpy.abs(got - expect) <= numpy.abs(expect) * 2.0 ** -7 + 1e-5).all()
+
+
+@pytest.mark.parametrize("from_output", [False, True])
+@pytest.mark.parametrize("shape, layout", VECTOR_CASES)
+def test_vector_derivative_kernel_on_the_host(tmp_path, shape, layout, from_output):
+    rng = numpy.random.default_rng(13)
+    act = "sigmoid"
+    run, _ = _vector_library(tmp_path, "derivative", act, from_output, False, "float64", False)
+    g, gm, order = _memory(shape, layout, rng)
+    a, am, _ = _memory(shape, layout, rng)
+    if from_output:
+        a = activations.reference_forward(act, a)
+        am = a.transpose(order)
+    gmem, amem = (numpy.array(m, order="C").reshape(-1) for m in (gm, am))      # copies: g is checked after
+    run(2, 5, gmem.ctypes.data, amem.ctypes.data, 0.0, 0.0, gmem.size)
+    got = gmem.reshape(gm.shape).transpose(numpy.argsort(order))
+    d = activations.reference_derivative_from_output(act, a) if from_output else activations.reference_derivative(act, a)
+    numpy.testing.assert_allclose(got, g * d, rtol=1e-12, atol=1e-12)
+
+
+def test_vector_sources_refuse_what_they_cannot_build():
+    with pytest.raises(ValueError, match="unknown activation"):
+        E.vector_source("forward", "swishy", True, True, "float16", False)
+    with pytest.raises(ValueError, match="derivative"):
+        E.vector_source("derivative", "gelu", True, False, "float16", False)       # gelu from its output
+    with pytest.raises(ValueError, match="dtype"):
+        E.vector_source("forward", "relu", False, False, "int8", False)
+    with pytest.raises(ValueError, match="kind"):
+        E.vector_source("sideways", "relu", False, False, "float16", False)
+
+
+def test_every_vector_kernel_compiles_for_the_gpu():
+    """Every (kind, activation, parts, dtype, index width) through NVRTC for sm_90, where NVRTC
+    loads: the text the GPU compiles is the one the host tests above ran.  One program per dtype,
+    each kernel with its preamble in a namespace of its own."""
+    try:
+        from cupy_backends.cuda.libs import nvrtc
+        nvrtc.getVersion()
+    except Exception as e:                  # noqa: BLE001 - no NVRTC library here
+        pytest.skip("NVRTC does not load here: %s" % e)
+    import itertools
+    failures, count = [], 0
+    for dtype_name in ("float16", "bfloat16", "float32", "float64"):
+        parts = ['#define KERNEL extern "C" __global__ void\n']
+        for act in activations.NAMES:
+            variants = [("forward", a, b, w) for a, b, w in itertools.product((False, True), repeat=3)]
+            variants += [("derivative", fo, False, w) for fo in (False, True) for w in (False, True)
+                         if act in (E._DERIVATIVE_OUT if fo else E._DERIVATIVE)]
+            for kind, a, b, wide in variants:
+                name, body, preamble = E.vector_source(kind, act, a, b, dtype_name, wide)
+                parts.append("namespace %s_ns {\n%s%s}\n" % (name, preamble, body))
+                count += 1
+        prog = nvrtc.createProgram("".join(parts), "vector_%s.cu" % dtype_name, [], [])
+        try:
+            nvrtc.compileProgram(prog, ["-arch=compute_90"])
+        except Exception:                    # noqa: BLE001 - collected with the compiler's log
+            failures.append((dtype_name, nvrtc.getProgramLog(prog)[:800]))
+    assert not failures, failures
+    assert count == 4 * (10 * 8 + 2 * (9 + 6))        # forward: 10 activations x 8; derivatives: 9 + 6, twice

@@ -7,7 +7,7 @@ import pytest
 
 import cudnnconv
 import reference as ref
-from cudnnconv import activations
+from cudnnconv import activations, params
 from gpu_cases import DTYPES, ENGINES, FUSED, LAYOUTS, ids, kwargs
 
 pytestmark = pytest.mark.gpu
@@ -170,6 +170,61 @@ def test_composed_kernel_writes_every_element_and_rounds_bfloat16_once():
     assert (diff <= ulp).all(), float((diff / ulp).max())
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("offset", [0, 1], ids=["aligned", "offset"])
+@pytest.mark.parametrize("shape", [(3, 13, 9, 7), (2, 24, 16, 16), (4, 5, 33)])
+def test_composed_kernels_vector_and_elementwise(dtype, layout, offset, shape):
+    """apply() and apply_derivative() on packed arrays (the vector kernels) and on arrays one element
+    off 16-byte alignment (the elementwise kernels), with counts, channel runs and spatial sizes
+    that are no multiple of a vector: every element against the float64 composition."""
+    from cudnnconv import epilogue_composed
+
+    def packed(base):
+        """``base`` copied into a packed array of the layout whose data starts ``offset`` elements
+        into its allocation."""
+        n = int(numpy.prod(shape))
+        buf = cupy.empty(n + offset, dtype=base.dtype)
+        if layout == "channels_last":
+            perm = (0,) + tuple(range(2, len(shape))) + (1,)
+            arr = buf[offset:].reshape([shape[i] for i in perm]).transpose(numpy.argsort(perm))
+        else:
+            arr = buf[offset:].reshape(shape)
+        arr[...] = base
+        return arr
+    d = ref.dtype_of(dtype)
+    y0, z0, a0 = (ref.random(shape, dtype, "nchw") for _ in range(3))
+    b = ref.random((shape[1],), dtype)
+    y, z = packed(y0), packed(z0)
+    assert epilogue_composed._vector_ready(*(
+        epilogue_composed._raw(t).transpose(params.memory_order(t)) for t in (y, z))) == (offset == 0)
+    epi = activations.epilogue(1.25, -0.5, "silu", True, True)
+    epilogue_composed.apply(y, epi, z, b)
+    y64, z64, a64, b64 = (cupy.asnumpy(t).astype(numpy.float64) for t in (y0, z0, a0, b))
+    v = 1.25 * y64 - 0.5 * z64 + b64.reshape((1, -1) + (1,) * (len(shape) - 2))
+    check(y, activations.reference_forward("silu", v), dtype, "apply %s" % ("vector" if not offset else "elementwise"))
+    g, a = packed(y0), packed(a0)
+    epilogue_composed.apply_derivative(g, activations.activation("gelu"), a)
+    check(g, y64 * activations.reference_derivative("gelu", a64), dtype, "apply_derivative")
+    assert y.dtype == d
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("shape", [(64, 24, 40, 40), (8, 64, 112, 112), (4, 40, 6, 50, 50), (2, 3, 7)])
+def test_bias_gradient_in_steps(dtype, layout, shape):
+    """The bias gradient, one reduction or several (epilogue_composed.bias_plan), against the float64
+    sum; the partial sums in float32 round once."""
+    from cudnnconv import epilogue_composed
+    g = ref.random(shape, dtype, layout)
+    out = ref.poisoned((shape[1],), dtype)
+    assert epilogue_composed.bias_gradient(g, out) is out
+    expect = ref._f64(g).sum(axis=(0,) + tuple(range(2, len(shape))))
+    assert ref.rel_error(out, expect) <= ref.tolerance(dtype)
+    fresh = epilogue_composed.bias_gradient(g)
+    assert fresh.shape == (shape[1],) and fresh.dtype == g.dtype and ref.rel_error(fresh, expect) <= ref.tolerance(dtype)
+
+
 # ---------------------------------------------------------------------------
 # the backward: the input gradient times the activation's derivative, and the weight and bias gradients
 # ---------------------------------------------------------------------------
@@ -280,9 +335,10 @@ def _forcing(monkeypatch, force):
 @pytest.mark.skipif("graph" not in ENGINES, reason="the graph engine is not built")
 @pytest.mark.parametrize("force", [None, "fused", "composed"], ids=["timed", "keeps_fused", "keeps_composed"])
 @pytest.mark.parametrize("groups", [1, 16], ids=["dense", "depthwise"])
-def test_auto_under_benchmark_decides_once_and_stays_correct(monkeypatch, groups, force):
+def test_auto_under_benchmark_decides_once_and_stays_correct(monkeypatch, fresh_search, groups, force):
     """Whichever path the first call keeps, every call's output is the float64 composition, and
-    later calls take the same path; a stale decision (clear_cache) is made again, and is correct."""
+    later calls take the same path; a stale decision (clear_cache) is made again, and is correct.
+    (fresh_search: the first call here is the signature's first, not one a test before decided.)"""
     _forcing(monkeypatch, force)
     shape, wshape = (8, 16, 24, 24), (16, 16 // groups, 3, 3)
     kw = dict(padding=1, groups=groups)
@@ -305,7 +361,7 @@ def test_auto_under_benchmark_decides_once_and_stays_correct(monkeypatch, groups
 @pytest.mark.skipif("graph" not in ENGINES, reason="the graph engine is not built")
 @pytest.mark.parametrize("force", [None, "fused", "composed"], ids=["timed", "keeps_fused", "keeps_composed"])
 @pytest.mark.parametrize("groups", [1, 16], ids=["dense", "depthwise"])
-def test_dgrad_act_auto_under_benchmark_decides_once_and_stays_correct(monkeypatch, groups, force):
+def test_dgrad_act_auto_under_benchmark_decides_once_and_stays_correct(monkeypatch, fresh_search, groups, force):
     _forcing(monkeypatch, force)
     shape, wshape = (8, 16, 24, 24), (16, 16 // groups, 3, 3)
     kw = dict(padding=1, groups=groups)
