@@ -24,7 +24,9 @@ SiLU fused at most 0.6x the composed path and 0.5x PyTorch's sequence.  Writes
 ``GPU_epilogue_DTYPE_nhwc.json`` and ``.md``.
 """
 import argparse
+import contextlib
 import json
+import logging
 import math
 import os
 import sys
@@ -150,9 +152,59 @@ def markdown(result):
                      + ("" if s.get("fused_vs_conv_geomean") is None else
                         "; fused/conv geomean %s, conv/composed geomean %s"
                         % (r(s["fused_vs_conv_geomean"]), r(s.get("conv_vs_composed_geomean")))))
+    for m in auto_misses(result["rows"]):
+        d = m["decision"] or {}
+        lines.append("- fusion='auto' kept the slower path: %s %s %s, kept %s (%.4f ms), fused %.4f, composed %.4f; "
+                     "it weighed %s" % (m["layer"], m["direction"], m["act"], m["kept"], m["auto_ms"], m["fused_ms"],
+                                        m["composed_ms"],
+                                        "fused %s, conv %s + kernel %s" % tuple(
+                                            "-" if d.get(k) is None else "%.4f" % d[k]
+                                            for k in ("fused_ms", "conv_ms", "kernel_ms"))
+                                        if d else "no recorded decision"))
     for n in result.get("notes", []):
         lines.append("- note: " + n)
     return "\n".join(lines) + "\n"
+
+
+class _DecisionLog(logging.Handler):
+    """Collects fusion='auto''s decisions (the times it weighed) from the 'cudnnconv' logger."""
+
+    def __init__(self, into):
+        super().__init__(logging.DEBUG)
+        self.into = into
+
+    def emit(self, record):
+        if "fusion='auto' decided" in str(record.msg) and record.args and hasattr(record.args[-1], "as_dict"):
+            self.into.append(record.args[-1].as_dict())
+
+
+@contextlib.contextmanager
+def _decisions(into):
+    """While inside, every fusion='auto' decision's dict is appended to ``into`` (the logger at
+    DEBUG level only for the call it wraps, which is not a timed one)."""
+    logger = logging.getLogger("cudnnconv")
+    handler, level = _DecisionLog(into), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield into
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def auto_misses(rows, slack=1.1):
+    """The rows where fusion='auto' took more than ``slack`` times the faster of the fused and the
+    composed path, with the times its decision weighed."""
+    out = []
+    for r in rows:
+        f, c, a = ((r.get(p) or {}).get("kernel_ms") for p in ("fused", "composed", "auto"))
+        if a is None or f is None or c is None or not a > slack * min(f, c):
+            continue
+        out.append({"layer": r["layer"], "direction": r.get("direction", "fwd"), "act": r["act"],
+                    "fused_ms": f, "composed_ms": c, "auto_ms": a, "kept": r["auto"].get("path"),
+                    "decision": r["auto"].get("decision")})
+    return out
 
 
 def _measure(backend, calls, budget_s):
@@ -227,9 +279,11 @@ def run_layer(layer, act, dtype, residual, budget_s, torch, tb, cb, direction="f
     # its row says which ("path") and what the call then takes
     for path in ("fused", "composed", "auto"):
         call = ours(path)
+        decisions = []
         try:
             out.fill(float("nan"))
-            call()
+            with _decisions(decisions) if path == "auto" else contextlib.nullcontext():
+                call()
             cupy.cuda.Device().synchronize()
         except cudnnconv.CuDNNError as e:
             row[path] = {"status": "refused" if path == "fused" else "error", "kernel_ms": None, "detail": e.name}
@@ -246,6 +300,8 @@ def run_layer(layer, act, dtype, residual, budget_s, torch, tb, cb, direction="f
         ch = (last.get("choices") or [{}])[0]
         row[path]["config"] = ch.get("tag") or ch.get("algo_name")
         row[path]["path"] = last.get("path")
+        if path == "auto":
+            row[path]["decision"] = decisions[-1] if decisions else None
     # the bare convolution last, so that its writes into out cannot hide an unwritten element above
     row["conv"] = _measure(cb, [bare], budget_s)
     k = {p: row[p].get("kernel_ms") for p in ("fused", "composed", "torch", "conv")}

@@ -708,3 +708,38 @@ def test_epilogue_bench_lists_its_work_without_a_gpu(capsys):
     assert len(fwd) == 20 + 8 and len(dgrad) == 10 + 8      # no identity in dgrad: it has no derivative to fuse
     assert not any(ln.split()[-1] == "identity" for ln in dgrad)
     assert epilogue.main(["--list", "--direction", "wgrad"]) == 2
+
+
+def test_epilogue_bench_lists_where_auto_kept_the_slower_path():
+    """A row where auto took over 1.1x the faster path is listed with the times its decision weighed;
+    one within that, or without an auto time, is not."""
+    from bench import epilogue
+    miss = dict(_epilogue_row("a", "silu", 0.131, 0.059, 0.06), direction="dgrad",
+                auto={"path": "fused", "kernel_ms": 0.131,
+                      "decision": {"path": "fused", "fused_ms": 0.05, "conv_ms": 0.044, "kernel_ms": None}})
+    near = dict(_epilogue_row("b", "silu", 0.2, 0.21, 0.3), auto={"path": "composed", "kernel_ms": 0.21})
+    bare = _epilogue_row("c", "silu", 0.2, 0.1, 0.3)
+    got = epilogue.auto_misses([miss, near, bare])
+    assert [(m["layer"], m["kept"], m["auto_ms"], m["composed_ms"]) for m in got] == [("a", "fused", 0.131, 0.059)]
+    result = {"env": {"gpu": "NVIDIA H200"}, "config": {"batch": 128, "dtype": "float16"},
+              "rows": [miss, near, bare], "notes": []}
+    result["summary"] = epilogue.summarize(result)
+    assert "- fusion='auto' kept the slower path: a dgrad silu, kept fused (0.1310 ms), fused 0.1310, composed " \
+        "0.0590; it weighed fused 0.0500, conv 0.0440 + kernel -" in epilogue.markdown(result)
+
+
+def test_epilogue_bench_catches_auto_decisions_from_the_log():
+    """_decisions() collects the Decision fusion_choice logs, only while inside, and restores the
+    logger's level."""
+    import logging
+    from bench import epilogue
+    from cudnnconv import _log, fusion_choice
+    logger = logging.getLogger("cudnnconv")
+    before = logger.level
+    got = []
+    with epilogue._decisions(got):
+        _log.debug("%s: fusion='auto' decided %r", "epilogue", fusion_choice.Decision("composed", 0.2, 0.1, 0.03))
+        _log.debug("graph: %s: benchmarked %d plans", "epilogue", 3)
+    _log.debug("%s: fusion='auto' decided %r", "epilogue", fusion_choice.Decision("fused", 0.2, None, None))
+    assert got == [{"path": "composed", "fused_ms": 0.2, "conv_ms": 0.1, "kernel_ms": 0.03}]
+    assert logger.level == before

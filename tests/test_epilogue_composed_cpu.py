@@ -441,3 +441,159 @@ def test_every_vector_kernel_compiles_for_the_gpu():
             failures.append((dtype_name, nvrtc.getProgramLog(prog)[:800]))
     assert not failures, failures
     assert count == 4 * (10 * 8 + 2 * (9 + 6))        # forward: 10 activations x 8; derivatives: 9 + 6, twice
+
+
+class _VectorStandIn:
+    """Stands in for a vector kernel on NumPy arrays: records the launch and computes what the
+    kernel text computes, element i of the packed run with channel (i // S) % C."""
+
+    def __init__(self, kind, act_name, has_z, has_bias):
+        self.kind, self.act_name, self.has_z, self.has_bias, self.launches = kind, act_name, has_z, has_bias, []
+
+    def __call__(self, grid, block, args):
+        self.launches.append((grid, block, args))
+        if self.kind == "forward":
+            y = args[0].reshape(-1)
+            rest = list(args[1:1 + self.has_z + self.has_bias])
+            alpha1, alpha2, p0, p1, n, C, S = args[1 + self.has_z + self.has_bias:]
+            v = float(alpha1) * y
+            if self.has_z:
+                v = v + float(alpha2) * rest.pop(0).reshape(-1)
+            if self.has_bias:
+                v = v + rest.pop(0)[(numpy.arange(int(n)) // int(S)) % int(C)]
+            y[...] = activations.reference_forward(activations.unpadded(self.act_name, float(p0), float(p1)), v)
+        else:
+            g, a, p0, p1, n = args
+            g.reshape(-1)[...] *= activations.reference_derivative(self.act_name, a.reshape(-1))
+
+
+@pytest.mark.parametrize("has_z, has_bias", [(True, True), (False, True), (True, False)])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("shape", [(2, 3, 4, 5), (2, 3, 7), (1, 4, 2, 3, 5)])
+def test_apply_takes_the_vector_kernel_where_ready(monkeypatch, shape, layout, has_z, has_bias):
+    """Where every operand is packed and aligned, apply() launches the vector kernel with y itself
+    (as its packed run), the element count, C, and S, the elements per channel step of y's memory
+    order (1 for channels-last, the spatial size for NCHW); the elementwise kernel is not used."""
+    rng = numpy.random.default_rng(14)
+    make = (lambda s: _channels_last(s, rng)) if layout == "channels_last" else (lambda s: rng.standard_normal(s))
+    y, z, b = make(shape), make(shape), rng.standard_normal(shape[1])
+    y0 = y.copy()
+    stand_in = _VectorStandIn("forward", "elu", has_z, has_bias)
+    keys = []
+    monkeypatch.setattr(E, "_vector_ready", lambda *arrays: True)
+    monkeypatch.setattr(E, "_vector_kernel", lambda *key: keys.append(key) or stand_in)
+    monkeypatch.setattr(E, "_kernel", lambda *a: pytest.fail("the elementwise kernel ran"))
+    epi = activations.epilogue(0.5, -2.0, ("elu", 0.7), has_z, has_bias)
+    assert E.apply(y, epi, z if has_z else None, b if has_bias else None) is y
+    assert keys == [("forward", "elu", has_z, has_bias, "float64", False)]
+    (grid, block, args), = stand_in.launches
+    n, C, S = (int(v) for v in args[-3:])
+    spatial = int(numpy.prod(shape[2:]))
+    assert (n, C, S) == (y.size, shape[1], 1 if layout == "channels_last" else spatial)
+    assert numpy.shares_memory(args[0], y) and args[0].flags.c_contiguous
+    assert block == (E._BLOCK,) and 1 <= grid[0] <= E._MOST_BLOCKS
+    v = 0.5 * y0 + (-2.0 * z if has_z else 0.0) + (b.reshape((1, -1) + (1,) * (len(shape) - 2)) if has_bias else 0.0)
+    numpy.testing.assert_allclose(y, activations.reference_forward(activations.unpadded("elu", 0.7, 0.0), v),
+                                  rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_apply_derivative_takes_the_vector_kernel_where_ready(monkeypatch, layout):
+    rng = numpy.random.default_rng(15)
+    shape = (2, 3, 4, 5)
+    make = (lambda s: _channels_last(s, rng)) if layout == "channels_last" else (lambda s: rng.standard_normal(s))
+    g, a = make(shape), make(shape)
+    g0 = g.copy()
+    stand_in = _VectorStandIn("derivative", "tanh", False, False)
+    monkeypatch.setattr(E, "_vector_ready", lambda *arrays: True)
+    monkeypatch.setattr(E, "_vector_kernel", lambda *key: stand_in)
+    monkeypatch.setattr(E, "_kernel", lambda *a: pytest.fail("the elementwise kernel ran"))
+    assert E.apply_derivative(g, activations.activation("tanh"), a) is g
+    (grid, block, args), = stand_in.launches
+    assert numpy.shares_memory(args[0], g) and numpy.shares_memory(args[1], a) and int(args[-1]) == g.size
+    numpy.testing.assert_allclose(g, g0 * activations.reference_derivative("tanh", a), rtol=1e-12, atol=1e-12)
+
+
+def test_vector_ready_wants_packed_aligned_device_arrays():
+    class Ptr:
+        def __init__(self, ptr):
+            self.ptr = ptr
+
+    class Dev:
+        def __init__(self, ptr, contiguous=True):
+            self.data, self.flags = Ptr(ptr), type("F", (), {"c_contiguous": contiguous})()
+    assert E._vector_ready(Dev(4096), Dev(256))
+    assert not E._vector_ready(Dev(4096), Dev(4104))                  # 8-byte aligned only
+    assert not E._vector_ready(Dev(4096, contiguous=False))
+    assert not E._vector_ready(numpy.zeros(8))                       # host memory: the elementwise kernel's
+
+
+# ---------------------------------------------------------------------------
+# the bias gradient's reduction steps
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape, cpos", [((128, 56, 56, 256), 3), ((128, 256, 56, 56), 1), ((128, 64, 112, 112), 1),
+                                         ((128, 112, 112, 64), 3), ((1, 4320, 7680, 64), 3), ((128, 2048, 7, 7), 1),
+                                         ((2, 5, 3), 1), ((8, 4, 4, 1024, 6), 4)])
+def test_bias_plan_keeps_the_channels_and_enough_blocks(shape, cpos):
+    """Each step sums a suffix of the non-channel axes (in memory order), never the channel axis,
+    and says where the channel lies in its result; a step that keeps axes keeps them until CuPy
+    would run at least _MIN_BLOCKS blocks (32 outputs a block where the channels are innermost,
+    one otherwise), or keeps all but one; the last step leaves (C,)."""
+    c, steps, given, given_cpos = shape[cpos], 0, shape, cpos
+    while True:
+        steps += 1
+        axes, channel = E.bias_plan(shape, cpos)
+        others = [i for i in range(len(shape)) if i != cpos]
+        assert axes and cpos not in axes and list(axes) == others[len(others) - len(axes):]
+        if channel is None:
+            break
+        kept = others[:len(others) - len(axes)]
+        per_block = 32 if cpos == len(shape) - 1 else 1
+        blocks = c * int(numpy.prod([shape[i] for i in kept])) // per_block
+        fewer = c * int(numpy.prod([shape[i] for i in kept[:-1]])) // per_block
+        assert (blocks >= E._MIN_BLOCKS and fewer < E._MIN_BLOCKS) or len(axes) == 1
+        shape = tuple(n for i, n in enumerate(shape) if i not in axes)
+        assert shape[channel] == c
+        cpos = channel
+    assert steps <= 4
+    if int(numpy.prod(given)) > E._ONE_STEP_UP_TO and c // (32 if given_cpos == len(given) - 1 else 1) < E._MIN_BLOCKS:
+        assert steps > 1                       # the cases one reduction ran on a few blocks
+    one = E.bias_plan((4, 3, 5, 5), 1)
+    assert one == ((0, 2, 3), None)                   # small: one reduction
+
+
+@pytest.mark.parametrize("capturing", [False, True], ids=["eager", "capturing"])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("shape", [(64, 32, 40, 40), (16, 8, 90, 100), (3, 5, 70), (4, 6, 8, 9, 10)])
+def test_bias_gradient_steps_sum_every_element_once(monkeypatch, shape, layout, capturing):
+    """bias_gradient with each step a float64 NumPy sum over the axes it is given: the result is
+    g summed over every dim but the channels, whichever steps the plan takes; while a stream is
+    captured, in one step (no temporary partial sums)."""
+    rng = numpy.random.default_rng(16)
+    monkeypatch.setattr(E, "_capturing", lambda: capturing)
+    g = _channels_last(shape, rng) if layout == "channels_last" else rng.standard_normal(shape)
+    monkeypatch.setattr(E, "_ONE_STEP_UP_TO", 100)          # several steps on small arrays
+    monkeypatch.setattr(E, "_MIN_BLOCKS", 64)
+    launches = []
+
+    def kernel(dtype_name, acc_in, acc_out):
+        def run(m, out=None, axis=None):
+            launches.append((m.shape, axis, acc_in, acc_out))
+            r = m.sum(axis=axis)
+            if out is None:
+                return r
+            out[...] = r
+            return out
+        return run
+    monkeypatch.setattr(E, "_bias_kernel", kernel)
+    out = numpy.full(shape[1], numpy.nan)
+    import sys
+    monkeypatch.setitem(sys.modules, "cupy", numpy)          # bias_gradient's `import cupy`, for empty()
+    assert E.bias_gradient(g, out) is out
+    numpy.testing.assert_allclose(out, g.sum(axis=(0,) + tuple(range(2, len(shape)))), rtol=1e-12)
+    if capturing:
+        assert [l[2:] for l in launches] == [(False, False)]
+        return
+    assert len(launches) >= 2 and launches[0][2:] == (False, True) and launches[-1][3] is False
+    assert all(l[2] for l in launches[1:])                   # later steps read the float32 partial sums

@@ -401,18 +401,32 @@ def _bias_kernel(dtype_name, acc_in, acc_out):
     return kern
 
 
+def _capturing():
+    """Whether the current stream is being captured (True where that cannot be told)."""
+    import cupy
+    try:
+        return cupy.cuda.runtime.streamIsCapturing(cupy.cuda.get_current_stream().ptr) != 0
+    except cupy.cuda.runtime.CUDARuntimeError:      # another stream captures in global mode, say
+        return True
+
+
 def bias_gradient(g, out=None):
     """``sum of g`` over every dim but the channels (dim 1): the bias gradient, accumulated in
     float32 (float64 for double data) and rounded once, into ``out`` (a (K,) array of g's dtype)
-    or a new array; in g's memory order, in one reduction or a few (``bias_plan``)."""
+    or a new array; in g's memory order, in one reduction or a few (``bias_plan``).  While the
+    stream is captured into a CUDA graph, in one: the steps' partial sums are temporary arrays,
+    which CuPy's pool could hand to another array while the graph still writes them."""
     import cupy
     name = g.dtype.name
     if out is None:
         out = cupy.empty((g.shape[1],), dtype=g.dtype)
     order = params.memory_order(g)
     m, cpos, acc_in = _raw(g).transpose(order), order.index(1), False
+    one_step = _capturing()
     while True:
         axes, channel = bias_plan(m.shape, cpos)
+        if one_step:
+            axes, channel = tuple(i for i in range(m.ndim) if i != cpos), None
         if channel is None:
             _bias_kernel(name, acc_in, False)(m, out=_raw(out), axis=axes)
             return out
