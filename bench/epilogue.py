@@ -183,14 +183,16 @@ def _decisions(into):
     """While inside, every fusion='auto' decision's dict is appended to ``into`` (the logger at
     DEBUG level only for the call it wraps, which is not a timed one)."""
     logger = logging.getLogger("cudnnconv")
-    handler, level = _DecisionLog(into), logger.level
+    handler, level, propagate = _DecisionLog(into), logger.level, logger.propagate
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
+    logger.propagate = False            # the search's debug lines stay out of any root handler
     try:
         yield into
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+        logger.propagate = propagate
 
 
 def auto_misses(rows, slack=1.1):

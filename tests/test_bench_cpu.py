@@ -742,4 +742,4 @@ def test_epilogue_bench_catches_auto_decisions_from_the_log():
         _log.debug("graph: %s: benchmarked %d plans", "epilogue", 3)
     _log.debug("%s: fusion='auto' decided %r", "epilogue", fusion_choice.Decision("fused", 0.2, None, None))
     assert got == [{"path": "composed", "fused_ms": 0.2, "conv_ms": 0.1, "kernel_ms": 0.03}]
-    assert logger.level == before
+    assert logger.level == before and logger.propagate

@@ -425,14 +425,14 @@ def test_every_vector_kernel_compiles_for_the_gpu():
     import itertools
     failures, count = [], 0
     for dtype_name in ("float16", "bfloat16", "float32", "float64"):
-        parts = ['#define KERNEL extern "C" __global__ void\n']
+        parts = []
         for act in activations.NAMES:
             variants = [("forward", a, b, w) for a, b, w in itertools.product((False, True), repeat=3)]
             variants += [("derivative", fo, False, w) for fo in (False, True) for w in (False, True)
                          if act in (E._DERIVATIVE_OUT if fo else E._DERIVATIVE)]
             for kind, a, b, wide in variants:
-                name, body, preamble = E.vector_source(kind, act, a, b, dtype_name, wide)
-                parts.append("namespace %s_ns {\n%s%s}\n" % (name, preamble, body))
+                name, text = E.vector_program(kind, act, a, b, dtype_name, wide)      # as the GPU gets it
+                parts.append("namespace %s_ns {\n%s\n#undef KERNEL\n}\n" % (name, text))
                 count += 1
         prog = nvrtc.createProgram("".join(parts), "vector_%s.cu" % dtype_name, [], [])
         try:
@@ -481,6 +481,7 @@ def test_apply_takes_the_vector_kernel_where_ready(monkeypatch, shape, layout, h
     stand_in = _VectorStandIn("forward", "elu", has_z, has_bias)
     keys = []
     monkeypatch.setattr(E, "_vector_ready", lambda *arrays: True)
+    monkeypatch.setattr(E, "_packed_on_device", lambda a: True)
     monkeypatch.setattr(E, "_vector_kernel", lambda *key: keys.append(key) or stand_in)
     monkeypatch.setattr(E, "_kernel", lambda *a: pytest.fail("the elementwise kernel ran"))
     epi = activations.epilogue(0.5, -2.0, ("elu", 0.7), has_z, has_bias)
@@ -526,6 +527,8 @@ def test_vector_ready_wants_packed_aligned_device_arrays():
     assert not E._vector_ready(Dev(4096), Dev(4104))                  # 8-byte aligned only
     assert not E._vector_ready(Dev(4096, contiguous=False))
     assert not E._vector_ready(numpy.zeros(8))                       # host memory: the elementwise kernel's
+    assert E._packed_on_device(Dev(4098)) and not E._packed_on_device(Dev(4096, contiguous=False))
+    assert not E._packed_on_device(numpy.zeros(8))
 
 
 # ---------------------------------------------------------------------------
@@ -565,13 +568,23 @@ def test_bias_plan_keeps_the_channels_and_enough_blocks(shape, cpos):
 
 @pytest.mark.parametrize("capturing", [False, True], ids=["eager", "capturing"])
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
-@pytest.mark.parametrize("shape", [(64, 32, 40, 40), (16, 8, 90, 100), (3, 5, 70), (4, 6, 8, 9, 10)])
+@pytest.mark.parametrize("shape", [(64, 32, 40, 40), (16, 8, 90, 100), (3, 5, 70), (4, 6, 8, 9, 10), (2, 64, 700, 1),
+                                   (1, 40, 1, 1)])
 def test_bias_gradient_steps_sum_every_element_once(monkeypatch, shape, layout, capturing):
     """bias_gradient with each step a float64 NumPy sum over the axes it is given: the result is
-    g summed over every dim but the channels, whichever steps the plan takes; while a stream is
-    captured, in one step (no temporary partial sums)."""
+    g summed over every dim but the channels, whichever steps the plan takes; no step sums only
+    size-1 dims; while a stream is captured, the same steps, each writing a kept array."""
     rng = numpy.random.default_rng(16)
+    kept = []
+
+    def partial_sums(shape_, acc, capturing_):
+        assert capturing_ is capturing
+        if not capturing_:
+            return None
+        kept.append((shape_, acc))
+        return numpy.full(shape_, numpy.nan)
     monkeypatch.setattr(E, "_capturing", lambda: capturing)
+    monkeypatch.setattr(E, "_partial_sums", partial_sums)
     g = _channels_last(shape, rng) if layout == "channels_last" else rng.standard_normal(shape)
     monkeypatch.setattr(E, "_ONE_STEP_UP_TO", 100)          # several steps on small arrays
     monkeypatch.setattr(E, "_MIN_BLOCKS", 64)
@@ -579,10 +592,12 @@ def test_bias_gradient_steps_sum_every_element_once(monkeypatch, shape, layout, 
 
     def kernel(dtype_name, acc_in, acc_out):
         def run(m, out=None, axis=None):
-            launches.append((m.shape, axis, acc_in, acc_out))
+            launches.append((m.shape, axis, acc_in, acc_out, out is not None))
+            assert any(m.shape[i] != 1 for i in axis) or m.size == shape[1]      # a step sums something
             r = m.sum(axis=axis)
             if out is None:
                 return r
+            assert out.shape == r.shape
             out[...] = r
             return out
         return run
@@ -592,8 +607,11 @@ def test_bias_gradient_steps_sum_every_element_once(monkeypatch, shape, layout, 
     monkeypatch.setitem(sys.modules, "cupy", numpy)          # bias_gradient's `import cupy`, for empty()
     assert E.bias_gradient(g, out) is out
     numpy.testing.assert_allclose(out, g.sum(axis=(0,) + tuple(range(2, len(shape)))), rtol=1e-12)
-    if capturing:
-        assert [l[2:] for l in launches] == [(False, False)]
-        return
-    assert len(launches) >= 2 and launches[0][2:] == (False, True) and launches[-1][3] is False
+    assert launches[-1][3] is False and launches[-1][4] is True          # the last step writes out
     assert all(l[2] for l in launches[1:])                   # later steps read the float32 partial sums
+    assert all(l[3] for l in launches[:-1])
+    # captured: every step but the last writes a kept array; eager: the reduction allocates
+    assert [l[4] for l in launches[:-1]] == [capturing] * (len(launches) - 1)
+    assert len(kept) == (len(launches) - 1 if capturing else 0)
+    if shape == (64, 32, 40, 40):
+        assert len(launches) >= 2                            # the plan took steps here

@@ -1,5 +1,6 @@
-"""The composed epilogue: ``y = act(alpha1 * y + alpha2 * z + bias)`` in one CuPy elementwise kernel,
-over a convolution's output, in place.
+"""The composed epilogue: ``y = act(alpha1 * y + alpha2 * z + bias)`` in one kernel, over a
+convolution's output, in place; the activation's derivative ``g = g * act'(a)`` likewise; and the
+bias gradient, a sum over every dim but the channels.
 
 This is what ``conv_epilogue`` runs where cuDNN will not fuse the epilogue (the legacy engine, a
 pattern no engine config takes, a tiled call), and what ``fusion='composed'`` asks for.  One kernel
@@ -7,9 +8,11 @@ reads the convolution's output once (and z and the bias) and writes the result o
 arithmetic is in float32 (float64 for double data), rounded once on the store.  bfloat16 arrays are
 read and written through their 16 bits, so that bfloat16 needs no CuPy support of its own.
 
-The kernel's source (``source``) is pure text, so that the CPU tests can check it; the kernel is
-compiled once per (activation, parts, dtype) and cached by CuPy.  The scales and the activation's
-parameters are kernel arguments, not part of the source: a new value compiles nothing.
+Each kernel comes in two forms: a vector kernel (a CuPy RawKernel, ``vector_source``) for packed,
+aligned operands, and a CuPy elementwise kernel (``source``, ``derivative_source``) for any other.
+Their sources are pure text, so that the CPU tests can check and run them; each is compiled once
+per (activation, parts, dtype, and for the vector kernel the index width).  The scales and the
+activation's parameters are kernel arguments, not part of the source: a new value compiles nothing.
 """
 from cudnnconv import activations, params
 
@@ -151,7 +154,8 @@ def _raw(a):
 # bias broadcast along the channels costs them a 64-bit division per operand and element: on an
 # H200 they ran the forward epilogue at about 0.85 TB/s and the derivative at about 1.25 TB/s,
 # where PyTorch's vectorised kernels run near 4.  These kernels load and store 16 bytes (8 half
-# values) at once, find an element's channel with one division per 16 bytes and step it along, and
+# values) at once, find an element's channel with one division and one modulo per 16 bytes and
+# step it along, and
 # index in 32 bits where the array allows.  apply() and apply_derivative() take them wherever every
 # operand is one packed run in memory order, 16-byte aligned; elsewhere the elementwise kernels
 # above.  The text is plain C with three names left to the caller (KERNEL, the launch bounds'
@@ -257,7 +261,13 @@ def vector_source(kind, act_name, a, b, dtype_name, wide):
 
 _VECTOR_KERNELS = {}
 _BLOCK = 256
-_MOST_BLOCKS = 8192         # a grid-stride loop past this: each thread's channel division then serves several steps
+_MOST_BLOCKS = 8192         # more vectors than this many blocks' threads: each thread loops (grid-stride)
+
+
+def vector_program(kind, act_name, a, b, dtype_name, wide):
+    """``(name, the whole CUDA text)`` of a vector kernel, as the GPU compiles it."""
+    name, body, preamble = vector_source(kind, act_name, a, b, dtype_name, wide)
+    return name, preamble + '#define KERNEL extern "C" __global__ void __launch_bounds__(%d)\n' % _BLOCK + body
 
 
 def _vector_kernel(kind, act_name, a, b, dtype_name, wide):
@@ -265,9 +275,8 @@ def _vector_kernel(kind, act_name, a, b, dtype_name, wide):
     kern = _VECTOR_KERNELS.get(k)
     if kern is None:
         import cupy
-        name, body, preamble = vector_source(kind, act_name, a, b, dtype_name, wide)
-        kern = _VECTOR_KERNELS[k] = cupy.RawKernel(
-            preamble + '#define KERNEL extern "C" __global__ void __launch_bounds__(%d)\n' % _BLOCK + body, name)
+        name, text = vector_program(kind, act_name, a, b, dtype_name, wide)
+        kern = _VECTOR_KERNELS[k] = cupy.RawKernel(text, name)
     return kern
 
 
@@ -279,6 +288,12 @@ def _vector_ready(*arrays):
         if ptr is None or ptr % _VECTOR_BYTES or not a.flags.c_contiguous:
             return False
     return True
+
+
+def _packed_on_device(a):
+    """A CuPy array packed in its axis order (the bias, which the vector kernel reads an element at
+    a time, needs no alignment)."""
+    return getattr(getattr(a, "data", None), "ptr", None) is not None and a.flags.c_contiguous
 
 
 def _launch(kern, n, dtype_name, wide, args):
@@ -311,7 +326,8 @@ def apply(y, epi, z=None, bias=None):
     rb = _raw(bias) if epi.has_bias else None
     p = activations.padded(epi.act)
     name = y.dtype.name
-    if ry.size and _vector_ready(*[a for a in (ry, rz, rb) if a is not None]):
+    if ry.size and _vector_ready(*[a for a in (ry, rz) if a is not None]) and \
+            (rb is None or _packed_on_device(rb)):
         n, cpos = ry.size, order.index(1)
         S = 1
         for d in ry.shape[cpos + 1:]:
@@ -358,8 +374,8 @@ _BIAS_KERNELS = {}
 # memory: summing a channels-last (N, H, W, C) array straight to its C = 256 channels ran 8 blocks
 # (on an H200, 23 GB/s: 9.06 ms where PyTorch's sum took 0.16 ms), and an NCHW one with 64
 # channels 64 blocks (135 GB/s).  So each step keeps the outermost non-channel dims in memory
-# until it has about _MIN_BLOCKS blocks, sums the rest into float32 partial sums, and the next
-# step reduces those the same way; the last rounds once to the data's type.
+# until it has about _MIN_BLOCKS blocks, sums the rest into float32 partial sums (float64 for double
+# data), and the next step reduces those the same way; the last rounds once to the data's type.
 _MIN_BLOCKS = 1024
 _ONE_STEP_UP_TO = 1 << 20       # elements: below this one reduction is quicker than a second launch
 
@@ -410,24 +426,50 @@ def _capturing():
         return True
 
 
+# The partial sums of a bias gradient captured into a CUDA graph, kept for the process: the graph
+# writes them at every replay, so CuPy's pool must never hand their memory to another array.
+# Keyed like a captured call's workspace, by device and stream, and by the step's shape and type.
+_KEPT_PARTIALS = {}
+
+
+def _partial_sums(shape, acc, capturing):
+    """Where the stream is captured, the kept array for a step's partial sums; else None (the
+    reduction allocates its result, freed when the call returns)."""
+    if not capturing:
+        return None
+    import cupy
+    key = (cupy.cuda.Device().id, cupy.cuda.get_current_stream().ptr, shape, acc)
+    buf = _KEPT_PARTIALS.get(key)
+    if buf is None:
+        buf = _KEPT_PARTIALS[key] = cupy.empty(shape, dtype=acc)
+    return buf
+
+
 def bias_gradient(g, out=None):
     """``sum of g`` over every dim but the channels (dim 1): the bias gradient, accumulated in
     float32 (float64 for double data) and rounded once, into ``out`` (a (K,) array of g's dtype)
-    or a new array; in g's memory order, in one reduction or a few (``bias_plan``).  While the
-    stream is captured into a CUDA graph, in one: the steps' partial sums are temporary arrays,
-    which CuPy's pool could hand to another array while the graph still writes them."""
+    or a new array; in g's memory order, in one reduction or a few (``bias_plan``).  Captured into
+    a CUDA graph, the steps are the same, so that the warm-up call compiled every kernel, and
+    their partial sums are kept arrays (``_partial_sums``)."""
     import cupy
     name = g.dtype.name
+    acc = _types(name)[3]
     if out is None:
         out = cupy.empty((g.shape[1],), dtype=g.dtype)
     order = params.memory_order(g)
-    m, cpos, acc_in = _raw(g).transpose(order), order.index(1), False
-    one_step = _capturing()
+    m, cpos = _raw(g).transpose(order), order.index(1)
+    # size-1 dims sum nothing: without them no step is a copy (one is kept where all are, so
+    # that there is a dim to sum)
+    drop = [i for i, n in enumerate(m.shape) if n == 1 and i != cpos][:m.ndim - 2]
+    if drop:
+        keep = [i for i in range(m.ndim) if i not in drop]
+        m, cpos = m.reshape([m.shape[i] for i in keep]), keep.index(cpos)
+    capturing, acc_in = _capturing(), False
     while True:
         axes, channel = bias_plan(m.shape, cpos)
-        if one_step:
-            axes, channel = tuple(i for i in range(m.ndim) if i != cpos), None
         if channel is None:
             _bias_kernel(name, acc_in, False)(m, out=_raw(out), axis=axes)
             return out
-        m, cpos, acc_in = _bias_kernel(name, acc_in, True)(m, axis=axes), channel, True
+        shape = tuple(n for i, n in enumerate(m.shape) if i not in axes)
+        m = _bias_kernel(name, acc_in, True)(m, out=_partial_sums(shape, acc, capturing), axis=axes)
+        cpos, acc_in = channel, True

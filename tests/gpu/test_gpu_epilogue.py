@@ -7,7 +7,7 @@ import pytest
 
 import cudnnconv
 import reference as ref
-from cudnnconv import activations, params
+from cudnnconv import activations
 from gpu_cases import DTYPES, ENGINES, FUSED, LAYOUTS, ids, kwargs
 
 pytestmark = pytest.mark.gpu
@@ -170,15 +170,34 @@ def test_composed_kernel_writes_every_element_and_rounds_bfloat16_once():
     assert (diff <= ulp).all(), float((diff / ulp).max())
 
 
-@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+# per element: a few units in the last place of the dtype, and an absolute floor for results near 0
+# (the float32 sum of terms of order 1 before the activation)
+ELEMENT_TOLERANCE = {"float16": (2.0 ** -10, 1e-5), "bfloat16": (2.0 ** -7, 1e-5), "float32": (1e-5, 1e-6),
+                     "float64": (1e-12, 1e-13)}
+
+
+def check_elements(y, expect, dtype, what):
+    rtol, atol = ELEMENT_TOLERANCE[dtype]
+    got = cupy.asnumpy(y).astype(numpy.float64)
+    bad = ~(numpy.abs(got - expect) <= rtol * numpy.abs(expect) + atol)        # NaN counts as bad
+    assert not bad.any(), "%s: %d elements off, the first at %s: %r against %r" % (
+        what, int(bad.sum()), numpy.argwhere(bad)[0], got[bad][0], expect[bad][0])
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 @pytest.mark.parametrize("offset", [0, 1], ids=["aligned", "offset"])
 @pytest.mark.parametrize("shape", [(3, 13, 9, 7), (2, 24, 16, 16), (4, 5, 33)])
-def test_composed_kernels_vector_and_elementwise(dtype, layout, offset, shape):
+def test_composed_kernels_vector_and_elementwise(monkeypatch, dtype, layout, offset, shape):
     """apply() and apply_derivative() on packed arrays (the vector kernels) and on arrays one element
     off 16-byte alignment (the elementwise kernels), with counts, channel runs and spatial sizes
-    that are no multiple of a vector: every element against the float64 composition."""
+    that are no multiple of a vector: which kernel ran, and each element against the float64
+    composition."""
     from cudnnconv import epilogue_composed
+    ran = []
+    vector, elementwise = epilogue_composed._vector_kernel, epilogue_composed._kernel
+    monkeypatch.setattr(epilogue_composed, "_vector_kernel", lambda *k: ran.append("vector") or vector(*k))
+    monkeypatch.setattr(epilogue_composed, "_kernel", lambda *k: ran.append("elementwise") or elementwise(*k))
 
     def packed(base):
         """``base`` copied into a packed array of the layout whose data starts ``offset`` elements
@@ -196,17 +215,16 @@ def test_composed_kernels_vector_and_elementwise(dtype, layout, offset, shape):
     y0, z0, a0 = (ref.random(shape, dtype, "nchw") for _ in range(3))
     b = ref.random((shape[1],), dtype)
     y, z = packed(y0), packed(z0)
-    assert epilogue_composed._vector_ready(*(
-        epilogue_composed._raw(t).transpose(params.memory_order(t)) for t in (y, z))) == (offset == 0)
+    kind = "vector" if offset == 0 else "elementwise"
     epi = activations.epilogue(1.25, -0.5, "silu", True, True)
     epilogue_composed.apply(y, epi, z, b)
     y64, z64, a64, b64 = (cupy.asnumpy(t).astype(numpy.float64) for t in (y0, z0, a0, b))
     v = 1.25 * y64 - 0.5 * z64 + b64.reshape((1, -1) + (1,) * (len(shape) - 2))
-    check(y, activations.reference_forward("silu", v), dtype, "apply %s" % ("vector" if not offset else "elementwise"))
+    check_elements(y, activations.reference_forward("silu", v), dtype, "apply, %s kernel" % kind)
     g, a = packed(y0), packed(a0)
     epilogue_composed.apply_derivative(g, activations.activation("gelu"), a)
-    check(g, y64 * activations.reference_derivative("gelu", a64), dtype, "apply_derivative")
-    assert y.dtype == d
+    check_elements(g, y64 * activations.reference_derivative("gelu", a64), dtype, "apply_derivative, %s kernel" % kind)
+    assert ran == [kind, kind] and y.dtype == d
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
