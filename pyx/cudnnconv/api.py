@@ -804,8 +804,9 @@ def conv_backward_weight_bias(input, weight_shape, grad_output, stride=1, paddin
                               out=None, bias_out=None, benchmark=None, deterministic=None, allow_tf32=None,
                               workspace_limit=None, engine=None):
     """(conv_backward_weight(input, weight_shape, grad_output, ...), the bias gradient): the weight
-    gradient, then ``grad_output`` summed over every dim but the channels in one reduction kernel
-    (accumulated in float32, float64 for double data), into ``bias_out`` where given.  The path
+    gradient, then ``grad_output`` summed over every dim but the channels (accumulated in float32,
+    float64 for double data; in a few reduction steps on large arrays,
+    ``epilogue_composed.bias_gradient``), into ``bias_out`` where given.  The path
     is 'composed' (``last_call()``); cuDNN has no plan that takes both from one read of
     ``grad_output`` among the patterns this library builds."""
     g = params.inspect_array(grad_output, "grad_output")
