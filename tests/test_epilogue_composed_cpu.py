@@ -583,7 +583,7 @@ def test_bias_gradient_steps_sum_every_element_once(monkeypatch, shape, layout, 
             return None
         kept.append((shape_, acc))
         return numpy.full(shape_, numpy.nan)
-    monkeypatch.setattr(E, "_capturing", lambda: capturing)
+    monkeypatch.setattr(E.workspace, "current_stream_capturing", lambda: capturing)
     monkeypatch.setattr(E, "_partial_sums", partial_sums)
     g = _channels_last(shape, rng) if layout == "channels_last" else rng.standard_normal(shape)
     monkeypatch.setattr(E, "_ONE_STEP_UP_TO", 100)          # several steps on small arrays

@@ -1,6 +1,7 @@
 """cudnnconv.workspace.kept_pointer, without a GPU (the pool is replaced by a recorder)."""
 import threading
 import time
+import types
 
 import pytest
 
@@ -154,3 +155,18 @@ def test_a_choice_that_keeps_its_workspace_keeps_it_outside_capture(pool, monkey
     search.run_choice(d, Args(7), c)
     search.run_choice(d, Args(7), c)
     assert pool == [256] and d.ran == [c.ws_mem.ptr] * 2
+
+
+def test_current_stream_capturing_asks_about_the_current_stream(monkeypatch):
+    """The current stream's pointer is what is asked about; a query that fails (another stream
+    capturing in global mode) counts as capturing, so nothing that must not run in a capture runs."""
+    cupy = pytest.importorskip("cupy")
+    monkeypatch.setattr(cupy.cuda, "get_current_stream", lambda: types.SimpleNamespace(ptr=1234))
+    asked = []
+    monkeypatch.setattr(workspace, "capturing", lambda s: asked.append(s) or s == 99)
+    assert workspace.current_stream_capturing() is False and asked == [1234]
+
+    def fails(stream):
+        raise cupy.cuda.runtime.CUDARuntimeError(900)      # cudaErrorStreamCaptureUnsupported
+    monkeypatch.setattr(workspace, "capturing", fails)
+    assert workspace.current_stream_capturing() is True

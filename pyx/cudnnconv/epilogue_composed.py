@@ -14,7 +14,7 @@ Their sources are pure text, so that the CPU tests can check and run them; each 
 per (activation, parts, dtype, and for the vector kernel the index width).  The scales and the
 activation's parameters are kernel arguments, not part of the source: a new value compiles nothing.
 """
-from cudnnconv import activations, params
+from cudnnconv import activations, params, workspace
 
 # The activation as a C expression of ``v`` (acc_t) and the parameters p0, p1 (acc_t).  The
 # functions are CUDA's float/double overloads.
@@ -280,20 +280,16 @@ def _vector_kernel(kind, act_name, a, b, dtype_name, wide):
     return kern
 
 
-def _vector_ready(*arrays):
-    """Every array is a CuPy array packed in its axis order and 16-byte aligned (else the
-    elementwise kernels run)."""
-    for a in arrays:
-        ptr = getattr(getattr(a, "data", None), "ptr", None)
-        if ptr is None or ptr % _VECTOR_BYTES or not a.flags.c_contiguous:
-            return False
-    return True
-
-
 def _packed_on_device(a):
     """A CuPy array packed in its axis order (the bias, which the vector kernel reads an element at
     a time, needs no alignment)."""
     return getattr(getattr(a, "data", None), "ptr", None) is not None and a.flags.c_contiguous
+
+
+def _vector_ready(*arrays):
+    """Every array is a CuPy array packed in its axis order and 16-byte aligned (else the
+    elementwise kernels run)."""
+    return all(_packed_on_device(a) and a.data.ptr % _VECTOR_BYTES == 0 for a in arrays)
 
 
 def _launch(kern, n, dtype_name, wide, args):
@@ -417,15 +413,6 @@ def _bias_kernel(dtype_name, acc_in, acc_out):
     return kern
 
 
-def _capturing():
-    """Whether the current stream is being captured (True where that cannot be told)."""
-    import cupy
-    try:
-        return cupy.cuda.runtime.streamIsCapturing(cupy.cuda.get_current_stream().ptr) != 0
-    except cupy.cuda.runtime.CUDARuntimeError:      # another stream captures in global mode, say
-        return True
-
-
 # The partial sums of a bias gradient captured into a CUDA graph, kept for the process: the graph
 # writes them at every replay, so CuPy's pool must never hand their memory to another array.
 # Keyed like a captured call's workspace, by device and stream, and by the step's shape and type.
@@ -438,7 +425,7 @@ def _partial_sums(shape, acc, capturing):
     if not capturing:
         return None
     import cupy
-    key = (cupy.cuda.Device().id, cupy.cuda.get_current_stream().ptr, shape, acc)
+    key = (cupy.cuda.Device().id, workspace.thread_stream_key(cupy.cuda.get_current_stream().ptr), shape, acc)
     buf = _KEPT_PARTIALS.get(key)
     if buf is None:
         buf = _KEPT_PARTIALS[key] = cupy.empty(shape, dtype=acc)
@@ -464,7 +451,7 @@ def bias_gradient(g, out=None):
     if drop:
         keep = [i for i in range(m.ndim) if i not in drop]
         m, cpos = m.reshape([m.shape[i] for i in keep]), keep.index(cpos)
-    capturing, acc_in = _capturing(), False
+    capturing, acc_in = workspace.current_stream_capturing(), False
     while True:
         axes, channel = bias_plan(m.shape, cpos)
         if channel is None:

@@ -21,7 +21,7 @@ Nothing is timed, and the call fuses wherever cuDNN takes the graph, as without 
 the fused plan's time is unknown (a choice made by cuDNN's heuristics), while explain() or a
 warm-up watches the search, or while the stream is being captured.
 """
-from cudnnconv import gpu_timing, ranking
+from cudnnconv import gpu_timing, ranking, workspace
 from cudnnconv.core import state as _state
 
 
@@ -92,15 +92,7 @@ def should_time(opts):
     told, nothing is timed)."""
     if not opts.benchmark or _state.state().explain is not None:
         return False
-    import cupy
-    stream = cupy.cuda.get_current_stream()
-    try:
-        try:
-            return not stream.is_capturing()
-        except AttributeError:
-            return cupy.cuda.runtime.streamIsCapturing(stream.ptr) == 0
-    except cupy.cuda.runtime.CUDARuntimeError:      # another stream captures in global mode, say
-        return False
+    return not workspace.current_stream_capturing()
 
 
 def kernel_ms(run_in_place, a):

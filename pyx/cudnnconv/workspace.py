@@ -113,6 +113,16 @@ def capturing(stream):
     return cupy.cuda.runtime.streamIsCapturing(stream) != 0
 
 
+def current_stream_capturing():
+    """Whether CuPy's current stream is capturing a CUDA graph; True where that cannot be told
+    (another stream capturing in global mode makes the query itself fail)."""
+    import cupy
+    try:
+        return capturing(cupy.cuda.get_current_stream().ptr)
+    except cupy.cuda.runtime.CUDARuntimeError:
+        return True
+
+
 PER_THREAD_DEFAULT_STREAM = 2     # cudaStreamPerThread: one handle value, another stream in each thread
 
 
