@@ -660,8 +660,8 @@ def _records_from_caches(only=None):
     memo = {}
     out = []
     for key, choice in pairs:
-        if not isinstance(key, params.ProblemKey) or key.engine not in ENGINES:
-            continue
+        if not isinstance(key, params.ProblemKey) or key.engine not in ENGINES or not params.persistent(key):
+            continue                     # (a spatial tile's one-sided problem stays in the process)
         cod = codec(key.engine)
         if cod is None:
             continue

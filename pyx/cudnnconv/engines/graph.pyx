@@ -52,6 +52,9 @@ from cudnnconv.cache import AlgoCache, CacheInfo, check_maxsize
 from cudnnconv.core.status import CuDNNError, CuDNNOutOfMemoryError
 
 ENGINE = "graph"
+# A geometry's padding may be one (before, after) pair per dim (params.tile_padding): cuDNN's
+# graph takes pre- and post-padding apiece, so a spatial tile runs on a view of its window.
+ONE_SIDED_PADDING = True
 # The ops whose key ends with an epilogue's key fields (activations.key_fields): 'epilogue'
 # (y = act(alpha1 * conv + alpha2 * z + bias)) and 'dgrad_act' (dx = dgrad(dy) * act'(act_input)).
 EPILOGUE_OPS = ("epilogue", "dgrad_act")
@@ -197,7 +200,10 @@ cdef class GraphArgs:
         self.w_strides = params.layout_strides(self.w_shape, layout)
         self.y_strides = params.layout_strides(self.y_shape, layout)
         self.b_shape = (1, self.w_shape[0]) + (1,) * (len(self.w_shape) - 2)
-        self.padding = tuple(int(v) for v in geom.padding)
+        # geom.padding: one int per dim (the same before and after), or one (before, after) pair per
+        # dim: a spatial tile's one-sided padding (params.one_sided)
+        pairs = params.padding_pairs(geom.padding)
+        self.padding = tuple(lo for lo, _ in pairs)
         self.stride = tuple(int(v) for v in geom.stride)
         self.dilation = tuple(int(v) for v in geom.dilation)
         self.alpha = alpha
@@ -213,13 +219,14 @@ cdef class GraphArgs:
         # cuDNN's graph API wants y's size to follow exactly from x's; a
         # transposed convolution with output_padding gives an x larger than
         # that.  The pre-padding alone fixes where each output window sits,
-        # so the post-padding is chosen (nearest the symmetric value) to make
-        # the sizes agree; the result is unchanged.
+        # so the post-padding is chosen (nearest the one asked for: the
+        # pre-padding, or a tile's own post-padding) to make the sizes agree;
+        # the result is unchanged.
         post = []
         for i in range(nsp):
             effk = self.dilation[i] * (self.w_shape[2 + i] - 1) + 1
             lo = (self.y_shape[2 + i] - 1) * self.stride[i] + effk - self.x_shape[2 + i] - self.padding[i]
-            post.append(min(max(self.padding[i], lo), lo + self.stride[i] - 1))
+            post.append(min(max(pairs[i][1], lo), lo + self.stride[i] - 1))
         self.post_padding = tuple(post)
         return 0
 
@@ -843,7 +850,8 @@ def _benchmark(GraphArgs a, opts):
         progress = exhaustive_budget.Progress("%s x=%s w=%s" % (a.op, a.x_shape, a.w_shape))
         swept = None
         sweep_s = clock.seconds * knob_sandbox.SHARE - clock.spent()
-        if gpu_timing.KNOB_SWEEP and a.key is not None and sweep_s >= knob_sandbox.MIN_SWEEP_S:
+        if gpu_timing.KNOB_SWEEP and a.key is not None and params.persistent(a.key) \
+                and sweep_s >= knob_sandbox.MIN_SWEEP_S:
             # every engine and knob setting, tried in a worker process (a setting can run a kernel
             # that never returns; cudnnconv.knob_sandbox), within its share of the budget; its
             # fastest settings are then built and timed here with the heuristics' own.  The GPU
@@ -1225,10 +1233,12 @@ def run(str op, x, w, y, geom, opts, str layout, int device, repro=None, z=None,
     else:
         prior = cache.peek(key)
         # (a cached NoneRan, cuDNN's refusal of the problem, is not looked up in the file again)
-        if not explaining and not _usable(prior, opts.benchmark) and type(prior) is not search.NoneRan:
+        # (a spatial tile's one-sided padding is in no file: params.persistent)
+        if not explaining and not _usable(prior, opts.benchmark) and type(prior) is not search.NoneRan \
+                and params.persistent(key):
             prior = _from_tuning_file(key, cache, opts.benchmark)
     choice = search.try_all(DIRECTIONS[op], a, cache, key, opts)
-    if choice is not prior and type(choice) is GraphChoice and not explaining:
+    if choice is not prior and type(choice) is GraphChoice and not explaining and params.persistent(key):
         _record_choice(key, choice)            # CUDNNCONV_TUNING_CACHE: merged into the file now
     trace_reset()                  # a search ran: no stage times for this call
     return choice

@@ -23,9 +23,9 @@ from cudnnconv.params.layouts import (  # noqa: F401
     CHANNELS_LAST, NCHW, _layout_strides, empty_in_layout, has_layout, layout_strides, memory_order, suggest_layout,
     to_layout)
 from cudnnconv.params.geometry import (  # noqa: F401
-    Geometry, backward_input_geometry, backward_weight_geometry, check_bias, conv_geometry, spatial_tuple,
-    transpose_geometry)
+    Geometry, backward_input_geometry, backward_weight_geometry, check_bias, conv_geometry, one_sided,
+    padding_pairs, spatial_tuple, tile_padding, transpose_geometry)
 from cudnnconv.params.keys import (  # noqa: F401
-    ProblemKey, make_key)
+    ProblemKey, make_key, persistent)
 from cudnnconv.params.repro import (  # noqa: F401
     RandomArray, repro, repro_kwargs)

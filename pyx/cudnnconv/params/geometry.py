@@ -11,7 +11,27 @@ Geometry.__doc__ = """Normalised convolution parameters.
 
 ``padding`` is symmetric; ``same_extra`` holds, per spatial dim, the one extra
 element of padding that 'same' needs at the end when the total is odd (the
-input is then padded explicitly, as PyTorch does)."""
+input is then padded explicitly, as PyTorch does).  Inside the library alone, a spatial
+tile's geometry can carry one-sided padding: ``padding`` is then one (before, after) pair per
+dim (``tile_padding``), which only the graph engine takes."""
+
+
+def tile_padding(pads):
+    """A tile's ``(before, after)`` pair per dim as a Geometry's padding: one int per dim where
+    every dim's two are equal (the form every call has, and so the same cache key), else the pairs
+    themselves (``one_sided``)."""
+    pads = tuple((int(lo), int(hi)) for lo, hi in pads)
+    return tuple(lo for lo, _ in pads) if all(lo == hi for lo, hi in pads) else pads
+
+
+def one_sided(padding):
+    """Whether a Geometry's (or a problem key's) padding is ``tile_padding``'s pairs."""
+    return bool(padding) and type(padding[0]) is tuple
+
+
+def padding_pairs(padding):
+    """A Geometry's padding as one (before, after) pair per dim, whichever form it has."""
+    return tuple(padding) if one_sided(padding) else tuple((int(p), int(p)) for p in padding)
 
 
 def _as_int(v, what):

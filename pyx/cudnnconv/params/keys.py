@@ -1,6 +1,8 @@
 """The problem key of the choice caches, and the one function that builds it."""
 import collections
 
+from cudnnconv.params.geometry import one_sided
+
 ProblemKey = collections.namedtuple(
     "ProblemKey",
     "op engine device dtype input_shape weight_shape layout padding stride dilation groups "
@@ -24,7 +26,19 @@ def make_key(op, engine, device, dtype_code, x_shape, w_shape, layout, geom, opt
         benchmark=True asks for it (see search.try_all);
       * same_extra: 'same' padding's asymmetric part is applied to the input
         before the engine sees it, so the input shape already carries it.
+
+    A spatial tile's one-sided padding (``geometry.tile_padding``'s pairs) is
+    kept whole in ``padding``, so the output's size still follows from the key.
+    Such keys live in the process's caches only: the tuning file, the warm-up
+    and the knob sweep take keys of calls, whose padding is one int per dim
+    (``persistent``).
     """
     return ProblemKey(op, engine, device, dtype_code, tuple(x_shape), tuple(w_shape), layout,
                       geom.padding, geom.stride, geom.dilation, geom.groups,
                       bool(opts.deterministic), bool(opts.allow_tf32), opts.workspace_limit, tuple(extra))
+
+
+def persistent(key):
+    """Whether ``key`` is one the tuning file, the warm-up and the knob sweep take: every key but a
+    spatial tile's with one-sided padding, which no call of the API has."""
+    return not one_sided(key.padding)
