@@ -732,6 +732,8 @@ def test_split_or_tile_tiles_each_sample_where_one_is_over_the_limit():
 class _ReferenceEngine:
     """An engine's ``run`` on NumPy arrays: the float64 reference with the geometry it is given."""
 
+    ENGINE = "reference"
+
     def __init__(self, limit, layout=None):
         self.shapes = []
         self.arrays = []
@@ -740,13 +742,18 @@ class _ReferenceEngine:
         self.layout = layout
 
     def run(self, op, x, w, y, geom, opts, layout, device, repro, z=None, bias=None, alpha=1.0):
-        assert geom.same_extra == (0,) * geom.nsp          # a tile's padding is symmetric, or copied in
+        from cudnnconv import params
+        assert geom.same_extra == (0,) * geom.nsp
+        # a tile's padding is symmetric, or copied in, unless the engine takes one-sided padding
+        assert getattr(self, "ONE_SIDED_PADDING", False) or not params.one_sided(geom.padding)
         assert x.size <= self.limit and y.size <= self.limit, (x.shape, y.shape, self.limit)
         if self.layout is not None:     # the activations it is handed are packed in the plan's layout
-            from cudnnconv import params
             assert layout == self.layout
             assert all(params.has_layout(a, layout) for a in (x, y) + ((z,) if z is not None else ())), op
-        pads = tuple((p, p) for p in geom.padding)
+        pads = params.padding_pairs(geom.padding)
+        # the output's size follows from the input, the weight and the padding (as cuDNN's graph wants)
+        assert y.shape[2:] == tuple(tiling.output_size(n, k, s, d, lo, hi) for n, k, s, d, (lo, hi) in
+                                    zip(x.shape[2:], w.shape[2:], geom.stride, geom.dilation, pads)), (op, pads)
         self.paddings.append(geom.padding)
         if op == "forward":
             y[...] = conv(x, w, geom.stride, geom.dilation, pads)
@@ -979,3 +986,249 @@ def test_tiled_calls_fused_epilogue_where_a_window_reads_padding_alone(monkeypat
     numpy.testing.assert_array_equal(got, numpy.maximum(0.3 * zh.astype(numpy.float32)
                                                         + b.astype(numpy.float16).astype(numpy.float32)
                                                         .reshape(1, 3, 1), 0).astype(numpy.float16))
+
+
+class _OneSidedEngine(_ReferenceEngine):
+    """The reference engine taking a tile's one-sided padding, as the graph engine does."""
+    ONE_SIDED_PADDING = True
+
+
+# ---------------------------------------------------------------------------
+# The input gradient cut into parts: one-sided padding, no sums
+# ---------------------------------------------------------------------------
+
+def _parts(g, tiles):
+    return tiling.input_gradient_parts(tiles, g["spatial"], g["kernel"], g["stride"], g["dilation"], g["pad_lo"],
+                                       g["pad_hi"], g["n"], g["in_channels"], g["out_channels"], g["index_limit"])
+
+
+@SETTINGS
+@given(geometries())
+def test_input_gradient_parts_partition_the_gradient_and_read_exactly_its_outputs(case):
+    """Brute force per part: the parts cover the gradient once; every position of a part's run gets
+    every output that reads it from the part's window, and the window with the part's padding lines
+    up (its first padded position is where the window's first output starts reading, and it makes
+    exactly the window's outputs); positions of a part outside its run are read by no output; every
+    run and window is within the limit, or there are no parts."""
+    g, out = case
+    tiles = _plan(g)
+    parts = _parts(g, tiles)
+    n, cin, cout, limit = g["n"], g["in_channels"], g["out_channels"], g["index_limit"]
+    if parts is None:                   # then some part, cut as the module says, is over the limit
+        over = False
+        for t in tiles:
+            dims = [tiling._grad_span(t.out_lo[d], t.out_hi[d], g["spatial"][d], out[d], g["kernel"][d],
+                                      g["stride"][d], g["dilation"][d], g["pad_lo"][d]) for d in range(len(out))]
+            run = math.prod(v[1] - v[2] for v in dims)
+            win = math.prod(v[4] - v[3] for v in dims)
+            over |= n * cin * run > limit or n * cout * win > limit
+        assert over
+        return
+    assert len(parts) == len(tiles)
+    count = numpy.zeros(g["spatial"], dtype=numpy.int64)
+    for p in parts:
+        count[tuple(slice(a, b) for a, b in zip(p.gx_lo, p.gx_hi))] += 1
+        run = math.prod(b - a for a, b in zip(p.run_lo, p.gx_hi))
+        win = math.prod(b - a for a, b in zip(p.gy_lo, p.gy_hi))
+        assert n * cin * run <= limit and n * cout * win <= limit
+        for d in range(len(out)):
+            size, k, st_, dl, pl = (g[f][d] for f in ("spatial", "kernel", "stride", "dilation", "pad_lo"))
+            assert 0 <= p.gx_lo[d] <= p.run_lo[d] <= p.gx_hi[d] <= size
+            readers = {i: {o for o in range(out[d]) for tap in range(k) if o * st_ - pl + tap * dl == i}
+                       for i in range(p.gx_lo[d], p.gx_hi[d])}
+            if not (run and win):       # the whole part is zero: no output reads it along some dim
+                empty_run = p.run_lo[d] == p.gx_hi[d] or p.gy_lo[d] == p.gy_hi[d]
+                assert not empty_run or not any(readers.values())
+                continue
+            assert 0 <= p.gy_lo[d] < p.gy_hi[d] <= out[d] and p.pad_lo[d] >= 0 and p.pad_hi[d] >= 0
+            for i, who in readers.items():
+                if i < p.run_lo[d]:
+                    assert not who                                      # before the run: read by none
+                else:
+                    assert who <= set(range(p.gy_lo[d], p.gy_hi[d]))    # its readers are in the window
+            assert p.run_lo[d] - p.pad_lo[d] == p.gy_lo[d] * st_ - pl   # the strides line up
+            assert tiling.output_size(p.gx_hi[d] - p.run_lo[d], k, st_, dl, p.pad_lo[d], p.pad_hi[d]) \
+                == p.gy_hi[d] - p.gy_lo[d]
+    assert (count == 1).all()
+
+
+@SETTINGS
+@given(geometries(), st.integers(0, 2 ** 32 - 1))
+def test_the_input_gradient_from_parts_equals_the_whole(case, seed):
+    """tiled.backward_data_parts on the float64 reference with each part's one-sided padding: equal
+    to the untiled input gradient, every element written (the gradient starts poisoned)."""
+    g, out = case
+    parts = _parts(g, _plan(g))
+    if parts is None:
+        return
+    rng = numpy.random.default_rng(seed)
+    n, cin, cout = g["n"], g["in_channels"], g["out_channels"]
+    w = rng.standard_normal((cout, cin) + g["kernel"])
+    gy = rng.standard_normal((n, cout) + out)
+    pads = tuple(zip(g["pad_lo"], g["pad_hi"]))
+    want = conv_backward_input((n, cin) + g["spatial"], w, gy, g["stride"], g["dilation"], pads)
+    runs = []
+
+    def run(gx_run, w_, gyw, pads_, part):
+        runs.append(part)
+        gx_run[...] = conv_backward_input(gx_run.shape, w_, gyw, g["stride"], g["dilation"], pads_)
+    got = tiled.backward_data_parts(run, numpy.full(want.shape, numpy.nan), w, gy, parts)
+    numpy.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-11)
+    assert len(runs) <= len(parts)
+
+
+def test_parts_of_a_padded_3x3_cut_in_two():
+    """By hand: 12 rows, 3 taps, padding 1, outputs cut into [0, 6) and [6, 12).  The second tile's
+    outputs start reading at row 5: the first part is rows [0, 5), the gradient of outputs [0, 6)
+    (output 5 reads rows 4 to 6) with padding 1 before and 2 after; the second rows [5, 12), of
+    outputs [4, 12) (output 4 reads rows 3 to 5), padding 2 before and 1 after.  A window of 8
+    outputs in 2 channels is over a limit of 14: no parts."""
+    g = _g(spatial=(12,), kernel=(3,), stride=(1,), dilation=(1,), pad_lo=(1,), pad_hi=(1,), in_channels=1,
+           out_channels=1, index_limit=8)
+    tiles = tiling.plan_spatial_tiles(**g, padded=True)
+    assert [(t.out_lo, t.out_hi) for t in tiles] == [((0,), (6,)), ((6,), (12,))]
+    a, b = _parts(g, tiles)
+    assert (a.gx_lo, a.run_lo, a.gx_hi, a.gy_lo, a.gy_hi, a.pad_lo, a.pad_hi) == \
+        ((0,), (0,), (5,), (0,), (6,), (1,), (2,))
+    assert (b.gx_lo, b.run_lo, b.gx_hi, b.gy_lo, b.gy_hi, b.pad_lo, b.pad_hi) == \
+        ((5,), (5,), (12,), (4,), (12,), (2,), (1,))
+    assert _parts(dict(g, out_channels=2, index_limit=14), tiles) is None
+
+
+def test_tile_padding_is_ints_where_symmetric_else_pairs():
+    from cudnnconv import params
+    assert params.tile_padding(((1, 1), (0, 0))) == (1, 0)
+    assert params.tile_padding(((1, 0), (2, 2))) == ((1, 0), (2, 2))
+    assert not params.one_sided((1, 0)) and params.one_sided(((1, 0), (2, 2)))
+    assert params.padding_pairs((1, 0)) == ((1, 1), (0, 0))
+    assert params.padding_pairs(((1, 0), (2, 2))) == ((1, 0), (2, 2))
+    opts = __import__("types").SimpleNamespace(deterministic=False, allow_tf32=True, workspace_limit=None)
+    geom = params.Geometry(2, (1, 1), (1, 1), (1, 1), 1, (0, 0))
+    sym = params.make_key("forward", "graph", 0, 0, (1, 2, 8, 8), (2, 2, 3, 3), "NCHW", geom, opts)
+    one = params.make_key("forward", "graph", 0, 0, (1, 2, 8, 8), (2, 2, 3, 3), "NCHW",
+                          geom._replace(padding=((1, 0), (1, 1))), opts)
+    assert sym != one and params.persistent(sym) and not params.persistent(one)
+
+
+def _one_sided_plan(layout, g, samples=1):
+    import types
+    from cudnnconv import params, tiled_calls
+    tiles = tiling.plan_spatial_tiles(**g, padded=True)
+    nsp = len(g["spatial"])
+    geom = params.Geometry(nsp, g["stride"], g["pad_lo"], g["dilation"], 1, (0,) * nsp)
+    return types.SimpleNamespace(chunks=tiled_calls.Tiled([(s, 1) for s in range(samples)], tiles), layout=layout,
+                                 geom=geom, device=0, repro=None), tiles
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("kernel,pad,stride", [(3, 1, 1), (5, 2, 2), (2, 0, 3)])
+def test_on_an_engine_with_one_sided_padding_every_tile_runs_on_views(monkeypatch, layout, kernel, pad, stride):
+    """Channels-last, cut along the outermost dim: every tile hands the engine its window of x and
+    its tile of y themselves, edge tiles with their one-sided padding, and the input gradient is cut
+    into parts computed in place from views of the gradient output: not one copy in any direction.
+    In NCHW the windows are not packed: the copies and the sums over windows, as before.  Every
+    direction equals the float64 reference."""
+    from cudnnconv import params, tiled_calls
+    _numpy_layouts(monkeypatch)
+    lay = params.NCHW if layout == "nchw" else params.CHANNELS_LAST
+    g = _g(n=1, in_channels=2, out_channels=2, spatial=(20, 4), kernel=(kernel, kernel), stride=(stride, 1),
+           pad_lo=(pad, pad), pad_hi=(pad, pad), index_limit=2 * 9 * (4 + 2 * pad))
+    plan, tiles = _one_sided_plan(lay, g, samples=2)
+    assert len(tiles) >= 2 and (pad == 0 or any(t.pad_lo != t.pad_hi for t in tiles))
+    rng = numpy.random.default_rng(8)
+    x, w = _packed_in(rng.standard_normal((2, 2, 20, 4)), lay), rng.standard_normal((2, 2, kernel, kernel))
+    pads = ((pad, pad), (pad, pad))
+    y_ref = conv(x, w, (stride, 1), (1, 1), pads)
+    gy = _packed_in(rng.standard_normal(y_ref.shape), lay)
+    copies = []
+    for name in ("assign", "fill", "add_into"):
+        real = getattr(tiled, name)
+        monkeypatch.setattr(tiled, name, lambda *a, _real=real, _name=name: (copies.append(_name), _real(*a))[1])
+    views = layout == "channels_last"
+    for op in ("forward", "backward_data", "backward_filter"):
+        eng = _OneSidedEngine(g["index_limit"], lay)
+        del copies[:]
+        if op == "forward":
+            got = _packed_in(numpy.full(y_ref.shape, numpy.nan), lay)
+            tiled_calls.run(eng, op, plan, x, w, got, None)
+            want, base = y_ref, x
+        elif op == "backward_data":
+            got = _packed_in(numpy.full(x.shape, numpy.nan), lay)
+            tiled_calls.run(eng, op, plan, got, w, gy, None)
+            want, base = conv_backward_input(x.shape, w, gy, (stride, 1), (1, 1), pads), got
+        else:
+            got = numpy.full(w.shape, numpy.nan)
+            tiled_calls.run(eng, op, plan, x, got, gy, None)
+            want, base = conv_backward_weight(x, w.shape, gy, (stride, 1), (1, 1), pads), x
+        numpy.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-11)
+        shared = [numpy.shares_memory(xa, base) for xa, _ in eng.arrays]
+        assert all(shared) == views and shared, (op, shared)
+        if views:
+            assert copies == [], (op, copies)
+            one_sided = [p for p in eng.paddings if params.one_sided(p)]
+            assert (len(one_sided) > 0) == (pad > 0), (op, eng.paddings)
+        else:
+            assert copies, op
+
+
+def test_a_refused_one_sided_problem_falls_back_to_the_padded_copy(monkeypatch):
+    """Where the engine refuses a one-sided problem (a CuDNNError), that tile runs from a padded copy
+    of its window with no padding, and the input gradient falls back to the sums over windows,
+    written whole again; every result equals the reference."""
+    from cudnnconv import params, tiled_calls
+    from cudnnconv.core.status import CuDNNError
+    _numpy_layouts(monkeypatch)
+    lay = params.CHANNELS_LAST
+    g = _g(n=1, in_channels=2, out_channels=2, spatial=(16, 4), kernel=(3, 3), pad_lo=(1, 1), pad_hi=(1, 1),
+           index_limit=2 * 9 * 6)
+    plan, tiles = _one_sided_plan(lay, g)
+    refused = []
+
+    class Refusing(_OneSidedEngine):
+        def run(self, op, x, w, y, geom, *a, **kw):
+            if params.one_sided(geom.padding):
+                refused.append(op)
+                raise CuDNNError(3000, "refused in this test")
+            return super().run(op, x, w, y, geom, *a, **kw)
+    rng = numpy.random.default_rng(9)
+    x, w = _packed_in(rng.standard_normal((1, 2, 16, 4)), lay), rng.standard_normal((2, 2, 3, 3))
+    pads = ((1, 1), (1, 1))
+    y = _packed_in(numpy.full((1, 2, 16, 4), numpy.nan), lay)
+    tiled_calls.run(Refusing(10 ** 6, lay), "forward", plan, x, w, y, None)
+    numpy.testing.assert_allclose(y, conv(x, w, (1, 1), (1, 1), pads), rtol=1e-12, atol=1e-12)
+    gy = _packed_in(rng.standard_normal((1, 2, 16, 4)), lay)
+    gx = _packed_in(numpy.full((1, 2, 16, 4), numpy.nan), lay)
+    tiled_calls.run(Refusing(10 ** 6, lay), "backward_data", plan, gx, w, gy, None)
+    numpy.testing.assert_allclose(gx, conv_backward_input(gx.shape, w, gy, (1, 1), (1, 1), pads), rtol=1e-11,
+                                  atol=1e-11)
+    gw = numpy.full(w.shape, numpy.nan)
+    tiled_calls.run(Refusing(10 ** 6, lay), "backward_filter", plan, x, gw, gy, None)
+    numpy.testing.assert_allclose(gw, conv_backward_weight(x, w.shape, gy, (1, 1), (1, 1), pads), rtol=1e-11,
+                                  atol=1e-11)
+    assert set(refused) == {"forward", "backward_data", "backward_filter"}
+
+
+def test_the_one_sided_engine_is_the_graph_engine_or_autos_first():
+    import types
+    from cudnnconv import tiled_calls
+    graph_like = types.SimpleNamespace(ONE_SIDED_PADDING=True, ENGINE="graph")
+    legacy_like = types.SimpleNamespace(ENGINE="legacy")
+    assert tiled_calls.one_sided_engine(graph_like) is graph_like
+    assert tiled_calls.one_sided_engine(legacy_like) is None
+    assert tiled_calls.one_sided_engine(types.SimpleNamespace(first=graph_like, second=legacy_like)) is graph_like
+    assert tiled_calls.one_sided_engine(types.SimpleNamespace(first=legacy_like, second=graph_like)) is None
+
+
+def test_one_sided_problems_are_never_written_to_the_tuning_file(monkeypatch):
+    """A tile's one-sided key has no call to replay and no form in the file: saving the caches
+    skips it and keeps the same problem's symmetric key."""
+    import types
+    from cudnnconv import params, tuning
+    opts = types.SimpleNamespace(deterministic=False, allow_tf32=True, workspace_limit=None)
+    geom = params.Geometry(2, (1, 1), (1, 1), (1, 1), 1, (0, 0))
+    sym = params.make_key("forward", "graph", 0, 0, (1, 2, 8, 8), (2, 2, 3, 3), "NCHW", geom, opts, (16, 16, 16))
+    one = sym._replace(padding=((1, 0), (1, 1)))
+    monkeypatch.setattr(tuning, "codec", lambda engine: (lambda choice, key: {"tag": "t"},))
+    monkeypatch.setattr(tuning, "_env_here", lambda device, memo: {"device": device})
+    got = tuning._records_from_caches(only=[(sym, object()), (one, object())])
+    assert [k for _, k, _, _ in got] == [sym]

@@ -13,7 +13,7 @@ channels-last (D = 80: 2.68e9 elements per tensor, over cuDNN's 2**31 - 1), a 3x
 - the weight gradient, against a float64 reference summed over slabs of the depth dim (each slab
   with its halo rows), i.e. over the whole tensor.
 
-Throughput: each direction is then timed (CUDA events, median of 3 after a warm-up) against the
+Throughput: each direction is then timed (CUDA events, median of 10 after two warm-up calls) against the
 same convolution on a sample just under the limit (the largest depth that is not tiled), and the
 ratio of elements per second is reported (tiled / untiled; the target is >= 0.9).  Memory: about
 50 GB of device memory at D = 80.
@@ -90,8 +90,8 @@ def wgrad_reference(x, gy, w_shape, slab=8):
 
 
 def timed(fn):
-    """ms of one call, by CUDA events: the median of 3 after a warm-up (the demo's timer)."""
-    return _time_ms(cupy, fn, warmup=1, repeats=3)
+    """ms of one call, by CUDA events: the median of 10 after two warm-up calls (the demo's timer)."""
+    return _time_ms(cupy, fn, warmup=2, repeats=10)
 
 
 def tiles_of_last_call():

@@ -26,7 +26,10 @@ What each direction does with the tiles (every output element is in exactly one 
 * weight gradient: the sum over tiles of each window's weight gradient with its gradient-output
   tile, accumulated in ``acc_dtype`` (float32 for the 16-bit types, as the batch split does) and
   written once at the end;
-* input gradient: the sum over tiles of each tile's input gradient over its window.  Adjacent
+* input gradient, cut into parts (``tiling.input_gradient_parts``, ``backward_data_parts``): each
+  part of the gradient computed whole from the gradient-output window that reads it, no sums;
+  where the parts do not fit the limit, or for a caller that sums:
+* input gradient, summed: the sum over tiles of each tile's input gradient over its window.  Adjacent
   windows overlap by the kernel's halo, and the overlaps add up as the convolution's adjoint does.
   The sum is the one the tiles make in order on a zeroed gradient, each addition for the 16-bit
   types in float32 and rounded once: an element in one window gets its term exactly, one in the
@@ -42,7 +45,9 @@ What each direction does with the tiles (every output element is in exactly one 
 
 * forward: ``run(x_window, w, y_tile, pads, tile)`` writes the convolution into ``y_tile`` (a view
   of y);
-* input gradient: ``run(shape, w, gy_tile, pads, tile)`` returns the window's gradient, an array
+* input gradient cut into parts (``backward_data_parts``): ``run(gx_run, w, gy_window, pads,
+  part)`` writes the part's gradient into ``gx_run`` (a view of gx);
+* input gradient summed over windows: ``run(shape, w, gy_tile, pads, tile)`` returns the window's gradient, an array
   of ``shape`` (the gradient's batch and channels by the window) and the gradient's dtype, in any
   layout (a view of the runner's own buffer is fine: it is read before the next tile runs);
 * weight gradient: ``run(x_window, gw_part, gy_tile, pads, tile)`` writes the window's weight
@@ -268,6 +273,23 @@ def backward_data(run, gx, w, gy, tiles):
             else:
                 add_into(dst, src)
         del part, dst, src                   # the runner's buffer goes back before the next tile runs
+    return gx
+
+
+def backward_data_parts(run, gx, w, gy, parts):
+    """``gx`` (written whole) from ``tiling.input_gradient_parts``' parts, which partition it: each
+    part's run is computed whole by ``run(gx_run, w, gy_window, pads, part)`` into ``gx_run`` (a
+    view of ``gx``), and the positions no output reads are zero.  No sums and no pass over the whole
+    gradient: every element is written once (twice where a part's run starts past its own first
+    positions, which are zeroed first); returns ``gx``."""
+    for p in parts:
+        box = gx[_slices(p.gx_lo, p.gx_hi)]
+        if any(a == b for a, b in zip(p.run_lo, p.gx_hi)) or any(a == b for a, b in zip(p.gy_lo, p.gy_hi)):
+            fill(box, 0)                 # read by no output
+            continue
+        if p.run_lo != p.gx_lo:
+            fill(box, 0)                 # the positions before the run (a stride past the kernel's reach)
+        run(gx[_slices(p.run_lo, p.gx_hi)], w, gy[_slices(p.gy_lo, p.gy_hi)], tuple(zip(p.pad_lo, p.pad_hi)), p)
     return gx
 
 

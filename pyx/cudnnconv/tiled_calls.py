@@ -5,22 +5,26 @@ one chunk per sample and the spatial tiles of one sample (``Tiled``, which a cal
 chunks).  ``run`` runs a tiled plan, chunk by chunk, with ``cudnnconv.tiled`` and an engine's
 ``run``:
 
-* a tile whose padding is the same before and after in every dim (an inner tile, or any tile of
-  a convolution without padding along the cut dims) runs on its window itself, with that padding,
-  where the window is packed in the plan's layout and aligned (a channels-last sample cut along its
-  outermost spatial dim); an input gradient's window is then written whole.  Any other tile's
-  window is copied into a packed array with the tile's padding as zeros around it (copies and
-  fills in memory order: ``tiled.assign``, ``tiled.fill``; the planner counts that padding against
-  the limit: ``padded=True``), and run with no padding, so both engines take it (the legacy engine
-  has only symmetric padding); an edge tile could run as a view too, which needs the post-padding
-  in the problem key and the tuning record (docs/design.md, "Samples over the index limit");
+* a tile runs on its window itself where the window is packed in the plan's layout and 16-byte
+  aligned (a channels-last sample cut along its outermost spatial dim), with the tile's own padding:
+  on any engine where that padding is the same before and after in every dim (an inner tile, or any
+  tile of a convolution without padding along the cut dims), and on the graph engine
+  (``one_sided_engine``) for an edge tile too, whose padding is one-sided (``params.tile_padding``;
+  such problems stay in the process's caches, never the tuning file: ``params.persistent``).  Any
+  other tile's window is copied into a packed array with the tile's padding as zeros around it
+  (copies and fills in memory order: ``tiled.assign``, ``tiled.fill``; the planner counts that
+  padding against the limit: ``padded=True``), and run with no padding, as it is where cuDNN
+  refuses the one-sided problem;
 * its result is written into the output's tile in place where that tile is packed in the layout
-  and 16-byte aligned (``_in_place``), else into a packed array copied into it; an input
-  gradient's padded window is read by ``tiled.backward_data`` through a view of its interior,
-  with no copy in between;
-* forward writes every output tile; backward-data sums each tile's gradient over its window;
-  backward-weight sums the tiles' partial gradients, and the samples', in float32 for the 16-bit
-  types (``split.accumulation_dtype``).
+  and 16-byte aligned (``_in_place``), else into a packed array copied into it;
+* forward writes every output tile; backward-weight sums the tiles' partial gradients, and the
+  samples', in float32 for the 16-bit types (``split.accumulation_dtype``);
+* backward-data, on the graph engine where every part is a packed view: the gradient cut into
+  parts (``tiling.input_gradient_parts``), each computed whole, in place, from the
+  gradient-output window that reads it, with one-sided padding at the edges: no copies and no
+  sums.  Otherwise it sums each tile's gradient over its window (``tiled.backward_data``: copied
+  where a window is alone, added over the halos), the window's gradient read through a view of
+  the engine's padded buffer.
 
 A transposed call runs as the input gradient of the convolution whose input is its output; a fused
 call (``conv_bias_add_relu``) gives each tile its slice of z, and writes relu(alpha * z + bias) where
@@ -30,8 +34,9 @@ cache holds one choice per distinct tile shape.
 """
 import math
 
-from cudnnconv import params, split, tiled, tiling
+from cudnnconv import _log, params, split, tiled, tiling
 from cudnnconv.core import build
+from cudnnconv.core.status import CuDNNError, CuDNNOutOfMemoryError
 
 
 class Tiled(tuple):
@@ -118,26 +123,45 @@ def _interior(shape, pads):
     return (slice(None), slice(None)) + tuple(slice(lo, lo + s) for s, (lo, _) in zip(shape[2:], pads))
 
 
+def one_sided_engine(eng):
+    """The engine that takes a tile's one-sided padding (``params.tile_padding``), so that every
+    tile runs on views: the graph engine, named or as engine='auto''s first, else None (the legacy
+    engine has symmetric padding only)."""
+    first = getattr(eng, "first", eng)
+    return first if getattr(first, "ONE_SIDED_PADDING", False) else None
+
+
 def run(eng, op, plan, x, w, y, opts, z=None, bias=None, alpha=1.0):
     """Run ``op`` ('forward', 'fused', 'backward_data' or 'backward_filter') over a tiled plan's
     chunks, the arrays in forward roles (x: input or its gradient, w: weight or its gradient, y:
     output or its gradient; a fused call's ``z`` has the output's shape, ``bias`` is a vector and
     ``alpha`` its scale).  Returns the choices that ran, one per tile run."""
     tiles, layout, geom = plan.chunks.tiles, plan.layout, _tile_geom(plan.geom)
+    one = one_sided_engine(eng)
     choices = []
 
-    def engine(xb, wb, yb, pad=None, **kw):
+    def engine(xb, wb, yb, pad=None, via=eng, **kw):
         g = geom if pad is None else geom._replace(padding=pad)
-        choices.append(eng.run(op, xb, wb, yb, g, opts, layout, plan.device, plan.repro, **kw))
+        choices.append(via.run(op, xb, wb, yb, g, opts, layout, plan.device, plan.repro, **kw))
+        if via is not eng and hasattr(eng, "ran_on"):
+            eng.ran_on(via.ENGINE)      # engine='auto': last_call() names the engine that ran
 
-    def window(xw, pads):
-        """(the window as the engine takes it, its padding): the window itself with its padding
-        where that is symmetric and the window packed and aligned, else a padded copy run with
-        none."""
-        pad = _symmetric(pads)
-        if pad is not None and _in_place(xw, layout):
-            return xw, pad
-        return _padded(xw, pads, layout), None
+    def on_window(xw, pads, wb, yb, **kw):
+        """Run the tile whose window of x is ``xw``: the window itself with its padding where it is
+        packed and aligned and the padding symmetric, or one-sided on an engine that takes that;
+        else (or where cuDNN refuses the one-sided problem) a padded copy run with none."""
+        if _in_place(xw, layout):
+            pad = _symmetric(pads)
+            if pad is not None:
+                return engine(xw, wb, yb, pad, **kw)
+            if one is not None:
+                try:
+                    return engine(xw, wb, yb, params.tile_padding(pads), via=one, **kw)
+                except CuDNNOutOfMemoryError:
+                    raise
+                except CuDNNError as e:
+                    _log.debug("tiled %s: one-sided padding %s refused (%s); copying the window", op, pads, e.name)
+        engine(_padded(xw, pads, layout), wb, yb, **kw)
 
     if op in ("forward", "fused"):
         for s, _ in plan.chunks:
@@ -147,8 +171,7 @@ def run(eng, op, plan, x, w, y, opts, z=None, bias=None, alpha=1.0):
                 yb = yt if _in_place(yt, layout) else params.empty_in_layout(yt.shape, yt.dtype, layout)
                 kw = {} if op == "forward" else dict(
                     z=_packed(zs[tiled.out_slices(tile)], layout), bias=bias, alpha=alpha)
-                xb, pad = window(xw, pads)
-                engine(xb, w_, yb, pad, **kw)
+                on_window(xw, pads, w_, yb, **kw)
                 if yb is not yt:
                     tiled.assign(yt, yb)
 
@@ -159,29 +182,69 @@ def run(eng, op, plan, x, w, y, opts, z=None, bias=None, alpha=1.0):
                     tiled.assign(yt, _relu_epilogue(zs[tiled.out_slices(tile)], alpha, bias))
             tiled.forward(fwd, x[s:s + 1], w, y[s:s + 1], tiles, padding_alone)
     elif op == "backward_data":
-        def dgrad(shape, w_, gyt, pads, tile):
-            pad = _symmetric(pads)
-            if pad is not None:         # the window's gradient, with its padding
-                gxw = params.empty_in_layout(shape, x.dtype, layout)
-                engine(gxw, w_, _packed(gyt, layout), pad)
-                return gxw
-            # the padded window's gradient; tiled.backward_data reads its interior, a view
-            padded = shape[:2] + tuple(p + lo + hi for p, (lo, hi) in zip(shape[2:], pads))
-            gxb = params.empty_in_layout(padded, x.dtype, layout)
-            engine(gxb, w_, _packed(gyt, layout))
-            return gxb[_interior(shape, pads)]
+        parts = _gradient_parts(plan, x, w) if one is not None else None
         for s, _ in plan.chunks:
-            tiled.backward_data(dgrad, x[s:s + 1], w, y[s:s + 1], tiles)
+            if parts is None or not _parts_in_place(x[s:s + 1], y[s:s + 1], parts, layout):
+                tiled.backward_data(_summed_dgrad(engine, x, layout), x[s:s + 1], w, y[s:s + 1], tiles)
+                continue
+            try:
+                tiled.backward_data_parts(_part_dgrad(engine, one), x[s:s + 1], w, y[s:s + 1], parts)
+            except CuDNNOutOfMemoryError:
+                raise
+            except CuDNNError as e:     # rewritten whole by the sums
+                _log.debug("tiled backward_data: one-sided padding refused (%s); summing over windows", e.name)
+                tiled.backward_data(_summed_dgrad(engine, x, layout), x[s:s + 1], w, y[s:s + 1], tiles)
     elif op == "backward_filter":
         acc = tiled.array_module(w).zeros(w.shape, dtype=split.accumulation_dtype(w.dtype))
         part = params.empty_in_layout(w.shape, w.dtype, layout)
 
         def wgrad(xw, gw_part, gyt, pads, tile):
-            xb, pad = window(xw, pads)
-            engine(xb, gw_part, _packed(gyt, layout), pad)
+            on_window(xw, pads, gw_part, _packed(gyt, layout))
         for s, _ in plan.chunks:        # every sample's tiles into one accumulator
             tiled.accumulate_weight(wgrad, x[s:s + 1], y[s:s + 1], tiles, acc, part)
         w[...] = acc if acc.dtype == w.dtype else acc.astype(w.dtype)
     else:
         raise ValueError("tiled_calls.run: unknown op %r" % (op,))
     return choices
+
+
+def _gradient_parts(plan, gx, w):
+    """The input gradient's parts (``tiling.input_gradient_parts``) of one sample of the plan, or
+    None where they do not fit the limit."""
+    g = plan.geom                       # (the backward calls have no 'same' end padding)
+    return tiling.input_gradient_parts(plan.chunks.tiles, gx.shape[2:], w.shape[2:], g.stride, g.dilation,
+                                       g.padding, g.padding, 1, gx.shape[1], w.shape[0], build.INDEX_LIMIT)
+
+
+def _parts_in_place(gx, gy, parts, layout):
+    """Whether every part's run and gradient-output window are packed and aligned views (a
+    channels-last sample cut along its outermost spatial dim), so the parts need no copy at all;
+    otherwise the sums over windows, which copy every window once anyway, are no slower."""
+    for p in parts:
+        if any(a == b for a, b in zip(p.run_lo, p.gx_hi)) or any(a == b for a, b in zip(p.gy_lo, p.gy_hi)):
+            continue
+        if not (_in_place(gx[tiled._slices(p.run_lo, p.gx_hi)], layout)
+                and _in_place(gy[tiled._slices(p.gy_lo, p.gy_hi)], layout)):
+            return False
+    return True
+
+
+def _part_dgrad(engine, one):
+    def dgrad(gx_run, w_, gy_window, pads, part):
+        engine(gx_run, w_, gy_window, params.tile_padding(pads), via=one)
+    return dgrad
+
+
+def _summed_dgrad(engine, gx, layout):
+    def dgrad(shape, w_, gyt, pads, tile):
+        pad = _symmetric(pads)
+        if pad is not None:             # the window's gradient, with its padding
+            gxw = params.empty_in_layout(shape, gx.dtype, layout)
+            engine(gxw, w_, _packed(gyt, layout), pad)
+            return gxw
+        # the padded window's gradient; tiled.backward_data reads its interior, a view
+        padded = shape[:2] + tuple(p + lo + hi for p, (lo, hi) in zip(shape[2:], pads))
+        gxb = params.empty_in_layout(padded, gx.dtype, layout)
+        engine(gxb, w_, _packed(gyt, layout))
+        return gxb[_interior(shape, pads)]
+    return dgrad

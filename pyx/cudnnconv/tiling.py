@@ -189,6 +189,60 @@ def plan_spatial_tiles(n, in_channels, out_channels, spatial, kernel, stride, di
     return [Tile(*(tuple(part[i] for part in t) for i in range(6))) for t in tiles]
 
 
+GradPart = collections.namedtuple("GradPart", "gx_lo gx_hi run_lo gy_lo gy_hi pad_lo pad_hi")
+GradPart.__doc__ = """One part of an input gradient cut by ``input_gradient_parts``: per spatial dim
+(each field a tuple, one int per dim), the gradient's positions ``[gx_lo, gx_hi)`` the part owns, of
+which ``[run_lo, gx_hi)`` are computed (the ones before ``run_lo`` are read by no output, so zero),
+from the gradient-output window ``[gy_lo, gy_hi)`` with the padding ``pad_lo`` before and
+``pad_hi`` after: the input gradient of the convolution of the run with that padding, whose outputs
+are exactly that window.  A part whose run or window is empty along some dim is zero."""
+
+
+def _grad_span(o_lo, o_hi, size, out, kernel, stride, dilation, pad):
+    """``GradPart``'s fields along one dim for the tile of outputs ``[o_lo, o_hi)``: the gradient
+    positions from where the tile's first output starts reading to where the next tile's starts
+    (the tensor's ends for the first and last), the outputs that read them, and the padding that
+    lines those outputs up with them."""
+    effk = dilation * (kernel - 1) + 1
+    a = 0 if o_lo == 0 else min(max(o_lo * stride - pad, 0), size)
+    b = size if o_hi == out else min(max(o_hi * stride - pad, 0), size)
+    if a >= b:
+        return a, b, b, 0, 0, 0, 0
+    g_lo = max(0, -(-(a + pad - effk + 1) // stride))   # the first output whose reach ends in [a, b)
+    g_hi = min(out, (b - 1 + pad) // stride + 1)         # one past the last that starts reading in it
+    if g_lo >= g_hi:
+        return a, b, b, 0, 0, 0, 0                       # no output reads these positions
+    run_lo = max(a, g_lo * stride - pad)                 # before it: positions no output reads (stride > reach)
+    return (a, b, run_lo, g_lo, g_hi, run_lo + pad - g_lo * stride,
+            max(0, (g_hi - 1) * stride - pad + effk - b))
+
+
+def input_gradient_parts(tiles, spatial, kernel, stride, dilation, pad_lo, pad_hi, n, in_channels, out_channels,
+                         index_limit):
+    """The input gradient of a tiled convolution (``plan_spatial_tiles``' ``tiles``) cut into one
+    ``GradPart`` per tile that partitions the gradient: each part is computed whole, from the
+    gradient-output window that reads it, with one-sided padding where it meets the tensor's edge,
+    so the parts need no sums over halos.  Where the tiles' windows overlap, the part boundary is
+    where the later tile's outputs start reading.  None where some part's run or its window is over
+    ``index_limit`` elements (the window, the tile's outputs and the halo's, can be where the tiles
+    were sized by their outputs): the caller then sums the tiles' gradients over their windows
+    (``tiled.backward_data``).  The padding is never materialised: the parts are for an engine that
+    takes it one-sided."""
+    spatial, kernel, stride, dilation, pad_lo = (tuple(v) for v in (spatial, kernel, stride, dilation, pad_lo))
+    out = tuple(output_size(*a) for a in zip(spatial, kernel, stride, dilation, pad_lo, pad_hi))
+    parts = []
+    for t in tiles:
+        dims = [_grad_span(t.out_lo[d], t.out_hi[d], spatial[d], out[d], kernel[d], stride[d], dilation[d], pad_lo[d])
+                for d in range(len(spatial))]
+        p = GradPart(*(tuple(v[i] for v in dims) for i in range(7)))
+        run = math.prod(b - a for a, b in zip(p.run_lo, p.gx_hi))
+        window = math.prod(b - a for a, b in zip(p.gy_lo, p.gy_hi))
+        if n * in_channels * run > index_limit or n * out_channels * window > index_limit:
+            return None
+        parts.append(p)
+    return parts
+
+
 def split_or_tile(n, in_channels, out_channels, spatial, kernel, stride, dilation, pad_lo, pad_hi, max_worksize,
                   index_limit, padded=False):
     """How a call of ``n`` samples gets under ``index_limit``: ``(chunks, tiles)``.  Where whole

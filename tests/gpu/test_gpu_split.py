@@ -120,20 +120,36 @@ GEOMETRIES = [dict(padding=1), dict(padding=(2, 0), stride=2), dict(padding=2, d
 @pytest.fixture
 def engine_sizes(monkeypatch):
     """Every array a tiled call hands its engine, checked against the index limit (and listed)."""
-    from cudnnconv import tiled_calls
-    run, seen = tiled_calls.run, []
+    from cudnnconv import params, tiled_calls
+    run, one_sided = tiled_calls.run, []
 
     class Checked:
+        """The call's engine, checked; engine='auto' wrapped as its two engines are, so that the
+        tiles reach the graph engine with their one-sided padding as they do unchecked."""
+
         def __init__(self, eng):
             self.eng = eng
+            self.ENGINE = eng.ENGINE
+            one = tiled_calls.one_sided_engine(eng)
+            if one is eng:
+                self.ONE_SIDED_PADDING = True
+            elif one is not None:
+                self.first = Checked(one)
 
         def run(self, op, x, w, y, *args, **kw):
             assert x.size <= LIMIT and y.size <= LIMIT, (op, x.shape, y.shape, LIMIT)
             seen.append((op, x.shape, y.shape))
+            one_sided.append(params.one_sided(args[0].padding))
             return self.eng.run(op, x, w, y, *args, **kw)
 
     monkeypatch.setattr(tiled_calls, "run", lambda eng, *a, **kw: run(Checked(eng), *a, **kw))
+    seen = Seen()
+    seen.one_sided = one_sided          # per run: whether its padding was one-sided
     return seen
+
+
+class Seen(list):
+    """(op, x shape, y shape) of every run an engine was handed, and ``one_sided``."""
 
 
 def _three_directions(x, w, dtype, layout, engine, **geom):
@@ -249,6 +265,31 @@ def test_transposed_and_fused_calls_over_the_limit_run_in_tiles(engine, layout, 
                                          fusion=fusion, allow_tf32=False, engine=engine)
         assert _nchunks() >= 4, fusion
         assert ref.rel_error(y, expect) <= ref.tolerance("float32"), fusion
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_channels_last_tiles_run_on_views_with_one_sided_padding(engine, engine_sizes, monkeypatch):
+    """fp16 channels-last, a 3x3x3 convolution with padding 1 on a volume cut along its depth: on
+    the graph engine every tile runs on views of the call's own arrays, the edge tiles with their
+    one-sided padding, and the input gradient in parts, so no window or tile is copied, filled or
+    summed; the legacy engine (symmetric padding only) copies the edge tiles' windows.  Every
+    direction against the float64 reference, into poisoned outputs."""
+    from cudnnconv import tiled
+    calls = []
+    for name in ("assign", "fill", "add_into"):
+        real = getattr(tiled, name)
+        monkeypatch.setattr(tiled, name, lambda *a, _real=real, _name=name: (calls.append(_name), _real(*a))[1])
+    depth = LIMIT // (4 * 32 * 32) + 40                           # one sample over the limit: two tiles
+    x = ref.random((1, 4, depth, 32, 32), "float16", "channels_last")
+    w = ref.random((4, 4, 3, 3, 3), "float16", "channels_last")
+    counts, _ = _three_directions(x, w, "float16", "channels_last", engine, padding=1)
+    assert counts == [2, 2, 2], counts
+    graph = cudnnconv.last_call()["engine"] == "graph"
+    assert graph == (engine != "legacy"), cudnnconv.last_call()["engine"]
+    if graph:
+        assert calls == [] and sum(engine_sizes.one_sided) == 6, (calls, engine_sizes.one_sided)
+    else:
+        assert "assign" in calls and not any(engine_sizes.one_sided)
 
 
 @pytest.mark.parametrize("engine", ENGINES)
