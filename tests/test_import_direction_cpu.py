@@ -26,7 +26,7 @@ LAYERS = {
     0: ("_loader", "_log", "core", "core.status", "core.handle", "core.build", "core.state", "core.executor",
         "core.arrays", "decl", "decl.cudnn", "decl.cudnn_backend", "decl.cudnn_legacy", "decl.config"),
     1: ("params.dtypes", "params.layouts", "params.ingest", "params.geometry", "params.keys", "params.repro",
-        "params", "records", "options", "cache", "search", "workspace", "split", "tiling", "tiled", "ranking",
+        "params", "records", "options", "cache", "search", "workspace", "split", "tiling", "tiled", "one_sided", "ranking",
         "exhaustive_budget", "knob_space", "knob_sandbox", "activations",
         "gpu_timing", "errata",
         "tuning", "torch_rules"),

@@ -1009,7 +1009,7 @@ def test_input_gradient_parts_partition_the_gradient_and_read_exactly_its_output
     every output that reads it from the part's window, and the window with the part's padding lines
     up (its first padded position is where the window's first output starts reading, and it makes
     exactly the window's outputs); positions of a part outside its run are read by no output; every
-    run and window is within the limit, or there are no parts."""
+    run, window and padded run is within the limit, or there are no parts."""
     g, out = case
     tiles = _plan(g)
     parts = _parts(g, tiles)
@@ -1020,8 +1020,9 @@ def test_input_gradient_parts_partition_the_gradient_and_read_exactly_its_output
             dims = [tiling._grad_span(t.out_lo[d], t.out_hi[d], g["spatial"][d], out[d], g["kernel"][d],
                                       g["stride"][d], g["dilation"][d], g["pad_lo"][d]) for d in range(len(out))]
             run = math.prod(v[1] - v[2] for v in dims)
+            padded = math.prod(v[1] - v[2] + v[5] + v[6] for v in dims)
             win = math.prod(v[4] - v[3] for v in dims)
-            over |= n * cin * run > limit or n * cout * win > limit
+            over |= n * cin * max(run, padded if win else 0) > limit or n * cout * win > limit
         assert over
         return
     assert len(parts) == len(tiles)
@@ -1031,6 +1032,9 @@ def test_input_gradient_parts_partition_the_gradient_and_read_exactly_its_output
         run = math.prod(b - a for a, b in zip(p.run_lo, p.gx_hi))
         win = math.prod(b - a for a, b in zip(p.gy_lo, p.gy_hi))
         assert n * cin * run <= limit and n * cout * win <= limit
+        if run and win:                 # the padded run, which a checked or refused part computes
+            padded = math.prod(b - a + lo + hi for a, b, lo, hi in zip(p.run_lo, p.gx_hi, p.pad_lo, p.pad_hi))
+            assert n * cin * padded <= limit
         for d in range(len(out)):
             size, k, st_, dl, pl = (g[f][d] for f in ("spatial", "kernel", "stride", "dilation", "pad_lo"))
             assert 0 <= p.gx_lo[d] <= p.run_lo[d] <= p.gx_hi[d] <= size
@@ -1081,13 +1085,14 @@ def test_parts_of_a_padded_3x3_cut_in_two():
     """By hand: 12 rows, 3 taps, padding 1, outputs cut into [0, 6) and [6, 12).  The second tile's
     outputs start reading at row 5: the first part is rows [0, 5), the gradient of outputs [0, 6)
     (output 5 reads rows 4 to 6) with padding 1 before and 2 after; the second rows [5, 12), of
-    outputs [4, 12) (output 4 reads rows 3 to 5), padding 2 before and 1 after.  A window of 8
-    outputs in 2 channels is over a limit of 14: no parts."""
+    outputs [4, 12) (output 4 reads rows 3 to 5), padding 2 before and 1 after: 10 rows padded, so
+    a limit of 9 gives no parts, nor does a window of 8 outputs in 2 channels against 14."""
     g = _g(spatial=(12,), kernel=(3,), stride=(1,), dilation=(1,), pad_lo=(1,), pad_hi=(1,), in_channels=1,
            out_channels=1, index_limit=8)
     tiles = tiling.plan_spatial_tiles(**g, padded=True)
     assert [(t.out_lo, t.out_hi) for t in tiles] == [((0,), (6,)), ((6,), (12,))]
-    a, b = _parts(g, tiles)
+    assert _parts(dict(g, index_limit=9), tiles) is None
+    a, b = _parts(dict(g, index_limit=10), tiles)
     assert (a.gx_lo, a.run_lo, a.gx_hi, a.gy_lo, a.gy_hi, a.pad_lo, a.pad_hi) == \
         ((0,), (0,), (5,), (0,), (6,), (1,), (2,))
     assert (b.gx_lo, b.run_lo, b.gx_hi, b.gy_lo, b.gy_hi, b.pad_lo, b.pad_hi) == \
@@ -1120,58 +1125,127 @@ def _one_sided_plan(layout, g, samples=1):
                                  geom=geom, device=0, repro=None), tiles
 
 
+@pytest.fixture
+def fresh_verdicts():
+    from cudnnconv import one_sided
+    one_sided.forget()
+    yield one_sided
+    one_sided.forget()
+
+
+def _run_op(op, plan, eng, x, w, gy, lay, y_shape, stride, pads):
+    """One tiled call of ``op`` into a poisoned result; (the result, the reference, the array its
+    views would share memory with)."""
+    from cudnnconv import tiled_calls
+    if op == "forward":
+        got = _packed_in(numpy.full(y_shape, numpy.nan), lay)
+        tiled_calls.run(eng, op, plan, x, w, got, None)
+        return got, conv(x, w, (stride, 1), (1, 1), pads), x
+    if op == "backward_data":
+        got = _packed_in(numpy.full(x.shape, numpy.nan), lay)
+        tiled_calls.run(eng, op, plan, got, w, gy, None)
+        return got, conv_backward_input(x.shape, w, gy, (stride, 1), (1, 1), pads), got
+    got = numpy.full(w.shape, numpy.nan)
+    tiled_calls.run(eng, op, plan, x, got, gy, None)
+    return got, conv_backward_weight(x, w.shape, gy, (stride, 1), (1, 1), pads), x
+
+
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 @pytest.mark.parametrize("kernel,pad,stride", [(3, 1, 1), (5, 2, 2), (2, 0, 3)])
-def test_on_an_engine_with_one_sided_padding_every_tile_runs_on_views(monkeypatch, layout, kernel, pad, stride):
+def test_on_an_engine_with_one_sided_padding_every_tile_runs_on_views(monkeypatch, fresh_verdicts, layout, kernel,
+                                                                      pad, stride):
     """Channels-last, cut along the outermost dim: every tile hands the engine its window of x and
     its tile of y themselves, edge tiles with their one-sided padding, and the input gradient is cut
-    into parts computed in place from views of the gradient output: not one copy in any direction.
-    In NCHW the windows are not packed: the copies and the sums over windows, as before.  Every
-    direction equals the float64 reference."""
-    from cudnnconv import params, tiled_calls
+    into parts computed in place from views of the gradient output.  The first call of each
+    one-sided problem also runs its padded copy, once, to check the plan (``one_sided``); from the
+    second on there is not one copy in any direction.  In NCHW the windows are not packed: the
+    copies and the sums over windows, as before.  Every call equals the float64 reference."""
+    from cudnnconv import params
     _numpy_layouts(monkeypatch)
     lay = params.NCHW if layout == "nchw" else params.CHANNELS_LAST
     g = _g(n=1, in_channels=2, out_channels=2, spatial=(20, 4), kernel=(kernel, kernel), stride=(stride, 1),
-           pad_lo=(pad, pad), pad_hi=(pad, pad), index_limit=2 * 9 * (4 + 2 * pad))
+           pad_lo=(pad, pad), pad_hi=(pad, pad), index_limit=2 * 10 * (4 + 2 * pad))
     plan, tiles = _one_sided_plan(lay, g, samples=2)
     assert len(tiles) >= 2 and (pad == 0 or any(t.pad_lo != t.pad_hi for t in tiles))
+    # the limit the call's runs are held to: twice what the tiles were sized for, so that the input
+    # gradient's parts (a part's halo and padding reach past its tile's window) fit it
+    from cudnnconv.core import build
+    monkeypatch.setattr(build, "INDEX_LIMIT", 2 * g["index_limit"])
     rng = numpy.random.default_rng(8)
     x, w = _packed_in(rng.standard_normal((2, 2, 20, 4)), lay), rng.standard_normal((2, 2, kernel, kernel))
     pads = ((pad, pad), (pad, pad))
-    y_ref = conv(x, w, (stride, 1), (1, 1), pads)
-    gy = _packed_in(rng.standard_normal(y_ref.shape), lay)
+    y_shape = conv(x, w, (stride, 1), (1, 1), pads).shape
+    gy = _packed_in(rng.standard_normal(y_shape), lay)
     copies = []
     for name in ("assign", "fill", "add_into"):
         real = getattr(tiled, name)
         monkeypatch.setattr(tiled, name, lambda *a, _real=real, _name=name: (copies.append(_name), _real(*a))[1])
     views = layout == "channels_last"
     for op in ("forward", "backward_data", "backward_filter"):
-        eng = _OneSidedEngine(g["index_limit"], lay)
-        del copies[:]
-        if op == "forward":
-            got = _packed_in(numpy.full(y_ref.shape, numpy.nan), lay)
-            tiled_calls.run(eng, op, plan, x, w, got, None)
-            want, base = y_ref, x
-        elif op == "backward_data":
-            got = _packed_in(numpy.full(x.shape, numpy.nan), lay)
-            tiled_calls.run(eng, op, plan, got, w, gy, None)
-            want, base = conv_backward_input(x.shape, w, gy, (stride, 1), (1, 1), pads), got
-        else:
-            got = numpy.full(w.shape, numpy.nan)
-            tiled_calls.run(eng, op, plan, x, got, gy, None)
-            want, base = conv_backward_weight(x, w.shape, gy, (stride, 1), (1, 1), pads), x
+        for call in range(2):
+            eng = _OneSidedEngine(build.INDEX_LIMIT, lay)
+            del copies[:]
+            got, want, base = _run_op(op, plan, eng, x, w, gy, lay, y_shape, stride, pads)
+            numpy.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-11)
+            shared = [numpy.shares_memory(xa, base) for xa, _ in eng.arrays]
+            one_sided = [params.one_sided(p) for p in eng.paddings]
+            if not views:
+                assert copies and not any(shared) and not any(one_sided), op
+            elif call == 0:             # each one-sided problem checked once against its padded copy
+                checks = sum(not s for s in shared)         # (the second sample's tiles: already checked)
+                assert (checks > 0) == (pad > 0) and checks <= sum(one_sided) // 2, (op, checks, one_sided)
+            else:
+                assert copies == [] and all(shared) and (sum(one_sided) > 0) == (pad > 0), (op, copies, shared)
+    assert not fresh_verdicts._refused
+
+
+def test_a_one_sided_plan_that_disagrees_is_refused_and_its_result_replaced(monkeypatch, fresh_verdicts):
+    """An engine whose one-sided results are wrong (one output row off, as a plan that ignores the
+    post-padding could be): the check finds it, warns, writes the padded copy's result instead, and
+    the problem runs from the copy on later calls; every result equals the reference."""
+    from cudnnconv import params
+    _numpy_layouts(monkeypatch)
+    lay = params.CHANNELS_LAST
+    g = _g(n=1, in_channels=2, out_channels=2, spatial=(16, 4), kernel=(3, 3), pad_lo=(1, 1), pad_hi=(1, 1),
+           index_limit=2 * 9 * 6)
+    plan, tiles = _one_sided_plan(lay, g)
+
+    class Wrong(_OneSidedEngine):
+        def run(self, op, x, w, y, geom, *a, **kw):
+            tag = super().run(op, x, w, y, geom, *a, **kw)
+            if params.one_sided(geom.padding):
+                out = {"forward": y, "backward_data": x, "backward_filter": w}[op]
+                out[:, :, :1] += 1.0
+            return tag
+    rng = numpy.random.default_rng(11)
+    x, w = _packed_in(rng.standard_normal((1, 2, 16, 4)), lay), rng.standard_normal((2, 2, 3, 3))
+    pads = ((1, 1), (1, 1))
+    gy = _packed_in(rng.standard_normal((1, 2, 16, 4)), lay)
+    for op in ("forward", "backward_data", "backward_filter"):
+        with pytest.warns(RuntimeWarning, match="disagreed with its padded copy"):
+            got, want, _ = _run_op(op, plan, Wrong(10 ** 6, lay), x, w, gy, lay, (1, 2, 16, 4), 1, pads)
         numpy.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-11)
-        shared = [numpy.shares_memory(xa, base) for xa, _ in eng.arrays]
-        assert all(shared) == views and shared, (op, shared)
-        if views:
-            assert copies == [], (op, copies)
-            one_sided = [p for p in eng.paddings if params.one_sided(p)]
-            assert (len(one_sided) > 0) == (pad > 0), (op, eng.paddings)
-        else:
-            assert copies, op
+        eng = Wrong(10 ** 6, lay)
+        got, want, _ = _run_op(op, plan, eng, x, w, gy, lay, (1, 2, 16, 4), 1, pads)
+        numpy.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-11)
+        assert not any(params.one_sided(p) for p in eng.paddings), op       # refused: straight to the copy
+    assert len(fresh_verdicts._refused) == 6 and not fresh_verdicts._trusted   # two edge tiles, three ops
 
 
-def test_a_refused_one_sided_problem_falls_back_to_the_padded_copy(monkeypatch):
+def test_relative_error_and_bounds():
+    from cudnnconv import one_sided
+    a = numpy.arange(1.0, 13.0).reshape(1, 3, 4)
+    assert one_sided.relative_error(a, a) == 0.0
+    b = a.copy()
+    b[0, 0, 0] += 1.0
+    assert one_sided.relative_error(b, a) == pytest.approx(1.0 / numpy.linalg.norm(a))
+    assert one_sided.relative_error(numpy.zeros(3), numpy.zeros(3)) == 0.0
+    assert one_sided.relative_error(numpy.ones(3), numpy.zeros(3)) == float("inf")
+    assert one_sided.bound("float32", True) > one_sided.bound("float32", False)
+    assert one_sided.bound("float16", False) < 0.04 and one_sided.bound("bfloat16", False) < 0.04   # the 4% seen
+
+
+def test_a_refused_one_sided_problem_falls_back_to_the_padded_copy(monkeypatch, fresh_verdicts):
     """Where the engine refuses a one-sided problem (a CuDNNError), that tile runs from a padded copy
     of its window with no padding, and the input gradient falls back to the sums over windows,
     written whole again; every result equals the reference."""

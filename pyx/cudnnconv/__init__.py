@@ -26,7 +26,7 @@ from cudnnconv.core import state as _state  # noqa: E402
 from cudnnconv.core.status import CuDNNError, CuDNNOutOfMemoryError  # noqa: E402
 from cudnnconv.search import CaptureError  # noqa: E402
 from cudnnconv.options import flags  # noqa: E402
-from cudnnconv import engine_registry, _log  # noqa: E402
+from cudnnconv import engine_registry, one_sided, _log  # noqa: E402
 from cudnnconv.engine_registry import EngineUnavailable  # noqa: E402
 from cudnnconv.api import (  # noqa: E402
     conv, conv_backward_input, conv_backward_weight, conv_transpose, conv_bias_add_relu, conv_epilogue,
@@ -80,6 +80,7 @@ def clear_cache():
         c.clear()
     if engine_registry.AUTO is not None:
         engine_registry.AUTO.clear()   # and auto's per-problem graph->legacy fallbacks
+    one_sided.forget()                 # and which plans of tiles with one-sided padding agreed
 
 
 def cache_info():

@@ -34,7 +34,7 @@ cache holds one choice per distinct tile shape.
 """
 import math
 
-from cudnnconv import _log, params, split, tiled, tiling
+from cudnnconv import _log, one_sided, params, split, tiled, tiling, workspace
 from cudnnconv.core import build
 from cudnnconv.core.status import CuDNNError, CuDNNOutOfMemoryError
 
@@ -140,27 +140,54 @@ def run(eng, op, plan, x, w, y, opts, z=None, bias=None, alpha=1.0):
     one = one_sided_engine(eng)
     choices = []
 
-    def engine(xb, wb, yb, pad=None, via=eng, **kw):
+    def engine(xb, wb, yb, pad=None, via=eng, record=True, **kw):
         g = geom if pad is None else geom._replace(padding=pad)
-        choices.append(via.run(op, xb, wb, yb, g, opts, layout, plan.device, plan.repro, **kw))
+        choice = via.run(op, xb, wb, yb, g, opts, layout, plan.device, plan.repro, **kw)
+        if record:                      # (a check's second run is not one of the call's runs)
+            choices.append(choice)
         if via is not eng and hasattr(eng, "ran_on"):
             eng.ran_on(via.ENGINE)      # engine='auto': last_call() names the engine that ran
+        return choice
+
+    def checked(prob, result, run_one_sided, run_copy):
+        """Write ``result`` by ``run_one_sided()`` where ``prob`` may run one-sided, checked against
+        ``run_copy(into)`` the first time a plan runs it (``one_sided``); else by ``run_copy``."""
+        capturing = tiled.array_module(result).__name__ != "numpy" and workspace.current_stream_capturing()
+        if one_sided.refused(prob) or (capturing and not one_sided.trusted(prob)):
+            return run_copy(result)
+        try:
+            choice = run_one_sided()
+        except CuDNNOutOfMemoryError:
+            raise
+        except CuDNNError as e:
+            _log.debug("tiled %s: one-sided padding refused (%s); copying the window", op, e.name)
+            one_sided.refuse(prob, "cuDNN: " + e.name)
+            return run_copy(result)
+        tag = getattr(choice, "tag", choice)
+        if capturing or one_sided.trusted(prob, tag):
+            return
+        want = params.empty_in_layout(result.shape, result.dtype, layout)
+        run_copy(want, record=False)
+        if not one_sided.judge(prob, tag, result, want, getattr(opts, "allow_tf32", False)):
+            tiled.assign(result, want)
 
     def on_window(xw, pads, wb, yb, **kw):
         """Run the tile whose window of x is ``xw``: the window itself with its padding where it is
-        packed and aligned and the padding symmetric, or one-sided on an engine that takes that;
-        else (or where cuDNN refuses the one-sided problem) a padded copy run with none."""
+        packed and aligned and the padding symmetric, or one-sided (checked) on an engine that
+        takes that; else a padded copy of the window run with none."""
         if _in_place(xw, layout):
             pad = _symmetric(pads)
             if pad is not None:
                 return engine(xw, wb, yb, pad, **kw)
             if one is not None:
-                try:
-                    return engine(xw, wb, yb, params.tile_padding(pads), via=one, **kw)
-                except CuDNNOutOfMemoryError:
-                    raise
-                except CuDNNError as e:
-                    _log.debug("tiled %s: one-sided padding %s refused (%s); copying the window", op, pads, e.name)
+                wgrad = op == "backward_filter"         # the result: the weight's part, else y's tile
+                result = wb if wgrad else yb
+
+                def run_copy(into, record=True):
+                    xb = _padded(xw, pads, layout)
+                    engine(xb, into, yb, record=record, **kw) if wgrad else engine(xb, wb, into, record=record, **kw)
+                return checked(one_sided.problem(op, xw, wb, yb, pads, layout, opts), result,
+                               lambda: engine(xw, wb, yb, params.tile_padding(pads), via=one, **kw), run_copy)
         engine(_padded(xw, pads, layout), wb, yb, **kw)
 
     if op in ("forward", "fused"):
@@ -183,17 +210,25 @@ def run(eng, op, plan, x, w, y, opts, z=None, bias=None, alpha=1.0):
             tiled.forward(fwd, x[s:s + 1], w, y[s:s + 1], tiles, padding_alone)
     elif op == "backward_data":
         parts = _gradient_parts(plan, x, w) if one is not None else None
+
+        def part_dgrad(gx_run, w_, gy_window, pads, part):
+            pad = params.tile_padding(pads)
+            if not params.one_sided(pad):
+                return engine(gx_run, w_, gy_window, pad)
+
+            def run_copy(into, record=True):     # the padded run's gradient, its interior copied out
+                shape = into.shape[:2] + tuple(n + lo + hi for n, (lo, hi) in zip(into.shape[2:], pads))
+                gxb = params.empty_in_layout(shape, into.dtype, layout)
+                engine(gxb, w_, gy_window, record=record)
+                tiled.assign(into, gxb[_interior(into.shape, pads)])
+            checked(one_sided.problem(op, gx_run, w_, gy_window, pads, layout, opts), gx_run,
+                    lambda: engine(gx_run, w_, gy_window, pad, via=one), run_copy)
+
         for s, _ in plan.chunks:
             if parts is None or not _parts_in_place(x[s:s + 1], y[s:s + 1], parts, layout):
                 tiled.backward_data(_summed_dgrad(engine, x, layout), x[s:s + 1], w, y[s:s + 1], tiles)
-                continue
-            try:
-                tiled.backward_data_parts(_part_dgrad(engine, one), x[s:s + 1], w, y[s:s + 1], parts)
-            except CuDNNOutOfMemoryError:
-                raise
-            except CuDNNError as e:     # rewritten whole by the sums
-                _log.debug("tiled backward_data: one-sided padding refused (%s); summing over windows", e.name)
-                tiled.backward_data(_summed_dgrad(engine, x, layout), x[s:s + 1], w, y[s:s + 1], tiles)
+            else:
+                tiled.backward_data_parts(part_dgrad, x[s:s + 1], w, y[s:s + 1], parts)
     elif op == "backward_filter":
         acc = tiled.array_module(w).zeros(w.shape, dtype=split.accumulation_dtype(w.dtype))
         part = params.empty_in_layout(w.shape, w.dtype, layout)
@@ -227,12 +262,6 @@ def _parts_in_place(gx, gy, parts, layout):
                 and _in_place(gy[tiled._slices(p.gy_lo, p.gy_hi)], layout)):
             return False
     return True
-
-
-def _part_dgrad(engine, one):
-    def dgrad(gx_run, w_, gy_window, pads, part):
-        engine(gx_run, w_, gy_window, params.tile_padding(pads), via=one)
-    return dgrad
 
 
 def _summed_dgrad(engine, gx, layout):

@@ -223,11 +223,11 @@ def input_gradient_parts(tiles, spatial, kernel, stride, dilation, pad_lo, pad_h
     ``GradPart`` per tile that partitions the gradient: each part is computed whole, from the
     gradient-output window that reads it, with one-sided padding where it meets the tensor's edge,
     so the parts need no sums over halos.  Where the tiles' windows overlap, the part boundary is
-    where the later tile's outputs start reading.  None where some part's run or its window is over
-    ``index_limit`` elements (the window, the tile's outputs and the halo's, can be where the tiles
-    were sized by their outputs): the caller then sums the tiles' gradients over their windows
-    (``tiled.backward_data``).  The padding is never materialised: the parts are for an engine that
-    takes it one-sided."""
+    where the later tile's outputs start reading.  None where some part's run, its window (the
+    tile's outputs and the halo's, over the limit where the tiles were sized by their outputs) or
+    the run with its padding (what a part computes into a padded buffer when its one-sided run is
+    checked or refused: ``one_sided``) is over ``index_limit`` elements: the caller then sums the
+    tiles' gradients over their windows (``tiled.backward_data``)."""
     spatial, kernel, stride, dilation, pad_lo = (tuple(v) for v in (spatial, kernel, stride, dilation, pad_lo))
     out = tuple(output_size(*a) for a in zip(spatial, kernel, stride, dilation, pad_lo, pad_hi))
     parts = []
@@ -236,8 +236,9 @@ def input_gradient_parts(tiles, spatial, kernel, stride, dilation, pad_lo, pad_h
                 for d in range(len(spatial))]
         p = GradPart(*(tuple(v[i] for v in dims) for i in range(7)))
         run = math.prod(b - a for a, b in zip(p.run_lo, p.gx_hi))
+        padded = math.prod(b - a + lo + hi for a, b, lo, hi in zip(p.run_lo, p.gx_hi, p.pad_lo, p.pad_hi))
         window = math.prod(b - a for a, b in zip(p.gy_lo, p.gy_hi))
-        if n * in_channels * run > index_limit or n * out_channels * window > index_limit:
+        if n * in_channels * max(run, padded if window else 0) > index_limit or n * out_channels * window > index_limit:
             return None
         parts.append(p)
     return parts
