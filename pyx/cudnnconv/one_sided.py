@@ -85,11 +85,12 @@ def _kernels():
     global _KERNELS
     if _KERNELS is None:
         import cupy
+        # (parameter names that no word of the expressions contains: CuPy renames them in the text)
         diff = cupy.ReductionKernel(
-            "T a, T b", "float64 y", "((double)a - (double)b) * ((double)a - (double)b)", "a + b", "y = a", "0",
-            "cudnnconv_sq_diff")
-        norm = cupy.ReductionKernel("T b", "float64 y", "(double)b * (double)b", "a + b", "y = a", "0",
-                                    "cudnnconv_sq_norm")
+            "T got, T want", "float64 total", "((double)got - (double)want) * ((double)got - (double)want)",
+            "a + b", "total = a", "0", "cudnnconv_sq_diff")
+        norm = cupy.ReductionKernel("T want", "float64 total", "(double)want * (double)want", "a + b",
+                                    "total = a", "0", "cudnnconv_sq_norm")
         _KERNELS = lambda got, want: (diff(got, want), norm(want))      # noqa: E731
     return _KERNELS
 
