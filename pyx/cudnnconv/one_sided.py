@@ -2,9 +2,10 @@
 
 cuDNN's graph takes pre- and post-padding apiece, and most of its engines honour them, but not
 every one does.  On an H200 with cuDNN 9.19, the plan the heuristics chose for a float32 weight
-gradient (channels-last, allow_tf32=False) of an edge tile with one-sided padding was off by 4%
-(relative error against float64, four geometries), while the forward and input gradient, and the
-16- and 64-bit weight gradients, matched.  No note or flag tells such a plan apart, so a tiled
+gradient (2-d, channels-last, allow_tf32=False) of an edge tile with one-sided padding, graph
+engine 20, was off by 4-7% (relative error against float64 and against the padded copy, four
+geometries), while the forward and input gradient, and the 16- and 64-bit weight gradients,
+matched.  No note or flag tells such a plan apart, so a tiled
 call checks each one-sided problem the first time a plan runs it: the same tile is computed from a
 padded copy of its window with no padding (what every engine runs right, and what the call did
 before), and the two results are compared by relative L2 error against a bound for the dtype
