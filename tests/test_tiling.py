@@ -1306,3 +1306,22 @@ def test_one_sided_problems_are_never_written_to_the_tuning_file(monkeypatch):
     monkeypatch.setattr(tuning, "_env_here", lambda device, memo: {"device": device})
     got = tuning._records_from_caches(only=[(sym, object()), (one, object())])
     assert [k for _, k, _, _ in got] == [sym]
+
+
+def test_a_padding_error_on_the_edge_planes_of_a_long_tile_is_caught(fresh_verdicts):
+    """Over the whole of a 4000-plane tile, one edge plane 30% off is a relative error of about
+    5e-3, under the float16 bound; over the planes within the kernel's reach of the one-sided edge
+    it is about 0.17, and the plan is refused.  A correct result (one rounding apart) agrees."""
+    rng = numpy.random.default_rng(12)
+    want = rng.standard_normal((1, 2, 4000, 3)).astype(numpy.float16)
+    got = want.copy()
+    got[:, :, 0] = (got[:, :, 0].astype(numpy.float32) * 1.3).astype(numpy.float16)
+    pads = ((1, 0), (1, 1))
+    slabs = fresh_verdicts.edge_slabs(got.shape, pads, (3, 3))
+    assert len(slabs) == 2 and got[slabs[0]].shape == (1, 2, 3, 3) and got[slabs[1]].shape == (1, 2, 3, 3)
+    assert fresh_verdicts.relative_error(got, want) < fresh_verdicts.bound("float16", False)
+    with pytest.warns(RuntimeWarning, match="disagreed"):
+        assert not fresh_verdicts.judge(("forward",) + (None,) * 12, "t", got, want, False, slabs)
+    near = (want.astype(numpy.float32) * (1 + 2e-3)).astype(numpy.float16)           # a rounding or two apart
+    assert fresh_verdicts.judge(("forward", 1) + (None,) * 11, "t", near, want, False, slabs)
+    assert fresh_verdicts.edge_slabs(got.shape, ((1, 1), (0, 0)), (3, 3)) == []    # symmetric: no edge

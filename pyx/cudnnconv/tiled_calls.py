@@ -138,6 +138,8 @@ def run(eng, op, plan, x, w, y, opts, z=None, bias=None, alpha=1.0):
     ``alpha`` its scale).  Returns the choices that ran, one per tile run."""
     tiles, layout, geom = plan.chunks.tiles, plan.layout, _tile_geom(plan.geom)
     one = one_sided_engine(eng)
+    # the kernel's extent per dim (w is the weight or its gradient): how far a padding error reaches
+    reach = tuple(d * (k - 1) + 1 for k, d in zip(w.shape[2:], plan.geom.dilation))
     choices = []
 
     def engine(xb, wb, yb, pad=None, via=eng, record=True, **kw):
@@ -149,9 +151,10 @@ def run(eng, op, plan, x, w, y, opts, z=None, bias=None, alpha=1.0):
             eng.ran_on(via.ENGINE)      # engine='auto': last_call() names the engine that ran
         return choice
 
-    def checked(prob, result, run_one_sided, run_copy):
+    def checked(prob, result, run_one_sided, run_copy, slabs=()):
         """Write ``result`` by ``run_one_sided()`` where ``prob`` may run one-sided, checked against
-        ``run_copy(into)`` the first time a plan runs it (``one_sided``); else by ``run_copy``."""
+        ``run_copy(into)`` the first time a plan runs it, whole and over ``slabs``
+        (``one_sided``); else by ``run_copy``."""
         capturing = tiled.array_module(result).__name__ != "numpy" and workspace.current_stream_capturing()
         if one_sided.refused(prob) or (capturing and not one_sided.trusted(prob)):
             return run_copy(result)
@@ -167,9 +170,10 @@ def run(eng, op, plan, x, w, y, opts, z=None, bias=None, alpha=1.0):
         if capturing or one_sided.trusted(prob, tag):
             return
         want = params.empty_in_layout(result.shape, result.dtype, layout)
-        run_copy(want, record=False)
-        if not one_sided.judge(prob, tag, result, want, getattr(opts, "allow_tf32", False)):
+        copy_choice = run_copy(want, record=False)
+        if not one_sided.judge(prob, tag, result, want, getattr(opts, "allow_tf32", False), slabs):
             tiled.assign(result, want)
+            choices[-1] = copy_choice   # what the result now comes from
 
     def on_window(xw, pads, wb, yb, **kw):
         """Run the tile whose window of x is ``xw``: the window itself with its padding where it is
@@ -185,9 +189,13 @@ def run(eng, op, plan, x, w, y, opts, z=None, bias=None, alpha=1.0):
 
                 def run_copy(into, record=True):
                     xb = _padded(xw, pads, layout)
-                    engine(xb, into, yb, record=record, **kw) if wgrad else engine(xb, wb, into, record=record, **kw)
-                return checked(one_sided.problem(op, xw, wb, yb, pads, layout, opts), result,
-                               lambda: engine(xw, wb, yb, params.tile_padding(pads), via=one, **kw), run_copy)
+                    if wgrad:
+                        return engine(xb, into, yb, record=record, **kw)
+                    return engine(xb, wb, into, record=record, **kw)
+                # a weight gradient is compared whole; an output tile over its one-sided edges too
+                slabs = () if wgrad else one_sided.edge_slabs(yb.shape, pads, reach)
+                return checked(one_sided.problem(op, xw, wb, yb, pads, geom, layout, opts, plan.device), result,
+                               lambda: engine(xw, wb, yb, params.tile_padding(pads), via=one, **kw), run_copy, slabs)
         engine(_padded(xw, pads, layout), wb, yb, **kw)
 
     if op in ("forward", "fused"):
@@ -219,10 +227,12 @@ def run(eng, op, plan, x, w, y, opts, z=None, bias=None, alpha=1.0):
             def run_copy(into, record=True):     # the padded run's gradient, its interior copied out
                 shape = into.shape[:2] + tuple(n + lo + hi for n, (lo, hi) in zip(into.shape[2:], pads))
                 gxb = params.empty_in_layout(shape, into.dtype, layout)
-                engine(gxb, w_, gy_window, record=record)
+                choice = engine(gxb, w_, gy_window, record=record)
                 tiled.assign(into, gxb[_interior(into.shape, pads)])
-            checked(one_sided.problem(op, gx_run, w_, gy_window, pads, layout, opts), gx_run,
-                    lambda: engine(gx_run, w_, gy_window, pad, via=one), run_copy)
+                return choice
+            checked(one_sided.problem(op, gx_run, w_, gy_window, pads, geom, layout, opts, plan.device), gx_run,
+                    lambda: engine(gx_run, w_, gy_window, pad, via=one), run_copy,
+                    one_sided.edge_slabs(gx_run.shape, pads, reach))
 
         for s, _ in plan.chunks:
             if parts is None or not _parts_in_place(x[s:s + 1], y[s:s + 1], parts, layout):
