@@ -988,6 +988,9 @@ def test_tiled_calls_fused_epilogue_where_a_window_reads_padding_alone(monkeypat
                                                         .reshape(1, 3, 1), 0).astype(numpy.float16))
 
 
+_OPTS = __import__("types").SimpleNamespace(deterministic=False, allow_tf32=False, workspace_limit=None)
+
+
 class _OneSidedEngine(_ReferenceEngine):
     """The reference engine taking a tile's one-sided padding, as the graph engine does."""
     ONE_SIDED_PADDING = True
@@ -1139,14 +1142,14 @@ def _run_op(op, plan, eng, x, w, gy, lay, y_shape, stride, pads):
     from cudnnconv import tiled_calls
     if op == "forward":
         got = _packed_in(numpy.full(y_shape, numpy.nan), lay)
-        tiled_calls.run(eng, op, plan, x, w, got, None)
+        tiled_calls.run(eng, op, plan, x, w, got, _OPTS)
         return got, conv(x, w, (stride, 1), (1, 1), pads), x
     if op == "backward_data":
         got = _packed_in(numpy.full(x.shape, numpy.nan), lay)
-        tiled_calls.run(eng, op, plan, got, w, gy, None)
+        tiled_calls.run(eng, op, plan, got, w, gy, _OPTS)
         return got, conv_backward_input(x.shape, w, gy, (stride, 1), (1, 1), pads), got
     got = numpy.full(w.shape, numpy.nan)
-    tiled_calls.run(eng, op, plan, x, got, gy, None)
+    tiled_calls.run(eng, op, plan, x, got, gy, _OPTS)
     return got, conv_backward_weight(x, w.shape, gy, (stride, 1), (1, 1), pads), x
 
 
@@ -1268,15 +1271,15 @@ def test_a_refused_one_sided_problem_falls_back_to_the_padded_copy(monkeypatch, 
     x, w = _packed_in(rng.standard_normal((1, 2, 16, 4)), lay), rng.standard_normal((2, 2, 3, 3))
     pads = ((1, 1), (1, 1))
     y = _packed_in(numpy.full((1, 2, 16, 4), numpy.nan), lay)
-    tiled_calls.run(Refusing(10 ** 6, lay), "forward", plan, x, w, y, None)
+    tiled_calls.run(Refusing(10 ** 6, lay), "forward", plan, x, w, y, _OPTS)
     numpy.testing.assert_allclose(y, conv(x, w, (1, 1), (1, 1), pads), rtol=1e-12, atol=1e-12)
     gy = _packed_in(rng.standard_normal((1, 2, 16, 4)), lay)
     gx = _packed_in(numpy.full((1, 2, 16, 4), numpy.nan), lay)
-    tiled_calls.run(Refusing(10 ** 6, lay), "backward_data", plan, gx, w, gy, None)
+    tiled_calls.run(Refusing(10 ** 6, lay), "backward_data", plan, gx, w, gy, _OPTS)
     numpy.testing.assert_allclose(gx, conv_backward_input(gx.shape, w, gy, (1, 1), (1, 1), pads), rtol=1e-11,
                                   atol=1e-11)
     gw = numpy.full(w.shape, numpy.nan)
-    tiled_calls.run(Refusing(10 ** 6, lay), "backward_filter", plan, x, gw, gy, None)
+    tiled_calls.run(Refusing(10 ** 6, lay), "backward_filter", plan, x, gw, gy, _OPTS)
     numpy.testing.assert_allclose(gw, conv_backward_weight(x, w.shape, gy, (1, 1), (1, 1), pads), rtol=1e-11,
                                   atol=1e-11)
     assert set(refused) == {"forward", "backward_data", "backward_filter"}
@@ -1320,8 +1323,12 @@ def test_a_padding_error_on_the_edge_planes_of_a_long_tile_is_caught(fresh_verdi
     slabs = fresh_verdicts.edge_slabs(got.shape, pads, (3, 3))
     assert len(slabs) == 2 and got[slabs[0]].shape == (1, 2, 3, 3) and got[slabs[1]].shape == (1, 2, 3, 3)
     assert fresh_verdicts.relative_error(got, want) < fresh_verdicts.bound("float16", False)
+    from cudnnconv import params
+    geom = params.Geometry(2, (1, 1), pads, (1, 1), 1, (0, 0))
+    key = params.make_key("forward", "graph", 0, params.cudnn_dtype(want.dtype), (1, 2, 4000, 3), (2, 2, 3, 3),
+                          params.CHANNELS_LAST, geom, _OPTS)
     with pytest.warns(RuntimeWarning, match="disagreed"):
-        assert not fresh_verdicts.judge(("forward",) + (None,) * 12, "t", got, want, False, slabs)
+        assert not fresh_verdicts.judge(key, "t", got, want, slabs)
     near = (want.astype(numpy.float32) * (1 + 2e-3)).astype(numpy.float16)           # a rounding or two apart
-    assert fresh_verdicts.judge(("forward", 1) + (None,) * 11, "t", near, want, False, slabs)
+    assert fresh_verdicts.judge(key._replace(device=1), "t", near, want, slabs)
     assert fresh_verdicts.edge_slabs(got.shape, ((1, 1), (0, 0)), (3, 3)) == []    # symmetric: no edge

@@ -26,15 +26,9 @@ import warnings
 BOUND = {"float64": 1e-8, "float32": 1e-3, "float16": 1e-2, "bfloat16": 3e-2}
 BOUND_TF32 = 2e-2
 
+# A problem is the engine's key of the tile (params.make_key, less the pointers' alignments).
 _trusted = {}      # problem -> the plan tags that agreed
 _refused = {}      # problem -> why
-
-
-def problem(op, x, w, y, pads, geom, layout, opts, device):
-    """The identity of a one-sided tile problem (what an engine's key holds, less the pointers)."""
-    return (op, tuple(x.shape), tuple(w.shape), tuple(y.shape), str(x.dtype), tuple(pads), tuple(geom.stride),
-            tuple(geom.dilation), geom.groups, layout, device, bool(getattr(opts, "deterministic", False)),
-            bool(getattr(opts, "allow_tf32", False)))
 
 
 def edge_slabs(shape, pads, reach):
@@ -115,18 +109,19 @@ def _kernels():
     return _KERNELS
 
 
-def judge(prob, tag, got, want, allow_tf32, slabs=()):
-    """Compare a one-sided result ``got`` with the padded copy's ``want``, whole and over each of
-    ``slabs`` (``edge_slabs``): trust the plan, or refuse the problem with a warning.  Returns
-    whether they agreed."""
+def judge(prob, tag, got, want, slabs=()):
+    """Compare a one-sided result ``got`` of problem ``prob`` (a params.ProblemKey) with the padded
+    copy's ``want``, whole and over each of ``slabs`` (``edge_slabs``): trust the plan, or refuse
+    the problem with a warning.  Returns whether they agreed."""
     err = max([relative_error(got, want)] + [relative_error(got[s], want[s]) for s in slabs])
-    limit = bound(str(want.dtype), allow_tf32)
+    limit = bound(str(want.dtype), prob.allow_tf32)
     if err <= limit:
         trust(prob, tag)
         return True
     why = ("plan %s gave relative error %.3g against the padded copy (bound %.3g)" % (tag, err, limit))
     refuse(prob, why)
     warnings.warn("cudnnconv: a tile with one-sided padding (%s %s, padding %s) disagreed with its padded copy: "
-                  "%s; this problem now runs from the copy" % (prob[0], prob[1], prob[5], why), RuntimeWarning,
+                  "%s; this problem now runs from the copy" % (prob.op, prob.input_shape, prob.padding, why),
+                  RuntimeWarning,
                   stacklevel=3)
     return False

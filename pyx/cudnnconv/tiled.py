@@ -276,6 +276,11 @@ def backward_data(run, gx, w, gy, tiles):
     return gx
 
 
+def part_is_zero(part):
+    """Whether a ``tiling.GradPart`` is read by no output: its run or its window is empty."""
+    return any(a == b for a, b in zip(part.run_lo, part.gx_hi)) or any(a == b for a, b in zip(part.gy_lo, part.gy_hi))
+
+
 def backward_data_parts(run, gx, w, gy, parts):
     """``gx`` (written whole) from ``tiling.input_gradient_parts``' parts, which partition it: each
     part's run is computed whole by ``run(gx_run, w, gy_window, pads, part)`` into ``gx_run`` (a
@@ -284,7 +289,7 @@ def backward_data_parts(run, gx, w, gy, parts):
     positions, which are zeroed first); returns ``gx``."""
     for p in parts:
         box = gx[_slices(p.gx_lo, p.gx_hi)]
-        if any(a == b for a, b in zip(p.run_lo, p.gx_hi)) or any(a == b for a, b in zip(p.gy_lo, p.gy_hi)):
+        if part_is_zero(p):
             fill(box, 0)                 # read by no output
             continue
         if p.run_lo != p.gx_lo:

@@ -151,6 +151,11 @@ def run(eng, op, plan, x, w, y, opts, z=None, bias=None, alpha=1.0):
             eng.ran_on(via.ENGINE)      # engine='auto': last_call() names the engine that ran
         return choice
 
+    def problem(xb, wb, pads):
+        """The one-sided engine's key of a tile (``params.make_key``, less the alignments)."""
+        return params.make_key(op, one.ENGINE, plan.device, params.cudnn_dtype(xb.dtype), xb.shape, wb.shape, layout,
+                               geom._replace(padding=params.tile_padding(pads)), opts)
+
     def checked(prob, result, run_one_sided, run_copy, slabs=()):
         """Write ``result`` by ``run_one_sided()`` where ``prob`` may run one-sided, checked against
         ``run_copy(into)`` the first time a plan runs it, whole and over ``slabs``
@@ -171,7 +176,7 @@ def run(eng, op, plan, x, w, y, opts, z=None, bias=None, alpha=1.0):
             return
         want = params.empty_in_layout(result.shape, result.dtype, layout)
         copy_choice = run_copy(want, record=False)
-        if not one_sided.judge(prob, tag, result, want, getattr(opts, "allow_tf32", False), slabs):
+        if not one_sided.judge(prob, tag, result, want, slabs):
             tiled.assign(result, want)
             choices[-1] = copy_choice   # what the result now comes from
 
@@ -194,7 +199,7 @@ def run(eng, op, plan, x, w, y, opts, z=None, bias=None, alpha=1.0):
                     return engine(xb, wb, into, record=record, **kw)
                 # a weight gradient is compared whole; an output tile over its one-sided edges too
                 slabs = () if wgrad else one_sided.edge_slabs(yb.shape, pads, reach)
-                return checked(one_sided.problem(op, xw, wb, yb, pads, geom, layout, opts, plan.device), result,
+                return checked(problem(xw, wb, pads), result,
                                lambda: engine(xw, wb, yb, params.tile_padding(pads), via=one, **kw), run_copy, slabs)
         engine(_padded(xw, pads, layout), wb, yb, **kw)
 
@@ -225,12 +230,10 @@ def run(eng, op, plan, x, w, y, opts, z=None, bias=None, alpha=1.0):
                 return engine(gx_run, w_, gy_window, pad)
 
             def run_copy(into, record=True):     # the padded run's gradient, its interior copied out
-                shape = into.shape[:2] + tuple(n + lo + hi for n, (lo, hi) in zip(into.shape[2:], pads))
-                gxb = params.empty_in_layout(shape, into.dtype, layout)
-                choice = engine(gxb, w_, gy_window, record=record)
-                tiled.assign(into, gxb[_interior(into.shape, pads)])
+                interior, choice = _padded_dgrad(engine, into.shape, pads, into.dtype, layout, w_, gy_window, record)
+                tiled.assign(into, interior)
                 return choice
-            checked(one_sided.problem(op, gx_run, w_, gy_window, pads, geom, layout, opts, plan.device), gx_run,
+            checked(problem(gx_run, w_, pads), gx_run,
                     lambda: engine(gx_run, w_, gy_window, pad, via=one), run_copy,
                     one_sided.edge_slabs(gx_run.shape, pads, reach))
 
@@ -266,7 +269,7 @@ def _parts_in_place(gx, gy, parts, layout):
     channels-last sample cut along its outermost spatial dim), so the parts need no copy at all;
     otherwise the sums over windows, which copy every window once anyway, are no slower."""
     for p in parts:
-        if any(a == b for a, b in zip(p.run_lo, p.gx_hi)) or any(a == b for a, b in zip(p.gy_lo, p.gy_hi)):
+        if tiled.part_is_zero(p):
             continue
         if not (_in_place(gx[tiled._slices(p.run_lo, p.gx_hi)], layout)
                 and _in_place(gy[tiled._slices(p.gy_lo, p.gy_hi)], layout)):
@@ -282,8 +285,14 @@ def _summed_dgrad(engine, gx, layout):
             engine(gxw, w_, _packed(gyt, layout), pad)
             return gxw
         # the padded window's gradient; tiled.backward_data reads its interior, a view
-        padded = shape[:2] + tuple(p + lo + hi for p, (lo, hi) in zip(shape[2:], pads))
-        gxb = params.empty_in_layout(padded, gx.dtype, layout)
-        engine(gxb, w_, _packed(gyt, layout))
-        return gxb[_interior(shape, pads)]
+        return _padded_dgrad(engine, shape, pads, gx.dtype, layout, w_, _packed(gyt, layout))[0]
     return dgrad
+
+
+def _padded_dgrad(engine, shape, pads, dtype, layout, w, gy, record=True):
+    """The input gradient of a window of ``shape`` with padding ``pads``, computed with none into a
+    buffer padded by them: (a view of the buffer's interior, the engine's choice)."""
+    padded = shape[:2] + tuple(n + lo + hi for n, (lo, hi) in zip(shape[2:], pads))
+    gxb = params.empty_in_layout(padded, dtype, layout)
+    choice = engine(gxb, w, gy, record=record)
+    return gxb[_interior(shape, pads)], choice

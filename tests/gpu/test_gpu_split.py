@@ -297,7 +297,7 @@ def test_channels_last_tiles_run_on_views_with_one_sided_padding(engine, dtype, 
         assert "assign" in calls and not any(engine_sizes.one_sided)
         return
     print("one-sided problems refused (%s): %s" % (dtype, one_sided._refused or "none"))
-    refused = {prob[0] for prob in one_sided._refused}
+    refused = {prob.op for prob in one_sided._refused}
     ran = {op for op, _, _ in engine_sizes}
     for op in ran - refused:
         assert all(o for (o_, _, _), o in zip(engine_sizes, engine_sizes.one_sided) if o_ == op), op
