@@ -21,7 +21,11 @@
 #        suite that does not run them),
 #        SUITE_PATHS (what the suite phase collects, default "tests"; to run the suite in two
 #        calls where one does not fit a call's time: SUITE_PATHS=tests/gpu, then
-#        SUITE_PATHS="tests --ignore=tests/gpu").
+#        SUITE_PATHS="tests --ignore=tests/gpu"),
+#        SHARD=K/N (the suite phase runs the K-th of N interleaved shares of what it collects,
+#        tools/pytest_shard.py: tests/gpu alone no longer fits a ten-minute call, so three calls:
+#        SUITE_PATHS=tests/gpu SHARD=0/2 SPLIT=0 STRESS=0, then SHARD=1/2 SPLIT=0, then
+#        SUITE_PATHS="tests --ignore=tests/gpu" STRESS=0).
 set -u
 set -o pipefail
 
@@ -101,10 +105,16 @@ else
     export PYTHONPATH="$ROOT/pyx${PYTHONPATH:+:$PYTHONPATH}"
     python3 -c "import cudnnconv, json; print(cudnnconv.__file__); print(json.dumps(cudnnconv.build_info(), default=str))" \
         2>&1 | tee -a "$OUT/env.txt"
-    echo "=== pytest tests (CPU + GPU) ==="
+    echo "=== pytest tests (CPU + GPU)${SHARD:+, share $SHARD} ==="
+    SHARD_ARGS=""
+    if [ -n "${SHARD:-}" ]; then
+        SHARD_ARGS="-p pytest_shard"
+        export CUDNNCONV_TEST_SHARD="$SHARD"
+        export PYTHONPATH="$PYTHONPATH:$ROOT/tools"
+    fi
     # shellcheck disable=SC2086
     timeout "${SUITE_TIMEOUT:-390}" python3 -m pytest ${SUITE_PATHS:-tests} -q -ra -p no:cacheprovider --durations=20 \
-        -m "not stress" --junitxml="$OUT/junit.xml" ${PYTEST_ARGS:-} 2>&1 \
+        -m "not stress" --junitxml="$OUT/junit.xml" $SHARD_ARGS ${PYTEST_ARGS:-} 2>&1 \
         | tee "$OUT/gpu_suite.log"
     SUITE_RC=$?
     if [ $SUITE_RC -eq 0 ]; then phase suite ok "$(last_summary "$OUT/gpu_suite.log")"
