@@ -1199,7 +1199,7 @@ def test_on_an_engine_with_one_sided_padding_every_tile_runs_on_views(monkeypatc
                 assert (checks > 0) == (pad > 0) and checks <= sum(one_sided) // 2, (op, checks, one_sided)
             else:
                 assert copies == [] and all(shared) and (sum(one_sided) > 0) == (pad > 0), (op, copies, shared)
-    assert not fresh_verdicts._refused
+    assert not fresh_verdicts.verdicts()[1]
 
 
 def test_a_one_sided_plan_that_disagrees_is_refused_and_its_result_replaced(monkeypatch, fresh_verdicts):
@@ -1232,7 +1232,8 @@ def test_a_one_sided_plan_that_disagrees_is_refused_and_its_result_replaced(monk
         got, want, _ = _run_op(op, plan, eng, x, w, gy, lay, (1, 2, 16, 4), 1, pads)
         numpy.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-11)
         assert not any(params.one_sided(p) for p in eng.paddings), op       # refused: straight to the copy
-    assert len(fresh_verdicts._refused) == 6 and not fresh_verdicts._trusted   # two edge tiles, three ops
+    trusted, refused = fresh_verdicts.verdicts()
+    assert len(refused) == 6 and not trusted   # two edge tiles, three ops
 
 
 def test_relative_error_and_bounds():
@@ -1331,4 +1332,9 @@ def test_a_padding_error_on_the_edge_planes_of_a_long_tile_is_caught(fresh_verdi
         assert not fresh_verdicts.judge(key, "t", got, want, slabs)
     near = (want.astype(numpy.float32) * (1 + 2e-3)).astype(numpy.float16)           # a rounding or two apart
     assert fresh_verdicts.judge(key._replace(device=1), "t", near, want, slabs)
+    trusted, refused = fresh_verdicts.verdicts()
+    assert trusted == {key._replace(device=1): frozenset({"t"})}
+    assert list(refused) == [key] and refused[key].startswith("plan t gave relative error 0.1")
+    refused.clear()                                                                 # a copy
+    assert fresh_verdicts.refused(key) and fresh_verdicts.trusted(key._replace(device=1), "t")
     assert fresh_verdicts.edge_slabs(got.shape, ((1, 1), (0, 0)), (3, 3)) == []    # symmetric: no edge

@@ -173,8 +173,9 @@ def main():
         res["backward_input"]["crop_rel_error"] <= res["tolerance_float16"] and \
         res["backward_weight"]["rel_error"] <= res["tolerance_float16"]
     from cudnnconv import one_sided
-    res["one_sided_trusted"] = sorted("%s %s %s" % (p.op, p.input_shape, p.padding) for p in one_sided._trusted)
-    res["one_sided_refused"] = {"%s %s %s" % (p.op, p.input_shape, p.padding): why for p, why in one_sided._refused.items()}
+    trusted, refused = one_sided.verdicts()
+    res["one_sided_trusted"] = sorted("%s %s %s" % (p.op, p.input_shape, p.padding) for p in trusted)
+    res["one_sided_refused"] = {"%s %s %s" % (p.op, p.input_shape, p.padding): why for p, why in refused.items()}
     res["wall_s"] = round(time.time() - t0, 1)
     print(json.dumps(res, indent=1))
     with open(a.out, "w") as f:

@@ -64,6 +64,12 @@ def refuse(prob, why):
     _trusted.pop(prob, None)
 
 
+def verdicts():
+    """``(trusted, refused)``: copies of the verdicts so far, {problem: frozenset of the plan tags
+    that agreed} and {problem: why it was refused}."""
+    return {p: frozenset(t) for p, t in _trusted.items()}, dict(_refused)
+
+
 def forget():
     """Forget every verdict (``cudnnconv.clear_cache`` forgets the plans they were about)."""
     _trusted.clear()

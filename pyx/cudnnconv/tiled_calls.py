@@ -113,12 +113,6 @@ def _in_place(a, layout):
     return ptr % 16 == 0 and params.has_layout(a, layout)
 
 
-def _symmetric(pads):
-    """The tile's padding as a convolution's (one int per dim) where it is the same before and
-    after in every dim (an inner tile, or any tile of a dim without padding), else None."""
-    return tuple(lo for lo, _ in pads) if all(lo == hi for lo, hi in pads) else None
-
-
 def _interior(shape, pads):
     return (slice(None), slice(None)) + tuple(slice(lo, lo + s) for s, (lo, _) in zip(shape[2:], pads))
 
@@ -151,10 +145,11 @@ def run(eng, op, plan, x, w, y, opts, z=None, bias=None, alpha=1.0):
             eng.ran_on(via.ENGINE)      # engine='auto': last_call() names the engine that ran
         return choice
 
-    def problem(xb, wb, pads):
-        """The one-sided engine's key of a tile (``params.make_key``, less the alignments)."""
+    def problem(xb, wb, pad):
+        """The one-sided engine's key of a tile with padding ``pad`` (``params.make_key``, less the
+        alignments)."""
         return params.make_key(op, one.ENGINE, plan.device, params.cudnn_dtype(xb.dtype), xb.shape, wb.shape, layout,
-                               geom._replace(padding=params.tile_padding(pads)), opts)
+                               geom._replace(padding=pad), opts)
 
     def checked(prob, result, run_one_sided, run_copy, slabs=()):
         """Write ``result`` by ``run_one_sided()`` where ``prob`` may run one-sided, checked against
@@ -185,8 +180,8 @@ def run(eng, op, plan, x, w, y, opts, z=None, bias=None, alpha=1.0):
         packed and aligned and the padding symmetric, or one-sided (checked) on an engine that
         takes that; else a padded copy of the window run with none."""
         if _in_place(xw, layout):
-            pad = _symmetric(pads)
-            if pad is not None:
+            pad = params.tile_padding(pads)     # ints where the same before and after in every dim
+            if not params.one_sided(pad):
                 return engine(xw, wb, yb, pad, **kw)
             if one is not None:
                 wgrad = op == "backward_filter"         # the result: the weight's part, else y's tile
@@ -199,8 +194,8 @@ def run(eng, op, plan, x, w, y, opts, z=None, bias=None, alpha=1.0):
                     return engine(xb, wb, into, record=record, **kw)
                 # a weight gradient is compared whole; an output tile over its one-sided edges too
                 slabs = () if wgrad else one_sided.edge_slabs(yb.shape, pads, reach)
-                return checked(problem(xw, wb, pads), result,
-                               lambda: engine(xw, wb, yb, params.tile_padding(pads), via=one, **kw), run_copy, slabs)
+                return checked(problem(xw, wb, pad), result, lambda: engine(xw, wb, yb, pad, via=one, **kw),
+                               run_copy, slabs)
         engine(_padded(xw, pads, layout), wb, yb, **kw)
 
     if op in ("forward", "fused"):
@@ -233,7 +228,7 @@ def run(eng, op, plan, x, w, y, opts, z=None, bias=None, alpha=1.0):
                 interior, choice = _padded_dgrad(engine, into.shape, pads, into.dtype, layout, w_, gy_window, record)
                 tiled.assign(into, interior)
                 return choice
-            checked(problem(gx_run, w_, pads), gx_run,
+            checked(problem(gx_run, w_, pad), gx_run,
                     lambda: engine(gx_run, w_, gy_window, pad, via=one), run_copy,
                     one_sided.edge_slabs(gx_run.shape, pads, reach))
 
@@ -279,8 +274,8 @@ def _parts_in_place(gx, gy, parts, layout):
 
 def _summed_dgrad(engine, gx, layout):
     def dgrad(shape, w_, gyt, pads, tile):
-        pad = _symmetric(pads)
-        if pad is not None:             # the window's gradient, with its padding
+        pad = params.tile_padding(pads)
+        if not params.one_sided(pad):   # the window's gradient, with its padding
             gxw = params.empty_in_layout(shape, gx.dtype, layout)
             engine(gxw, w_, _packed(gyt, layout), pad)
             return gxw
